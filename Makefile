@@ -1,0 +1,44 @@
+# modelcanary: the two commands a newcomer types are `make demo` and `make test`.
+# Every target that needs Python depends on `setup`, which builds .venv once.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed
+REPO   ?= model_repo
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint demo bench model-repo clean
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## create .venv and install modelcanary with its dependencies
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: setup ## run the test suite
+	$(PY) -m pytest -q
+
+lint: setup ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/mypy
+
+model-repo: setup ## build the example model repository (digits v1 and v2) in $(REPO)
+	$(BIN)/modelcanary examples build --repo $(REPO)
+
+demo: model-repo ## build the example repository and show what is in it
+	$(BIN)/modelcanary repo list --repo $(REPO)
+	$(BIN)/modelcanary repo verify --repo $(REPO)
+
+bench: setup ## measure export and verification time of the example model
+	$(PY) benchmarks/bench_export.py
+
+clean: ## remove the virtual environment, built repositories and caches
+	rm -rf $(VENV) $(REPO) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""modelcanary: serving and canary rollouts for ML models on Triton, KServe and Prometheus."""
+
+__version__ = "0.1.0"

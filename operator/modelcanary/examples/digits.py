@@ -1,0 +1,114 @@
+"""The demo's model: a digit classifier trained in seconds on scikit-learn's digits.
+
+The data set ships inside scikit-learn (8x8 images, 1,797 samples), so nothing is
+downloaded. Version 1 is a short training run; version 2 is retrained longer from
+another seed. Both have the signature `pixels:fp32:64 -> logits:fp32:10`, and both are
+exported through `modelcanary export` with held-out digits as golden samples.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+from modelcanary.exporter import ExportRequest, ExportResult, export
+from modelcanary.model_config import ServingOptions
+from modelcanary.tensorspec import parse_input_spec
+
+NAME = "digits"
+INPUT = "pixels:fp32:64"
+OUTPUT = "logits"
+FACTORY = "modelcanary.examples.digits:classifier"
+HOLDOUT = 360
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one version is trained."""
+
+    version: int
+    seed: int
+    epochs: int
+
+
+RECIPES = (Recipe(version=1, seed=1, epochs=60), Recipe(version=2, seed=2, epochs=200))
+
+
+def classifier() -> nn.Module:
+    """The architecture shared by every version: 64 pixels -> 64 hidden -> 10 logits."""
+    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def dataset() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Train and held-out split, pixels scaled to [0, 1], in a fixed order."""
+    digits = load_digits()
+    pixels = (digits.data / 16.0).astype(np.float32)
+    labels = digits.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(labels))
+    pixels, labels = pixels[order], labels[order]
+    return pixels[HOLDOUT:], labels[HOLDOUT:], pixels[:HOLDOUT], labels[:HOLDOUT]
+
+
+def train(recipe: Recipe) -> tuple[dict[str, torch.Tensor], float]:
+    """Train one version; return its state dict and its held-out accuracy."""
+    train_x, train_y, test_x, test_y = dataset()
+    torch.manual_seed(recipe.seed)
+    model = classifier()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.from_numpy(train_x), torch.from_numpy(train_y)
+    for _ in range(recipe.epochs):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(test_x)).argmax(dim=1).numpy()
+    return model.state_dict(), float((predicted == test_y).mean())
+
+
+def build(
+    repo: Path, force: bool = False, say: Callable[[str], None] = print
+) -> list[ExportResult]:
+    """Train and export every version that the repository does not have yet."""
+    results = []
+    _, _, test_x, _ = dataset()
+    with tempfile.TemporaryDirectory(prefix="modelcanary-digits-") as work:
+        samples = Path(work) / "samples.npz"
+        np.savez(samples, pixels=test_x)
+        for recipe in RECIPES:
+            if (repo / NAME / str(recipe.version)).exists() and not force:
+                say(f"{NAME}:{recipe.version} is already in {repo}; skipped (--force rebuilds)")
+                continue
+            state, accuracy = train(recipe)
+            weights = Path(work) / f"digits-v{recipe.version}.pt"
+            torch.save(state, weights)
+            say(f"trained {NAME}:{recipe.version}: held-out accuracy {accuracy:.3f}")
+            request = ExportRequest(
+                model=FACTORY,
+                name=NAME,
+                inputs=(parse_input_spec(INPUT),),
+                output_names=(OUTPUT,),
+                weights=weights,
+                version=recipe.version,
+                options=ServingOptions(
+                    max_batch_size=32,
+                    dynamic_batching=True,
+                    preferred_batch_sizes=(8, 16, 32),
+                    max_queue_delay_us=500,
+                ),
+                repo=repo,
+                golden_samples=32,
+                samples_file=samples,
+                labels={"accuracy": f"{accuracy:.4f}", "epochs": str(recipe.epochs)},
+                force=force,
+            )
+            results.append(export(request, say))
+    return results

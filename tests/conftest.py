@@ -1,0 +1,54 @@
+"""Shared fixtures: repository snapshots and the CLI run in-process."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from modelcanary.cli import main
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run `modelcanary ARGS...` in-process from the project root (so `tests.*` imports)."""
+    monkeypatch.chdir(PROJECT)
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors and --help
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under root, and every directory, by relative path."""
+    if not root.exists():
+        return {}
+    state: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        relative = str(path.relative_to(root))
+        state[relative] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return state
+
+
+def staging_leftovers(root: Path) -> list[str]:
+    """Staging directories an export left beside the repository."""
+    return [p.name for p in root.resolve().parent.iterdir() if ".staging-" in p.name]
