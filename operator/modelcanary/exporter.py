@@ -60,7 +60,7 @@ class ExportRequest:
     output_names: tuple[str, ...] = ()
     weights: Path | None = None
     version: int | None = None
-    options: ServingOptions = ServingOptions()
+    options: ServingOptions = field(default_factory=ServingOptions)
     repo: Path = Path("model_repo")
     golden_samples: int = 32
     samples_file: Path | None = None
@@ -159,7 +159,8 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
 
     files = _version_files(request, version, signature, onnx_bytes, inputs, expected, report)
     path = repo.publish(request.name, files, request.force)
-    say(f"wrote {path} ({len(onnx_bytes) / 1024:.1f} KiB model, {request.golden_samples} golden samples)")
+    size = len(onnx_bytes) / 1024
+    say(f"wrote {path} ({size:.1f} KiB model, {request.golden_samples} golden samples)")
     return ExportResult(request.name, version, path, signature, report)
 
 
@@ -191,9 +192,7 @@ def _output_names(requested: Sequence[str], count: int) -> tuple[str, ...]:
 def _check_declared_inputs(signature: Signature, declared: Sequence[TensorSpec]) -> None:
     for got, want in zip(signature.inputs, declared, strict=True):
         if got.dtype != want.dtype or got.dims != want.dims:
-            raise UsageError(
-                f"--input {want.describe()}: the exported graph has {got.describe()}"
-            )
+            raise UsageError(f"--input {want.describe()}: the exported graph has {got.describe()}")
 
 
 def _check_same_signature(
@@ -218,7 +217,7 @@ def _version_files(
     report: ParityReport,
 ) -> VersionFiles:
     golden = io.BytesIO()
-    np.savez_compressed(golden, **golden_arrays(inputs, expected))
+    np.savez_compressed(golden, allow_pickle=False, **golden_arrays(inputs, expected))
     golden_bytes = golden.getvalue()
     config = model_config.build_config(request.name, signature, request.options, None)
     pinned = model_config.build_config(request.name, signature, request.options, [version])

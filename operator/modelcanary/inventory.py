@@ -35,7 +35,9 @@ def inventory(repo: ModelRepository) -> list[VersionRow]:
             try:
                 manifest = repo.read_manifest(model, version)
             except ModelcanaryError as exc:
-                rows.append(VersionRow(model, version, "?", None, "?", "?", None, None, size, str(exc)))
+                rows.append(
+                    VersionRow(model, version, "?", None, "?", "?", None, None, size, str(exc))
+                )
                 continue
             data = manifest.data
             rows.append(
@@ -58,8 +60,17 @@ def inventory(repo: ModelRepository) -> list[VersionRow]:
 
 
 def render_table(rows: list[VersionRow]) -> str:
-    header = ("MODEL", "VERSION", "SIGNATURE", "MAX BATCH", "EXPORTED", "TORCH", "OPSET",
-              "MAX ABS ERR", "SIZE")
+    header = (
+        "MODEL",
+        "VERSION",
+        "SIGNATURE",
+        "MAX BATCH",
+        "EXPORTED",
+        "TORCH",
+        "OPSET",
+        "MAX ABS ERR",
+        "SIZE",
+    )
     table: list[tuple[str, ...]] = [header]
     for r in rows:
         table.append(

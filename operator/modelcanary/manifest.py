@@ -98,7 +98,9 @@ def read_manifest(path: Path, model: str, version: int) -> Manifest:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UsageError(f"{path}: no manifest (was this version exported by modelcanary?)") from None
+        raise UsageError(
+            f"{path}: no manifest (was this version exported by modelcanary?)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: not a readable manifest: {one_line(exc)}") from None
     for key in ("format", "files", "signature", "parity"):

@@ -37,49 +37,40 @@ class Signature:
         outs = ", ".join(s.describe() for s in self.outputs)
         return f"{ins} -> {outs}"
 
-    def differences(self, other: Signature) -> list[str]:
+    def differences(
+        self, other: Signature, mine: str = "this export", theirs: str = "the existing config"
+    ) -> list[str]:
         """Human-readable differences from `other` (empty when the two are the same)."""
         problems: list[str] = []
         if self.batched != other.batched:
             problems.append(
-                f"batching: {_batching(other.batched)} in the existing config, "
-                f"{_batching(self.batched)} in this export"
+                f"batching: {_batching(other.batched)} in {theirs}, "
+                f"{_batching(self.batched)} in {mine}"
             )
-        for kind, mine, theirs in (
+        for kind, new, old in (
             ("input", self.inputs, other.inputs),
             ("output", self.outputs, other.outputs),
         ):
-            problems.extend(_tensor_differences(kind, mine, theirs))
+            new_names, old_names = [t.name for t in new], [t.name for t in old]
+            if new_names != old_names:
+                problems.append(f"{kind}s: {old_names} in {theirs}, {new_names} in {mine}")
+                continue
+            for a, b in zip(new, old, strict=True):
+                if a.dtype != b.dtype:
+                    problems.append(
+                        f"{kind} {a.name!r}: dtype {b.dtype.name} in {theirs}, "
+                        f"{a.dtype.name} in {mine}"
+                    )
+                if a.dims != b.dims:
+                    problems.append(
+                        f"{kind} {a.name!r}: dims {format_dims(b.dims)} in {theirs}, "
+                        f"{format_dims(a.dims)} in {mine}"
+                    )
         return problems
 
 
 def _batching(batched: bool) -> str:
     return "batched (max_batch_size > 0)" if batched else "not batched (max_batch_size 0)"
-
-
-def _tensor_differences(
-    kind: str, mine: tuple[TensorSpec, ...], theirs: tuple[TensorSpec, ...]
-) -> list[str]:
-    problems: list[str] = []
-    their_names = [t.name for t in theirs]
-    my_names = [t.name for t in mine]
-    if my_names != their_names:
-        problems.append(
-            f"{kind}s: {their_names} in the existing config, {my_names} in this export"
-        )
-        return problems
-    for new, old in zip(mine, theirs, strict=True):
-        if new.dtype != old.dtype:
-            problems.append(
-                f"{kind} {new.name!r}: dtype {old.dtype.name} in the existing config, "
-                f"{new.dtype.name} in this export"
-            )
-        if new.dims != old.dims:
-            problems.append(
-                f"{kind} {new.name!r}: dims {format_dims(old.dims)} in the existing config, "
-                f"{format_dims(new.dims)} in this export"
-            )
-    return problems
 
 
 @dataclass(frozen=True)
@@ -126,9 +117,7 @@ class ServingOptions:
                     "tensorrt:fp16"
                 )
             if self.kind != "gpu":
-                raise UsageError(
-                    "--accelerator tensorrt runs on GPU instances: add --kind gpu"
-                )
+                raise UsageError("--accelerator tensorrt runs on GPU instances: add --kind gpu")
 
 
 def build_config(
@@ -188,7 +177,7 @@ def _set_dims(tensor: mc.ModelInput | mc.ModelOutput, spec: TensorSpec) -> None:
 
 def render(config: mc.ModelConfig) -> str:
     """The config in protobuf text format, as Triton reads it from config.pbtxt."""
-    return HEADER + text_format.MessageToString(config)
+    return HEADER + str(text_format.MessageToString(config))
 
 
 def parse(text: str, source: str) -> mc.ModelConfig:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -27,12 +29,11 @@ def load_model(reference: str, weights: Path | None) -> torch.nn.Module:
     return model.eval()
 
 
-def _import_callable(reference: str) -> object:
+def _import_callable(reference: str) -> Callable[[], object]:
     module_name, sep, attribute = reference.partition(":")
     if not sep or not module_name or not attribute:
         raise UsageError(
-            f"--model {reference!r} is not PKG.MODULE:CALLABLE "
-            "(e.g. modelcanary.examples.zoo:mlp)"
+            f"--model {reference!r} is not PKG.MODULE:CALLABLE (e.g. modelcanary.examples.zoo:mlp)"
         )
     # Like `python -m`, models in the current directory are importable.
     cwd = str(Path.cwd())
@@ -49,14 +50,14 @@ def _import_callable(reference: str) -> object:
         raise UsageError(
             f"--model {reference}: importing {module_name!r} failed: {one_line(exc)}"
         ) from None
-    factory = module
+    factory: object = module
     for part in attribute.split("."):
         if not hasattr(factory, part):
             raise UsageError(f"--model {reference}: {module_name!r} has no attribute {part!r}")
         factory = getattr(factory, part)
     if not callable(factory):
         raise UsageError(f"--model {reference}: {attribute!r} is not callable")
-    return factory
+    return cast(Callable[[], object], factory)
 
 
 def _load_weights(model: torch.nn.Module, weights: Path) -> None:

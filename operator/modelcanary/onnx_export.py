@@ -64,23 +64,64 @@ def export_onnx(
                 args,
                 dynamo=True,
                 input_names=[s.name for s in inputs],
-                output_names=list(output_names),
                 dynamic_shapes=dynamic_shapes,
                 opset_version=opset,
                 verbose=False,
                 optimize=True,
             )
         except Exception as exc:
-            raise UsageError(f"torch cannot export the model to ONNX: {_export_cause(exc)}") from None
+            raise UsageError(
+                f"torch cannot export the model to ONNX: {_export_cause(exc)}"
+            ) from None
     if program is None:  # only the legacy exporter returns None
         raise UsageError("torch returned no ONNX program")
     proto = program.model_proto
     proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
+    name_outputs(proto, output_names)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
-        raise VerificationError(f"onnx.checker rejects the exported graph: {one_line(exc)}") from None
+        raise VerificationError(
+            f"onnx.checker rejects the exported graph: {one_line(exc)}"
+        ) from None
     return proto
+
+
+def name_outputs(proto: onnx.ModelProto, names: Sequence[str]) -> None:
+    """Give the graph's outputs the requested names through Identity nodes.
+
+    Done after export rather than by the exporter, which refuses names for outputs that
+    are also used inside the graph (an embedding returned next to a score, say) or the
+    same tensor returned twice.
+    """
+    graph = proto.graph
+    if len(graph.output) != len(names):
+        raise UsageError(
+            f"{len(names)} --output name(s) given, but the graph has {len(graph.output)} output(s)"
+        )
+    taken = {v for node in graph.node for v in (*node.input, *node.output)}
+    taken |= {v.name for v in graph.input} | {i.name for i in graph.initializer}
+    for index, (value, name) in enumerate(zip(graph.output, names, strict=True)):
+        if value.name == name:
+            continue
+        if name in taken:
+            _rename_value(graph, name, f"{name}__internal")
+        graph.node.append(
+            onnx.helper.make_node(
+                "Identity", [value.name], [name], name=f"modelcanary_output_{index}"
+            )
+        )
+        value.name = name
+
+
+def _rename_value(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename one value everywhere in a graph: node inputs and outputs, value_info, outputs."""
+    for node in graph.node:
+        node.input[:] = [new if v == old else v for v in node.input]
+        node.output[:] = [new if v == old else v for v in node.output]
+    for info in (*graph.value_info, *graph.output):
+        if info.name == old:
+            info.name = new
 
 
 def _dynamic_shapes(
@@ -111,7 +152,9 @@ def graph_signature(proto: onnx.ModelProto, batched: bool) -> Signature:
         result = []
         for value in values:
             tensor_type = value.type.tensor_type
-            shape = [d.dim_value if d.HasField("dim_value") else VARIABLE for d in tensor_type.shape.dim]
+            shape = [
+                d.dim_value if d.HasField("dim_value") else VARIABLE for d in tensor_type.shape.dim
+            ]
             if batched:
                 if not shape or shape[0] != VARIABLE:
                     raise UsageError(
@@ -120,7 +163,9 @@ def graph_signature(proto: onnx.ModelProto, batched: bool) -> Signature:
                         "or make the model keep the batch axis"
                     )
                 shape = shape[1:]
-            result.append(TensorSpec(value.name, dtype_by_onnx(tensor_type.elem_type), tuple(shape)))
+            result.append(
+                TensorSpec(value.name, dtype_by_onnx(tensor_type.elem_type), tuple(shape))
+            )
         return tuple(result)
 
     return Signature(

@@ -129,6 +129,7 @@ def make_golden_inputs(
     for spec in inputs:
         shape = (count, *(VARIABLE_DIM_SAMPLE if d == VARIABLE else d for d in spec.dims))
         kind = np.dtype(spec.dtype.numpy).kind
+        array: np.ndarray
         if kind == "f":
             array = rng.standard_normal(shape)
         elif kind == "b":
@@ -214,7 +215,7 @@ def parity_batch_sizes(max_batch_size: int, samples: int) -> list[int | None]:
     sizes = {1, largest}
     if largest > 3:
         sizes.add(3)
-    return sorted(sizes)
+    return list(sorted(sizes))
 
 
 def check_parity(
@@ -244,10 +245,10 @@ def golden_arrays(
     return arrays
 
 
-def split_golden(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def split_golden(
+    arrays: dict[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Inverse of `golden_arrays`."""
     inputs = {k[len(INPUT_PREFIX) :]: v for k, v in arrays.items() if k.startswith(INPUT_PREFIX)}
-    outputs = {
-        k[len(OUTPUT_PREFIX) :]: v for k, v in arrays.items() if k.startswith(OUTPUT_PREFIX)
-    }
+    outputs = {k[len(OUTPUT_PREFIX) :]: v for k, v in arrays.items() if k.startswith(OUTPUT_PREFIX)}
     return inputs, outputs

@@ -69,9 +69,7 @@ def dtype_by_name(name: str) -> DType:
     try:
         return DTYPES[name.lower()]
     except KeyError:
-        raise UsageError(
-            f"unknown dtype {name!r}; use one of: {', '.join(DTYPES)}"
-        ) from None
+        raise UsageError(f"unknown dtype {name!r}; use one of: {', '.join(DTYPES)}") from None
 
 
 def dtype_by_onnx(elem_type: int) -> DType:

@@ -111,9 +111,9 @@ def _check_configs(repo: ModelRepository, manifest: Manifest, check: VersionChec
             continue
         if config.name != manifest.model:
             check.problems.append(f"{path.name} names model {config.name!r}")
-        problems = want.differences(model_config.signature_of(config))
+        label = str(path.relative_to(repo.model_dir(manifest.model)))
+        problems = want.differences(model_config.signature_of(config), "the manifest", label)
         if problems:
-            label = path.relative_to(repo.model_dir(manifest.model))
             check.problems.append(f"{label} does not match the manifest: {'; '.join(problems)}")
 
 

@@ -29,8 +29,9 @@ class ConvNet(nn.Module):
         self.head = nn.Linear(16, 10)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        pooled = self.features(image).mean(dim=(2, 3))
-        return self.head(pooled)
+        pooled: torch.Tensor = self.features(image).mean(dim=(2, 3))
+        logits: torch.Tensor = self.head(pooled)
+        return logits
 
 
 def convnet() -> nn.Module:
