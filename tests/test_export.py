@@ -327,3 +327,22 @@ def test_output_name_that_collides_with_an_internal_value(cli: Cli, tmp_path: Pa
     np.testing.assert_allclose(
         session.run(None, {"INPUT__0": x})[0], torch_run(zoo.mlp().eval(), x)[0], atol=1e-5
     )
+
+
+def test_sigterm_during_export_leaves_the_repository_as_it_was(seeded_repo: Path) -> None:
+    """A real process, terminated while it exports: it exits 130 and changes nothing."""
+    before = snapshot(seeded_repo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelcanary", "export", "--model", "modelcanary.examples.zoo:mlp",
+         "--name", "m", "--input", "INPUT__0:fp32:64", "--repo", str(seeded_repo),
+         "--golden-samples", "4", "--version", "1", "--force"],
+        cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("exporting")  # inside the export now
+    process.terminate()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted; nothing was changed" in err
+    assert snapshot(seeded_repo) == before
+    assert staging_leftovers(seeded_repo) == []

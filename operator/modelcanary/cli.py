@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
 from modelcanary import __version__
@@ -55,6 +58,11 @@ def _label(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     return key, value
+
+
+def _say(line: str) -> None:
+    """Progress on stdout, flushed so that piped logs show it as it happens."""
+    print(line, flush=True)
 
 
 def _add_export(commands: argparse._SubParsersAction[_Parser]) -> None:
@@ -192,7 +200,7 @@ def _run_export(args: argparse.Namespace) -> int:
         labels=dict(args.labels),
         force=args.force,
     )
-    result = export(request)
+    result = export(request, say=_say)
     print(f"exported {result.name}:{result.version}  {result.signature.describe()}")
     return 0
 
@@ -259,7 +267,7 @@ def _add_examples(commands: argparse._SubParsersAction[_Parser]) -> None:
 def _run_examples_build(args: argparse.Namespace) -> int:
     from modelcanary.examples import digits
 
-    digits.build(args.repo, force=args.force)
+    digits.build(args.repo, force=args.force, say=_say)
     return 0
 
 
@@ -275,10 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM takes the same path as Ctrl-C, so a terminated export rolls back too."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code."""
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         return handler(args)
     except ModelcanaryError as exc:

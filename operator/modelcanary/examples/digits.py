@@ -1,9 +1,10 @@
 """The demo's model: a digit classifier trained in seconds on scikit-learn's digits.
 
 The data set ships inside scikit-learn (8x8 images, 1,797 samples), so nothing is
-downloaded. Version 1 is a short training run; version 2 is retrained longer from
-another seed. Both have the signature `pixels:fp32:64 -> logits:fp32:10`, and both are
-exported through `modelcanary export` with held-out digits as golden samples.
+downloaded. Version 1 is a short training run (about 91% held-out accuracy); version 2
+is retrained longer from another seed (about 98%). Both have the signature
+`pixels:fp32:64 -> logits:fp32:10`, and both are exported through `modelcanary export`
+with held-out digits as golden samples.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Recipe:
     epochs: int
 
 
-RECIPES = (Recipe(version=1, seed=1, epochs=60), Recipe(version=2, seed=2, epochs=200))
+RECIPES = (Recipe(version=1, seed=1, epochs=15), Recipe(version=2, seed=2, epochs=200))
 
 
 def classifier() -> nn.Module:
