@@ -1,0 +1,1 @@
+"""One module per `modelcanary` command; each has `add(commands)` that registers it."""
