@@ -14,12 +14,13 @@ REPO   ?= model_repo
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) ## create .venv and install modelcanary with its dependencies
+setup: $(STAMP) ## create .venv, install modelcanary and its dependencies, and Triton
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/modelcanary triton install
 	touch $(STAMP)
 
 test: setup ## run the test suite

@@ -40,6 +40,19 @@ def cli(
     return run
 
 
+@pytest.fixture(scope="session")
+def digits_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example repository (digits versions 1 and 2), built once per session.
+
+    Read-only: tests that change it work on a copy (`shutil.copytree`)."""
+    from modelcanary.examples import digits
+
+    repo = tmp_path_factory.mktemp("digits") / "model_repo"
+    results = digits.build(repo, say=lambda line: None)
+    assert [r.version for r in results] == [1, 2]
+    return repo
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """sha256 of every file under root, and every directory, by relative path."""
     if not root.exists():

@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 import pytest
 
-from modelcanary.examples import digits
 from modelcanary.manifest import sha256_file
 from tests.conftest import CliResult, snapshot
 
@@ -19,18 +18,10 @@ pytestmark = pytest.mark.slow
 Cli = Callable[..., CliResult]
 
 
-@pytest.fixture(scope="module")
-def built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("digits") / "model_repo"
-    results = digits.build(repo, say=lambda line: None)
-    assert [r.version for r in results] == [1, 2]
-    return repo
-
-
 @pytest.fixture
-def repo(built_once: Path, tmp_path: Path) -> Path:
+def repo(digits_repo: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "model_repo"
-    shutil.copytree(built_once, copy)
+    shutil.copytree(digits_repo, copy)
     return copy
 
 

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
             "metrics": endpoints.metrics,
             "faults_dir": str((run_dir / "faults").resolve()),
             "log": str(server.log_path),
+            "pid": server.process.pid if server.process else None,
+            "shm_prefix": server.shm_prefix,
         }
         (run_dir / "serve.json").write_text(json.dumps(state, indent=2) + "\n")
         versions = ", ".join(map(str, args.versions))
