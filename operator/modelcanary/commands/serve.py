@@ -24,8 +24,13 @@ def add(commands: Commands) -> None:
     )
     p.add_argument("--repo", type=Path, default=Path("model_repo"))
     p.add_argument("--model", required=True, help="model name in the repository")
-    p.add_argument("--versions", type=int_list, required=True, metavar="N,...",
-                   help="versions to load side by side, e.g. 1,2")  # fmt: skip
+    p.add_argument(
+        "--versions",
+        type=int_list,
+        required=True,
+        metavar="N,...",
+        help="versions to load side by side, e.g. 1,2",
+    )
     p.add_argument(
         "--run-dir",
         type=Path,

@@ -1,0 +1,139 @@
+"""`modelcanary gateway`: the traffic-splitting reverse proxy in front of Triton."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from pathlib import Path
+
+from modelcanary.commands.arguments import Commands, integer, number, say
+from modelcanary.errors import UsageError
+
+DEFAULT_TOKEN_FILE = Path(".modelcanary/gateway.token")
+
+
+def add(commands: Commands) -> None:
+    p = commands.add_parser(
+        "gateway",
+        help="split traffic between model versions (Open Inference Protocol proxy)",
+        description="Serve /v2/models/{m}/infer and send each request to one version by "
+        "weight, with per-version metrics on /metrics and an admin API for the weights. "
+        "Give either --config FILE or --model with --stable and --upstream.",
+    )
+    p.add_argument("--config", type=Path, help="YAML file with models, upstreams and limits")
+    p.add_argument("--model", help="model name")
+    p.add_argument("--stable", help="the stable version (gets all traffic unless --weights)")
+    p.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="VERSION=URL",
+        help="where a version is served, e.g. 2=http://127.0.0.1:8000; repeat",
+    )
+    p.add_argument("--weights", metavar="V=P,...", help="initial split, e.g. 1=90,2=10")
+    p.add_argument(
+        "--retry-on-refused",
+        action="store_true",
+        help="retry a request refused by a non-stable version once on stable",
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="address to listen on; port 0 picks a free one (default 127.0.0.1:8080)",
+    )
+    p.add_argument("--max-body-bytes", type=integer, help="largest request body (default 8 MiB)")
+    p.add_argument("--timeout", type=number, help="upstream timeout in seconds (default 30)")
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=DEFAULT_TOKEN_FILE,
+        help=f"bearer token of the admin API; created if missing (default {DEFAULT_TOKEN_FILE})",
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modelcanary.gateway.app import Gateway
+    from modelcanary.gateway.config import load_config, parse_config
+    from modelcanary.gateway.server import GatewayServer
+
+    if args.config is not None:
+        if args.model or args.upstream:
+            raise UsageError("give either --config or --model/--stable/--upstream, not both")
+        config = load_config(args.config)
+    else:
+        config = parse_config({"models": {_required(args.model, "--model"): _route(args)}}, "flags")
+    overrides = {}
+    if args.max_body_bytes is not None:
+        overrides["max_body_bytes"] = args.max_body_bytes
+    if args.timeout is not None:
+        overrides["upstream_timeout_s"] = args.timeout
+    if overrides:
+        config = parse_config({**config.model_dump(), **overrides}, "flags")
+    host, port = _listen(args.listen)
+    token = admin_token(args.admin_token_file)
+    server = GatewayServer(Gateway(config, token), host, port)
+    say(f"gateway listening on {server.url}")
+    for name, route in config.models.items():
+        weights = ", ".join(f"{v}={w}" for v, w in route.initial_weights().items())
+        say(f"  {name}: {weights} (stable {route.stable}); {server.url}/v2/models/{name}/infer")
+    say(f"  metrics  {server.url}/metrics")
+    say(f"  admin    {server.url}/admin/models (bearer token in {args.admin_token_file})")
+    server.run()
+    say("gateway stopped")
+    return 0
+
+
+def _required(value: str | None, flag: str) -> str:
+    if not value:
+        raise UsageError(f"{flag} is required without --config")
+    return value
+
+
+def _route(args: argparse.Namespace) -> dict[str, object]:
+    upstreams = {}
+    for item in args.upstream:
+        version, sep, url = item.partition("=")
+        if not sep or not version or not url:
+            raise UsageError(f"--upstream {item!r} is not VERSION=URL")
+        upstreams[version] = url
+    if not upstreams:
+        raise UsageError("--upstream VERSION=URL is required without --config")
+    route: dict[str, object] = {
+        "stable": _required(args.stable, "--stable"),
+        "upstreams": upstreams,
+        "retry_on_refused": args.retry_on_refused,
+    }
+    if args.weights:
+        weights = {}
+        for item in args.weights.split(","):
+            version, sep, percent = item.partition("=")
+            if not sep or not percent.strip().lstrip("-").isdigit():
+                raise UsageError(f"--weights {args.weights!r}: {item!r} is not VERSION=PERCENT")
+            weights[version.strip()] = int(percent)
+        route["weights"] = weights
+    return route
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"--listen {text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def admin_token(path: Path) -> str:
+    """The token in the file, or a new random one written there (mode 0600)."""
+    if path.is_file():
+        token = path.read_text().strip()
+        if not token:
+            raise UsageError(f"--admin-token-file {path} is empty")
+        return token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    return token

@@ -1,0 +1,1 @@
+"""The local traffic-splitting gateway: an Open Inference Protocol reverse proxy."""

@@ -1,0 +1,22 @@
+"""Metric names and buckets that other parts rely on: the gateway exports them, the
+Triton backend mirrors the buckets, and the alert rules query them."""
+
+from __future__ import annotations
+
+# Seconds; fine enough for a meaningful P99 from 1 ms to 10 s.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04,
+    0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0,
+    7.5, 10.0,
+)  # fmt: skip
+
+# The gateway, per model and version (labels: model, version[, code]).
+GATEWAY_REQUESTS = "modelcanary_gateway_requests"  # counter; exposed as ..._total
+GATEWAY_LATENCY = "modelcanary_gateway_request_duration_seconds"  # histogram
+GATEWAY_WEIGHT = "modelcanary_gateway_weight_percent"  # gauge: the share routed to a version
+
+# The local Triton backend (labels: model, version).
+BACKEND_LATENCY = "modelcanary_backend_request_duration_seconds"  # histogram
+
+# Response header naming the version that served a request; request header pinning one.
+VERSION_HEADER = "x-modelcanary-version"

@@ -1,0 +1,44 @@
+"""The traffic split table: validation and choice (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelcanary.errors import UsageError
+from modelcanary.gateway.weights import WeightTable
+
+
+def test_choice_follows_the_cumulative_split() -> None:
+    table = WeightTable.parse({"1": 90, "2": 10}, ["1", "2"])
+    assert table.choose(0.0) == "1"
+    assert table.choose(0.8999) == "1"
+    assert table.choose(0.90) == "2"
+    assert table.choose(0.99999) == "2"
+
+
+def test_a_version_at_zero_is_never_chosen() -> None:
+    table = WeightTable.parse({"1": 100, "2": 0}, ["1", "2"])
+    assert {table.choose(d / 1000) for d in range(1000)} == {"1"}
+    assert table.as_dict() == {"1": 100, "2": 0}
+
+
+def test_versions_sort_numerically() -> None:
+    assert WeightTable.parse({"10": 50, "9": 50}, ["9", "10"]).describe() == "9=50, 10=50"
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({}, "weights are empty"),
+        ({"1": 90, "2": 20}, "weights must sum to 100, not 110 (1=90, 2=20)"),
+        ({"1": 90, "3": 10}, "version '3' is not served by this gateway (versions: 1, 2)"),
+        ({"1": -10, "2": 110}, "weight of version '1' must be a whole percent from 0 to 100"),
+        ({"1": 50.5, "2": 49.5}, "must be a whole percent"),
+        ({"1": "90", "2": 10}, "weight of version '1' must be a number, not '90'"),
+        ({"1": True, "2": 99}, "must be a number"),
+    ],
+)
+def test_invalid_splits_name_the_problem(weights: dict[str, object], message: str) -> None:
+    with pytest.raises(UsageError) as error:
+        WeightTable.parse(weights, ["1", "2"])
+    assert message in str(error.value)
