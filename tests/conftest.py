@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelcanary.cli import main
+from modelcanary.serving.triton_home import TritonHome
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +52,16 @@ def digits_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results = digits.build(repo, say=lambda line: None)
     assert [r.version for r in results] == [1, 2]
     return repo
+
+
+@pytest.fixture(scope="session")
+def triton_home() -> TritonHome:
+    """The installed Triton (installed from PyPI on first use; `make setup` does it too)."""
+    from modelcanary.serving.triton_home import TritonHome, install
+
+    home = TritonHome.default()
+    install(home, say=lambda line: None)
+    return home
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -23,19 +23,11 @@ from tritonclient.utils import InferenceServerException
 
 from modelcanary.errors import UsageError
 from modelcanary.serving.faults import FaultSpec, set_faults
-from modelcanary.serving.triton_home import TritonHome, install
+from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import SHM_DIR, TritonServer
 from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def triton_home() -> TritonHome:
-    """The installed Triton (installs it from PyPI on first use; `make setup` does too)."""
-    home = TritonHome.default()
-    install(home, say=lambda line: None)
-    return home
 
 
 @pytest.fixture(scope="module")

@@ -42,3 +42,7 @@ def test_invalid_splits_name_the_problem(weights: dict[str, object], message: st
     with pytest.raises(UsageError) as error:
         WeightTable.parse(weights, ["1", "2"])
     assert message in str(error.value)
+
+
+def test_unnamed_versions_get_zero() -> None:
+    assert WeightTable.parse({"2": 100}, ["1", "2", "3"]).as_dict() == {"1": 0, "2": 100, "3": 0}

@@ -31,7 +31,9 @@ class WeightTable:
 
     @classmethod
     def parse(cls, weights: Mapping[str, object], known: Iterable[str]) -> WeightTable:
-        """Validate a requested split; the error names the offending version or the sum."""
+        """Validate a requested split; the error names the offending version or the sum.
+
+        Known versions the split does not name get 0%."""
         known_versions = [str(v) for v in known]
         if not weights:
             raise UsageError("weights are empty; give a percent per version, summing to 100")
@@ -51,6 +53,8 @@ class WeightTable:
                     f"not {value!r}"
                 )
             table.append((version, int(value)))
+        named = {v for v, _ in table}
+        table.extend((v, 0) for v in known_versions if v not in named)  # unnamed: no traffic
         total = sum(w for _, w in table)
         if total != 100:
             raise UsageError(f"weights must sum to 100, not {total} ({_describe(table)})")
