@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -81,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         say(f"  {name}: {weights} (stable {route.stable}); {server.url}/v2/models/{name}/infer")
     say(f"  metrics  {server.url}/metrics")
     say(f"  admin    {server.url}/admin/models (bearer token in {args.admin_token_file})")
-    server.run()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal it caught
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     say("gateway stopped")
     return 0
 

@@ -1,0 +1,119 @@
+"""`modelcanary load`: open-loop traffic built from a model's golden samples.
+
+Request i is sent at start + i / rate whether or not earlier ones were answered (open
+loop, as real users behave); a request due while `concurrency` are in flight is skipped
+and counted, rather than delayed, so a slow server cannot slow the offered load down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+from modelcanary.errors import UsageError, one_line
+from modelcanary.load_report import LoadReport, Outcome, build_report
+from modelcanary.metrics_contract import VERSION_HEADER
+from modelcanary.parity import split_golden
+from modelcanary.repository import GOLDEN, ModelRepository
+
+
+def request_bodies(repo: Path, model: str, version: int | None = None) -> list[bytes]:
+    """One Open Inference Protocol JSON body per golden sample (batch of one)."""
+    store = ModelRepository(repo)
+    versions = store.versions(model)
+    if not versions:
+        raise UsageError(f"{repo}: no model {model!r} with versions to take samples from")
+    chosen = version or versions[-1]
+    path = store.version_dir(model, chosen) / GOLDEN
+    if not path.is_file():
+        raise UsageError(f"{path}: no golden samples to build requests from")
+    with np.load(path, allow_pickle=False) as data:
+        inputs, _ = split_golden({k: data[k] for k in data.files})
+    config = store.read_config(model)
+    types = {}
+    if config is not None:
+        from tritonclient.grpc import model_config_pb2 as mc
+
+        types = {t.name: mc.DataType.Name(t.data_type).removeprefix("TYPE_") for t in config.input}
+    count = next(iter(inputs.values())).shape[0]
+    bodies = []
+    for index in range(count):
+        tensors = []
+        for name, array in inputs.items():
+            sample = array[index : index + 1]
+            datatype = types.get(name) or _datatype(sample.dtype)
+            tensors.append(
+                {"name": name, "shape": list(sample.shape), "datatype": datatype,
+                 "data": sample.ravel().tolist()}
+            )  # fmt: skip
+        bodies.append(json.dumps({"inputs": tensors}).encode())
+    return bodies
+
+
+def _datatype(dtype: np.dtype) -> str:
+    from modelcanary.tensorspec import dtype_by_numpy
+
+    return dtype_by_numpy(dtype.name).triton.removeprefix("TYPE_")
+
+
+async def run_load(
+    url: str,
+    model: str,
+    bodies: list[bytes],
+    rate: float,
+    duration_s: float,
+    concurrency: int = 64,
+    timeout_s: float = 30.0,
+) -> LoadReport:
+    """Offer `rate` requests per second for `duration_s` seconds; report what came back."""
+    if rate <= 0 or duration_s <= 0 or concurrency < 1:
+        raise UsageError("--rate and --duration must be positive, --concurrency at least 1")
+    if not bodies:
+        raise UsageError("no request bodies to send")
+    target = f"{url.rstrip('/')}/v2/models/{model}/infer"
+    total = int(rate * duration_s)
+    outcomes: list[Outcome] = []
+    in_flight: set[asyncio.Task[None]] = set()
+    skipped = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def send(body: bytes) -> None:
+            started = time.perf_counter()
+            try:
+                async with session.post(
+                    target, data=body, headers={"content-type": "application/json"}
+                ) as response:
+                    payload = await response.read()
+                    version = response.headers.get(VERSION_HEADER, "-")
+                    error = ""
+                    if response.status >= 400:
+                        error = f"{response.status}: {payload[:200].decode(errors='replace')}"
+                    outcomes.append(
+                        Outcome(version, response.status, time.perf_counter() - started, error)
+                    )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                outcomes.append(Outcome("-", 0, time.perf_counter() - started, one_line(exc)))
+
+        start = time.perf_counter()
+        for index in range(total):
+            due = start + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if len(in_flight) >= concurrency:
+                skipped += 1
+                continue
+            task = asyncio.create_task(send(bodies[index % len(bodies)]))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.wait(in_flight)
+        elapsed = max(time.perf_counter() - start, duration_s)
+    return build_report(outcomes, rate, elapsed, skipped)
