@@ -38,8 +38,9 @@ demo: model-repo ## build the example repository and show what is in it
 	$(BIN)/modelcanary repo list --repo $(REPO)
 	$(BIN)/modelcanary repo verify --repo $(REPO)
 
-bench: setup ## measure export and verification time of the example model
+bench: setup ## export and verify time; Triton direct vs through the gateway
 	$(PY) benchmarks/bench_export.py
+	$(PY) benchmarks/bench_gateway.py
 
 clean: ## remove the virtual environment, built repositories and caches
 	rm -rf $(VENV) $(REPO) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,170 @@
+"""Throughput and latency straight to Triton and through the gateway.
+
+Run with `make bench`. Starts the real Triton (digits version 1 from the example
+repository, built if missing) and `modelcanary gateway` as its own process, then drives
+each with closed-loop clients (each sends its next request when the last one is
+answered) at concurrency 1 and 8. Prints a table, checks the targets (the gateway adds at
+most 1 ms to p50 and keeps at least 70% of direct throughput at concurrency 8) and writes
+benchmarks/results/gateway.json. Everything runs on this machine's cores together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import httpx
+import uvloop
+
+from modelcanary.examples import digits
+from modelcanary.load_report import percentile
+from modelcanary.loadgen import request_bodies
+from modelcanary.serving.triton_server import TritonServer, free_ports
+from modelcanary.tables import format_table
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+WARMUP = 1.0
+RESULTS = Path(__file__).parent / "results" / "gateway.json"
+REPO = Path(os.environ.get("BENCH_REPO", "model_repo"))
+
+
+async def closed_loop(
+    url: str, bodies: list[bytes], concurrency: int, seconds: float
+) -> dict[str, float]:
+    """`concurrency` clients sending back to back for `seconds`; latency in ms."""
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client(offset: int, until: float, record: bool) -> None:
+            nonlocal errors
+            index = offset
+            while time.perf_counter() < until:
+                body = bodies[index % len(bodies)]
+                index += concurrency
+                started = time.perf_counter()
+                async with session.post(
+                    url, data=body, headers={"content-type": "application/json"}
+                ) as response:
+                    await response.read()
+                    if record:
+                        latencies.append((time.perf_counter() - started) * 1000)
+                        errors += response.status != 200
+
+        warm = time.perf_counter() + WARMUP
+        await asyncio.gather(*(client(i, warm, False) for i in range(concurrency)))
+        start = time.perf_counter()
+        await asyncio.gather(*(client(i, start + seconds, True) for i in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "throughput": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+def start_gateway(triton_url: str, work: Path) -> tuple[subprocess.Popen[str], str]:
+    (port,) = free_ports(1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelcanary", "gateway", "--model", "digits", "--stable", "1",
+         "--upstream", f"1={triton_url}", "--listen", f"127.0.0.1:{port}",
+         "--admin-token-file", str(work / "token")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v2/health/live", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(
+        f"the gateway did not start: {process.stderr.read() if process.stderr else ''}"
+    )
+
+
+def main() -> None:
+    if not (REPO / "digits" / "1").is_dir():
+        digits.build(REPO, say=lambda line: None)
+    bodies = request_bodies(REPO, "digits")
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="modelcanary-bench-") as scratch:
+        work = Path(scratch)
+        with TritonServer(REPO, work / "triton") as triton:
+            (work / "triton").mkdir(exist_ok=True)
+            endpoints = triton.start()
+            triton.load("digits", [1])
+            gateway, gateway_url = start_gateway(endpoints.http, work)
+            try:
+                targets = {
+                    "direct": f"{endpoints.http}/v2/models/digits/versions/1/infer",
+                    "gateway": f"{gateway_url}/v2/models/digits/infer",
+                }
+                for concurrency in (1, 8):
+                    for path, url in targets.items():
+                        result = uvloop.run(closed_loop(url, bodies, concurrency, SECONDS))
+                        rows.append({"path": path, "concurrency": concurrency, **result})
+            finally:
+                gateway.send_signal(signal.SIGTERM)
+                gateway.wait(10)
+
+    table = [("path", "concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms")]
+    for r in rows:
+        table.append(
+            (str(r["path"]), str(r["concurrency"]), str(r["requests"]), str(r["errors"]),
+             f"{r['throughput']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}")
+        )  # fmt: skip
+    print(format_table(table))
+    by = {(r["path"], r["concurrency"]): r for r in rows}
+    checks = {}
+    for concurrency in (1, 8):
+        direct, through = by[("direct", concurrency)], by[("gateway", concurrency)]
+        added = float(through["p50_ms"]) - float(direct["p50_ms"])  # type: ignore[arg-type]
+        kept = float(through["throughput"]) / float(direct["throughput"])  # type: ignore[arg-type]
+        checks[f"c{concurrency}_added_p50_ms"] = added
+        checks[f"c{concurrency}_throughput_kept"] = kept
+        print(
+            f"concurrency {concurrency}: gateway adds {added:.2f} ms to p50, "
+            f"keeps {kept:.0%} of direct throughput"
+        )
+    verdict = {
+        "added_p50_at_most_1ms": checks["c1_added_p50_ms"] <= 1.0
+        and checks["c8_added_p50_ms"] <= 1.0,
+        "keeps_70_percent_at_c8": checks["c8_throughput_kept"] >= 0.7,
+    }
+    print("targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in verdict.items()))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "gateway",
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "seconds_per_case": SECONDS,
+                "rows": rows,
+                "checks": checks,
+                "targets": verdict,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"results written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
