@@ -3,7 +3,8 @@
 Run with `make bench`. Starts the real Triton (digits version 1 from the example
 repository, built if missing) and `modelcanary gateway` as its own process, then drives
 each with closed-loop clients (each sends its next request when the last one is
-answered) at concurrency 1 and 8. Prints a table, checks the targets (the gateway adds at
+answered) at concurrency 1 and 8, alternating direct and gateway over several rounds
+and reporting the median of each. Prints a table, checks the targets (the gateway adds at
 most 1 ms to p50 and keeps at least 70% of direct throughput at concurrency 8) and writes
 benchmarks/results/gateway.json. Everything runs on this machine's cores together.
 """
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,8 @@ from modelcanary.loadgen import request_bodies
 from modelcanary.serving.triton_server import TritonServer, free_ports
 from modelcanary.tables import format_table
 
-SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WARMUP = 1.0
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
 REPO = Path(os.environ.get("BENCH_REPO", "model_repo"))
@@ -76,6 +79,15 @@ async def closed_loop(
     }
 
 
+def median_of(results: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the median over rounds (requests and errors are summed)."""
+    merged = {key: statistics.median(r[key] for r in results) for key in results[0]}
+    merged["requests"] = sum(r["requests"] for r in results)
+    merged["errors"] = sum(r["errors"] for r in results)
+    merged["rounds"] = len(results)
+    return merged
+
+
 def start_gateway(triton_url: str, work: Path) -> tuple[subprocess.Popen[str], str]:
     (port,) = free_ports(1)
     process = subprocess.Popen(
@@ -116,14 +128,21 @@ def main() -> None:
                     "gateway": f"{gateway_url}/v2/models/digits/infer",
                 }
                 for concurrency in (1, 8):
-                    for path, url in targets.items():
-                        result = uvloop.run(closed_loop(url, bodies, concurrency, SECONDS))
-                        rows.append({"path": path, "concurrency": concurrency, **result})
+                    rounds: dict[str, list[dict[str, float]]] = {p: [] for p in targets}
+                    for _ in range(ROUNDS):  # alternate, so drifts in machine load hit both
+                        for path, url in targets.items():
+                            result = uvloop.run(closed_loop(url, bodies, concurrency, SECONDS))
+                            rounds[path].append(result)
+                    for path, results in rounds.items():
+                        rows.append(
+                            {"path": path, "concurrency": concurrency, **median_of(results)}
+                        )
             finally:
                 gateway.send_signal(signal.SIGTERM)
                 gateway.wait(10)
 
     table = [("path", "concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms")]
+    print(f"median of {ROUNDS} rounds of {SECONDS:g} s each")
     for r in rows:
         table.append(
             (str(r["path"]), str(r["concurrency"]), str(r["requests"]), str(r["errors"]),
@@ -154,7 +173,8 @@ def main() -> None:
             {
                 "benchmark": "gateway",
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "seconds_per_case": SECONDS,
+                "seconds_per_round": SECONDS,
+                "rounds": ROUNDS,
                 "rows": rows,
                 "checks": checks,
                 "targets": verdict,

@@ -38,6 +38,9 @@ class GatewayServer:
             log_level="warning",
             access_log=False,
             timeout_keep_alive=30,
+            proxy_headers=False,  # a middleware per request; the gateway reads no proxy headers
+            server_header=False,
+            date_header=False,
         )
         self.server = uvicorn.Server(config)
         self.thread: threading.Thread | None = None
