@@ -319,3 +319,30 @@ def test_serve_reports_a_missing_model_in_one_line(repo: Path, tmp_path: Path) -
     assert completed.returncode == 2
     assert completed.stderr.startswith("modelcanary serve: error: ")
     assert "no model 'cats'" in completed.stderr and completed.stderr.count("\n") == 1
+
+
+def test_sigterm_while_loading_waits_for_ready_then_stops_cleanly(
+    repo: Path, triton_home: TritonHome, tmp_path: Path
+) -> None:
+    """Signalling Triton mid-load orphans its stubs; serve defers the stop until ready."""
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelcanary", "serve", "--repo", str(repo), "--model", "digits",
+         "--versions", "1,2", "--run-dir", str(run_dir)],
+        cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (run_dir / "triton.log").exists():  # Triton has been started: now it loads
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "Triton ready: digits versions 1, 2" in out and "Triton stopped (exit code 0)" in out
+    assert "modelcanary_" not in " ".join(p.name for p in SHM_DIR.iterdir() if "triton" in p.name)
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"{run_dir}/backends/python/triton_python_backend_stub"],
+        capture_output=True,
+        check=False,
+    )
+    assert leftovers.stdout == b""  # no stub outlived the server
