@@ -334,3 +334,21 @@ def test_health_metadata_and_metrics(triton: str, start_gateway: StartGateway) -
     ]
     assert buckets[0] == "0.001" and "10.0" in buckets and len(buckets) >= 25
     assert value(url, "modelcanary_gateway_request_duration_seconds_count", model="digits") == 10
+
+
+def test_weights_may_only_name_loaded_versions(triton: str, start_gateway: StartGateway) -> None:
+    """Version 3 is configured in the gateway but Triton has not loaded it."""
+    route = {"stable": "1", "upstreams": {"1": triton, "3": triton}}
+    url = start_gateway({"digits": route})
+    reply = httpx.put(
+        f"{url}/admin/models/digits/weights", json={"weights": {"1": 90, "3": 10}}, headers=AUTH
+    )
+    assert reply.status_code == 400
+    assert (
+        "digits version 3 is not ready" in reply.json()["error"]
+        and "weights unchanged" in reply.json()["error"]
+    )
+    assert httpx.get(f"{url}/admin/models/digits/weights", headers=AUTH).json()["weights"] == {
+        "1": 100,
+        "3": 0,
+    }

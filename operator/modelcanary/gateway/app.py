@@ -311,10 +311,10 @@ class Gateway:
             return
         await _respond(send, response.status, response.body, response.headers)
 
-    async def _unready(self, route: Route) -> list[str]:
+    async def _unready(self, route: Route, table: WeightTable | None = None) -> list[str]:
         """Why the versions that receive traffic are not all ready (empty when they are)."""
         problems = []
-        for version, weight in route.table.weights:
+        for version, weight in (table or route.table).weights:
             if weight == 0:
                 continue
             url = (
@@ -378,6 +378,10 @@ class Gateway:
             table = WeightTable.parse(document["weights"], route.config.upstreams)
         except UsageError as exc:
             await _error(send, 400, str(exc))
+            return
+        problems = await self._unready(route, table)
+        if problems:
+            await _error(send, 400, "; ".join(problems) + "; weights unchanged")
             return
         route.table = table  # one assignment: each request sees the old table or the new one
         self.metrics.set_weights(route.name, route.config, table)
