@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -142,7 +143,9 @@ def test_a_10_90_split_passes_a_chi_square_test(triton: str, start_gateway: Star
                 client.post(f"{url}/v2/models/digits/infer", json=body(X[:1])).headers[HEADER]
             ] += 1
     assert served["1"] + served["2"] == 2000
-    assert chisquare([served["1"], served["2"]], [1800, 200]).pvalue > 0.001
+    assert (
+        chisquare([served["1"], served["2"]], [1800, 200]).pvalue > 1e-6
+    )  # an 80/20 split: ~1e-30
     assert (
         value(url, "modelcanary_gateway_requests_total", model="digits", version="2", code="200")
         == served["2"]
@@ -153,32 +156,44 @@ def test_changing_weights_under_load_loses_no_request(
     triton: str, start_gateway: StartGateway
 ) -> None:
     url = start_gateway(digits_route(triton, {"1": 100, "2": 0}))
-    codes: Counter[int] = Counter()
-    served: Counter[str] = Counter()
     done = threading.Event()
+    results: list[tuple[Counter[int], Counter[str]]] = []  # one pair per worker thread
 
     def load() -> None:
+        codes: Counter[int] = Counter()
+        served: Counter[str] = Counter()
+        results.append((codes, served))
         with httpx.Client() as client:
             while not done.is_set():
                 response = client.post(f"{url}/v2/models/digits/infer", json=body(X[:1]))
                 codes[response.status_code] += 1
                 served[response.headers.get(HEADER, "?")] += 1
 
+    def sent() -> int:
+        return sum(sum(codes.values()) for codes, _ in list(results))
+
     workers = [threading.Thread(target=load) for _ in range(4)]
     for worker in workers:
         worker.start()
     splits = [{"1": 0, "2": 100}, {"1": 50, "2": 50}, {"1": 100, "2": 0}]
+    flips = 0
+    deadline = time.monotonic() + 120
     with httpx.Client(headers=AUTH) as admin:
-        for index in range(30):
+        while (flips < 30 or sent() < 300) and time.monotonic() < deadline:
             reply = admin.put(
-                f"{url}/admin/models/digits/weights", json={"weights": splits[index % 3]}
+                f"{url}/admin/models/digits/weights", json={"weights": splits[flips % 3]}
             )
             assert reply.status_code == 200
+            flips += 1
+            time.sleep(0.005)
     done.set()
     for worker in workers:
         worker.join()
-    assert set(codes) == {200} and sum(codes.values()) > 30
-    assert set(served) <= {"1", "2"} and served["1"] and served["2"]
+    codes = sum((c for c, _ in results), Counter())
+    served = sum((s for _, s in results), Counter())
+    assert flips >= 30 and sum(codes.values()) >= 300
+    assert set(codes) == {200}  # every request answered, none dropped by a change
+    assert set(served) == {"1", "2"}
 
 
 def test_admin_api(triton: str, start_gateway: StartGateway) -> None:
