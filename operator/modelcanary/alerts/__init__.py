@@ -1,0 +1,1 @@
+"""Alert rules: profiles, named PromQL, the rule generator and Alertmanager routing."""

@@ -1,0 +1,114 @@
+"""Alerting profiles: every threshold and window of modelcanary's definition of healthy.
+
+Defined once, used by the rule generator (alerts/, the chart's PrometheusRule) and by the
+controller, so a threshold cannot differ between the alert and the check.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelcanary.errors import UsageError
+
+_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d))+$")
+
+
+class Profile(BaseModel):
+    """Thresholds, windows and `for:` durations of the alert rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    window: str = Field(description="rate window of the recording rules")
+    baseline_window: str = Field(description="how far back 'its recent past' looks")
+    error_ratio_max: float = Field(gt=0, lt=1, description="critical above this error ratio")
+    error_ratio_for: str
+    latency_p99_max_s: float = Field(gt=0, description="critical above this P99, seconds")
+    latency_for: str
+    min_request_rate: float = Field(
+        ge=0, description="requests/s a version needs before it is judged"
+    )
+    qps_share_min: float = Field(
+        gt=0, lt=1, description="warn below this fraction of the expected share"
+    )
+    qps_past_min: float = Field(
+        gt=0, lt=1, description="warn below this fraction of its recent rate"
+    )
+    qps_for: str
+    canary_error_margin: float = Field(ge=0, description="canary error ratio above stable by more")
+    canary_latency_ratio: float = Field(gt=1, description="canary P99 above stable times this")
+    canary_for: str
+    runbook_url: str = "https://github.com/modelcanary/modelcanary/blob/main/docs/runbooks.md"
+
+    @field_validator(
+        "window", "baseline_window", "error_ratio_for", "latency_for", "qps_for", "canary_for"
+    )
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not _DURATION.match(value):
+            raise ValueError(f"{value!r} is not a Prometheus duration like 30s or 5m")
+        return value
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Seconds-long windows so that a local rollout finishes in a minute or two.
+    "demo": {
+        "name": "demo",
+        "window": "15s",
+        "baseline_window": "1m",
+        "error_ratio_max": 0.05,
+        "error_ratio_for": "0s",
+        "latency_p99_max_s": 0.25,
+        "latency_for": "5s",
+        "min_request_rate": 1.0,
+        "qps_share_min": 0.5,
+        "qps_past_min": 0.3,
+        "qps_for": "15s",
+        "canary_error_margin": 0.02,
+        "canary_latency_ratio": 1.5,
+        "canary_for": "5s",
+    },
+    # Minutes-long windows and `for:` durations that ride out noise.
+    "production": {
+        "name": "production",
+        "window": "5m",
+        "baseline_window": "1h",
+        "error_ratio_max": 0.01,
+        "error_ratio_for": "2m",
+        "latency_p99_max_s": 0.5,
+        "latency_for": "5m",
+        "min_request_rate": 0.5,
+        "qps_share_min": 0.5,
+        "qps_past_min": 0.3,
+        "qps_for": "10m",
+        "canary_error_margin": 0.005,
+        "canary_latency_ratio": 1.5,
+        "canary_for": "5m",
+    },
+}
+
+
+def load_profile(name: str, overrides: list[str] | None = None) -> Profile:
+    """A named profile with `KEY=VALUE` overrides, every problem named by its key."""
+    if name not in PROFILES:
+        raise UsageError(f"--profile {name!r} is not known; use one of: {', '.join(PROFILES)}")
+    values = dict(PROFILES[name])
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r} is not KEY=VALUE")
+        if key not in Profile.model_fields or key == "name":
+            settable = ", ".join(k for k in Profile.model_fields if k != "name")
+            raise UsageError(f"--set {key}: not a profile setting (settable: {settable})")
+        values[key] = value
+    try:
+        return Profile.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise UsageError(f"profile {name}: {problems}") from None

@@ -1,0 +1,125 @@
+"""Named PromQL: the normalized series and how each metrics source produces them.
+
+Every source's recording rules write the same series, labelled `{model, version, source}`;
+the alert rules and the controller read only these. Pure: strings in, strings out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelcanary import metrics_contract
+
+# Normalized series (Prometheus' level:metric:operations naming).
+REQUESTS = "modelcanary:requests:rate"  # requests per second over the window
+REQUESTS_BASELINE = "modelcanary:requests:rate_baseline"  # over the baseline window
+ERRORS = "modelcanary:errors:rate"  # server errors (5xx, backend failures) per second
+ERROR_RATIO = "modelcanary:error_ratio"  # errors / requests
+LATENCY_P99 = "modelcanary:latency_p99:seconds"
+TRAFFIC_SHARE = "modelcanary:traffic_share"  # a version's share of its model's requests
+EXPECTED_SHARE = "modelcanary:expected_share"  # the share the traffic split gives it
+ROLE = "modelcanary:role"  # {model, version, role="stable"|"canary"} 1
+
+# Raw series that other parts export for the rules: the controller (in every mode) and the
+# gateway (locally) publish the split and the roles.
+ROLLOUT_WEIGHT = "modelcanary_rollout_weight_percent"
+ROLLOUT_ROLE = "modelcanary_rollout_version_role"
+
+
+@dataclass(frozen=True)
+class Source:
+    """How one metrics source yields requests, errors and latency per model and version."""
+
+    name: str
+    description: str
+    requests: str  # a PromQL template with {w} for the window, by (model, version)
+    errors: str
+    latency_p99: str
+
+    def expressions(self, window: str, baseline: str) -> dict[str, str]:
+        return {
+            REQUESTS: self.requests.format(w=window),
+            REQUESTS_BASELINE: self.requests.format(w=baseline),
+            ERRORS: self.errors.format(w=window),
+            LATENCY_P99: self.latency_p99.format(w=window),
+        }
+
+
+def _by(expression: str) -> str:
+    return f"sum by (model, version) ({expression})"
+
+
+def _p99(bucket: str, scale: str = "") -> str:
+    return f"histogram_quantile(0.99, sum by (model, version, le) (rate({bucket}[{{w}}]))){scale}"
+
+
+def _istio(expression: str, extra: str = "") -> str:
+    """Istio names workloads by canonical service and revision (pod labels
+    app.kubernetes.io/name and app.kubernetes.io/version): map them to model and version."""
+    grouped = (
+        f"sum by (destination_canonical_service, destination_canonical_revision{extra}) "
+        f"({expression})"
+    )
+    relabelled = (
+        f'label_replace(label_replace({grouped}, "model", "$1", '
+        f'"destination_canonical_service", "(.+)"), "version", "$1", '
+        f'"destination_canonical_revision", "(.+)")'
+    )
+    return f"sum by (model, version{extra}) ({relabelled})"
+
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source(
+            name="gateway",
+            description="the local gateway (what clients see)",
+            requests=_by(f"rate({metrics_contract.GATEWAY_REQUESTS}_total[{{w}}])"),
+            errors=_by(
+                f'rate({metrics_contract.GATEWAY_REQUESTS}_total{{{{code=~"5.."}}}}[{{w}}])'
+            ),
+            latency_p99=_p99(f"{metrics_contract.GATEWAY_LATENCY}_bucket"),
+        ),
+        Source(
+            name="triton",
+            description="Triton's own counters, and the local backend's latency histogram or "
+            "Triton's P99 summary (--metrics-config=summary_latencies=true) in a cluster",
+            requests=_by("rate(nv_inference_request_success[{w}])")
+            + " + "
+            + _by("rate(nv_inference_request_failure[{w}])"),
+            errors=_by("rate(nv_inference_request_failure[{w}])"),
+            latency_p99=_p99(f"{metrics_contract.BACKEND_LATENCY}_bucket")
+            + " or max by (model, version) "
+            + '(nv_inference_request_summary_us{{quantile="0.99"}}) / 1e6',
+        ),
+        Source(
+            name="knative",
+            description="KServe Serverless: Knative queue-proxy metrics; the PodMonitor maps the "
+            "pod labels serving.kserve.io/inferenceservice and modelcanary.io/version to model "
+            "and version",
+            requests=_by("rate(revision_app_request_count[{w}])"),
+            errors=_by('rate(revision_app_request_count{{response_code_class="5xx"}}[{w}])'),
+            latency_p99=_p99("revision_app_request_latencies_bucket", " / 1000"),
+        ),
+        Source(
+            name="istio",
+            description="KServe Standard behind a Gateway API route on Istio: istio_requests_total "
+            "by destination canonical service (model) and revision (version)",
+            requests=_istio('rate(istio_requests_total{{reporter="destination"}}[{w}])'),
+            errors=_istio(
+                'rate(istio_requests_total{{reporter="destination", response_code=~"5.."}}[{w}])'
+            ),
+            latency_p99="histogram_quantile(0.99, "
+            + _istio(
+                'rate(istio_request_duration_milliseconds_bucket{{reporter="destination"}}[{w}])',
+                ", le",
+            )
+            + ") / 1000",
+        ),
+    )
+}
+
+
+def selector(series: str, source: str) -> str:
+    """One normalized series of one source, for all models and versions (a grouped query)."""
+    return f'{series}{{source="{source}"}}'
