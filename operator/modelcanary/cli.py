@@ -14,7 +14,17 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from modelcanary import __version__
-from modelcanary.commands import examples, export, fault, gateway, load, repo, serve, triton
+from modelcanary.commands import (
+    alerts,
+    examples,
+    export,
+    fault,
+    gateway,
+    load,
+    repo,
+    serve,
+    triton,
+)
 from modelcanary.commands.arguments import Parser
 from modelcanary.errors import ModelcanaryError
 
@@ -30,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
-    for command in (export, repo, examples, triton, serve, fault, gateway, load):
+    for command in (export, repo, examples, triton, serve, fault, gateway, load, alerts):
         command.add(commands)
     return parser
 

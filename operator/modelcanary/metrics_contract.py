@@ -14,6 +14,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 GATEWAY_REQUESTS = "modelcanary_gateway_requests"  # counter; exposed as ..._total
 GATEWAY_LATENCY = "modelcanary_gateway_request_duration_seconds"  # histogram
 GATEWAY_WEIGHT = "modelcanary_gateway_weight_percent"  # gauge: the share routed to a version
+GATEWAY_ROLE = "modelcanary_gateway_version_role"  # gauge 1, labels model, version, role
 
 # The local Triton backend (labels: model, version).
 BACKEND_LATENCY = "modelcanary_backend_request_duration_seconds"  # histogram

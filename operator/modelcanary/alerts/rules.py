@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from modelcanary import metrics_contract
 from modelcanary.alerts import promql as q
 from modelcanary.alerts.profile import Profile
 
@@ -69,12 +70,12 @@ def recording_groups(profile: Profile, sources: list[str] | None = None) -> list
                 {
                     "record": q.EXPECTED_SHARE,
                     "expr": "max by (model, version) ({__name__=~"
-                    f'"{q.ROLLOUT_WEIGHT}|modelcanary_gateway_weight_percent"}}) / 100',
+                    f'"{q.ROLLOUT_WEIGHT}|{metrics_contract.GATEWAY_WEIGHT}"}}) / 100',
                 },
                 {
                     "record": q.ROLE,
                     "expr": "max by (model, version, role) ({__name__=~"
-                    f'"{q.ROLLOUT_ROLE}|modelcanary_gateway_version_role"}})',
+                    f'"{q.ROLLOUT_ROLE}|{metrics_contract.GATEWAY_ROLE}"}})',
                 },
             ],
         }

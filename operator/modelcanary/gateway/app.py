@@ -85,6 +85,12 @@ class Metrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.role = Gauge(
+            metrics_contract.GATEWAY_ROLE,
+            "1 for each version with its role: stable, or canary for every other version",
+            ["model", "version", "role"],
+            registry=self.registry,
+        )
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._latency: dict[tuple[str, str], Any] = {}
 
@@ -103,6 +109,8 @@ class Metrics:
     def set_weights(self, model: str, route: ModelRoute, table: WeightTable) -> None:
         for version in route.upstreams:
             self.weight.labels(model, version).set(table.percent(version))
+            role = "stable" if version == route.stable else "canary"
+            self.role.labels(model, version, role).set(1)
 
 
 class Gateway:
