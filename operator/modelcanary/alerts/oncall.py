@@ -1,0 +1,49 @@
+"""A local stand-in for the on-call person's pager: Alertmanager webhooks in, readable
+lines out (stdout), and every notification appended to a JSON-lines file."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+
+def describe(channel: str, alert: dict[str, Any]) -> str:
+    """One notification as one readable line."""
+    labels = alert.get("labels", {})
+    annotations = alert.get("annotations", {})
+    status = str(alert.get("status", "?")).upper()
+    where = f"{labels.get('model', '?')}:{labels.get('version', '?')}"
+    source = f" ({labels['source']})" if "source" in labels else ""
+    text = annotations.get("description") or annotations.get("summary") or ""
+    return (
+        f"[{channel}] {status} {labels.get('severity', '-')} {labels.get('alertname', '?')} "
+        f"{where}{source}: {text}"
+    )
+
+
+def create_app(log_path: Path, out: TextIO = sys.stdout) -> FastAPI:
+    """Receives at `/{channel}` (the config uses /oncall and /chat)."""
+    app = FastAPI(title="modelcanary local on-call receiver", docs_url=None, redoc_url=None)
+    lock = threading.Lock()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    @app.post("/{channel}")
+    async def receive(channel: str, request: Request) -> JSONResponse:
+        try:
+            payload = json.loads(await request.body())
+            alerts = list(payload["alerts"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return JSONResponse({"error": f"not an Alertmanager webhook payload: {exc}"}, 400)
+        with lock, log_path.open("a") as log:
+            for alert in alerts:
+                print(describe(channel, alert), file=out, flush=True)
+                log.write(json.dumps({"channel": channel, **alert}) + "\n")
+        return JSONResponse({"received": len(alerts)})
+
+    return app

@@ -1,0 +1,108 @@
+"""The controller's Alertmanager webhook receiver.
+
+Alertmanager posts notifications (webhook payload version 4) to `POST /alertmanager/webhook`
+with a bearer token. Valid posts update the `AlertBook` of firing alerts, and the book's
+listener hears about newly firing ones at once, so the engine can roll back without
+waiting for its next tick. A malformed or unauthenticated post gets 400 or 401 and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PATH = "/alertmanager/webhook"
+
+
+class WebhookAlert(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime  # noqa: N815 (Alertmanager's field names)
+    endsAt: datetime | None = None  # noqa: N815
+    fingerprint: str = Field(min_length=1)
+
+
+class WebhookPayload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: str
+    groupKey: str  # noqa: N815
+    alerts: list[WebhookAlert]
+
+
+class AlertBook:
+    """Firing alerts by fingerprint; thread-safe; tells a listener about new ones."""
+
+    def __init__(self, listener: Callable[[WebhookAlert], None] | None = None) -> None:
+        self._alerts: dict[str, WebhookAlert] = {}
+        self._lock = threading.Lock()
+        self.listener = listener
+        self.posts = 0
+
+    def apply(self, payload: WebhookPayload) -> list[WebhookAlert]:
+        """Record a notification; return the alerts that started firing with it."""
+        new = []
+        with self._lock:
+            self.posts += 1
+            for alert in payload.alerts:
+                if alert.status == "firing":
+                    if alert.fingerprint not in self._alerts:
+                        new.append(alert)
+                    self._alerts[alert.fingerprint] = alert
+                else:
+                    self._alerts.pop(alert.fingerprint, None)
+        if self.listener is not None:
+            for alert in new:
+                self.listener(alert)
+        return new
+
+    def firing(self, **labels: str) -> list[WebhookAlert]:
+        """Firing alerts whose labels include all of `labels`."""
+        with self._lock:
+            alerts = list(self._alerts.values())
+        return [a for a in alerts if all(a.labels.get(k) == v for k, v in labels.items())]
+
+
+def create_app(book: AlertBook, token: str) -> FastAPI:
+    """The receiver as an ASGI app (mounted beside the controller, or on its own)."""
+    if not token:
+        raise ValueError("the webhook receiver needs a bearer token")
+    app = FastAPI(title="modelcanary controller webhook", docs_url=None, redoc_url=None)
+    expected = token.encode()
+
+    @app.post(PATH)
+    async def receive(request: Request) -> JSONResponse:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
+            return JSONResponse(
+                {"error": "Alertmanager must send 'Authorization: Bearer <token>'"},
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
+            )
+        body = await request.body()
+        try:
+            payload = WebhookPayload.model_validate_json(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            return JSONResponse({"error": f"not an Alertmanager webhook payload: {problems}"}, 400)
+        new = book.apply(payload)
+        return JSONResponse({"received": len(payload.alerts), "newly_firing": len(new)})
+
+    @app.get("/healthz")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
