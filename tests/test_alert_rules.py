@@ -278,6 +278,8 @@ def test_canary_worse_than_stable(tmp_path: Path, source: str) -> None:
         Version("a", "2", ok=15, errors=1, role="canary", bucket=MEDIUM),  # exactly the margin
         Version("b", "1", ok=16, role="stable", bucket=MEDIUM),
         Version("b", "2", ok=14, errors=2, role="canary", bucket=SLOW),  # worse on both
+        Version("c", "1", ok=16, role="stable", bucket=FAST),  # P99 about 10 ms
+        Version("c", "2", ok=16, role="canary", bucket=0.03),  # 3 times slower, yet under 50 ms
     ]
     canary = versions[3]
     expected = {
@@ -289,7 +291,7 @@ def test_canary_worse_than_stable(tmp_path: Path, source: str) -> None:
         "ModelCanaryLatencyAboveStable": [
             alert("ModelCanaryLatencyAboveStable", "critical", canary, source,
                   "Canary b version 2 is slower than stable",
-                  f"The P99 latency of canary b version 2 is 2.00 times the stable version's over the last 15s (source {source}); the limit is 1.5 times."),
+                  f"The P99 latency of canary b version 2 is 2.00 times the stable version's over the last 15s (source {source}); the limit is 1.5 times above 0.05s."),
         ],
         "ModelVersionHighErrorRatio": [
             alert("ModelVersionHighErrorRatio", "critical", canary, source,

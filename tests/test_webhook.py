@@ -146,3 +146,22 @@ def test_oncall_prints_readably_and_appends_json_lines(tmp_path: Path) -> None:
     record = json.loads(log.read_text())
     assert record["channel"] == "oncall" and record["labels"]["version"] == "2"
     assert client.post("/oncall", content=b"nope").status_code == 400
+
+
+def test_oncall_prints_each_change_once(tmp_path: Path) -> None:
+    out = io.StringIO()
+    log = tmp_path / "oncall.jsonl"
+    client = TestClient(oncall.create_app(log, out))
+    firing = alert("f1", model="digits", version="2")
+    for _ in range(3):  # Alertmanager repeats the group's alerts in later notifications
+        client.post("/oncall", json=payload(firing))
+    client.post(
+        "/oncall",
+        json=payload(alert("f1", "resolved", model="digits", version="2"), status="resolved"),
+    )
+    client.post(
+        "/oncall",
+        json=payload(alert("f1", "resolved", model="digits", version="2"), status="resolved"),
+    )
+    assert [line.split()[1] for line in out.getvalue().splitlines()] == ["FIRING", "RESOLVED"]
+    assert len(log.read_text().splitlines()) == 5  # the log keeps every notified alert

@@ -24,6 +24,7 @@ from modelcanary.commands import (
     repo,
     serve,
     triton,
+    up,
 )
 from modelcanary.commands.arguments import Parser
 from modelcanary.errors import ModelcanaryError
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
-    for command in (export, repo, examples, triton, serve, fault, gateway, load, alerts):
+    for command in (export, repo, examples, triton, serve, fault, gateway, load, alerts, up):
         command.add(commands)
     return parser
 

@@ -1,5 +1,6 @@
-"""A local stand-in for the on-call person's pager: Alertmanager webhooks in, readable
-lines out (stdout), and every notification appended to a JSON-lines file."""
+"""A local stand-in for the on-call person's pager: Alertmanager webhooks in, a readable
+line out (stdout) each time an alert starts firing or resolves, and every notified alert
+appended to a JSON-lines file."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def create_app(log_path: Path, out: TextIO = sys.stdout) -> FastAPI:
     app = FastAPI(title="modelcanary local on-call receiver", docs_url=None, redoc_url=None)
     lock = threading.Lock()
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    seen: dict[tuple[str, str], str] = {}  # (channel, fingerprint) -> last status printed
 
     @app.post("/{channel}")
     async def receive(channel: str, request: Request) -> JSONResponse:
@@ -42,8 +44,13 @@ def create_app(log_path: Path, out: TextIO = sys.stdout) -> FastAPI:
             return JSONResponse({"error": f"not an Alertmanager webhook payload: {exc}"}, 400)
         with lock, log_path.open("a") as log:
             for alert in alerts:
-                print(describe(channel, alert), file=out, flush=True)
                 log.write(json.dumps({"channel": channel, **alert}) + "\n")
+                # Alertmanager repeats a group's alerts in later notifications: print changes
+                key = (channel, str(alert.get("fingerprint", id(alert))))
+                if seen.get(key) != alert.get("status"):
+                    seen[key] = str(alert.get("status"))
+                    out.write(describe(channel, alert) + "\n")
+                    out.flush()
         return JSONResponse({"received": len(alerts)})
 
     return app

@@ -40,6 +40,9 @@ class Profile(BaseModel):
     qps_for: str
     canary_error_margin: float = Field(ge=0, description="canary error ratio above stable by more")
     canary_latency_ratio: float = Field(gt=1, description="canary P99 above stable times this")
+    canary_latency_floor_s: float = Field(
+        ge=0, description="canary P99 below this is never 'slower than stable' (noise)"
+    )
     canary_for: str
     runbook_url: str = "https://github.com/modelcanary/modelcanary/blob/main/docs/runbooks.md"
 
@@ -69,6 +72,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "qps_for": "15s",
         "canary_error_margin": 0.02,
         "canary_latency_ratio": 1.5,
+        "canary_latency_floor_s": 0.05,
         "canary_for": "5s",
     },
     # Minutes-long windows and `for:` durations that ride out noise.
@@ -86,6 +90,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "qps_for": "10m",
         "canary_error_margin": 0.005,
         "canary_latency_ratio": 1.5,
+        "canary_latency_floor_s": 0.1,
         "canary_for": "5m",
     },
 }

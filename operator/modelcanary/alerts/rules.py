@@ -182,13 +182,14 @@ def alert_group(profile: Profile) -> dict[str, Any]:
         _alert(
             "ModelCanaryLatencyAboveStable",
             f"{_role(q.LATENCY_P99, 'canary')} / on (model, source) group_left () "
-            f"{_role(q.LATENCY_P99, 'stable')} > {p.canary_latency_ratio:g} {_judged(p)}",
+            f"{_role(q.LATENCY_P99, 'stable')} > {p.canary_latency_ratio:g} {_judged(p)} "
+            f"and on (model, version, source) {q.LATENCY_P99} > {p.canary_latency_floor_s:g}",
             p.canary_for,
             "critical",
             f"Canary {MODEL_VERSION} is slower than stable",
             f'The P99 latency of canary {MODEL_VERSION} is {{{{ $value | printf "%.2f" }}}} '
             f"times the stable version's over the last {w} (source {{{{ $labels.source }}}}); "
-            f"the limit is {p.canary_latency_ratio:g} times.",
+            f"the limit is {p.canary_latency_ratio:g} times above {p.canary_latency_floor_s:g}s.",
             p,
         ),
     ]

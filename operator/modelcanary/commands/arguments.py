@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import NoReturn, TypeAlias
 
 
@@ -50,4 +51,5 @@ def label(text: str) -> tuple[str, str]:
 
 def say(line: str) -> None:
     """Progress on stdout, flushed so that piped logs show it as it happens."""
-    print(line, flush=True)
+    sys.stdout.write(line + "\n")  # one write: lines from other threads never interleave
+    sys.stdout.flush()

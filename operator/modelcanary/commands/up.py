@@ -1,0 +1,75 @@
+"""`modelcanary up`: Triton, the gateway, Prometheus, Alertmanager and receivers, locally."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from modelcanary.commands.arguments import Commands, integer, say
+from modelcanary.errors import UsageError
+
+
+def add(commands: Commands) -> None:
+    p = commands.add_parser(
+        "up",
+        help="run the local serving and alerting loop (Triton, gateway, Prometheus, Alertmanager)",
+        description="Start, in a run directory, Triton with the stable and canary versions, "
+        "the gateway, the controller's webhook receiver, a local on-call receiver, "
+        "Alertmanager and Prometheus; wait until all are ready, print their URLs, and stop "
+        "them all on Ctrl-C or SIGTERM.",
+    )
+    p.add_argument("--repo", type=Path, default=Path("model_repo"))
+    p.add_argument("--model", required=True)
+    p.add_argument("--stable", type=integer, required=True, help="stable version")
+    p.add_argument("--canary", type=integer, required=True, help="canary version")
+    p.add_argument("--canary-weight", type=integer, default=0, help="initial canary percent")
+    p.add_argument("--profile", default="demo", help="alert profile: demo or production")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a threshold or window of the profile",
+    )
+    p.add_argument("--run-dir", type=Path, default=Path(".modelcanary/up"))
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modelcanary.local.stack import LocalStack, StackOptions, describe
+
+    if not args.repo.is_dir():
+        raise UsageError(f"--repo {args.repo}: no such directory")
+    if not 0 <= args.canary_weight <= 100:
+        raise UsageError("--canary-weight must be between 0 and 100")
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # acted on once everything is up: never signal Triton mid-load
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    options = StackOptions(
+        repo=args.repo, model=args.model, stable=args.stable, canary=args.canary,
+        run_dir=args.run_dir, profile=args.profile, canary_weight=args.canary_weight,
+        profile_overrides=tuple(args.overrides),
+    )  # fmt: skip
+    stack = LocalStack(options, say=say)
+    try:
+        urls = stack.start()
+        say("modelcanary is up:")
+        for line in describe(urls):
+            say(line)
+        say("Ctrl-C stops everything.")
+        while not stop.wait(0.5):
+            dead = stack.alive()
+            if dead:
+                raise UsageError(f"{', '.join(dead)} stopped unexpectedly; logs in {args.run_dir}")
+    finally:
+        stack.stop()
+    say("stopped")
+    return 0

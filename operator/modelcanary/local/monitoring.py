@@ -1,0 +1,118 @@
+"""The local Prometheus and Alertmanager: their configs (pure) and their processes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from modelcanary.errors import UsageError
+from modelcanary.local.process import ManagedProcess, find_binary
+from modelcanary.serving.triton_server import LOOPBACK, free_ports
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    job: str
+    address: str  # host:port
+    path: str = "/metrics"
+
+
+def prometheus_config(
+    targets: list[ScrapeTarget], rule_files: list[Path], alertmanager: str, interval: str
+) -> dict[str, Any]:
+    """prometheus.yml: every target scraped and every rule evaluated each `interval`."""
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(p) for p in rule_files],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "scrape_configs": [
+            {
+                "job_name": t.job,
+                "metrics_path": t.path,
+                "static_configs": [{"targets": [t.address]}],
+            }
+            for t in targets
+        ],
+    }
+
+
+class Prometheus:
+    """The real `prometheus` binary on a free loopback port."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.binary = find_binary(("prometheus",), "prometheus")
+        self.run_dir = run_dir
+        (self.port,) = free_ports(1)
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.config_path = run_dir / "prometheus.yml"
+        self.process = ManagedProcess(
+            "prometheus",
+            [
+                self.binary,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={run_dir / 'prometheus-data'}",
+                f"--web.listen-address={LOOPBACK}:{self.port}",
+                "--storage.tsdb.retention.time=1d",
+            ],
+            run_dir / "prometheus.log",
+        )
+
+    def start(self, config: dict[str, Any]) -> None:
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.process.start(f"{self.url}/-/ready")
+
+    def wait_for_targets(self, timeout: float = 30.0) -> None:
+        """Until every target has been scraped successfully (the first scrape takes a while)."""
+        deadline = time.monotonic() + timeout
+        down: list[str] = []
+        while time.monotonic() < deadline:
+            targets = httpx.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"]
+            active = targets["activeTargets"]
+            down = [
+                f"{t['labels']['job']} ({t['lastError'] or t['health']})"
+                for t in active
+                if t["health"] != "up"
+            ]
+            if active and not down:
+                return
+            time.sleep(0.2)
+        raise UsageError(f"Prometheus targets not up within {timeout:.0f} s: {', '.join(down)}")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Alertmanager:
+    """The real Alertmanager (Debian names it prometheus-alertmanager) on a free port."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.binary = find_binary(
+            ("alertmanager", "prometheus-alertmanager"), "prometheus-alertmanager"
+        )
+        self.run_dir = run_dir
+        (self.port,) = free_ports(1)
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.config_path = run_dir / "alertmanager.yml"
+        self.process = ManagedProcess(
+            "alertmanager",
+            [
+                self.binary,
+                f"--config.file={self.config_path}",
+                f"--storage.path={run_dir / 'alertmanager-data'}",
+                f"--web.listen-address={LOOPBACK}:{self.port}",
+                "--cluster.listen-address=",  # no gossip port: a single local instance
+            ],
+            run_dir / "alertmanager.log",
+        )
+
+    def start(self, config_text: str) -> None:
+        self.config_path.write_text(config_text)
+        self.process.start(f"{self.url}/-/ready")
+
+    def stop(self) -> None:
+        self.process.stop()

@@ -1,0 +1,85 @@
+"""A server binary run by modelcanary: started with a log file, waited for, stopped."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from modelcanary.errors import UsageError
+
+
+def find_binary(names: tuple[str, ...], package: str) -> str:
+    """The first of `names` on PATH, or an error with the install command."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise UsageError(
+        f"{' or '.join(names)} not found; install it with `apt-get install -y {package}` "
+        "(`make setup` does, when run as root)"
+    )
+
+
+class ManagedProcess:
+    """One child process with its log in the run directory."""
+
+    def __init__(self, name: str, command: list[str], log_path: Path) -> None:
+        self.name = name
+        self.command = command
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_url: str, timeout: float = 30.0) -> None:
+        """Start, then poll `ready_url` until it answers 200."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a terminal's Ctrl-C reaches only modelcanary
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.process = None
+                raise UsageError(
+                    f"{self.name} exited with code {code} at start: {self.log_tail()} "
+                    f"(log: {self.log_path})"
+                )
+            try:
+                if httpx.get(ready_url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise UsageError(f"{self.name} was not ready within {timeout:.0f} s (log: {self.log_path})")
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+    def log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in text[-lines:])

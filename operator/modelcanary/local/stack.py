@@ -1,0 +1,205 @@
+"""`modelcanary up`: the whole local serving and alerting loop, on one machine.
+
+Triton (stable and canary side by side), the gateway in front of it, the controller's
+Alertmanager webhook receiver, a local on-call receiver, Alertmanager routing to them,
+and Prometheus scraping Triton and the gateway and evaluating the rules of a profile.
+Everything listens on 127.0.0.1, on free ports, and lives in one run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from modelcanary.alerts import oncall, rules
+from modelcanary.alerts.alertmanager import TIMINGS, Routing, Webhook
+from modelcanary.alerts.alertmanager import render as render_routing
+from modelcanary.alerts.profile import load_profile
+from modelcanary.alerts.webhook import PATH, AlertBook, WebhookAlert, create_app
+from modelcanary.asgi_server import AppServer
+from modelcanary.gateway.app import Gateway
+from modelcanary.gateway.config import parse_config
+from modelcanary.gateway.server import GatewayServer
+from modelcanary.local.monitoring import Alertmanager, Prometheus, ScrapeTarget, prometheus_config
+from modelcanary.serving.triton_server import TritonServer
+
+SCRAPE_INTERVAL = {"demo": "1s", "production": "15s"}
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> object: ...
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    repo: Path
+    model: str
+    stable: int
+    canary: int
+    run_dir: Path = Path(".modelcanary/up")
+    profile: str = "demo"
+    canary_weight: int = 0
+    profile_overrides: tuple[str, ...] = ()
+
+
+@dataclass
+class LocalStack:
+    """Start in order, stop in reverse; a failure while starting stops what already runs."""
+
+    options: StackOptions
+    say: Callable[[str], None] = print
+    book: AlertBook = field(init=False)
+    urls: dict[str, str] = field(default_factory=dict)
+    triton: TritonServer | None = None
+    gateway: GatewayServer | None = None
+    prometheus: Prometheus | None = None
+    alertmanager: Alertmanager | None = None
+    _running: list[_Stoppable] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.book = AlertBook(listener=self._heard)
+
+    def _heard(self, alert: WebhookAlert) -> None:
+        labels = alert.labels
+        self.say(
+            f"controller webhook: {labels.get('alertname')} {labels.get('severity')} for "
+            f"{labels.get('model')}:{labels.get('version')} ({labels.get('source', '-')})"
+        )
+
+    def start(self) -> dict[str, str]:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> dict[str, str]:
+        o = self.options
+        profile = load_profile(o.profile, list(o.profile_overrides))
+        run = o.run_dir.resolve()
+        run.mkdir(parents=True, exist_ok=True)
+        stable, canary = str(o.stable), str(o.canary)
+
+        self.triton = TritonServer(o.repo, run / "triton", faults_dir=run / "faults")
+        (run / "triton").mkdir(exist_ok=True)
+        self._running.append(self.triton)
+        endpoints = self.triton.start()
+        self.triton.load(o.model, sorted({o.stable, o.canary}))
+        self.say(f"Triton ready: {o.model} versions {stable} and {canary}")
+
+        gateway_token = _token(run / "gateway.token")
+        config = parse_config(
+            {
+                "models": {
+                    o.model: {
+                        "stable": stable,
+                        "upstreams": {stable: endpoints.http, canary: endpoints.http},
+                        "weights": {stable: 100 - o.canary_weight, canary: o.canary_weight},
+                        "retry_on_refused": True,
+                    }
+                }
+            },
+            "up",
+        )
+        self.gateway = GatewayServer(Gateway(config, gateway_token))
+        self._running.append(self.gateway)
+        self.gateway.start()
+
+        controller_token_path = run / "controller.token"
+        controller = AppServer(
+            create_app(self.book, _token(controller_token_path)), name="controller webhook"
+        )
+        self._running.append(controller)
+        controller.start()
+        pager = AppServer(
+            oncall.create_app(run / "oncall.jsonl", sys.stdout), name="on-call receiver"
+        )
+        self._running.append(pager)
+        pager.start()
+
+        self.alertmanager = Alertmanager(run)
+        self._running.append(self.alertmanager)
+        routing = Routing(
+            controller=Webhook(
+                type="webhook",
+                url=controller.url + PATH,
+                bearer_token_file=str(controller_token_path),
+            ),
+            oncall=Webhook(type="webhook", url=f"{pager.url}/oncall"),
+            chat=Webhook(type="webhook", url=f"{pager.url}/chat"),
+            timing=TIMINGS[o.profile],
+        )
+        self.alertmanager.start(render_routing(routing))
+
+        rule_file = run / "rules.yml"
+        rule_file.write_text(rules.render(profile))
+        self.prometheus = Prometheus(run)
+        self._running.append(self.prometheus)
+        self.prometheus.start(
+            prometheus_config(
+                [
+                    ScrapeTarget("triton", f"127.0.0.1:{endpoints.metrics_port}"),
+                    ScrapeTarget("gateway", f"{self.gateway.host}:{self.gateway.port}"),
+                ],
+                [rule_file],
+                f"127.0.0.1:{self.alertmanager.port}",
+                SCRAPE_INTERVAL[o.profile],
+            )
+        )
+        self.prometheus.wait_for_targets()
+
+        self.urls = {
+            "gateway": self.gateway.url,
+            "gateway_admin_token_file": str(run / "gateway.token"),
+            "triton_http": endpoints.http,
+            "triton_metrics": endpoints.metrics,
+            "prometheus": self.prometheus.url,
+            "alertmanager": self.alertmanager.url,
+            "controller_webhook": controller.url + PATH,
+            "oncall": pager.url,
+            "oncall_log": str(run / "oncall.jsonl"),
+            "faults_dir": str(run / "faults"),
+            "run_dir": str(run),
+        }
+        (run / "up.json").write_text(json.dumps(self.urls, indent=2) + "\n")
+        return self.urls
+
+    def alive(self) -> list[str]:
+        """Names of the parts that died (empty when all run)."""
+        dead = []
+        if self.triton is not None and (
+            self.triton.process is None or self.triton.process.poll() is not None
+        ):
+            dead.append("triton")
+        for name, part in (("prometheus", self.prometheus), ("alertmanager", self.alertmanager)):
+            if part is not None and not part.process.running():
+                dead.append(name)
+        return dead
+
+    def stop(self) -> None:
+        while self._running:
+            part = self._running.pop()
+            try:
+                part.stop()
+            except Exception as exc:  # keep stopping the others
+                self.say(f"stopping {type(part).__name__} failed: {exc}")
+        (self.options.run_dir / "up.json").unlink(missing_ok=True)
+
+
+def _token(path: Path) -> str:
+    """The token in the file, or a new random one written there (mode 0600)."""
+    if path.is_file():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def describe(urls: dict[str, Any]) -> list[str]:
+    return [f"  {name:<25} {value}" for name, value in urls.items()]
