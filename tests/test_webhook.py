@@ -165,3 +165,16 @@ def test_oncall_prints_each_change_once(tmp_path: Path) -> None:
     )
     assert [line.split()[1] for line in out.getvalue().splitlines()] == ["FIRING", "RESOLVED"]
     assert len(log.read_text().splitlines()) == 5  # the log keeps every notified alert
+
+
+def test_a_missing_binary_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelcanary.errors import UsageError
+    from modelcanary.local.process import find_binary
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(UsageError) as error:
+        find_binary(("alertmanager", "prometheus-alertmanager"), "prometheus-alertmanager")
+    assert str(error.value) == (
+        "alertmanager or prometheus-alertmanager not found; install it with "
+        "`apt-get install -y prometheus-alertmanager` (`make setup` does, when run as root)"
+    )
