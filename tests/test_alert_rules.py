@@ -317,8 +317,9 @@ def test_a_healthy_rollout_raises_nothing(tmp_path: Path, source: str) -> None:
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
-def test_committed_rule_files_match_the_generator(profile: str) -> None:
-    committed = PROJECT / "alerts" / f"{profile}.rules.yml"
+@pytest.mark.parametrize("where", ["alerts/{}.rules.yml", "charts/modelcanary/files/rules/{}.yaml"])
+def test_committed_rule_files_match_the_generator(profile: str, where: str) -> None:
+    committed = PROJECT / where.format(profile)
     assert committed.read_text() == render(load_profile(profile)), (
         f"{committed} drifted from the generator: run `modelcanary alerts render --profile {profile}`"
     )

@@ -9,6 +9,9 @@ from pathlib import Path
 from modelcanary.commands.arguments import Commands, Parser, say
 
 DEFAULT_DIR = Path("alerts")
+# The chart embeds these in its PrometheusRule with .Files.Get, so that Helm never
+# evaluates the rules' own {{ $labels }} templates.
+CHART_RULES_DIR = Path("charts/modelcanary/files/rules")
 
 
 def add(commands: Commands) -> None:
@@ -16,7 +19,7 @@ def add(commands: Commands) -> None:
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
     render = verbs.add_parser(
         "render",
-        help="write alerts/<profile>.rules.yml from a profile",
+        help="write alerts/<profile>.rules.yml and the chart's copy from a profile",
         description="Render the recording rules (one group per metrics source) and the alert "
         "rules from the thresholds and windows of a profile.",
     )
@@ -47,8 +50,13 @@ def run_render(args: argparse.Namespace) -> int:
     if args.out is not None and str(args.out) == "-":
         sys.stdout.write(text)
         return 0
-    out = args.out or DEFAULT_DIR / f"{profile.name}.rules.yml"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    say(f"wrote {out}")
+    outputs = [args.out] if args.out else chart_and_alerts_paths(profile.name)
+    for out in outputs:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        say(f"wrote {out}")
     return 0
+
+
+def chart_and_alerts_paths(profile: str) -> list[Path]:
+    return [DEFAULT_DIR / f"{profile}.rules.yml", CHART_RULES_DIR / f"{profile}.yaml"]
