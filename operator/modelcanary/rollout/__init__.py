@@ -1,0 +1,1 @@
+"""Rollouts: the spec, the judge and the stepper (pure), and the engine around them."""

@@ -1,0 +1,153 @@
+"""The rollout spec: a YAML file locally, the `spec` of a ModelCanary in a cluster.
+
+Parsed with pydantic; every invalid field is reported by its path with the reason.
+Pure: text in, a frozen spec out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from modelcanary.errors import UsageError
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like `30s`, `5m`, `1h30m`, `250ms`."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
+    hours, minutes, seconds, millis = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class VersionRef(_Strict):
+    version: str
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class ErrorRatio(_Strict):
+    max: float = Field(default=0.01, gt=0, lt=1)
+    max_above_stable: float | None = Field(default=0.005, ge=0, lt=1, alias="maxAboveStable")
+
+
+class LatencyP99(_Strict):
+    max_seconds: float = Field(default=0.5, gt=0, alias="maxSeconds")
+    max_ratio_to_stable: float | None = Field(default=1.5, gt=1, alias="maxRatioToStable")
+
+
+class AlertPolicy(_Strict):
+    rollback_on: tuple[str, ...] = Field(default=("critical",), alias="rollbackOn")
+    hold_on: tuple[str, ...] = Field(default=("warning",), alias="holdOn")
+
+
+class NoData(_Strict):
+    after: str = "5m"
+    action: Literal["pause", "rollback"] = "pause"
+
+    @field_validator("after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class Analysis(_Strict):
+    min_requests: int = Field(default=100, ge=1, alias="minRequests")
+    failure_limit: int = Field(default=2, ge=0, alias="failureLimit")
+    reset_failures_on_pass: bool = Field(default=False, alias="resetFailuresOnPass")
+    error_ratio: ErrorRatio = Field(default_factory=ErrorRatio, alias="errorRatio")
+    latency_p99: LatencyP99 = Field(default_factory=LatencyP99, alias="latencyP99")
+    alerts: AlertPolicy = Field(default_factory=AlertPolicy)
+    no_data: NoData = Field(default_factory=NoData, alias="noData")
+
+
+class Notify(_Strict):
+    alertmanager: str | None = None
+
+
+class RolloutSpec(_Strict):
+    """What to roll out, in which steps, and what counts as healthy."""
+
+    model: str = Field(min_length=1)
+    stable: VersionRef
+    canary: VersionRef
+    steps: tuple[int, ...] = (5, 10, 25, 50, 100)
+    interval: str = "30s"
+    analysis: Analysis = Field(default_factory=Analysis)
+    progress_deadline: str = Field(default="30m", alias="progressDeadline")
+    notify: Notify = Field(default_factory=Notify)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if not steps:
+            raise ValueError("give at least one step, ending at 100")
+        for step in steps:
+            if not 1 <= step <= 100:
+                raise ValueError(f"each step is a canary percent from 1 to 100, not {step}")
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError(f"steps must increase, got {list(steps)}")
+        if steps[-1] != 100:
+            raise ValueError(f"the last step must be 100 (full traffic), got {steps[-1]}")
+        return steps
+
+    @field_validator("interval", "progress_deadline")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RolloutSpec:
+        if self.stable.version == self.canary.version:
+            raise ValueError(
+                f"canary.version must differ from stable.version ({self.stable.version})"
+            )
+        return self
+
+    @property
+    def interval_s(self) -> float:
+        return parse_duration(self.interval)
+
+    @property
+    def progress_deadline_s(self) -> float:
+        return parse_duration(self.progress_deadline)
+
+    @property
+    def no_data_after_s(self) -> float:
+        return parse_duration(self.analysis.no_data.after)
+
+
+def parse_spec(data: object, source: str) -> RolloutSpec:
+    """A spec from parsed YAML or JSON; errors name the file and each field's path."""
+    try:
+        return RolloutSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            problems.append(f"{path}: {str(error['msg']).removeprefix('Value error, ')}")
+        raise UsageError(f"{source}: {'; '.join(problems)}") from None
+
+
+def load_spec(text: str, source: str) -> RolloutSpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{source}: not valid YAML: {exc}") from None
+    return parse_spec(data, source)
