@@ -1,0 +1,314 @@
+"""The stepper: state, verdict, alerts, operator intent and time in; one decision out.
+
+Rules, in order of precedence:
+
+1. A finished rollout (promoted, rolled back) only restarts on a `retry` intent.
+2. Operator intent: rollback, pause, resume, promote (next step now), promote --full.
+3. A firing alert of a `rollbackOn` severity for the canary rolls back at once, whatever
+   the step or phase.
+4. Before the first step, the golden-sample check must pass; a mismatch rolls back before
+   any user traffic reaches the canary.
+5. A paused rollout holds. Past `progressDeadline`, it rolls back.
+6. A failed verdict counts towards `failureLimit`; over the limit, roll back. Passing
+   checks reset the count only with `resetFailuresOnPass`.
+7. No data for longer than `noData.after` pauses or rolls back, as configured.
+8. A firing `holdOn` alert holds. An inconclusive verdict holds.
+9. A passing verdict after `interval` at the step advances, or at the last step promotes.
+
+Pure; `apply` turns a decision into the next state and records it in the history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from modelcanary.rollout.judge import FiringAlert, Verdict
+from modelcanary.rollout.spec import RolloutSpec
+
+Phase = Literal["Pending", "Progressing", "Paused", "Promoted", "RolledBack"]
+Action = Literal["start", "advance", "hold", "pause", "resume", "promote", "rollback", "restart"]
+IntentAction = Literal["promote", "promote_full", "rollback", "pause", "resume", "retry"]
+FINISHED: tuple[Phase, ...] = ("Promoted", "RolledBack")
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What a person asked for, and who and why."""
+
+    action: IntentAction
+    reason: str = ""
+    by: str = "operator"
+
+
+@dataclass(frozen=True)
+class GoldenResult:
+    """The canary's answers to its golden samples against PyTorch's."""
+
+    passed: bool
+    worst: str  # e.g. "output 'logits' off by 3.1e-01 at sample 7"
+
+
+@dataclass(frozen=True)
+class Transition:
+    at: float
+    action: Action
+    phase: Phase
+    step: int
+    weight: int
+    reason: str
+    numbers: dict[str, float | int | str] = field(default_factory=dict)
+    by: str = "controller"
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    phase: Phase = "Pending"
+    step: int = -1  # index into spec.steps; -1 before the first
+    weight: int = 0  # canary percent
+    started_at: float | None = None
+    step_started_at: float | None = None
+    failures: int = 0
+    last_data_at: float | None = None
+    history: tuple[Transition, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RolloutState:
+        history = tuple(Transition(**t) for t in data.get("history", ()))
+        return cls(**{**data, "history": history})
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    step: int
+    weight: int
+    reason: str
+    failures: int
+    last_data_at: float | None
+    numbers: dict[str, float | int | str] = field(default_factory=dict)
+    by: str = "controller"
+
+
+def decide(
+    spec: RolloutSpec,
+    state: RolloutState,
+    verdict: Verdict,
+    alerts: tuple[FiringAlert, ...],
+    intent: Intent | None,
+    now: float,
+    golden: GoldenResult | None = None,
+) -> Decision:
+    """The one thing to do now."""
+    last = len(spec.steps) - 1
+    data_at = now if verdict.has_data and not verdict.problems else state.last_data_at
+    numbers = verdict.numbers()
+
+    def make(
+        action: Action,
+        reason: str,
+        step: int | None = None,
+        weight: int | None = None,
+        failures: int | None = None,
+        by: str = "controller",
+    ) -> Decision:
+        return Decision(
+            action,
+            state.step if step is None else step,
+            state.weight if weight is None else weight,
+            reason,
+            state.failures if failures is None else failures,
+            data_at,
+            numbers,
+            by,
+        )
+
+    # 1. finished rollouts
+    if state.phase in FINISHED:
+        if intent is not None and intent.action == "retry":
+            return make("restart", _asked(intent, "retry from the first step"), -1, 0, 0, intent.by)
+        if intent is not None:
+            return make(
+                "hold",
+                f"{intent.action} ignored: the rollout is {state.phase}; only retry applies",
+                by=intent.by,
+            )
+        return make("hold", f"rollout is {state.phase}")
+
+    # 2. operator intent
+    if intent is not None:
+        by = intent.by
+        if intent.action == "rollback":
+            return make("rollback", _asked(intent, "rollback"), weight=0, by=by)
+        if intent.action == "pause":
+            return make("pause", _asked(intent, "pause"), by=by)
+        if intent.action == "resume":
+            if state.phase == "Paused":
+                return make("resume", _asked(intent, "resume"), by=by)
+            return make("hold", f"resume ignored: the rollout is {state.phase}, not Paused", by=by)
+        if intent.action == "promote_full":
+            return make("promote", _asked(intent, "full promotion"), last, 100, by=by)
+        if intent.action == "promote":
+            if state.step >= last:
+                return make("promote", _asked(intent, "promotion"), last, 100, by=by)
+            step = state.step + 1
+            return make(
+                "advance", _asked(intent, f"step {step + 1} now"), step, spec.steps[step], by=by
+            )
+        if intent.action == "retry":
+            return make("hold", "retry ignored: only a finished rollout can be retried", by=by)
+
+    # 3. alerts that roll back, whatever the step
+    canary = spec.canary.version
+    for alert in alerts:
+        if (
+            alert.version == canary
+            and alert.state == "firing"
+            and alert.severity in spec.analysis.alerts.rollback_on
+        ):
+            return make(
+                "rollback",
+                f"alert {alert.name} ({alert.severity}) fired for version {canary}",
+                weight=0,
+            )
+
+    # 4. the golden-sample check before the first step
+    if state.phase == "Pending":
+        if golden is None:
+            return make("hold", "waiting for the golden-sample check of the canary")
+        if not golden.passed:
+            return make(
+                "rollback", f"golden samples do not match PyTorch: {golden.worst}", weight=0
+            )
+        return make("start", f"golden samples match ({golden.worst}); step 1", 0, spec.steps[0])
+
+    # 5. paused, deadline
+    if state.phase == "Paused":
+        return make("hold", "paused")
+    if state.started_at is not None and now - state.started_at > spec.progress_deadline_s:
+        return make(
+            "rollback", f"not promoted within progressDeadline {spec.progress_deadline}", weight=0
+        )
+
+    # 6. failed checks
+    failures = state.failures
+    if verdict.result == "fail":
+        failures += 1
+        failed = ", ".join(
+            f"{c.name} {c.value:.4g} > {c.threshold:g}"
+            for c in verdict.failures()
+            if c.value is not None
+        )
+        limit = spec.analysis.failure_limit
+        if failures > limit:
+            return make(
+                "rollback",
+                f"checks failed {failures} times (limit {limit}): {failed}",
+                weight=0,
+                failures=failures,
+            )
+        return make(
+            "hold", f"check failed ({failures} of {limit} tolerated): {failed}", failures=failures
+        )
+    if verdict.result == "pass" and spec.analysis.reset_failures_on_pass:
+        failures = 0
+
+    # 7. no data
+    since = data_at if data_at is not None else state.step_started_at
+    if not verdict.has_data and since is not None and now - since > spec.no_data_after_s:
+        action = spec.analysis.no_data.action
+        why = "; ".join(verdict.problems) or "no canary requests"
+        reason = f"no data for more than {spec.analysis.no_data.after} ({why})"
+        if action == "rollback":
+            return make("rollback", reason, weight=0, failures=failures)
+        return make("pause", reason, failures=failures)
+
+    # 8. holding alerts, inconclusive verdicts
+    for alert in alerts:
+        if (
+            alert.version == canary
+            and alert.state == "firing"
+            and alert.severity in spec.analysis.alerts.hold_on
+        ):
+            return make(
+                "hold",
+                f"holding: alert {alert.name} ({alert.severity}) for version {canary}",
+                failures=failures,
+            )
+    if verdict.result == "inconclusive":
+        details = "; ".join(
+            c.detail for c in verdict.checks if c.result == "inconclusive" and c.detail
+        )
+        return make("hold", f"waiting: {details or 'checks inconclusive'}", failures=failures)
+
+    # 9. advance or promote once the step's interval has passed
+    at_step = now - (state.step_started_at or now)
+    if at_step < spec.interval_s:
+        return make(
+            "hold",
+            f"step {state.step + 1} healthy; {spec.interval_s - at_step:.0f}s left",
+            failures=failures,
+        )
+    if state.step >= last:
+        return make("promote", "all checks passed at every step", last, 100, failures=failures)
+    step = state.step + 1
+    return make(
+        "advance", f"checks passed; step {step + 1}", step, spec.steps[step], failures=failures
+    )
+
+
+def _asked(intent: Intent, what: str) -> str:
+    return f"{what} requested by {intent.by}" + (f": {intent.reason}" if intent.reason else "")
+
+
+def apply(state: RolloutState, decision: Decision, now: float) -> RolloutState:
+    """The state after a decision; every transition but a plain hold goes to the history."""
+    phase: Phase = state.phase
+    started_at, step_started_at = state.started_at, state.step_started_at
+    action = decision.action
+    if action in ("start", "advance"):
+        phase, step_started_at = "Progressing", now
+        started_at = started_at if started_at is not None else now
+    elif action == "pause":
+        phase = "Paused"
+    elif action == "resume":
+        phase, step_started_at = "Progressing", now
+    elif action == "promote":
+        phase = "Promoted"
+    elif action == "rollback":
+        phase = "RolledBack"
+    elif action == "restart":
+        return RolloutState(history=(*state.history, _transition(decision, "Pending", now)))
+    new = replace(
+        state,
+        phase=phase,
+        step=decision.step,
+        weight=decision.weight,
+        started_at=started_at,
+        step_started_at=step_started_at,
+        failures=decision.failures,
+        last_data_at=decision.last_data_at,
+    )
+    if action != "hold" or decision.failures != state.failures:
+        new = replace(new, history=(*state.history, _transition(decision, phase, now)))
+    return new
+
+
+def _transition(decision: Decision, phase: Phase, now: float) -> Transition:
+    return Transition(
+        at=now,
+        action=decision.action,
+        phase=phase,
+        step=decision.step,
+        weight=decision.weight,
+        reason=decision.reason,
+        numbers=dict(decision.numbers),
+        by=decision.by,
+    )
