@@ -108,7 +108,7 @@ class PrometheusSource:
 
 
 def _alert(labels: dict[str, str]) -> FiringAlert:
-    state = "firing" if labels.get("alertstate") == "firing" else "pending"
-    return FiringAlert(
-        labels.get("alertname", "?"), labels.get("severity", ""), labels.get("version", ""), state
-    )
+    name, severity, version = (labels.get(k, "") for k in ("alertname", "severity", "version"))
+    if labels.get("alertstate") == "firing":
+        return FiringAlert(name, severity, version, "firing")
+    return FiringAlert(name, severity, version, "pending")
