@@ -1,0 +1,70 @@
+"""The local state store: a rollout's state and its pending operator intent as files.
+
+`state.json` is replaced atomically (write, fsync, rename), so a controller killed at any
+moment leaves either the old state or the new one, never half of one. `intent.json` is
+written by the local commands (`modelcanary promote`, ...) and taken by the controller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from modelcanary.errors import UsageError, one_line
+from modelcanary.rollout.stepper import Intent, RolloutState
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class FileStateStore:
+    """State and intent of one rollout in a directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.state_path = directory / "state.json"
+        self.intent_path = directory / "intent.json"
+
+    def load(self) -> RolloutState | None:
+        if not self.state_path.exists():
+            return None
+        try:
+            return RolloutState.from_json(json.loads(self.state_path.read_text()))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UsageError(
+                f"{self.state_path}: not a readable rollout state: {one_line(exc)}"
+            ) from None
+
+    def save(self, state: RolloutState) -> None:
+        write_atomically(self.state_path, state.dumps())
+
+    def record_intent(self, intent: Intent) -> None:
+        write_atomically(self.intent_path, json.dumps(asdict(intent)) + "\n")
+
+    def take_intent(self) -> Intent | None:
+        """The pending intent, removed once read (the controller acts on it once)."""
+        try:
+            data = json.loads(self.intent_path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            self.intent_path.unlink(missing_ok=True)
+            raise UsageError(
+                f"{self.intent_path}: not a readable intent: {one_line(exc)}"
+            ) from None
+        self.intent_path.unlink(missing_ok=True)
+        return Intent(**data)

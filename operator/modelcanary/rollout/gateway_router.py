@@ -1,0 +1,52 @@
+"""The traffic router port on the local gateway's admin API."""
+
+from __future__ import annotations
+
+import httpx
+
+from modelcanary.errors import ModelcanaryError, one_line
+
+
+class RouterError(ModelcanaryError):
+    """The weight could not be applied."""
+
+
+class GatewayRouter:
+    """Sets {stable: 100 - w, canary: w} for one model on the gateway."""
+
+    def __init__(
+        self, url: str, token: str, model: str, stable: str, canary: str,
+        client: httpx.Client | None = None,
+    ) -> None:  # fmt: skip
+        self.endpoint = f"{url.rstrip('/')}/admin/models/{model}/weights"
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.stable, self.canary = stable, canary
+        self.client = client or httpx.Client(timeout=5.0)
+
+    def set_weight(self, canary_percent: int) -> None:
+        weights = {self.stable: 100 - canary_percent, self.canary: canary_percent}
+        try:
+            response = self.client.put(
+                self.endpoint, json={"weights": weights}, headers=self.headers
+            )
+        except httpx.HTTPError as exc:
+            raise RouterError(
+                f"the gateway at {self.endpoint} is unreachable: {one_line(exc)}"
+            ) from None
+        if response.status_code != 200:
+            try:
+                reason = response.json().get("error", response.text)
+            except ValueError:
+                reason = response.text
+            raise RouterError(
+                f"the gateway refused weights {weights}: {response.status_code} {reason}"
+            )
+
+    def weight(self) -> int:
+        try:
+            response = self.client.get(self.endpoint, headers=self.headers)
+            return int(response.json()["weights"].get(self.canary, 0))
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise RouterError(
+                f"the gateway at {self.endpoint} gave no weights: {one_line(exc)}"
+            ) from None
