@@ -246,9 +246,16 @@ def test_fault_injection_shows_in_tritons_own_metrics(server: TritonServer) -> N
     finally:
         set_faults(server.faults_dir, "digits", 2, FaultSpec())
     http_infer(http_url, pixels(1), 2)  # cleared: answers again
+    # the stubs' log lines reach Triton's log asynchronously, after the responses
+    deadline = time.monotonic() + 10
+    wanted = (
+        "FAULT INJECTION ON for digits:2: failing 100% of requests",
+        "fault injection off for digits:2",
+    )
+    while not all(w in server.log_path.read_text() for w in wanted) and time.monotonic() < deadline:
+        time.sleep(0.1)
     log = server.log_path.read_text()
-    assert "FAULT INJECTION ON for digits:2: failing 100% of requests" in log
-    assert "fault injection off for digits:2" in log
+    assert wanted[0] in log and wanted[1] in log
 
 
 def test_a_config_that_disagrees_with_the_graph_fails_to_load(server: TritonServer) -> None:

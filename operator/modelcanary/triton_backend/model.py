@@ -8,7 +8,8 @@ every model whose config says `backend: "onnxruntime"`, so the repository writte
 It runs inside the Triton python backend stub, in the stub's own environment: it may
 import only numpy, onnxruntime and triton_python_backend_utils, never modelcanary.
 
-- At load: the config's inputs and outputs are checked against the ONNX graph.
+- At load: the config's inputs and outputs are checked against the ONNX graph, and one
+  run on zeros warms the session up.
 - Batching: the requests of one `execute` call (the dynamic batcher's batch) run as one
   onnxruntime call per group of equal per-sample shapes, then split per request.
 - Config parameters: `intra_op_thread_count` (default 1, without spinning: Triton runs
@@ -56,6 +57,19 @@ ORT_TO_TRITON = {
     "tensor(int64)": "TYPE_INT64",
     "tensor(uint8)": "TYPE_UINT8",
     "tensor(bool)": "TYPE_BOOL",
+}
+
+
+TRITON_TO_NUMPY: dict[str, Any] = {
+    "TYPE_FP16": np.float16,
+    "TYPE_FP32": np.float32,
+    "TYPE_FP64": np.float64,
+    "TYPE_INT8": np.int8,
+    "TYPE_INT16": np.int16,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_UINT8": np.uint8,
+    "TYPE_BOOL": np.bool_,
 }
 
 
@@ -122,6 +136,7 @@ class TritonPythonModel:
         self.inputs = [t["name"] for t in config.get("input", [])]
         self.outputs = [t["name"] for t in config.get("output", [])]
         check_signature(config, self.session, self.batched, f"{self.model}:{self.version}")
+        self._warm_up(config)
         self.faults = FaultFile(params.get("MODELCANARY_FAULTS") or None, self.model, self.version)
         self.faults.refresh()
         self.rng = random.Random()
@@ -133,6 +148,22 @@ class TritonPythonModel:
         self.latency = self.family.Metric(
             labels={"model": self.model, "version": self.version}, buckets=LATENCY_BUCKETS
         )
+
+    def _warm_up(self, config: dict[str, Any]) -> None:
+        """One run on zeros at load, so that no user request pays onnxruntime's first-run
+        cost (hundreds of milliseconds, which shows as a P99 spike on a fresh canary)."""
+        feed = {}
+        for tensor in config.get("input", []):
+            dims = [int(d) for d in tensor.get("dims", [])]
+            if "reshape" in tensor:
+                dims = [int(d) for d in tensor["reshape"].get("shape", [])]
+            shape = ([1] if self.batched else []) + [d if d > 0 else 1 for d in dims]
+            dtype = TRITON_TO_NUMPY.get(tensor.get("data_type", ""), np.float32)
+            feed[tensor["name"]] = np.zeros(shape, dtype=dtype)
+        try:
+            self.session.run(self.outputs, feed)
+        except Exception as exc:  # a model may reject zeros; then the first request warms it
+            pb_utils.Logger.log_warn(f"{self.model}:{self.version}: warm-up run failed: {exc}")
 
     def execute(self, requests: list[Any]) -> list[Any]:
         started = time.perf_counter()
