@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class ModelcanaryError(Exception):
     """Base class: the message is shown to the user as one line, without a traceback."""
@@ -28,3 +30,14 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def describe_validation_errors(
+    exc: ValidationError, empty: str = "(top level)", limit: int | None = None
+) -> str:
+    """pydantic's errors as `path.to.field: reason; ...`, the way every parser reports them."""
+    parts = []
+    for error in exc.errors()[:limit]:
+        location = ".".join(str(part) for part in error["loc"]) or empty
+        parts.append(f"{location}: {str(error['msg']).removeprefix('Value error, ')}")
+    return "; ".join(parts)

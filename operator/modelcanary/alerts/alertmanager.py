@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modelcanary.errors import UsageError
+from modelcanary.errors import UsageError, describe_validation_errors
 
 CONTROLLER_ORIGIN = "modelcanary-controller"
 
@@ -143,8 +143,7 @@ def parse_routing(data: object, source: str) -> Routing:
     try:
         return Routing.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UsageError(f"{source}: {problems}") from None
+        raise UsageError(f"{source}: {describe_validation_errors(exc)}") from None
 
 
 def config(routing: Routing) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from modelcanary.errors import UsageError
+from modelcanary.errors import UsageError, describe_validation_errors
 
 _DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d))+$")
 
@@ -112,8 +112,4 @@ def load_profile(name: str, overrides: list[str] | None = None) -> Profile:
     try:
         return Profile.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {str(e['msg']).removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise UsageError(f"profile {name}: {problems}") from None
+        raise UsageError(f"profile {name}: {describe_validation_errors(exc)}") from None

@@ -19,6 +19,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelcanary.errors import describe_validation_errors
+
 PATH = "/alertmanager/webhook"
 
 
@@ -94,9 +96,7 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
         try:
             payload = WebhookPayload.model_validate_json(body)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
-            )
+            problems = describe_validation_errors(exc, empty="body", limit=5)
             return JSONResponse({"error": f"not an Alertmanager webhook payload: {problems}"}, 400)
         new = book.apply(payload)
         return JSONResponse({"received": len(payload.alerts), "newly_firing": len(new)})

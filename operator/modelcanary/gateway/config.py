@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modelcanary.errors import UsageError
+from modelcanary.errors import UsageError, describe_validation_errors
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
@@ -82,14 +82,4 @@ def parse_config(data: object, source: str) -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise UsageError(f"{source}: {describe_errors(exc)}") from None
-
-
-def describe_errors(exc: ValidationError) -> str:
-    """pydantic's errors as `path.to.field: reason; ...`."""
-    parts = []
-    for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{location}: {message}")
-    return "; ".join(parts)
+        raise UsageError(f"{source}: {describe_validation_errors(exc)}") from None

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modelcanary.errors import UsageError
+from modelcanary.errors import UsageError, describe_validation_errors
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 
@@ -138,11 +138,7 @@ def parse_spec(data: object, source: str) -> RolloutSpec:
     try:
         return RolloutSpec.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            path = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            problems.append(f"{path}: {str(error['msg']).removeprefix('Value error, ')}")
-        raise UsageError(f"{source}: {'; '.join(problems)}") from None
+        raise UsageError(f"{source}: {describe_validation_errors(exc)}") from None
 
 
 def load_spec(text: str, source: str) -> RolloutSpec:
