@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import secrets
 from pathlib import Path
 
 from modelcanary.commands.arguments import Commands, integer, number, say
 from modelcanary.errors import UsageError
+from modelcanary.files import token_file
 
 DEFAULT_TOKEN_FILE = Path(".modelcanary/gateway.token")
 
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if overrides:
         config = parse_config({**config.model_dump(), **overrides}, "flags")
     host, port = _listen(args.listen)
-    token = admin_token(args.admin_token_file)
+    token = token_file(args.admin_token_file, "--admin-token-file")
     server = GatewayServer(Gateway(config, token), host, port)
     say(f"gateway listening on {server.url}")
     for name, route in config.models.items():
@@ -125,18 +124,3 @@ def _listen(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise UsageError(f"--listen {text!r} is not HOST:PORT")
     return host, int(port)
-
-
-def admin_token(path: Path) -> str:
-    """The token in the file, or a new random one written there (mode 0600)."""
-    if path.is_file():
-        token = path.read_text().strip()
-        if not token:
-            raise UsageError(f"--admin-token-file {path} is empty")
-        return token
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token + "\n")
-    return token

@@ -9,7 +9,6 @@ Everything listens on 127.0.0.1, on free ports, and lives in one run directory.
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from modelcanary.alerts.alertmanager import render as render_routing
 from modelcanary.alerts.profile import load_profile
 from modelcanary.alerts.webhook import PATH, AlertBook, WebhookAlert, create_app
 from modelcanary.asgi_server import AppServer
+from modelcanary.files import token_file
 from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
@@ -92,7 +92,7 @@ class LocalStack:
         self.triton.load(o.model, sorted({o.stable, o.canary}))
         self.say(f"Triton ready: {o.model} versions {stable} and {canary}")
 
-        gateway_token = _token(run / "gateway.token")
+        gateway_token = token_file(run / "gateway.token")
         config = parse_config(
             {
                 "models": {
@@ -112,7 +112,7 @@ class LocalStack:
 
         controller_token_path = run / "controller.token"
         controller = AppServer(
-            create_app(self.book, _token(controller_token_path)), name="controller webhook"
+            create_app(self.book, token_file(controller_token_path)), name="controller webhook"
         )
         self._running.append(controller)
         controller.start()
@@ -189,16 +189,6 @@ class LocalStack:
             except Exception as exc:  # keep stopping the others
                 self.say(f"stopping {type(part).__name__} failed: {exc}")
         (self.options.run_dir / "up.json").unlink(missing_ok=True)
-
-
-def _token(path: Path) -> str:
-    """The token in the file, or a new random one written there (mode 0600)."""
-    if path.is_file():
-        return path.read_text().strip()
-    token = secrets.token_urlsafe(32)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n")
-    return token
 
 
 def describe(urls: dict[str, Any]) -> list[str]:

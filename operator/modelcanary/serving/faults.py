@@ -9,12 +9,11 @@ faults. Files are replaced atomically so the backend never reads half of one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from modelcanary.errors import UsageError
+from modelcanary.files import write_atomically
 
 
 @dataclass(frozen=True)
@@ -52,11 +51,7 @@ def set_faults(faults_dir: Path, model: str, version: int, spec: FaultSpec) -> P
     if not spec.active:
         path.unlink(missing_ok=True)
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".fault-", dir=path.parent)
-    with os.fdopen(handle, "w") as out:
-        json.dump(asdict(spec), out)
-    Path(temporary).replace(path)
+    write_atomically(path, json.dumps(asdict(spec)))
     return path
 
 
