@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Literal
 
 import httpx
 
@@ -23,6 +24,32 @@ def find_binary(names: tuple[str, ...], package: str) -> str:
         f"{' or '.join(names)} not found; install it with `apt-get install -y {package}` "
         "(`make setup` does, when run as root)"
     )
+
+
+def wait_until_ready(
+    url: str, process: subprocess.Popen[bytes], timeout: float
+) -> Literal["ready", "exited", "timeout"]:
+    """Poll `url` until it answers 200, the process exits, or the time is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return "exited"
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return "ready"
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return "timeout"
+
+
+def log_tail(path: Path, lines: int) -> str:
+    """The last lines of a log, joined on one line for an error message."""
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
 
 
 class ManagedProcess:
@@ -45,21 +72,16 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C reaches only modelcanary
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                self.process = None
-                raise UsageError(
-                    f"{self.name} exited with code {code} at start: {self.log_tail()} "
-                    f"(log: {self.log_path})"
-                )
-            try:
-                if httpx.get(ready_url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        outcome = wait_until_ready(ready_url, self.process, timeout)
+        if outcome == "ready":
+            return
+        if outcome == "exited":
+            code = self.process.returncode
+            self.process = None
+            raise UsageError(
+                f"{self.name} exited with code {code} at start: {log_tail(self.log_path, 3)} "
+                f"(log: {self.log_path})"
+            )
         self.stop()
         raise UsageError(f"{self.name} was not ready within {timeout:.0f} s (log: {self.log_path})")
 
@@ -76,10 +98,3 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-
-    def log_tail(self, lines: int = 3) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(line.strip() for line in text[-lines:])

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import httpx
 from google.protobuf import json_format
 
 from modelcanary.errors import UsageError
+from modelcanary.local.process import log_tail, wait_until_ready
 from modelcanary.repository import CONFIG, ModelRepository
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.triton_backend import MODEL_PY
@@ -190,11 +190,7 @@ class TritonServer:
         return removed
 
     def log_tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(line.strip() for line in text[-lines:])
+        return log_tail(self.log_path, lines)
 
     def _require_running(self) -> Endpoints:
         if self.process is None or self.endpoints is None or self.process.poll() is not None:
@@ -202,21 +198,17 @@ class TritonServer:
         return self.endpoints
 
     def _wait(self, url: str, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.returncode
-                self.stop()
-                raise UsageError(
-                    f"tritonserver exited with code {code} before becoming ready: "
-                    f"{self.log_tail()} (log: {self.log_path})"
-                )
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        assert self.process is not None
+        outcome = wait_until_ready(url, self.process, timeout)
+        if outcome == "ready":
+            return
+        if outcome == "exited":
+            code = self.process.returncode
+            self.stop()
+            raise UsageError(
+                f"tritonserver exited with code {code} before becoming ready: "
+                f"{self.log_tail()} (log: {self.log_path})"
+            )
         self.stop()
         raise UsageError(
             f"tritonserver did not {what} within {timeout:.0f} s (log: {self.log_path})"
