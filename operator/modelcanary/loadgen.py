@@ -18,6 +18,7 @@ import numpy as np
 from modelcanary.errors import UsageError, one_line
 from modelcanary.load_report import LoadReport, Outcome, build_report
 from modelcanary.metrics_contract import VERSION_HEADER
+from modelcanary.oip import infer_body
 from modelcanary.parity import split_golden
 from modelcanary.repository import GOLDEN, ModelRepository
 
@@ -34,31 +35,11 @@ def request_bodies(repo: Path, model: str, version: int | None = None) -> list[b
         raise UsageError(f"{path}: no golden samples to build requests from")
     with np.load(path, allow_pickle=False) as data:
         inputs, _ = split_golden({k: data[k] for k in data.files})
-    config = store.read_config(model)
-    types = {}
-    if config is not None:
-        from tritonclient.grpc import model_config_pb2 as mc
-
-        types = {t.name: mc.DataType.Name(t.data_type).removeprefix("TYPE_") for t in config.input}
     count = next(iter(inputs.values())).shape[0]
-    bodies = []
-    for index in range(count):
-        tensors = []
-        for name, array in inputs.items():
-            sample = array[index : index + 1]
-            datatype = types.get(name) or _datatype(sample.dtype)
-            tensors.append(
-                {"name": name, "shape": list(sample.shape), "datatype": datatype,
-                 "data": sample.ravel().tolist()}
-            )  # fmt: skip
-        bodies.append(json.dumps({"inputs": tensors}).encode())
-    return bodies
-
-
-def _datatype(dtype: np.dtype) -> str:
-    from modelcanary.tensorspec import dtype_by_numpy
-
-    return dtype_by_numpy(dtype.name).triton.removeprefix("TYPE_")
+    return [
+        json.dumps(infer_body({n: a[i : i + 1] for n, a in inputs.items()})).encode()
+        for i in range(count)
+    ]
 
 
 async def run_load(

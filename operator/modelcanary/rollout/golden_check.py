@@ -15,10 +15,10 @@ import httpx
 import numpy as np
 
 from modelcanary.errors import ModelcanaryError, one_line
+from modelcanary.oip import infer_body
 from modelcanary.parity import compare, split_golden
 from modelcanary.repository import GOLDEN, ModelRepository
 from modelcanary.rollout.stepper import GoldenResult
-from modelcanary.tensorspec import dtype_by_numpy
 
 
 class GoldenUnavailable(ModelcanaryError):
@@ -74,19 +74,8 @@ def run_golden_check(
 def _infer(
     http: httpx.Client, endpoint: str, chunk: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    body = {
-        "inputs": [
-            {
-                "name": name,
-                "shape": list(array.shape),
-                "datatype": dtype_by_numpy(array.dtype.name).triton.removeprefix("TYPE_"),
-                "data": array.ravel().tolist(),
-            }
-            for name, array in chunk.items()
-        ]
-    }
     try:
-        response = http.post(endpoint, json=body)
+        response = http.post(endpoint, json=infer_body(chunk))
     except httpx.HTTPError as exc:
         raise GoldenUnavailable(f"{endpoint} is unreachable: {one_line(exc)}") from None
     if response.status_code != 200:
