@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import NoReturn, TypeAlias
 
 
@@ -47,6 +50,19 @@ def label(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     return key, value
+
+
+def stop_requested() -> threading.Event:
+    """An event set by SIGINT or SIGTERM. Long-running commands check it once their
+    servers are ready, so a signal never reaches Triton while it loads models."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop
 
 
 def say(line: str) -> None:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 
-from modelcanary.commands.arguments import Commands, int_list, say
+from modelcanary.commands.arguments import Commands, int_list, say, stop_requested
 from modelcanary.errors import UsageError
 
 DEFAULT_RUN_DIR = Path(".modelcanary/serve")
@@ -45,13 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()  # acted on once the server is ready: never signal Triton mid-load
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = stop_requested()
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     server = TritonServer(args.repo, run_dir, faults_dir=run_dir / "faults")

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 
-from modelcanary.commands.arguments import Commands, integer, say
+from modelcanary.commands.arguments import Commands, integer, say, stop_requested
 from modelcanary.errors import UsageError
 
 
@@ -46,13 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--repo {args.repo}: no such directory")
     if not 0 <= args.canary_weight <= 100:
         raise UsageError("--canary-weight must be between 0 and 100")
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()  # acted on once everything is up: never signal Triton mid-load
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = stop_requested()
     options = StackOptions(
         repo=args.repo, model=args.model, stable=args.stable, canary=args.canary,
         run_dir=args.run_dir, profile=args.profile, canary_weight=args.canary_weight,

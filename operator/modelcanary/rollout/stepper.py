@@ -167,17 +167,13 @@ def decide(
 
     # 3. alerts that roll back, whatever the step
     canary = spec.canary.version
-    for alert in alerts:
-        if (
-            alert.version == canary
-            and alert.state == "firing"
-            and alert.severity in spec.analysis.alerts.rollback_on
-        ):
-            return make(
-                "rollback",
-                f"alert {alert.name} ({alert.severity}) fired for version {canary}",
-                weight=0,
-            )
+    alert = _firing(alerts, canary, spec.analysis.alerts.rollback_on)
+    if alert is not None:
+        return make(
+            "rollback",
+            f"alert {alert.name} ({alert.severity}) fired for version {canary}",
+            weight=0,
+        )
 
     # 4. the golden-sample check before the first step
     if state.phase == "Pending":
@@ -231,17 +227,13 @@ def decide(
         return make("pause", reason, failures=failures)
 
     # 8. holding alerts, inconclusive verdicts
-    for alert in alerts:
-        if (
-            alert.version == canary
-            and alert.state == "firing"
-            and alert.severity in spec.analysis.alerts.hold_on
-        ):
-            return make(
-                "hold",
-                f"holding: alert {alert.name} ({alert.severity}) for version {canary}",
-                failures=failures,
-            )
+    alert = _firing(alerts, canary, spec.analysis.alerts.hold_on)
+    if alert is not None:
+        return make(
+            "hold",
+            f"holding: alert {alert.name} ({alert.severity}) for version {canary}",
+            failures=failures,
+        )
     if verdict.result == "inconclusive":
         details = "; ".join(
             c.detail for c in verdict.checks if c.result == "inconclusive" and c.detail
@@ -262,6 +254,16 @@ def decide(
     return make(
         "advance", f"checks passed; step {step + 1}", step, spec.steps[step], failures=failures
     )
+
+
+def _firing(
+    alerts: tuple[FiringAlert, ...], version: str, severities: tuple[str, ...]
+) -> FiringAlert | None:
+    """The first firing alert for the version with one of the severities."""
+    for alert in alerts:
+        if alert.version == version and alert.state == "firing" and alert.severity in severities:
+            return alert
+    return None
 
 
 def _asked(intent: Intent, what: str) -> str:
