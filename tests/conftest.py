@@ -64,6 +64,28 @@ def triton_home() -> TritonHome:
     return home
 
 
+def metric_samples(metrics_url: str) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample on a Prometheus metrics endpoint as (name, labels, value)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(metrics_url, timeout=5).text
+    return [
+        (s.name, s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples
+    ]
+
+
+def metric_value(metrics_url: str, name: str, **labels: str) -> float:
+    """The sum of the samples of one metric with these labels (0 when absent)."""
+    return sum(
+        value
+        for sample, sample_labels, value in metric_samples(metrics_url)
+        # the client's parser names counter samples `<name>_total`
+        if sample in (name, f"{name}_total")
+        and all(sample_labels.get(k) == v for k, v in labels.items())
+    )
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """sha256 of every file under root, and every directory, by relative path."""
     if not root.exists():

@@ -14,7 +14,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as httpclient
-from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import chisquare
 
 from modelcanary.gateway.app import Gateway
@@ -22,6 +21,7 @@ from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import TritonServer, free_ports
+from tests.conftest import metric_samples, metric_value
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token"
@@ -88,18 +88,11 @@ def reference(repo: Path, version: str, x: np.ndarray) -> np.ndarray:
 
 
 def samples(url: str) -> list[tuple[str, dict[str, str], float]]:
-    text = httpx.get(f"{url}/metrics").text
-    return [
-        (s.name, s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples
-    ]
+    return metric_samples(f"{url}/metrics")
 
 
 def value(url: str, name: str, **labels: str) -> float:
-    return sum(
-        v
-        for n, lab, v in samples(url)
-        if n == name and all(lab.get(k) == w for k, w in labels.items())
-    )
+    return metric_value(f"{url}/metrics", name, **labels)
 
 
 X = np.random.default_rng(0).random((3, 64)).astype(np.float32)

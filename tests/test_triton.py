@@ -18,14 +18,13 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from modelcanary.errors import UsageError
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import SHM_DIR, TritonServer
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, metric_samples, metric_value
 
 pytestmark = pytest.mark.slow
 
@@ -88,29 +87,14 @@ def http_infer(url: str, x: np.ndarray, version: int, model: str = "digits") -> 
     return result
 
 
-def metric(metrics_url: str, name: str, **labels: str) -> float:
-    """The value of one sample on Triton's metrics endpoint (0 when absent)."""
-    import httpx
-
-    text = httpx.get(metrics_url, timeout=5).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            # the client's parser names counter samples `<name>_total`
-            named = sample.name in (name, f"{name}_total")
-            if named and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 def settled(metrics_url: str, name: str, want: float, **labels: str) -> float:
     """The metric once it reaches `want`, or its last value after 10 s: Triton records a
     call's statistics just after sending its responses, so a scrape may briefly lag."""
     deadline = time.monotonic() + 10
-    value = metric(metrics_url, name, **labels)
+    value = metric_value(metrics_url, name, **labels)
     while value < want and time.monotonic() < deadline:
         time.sleep(0.05)
-        value = metric(metrics_url, name, **labels)
+        value = metric_value(metrics_url, name, **labels)
     return value
 
 
@@ -139,8 +123,8 @@ def test_http_and_grpc_answer_like_onnxruntime_for_both_versions(
 def test_concurrent_requests_run_as_one_batch(server: TritonServer, repo: Path) -> None:
     http_url, _, metrics_url = endpoints(server)
     labels = {"model": "batcher", "version": "1"}
-    before = metric(metrics_url, "nv_inference_exec_count", **labels)
-    before_count = metric(metrics_url, "nv_inference_count", **labels)
+    before = metric_value(metrics_url, "nv_inference_exec_count", **labels)
+    before_count = metric_value(metrics_url, "nv_inference_count", **labels)
     results: dict[int, np.ndarray] = {}
 
     def send(index: int) -> None:
@@ -159,7 +143,7 @@ def test_concurrent_requests_run_as_one_batch(server: TritonServer, repo: Path) 
     count = settled(metrics_url, "nv_inference_count", before_count + 8, **labels)
     assert count == before_count + 8
     # eight requests, one onnxruntime call
-    assert metric(metrics_url, "nv_inference_exec_count", **labels) == before + 1
+    assert metric_value(metrics_url, "nv_inference_exec_count", **labels) == before + 1
 
 
 @pytest.mark.parametrize(
@@ -194,20 +178,20 @@ def test_metrics_carry_model_and_version_labels(server: TritonServer) -> None:
         labels = {"model": "digits", "version": version}
         assert settled(metrics_url, "nv_inference_request_success", 1, **labels) >= 1
         assert (
-            metric(metrics_url, "nv_inference_request_duration_us", model="digits", version=version)
+            metric_value(
+                metrics_url, "nv_inference_request_duration_us", model="digits", version=version
+            )
             > 0
         )
         assert (
-            metric(metrics_url, "modelcanary_backend_request_duration_seconds_count",
+            metric_value(metrics_url, "modelcanary_backend_request_duration_seconds_count",
                    model="digits", version=version) >= 1
         )  # fmt: skip
     buckets = [
-        s for f in text_string_to_metric_families(__import__("httpx").get(metrics_url).text)
-        for s in f.samples
-        if s.name == "modelcanary_backend_request_duration_seconds_bucket"
-        and s.labels.get("version") == "1"
+        labels for name, labels, _ in metric_samples(metrics_url)
+        if name == "modelcanary_backend_request_duration_seconds_bucket" and labels.get("version") == "1"
     ]  # fmt: skip
-    bounds = sorted(float(s.labels["le"]) for s in buckets if s.labels["le"] != "+Inf")
+    bounds = sorted(float(b["le"]) for b in buckets if b["le"] != "+Inf")
     assert bounds[0] == 0.001 and bounds[-1] == 10.0 and len(bounds) >= 25
 
 
@@ -215,7 +199,7 @@ def test_fault_injection_shows_in_tritons_own_metrics(server: TritonServer) -> N
     http_url, _, metrics_url = endpoints(server)
     assert server.faults_dir is not None
     failures = {"model": "digits", "version": "2", "reason": "BACKEND"}
-    before = metric(metrics_url, "nv_inference_request_failure", **failures)
+    before = metric_value(metrics_url, "nv_inference_request_failure", **failures)
     set_faults(server.faults_dir, "digits", 2, FaultSpec(error_ratio=1.0))
     try:
         for _ in range(3):
@@ -239,7 +223,7 @@ def test_fault_injection_shows_in_tritons_own_metrics(server: TritonServer) -> N
         set_faults(server.faults_dir, "digits", 2, FaultSpec(latency_ms=300))
         labels = {"model": "digits", "version": "2"}
         name = "modelcanary_backend_request_duration_seconds_sum"
-        sum_before = metric(metrics_url, name, **labels)
+        sum_before = metric_value(metrics_url, name, **labels)
         http_infer(http_url, pixels(1), 2)
         # the injected delay is in the backend's latency histogram
         assert settled(metrics_url, name, sum_before + 0.3, **labels) >= sum_before + 0.3
