@@ -32,7 +32,7 @@ lint: setup ## ruff (lint and format check) and mypy
 	$(BIN)/ruff format --check operator tests benchmarks
 	$(BIN)/mypy
 
-model-repo: setup ## build the example model repository (digits v1 and v2) in $(REPO)
+model-repo: setup ## build the example model repository (digits v1, v2, v3) in $(REPO)
 	$(BIN)/modelcanary examples build --repo $(REPO)
 
 demo: model-repo ## build the example repository and show what is in it

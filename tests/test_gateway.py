@@ -218,6 +218,20 @@ def test_admin_api(triton: str, start_gateway: StartGateway) -> None:
     assert httpx.delete(weights, headers=AUTH).status_code == 405
 
 
+def test_a_promotion_makes_the_canary_stable(triton: str, start_gateway: StartGateway) -> None:
+    """PUT with "stable" moves the stable role (metrics, retry target, fallback)."""
+    url = start_gateway(digits_route(triton, {"1": 50, "2": 50}))
+    weights = f"{url}/admin/models/digits/weights"
+    role = "modelcanary_gateway_version_role"
+    assert value(url, role, model="digits", version="1", role="stable") == 1
+    reply = httpx.put(weights, json={"weights": {"9": 100}, "stable": "9"}, headers=AUTH)
+    assert reply.status_code == 400 and "stable version '9' is not served" in reply.json()["error"]
+    reply = httpx.put(weights, json={"weights": {"2": 100}, "stable": "2"}, headers=AUTH)
+    assert reply.status_code == 200 and reply.json()["stable"] == "2"
+    roles = {(lab["version"], lab["role"]) for n, lab, v in samples(url) if n == role and v == 1}
+    assert roles == {("1", "canary"), ("2", "stable")}
+
+
 def test_tritons_own_4xx_pass_through(triton: str, start_gateway: StartGateway) -> None:
     url = start_gateway(digits_route(triton))
     bad = {"inputs": [{"name": "pixels", "shape": [1, 63], "datatype": "FP32", "data": [0.0] * 63}]}

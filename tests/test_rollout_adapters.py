@@ -31,12 +31,24 @@ def test_a_corrupt_state_is_named(tmp_path: Path) -> None:
         store.load()
 
 
-def test_an_intent_is_taken_once(tmp_path: Path) -> None:
+def test_an_intent_stays_until_cleared_and_a_newer_one_survives(tmp_path: Path) -> None:
     store = FileStateStore(tmp_path)
-    store.record_intent(Intent("rollback", "bad digits", "ana"))
-    assert json.loads(store.intent_path.read_text())["by"] == "ana"
-    assert store.take_intent() == Intent("rollback", "bad digits", "ana")
-    assert store.take_intent() is None
+    first = store.record_intent(Intent("rollback", "bad digits", "ana"))
+    assert first.id and json.loads(store.intent_path.read_text())["by"] == "ana"
+    assert store.read_intent() == first == store.read_intent()
+    second = store.record_intent(Intent("pause", by="bo"))
+    store.clear_intent(first)  # acted on the first; the second arrived meanwhile
+    assert store.read_intent() == second
+    store.clear_intent(second)
+    assert store.read_intent() is None
+
+
+def test_a_corrupt_intent_is_named_and_removed(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path)
+    store.intent_path.write_text('{"action": "promote", "colour": "red"}')
+    with pytest.raises(UsageError, match=r"intent\.json: not a readable intent"):
+        store.read_intent()
+    assert store.read_intent() is None
 
 
 def router(handler) -> GatewayRouter:  # type: ignore[no-untyped-def]
@@ -52,9 +64,11 @@ def test_router_sets_both_weights_with_the_token() -> None:
         seen.append(request)
         return httpx.Response(200, json={"weights": {"1": 75, "2": 25}})
 
-    router(handler).set_weight(25)
+    router(handler).route(25, promoted=False)
+    router(handler).route(100, promoted=True)
     assert seen[0].url.path == "/admin/models/digits/weights"
-    assert json.loads(seen[0].content) == {"weights": {"1": 75, "2": 25}}
+    assert json.loads(seen[0].content) == {"weights": {"1": 75, "2": 25}, "stable": "1"}
+    assert json.loads(seen[1].content) == {"weights": {"1": 0, "2": 100}, "stable": "2"}
     assert seen[0].headers["authorization"] == "Bearer t0k"
     assert router(handler).weight() == 25
 
@@ -62,7 +76,7 @@ def test_router_sets_both_weights_with_the_token() -> None:
 def test_router_errors_name_the_gateway_and_its_reason() -> None:
     refused = router(lambda r: httpx.Response(400, json={"error": "digits version 2 is not ready"}))
     with pytest.raises(RouterError, match=r"refused weights .*400 digits version 2 is not ready"):
-        refused.set_weight(10)
+        refused.route(10, promoted=False)
 
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
@@ -70,4 +84,4 @@ def test_router_errors_name_the_gateway_and_its_reason() -> None:
     with pytest.raises(
         RouterError, match="the gateway at http://gw/admin/models/digits/weights is unreachable"
     ):
-        router(down).set_weight(10)
+        router(down).route(10, promoted=False)

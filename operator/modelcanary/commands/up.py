@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modelcanary.commands.arguments import Commands, integer, say, stop_requested
+from modelcanary.commands.arguments import Commands, int_list, integer, say, stop_requested
 from modelcanary.errors import UsageError
 
 
@@ -13,7 +13,7 @@ def add(commands: Commands) -> None:
     p = commands.add_parser(
         "up",
         help="run the local serving and alerting loop (Triton, gateway, Prometheus, Alertmanager)",
-        description="Start, in a run directory, Triton with the stable and canary versions, "
+        description="Start, in a run directory, Triton with every version of the model, "
         "the gateway, the controller's webhook receiver, a local on-call receiver, "
         "Alertmanager and Prometheus; wait until all are ready, print their URLs, and stop "
         "them all on Ctrl-C or SIGTERM.",
@@ -21,8 +21,14 @@ def add(commands: Commands) -> None:
     p.add_argument("--repo", type=Path, default=Path("model_repo"))
     p.add_argument("--model", required=True)
     p.add_argument("--stable", type=integer, required=True, help="stable version")
-    p.add_argument("--canary", type=integer, required=True, help="canary version")
+    p.add_argument("--canary", type=integer, help="a canary version with an initial weight")
     p.add_argument("--canary-weight", type=integer, default=0, help="initial canary percent")
+    p.add_argument(
+        "--versions",
+        type=int_list,
+        default=(),
+        help="versions to serve, comma-separated (default: every version in the repository)",
+    )
     p.add_argument("--profile", default="demo", help="alert profile: demo or production")
     p.add_argument(
         "--set",
@@ -43,11 +49,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--repo {args.repo}: no such directory")
     if not 0 <= args.canary_weight <= 100:
         raise UsageError("--canary-weight must be between 0 and 100")
+    if args.canary_weight and args.canary is None:
+        raise UsageError("--canary-weight needs --canary")
     stop = stop_requested()
     options = StackOptions(
         repo=args.repo, model=args.model, stable=args.stable, canary=args.canary,
         run_dir=args.run_dir, profile=args.profile, canary_weight=args.canary_weight,
-        profile_overrides=tuple(args.overrides),
+        profile_overrides=tuple(args.overrides), versions=tuple(args.versions),
     )  # fmt: skip
     stack = LocalStack(options, say=say)
     try:

@@ -2,7 +2,8 @@
 
 The data set ships inside scikit-learn (8x8 images, 1,797 samples), so nothing is
 downloaded. Version 1 is a short training run (about 91% held-out accuracy); version 2
-is retrained longer from another seed (about 98%). Both have the signature
+is retrained longer from another seed (about 98%); version 3 is a third candidate, the one
+the demo breaks at run time with injected errors and latency. All have the signature
 `pixels:fp32:64 -> logits:fp32:10`, and both are exported through `modelcanary export`
 with held-out digits as golden samples.
 """
@@ -39,7 +40,11 @@ class Recipe:
     epochs: int
 
 
-RECIPES = (Recipe(version=1, seed=1, epochs=15), Recipe(version=2, seed=2, epochs=200))
+RECIPES = (
+    Recipe(version=1, seed=1, epochs=15),
+    Recipe(version=2, seed=2, epochs=200),
+    Recipe(version=3, seed=3, epochs=150),
+)
 
 
 def classifier() -> nn.Module:

@@ -8,7 +8,8 @@ Open Inference Protocol (KServe v2) paths the clients use:
     GET  /v2/health/live, /v2/health/ready, /v2
     GET  /metrics                              per-version requests, latency, weights
 
-Admin API (bearer token): GET /admin/models, GET|PUT /admin/models/{m}/weights.
+Admin API (bearer token): GET /admin/models, GET|PUT /admin/models/{m}/weights (PUT takes
+`{"weights": {...}}` and optionally `"stable"`, the version a promotion made stable).
 
 It is a plain ASGI callable rather than a framework app because every request on the hot
 path pays for what the framework does; the routes are few and fixed.
@@ -93,6 +94,7 @@ class Metrics:
         )
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._latency: dict[tuple[str, str], Any] = {}
+        self._roles: set[tuple[str, str, str]] = set()
 
     def observe(self, model: str, version: str, code: int, seconds: float) -> None:
         counter = self._requests.get((model, version, code))
@@ -110,7 +112,12 @@ class Metrics:
         for version in route.upstreams:
             self.weight.labels(model, version).set(table.percent(version))
             role = "stable" if version == route.stable else "canary"
+            other = "canary" if role == "stable" else "stable"
+            if (model, version, other) in self._roles:
+                self.role.remove(model, version, other)
+                self._roles.discard((model, version, other))
             self.role.labels(model, version, role).set(1)
+            self._roles.add((model, version, role))
 
 
 class Gateway:
@@ -382,6 +389,13 @@ class Gateway:
         if not isinstance(document, dict) or not isinstance(document.get("weights"), dict):
             await _error(send, 400, 'the body must be JSON like {"weights": {"1": 90, "2": 10}}')
             return
+        stable = str(document.get("stable", route.config.stable))
+        if stable not in route.config.upstreams:
+            versions = ", ".join(route.config.upstreams)
+            await _error(
+                send, 400, f"stable version {stable!r} is not served (versions: {versions})"
+            )
+            return
         try:
             table = WeightTable.parse(document["weights"], route.config.upstreams)
         except UsageError as exc:
@@ -391,6 +405,8 @@ class Gateway:
         if problems:
             await _error(send, 400, "; ".join(problems) + "; weights unchanged")
             return
+        if stable != route.config.stable:
+            route.config = route.config.model_copy(update={"stable": stable})
         route.table = table  # one assignment: each request sees the old table or the new one
         self.metrics.set_weights(route.name, route.config, table)
         await _json(send, 200, self._route_view(route))

@@ -1,6 +1,6 @@
 """`modelcanary up`: the whole local serving and alerting loop, on one machine.
 
-Triton (stable and canary side by side), the gateway in front of it, the controller's
+Triton (every version of the model side by side), the gateway in front of it, the controller's
 Alertmanager webhook receiver, a local on-call receiver, Alertmanager routing to them,
 and Prometheus scraping Triton and the gateway and evaluating the rules of a profile.
 Everything listens on 127.0.0.1, on free ports, and lives in one run directory.
@@ -21,11 +21,13 @@ from modelcanary.alerts.alertmanager import render as render_routing
 from modelcanary.alerts.profile import load_profile
 from modelcanary.alerts.webhook import PATH, AlertBook, WebhookAlert, create_app
 from modelcanary.asgi_server import AppServer
+from modelcanary.errors import UsageError
 from modelcanary.files import token_file
 from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.local.monitoring import Alertmanager, Prometheus, ScrapeTarget, prometheus_config
+from modelcanary.repository import ModelRepository
 from modelcanary.serving.triton_server import TritonServer
 
 SCRAPE_INTERVAL = {"demo": "1s", "production": "15s"}
@@ -40,10 +42,11 @@ class StackOptions:
     repo: Path
     model: str
     stable: int
-    canary: int
+    canary: int | None = None
     run_dir: Path = Path(".modelcanary/up")
     profile: str = "demo"
     canary_weight: int = 0
+    versions: tuple[int, ...] = ()  # served versions; empty: every version in the repository
     profile_overrides: tuple[str, ...] = ()
 
 
@@ -83,23 +86,32 @@ class LocalStack:
         profile = load_profile(o.profile, list(o.profile_overrides))
         run = o.run_dir.resolve()
         run.mkdir(parents=True, exist_ok=True)
-        stable, canary = str(o.stable), str(o.canary)
+        served = sorted(set(o.versions or ModelRepository(o.repo).versions(o.model)))
+        missing = [v for v in (o.stable, o.canary) if v is not None and v not in served]
+        if missing:
+            raise UsageError(
+                f"{o.model} version {missing[0]} is not among the served versions "
+                f"{', '.join(map(str, served)) or '(none)'} of {o.repo}"
+            )
+        weights = {str(o.stable): 100}
+        if o.canary is not None:
+            weights = {str(o.stable): 100 - o.canary_weight, str(o.canary): o.canary_weight}
 
         self.triton = TritonServer(o.repo, run / "triton", faults_dir=run / "faults")
         (run / "triton").mkdir(exist_ok=True)
         self._running.append(self.triton)
         endpoints = self.triton.start()
-        self.triton.load(o.model, sorted({o.stable, o.canary}))
-        self.say(f"Triton ready: {o.model} versions {stable} and {canary}")
+        self.triton.load(o.model, served)
+        self.say(f"Triton ready: {o.model} versions {', '.join(map(str, served))}")
 
         gateway_token = token_file(run / "gateway.token")
         config = parse_config(
             {
                 "models": {
                     o.model: {
-                        "stable": stable,
-                        "upstreams": {stable: endpoints.http, canary: endpoints.http},
-                        "weights": {stable: 100 - o.canary_weight, canary: o.canary_weight},
+                        "stable": str(o.stable),
+                        "upstreams": {str(v): endpoints.http for v in served},
+                        "weights": weights,
                         "retry_on_refused": True,
                     }
                 }
@@ -165,6 +177,9 @@ class LocalStack:
             "oncall_log": str(run / "oncall.jsonl"),
             "faults_dir": str(run / "faults"),
             "run_dir": str(run),
+            "repo": str(o.repo.resolve()),
+            "model": o.model,
+            "profile": o.profile,
         }
         (run / "up.json").write_text(json.dumps(self.urls, indent=2) + "\n")
         return self.urls

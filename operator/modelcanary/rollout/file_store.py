@@ -2,13 +2,15 @@
 
 `state.json` is replaced atomically (write, fsync, rename), so a controller killed at any
 moment leaves either the old state or the new one, never half of one. `intent.json` is
-written by the local commands (`modelcanary promote`, ...) and taken by the controller.
+written by the local commands (`modelcanary promote`, ...), read by the controller, and
+removed only after the state that records it as handled is saved.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import uuid
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from modelcanary.errors import UsageError, one_line
@@ -37,19 +39,30 @@ class FileStateStore:
     def save(self, state: RolloutState) -> None:
         write_atomically(self.state_path, state.dumps())
 
-    def record_intent(self, intent: Intent) -> None:
-        write_atomically(self.intent_path, json.dumps(asdict(intent)) + "\n")
+    def record_intent(self, intent: Intent) -> Intent:
+        """Record an intent with a fresh id (replacing one not yet acted on)."""
+        recorded = replace(intent, id=intent.id or uuid.uuid4().hex)
+        write_atomically(self.intent_path, json.dumps(asdict(recorded)) + "\n")
+        return recorded
 
-    def take_intent(self) -> Intent | None:
-        """The pending intent, removed once read (the controller acts on it once)."""
+    def read_intent(self) -> Intent | None:
+        """The pending intent, if any; it stays until `clear_intent`."""
         try:
             data = json.loads(self.intent_path.read_text())
+            return Intent(**data)
         except FileNotFoundError:
             return None
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             self.intent_path.unlink(missing_ok=True)
             raise UsageError(
-                f"{self.intent_path}: not a readable intent: {one_line(exc)}"
+                f"{self.intent_path}: not a readable intent (removed): {one_line(exc)}"
             ) from None
-        self.intent_path.unlink(missing_ok=True)
-        return Intent(**data)
+
+    def clear_intent(self, intent: Intent) -> None:
+        """Remove the intent once acted on, unless a newer one replaced it meanwhile."""
+        try:
+            current = self.read_intent()
+        except UsageError:
+            return
+        if current is not None and current.id == intent.id:
+            self.intent_path.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ class RouterError(ModelcanaryError):
 
 
 class GatewayRouter:
-    """Sets {stable: 100 - w, canary: w} for one model on the gateway."""
+    """Splits one model between the stable and the canary version on the gateway."""
 
     def __init__(
         self, url: str, token: str, model: str, stable: str, canary: str,
@@ -23,11 +23,13 @@ class GatewayRouter:
         self.stable, self.canary = stable, canary
         self.client = client or httpx.Client(timeout=5.0)
 
-    def set_weight(self, canary_percent: int) -> None:
-        weights = {self.stable: 100 - canary_percent, self.canary: canary_percent}
+    def route(self, weight: int, promoted: bool) -> None:
+        """{stable: 100 - weight, canary: weight}; once promoted, the canary is stable."""
+        weights = {self.stable: 100 - weight, self.canary: weight}
+        stable = self.canary if promoted else self.stable
         try:
             response = self.client.put(
-                self.endpoint, json={"weights": weights}, headers=self.headers
+                self.endpoint, json={"weights": weights, "stable": stable}, headers=self.headers
             )
         except httpx.HTTPError as exc:
             raise RouterError(

@@ -24,7 +24,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from modelcanary.rollout.judge import FiringAlert, Verdict
+from modelcanary.rollout.judge import Check, FiringAlert, Verdict
 from modelcanary.rollout.spec import RolloutSpec
 
 Phase = Literal["Pending", "Progressing", "Paused", "Promoted", "RolledBack"]
@@ -40,6 +40,7 @@ class Intent:
     action: IntentAction
     reason: str = ""
     by: str = "operator"
+    id: str = ""  # set by whoever records it; the state remembers the last one handled
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,27 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class LastAnalysis:
+    """What the latest tick saw and concluded, for `status`."""
+
+    at: float
+    result: str
+    checks: tuple[Check, ...]
+    alerts: tuple[FiringAlert, ...]
+    reason: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LastAnalysis:
+        return cls(
+            at=data["at"],
+            result=data["result"],
+            checks=tuple(Check(**c) for c in data["checks"]),
+            alerts=tuple(FiringAlert(**a) for a in data["alerts"]),
+            reason=data["reason"],
+        )
+
+
+@dataclass(frozen=True)
 class RolloutState:
     phase: Phase = "Pending"
     step: int = -1  # index into spec.steps; -1 before the first
@@ -72,6 +94,9 @@ class RolloutState:
     failures: int = 0
     last_data_at: float | None = None
     history: tuple[Transition, ...] = ()
+    applied: bool = True  # False between deciding a new weight and the router confirming it
+    handled_intent: str = ""  # id of the last operator intent acted on
+    analysis: LastAnalysis | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +104,14 @@ class RolloutState:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RolloutState:
         history = tuple(Transition(**t) for t in data.get("history", ()))
-        return cls(**{**data, "history": history})
+        analysis = data.get("analysis")
+        return cls(
+            **{
+                **data,
+                "history": history,
+                "analysis": LastAnalysis.from_json(analysis) if analysis else None,
+            }
+        )
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"

@@ -1,0 +1,195 @@
+"""The engine: one tick observes, judges, decides, routes, persists and notifies.
+
+The same engine serves the local mode and the operator; only the ports differ:
+
+- a metrics source observes every rollout at once (one grouped query per signal);
+- pushed alerts (the Alertmanager webhook's book) join Prometheus' `ALERTS`;
+- a router applies a canary weight (the gateway locally, KServe in a cluster);
+- a state store keeps each rollout's state and its pending operator intent;
+- a notifier tells on-call about promotions, rollbacks and pauses.
+
+A weight change is persisted before the router is called (with `applied=False`) and after
+(`applied=True`). A controller killed in between finds `applied=False` on restart and
+applies the recorded weight again, which is idempotent: no step is skipped or repeated.
+An intent is acted on and recorded as handled in the same write, and only then removed,
+so a restart never acts on it twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from modelcanary.alerts.notifier import EventKind, RolloutEvent
+from modelcanary.errors import ModelcanaryError
+from modelcanary.rollout.judge import FiringAlert, Observations, judge
+from modelcanary.rollout.prometheus_source import RolloutKey
+from modelcanary.rollout.spec import RolloutSpec
+from modelcanary.rollout.stepper import (
+    Decision,
+    GoldenResult,
+    Intent,
+    LastAnalysis,
+    RolloutState,
+    apply,
+    decide,
+)
+
+EVENTS: dict[str, EventKind] = {
+    "promote": "promoted",
+    "rollback": "rolled_back",
+    "pause": "paused",
+}
+
+
+class MetricsSource(Protocol):
+    def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]: ...
+
+
+class Router(Protocol):
+    def route(self, weight: int, promoted: bool) -> None:
+        """Send `weight` percent to the canary; `promoted` makes the canary the stable one."""
+
+
+class StateStore(Protocol):
+    def load(self) -> RolloutState | None: ...
+
+    def save(self, state: RolloutState) -> None: ...
+
+    def read_intent(self) -> Intent | None: ...
+
+    def clear_intent(self, intent: Intent) -> None: ...
+
+
+class Notifier(Protocol):
+    def notify(self, event: RolloutEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One rollout and the ports that act on it."""
+
+    name: str
+    spec: RolloutSpec
+    store: StateStore
+    router: Router
+    golden: Callable[[], GoldenResult]  # raises a ModelcanaryError when it cannot run
+
+    @property
+    def key(self) -> RolloutKey:
+        return RolloutKey(self.spec.model, self.spec.stable.version, self.spec.canary.version)
+
+
+@dataclass(frozen=True)
+class TickResult:
+    rollout: str
+    state: RolloutState
+    decision: Decision | None
+    problems: tuple[str, ...] = ()
+
+
+class Engine:
+    """Drives every rollout one tick at a time."""
+
+    def __init__(
+        self,
+        source: MetricsSource,
+        notifier: Notifier | None = None,
+        pushed: Callable[[str], Sequence[FiringAlert]] = lambda model: (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.notifier = notifier
+        self.pushed = pushed
+        self.clock = clock
+
+    def tick(self, rollouts: Sequence[Rollout]) -> list[TickResult]:
+        seen = self.source.observe([r.key for r in rollouts])
+        return [self._tick(r, seen[r.key]) for r in rollouts]
+
+    def _tick(self, rollout: Rollout, seen: Observations) -> TickResult:
+        store, spec = rollout.store, rollout.spec
+        state = store.load() or RolloutState()
+        problems: list[str] = []
+        if not state.applied:  # killed between deciding a weight and confirming it
+            try:
+                rollout.router.route(state.weight, state.phase == "Promoted")
+            except ModelcanaryError as exc:
+                return TickResult(rollout.name, state, None, (f"router: {exc}",))
+            state = replace(state, applied=True)
+            store.save(state)
+
+        intent = store.read_intent()
+        if intent is not None and intent.id and intent.id == state.handled_intent:
+            store.clear_intent(intent)  # acted on before a restart
+            intent = None
+
+        alerts = _merge(seen.alerts, tuple(self.pushed(spec.model)))
+        seen = replace(seen, alerts=alerts)
+        if seen.problem:
+            problems.append(seen.problem)
+        verdict = judge(spec, seen)
+        golden = None
+        if state.phase == "Pending" and intent is None:
+            try:
+                golden = rollout.golden()
+            except ModelcanaryError as exc:
+                problems.append(f"golden-sample check: {exc}")
+
+        now = self.clock()
+        decision = decide(spec, state, verdict, alerts, intent, now, golden)
+        new = apply(state, decision, now)
+        reason = decision.reason + "".join(f"; {p}" for p in problems)
+        new = replace(
+            new,
+            analysis=LastAnalysis(now, verdict.result, verdict.checks, alerts, reason),
+            handled_intent=intent.id if intent is not None and intent.id else state.handled_intent,
+        )
+        promoted = new.phase == "Promoted"
+        if new.weight != state.weight or promoted != (state.phase == "Promoted"):
+            store.save(replace(new, applied=False))
+            try:
+                rollout.router.route(new.weight, promoted)
+            except ModelcanaryError as exc:
+                problems.append(f"router: {exc}")
+                if intent is not None:
+                    store.clear_intent(intent)
+                return TickResult(
+                    rollout.name, replace(new, applied=False), decision, tuple(problems)
+                )
+        store.save(new)
+        if intent is not None:
+            store.clear_intent(intent)
+        kind = EVENTS.get(decision.action)
+        if kind is not None and self.notifier is not None:
+            try:
+                self.notifier.notify(_event(kind, rollout, decision))
+            except ModelcanaryError as exc:
+                problems.append(f"notify: {exc}")
+        return TickResult(rollout.name, new, decision, tuple(problems))
+
+
+def _merge(*groups: tuple[FiringAlert, ...]) -> tuple[FiringAlert, ...]:
+    """Alerts from every source, once each; firing wins over pending."""
+    merged: dict[tuple[str, str, str], FiringAlert] = {}
+    for group in groups:
+        for alert in group:
+            key = (alert.name, alert.severity, alert.version)
+            if key not in merged or alert.state == "firing":
+                merged[key] = alert
+    return tuple(merged.values())
+
+
+def _event(kind: EventKind, rollout: Rollout, decision: Decision) -> RolloutEvent:
+    spec = rollout.spec
+    return RolloutEvent(
+        kind=kind,
+        rollout=rollout.name,
+        model=spec.model,
+        stable=spec.stable.version,
+        canary=spec.canary.version,
+        reason=decision.reason,
+        numbers=dict(decision.numbers),
+    )
