@@ -178,3 +178,37 @@ def test_a_missing_binary_names_the_install_command(monkeypatch: pytest.MonkeyPa
         "alertmanager or prometheus-alertmanager not found; install it with "
         "`apt-get install -y prometheus-alertmanager` (`make setup` does, when run as root)"
     )
+
+
+def test_a_controller_in_another_process_is_woken_by_the_alert_feed() -> None:
+    """The long poll answers as soon as Alertmanager posts, not at the end of its wait."""
+    import threading
+
+    import httpx
+
+    from modelcanary.asgi_server import AppServer
+    from modelcanary.rollout.alert_feed import AlertFeed
+    from modelcanary.rollout.judge import FiringAlert
+
+    book = AlertBook()
+    server = AppServer(create_app(book, TOKEN), name="webhook")
+    server.start()
+    wake = threading.Event()
+    feed = AlertFeed(server.url, TOKEN, wake)
+    try:
+        feed.start()
+        assert feed.firing("digits") == () and feed.problem is None
+        wake.clear()
+        critical = alert("a1", model="digits", version="2")
+        own = alert("a2", model="digits", version="2", origin="modelcanary-controller")
+        httpx.post(server.url + PATH, json=payload(critical, own), headers=AUTH)
+        assert wake.wait(10)  # well before the 25 s poll would end on its own
+        firing = ("ModelVersionHighErrorRatio", "critical", "2", "firing")
+        assert feed.firing("digits") == (FiringAlert(*firing),)
+        assert feed.firing("cats") == ()
+        assert httpx.get(server.url + "/alertmanager/alerts").status_code == 401
+    finally:
+        feed.stop()
+        server.stop()
+    wrong = AlertFeed(server.url, "wrong", threading.Event())
+    assert wrong._poll(0) is False and wrong.problem is not None

@@ -36,6 +36,7 @@ class AppServer:
             log_level="warning",
             access_log=False,
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=1,  # then long polls are cancelled
             proxy_headers=False,  # a middleware per request; no proxy headers are read
             server_header=False,
             date_header=False,

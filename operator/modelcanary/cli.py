@@ -22,6 +22,7 @@ from modelcanary.commands import (
     gateway,
     load,
     repo,
+    rollout,
     serve,
     triton,
     up,
@@ -41,7 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
-    for command in (export, repo, examples, triton, serve, fault, gateway, load, alerts, up):
+    for command in (
+        export,
+        repo,
+        examples,
+        triton,
+        serve,
+        fault,
+        gateway,
+        load,
+        alerts,
+        up,
+        rollout,
+    ):
         command.add(commands)
     return parser
 

@@ -23,6 +23,12 @@ class VerificationError(ModelcanaryError):
     exit_code = 1
 
 
+class NotAllowed(ModelcanaryError):
+    """The thing acted on does not exist, or the action does not fit its state (exit 1)."""
+
+    exit_code = 1
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception as `Type: first line of its message`, for one-line error reports."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]

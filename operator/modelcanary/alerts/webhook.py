@@ -5,12 +5,18 @@ with a bearer token. Valid posts update the `AlertBook` of firing alerts, and th
 listener hears about newly firing ones at once, so the engine can roll back without
 waiting for its next tick. A malformed or unauthenticated post gets 400 or 401 and
 changes nothing.
+
+A controller in another process (the local `modelcanary rollout start`) follows the book
+with `GET /alertmanager/alerts?after=N&wait=S`: a long poll that answers as soon as the
+book changes past version N (or after S seconds) with the firing alerts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
@@ -22,6 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from modelcanary.errors import describe_validation_errors
 
 PATH = "/alertmanager/webhook"
+ALERTS_PATH = "/alertmanager/alerts"
+MAX_WAIT_S = 30.0
+POLL_STEP_S = 0.02
 
 
 class WebhookAlert(BaseModel):
@@ -51,6 +60,7 @@ class AlertBook:
         self._lock = threading.Lock()
         self.listener = listener
         self.posts = 0
+        self.version = 0  # grows with every accepted post
 
     def apply(self, payload: WebhookPayload) -> list[WebhookAlert]:
         """Record a notification; return the alerts that started firing with it."""
@@ -64,10 +74,15 @@ class AlertBook:
                     self._alerts[alert.fingerprint] = alert
                 else:
                     self._alerts.pop(alert.fingerprint, None)
+            self.version += 1
         if self.listener is not None:
             for alert in new:
                 self.listener(alert)
         return new
+
+    def snapshot(self) -> tuple[int, list[WebhookAlert]]:
+        with self._lock:
+            return self.version, list(self._alerts.values())
 
     def firing(self, **labels: str) -> list[WebhookAlert]:
         """Firing alerts whose labels include all of `labels`."""
@@ -83,15 +98,21 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
     app = FastAPI(title="modelcanary controller webhook", docs_url=None, redoc_url=None)
     expected = token.encode()
 
+    def authorized(request: Request) -> bool:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected)
+
+    def unauthorized() -> JSONResponse:
+        return JSONResponse(
+            {"error": "send 'Authorization: Bearer <token>'"},
+            status_code=401,
+            headers={"www-authenticate": "Bearer"},
+        )
+
     @app.post(PATH)
     async def receive(request: Request) -> JSONResponse:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
-            return JSONResponse(
-                {"error": "Alertmanager must send 'Authorization: Bearer <token>'"},
-                status_code=401,
-                headers={"www-authenticate": "Bearer"},
-            )
+        if not authorized(request):
+            return unauthorized()
         body = await request.body()
         try:
             payload = WebhookPayload.model_validate_json(body)
@@ -100,6 +121,18 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
             return JSONResponse({"error": f"not an Alertmanager webhook payload: {problems}"}, 400)
         new = book.apply(payload)
         return JSONResponse({"received": len(payload.alerts), "newly_firing": len(new)})
+
+    @app.get(ALERTS_PATH)
+    async def follow(request: Request, after: int = -1, wait: float = 0.0) -> JSONResponse:
+        if not authorized(request):
+            return unauthorized()
+        deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_S)
+        while book.version <= after and time.monotonic() < deadline:
+            await asyncio.sleep(POLL_STEP_S)  # cancellable, so a stopping server need not wait
+        version, alerts = book.snapshot()
+        return JSONResponse(
+            {"version": version, "alerts": [a.model_dump(mode="json") for a in alerts]}
+        )
 
     @app.get("/healthz")
     async def health() -> dict[str, str]:

@@ -9,6 +9,7 @@ Everything listens on 127.0.0.1, on free ports, and lives in one run directory.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class LocalStack:
         if o.canary is not None:
             weights = {str(o.stable): 100 - o.canary_weight, str(o.canary): o.canary_weight}
 
+        shutil.rmtree(run / "faults", ignore_errors=True)  # faults never outlive a run
         self.triton = TritonServer(o.repo, run / "triton", faults_dir=run / "faults")
         (run / "triton").mkdir(exist_ok=True)
         self._running.append(self.triton)
@@ -180,6 +182,7 @@ class LocalStack:
             "repo": str(o.repo.resolve()),
             "model": o.model,
             "profile": o.profile,
+            "prometheus_window": profile.window,
         }
         (run / "up.json").write_text(json.dumps(self.urls, indent=2) + "\n")
         return self.urls

@@ -1,0 +1,193 @@
+"""Local rollouts: `rollout start -f`, and `status`, `history`, `promote`, `rollback`,
+`pause`, `resume`, `retry` from another terminal."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelcanary.commands.arguments import Commands, Parser, number, say, stop_requested
+from modelcanary.errors import NotAllowed, UsageError
+
+if TYPE_CHECKING:
+    from modelcanary.local.controller import LocalRollout
+    from modelcanary.rollout.engine import TickResult
+    from modelcanary.rollout.spec import RolloutSpec
+    from modelcanary.rollout.stepper import IntentAction, RolloutState
+
+RUN_DIR = Path(".modelcanary/up")
+PROGRESS_EVERY_S = 5.0
+
+
+def add(commands: Commands) -> None:
+    p = commands.add_parser(
+        "rollout",
+        help="run a canary rollout against the local stack",
+        description="Rollouts against the stack from `modelcanary up`.",
+    )
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    start = verbs.add_parser(
+        "start",
+        help="run the controller on a rollout spec until the rollout finishes",
+        description="Run the controller: golden-sample check, then step by step while the "
+        "checks pass and no alert fires; roll back at once when one does. Started again "
+        "with the same spec, it resumes from the persisted state. Exit 0 when promoted, "
+        "1 when rolled back, 130 when stopped (the rollout stays where it is).",
+    )
+    start.add_argument("-f", "--file", type=Path, required=True, help="rollout spec (YAML)")
+    start.add_argument("--run-dir", type=Path, default=RUN_DIR)
+    start.add_argument("--tick", type=number, default=1.0, help="seconds between ticks (1)")
+    start.add_argument("--quiet", action="store_true", help="print transitions only")
+    start.set_defaults(handler=_start)
+
+    status = commands.add_parser("status", help="show a local rollout")
+    _target(status)
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    status.set_defaults(handler=_status)
+    history = commands.add_parser("history", help="every transition of a local rollout")
+    _target(history)
+    history.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    history.set_defaults(handler=_history)
+
+    promote = commands.add_parser("promote", help="advance the canary one step now")
+    _target(promote)
+    promote.add_argument("--full", action="store_true", help="straight to 100%% and promote")
+    promote.add_argument("--reason", default="")
+    promote.set_defaults(handler=_intent, action="promote")
+    rollback = commands.add_parser("rollback", help="send all traffic back to stable")
+    _target(rollback)
+    rollback.add_argument("--reason", required=True)
+    rollback.set_defaults(handler=_intent, action="rollback", full=False)
+    for verb, text in (
+        ("pause", "hold the canary at its step"),
+        ("resume", "continue a paused rollout"),
+        ("retry", "start a rolled-back rollout again from the first step"),
+    ):
+        parser = commands.add_parser(verb, help=text)
+        _target(parser)
+        parser.add_argument("--reason", default="")
+        parser.set_defaults(handler=_intent, action=verb, full=False)
+
+
+def _target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="rollout (model) name; default: the only one")
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
+
+
+def _start(args: argparse.Namespace) -> int:
+    from modelcanary.local.controller import LocalController, LocalRollout
+    from modelcanary.rollout.spec import load_spec
+
+    if not args.file.is_file():
+        raise UsageError(f"-f {args.file}: no such file")
+    if args.tick <= 0:
+        raise UsageError("--tick must be positive")
+    spec = load_spec(args.file.read_text(), str(args.file))
+    controller = LocalController(args.run_dir, spec, args.tick)
+    say(LocalRollout.of(args.run_dir, spec.model).begin(spec))
+    stop = stop_requested()
+    before = controller.files.store.load()
+    show = _Progress(spec, len(before.history) if before else 0, args.quiet)
+    state = controller.run(stop, show)
+    if stop.is_set():
+        say(
+            f"controller stopped; the rollout stays {state.phase} at {state.weight}%; "
+            f"`modelcanary rollout start -f {args.file}` resumes it"
+        )
+        return 130
+    say(f"rollout {state.phase}: {state.history[-1].reason if state.history else ''}")
+    return 0 if state.phase == "Promoted" else 1
+
+
+class _Progress:
+    """Prints each transition, a progress line every few seconds, and changed problems."""
+
+    def __init__(self, spec: RolloutSpec, transitions: int, quiet: bool) -> None:
+        self.spec, self.transitions, self.quiet = spec, transitions, quiet
+        self.printed_at = 0.0
+        self.problems: tuple[str, ...] = ()
+
+    def __call__(self, result: TickResult) -> None:
+        from modelcanary.rollout.view import progress_line
+
+        state, now = result.state, time.time()
+        for transition in state.history[self.transitions :]:
+            say(f"==> {transition.action}: {transition.reason}")
+        self.transitions = len(state.history)
+        if not self.quiet and now - self.printed_at >= PROGRESS_EVERY_S:
+            say(progress_line(self.spec, state, now))
+            self.printed_at = now
+        if result.problems != self.problems:
+            for problem in result.problems:
+                say(f"    ! {problem}")
+            self.problems = result.problems
+
+
+def _resolve(args: argparse.Namespace) -> LocalRollout:
+    from modelcanary.local.controller import LocalRollout
+
+    root = args.run_dir / "rollouts"
+    if args.name:
+        found = LocalRollout.of(args.run_dir, args.name)
+        if not (found.directory / "spec.json").is_file():
+            raise NotAllowed(f"no rollout {args.name!r} in {root}")
+        return found
+    names = sorted(p.name for p in root.glob("*") if (p / "spec.json").is_file())
+    if not names:
+        raise NotAllowed(f"no rollouts in {root}; start one with `modelcanary rollout start -f`")
+    if len(names) > 1:
+        raise UsageError(f"several rollouts in {root} ({', '.join(names)}); name one")
+    return LocalRollout.of(args.run_dir, names[0])
+
+
+def _loaded(args: argparse.Namespace) -> tuple[LocalRollout, RolloutSpec, RolloutState]:
+    from modelcanary.rollout.stepper import RolloutState
+
+    rollout = _resolve(args)
+    return rollout, rollout.spec(), rollout.store.load() or RolloutState()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from modelcanary.rollout.view import render_status, status_document
+
+    rollout, spec, state = _loaded(args)
+    name, now = rollout.directory.name, time.time()
+    if args.output == "json":
+        say(json.dumps(status_document(name, spec, state, now), indent=2))
+    else:
+        say(render_status(name, spec, state, now))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from modelcanary.rollout.view import render_history
+
+    _, spec, state = _loaded(args)
+    if args.output == "json":
+        say(json.dumps([asdict(t) for t in state.history], indent=2))
+    else:
+        say(render_history(state, spec))
+    return 0
+
+
+def _intent(args: argparse.Namespace) -> int:
+    from modelcanary.rollout.stepper import Intent
+    from modelcanary.rollout.view import refusal
+
+    rollout, _, state = _loaded(args)
+    action: IntentAction = "promote_full" if args.action == "promote" and args.full else args.action
+    refused = refusal(action, state.phase)
+    if refused is not None:
+        raise NotAllowed(refused)
+    intent = rollout.store.record_intent(Intent(action, args.reason, getpass.getuser()))
+    say(
+        f"{rollout.directory.name}: {args.action}{' --full' if args.full else ''} recorded "
+        f"(intent {intent.id[:8]}); the controller acts on it at its next tick"
+    )
+    return 0

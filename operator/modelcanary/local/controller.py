@@ -1,0 +1,157 @@
+"""The controller in local mode: the engine against the stack from `modelcanary up`.
+
+Ports: Prometheus of the stack (the gateway's series), the gateway's admin API as the
+router, files under `<run dir>/rollouts/<model>/` as the state store, the stack's
+Alertmanager as the notifier, and the controller webhook's alert book as pushed alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelcanary.alerts.notifier import AlertmanagerNotifier
+from modelcanary.errors import UsageError, one_line
+from modelcanary.files import write_atomically
+from modelcanary.rollout.alert_feed import AlertFeed
+from modelcanary.rollout.engine import Engine, Rollout, TickResult
+from modelcanary.rollout.file_store import FileStateStore
+from modelcanary.rollout.gateway_router import GatewayRouter
+from modelcanary.rollout.golden_check import run_golden_check
+from modelcanary.rollout.prometheus_source import PrometheusSource
+from modelcanary.rollout.spec import RolloutSpec, parse_duration, parse_spec
+from modelcanary.rollout.stepper import FINISHED, RolloutState
+
+SOURCE = "gateway"  # which normalized series the local controller reads
+
+
+def read_stack(run_dir: Path) -> dict[str, str]:
+    """The URLs `modelcanary up` wrote, or a clear error when it is not running."""
+    path = run_dir / "up.json"
+    try:
+        urls: dict[str, str] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(
+            f"no local stack in {run_dir} ({path} is missing); start one with "
+            "`modelcanary up --model MODEL --stable VERSION` or pass --run-dir"
+        ) from None
+    except ValueError as exc:
+        raise UsageError(f"{path}: not readable: {one_line(exc)}") from None
+    return urls
+
+
+@dataclass(frozen=True)
+class LocalRollout:
+    """A rollout's files: spec.json, state.json, intent.json, and finished rollouts."""
+
+    directory: Path
+
+    @classmethod
+    def of(cls, run_dir: Path, model: str) -> LocalRollout:
+        return cls(run_dir / "rollouts" / model)
+
+    @property
+    def store(self) -> FileStateStore:
+        return FileStateStore(self.directory)
+
+    def spec(self) -> RolloutSpec:
+        path = self.directory / "spec.json"
+        try:
+            data: Any = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UsageError(f"no rollout in {self.directory}") from None
+        except ValueError as exc:
+            raise UsageError(f"{path}: not readable: {one_line(exc)}") from None
+        return parse_spec(data, str(path))
+
+    def begin(self, spec: RolloutSpec) -> str:
+        """Resume the same unfinished rollout, or start this one; say which."""
+        store = self.store
+        state = store.load()
+        if state is not None:
+            current = self.spec()
+            same = current == spec
+            if state.phase not in FINISHED:
+                if same:
+                    return f"resuming at step {state.step + 1} ({state.phase}, {state.weight}%)"
+                raise UsageError(
+                    f"a rollout of {current.model} {current.stable.version} -> "
+                    f"{current.canary.version} is {state.phase}; roll it back or let it finish "
+                    "before starting another"
+                )
+            if same and store.read_intent() is not None:
+                return f"acting on the pending intent of the {state.phase} rollout"
+            archive = self.directory / "finished"
+            archive.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(state.started_at or time.time()))
+            name = f"{stamp}-{current.stable.version}-to-{current.canary.version}.json"
+            store.state_path.replace(archive / name)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        store.intent_path.unlink(missing_ok=True)
+        write_atomically(
+            self.directory / "spec.json",
+            json.dumps(spec.model_dump(mode="json", by_alias=True), indent=2) + "\n",
+        )
+        return f"starting: {spec.model} {spec.stable.version} -> {spec.canary.version}"
+
+
+class LocalController:
+    """Runs one rollout's ticks until it finishes or `stop` is set."""
+
+    def __init__(self, run_dir: Path, spec: RolloutSpec, tick_s: float = 1.0) -> None:
+        urls = read_stack(run_dir)
+        if urls.get("model") != spec.model:
+            raise UsageError(
+                f"the spec rolls out {spec.model!r} but the stack in {run_dir} serves "
+                f"{urls.get('model')!r}"
+            )
+        self.spec, self.tick_s = spec, tick_s
+        self.files = LocalRollout.of(run_dir, spec.model)
+        token = Path(urls["gateway_admin_token_file"]).read_text().strip()
+        router = GatewayRouter(
+            urls["gateway"], token, spec.model, spec.stable.version, spec.canary.version
+        )
+        repo = Path(urls["repo"])
+        self.rollout = Rollout(
+            name=spec.model,
+            spec=spec,
+            store=self.files.store,
+            router=router,
+            golden=lambda: run_golden_check(urls["gateway"], repo, spec.model, spec.canary.version),
+        )
+        self.wake = threading.Event()
+        receiver = urls["controller_webhook"].rsplit("/alertmanager/", 1)[0]
+        controller_token = (run_dir / "controller.token").read_text().strip()
+        self.feed = AlertFeed(receiver, controller_token, self.wake)
+        window = parse_duration(urls.get("prometheus_window", "15s"))
+        self.engine = Engine(
+            PrometheusSource(urls["prometheus"], SOURCE, window),
+            AlertmanagerNotifier(spec.notify.alertmanager or urls["alertmanager"]),
+            pushed=self.feed.firing,
+        )
+
+    def run(
+        self, stop: threading.Event, on_tick: Callable[[TickResult], None] = lambda r: None
+    ) -> RolloutState:
+        """Tick every `tick_s` (at once when an alert is pushed) until finished or stopped."""
+        self.feed.start()
+        try:
+            while True:
+                self.wake.clear()
+                result = self.engine.tick([self.rollout])[0]
+                on_tick(result)
+                finished = result.state.phase in FINISHED and result.state.applied
+                if finished and self.files.store.read_intent() is None:
+                    return result.state
+                if stop.is_set():
+                    return result.state
+                self.wake.wait(self.tick_s)
+                if stop.is_set():
+                    return result.state
+        finally:
+            self.feed.stop()

@@ -1,0 +1,81 @@
+"""Pushed alerts for a controller that runs apart from the webhook receiver.
+
+Follows the receiver's alert book with a long poll and wakes the controller as soon as
+the book changes, so a critical alert acts without waiting for the next tick. When the
+receiver cannot be reached the feed keeps its last view and says so; Prometheus' `ALERTS`
+still reaches the engine on every tick.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from modelcanary.alerts.alertmanager import CONTROLLER_ORIGIN
+from modelcanary.alerts.webhook import ALERTS_PATH
+from modelcanary.errors import one_line
+from modelcanary.rollout.judge import FiringAlert
+
+POLL_S = 25.0
+
+
+class AlertFeed:
+    """The receiver's firing alerts, kept current in a background thread."""
+
+    def __init__(
+        self, receiver: str, token: str, wake: threading.Event,
+        client: httpx.Client | None = None,
+    ) -> None:  # fmt: skip
+        self.endpoint = receiver.rstrip("/") + ALERTS_PATH
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.wake = wake
+        self.client = client or httpx.Client(timeout=POLL_S + 10)
+        self.problem: str | None = None
+        self._alerts: list[tuple[str, FiringAlert]] = []  # (model, alert)
+        self._version = -1
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="alert-feed", daemon=True)
+
+    def start(self) -> AlertFeed:
+        self._poll(0.0)  # the current book before the first tick
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def firing(self, model: str) -> tuple[FiringAlert, ...]:
+        return tuple(alert for m, alert in list(self._alerts) if m == model)
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            if not self._poll(POLL_S):
+                self._stop.wait(1.0)
+
+    def _poll(self, wait: float) -> bool:
+        try:
+            response = self.client.get(
+                self.endpoint, params={"after": self._version, "wait": wait}, headers=self.headers
+            )
+            response.raise_for_status()
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            self.problem = f"alert feed {self.endpoint}: {one_line(exc)}"
+            return False
+        self.problem = None
+        if body["version"] != self._version:
+            self._version = body["version"]
+            self._alerts = [
+                (labels.get("model", ""), _alert(labels))
+                for labels in (a["labels"] for a in body["alerts"])
+                if labels.get("origin") != CONTROLLER_ORIGIN
+            ]
+            self.wake.set()
+        return True
+
+
+def _alert(labels: dict[str, str]) -> FiringAlert:
+    return FiringAlert(
+        labels.get("alertname", ""), labels.get("severity", ""), labels.get("version", "")
+    )
