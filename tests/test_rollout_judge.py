@@ -169,3 +169,15 @@ def test_comparisons_with_stable_can_be_turned_off() -> None:
         for c in judge(the_spec, Observations(HEALTHY_STABLE, VersionStats(200, 0, 0.1))).checks
     }
     assert names == {"canary_ready", "error_ratio", "latency_p99_s"}
+
+
+def test_a_canary_under_the_latency_floor_is_not_compared_with_stable() -> None:
+    """Ratios of millisecond P99s are noise: 12 ms against 2 ms is not a slow canary."""
+    fast = Observations(stable=VersionStats(1000, 0, 0.002), canary=VersionStats(200, 0, 0.012))
+    check = next(c for c in judge(S, fast).checks if c.name == "latency_p99_ratio_to_stable")
+    assert check.result == "pass" and check.value == pytest.approx(6.0)
+    assert "under the 0.05s floor" in check.detail
+    no_floor = spec(analysis={"minRequests": 100, "latencyP99": {"ratioFloorSeconds": 0}})
+    assert results(fast, no_floor)["latency_p99_ratio_to_stable"] == "fail"
+    slow = Observations(stable=VersionStats(1000, 0, 0.02), canary=VersionStats(200, 0, 0.12))
+    assert results(slow)["latency_p99_ratio_to_stable"] == "fail"

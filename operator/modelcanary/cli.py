@@ -16,6 +16,7 @@ from types import FrameType
 from modelcanary import __version__
 from modelcanary.commands import (
     alerts,
+    demo,
     examples,
     export,
     fault,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         alerts,
         up,
         rollout,
+        demo,
     ):
         command.add(commands)
     return parser

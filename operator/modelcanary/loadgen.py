@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -50,8 +51,10 @@ async def run_load(
     duration_s: float,
     concurrency: int = 64,
     timeout_s: float = 30.0,
+    stop: threading.Event | None = None,
 ) -> LoadReport:
-    """Offer `rate` requests per second for `duration_s` seconds; report what came back."""
+    """Offer `rate` requests per second for `duration_s` seconds (or until `stop` is set);
+    report what came back."""
     if rate <= 0 or duration_s <= 0 or concurrency < 1:
         raise UsageError("--rate and --duration must be positive, --concurrency at least 1")
     if not bodies:
@@ -84,6 +87,8 @@ async def run_load(
 
         start = time.perf_counter()
         for index in range(total):
+            if stop is not None and stop.is_set():
+                break
             due = start + index / rate
             delay = due - time.perf_counter()
             if delay > 0:
@@ -98,3 +103,26 @@ async def run_load(
             await asyncio.wait(in_flight)
         elapsed = max(time.perf_counter() - start, duration_s)
     return build_report(outcomes, rate, elapsed, skipped)
+
+
+class BackgroundLoad:
+    """Steady open-loop load in a thread until `stop()`; the report is kept."""
+
+    def __init__(self, url: str, model: str, bodies: list[bytes], rate: float) -> None:
+        self._stop = threading.Event()
+        self.report: LoadReport | None = None
+        self._args = (url, model, bodies, rate)
+        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
+
+    def _run(self) -> None:
+        url, model, bodies, rate = self._args
+        self.report = asyncio.run(run_load(url, model, bodies, rate, 24 * 3600, stop=self._stop))
+
+    def start(self) -> BackgroundLoad:
+        self._thread.start()
+        return self
+
+    def stop(self) -> LoadReport | None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        return self.report

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -44,7 +45,8 @@ def create_app(log_path: Path, out: TextIO = sys.stdout) -> FastAPI:
             return JSONResponse({"error": f"not an Alertmanager webhook payload: {exc}"}, 400)
         with lock, log_path.open("a") as log:
             for alert in alerts:
-                log.write(json.dumps({"channel": channel, **alert}) + "\n")
+                record = {"channel": channel, "received_at": time.time(), **alert}
+                log.write(json.dumps(record) + "\n")
                 # Alertmanager repeats a group's alerts in later notifications: print changes
                 key = (channel, str(alert.get("fingerprint", id(alert))))
                 if seen.get(key) != alert.get("status"):

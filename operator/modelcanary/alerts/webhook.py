@@ -61,6 +61,7 @@ class AlertBook:
         self.listener = listener
         self.posts = 0
         self.version = 0  # grows with every accepted post
+        self.closed = False  # set before the receiver stops: long polls answer at once
 
     def apply(self, payload: WebhookPayload) -> list[WebhookAlert]:
         """Record a notification; return the alerts that started firing with it."""
@@ -127,7 +128,7 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
         if not authorized(request):
             return unauthorized()
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_S)
-        while book.version <= after and time.monotonic() < deadline:
+        while book.version <= after and not book.closed and time.monotonic() < deadline:
             await asyncio.sleep(POLL_STEP_S)  # cancellable, so a stopping server need not wait
         version, alerts = book.snapshot()
         return JSONResponse(

@@ -15,12 +15,10 @@ from modelcanary.errors import NotAllowed, UsageError
 
 if TYPE_CHECKING:
     from modelcanary.local.controller import LocalRollout
-    from modelcanary.rollout.engine import TickResult
     from modelcanary.rollout.spec import RolloutSpec
     from modelcanary.rollout.stepper import IntentAction, RolloutState
 
 RUN_DIR = Path(".modelcanary/up")
-PROGRESS_EVERY_S = 5.0
 
 
 def add(commands: Commands) -> None:
@@ -79,7 +77,7 @@ def _target(parser: argparse.ArgumentParser) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from modelcanary.local.controller import LocalController, LocalRollout
+    from modelcanary.local.controller import LocalController, LocalRollout, ProgressPrinter
     from modelcanary.rollout.spec import load_spec
 
     if not args.file.is_file():
@@ -91,7 +89,7 @@ def _start(args: argparse.Namespace) -> int:
     say(LocalRollout.of(args.run_dir, spec.model).begin(spec))
     stop = stop_requested()
     before = controller.files.store.load()
-    show = _Progress(spec, len(before.history) if before else 0, args.quiet)
+    show = ProgressPrinter(spec, len(before.history) if before else 0, say, args.quiet)
     state = controller.run(stop, show)
     if stop.is_set():
         say(
@@ -101,30 +99,6 @@ def _start(args: argparse.Namespace) -> int:
         return 130
     say(f"rollout {state.phase}: {state.history[-1].reason if state.history else ''}")
     return 0 if state.phase == "Promoted" else 1
-
-
-class _Progress:
-    """Prints each transition, a progress line every few seconds, and changed problems."""
-
-    def __init__(self, spec: RolloutSpec, transitions: int, quiet: bool) -> None:
-        self.spec, self.transitions, self.quiet = spec, transitions, quiet
-        self.printed_at = 0.0
-        self.problems: tuple[str, ...] = ()
-
-    def __call__(self, result: TickResult) -> None:
-        from modelcanary.rollout.view import progress_line
-
-        state, now = result.state, time.time()
-        for transition in state.history[self.transitions :]:
-            say(f"==> {transition.action}: {transition.reason}")
-        self.transitions = len(state.history)
-        if not self.quiet and now - self.printed_at >= PROGRESS_EVERY_S:
-            say(progress_line(self.spec, state, now))
-            self.printed_at = now
-        if result.problems != self.problems:
-            for problem in result.problems:
-                say(f"    ! {problem}")
-            self.problems = result.problems
 
 
 def _resolve(args: argparse.Namespace) -> LocalRollout:

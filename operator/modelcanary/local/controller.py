@@ -26,6 +26,7 @@ from modelcanary.rollout.golden_check import run_golden_check
 from modelcanary.rollout.prometheus_source import PrometheusSource
 from modelcanary.rollout.spec import RolloutSpec, parse_duration, parse_spec
 from modelcanary.rollout.stepper import FINISHED, RolloutState
+from modelcanary.rollout.view import progress_line
 
 SOURCE = "gateway"  # which normalized series the local controller reads
 
@@ -155,3 +156,29 @@ class LocalController:
                     return result.state
         finally:
             self.feed.stop()
+
+
+class ProgressPrinter:
+    """A live view: each transition, a progress line every few seconds, changed problems."""
+
+    def __init__(
+        self, spec: RolloutSpec, transitions: int, say: Callable[[str], None],
+        quiet: bool = False, every_s: float = 5.0,
+    ) -> None:  # fmt: skip
+        self.spec, self.transitions, self.say = spec, transitions, say
+        self.quiet, self.every_s = quiet, every_s
+        self.printed_at = 0.0
+        self.problems: tuple[str, ...] = ()
+
+    def __call__(self, result: TickResult) -> None:
+        state, now = result.state, time.time()
+        for transition in state.history[self.transitions :]:
+            self.say(f"==> {transition.action}: {transition.reason}")
+        self.transitions = len(state.history)
+        if not self.quiet and now - self.printed_at >= self.every_s:
+            self.say(progress_line(self.spec, state, now))
+            self.printed_at = now
+        if result.problems != self.problems:
+            for problem in result.problems:
+                self.say(f"    ! {problem}")
+            self.problems = result.problems

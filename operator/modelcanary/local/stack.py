@@ -200,6 +200,7 @@ class LocalStack:
         return dead
 
     def stop(self) -> None:
+        self.book.closed = True
         while self._running:
             part = self._running.pop()
             try:

@@ -9,7 +9,7 @@ Pure.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from modelcanary.rollout.spec import RolloutSpec
@@ -147,19 +147,23 @@ def judge(spec: RolloutSpec, seen: Observations) -> Verdict:
                 return None
             return c.p99_s / s.p99_s
 
-        checks.append(
-            _versus_stable(
-                "latency_p99_ratio_to_stable",
-                ratio,
-                canary,
-                stable,
-                enough,
-                stable_enough,
-                short,
-                samples,
-                latency_ratio,
-            )
+        check = _versus_stable(
+            "latency_p99_ratio_to_stable",
+            ratio,
+            canary,
+            stable,
+            enough,
+            stable_enough,
+            short,
+            samples,
+            latency_ratio,
         )
+        floor = analysis.latency_p99.ratio_floor_seconds
+        if check.result == "fail" and canary is not None and (canary.p99_s or 0) < floor:
+            check = replace(
+                check, result="pass", detail=f"canary P99 under the {floor:g}s floor: not compared"
+            )
+        checks.append(check)
 
     problems = (seen.problem,) if seen.problem else ()
     return Verdict(tuple(checks), samples, problems)

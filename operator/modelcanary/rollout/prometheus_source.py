@@ -63,6 +63,28 @@ class PrometheusSource:
             )
         return [(item["metric"], float(item["value"][1])) for item in data["result"]]
 
+    def query_range(
+        self, expression: str, start: float, end: float, step_s: float
+    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """A range query's matrix as (labels, [(time, value)]) pairs, for reports."""
+        params: dict[str, str | float] = {
+            "query": expression, "start": start, "end": end, "step": step_s,
+        }  # fmt: skip
+        endpoint = f"{self.url}/api/v1/query_range"
+        try:
+            response = self.client.get(endpoint, params=params)
+            body = response.json()
+        except httpx.HTTPError as exc:
+            raise QueryError(f"Prometheus at {self.url} is unreachable: {one_line(exc)}") from None
+        except ValueError:
+            raise QueryError(f"Prometheus at {endpoint} answered {response.status_code}") from None
+        if body.get("status") != "success":
+            raise QueryError(f"Prometheus rejected {expression!r}: {body.get('error')}")
+        return [
+            (item["metric"], [(float(t), float(v)) for t, v in item["values"]])
+            for item in body["data"]["result"]
+        ]
+
     def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]:
         """Observations for every rollout from four queries, whatever their number."""
         try:

@@ -48,6 +48,8 @@ class ErrorRatio(_Strict):
 class LatencyP99(_Strict):
     max_seconds: float = Field(default=0.5, gt=0, alias="maxSeconds")
     max_ratio_to_stable: float | None = Field(default=1.5, gt=1, alias="maxRatioToStable")
+    # A canary P99 below this is fast enough whatever stable's: ratios of milliseconds are noise.
+    ratio_floor_seconds: float = Field(default=0.05, ge=0, alias="ratioFloorSeconds")
 
 
 class AlertPolicy(_Strict):

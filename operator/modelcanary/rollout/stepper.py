@@ -268,7 +268,9 @@ def decide(
         )
     if verdict.result == "inconclusive":
         details = "; ".join(
-            c.detail for c in verdict.checks if c.result == "inconclusive" and c.detail
+            dict.fromkeys(
+                c.detail for c in verdict.checks if c.result == "inconclusive" and c.detail
+            )
         )
         return make("hold", f"waiting: {details or 'checks inconclusive'}", failures=failures)
 

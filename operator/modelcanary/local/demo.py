@@ -1,0 +1,305 @@
+"""`modelcanary demo`: the whole loop on one machine, three rollouts, one report.
+
+Starts the local stack (real Triton, Prometheus and Alertmanager, the gateway), drives
+steady load through the gateway, and runs: version 2 (healthy) promoted through every
+step; version 3 with injected errors, rolled back; version 3 again with injected latency,
+rolled back. Faults are injected once the canary takes traffic, and the time from the
+fault to canary weight 0 is measured. Ends with a summary and an HTML report.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelcanary import metrics_contract
+from modelcanary.alerts import promql as q
+from modelcanary.alerts.profile import Profile, load_profile
+from modelcanary.alerts.webhook import ALERTS_PATH
+from modelcanary.loadgen import BackgroundLoad, request_bodies
+from modelcanary.local import report
+from modelcanary.local.controller import SOURCE, LocalController, LocalRollout, ProgressPrinter
+from modelcanary.local.stack import LocalStack, StackOptions
+from modelcanary.rollout.engine import TickResult
+from modelcanary.rollout.prometheus_source import PrometheusSource
+from modelcanary.rollout.spec import RolloutSpec, parse_spec
+from modelcanary.serving.faults import FaultSpec, set_faults
+from modelcanary.tables import format_table
+
+MODEL = "digits"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    stable: int
+    canary: int
+    fault: FaultSpec | None = None
+
+
+SCENARIOS = (
+    Scenario("healthy version 2", 1, 2),
+    Scenario("version 3 with injected errors", 2, 3, FaultSpec(error_ratio=0.3)),
+    Scenario("version 3 with injected latency", 2, 3, FaultSpec(latency_ms=400)),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    scenario: Scenario
+    phase: str
+    steps: str
+    duration_s: float
+    fault_to_zero_s: float | None
+    failed_requests: int
+    reason: str
+    started_at: float
+    ended_at: float
+
+
+def demo_spec(profile: Profile, stable: int, canary: int) -> RolloutSpec:
+    """The demo's rollout: short steps, thresholds from the alert profile."""
+    return parse_spec(
+        {
+            "model": MODEL,
+            "stable": {"version": str(stable)},
+            "canary": {"version": str(canary)},
+            "steps": [10, 25, 50, 100],
+            "interval": "8s",
+            "analysis": {
+                "minRequests": 20,
+                "failureLimit": 1,
+                "errorRatio": {
+                    "max": profile.error_ratio_max,
+                    "maxAboveStable": profile.canary_error_margin,
+                },
+                "latencyP99": {
+                    "maxSeconds": profile.latency_p99_max_s,
+                    "maxRatioToStable": 3.0,
+                    "ratioFloorSeconds": profile.canary_latency_floor_s,
+                },
+                "noData": {"after": "30s", "action": "pause"},
+            },
+            "progressDeadline": "5m",
+        },
+        "demo",
+    )
+
+
+class Demo:
+    """Runs the scenarios against one local stack; `run` returns the exit code."""
+
+    def __init__(self, repo: Path, run_dir: Path, rate: float, say: Callable[[str], None]) -> None:
+        self.repo, self.run_dir, self.rate, self.say = repo, run_dir, rate, say
+        self.profile = load_profile("demo")
+        self.stop = threading.Event()
+
+    def run(self, stop: threading.Event) -> int:
+        self.stop = stop
+        started = time.time()
+        stack = LocalStack(StackOptions(self.repo, MODEL, stable=1, run_dir=self.run_dir), self.say)
+        urls = stack.start()
+        load = BackgroundLoad(urls["gateway"], MODEL, request_bodies(self.repo, MODEL), self.rate)
+        outcomes: list[Outcome] = []
+        try:
+            self.say(f"steady load: {self.rate:g} requests/s through the gateway {urls['gateway']}")
+            load.start()
+            time.sleep(3)  # a baseline for the stable version before the first rollout
+            for scenario in SCENARIOS:
+                if stop.is_set():
+                    break
+                outcomes.append(self._rollout(scenario, urls))
+            ended = time.time()
+            path = self._report(urls, outcomes, started, ended)
+        finally:
+            load.stop()
+            stack.stop()
+        self._summary(outcomes, path, ended - started)
+        expected = ("Promoted", "RolledBack", "RolledBack")
+        return 0 if tuple(o.phase for o in outcomes) == expected else 1
+
+    def _rollout(self, scenario: Scenario, urls: dict[str, str]) -> Outcome:
+        spec = demo_spec(self.profile, scenario.stable, scenario.canary)
+        self.say("")
+        self.say(f"=== rollout: {scenario.title} ({scenario.stable} -> {scenario.canary}) ===")
+        self._wait_quiet(urls, str(scenario.canary))
+        controller = LocalController(self.run_dir, spec)
+        self.say(LocalRollout.of(self.run_dir, MODEL).begin(spec))
+        printer = ProgressPrinter(spec, 0, self.say)
+        fault_at: list[float] = []
+        zero_at: list[float] = []
+        failed_before = _failed(urls["gateway"], str(scenario.canary))
+        started = time.time()
+
+        def on_tick(result: TickResult) -> None:
+            printer(result)
+            state = result.state
+            if scenario.fault is not None and not fault_at and state.phase == "Progressing":
+                set_faults(Path(urls["faults_dir"]), MODEL, scenario.canary, scenario.fault)
+                fault_at.append(time.time())
+                self.say(f"    fault injected into version {scenario.canary}: "
+                         f"{scenario.fault.describe()}")  # fmt: skip
+            if fault_at and not zero_at and state.weight == 0 and state.applied:
+                zero_at.append(time.time())
+
+        state = controller.run(self.stop, on_tick)
+        ended = time.time()
+        if scenario.fault is not None:
+            set_faults(Path(urls["faults_dir"]), MODEL, scenario.canary, FaultSpec())
+        reached = max((t.step for t in state.history if t.action in ("start", "advance")),
+                      default=-1)  # fmt: skip
+        return Outcome(
+            scenario=scenario,
+            phase=state.phase,
+            steps=f"{reached + 1}/{len(spec.steps)}",
+            duration_s=ended - started,
+            fault_to_zero_s=zero_at[0] - fault_at[0] if fault_at and zero_at else None,
+            failed_requests=_failed(urls["gateway"], str(scenario.canary)) - failed_before,
+            reason=state.history[-1].reason if state.history else "",
+            started_at=started,
+            ended_at=ended,
+        )
+
+    def _wait_quiet(self, urls: dict[str, str], version: str, timeout_s: float = 120) -> None:
+        """Wait until no alert for the version is pending or firing (an earlier rollout's
+        alerts would roll the next one back at once)."""
+        source = PrometheusSource(urls["prometheus"], SOURCE, 0)
+        token = (Path(urls["run_dir"]) / "controller.token").read_text().strip()
+        book = urls["controller_webhook"].rsplit("/alertmanager/", 1)[0] + ALERTS_PATH
+        deadline = time.time() + timeout_s
+        told = False
+        while time.time() < deadline and not self.stop.is_set():
+            alerts = source.query(f'ALERTS{{model="{MODEL}", version="{version}"}}')
+            pushed = httpx.get(book, headers={"Authorization": f"Bearer {token}"}).json()
+            pushed_alerts = [
+                a for a in pushed["alerts"]
+                if a["labels"].get("version") == version and "origin" not in a["labels"]
+            ]  # fmt: skip
+            if not alerts and not pushed_alerts:
+                return
+            if not told:
+                self.say(f"waiting for the alerts of version {version} to resolve ...")
+                told = True
+            time.sleep(1)
+
+    def _report(
+        self, urls: dict[str, str], outcomes: list[Outcome], start: float, end: float
+    ) -> Path:
+        source = PrometheusSource(urls["prometheus"], SOURCE, 0)
+        model = f'model="{MODEL}"'
+
+        def series(expression: str) -> dict[str, report.Points]:
+            return {
+                labels.get("version", "?"): points
+                for labels, points in source.query_range(expression, start, end, 1.0)
+            }
+
+        charts = [
+            report.Chart("Canary and stable weight", "%",
+                         series(f"{metrics_contract.GATEWAY_WEIGHT}{{{model}}}"), floor_max=100),
+            report.Chart("Error ratio (15 s window)", "%",
+                         series(f'{q.ERROR_RATIO}{{{model}, source="{SOURCE}"}}'), 100, 5),
+            report.Chart("P99 latency (15 s window)", " ms",
+                         series(f'{q.LATENCY_P99}{{{model}, source="{SOURCE}"}}'), 1000, 10),
+        ]  # fmt: skip
+        markers = []
+        summary = [["rollout", "outcome", "steps", "duration", "fault to weight 0",
+                    "failed canary requests", "why"]]  # fmt: skip
+        for o in outcomes:
+            markers.append((o.started_at, f"start: {o.scenario.title}"))
+            markers.append((o.ended_at, f"{o.phase}: {o.scenario.title}"))
+            summary.append(_row(o))
+        document = report.Report(
+            title="modelcanary demo",
+            start=start,
+            end=end,
+            charts=charts,
+            markers=markers,
+            summary=summary,
+            notifications=_notifications(Path(urls["oncall_log"])),
+            notes=[
+                f"Steady load of {self.rate:g} requests/s through the gateway; alert profile "
+                f"demo (window {self.profile.window}, 1 s scrape and evaluation)."
+            ],
+        )
+        path = self.run_dir / "report.html"
+        path.write_text(report.render(document))
+        (self.run_dir / "report.json").write_text(
+            json.dumps([_row_json(o) for o in outcomes], indent=2) + "\n"
+        )
+        return path
+
+    def _summary(self, outcomes: list[Outcome], path: Path, total_s: float) -> None:
+        self.say("")
+        self.say("=== summary ===")
+        rows = [["rollout", "outcome", "steps", "duration", "fault to weight 0",
+                 "failed canary requests", "why"]]  # fmt: skip
+        rows += [_row(o) for o in outcomes]
+        self.say(format_table(rows))
+        self.say(f"report: {path.resolve()}  (whole demo {total_s:.0f}s)")
+
+
+def _row(o: Outcome) -> list[str]:
+    fault = "-" if o.fault_to_zero_s is None else f"{o.fault_to_zero_s:.1f}s"
+    return [o.scenario.title, o.phase, o.steps, f"{o.duration_s:.0f}s", fault,
+            str(o.failed_requests), o.reason]  # fmt: skip
+
+
+def _row_json(o: Outcome) -> dict[str, object]:
+    fault = None if o.fault_to_zero_s is None else round(o.fault_to_zero_s, 2)
+    return {
+        "rollout": o.scenario.title, "stable": o.scenario.stable, "canary": o.scenario.canary,
+        "outcome": o.phase, "steps": o.steps, "duration_s": round(o.duration_s, 2),
+        "fault_to_weight_zero_s": fault,
+        "failed_canary_requests": o.failed_requests, "reason": o.reason,
+    }  # fmt: skip
+
+
+def _failed(gateway: str, version: str) -> int:
+    """Server errors the gateway has answered for a version of the model so far."""
+    text = httpx.get(f"{gateway}/metrics").text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name == f"{metrics_contract.GATEWAY_REQUESTS}_total"
+                and labels.get("model") == MODEL
+                and labels.get("version") == version
+                and labels.get("code", "").startswith("5")
+            ):
+                total += sample.value
+    return int(total)
+
+
+def _notifications(log: Path) -> list[dict[str, str]]:
+    """Each alert's firing and resolved notification once, in the order they arrived."""
+    seen: set[tuple[str, str, str]] = set()
+    rows = []
+    lines = log.read_text().splitlines() if log.exists() else []
+    for line in lines:
+        record = json.loads(line)
+        key = (record["channel"], record.get("fingerprint", ""), record.get("status", ""))
+        if key in seen:
+            continue
+        seen.add(key)
+        labels, annotations = record.get("labels", {}), record.get("annotations", {})
+        rows.append(
+            {
+                "time": time.strftime("%H:%M:%S", time.localtime(record.get("received_at", 0))),
+                "channel": record["channel"],
+                "status": record.get("status", ""),
+                "alertname": labels.get("alertname", ""),
+                "severity": labels.get("severity", ""),
+                "version": labels.get("version", ""),
+                "description": annotations.get("description", ""),
+            }
+        )
+    return rows
