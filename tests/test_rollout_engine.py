@@ -126,11 +126,13 @@ def test_weight_changes_are_persisted_before_and_after_the_router() -> None:
 
 
 def test_a_controller_killed_mid_change_reapplies_the_step_without_skipping_or_repeating() -> None:
-    store, clock = MemoryStore(), Clock()
-    Engine(Source(), clock=clock).tick([make(store, Router())])  # step 1 at 10%
+    store, clock, router = MemoryStore(), Clock(), Router()
+    engine = Engine(Source(), clock=clock)
+    engine.tick([make(store, router)])  # step 1 at 10%
     clock.now += 11
+    router.fail = Killed()
     with pytest.raises(Killed):
-        Engine(Source(), clock=clock).tick([make(store, Router(fail=Killed()))])
+        engine.tick([make(store, router)])
     assert store.state is not None and (store.state.step, store.state.applied) == (1, False)
     restarted = Router()
     result = Engine(Source(), clock=clock).tick([make(store, restarted)])[0]
@@ -226,3 +228,13 @@ def test_a_notifier_failure_is_reported_not_fatal() -> None:
     result = Engine(Source(), Notifier(fail=True), clock=Clock()).tick([rollout])[0]
     assert result.state.phase == "RolledBack"
     assert result.problems == ("notify: Alertmanager at http://am is unreachable",)
+
+
+def test_a_new_engine_reapplies_the_recorded_weight_once() -> None:
+    """A gateway restarted while no controller ran gets the rollout's weight back."""
+    store, clock = MemoryStore(), Clock()
+    Engine(Source(), clock=clock).tick([make(store, Router())])
+    router, engine = Router(), Engine(Source(), clock=clock)
+    engine.tick([make(store, router)])
+    engine.tick([make(store, router)])
+    assert router.calls == [(10, False)]

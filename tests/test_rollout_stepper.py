@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from modelcanary.rollout.judge import Check, FiringAlert, Verdict
@@ -174,3 +176,20 @@ def test_restart_clears_the_rollout_but_keeps_its_history() -> None:
 def test_state_survives_json() -> None:
     state = apply(at_step(0), run(at_step(0, since=40)), T0)
     assert RolloutState.from_json(state.to_json()) == state
+
+
+def test_a_failed_check_counts_once_per_interval() -> None:
+    """The window outlives a tick: one bad spell must not use up failureLimit in seconds."""
+    spec_interval = SPEC.interval_s
+    state = at_step(1, failures=1)
+    recent = replace(state, last_failure_at=T0 - spec_interval / 2)
+    held = run(recent, FAIL)
+    assert (held.action, held.failures) == ("hold", 1)
+    assert "counted once per interval" in held.reason
+    due = replace(state, last_failure_at=T0 - spec_interval)
+    counted = run(due, FAIL)
+    assert (counted.action, counted.failures, counted.last_failure_at) == ("hold", 2, T0)
+    assert run(replace(due, failures=2), FAIL).action == "rollback"
+    # the count and its time survive in the state
+    after = apply(state, counted, T0)
+    assert (after.failures, after.last_failure_at) == (2, T0)

@@ -72,7 +72,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "qps_for": "15s",
         "canary_error_margin": 0.02,
         "canary_latency_ratio": 1.5,
-        "canary_latency_floor_s": 0.05,
+        "canary_latency_floor_s": 0.1,
         "canary_for": "5s",
     },
     # Minutes-long windows and `for:` durations that ride out noise.

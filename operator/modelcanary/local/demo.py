@@ -10,6 +10,7 @@ fault to canary weight 0 is measured. Ends with a summary and an HTML report.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -104,6 +105,7 @@ class Demo:
     def run(self, stop: threading.Event) -> int:
         self.stop = stop
         started = time.time()
+        shutil.rmtree(self.run_dir / "rollouts", ignore_errors=True)  # the demo starts afresh
         stack = LocalStack(StackOptions(self.repo, MODEL, stable=1, run_dir=self.run_dir), self.say)
         urls = stack.start()
         load = BackgroundLoad(urls["gateway"], MODEL, request_bodies(self.repo, MODEL), self.rate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,9 @@ class Prometheus:
         )
 
     def start(self, config: dict[str, Any]) -> None:
+        # A fresh TSDB each run: series of an earlier run (gauges live 5 minutes in queries)
+        # would otherwise bend this run's alerts and checks.
+        shutil.rmtree(self.run_dir / "prometheus-data", ignore_errors=True)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.process.start(f"{self.url}/-/ready")
 
@@ -111,6 +115,7 @@ class Alertmanager:
         )
 
     def start(self, config_text: str) -> None:
+        shutil.rmtree(self.run_dir / "alertmanager-data", ignore_errors=True)  # no old silences
         self.config_path.write_text(config_text)
         self.process.start(f"{self.url}/-/ready")
 

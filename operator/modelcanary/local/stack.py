@@ -99,6 +99,7 @@ class LocalStack:
             weights = {str(o.stable): 100 - o.canary_weight, str(o.canary): o.canary_weight}
 
         shutil.rmtree(run / "faults", ignore_errors=True)  # faults never outlive a run
+        (run / "oncall.jsonl").unlink(missing_ok=True)  # nor do the last run's pages
         self.triton = TritonServer(o.repo, run / "triton", faults_dir=run / "faults")
         (run / "triton").mkdir(exist_ok=True)
         self._running.append(self.triton)

@@ -11,6 +11,8 @@ The same engine serves the local mode and the operator; only the ports differ:
 A weight change is persisted before the router is called (with `applied=False`) and after
 (`applied=True`). A controller killed in between finds `applied=False` on restart and
 applies the recorded weight again, which is idempotent: no step is skipped or repeated.
+An engine also applies each rollout's recorded weight once when it first sees it, so a
+router that restarted meanwhile (a new gateway, a re-applied manifest) gets it back.
 An intent is acted on and recorded as handled in the same write, and only then removed,
 so a restart never acts on it twice.
 """
@@ -104,6 +106,7 @@ class Engine:
         self.notifier = notifier
         self.pushed = pushed
         self.clock = clock
+        self._synced: set[str] = set()  # rollouts whose recorded weight this engine applied
 
     def tick(self, rollouts: Sequence[Rollout]) -> list[TickResult]:
         seen = self.source.observe([r.key for r in rollouts])
@@ -113,13 +116,16 @@ class Engine:
         store, spec = rollout.store, rollout.spec
         state = store.load() or RolloutState()
         problems: list[str] = []
-        if not state.applied:  # killed between deciding a weight and confirming it
+        resync = rollout.name not in self._synced and state.phase != "Pending"
+        if not state.applied or resync:  # killed mid-change, or first sight of this rollout
             try:
                 rollout.router.route(state.weight, state.phase == "Promoted")
             except ModelcanaryError as exc:
                 return TickResult(rollout.name, state, None, (f"router: {exc}",))
-            state = replace(state, applied=True)
-            store.save(state)
+            if not state.applied:
+                state = replace(state, applied=True)
+                store.save(state)
+        self._synced.add(rollout.name)
 
         intent = store.read_intent()
         if intent is not None and intent.id and intent.id == state.handled_intent:

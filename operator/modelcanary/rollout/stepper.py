@@ -9,8 +9,9 @@ Rules, in order of precedence:
 4. Before the first step, the golden-sample check must pass; a mismatch rolls back before
    any user traffic reaches the canary.
 5. A paused rollout holds. Past `progressDeadline`, it rolls back.
-6. A failed verdict counts towards `failureLimit`; over the limit, roll back. Passing
-   checks reset the count only with `resetFailuresOnPass`.
+6. A failed verdict counts towards `failureLimit`, at most once per `interval` (the
+   analysis window outlives a tick, so one bad minute must not count sixty times); over
+   the limit, roll back. Passing checks reset the count only with `resetFailuresOnPass`.
 7. No data for longer than `noData.after` pauses or rolls back, as configured.
 8. A firing `holdOn` alert holds. An inconclusive verdict holds.
 9. A passing verdict after `interval` at the step advances, or at the last step promotes.
@@ -94,6 +95,7 @@ class RolloutState:
     failures: int = 0
     last_data_at: float | None = None
     history: tuple[Transition, ...] = ()
+    last_failure_at: float | None = None  # when a failed check was last counted
     applied: bool = True  # False between deciding a new weight and the router confirming it
     handled_intent: str = ""  # id of the last operator intent acted on
     analysis: LastAnalysis | None = None
@@ -127,6 +129,7 @@ class Decision:
     last_data_at: float | None
     numbers: dict[str, float | int | str] = field(default_factory=dict)
     by: str = "controller"
+    last_failure_at: float | None = None
 
 
 def decide(
@@ -150,6 +153,7 @@ def decide(
         weight: int | None = None,
         failures: int | None = None,
         by: str = "controller",
+        failure_at: float | None = None,
     ) -> Decision:
         return Decision(
             action,
@@ -160,6 +164,7 @@ def decide(
             data_at,
             numbers,
             by,
+            failure_at if failure_at is not None else state.last_failure_at,
         )
 
     # 1. finished rollouts
@@ -228,22 +233,33 @@ def decide(
     # 6. failed checks
     failures = state.failures
     if verdict.result == "fail":
-        failures += 1
         failed = ", ".join(
             f"{c.name} {c.value:.4g} > {c.threshold:g}"
             for c in verdict.failures()
             if c.value is not None
         )
         limit = spec.analysis.failure_limit
+        counted_at = state.last_failure_at
+        if counted_at is not None and now - counted_at < spec.interval_s:
+            return make(
+                "hold",
+                f"check failing ({failures} of {limit} tolerated; counted once per interval, "
+                f"next in {spec.interval_s - (now - counted_at):.0f}s): {failed}",
+            )
+        failures += 1
         if failures > limit:
             return make(
                 "rollback",
                 f"checks failed {failures} times (limit {limit}): {failed}",
                 weight=0,
                 failures=failures,
+                failure_at=now,
             )
         return make(
-            "hold", f"check failed ({failures} of {limit} tolerated): {failed}", failures=failures
+            "hold",
+            f"check failed ({failures} of {limit} tolerated): {failed}",
+            failures=failures,
+            failure_at=now,
         )
     if verdict.result == "pass" and spec.analysis.reset_failures_on_pass:
         failures = 0
@@ -331,6 +347,7 @@ def apply(state: RolloutState, decision: Decision, now: float) -> RolloutState:
         step_started_at=step_started_at,
         failures=decision.failures,
         last_data_at=decision.last_data_at,
+        last_failure_at=decision.last_failure_at,
     )
     if action != "hold" or decision.failures != state.failures:
         new = replace(new, history=(*state.history, _transition(decision, phase, now)))
