@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from modelcanary.alerts.alertmanager import CONTROLLER_ORIGIN
 from modelcanary.alerts.notifier import AlertmanagerNotifier
+from modelcanary.alerts.webhook import ALERTS_PATH
 from modelcanary.errors import UsageError, one_line
 from modelcanary.files import write_atomically
 from modelcanary.rollout.alert_feed import AlertFeed
@@ -182,3 +186,33 @@ class ProgressPrinter:
             for problem in result.problems:
                 self.say(f"    ! {problem}")
             self.problems = result.problems
+
+
+def wait_until_quiet(
+    urls: dict[str, str], model: str, version: str, stop: threading.Event,
+    say: Callable[[str], None] = lambda line: None, timeout_s: float = 120,
+) -> bool:  # fmt: skip
+    """Wait until no alert for the version is pending or firing, in Prometheus or pushed.
+
+    An earlier rollout's alerts for a version would roll the next rollout of it back at
+    once (a firing `rollbackOn` alert acts in any phase), so a new attempt waits them out.
+    """
+    source = PrometheusSource(urls["prometheus"], SOURCE, 0)
+    token = Path(urls["run_dir"], "controller.token").read_text().strip()
+    book = urls["controller_webhook"].rsplit("/alertmanager/", 1)[0] + ALERTS_PATH
+    deadline, told = time.time() + timeout_s, False
+    while time.time() < deadline and not stop.is_set():
+        alerts = source.query(f'ALERTS{{model="{model}", version="{version}"}}')
+        pushed = httpx.get(book, headers={"Authorization": f"Bearer {token}"}).json()["alerts"]
+        pushed = [
+            a for a in pushed
+            if a["labels"].get("model") == model and a["labels"].get("version") == version
+            and a["labels"].get("origin") != CONTROLLER_ORIGIN
+        ]  # fmt: skip
+        if not alerts and not pushed:
+            return True
+        if not told:
+            say(f"waiting for the alerts of {model} version {version} to resolve ...")
+            told = True
+        stop.wait(1.0)
+    return False

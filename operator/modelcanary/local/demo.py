@@ -23,10 +23,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelcanary import metrics_contract
 from modelcanary.alerts import promql as q
 from modelcanary.alerts.profile import Profile, load_profile
-from modelcanary.alerts.webhook import ALERTS_PATH
 from modelcanary.loadgen import BackgroundLoad, request_bodies
 from modelcanary.local import report
-from modelcanary.local.controller import SOURCE, LocalController, LocalRollout, ProgressPrinter
+from modelcanary.local.controller import (
+    SOURCE,
+    LocalController,
+    LocalRollout,
+    ProgressPrinter,
+    wait_until_quiet,
+)
 from modelcanary.local.stack import LocalStack, StackOptions
 from modelcanary.rollout.engine import TickResult
 from modelcanary.rollout.prometheus_source import PrometheusSource
@@ -131,7 +136,8 @@ class Demo:
         spec = demo_spec(self.profile, scenario.stable, scenario.canary)
         self.say("")
         self.say(f"=== rollout: {scenario.title} ({scenario.stable} -> {scenario.canary}) ===")
-        self._wait_quiet(urls, str(scenario.canary))
+        if not wait_until_quiet(urls, MODEL, str(scenario.canary), self.stop, self.say):
+            self.say(f"alerts for version {scenario.canary} did not resolve; starting anyway")
         controller = LocalController(self.run_dir, spec)
         self.say(LocalRollout.of(self.run_dir, MODEL).begin(spec))
         printer = ProgressPrinter(spec, 0, self.say)
@@ -168,28 +174,6 @@ class Demo:
             started_at=started,
             ended_at=ended,
         )
-
-    def _wait_quiet(self, urls: dict[str, str], version: str, timeout_s: float = 120) -> None:
-        """Wait until no alert for the version is pending or firing (an earlier rollout's
-        alerts would roll the next one back at once)."""
-        source = PrometheusSource(urls["prometheus"], SOURCE, 0)
-        token = (Path(urls["run_dir"]) / "controller.token").read_text().strip()
-        book = urls["controller_webhook"].rsplit("/alertmanager/", 1)[0] + ALERTS_PATH
-        deadline = time.time() + timeout_s
-        told = False
-        while time.time() < deadline and not self.stop.is_set():
-            alerts = source.query(f'ALERTS{{model="{MODEL}", version="{version}"}}')
-            pushed = httpx.get(book, headers={"Authorization": f"Bearer {token}"}).json()
-            pushed_alerts = [
-                a for a in pushed["alerts"]
-                if a["labels"].get("version") == version and "origin" not in a["labels"]
-            ]  # fmt: skip
-            if not alerts and not pushed_alerts:
-                return
-            if not told:
-                self.say(f"waiting for the alerts of version {version} to resolve ...")
-                told = True
-            time.sleep(1)
 
     def _report(
         self, urls: dict[str, str], outcomes: list[Outcome], start: float, end: float
