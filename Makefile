@@ -35,13 +35,14 @@ lint: setup ## ruff (lint and format check) and mypy
 model-repo: setup ## build the example model repository (digits v1, v2, v3) in $(REPO)
 	$(BIN)/modelcanary examples build --repo $(REPO)
 
-demo: model-repo ## build the example repository and show what is in it
-	$(BIN)/modelcanary repo list --repo $(REPO)
+demo: model-repo ## three local rollouts end to end (promote, roll back twice) and a report
 	$(BIN)/modelcanary repo verify --repo $(REPO)
+	$(BIN)/modelcanary demo --repo $(REPO)
 
-bench: setup ## export and verify time; Triton direct vs through the gateway
+bench: model-repo ## export time; gateway overhead; fault-to-rollback time of an error canary
 	$(PY) benchmarks/bench_export.py
 	$(PY) benchmarks/bench_gateway.py
+	$(PY) benchmarks/bench_rollback.py --repo $(REPO)
 
 clean: ## remove the virtual environment, built repositories and caches
 	rm -rf $(VENV) $(REPO) .pytest_cache .mypy_cache .ruff_cache

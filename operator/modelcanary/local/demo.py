@@ -122,7 +122,7 @@ class Demo:
             for scenario in SCENARIOS:
                 if stop.is_set():
                     break
-                outcomes.append(self._rollout(scenario, urls))
+                outcomes.append(self.rollout(scenario, urls))
             ended = time.time()
             path = self._report(urls, outcomes, started, ended)
         finally:
@@ -132,7 +132,8 @@ class Demo:
         expected = ("Promoted", "RolledBack", "RolledBack")
         return 0 if tuple(o.phase for o in outcomes) == expected else 1
 
-    def _rollout(self, scenario: Scenario, urls: dict[str, str]) -> Outcome:
+    def rollout(self, scenario: Scenario, urls: dict[str, str]) -> Outcome:
+        """One rollout of the scenario, the fault injected once the canary takes traffic."""
         spec = demo_spec(self.profile, scenario.stable, scenario.canary)
         self.say("")
         self.say(f"=== rollout: {scenario.title} ({scenario.stable} -> {scenario.canary}) ===")
