@@ -279,7 +279,7 @@ def test_canary_worse_than_stable(tmp_path: Path, source: str) -> None:
         Version("b", "1", ok=16, role="stable", bucket=MEDIUM),
         Version("b", "2", ok=14, errors=2, role="canary", bucket=SLOW),  # worse on both
         Version("c", "1", ok=16, role="stable", bucket=FAST),  # P99 about 10 ms
-        Version("c", "2", ok=16, role="canary", bucket=0.03),  # 3 times slower, yet under 50 ms
+        Version("c", "2", ok=16, role="canary", bucket=0.03),  # 3 times slower, yet under the floor
     ]
     canary = versions[3]
     expected = {
@@ -291,7 +291,7 @@ def test_canary_worse_than_stable(tmp_path: Path, source: str) -> None:
         "ModelCanaryLatencyAboveStable": [
             alert("ModelCanaryLatencyAboveStable", "critical", canary, source,
                   "Canary b version 2 is slower than stable",
-                  f"The P99 latency of canary b version 2 is 2.00 times the stable version's over the last 15s (source {source}); the limit is 1.5 times above 0.05s."),
+                  f"The P99 latency of canary b version 2 is 2.00 times the stable version's over the last 15s (source {source}); the limit is 1.5 times above {PROFILE.canary_latency_floor_s:g}s."),
         ],
         "ModelVersionHighErrorRatio": [
             alert("ModelVersionHighErrorRatio", "critical", canary, source,

@@ -49,7 +49,7 @@ def test_verify_passes_on_an_intact_repository(cli: Cli, repo: Path) -> None:
     result = cli("repo", "verify", "--repo", repo)
     assert result.code == 0, result.out + result.err
     lines = result.out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["ok    digits", "ok    digits"]
+    assert [line.split(":")[0] for line in lines] == ["ok    digits"] * 3
     assert "3 files match their sha256, 32 golden samples within tolerance" in lines[0]
 
 
@@ -62,7 +62,7 @@ def test_verify_catches_a_tampered_model_file(cli: Cli, repo: Path) -> None:
     assert result.code == 1
     assert result.out.splitlines()[0].startswith("ok    digits:1")
     assert "FAIL  digits:2: 2/model.onnx has sha256" in result.out
-    assert "1 of 2 versions failed verification" in result.err
+    assert "1 of 3 versions failed verification" in result.err
 
 
 def test_verify_runs_the_golden_samples_not_only_checksums(cli: Cli, repo: Path) -> None:
@@ -93,15 +93,15 @@ def test_verify_names_unknown_targets(cli: Cli, repo: Path) -> None:
     result = cli("repo", "verify", "--repo", repo, "cats")
     assert result.code == 2 and "no model 'cats' (models: digits)" in result.err
     result = cli("repo", "verify", "--repo", repo, "digits:7")
-    assert result.code == 2 and "has no version '7' (versions: 1, 2)" in result.err
+    assert result.code == 2 and "has no version '7' (versions: 1, 2, 3)" in result.err
     result = cli("repo", "verify", "--repo", repo.parent / "missing")
     assert result.code == 2 and "no such directory" in result.err
 
 
 def test_verify_reports_a_version_without_manifest(cli: Cli, repo: Path) -> None:
-    (repo / "digits/3").mkdir()
-    shutil.copy(repo / "digits/2/model.onnx", repo / "digits/3/model.onnx")
-    result = cli("repo", "verify", "--repo", repo, "digits:3")
+    (repo / "digits/4").mkdir()
+    shutil.copy(repo / "digits/2/model.onnx", repo / "digits/4/model.onnx")
+    result = cli("repo", "verify", "--repo", repo, "digits:4")
     assert (
         result.code == 1 and "no manifest (was this version exported by modelcanary?)" in result.out
     )
@@ -110,16 +110,16 @@ def test_verify_reports_a_version_without_manifest(cli: Cli, repo: Path) -> None
 def test_list_shows_models_versions_and_export_facts(cli: Cli, repo: Path) -> None:
     result = cli("repo", "list", "--repo", repo)
     assert result.code == 0
-    header, first, second = result.out.splitlines()
+    header, first, second, third = result.out.splitlines()
     assert header.split() == [
         "MODEL", "VERSION", "SIGNATURE", "MAX", "BATCH", "EXPORTED", "TORCH", "OPSET", "MAX",
         "ABS", "ERR", "SIZE",
     ]  # fmt: skip
     assert first.split()[:6] == ["digits", "1", "pixels:fp32:64", "->", "logits:fp32:10", "32"]
-    assert second.split()[:2] == ["digits", "2"]
+    assert second.split()[:2] == ["digits", "2"] and third.split()[:2] == ["digits", "3"]
     rows = json.loads(cli("repo", "list", "--repo", repo, "-o", "json").out)
     assert [(r["model"], r["version"], r["opset"]) for r in rows] == [
-        ("digits", 1, 18), ("digits", 2, 18),
+        ("digits", 1, 18), ("digits", 2, 18), ("digits", 3, 18),
     ]  # fmt: skip
 
 
