@@ -16,6 +16,7 @@ from types import FrameType
 from modelcanary import __version__
 from modelcanary.commands import (
     alerts,
+    crd,
     demo,
     examples,
     export,
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         up,
         rollout,
         demo,
+        crd,
     ):
         command.add(commands)
     return parser

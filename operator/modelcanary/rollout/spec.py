@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from modelcanary.errors import UsageError, describe_validation_errors
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+# The same language for the CRD's OpenAPI schema (Go's RE2 has no lookahead).
+DURATION_PATTERN = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
 
 
 def parse_duration(text: str) -> float:
@@ -27,12 +38,31 @@ def parse_duration(text: str) -> float:
     return hours * 3600 + minutes * 60 + seconds + millis / 1000
 
 
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[
+    str,
+    AfterValidator(_duration),
+    WithJsonSchema(
+        {"type": "string", "pattern": DURATION_PATTERN, "minLength": 2,
+         "description": "a duration like 30s, 5m or 1h30m"}
+    ),
+]  # fmt: skip
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class VersionRef(_Strict):
-    version: str
+    version: Annotated[
+        str,
+        WithJsonSchema({"x-kubernetes-int-or-string": True,
+                        "description": "the model version, e.g. \"2\" (a number is accepted)"}),
+    ]  # fmt: skip
 
     @field_validator("version", mode="before")
     @classmethod
@@ -58,14 +88,8 @@ class AlertPolicy(_Strict):
 
 
 class NoData(_Strict):
-    after: str = "5m"
+    after: Duration = "5m"
     action: Literal["pause", "rollback"] = "pause"
-
-    @field_validator("after")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
 
 class Analysis(_Strict):
@@ -82,16 +106,37 @@ class Notify(_Strict):
     alertmanager: str | None = None
 
 
+def _steps_schema(schema: dict[str, Any]) -> None:
+    """What the steps validator checks, for the CRD (bounds in OpenAPI, order in CEL)."""
+    schema["items"].update(minimum=1, maximum=100)
+    schema["minItems"] = 1
+    schema["x-kubernetes-validations"] = [
+        {"rule": "self[size(self) - 1] == 100",
+         "message": "the last step must be 100 (full traffic)"},
+        {"rule": "self.isSorted() && self.all(x, self.exists_one(y, y == x))",
+         "message": "steps must increase"},
+    ]  # fmt: skip
+
+
 class RolloutSpec(_Strict):
     """What to roll out, in which steps, and what counts as healthy."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.canary.version != self.stable.version",
+                 "message": "canary.version must differ from stable.version"},
+            ]
+        }
+    )  # fmt: skip
 
     model: str = Field(min_length=1)
     stable: VersionRef
     canary: VersionRef
-    steps: tuple[int, ...] = (5, 10, 25, 50, 100)
-    interval: str = "30s"
+    steps: tuple[int, ...] = Field(default=(5, 10, 25, 50, 100), json_schema_extra=_steps_schema)
+    interval: Duration = "30s"
     analysis: Analysis = Field(default_factory=Analysis)
-    progress_deadline: str = Field(default="30m", alias="progressDeadline")
+    progress_deadline: Duration = Field(default="30m", alias="progressDeadline")
     notify: Notify = Field(default_factory=Notify)
 
     @field_validator("steps")
@@ -107,12 +152,6 @@ class RolloutSpec(_Strict):
         if steps[-1] != 100:
             raise ValueError(f"the last step must be 100 (full traffic), got {steps[-1]}")
         return steps
-
-    @field_validator("interval", "progress_deadline")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
     @model_validator(mode="after")
     def _distinct(self) -> RolloutSpec:

@@ -1,0 +1,36 @@
+"""`modelcanary crd render`: the ModelCanary CRD from the rollout spec."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from modelcanary.commands.arguments import Commands, Parser, say
+
+CHART_CRD = Path("charts/modelcanary/files/crd.yaml")
+
+
+def add(commands: Commands) -> None:
+    p = commands.add_parser("crd", help="the ModelCanary custom resource definition")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    render = verbs.add_parser(
+        "render",
+        help="write the CRD generated from the rollout spec",
+        description="Generate the CustomResourceDefinition of ModelCanary from the rollout "
+        "spec's model, so the API server rejects what the controller would.",
+    )
+    render.add_argument("--out", default=str(CHART_CRD), help=f"file, or - (default {CHART_CRD})")
+    render.set_defaults(handler=_render)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from modelcanary.files import write_atomically
+    from modelcanary.kube import crd
+
+    text = crd.render()
+    if args.out == "-":
+        print(text, end="")
+        return 0
+    write_atomically(Path(args.out), text)
+    say(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Kubernetes: the CRD, the operator and its adapters."""
