@@ -57,7 +57,8 @@ def spec_schema() -> dict[str, Any]:
     """The structural OpenAPI v3 schema of a ModelCanary's `spec`."""
     schema = RolloutSpec.model_json_schema(by_alias=True, mode="validation")
     definitions = schema.pop("$defs", {})
-    return _structural(schema, definitions)
+    structural: dict[str, Any] = _structural(schema, definitions)
+    return structural
 
 
 def crd() -> dict[str, Any]:
