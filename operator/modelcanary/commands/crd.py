@@ -8,6 +8,7 @@ from pathlib import Path
 from modelcanary.commands.arguments import Commands, Parser, say
 
 CHART_CRD = Path("charts/modelcanary/files/crd.yaml")
+CHART_VALUES_SCHEMA = Path("charts/modelcanary/values.schema.json")
 
 
 def add(commands: Commands) -> None:
@@ -15,17 +16,22 @@ def add(commands: Commands) -> None:
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
     render = verbs.add_parser(
         "render",
-        help="write the CRD generated from the rollout spec",
+        help="write the CRD (and the chart's values schema) generated from the rollout spec",
         description="Generate the CustomResourceDefinition of ModelCanary from the rollout "
         "spec's model, so the API server rejects what the controller would.",
     )
     render.add_argument("--out", default=str(CHART_CRD), help=f"file, or - (default {CHART_CRD})")
+    render.add_argument(
+        "--values-schema",
+        default=str(CHART_VALUES_SCHEMA),
+        help=f"the chart's values schema, generated beside it (default {CHART_VALUES_SCHEMA})",
+    )
     render.set_defaults(handler=_render)
 
 
 def _render(args: argparse.Namespace) -> int:
     from modelcanary.files import write_atomically
-    from modelcanary.kube import crd
+    from modelcanary.kube import crd, values_schema
 
     text = crd.render()
     if args.out == "-":
@@ -33,4 +39,6 @@ def _render(args: argparse.Namespace) -> int:
         return 0
     write_atomically(Path(args.out), text)
     say(f"wrote {args.out}")
+    write_atomically(Path(args.values_schema), values_schema.render())
+    say(f"wrote {args.values_schema}")
     return 0

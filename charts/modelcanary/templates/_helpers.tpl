@@ -1,0 +1,82 @@
+{{/* Names and labels shared by the templates. */}}
+{{- define "modelcanary.fullname" -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "modelcanary.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "modelcanary.operatorSelector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* Labels on every predictor pod of the model (the monitors and policies select them). */}}
+{{- define "modelcanary.predictorSelector" -}}
+modelcanary.io/model: {{ .Values.model.name }}
+{{- end -}}
+
+{{/* The InferenceService of one version in standard mode. */}}
+{{- define "modelcanary.versionService" -}}
+{{- printf "%s-v%v" .model.name .version | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "modelcanary.webhookSecret" -}}
+{{- printf "%s-webhook" (include "modelcanary.fullname" .) -}}
+{{- end -}}
+
+{{/*
+The predictor of one version: Triton from the chart's ServingRuntime, the shared model
+repository, and `--model-config-name=v<N>` so that Triton serves exactly that version.
+*/}}
+{{- define "modelcanary.predictor" -}}
+{{- $values := .root.Values -}}
+labels:
+  modelcanary.io/model: {{ $values.model.name }}
+  modelcanary.io/version: {{ .version | quote }}
+{{- if $values.triton.minReplicas }}
+minReplicas: {{ $values.triton.minReplicas }}
+{{- end }}
+{{- if $values.triton.separateNodes }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchExpressions:
+            - {key: modelcanary.io/model, operator: In, values: [{{ $values.model.name | quote }}]}
+            - {key: modelcanary.io/version, operator: NotIn, values: [{{ .version | quote }}]}
+{{- end }}
+model:
+  modelFormat:
+    name: triton
+  runtime: {{ include "modelcanary.fullname" .root }}-triton
+  protocolVersion: v2
+  storageUri: {{ $values.model.storageUri }}
+  args:
+    - --model-config-name=v{{ .version }}
+  resources:
+    requests:
+      cpu: {{ $values.triton.resources.cpu | quote }}
+      memory: {{ $values.triton.resources.memory | quote }}
+      {{- if $values.triton.resources.gpu }}
+      nvidia.com/gpu: {{ $values.triton.resources.gpu | quote }}
+      {{- end }}
+    limits:
+      cpu: {{ $values.triton.resources.cpu | quote }}
+      memory: {{ $values.triton.resources.memory | quote }}
+      {{- if $values.triton.resources.gpu }}
+      nvidia.com/gpu: {{ $values.triton.resources.gpu | quote }}
+      {{- end }}
+{{- end -}}
+
+{{/* The rate window of the chosen profile's recording rules. */}}
+{{- define "modelcanary.window" -}}
+{{- if eq .Values.alerts.profile "demo" }}15s{{ else }}5m{{ end -}}
+{{- end -}}
