@@ -23,6 +23,7 @@ from modelcanary.commands import (
     fault,
     gateway,
     load,
+    operator_command,
     repo,
     rollout,
     serve,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         rollout,
         demo,
         crd,
+        operator_command,
     ):
         command.add(commands)
     return parser

@@ -78,6 +78,7 @@ class Rollout:
     store: StateStore
     router: Router
     golden: Callable[[], GoldenResult]  # raises a ModelcanaryError when it cannot run
+    readiness: Callable[[], bool] | None = None  # the canary's readiness from its platform
 
     @property
     def key(self) -> RolloutKey:
@@ -134,6 +135,12 @@ class Engine:
 
         alerts = _merge(seen.alerts, tuple(self.pushed(spec.model)))
         seen = replace(seen, alerts=alerts)
+        if rollout.readiness is not None:
+            try:
+                seen = replace(seen, canary_ready=rollout.readiness())
+            except ModelcanaryError as exc:
+                problems.append(f"readiness: {exc}")
+                seen = replace(seen, canary_ready=False)
         if seen.problem:
             problems.append(seen.problem)
         verdict = judge(spec, seen)

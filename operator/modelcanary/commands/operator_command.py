@@ -1,0 +1,58 @@
+"""`modelcanary operator`: the ModelCanary operator (the container's entry point)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from modelcanary.commands.arguments import Commands, integer
+from modelcanary.errors import UsageError
+
+
+def add(commands: Commands) -> None:
+    p = commands.add_parser(
+        "operator",
+        help="run the ModelCanary operator in a cluster",
+        description="Watch ModelCanary resources in a namespace and drive each rollout with "
+        "the engine: Prometheus for the checks, the InferenceService or HTTPRoute for the "
+        "traffic, the resource's status for the state, Alertmanager for notifications.",
+    )
+    p.add_argument("--namespace", required=True)
+    p.add_argument("--prometheus", required=True, help="Prometheus base URL")
+    p.add_argument("--source", default="triton", choices=("triton", "knative", "istio"))
+    p.add_argument("--window", default="5m", help="rate window of the recording rules")
+    p.add_argument("--tick", default="10s", help="time between ticks")
+    p.add_argument("--metrics-port", type=integer, default=8080)
+    p.add_argument("--webhook-port", type=integer, default=8081)
+    p.add_argument("--webhook-token-file", type=Path, help="bearer token Alertmanager sends")
+    p.add_argument("--alertmanager", help="Alertmanager base URL for notifications")
+    p.add_argument("--model-repo", type=Path, help="mounted model repository (golden check)")
+    p.add_argument("--peering", help="kopf peering name (several replicas: one active)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modelcanary.kube import operator
+    from modelcanary.rollout.spec import parse_duration
+
+    try:
+        window, tick = parse_duration(args.window), parse_duration(args.tick)
+    except ValueError as exc:
+        raise UsageError(f"--window/--tick: {exc}") from None
+    token = ""
+    if args.webhook_token_file is not None:
+        try:
+            token = args.webhook_token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(
+                f"--webhook-token-file {args.webhook_token_file}: {exc.strerror}"
+            ) from None
+    config = operator.OperatorConfig(
+        namespace=args.namespace, prometheus=args.prometheus, source=args.source,
+        window_s=window, tick_s=tick, webhook_port=args.metrics_port + 1
+        if args.webhook_port == args.metrics_port else args.webhook_port,
+        metrics_port=args.metrics_port, webhook_token=token, alertmanager=args.alertmanager,
+        model_repo=args.model_repo,
+    )  # fmt: skip
+    operator.run(config, args.peering)
+    return 0
