@@ -12,12 +12,14 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import kmock
 import pytest
 import pytest_asyncio
+import yaml
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
 
 from modelcanary import metrics_contract
@@ -369,3 +371,49 @@ async def test_standard_mode_moves_the_http_route_weights(
     await until(promoted, 90, "not promoted")
     await promoted()
     assert seen[0] == [100, 0] and [50, 50] in seen and seen[-1] == [0, 100], seen
+
+
+@pytest.mark.asyncio
+async def test_kubectl_canary_promote_is_picked_up_by_the_operator(
+    api: Client, kmock: kmock.KubernetesEmulator, start_operator: Callable[[], Callable[[], None]],
+    prometheus: tuple[str, Traffic], tmp_path: Path,
+) -> None:  # fmt: skip
+    """The plugin records the intent; the operator acts on it, records who asked, clears it."""
+    from modelcanary.kubectl_canary import main as kubectl_canary
+
+    serve(prometheus, "eels")
+    await api("POST", ISVC, isvc("eels", "2"))
+    await api("POST", MC, canary("eels", steps=[10, 40, 100], interval="1h"))
+    start_operator()
+
+    async def at_first_step() -> bool:
+        found = await status(api, "eels")
+        return found.get("phase") == "Progressing" and found["state"]["applied"]
+
+    await until(at_first_step, 60, "never started")
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dev",
+        "clusters": [{"name": "mock", "cluster": {"server": str(kmock.url).rstrip("/")}}],
+        "users": [{"name": "ana", "user": {"token": "t"}}],
+        "contexts": [{"name": "dev", "context": {"cluster": "mock", "user": "ana",
+                                                 "namespace": "default"}}],
+    }))  # fmt: skip
+    argv = ["--kubeconfig", str(config), "promote", "eels", "--reason", "looks good"]
+    assert await asyncio.to_thread(kubectl_canary, argv) == 0
+
+    async def advanced() -> bool:
+        found = await status(api, "eels")
+        return found.get("step") == 2 and found["state"]["applied"]
+
+    await until(advanced, 30, "the promote intent was not acted on")
+    last = (await status(api, "eels"))["state"]["history"][-1]
+    assert (last["action"], last["by"]) == ("advance", "ana") and "looks good" in last["reason"]
+    predictor = (await api("GET", f"{ISVC}/eels"))["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 40
+
+    async def cleared() -> bool:
+        annotations = (await api("GET", f"{MC}/eels"))["metadata"].get("annotations", {})
+        return INTENT_ANNOTATION not in annotations
+
+    await until(cleared, 30, "the intent stayed on the resource")
