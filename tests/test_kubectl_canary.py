@@ -199,3 +199,35 @@ def test_kubectl_lists_the_plugin(tmp_path: Path) -> None:
     helped = subprocess.run([str(bin_dir / "kubectl"), "canary", "--help"], capture_output=True,
                             text=True, env=env, check=False)  # fmt: skip
     assert helped.returncode == 0 and "promote" in helped.stdout
+
+
+PHASES: dict[str, RolloutState | None] = {
+    "Pending": None,
+    "Progressing": PROGRESSING,
+    "Paused": RolloutState(phase="Paused", step=0, weight=10, started_at=T0),
+    "Promoted": RolloutState(phase="Promoted", step=2, weight=100, started_at=T0),
+    "RolledBack": ROLLED_BACK,
+}
+ALLOWED = {  # verb -> phases where it may be asked for
+    ("promote",): {"Pending", "Progressing", "Paused"},
+    ("promote", "--full"): {"Pending", "Progressing", "Paused"},
+    ("rollback", "--reason", "r"): {"Pending", "Progressing", "Paused"},
+    ("pause",): {"Pending", "Progressing"},
+    ("resume",): {"Paused"},
+    ("retry",): {"RolledBack"},
+}
+
+
+@pytest.mark.asyncio
+async def test_every_verb_in_every_phase(kubectl: Any, kmock: kmock.KubernetesEmulator) -> None:
+    for phase, state in PHASES.items():
+        name = f"in-{phase.lower()}"
+        body = resource(name, "default", state)
+        async with aiohttp.ClientSession(base_url=str(kmock.url)) as session:
+            await session.post(MC.format(ns="default"), json=body)
+        for verb, allowed in ALLOWED.items():
+            run = await kubectl(verb[0], name, *verb[1:])
+            expected = 0 if phase in allowed else 1
+            assert run.code == expected, (phase, verb, run.err)
+            if expected:
+                assert f"the rollout is {phase}" in run.err and "needs" in run.err
