@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +231,36 @@ async def test_every_verb_in_every_phase(kubectl: Any, kmock: kmock.KubernetesEm
             assert run.code == expected, (phase, verb, run.err)
             if expected:
                 assert f"the rollout is {phase}" in run.err and "needs" in run.err
+
+
+@pytest.mark.asyncio
+async def test_status_watch_redraws_only_on_change(
+    kubectl: Any, kmock: kmock.KubernetesEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-w` polls; a change to the status prints the view again, no change prints nothing."""
+    from modelcanary import kubectl_canary
+
+    polls = {"n": 0}
+
+    def tick(seconds: float) -> None:
+        polls["n"] += 1
+        if polls["n"] == 2:  # the operator moves the canary on between polls 2 and 3
+            body = {"status": status_fields(replace(PROGRESSING, step=2, weight=100))}
+            path = f"{MC.format(ns='default')}/digits/status"
+            asyncio.run_coroutine_threadsafe(_patch(str(kmock.url), path, body), loop).result()
+        if polls["n"] == 4:
+            raise KeyboardInterrupt
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(kubectl_canary, "pause", tick)
+    watched = await kubectl("status", "digits", "-w")
+    assert watched.code == 130
+    assert watched.out.count("rollout digits:") == 2  # drawn, then redrawn once after the change
+    assert "step      3/3 (100%)" in watched.out
+
+
+async def _patch(base: str, path: str, body: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession(base_url=base) as session:
+        headers = {"content-type": "application/merge-patch+json"}
+        async with session.patch(path, json=body, headers=headers) as response:
+            assert response.status < 300

@@ -41,6 +41,11 @@ from modelcanary.tables import format_table
 WATCH_EVERY_S = 2.0
 
 
+def pause(seconds: float) -> None:
+    """Between two polls of `status -w`."""
+    time.sleep(seconds)
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"kubectl canary: error: {message} (see kubectl canary --help)\n")
@@ -255,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
                 last = text
             if not args.watch:
                 return 0
-            time.sleep(WATCH_EVERY_S)
+            pause(WATCH_EVERY_S)
     resource = cluster.get(args.name)
     spec, state, phase = loaded(resource)
     if args.verb == "history":
