@@ -123,6 +123,7 @@ class Demo:
                 if stop.is_set():
                     break
                 outcomes.append(self.rollout(scenario, urls))
+            time.sleep(3)  # two scrapes, so the report's charts end on the final weights
             ended = time.time()
             path = self._report(urls, outcomes, started, ended)
         finally:
