@@ -188,6 +188,19 @@ def test_prometheus_rule_embeds_the_generated_rules() -> None:
     assert isvc["affinity"]["podAntiAffinity"]  # canary and stable on different nodes
 
 
+def test_peering_crd_ships_before_the_peering_object() -> None:
+    """kopf's KopfPeering CRD is in crds/ (installed first); it is a valid CRD."""
+    result = helm(
+        "template", "rel", str(CHART), "--include-crds", *COMBINATIONS["ha-servicemonitor-demo"]
+    )
+    assert result.returncode == 0, result.stderr
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d]
+    crds = {d["metadata"]["name"]: d for d in documents if d["kind"] == "CustomResourceDefinition"}
+    assert {"kopfpeerings.kopf.dev", "modelcanaries.modelcanary.io"} <= set(crds)
+    kubernetes_validate.validate(crds["kopfpeerings.kopf.dev"], KUBERNETES, strict=True)
+    assert [d["kind"] for d in documents].count("KopfPeering") == 1
+
+
 def test_network_policy_lets_only_prometheus_reach_metrics_ports() -> None:
     found = kinds(render(COMBINATIONS["serverless-canary"]))
     policies = {p["metadata"]["name"]: p for p in found["NetworkPolicy"]}
