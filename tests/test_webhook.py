@@ -211,4 +211,4 @@ def test_a_controller_in_another_process_is_woken_by_the_alert_feed() -> None:
         feed.stop()
         server.stop()
     wrong = AlertFeed(server.url, "wrong", threading.Event())
-    assert wrong._poll(0) is False and wrong.problem is not None
+    assert wrong.refresh(0) is False and wrong.problem is not None

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from modelcanary.kube.api import custom_objects, model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.kserve_router import ServerlessRouter, StandardRouter
 from modelcanary.kube.status_store import StatusStore
+from modelcanary.rollout.alert_feed import pushed_alerts
 from modelcanary.rollout.engine import Engine, Rollout, Router
 from modelcanary.rollout.golden_check import run_golden_check
 from modelcanary.rollout.judge import FiringAlert, Observations
@@ -131,14 +132,9 @@ def configure(config: OperatorConfig) -> Runtime:
     return runtime
 
 
-def _pushed(book: AlertBook) -> Any:
+def _pushed(book: AlertBook) -> Callable[[str], tuple[FiringAlert, ...]]:
     def firing(model: str) -> tuple[FiringAlert, ...]:
-        return tuple(
-            FiringAlert(a.labels.get("alertname", ""), a.labels.get("severity", ""),
-                        a.labels.get("version", ""))
-            for a in book.firing(model=model)
-            if a.labels.get("origin") is None
-        )  # fmt: skip
+        return pushed_alerts((a.labels for a in book.firing()), model)
 
     return firing
 

@@ -15,12 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from modelcanary.alerts.alertmanager import CONTROLLER_ORIGIN
 from modelcanary.alerts.notifier import AlertmanagerNotifier
-from modelcanary.alerts.webhook import ALERTS_PATH
-from modelcanary.errors import UsageError, one_line
+from modelcanary.errors import ModelcanaryError, UsageError, one_line
 from modelcanary.files import write_atomically
 from modelcanary.rollout.alert_feed import AlertFeed
 from modelcanary.rollout.engine import Engine, Rollout, TickResult
@@ -33,6 +29,13 @@ from modelcanary.rollout.stepper import FINISHED, RolloutState
 from modelcanary.rollout.view import progress_line
 
 SOURCE = "gateway"  # which normalized series the local controller reads
+
+
+def stack_alert_feed(urls: dict[str, str], wake: threading.Event) -> AlertFeed:
+    """The alerts Alertmanager pushed to the stack's controller webhook receiver."""
+    receiver = urls["controller_webhook"].rsplit("/alertmanager/", 1)[0]
+    token = Path(urls["run_dir"], "controller.token").read_text().strip()
+    return AlertFeed(receiver, token, wake)
 
 
 def read_stack(run_dir: Path) -> dict[str, str]:
@@ -130,9 +133,7 @@ class LocalController:
             golden=lambda: run_golden_check(urls["gateway"], repo, spec.model, spec.canary.version),
         )
         self.wake = threading.Event()
-        receiver = urls["controller_webhook"].rsplit("/alertmanager/", 1)[0]
-        controller_token = (run_dir / "controller.token").read_text().strip()
-        self.feed = AlertFeed(receiver, controller_token, self.wake)
+        self.feed = stack_alert_feed(urls, self.wake)
         window = parse_duration(urls.get("prometheus_window", "15s"))
         self.engine = Engine(
             PrometheusSource(urls["prometheus"], SOURCE, window),
@@ -198,17 +199,13 @@ def wait_until_quiet(
     once (a firing `rollbackOn` alert acts in any phase), so a new attempt waits them out.
     """
     source = PrometheusSource(urls["prometheus"], SOURCE, 0)
-    token = Path(urls["run_dir"], "controller.token").read_text().strip()
-    book = urls["controller_webhook"].rsplit("/alertmanager/", 1)[0] + ALERTS_PATH
+    feed = stack_alert_feed(urls, threading.Event())
     deadline, told = time.time() + timeout_s, False
     while time.time() < deadline and not stop.is_set():
         alerts = source.query(f'ALERTS{{model="{model}", version="{version}"}}')
-        pushed = httpx.get(book, headers={"Authorization": f"Bearer {token}"}).json()["alerts"]
-        pushed = [
-            a for a in pushed
-            if a["labels"].get("model") == model and a["labels"].get("version") == version
-            and a["labels"].get("origin") != CONTROLLER_ORIGIN
-        ]  # fmt: skip
+        if not feed.refresh(0.0):
+            raise ModelcanaryError(str(feed.problem))
+        pushed = [a for a in feed.firing(model) if a.version == version]
         if not alerts and not pushed:
             return True
         if not told:

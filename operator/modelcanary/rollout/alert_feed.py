@@ -9,6 +9,7 @@ still reaches the engine on every tick.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Mapping
 
 import httpx
 
@@ -32,13 +33,13 @@ class AlertFeed:
         self.wake = wake
         self.client = client or httpx.Client(timeout=POLL_S + 10)
         self.problem: str | None = None
-        self._alerts: list[tuple[str, FiringAlert]] = []  # (model, alert)
+        self._labels: list[dict[str, str]] = []  # of every alert in the book
         self._version = -1
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="alert-feed", daemon=True)
 
     def start(self) -> AlertFeed:
-        self._poll(0.0)  # the current book before the first tick
+        self.refresh(0.0)  # the current book before the first tick
         self._thread.start()
         return self
 
@@ -46,14 +47,15 @@ class AlertFeed:
         self._stop.set()
 
     def firing(self, model: str) -> tuple[FiringAlert, ...]:
-        return tuple(alert for m, alert in list(self._alerts) if m == model)
+        return pushed_alerts(self._labels, model)
 
     def _follow(self) -> None:
         while not self._stop.is_set():
-            if not self._poll(POLL_S):
+            if not self.refresh(POLL_S):
                 self._stop.wait(1.0)
 
-    def _poll(self, wait: float) -> bool:
+    def refresh(self, wait: float) -> bool:
+        """Read the book once it changes (or after `wait` seconds); False when unreachable."""
         try:
             response = self.client.get(
                 self.endpoint, params={"after": self._version, "wait": wait}, headers=self.headers
@@ -66,16 +68,15 @@ class AlertFeed:
         self.problem = None
         if body["version"] != self._version:
             self._version = body["version"]
-            self._alerts = [
-                (labels.get("model", ""), _alert(labels))
-                for labels in (a["labels"] for a in body["alerts"])
-                if labels.get("origin") != CONTROLLER_ORIGIN
-            ]
+            self._labels = [alert["labels"] for alert in body["alerts"]]
             self.wake.set()
         return True
 
 
-def _alert(labels: dict[str, str]) -> FiringAlert:
-    return FiringAlert(
-        labels.get("alertname", ""), labels.get("severity", ""), labels.get("version", "")
+def pushed_alerts(labels: Iterable[Mapping[str, str]], model: str) -> tuple[FiringAlert, ...]:
+    """The model's alerts among Alertmanager's, without the controller's own notices."""
+    return tuple(
+        FiringAlert.from_labels(alert)
+        for alert in labels
+        if alert.get("model") == model and alert.get("origin") != CONTROLLER_ORIGIN
     )

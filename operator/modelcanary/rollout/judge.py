@@ -8,7 +8,7 @@ Pure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -36,6 +36,18 @@ class FiringAlert:
     severity: str
     version: str
     state: Literal["firing", "pending"] = "firing"
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str]) -> FiringAlert:
+        """From an alert's labels (Prometheus' `ALERTS` or Alertmanager's); `alertstate`
+        pending makes it pending, anything else is firing."""
+        state: Literal["firing", "pending"] = (
+            "pending" if labels.get("alertstate") == "pending" else "firing"
+        )
+        return cls(
+            labels.get("alertname", ""), labels.get("severity", ""), labels.get("version", ""),
+            state,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

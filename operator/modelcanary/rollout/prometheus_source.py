@@ -96,7 +96,11 @@ class PrometheusSource:
             return {key: Observations(None, None, problem=str(exc)) for key in rollouts}
         result = {}
         for key in rollouts:
-            found = [_alert(labels) for labels, _ in alerts if labels.get("model") == key.model]
+            found = [
+                FiringAlert.from_labels(labels)
+                for labels, _ in alerts
+                if labels.get("model") == key.model
+            ]
             result[key] = Observations(
                 stable=self._stats(key.model, key.stable, requests, errors, p99),
                 canary=self._stats(key.model, key.canary, requests, errors, p99),
@@ -127,10 +131,3 @@ class PrometheusSource:
             errors=errors.get((model, version), 0.0) * self.window_s,
             p99_s=latency if latency is not None and latency == latency else None,  # NaN: none
         )
-
-
-def _alert(labels: dict[str, str]) -> FiringAlert:
-    name, severity, version = (labels.get(k, "") for k in ("alertname", "severity", "version"))
-    if labels.get("alertstate") == "firing":
-        return FiringAlert(name, severity, version, "firing")
-    return FiringAlert(name, severity, version, "pending")
