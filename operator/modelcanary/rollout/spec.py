@@ -24,9 +24,10 @@ from pydantic import (
 
 from modelcanary.errors import UsageError, describe_validation_errors
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
-# The same language for the CRD's OpenAPI schema (Go's RE2 has no lookahead).
+# One pattern for the parser and the CRD's OpenAPI schema (so RE2-compatible: no lookahead).
 DURATION_PATTERN = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
+_DURATION = re.compile(DURATION_PATTERN)
+_UNITS = ((3600, 1), (60, 1), (1, 1), (0.001, 2))  # (seconds, suffix length) per group
 
 
 def parse_duration(text: str) -> float:
@@ -34,8 +35,13 @@ def parse_duration(text: str) -> float:
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match or not any(match.groups()):
         raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
-    hours, minutes, seconds, millis = (int(g or 0) for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+    return float(
+        sum(
+            int(group[:-suffix]) * seconds
+            for group, (seconds, suffix) in zip(match.groups(), _UNITS, strict=True)
+            if group
+        )
+    )
 
 
 def _duration(value: str) -> str:
