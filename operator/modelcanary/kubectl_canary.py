@@ -25,6 +25,7 @@ from typing import Any, NoReturn, cast
 import yaml
 
 from modelcanary.errors import ModelcanaryError, NotAllowed, UsageError
+from modelcanary.kube.api import NotFoundError, model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.status_store import INTENT_ANNOTATION
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
@@ -123,23 +124,12 @@ class Cluster:
         self.api = client.CustomObjectsApi(api_client)
 
     def get(self, name: str) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
-
         try:
-            found = self.api.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name
-            )
-            return cast(dict[str, Any], found)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise NotAllowed(
-                    f"modelcanary {name!r} not found in namespace {self.namespace!r}"
-                ) from None
-            raise ModelcanaryError(
-                f"reading modelcanary {name}: {exc.status} {exc.reason}"
+            return model_canary(self.api, self.namespace, name).get()
+        except NotFoundError:
+            raise NotAllowed(
+                f"modelcanary {name!r} not found in namespace {self.namespace!r}"
             ) from None
-        except Exception as exc:  # connection refused, DNS, TLS
-            raise ModelcanaryError(f"the Kubernetes API is unreachable: {exc}") from None
 
     def list(self, all_namespaces: bool) -> list[dict[str, Any]]:
         try:
@@ -155,12 +145,7 @@ class Cluster:
 
     def annotate(self, name: str, value: str) -> None:
         body = {"metadata": {"annotations": {INTENT_ANNOTATION: value}}}
-        try:
-            self.api.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, body
-            )
-        except Exception as exc:
-            raise ModelcanaryError(f"recording the intent on modelcanary {name}: {exc}") from None
+        model_canary(self.api, self.namespace, name).patch(body)
 
 
 def loaded(resource: dict[str, Any]) -> tuple[RolloutSpec | None, RolloutState, Phase | None]:

@@ -19,6 +19,10 @@ class ConflictError(KubeError):
     """The object changed since it was read (resourceVersion precondition failed)."""
 
 
+class NotFoundError(KubeError):
+    """The object does not exist."""
+
+
 def custom_objects(host: str | None = None) -> client.CustomObjectsApi:
     """In the cluster: the pod's service account; outside: kubeconfig; or a plain host."""
     if host is not None:
@@ -34,7 +38,7 @@ def custom_objects(host: str | None = None) -> client.CustomObjectsApi:
 
 def describe(exc: Exception, what: str) -> KubeError:
     if isinstance(exc, ApiException):
-        error: type[KubeError] = ConflictError if exc.status == 409 else KubeError
+        error = {409: ConflictError, 404: NotFoundError}.get(exc.status, KubeError)
         return error(f"{what}: {exc.status} {exc.reason}")
     return KubeError(f"{what}: {one_line(exc)}")
 
