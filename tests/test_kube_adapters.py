@@ -12,15 +12,13 @@ import pytest
 from modelcanary.kube.api import ConflictError, KubeError, custom_objects, model_canary
 from modelcanary.kube.status_store import StatusStore
 from modelcanary.rollout.stepper import RolloutState
+from tests.conftest import register_kind
 
 MC = "/apis/modelcanary.io/v1alpha1/namespaces/default/modelcanaries"
 
 
 async def created(kmock: kmock.KubernetesEmulator) -> StatusStore:
-    name = "modelcanary.io/v1alpha1/modelcanaries"
-    kmock.resources[name].kind = "ModelCanary"
-    kmock.resources[name].namespaced = True
-    kmock.resources[name].verbs = {"get", "list", "watch", "create", "patch"}
+    register_kind(kmock, "modelcanary.io/v1alpha1/modelcanaries", "ModelCanary")
     body: dict[str, Any] = {
         "apiVersion": "modelcanary.io/v1alpha1", "kind": "ModelCanary",
         "metadata": {"name": "digits", "namespace": "default", "resourceVersion": "7"},

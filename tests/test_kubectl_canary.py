@@ -22,6 +22,7 @@ from modelcanary.kube.status_store import INTENT_ANNOTATION, status_fields
 from modelcanary.kubectl_canary import list_rows, main
 from modelcanary.rollout.judge import Check
 from modelcanary.rollout.stepper import LastAnalysis, RolloutState, Transition
+from tests.conftest import register_kind, write_kubeconfig
 
 MC = "/apis/modelcanary.io/v1alpha1/namespaces/{ns}/modelcanaries"
 T0 = 1_795_000_000.0
@@ -35,19 +36,6 @@ class Run:
 
 
 Kubectl = Callable[..., Any]
-
-
-def kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "dev",
-        "clusters": [{"name": "mock", "cluster": {"server": server}}],
-        "users": [{"name": "ana", "user": {"token": "t"}}, {"name": "bo", "user": {"token": "t"}}],
-        "contexts": [
-            {"name": "dev", "context": {"cluster": "mock", "user": "ana", "namespace": "default"}},
-            {"name": "prod", "context": {"cluster": "mock", "user": "bo", "namespace": "prod"}},
-        ],
-    }))  # fmt: skip
-    return path
 
 
 def resource(name: str, ns: str, state: RolloutState | None, **spec: Any) -> dict[str, Any]:
@@ -79,11 +67,8 @@ ROLLED_BACK = RolloutState(
 async def kubectl(
     kmock: kmock.KubernetesEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> Any:
-    name = "modelcanary.io/v1alpha1/modelcanaries"
-    kmock.resources[name].kind = "ModelCanary"
-    kmock.resources[name].namespaced = True
-    kmock.resources[name].verbs = {"get", "list", "watch", "create", "patch"}
-    config = kubeconfig(tmp_path / "kubeconfig", str(kmock.url).rstrip("/"))
+    register_kind(kmock, "modelcanary.io/v1alpha1/modelcanaries", "ModelCanary")
+    config = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url).rstrip("/"))
     async with aiohttp.ClientSession(base_url=str(kmock.url)) as session:
 
         async def create(body: dict[str, Any]) -> None:

@@ -19,7 +19,6 @@ import aiohttp
 import kmock
 import pytest
 import pytest_asyncio
-import yaml
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
 
 from modelcanary import metrics_contract
@@ -29,6 +28,7 @@ from modelcanary.asgi_server import AppServer
 from modelcanary.kube import operator
 from modelcanary.kube.status_store import INTENT_ANNOTATION
 from modelcanary.local.monitoring import Prometheus, ScrapeTarget, prometheus_config
+from tests.conftest import register_kind, write_kubeconfig
 
 pytestmark = pytest.mark.slow
 MC = "/apis/modelcanary.io/v1alpha1/namespaces/default/modelcanaries"
@@ -97,9 +97,7 @@ async def api(kmock: kmock.KubernetesEmulator) -> Any:
         ("v1/namespaces", "Namespace"),
         ("v1/events", "Event"),
     ):
-        kmock.resources[resource].kind = kind
-        kmock.resources[resource].namespaced = resource != "v1/namespaces"
-        kmock.resources[resource].verbs = {"get", "list", "watch", "create", "patch", "delete"}
+        register_kind(kmock, resource, kind, namespaced=resource != "v1/namespaces")
     kmock.resources["modelcanary.io/v1alpha1/modelcanaries"].subresources = {"status"}
     async with aiohttp.ClientSession(base_url=str(kmock.url)) as session:
 
@@ -337,10 +335,7 @@ async def test_standard_mode_moves_the_http_route_weights(
     api: Client, kmock: kmock.KubernetesEmulator, start_operator: Callable[[], Callable[[], None]],
     prometheus: tuple[str, Traffic],
 ) -> None:  # fmt: skip
-    resource = "gateway.networking.k8s.io/v1/httproutes"
-    kmock.resources[resource].kind = "HTTPRoute"
-    kmock.resources[resource].namespaced = True
-    kmock.resources[resource].verbs = {"get", "list", "watch", "create", "patch"}
+    register_kind(kmock, "gateway.networking.k8s.io/v1/httproutes", "HTTPRoute")
     serve(prometheus, "bees")
     ready = {"conditions": [{"type": "Ready", "status": "True"}]}
     for version in ("1", "2"):
@@ -391,14 +386,7 @@ async def test_kubectl_canary_promote_is_picked_up_by_the_operator(
         return found.get("phase") == "Progressing" and found["state"]["applied"]
 
     await until(at_first_step, 60, "never started")
-    config = tmp_path / "kubeconfig"
-    config.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "dev",
-        "clusters": [{"name": "mock", "cluster": {"server": str(kmock.url).rstrip("/")}}],
-        "users": [{"name": "ana", "user": {"token": "t"}}],
-        "contexts": [{"name": "dev", "context": {"cluster": "mock", "user": "ana",
-                                                 "namespace": "default"}}],
-    }))  # fmt: skip
+    config = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url).rstrip("/"))
     argv = ["--kubeconfig", str(config), "promote", "eels", "--reason", "looks good"]
     assert await asyncio.to_thread(kubectl_canary, argv) == 0
 

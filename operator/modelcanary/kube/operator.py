@@ -35,7 +35,7 @@ from modelcanary.errors import ModelcanaryError, UsageError
 from modelcanary.kube.api import custom_objects, model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.kserve_router import ServerlessRouter, StandardRouter
-from modelcanary.kube.status_store import StatusStore
+from modelcanary.kube.status_store import StatusStore, progressing_condition
 from modelcanary.rollout.alert_feed import pushed_alerts
 from modelcanary.rollout.engine import Engine, Rollout, Router
 from modelcanary.rollout.golden_check import run_golden_check
@@ -291,20 +291,11 @@ def _invalid(resource: Any, message: str, body: dict[str, Any]) -> None:
     status = body.get("status", {})
     if status.get("phase") == "Invalid" and status.get("message") == message:
         return
+    condition = progressing_condition(False, "InvalidSpec", message)
     resource.patch(
-        {
-            "status": {
-                "phase": "Invalid",
-                "message": message,
-                "conditions": [
-                    {"type": "Progressing", "status": "False", "reason": "InvalidSpec",
-                     "message": message,
-                     "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                ],
-            }
-        },
+        {"status": {"phase": "Invalid", "message": message, "conditions": [condition]}},
         status=True,
-    )  # fmt: skip
+    )
     log.warning("%s", message)
 
 

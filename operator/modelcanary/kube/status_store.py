@@ -33,20 +33,25 @@ def status_fields(state: RolloutState) -> dict[str, Any]:
         "message": message,
         "state": state.to_json(),
         "conditions": [
-            {
-                "type": "Progressing",
-                "status": "True" if ready else "False",
-                "reason": state.phase,
-                "message": message[:1000],
-                "lastTransitionTime": _timestamp(state.history[-1].at if state.history else None),
-            }
+            progressing_condition(
+                ready, state.phase, message[:1000], state.history[-1].at if state.history else None
+            )
         ],
     }
 
 
-def _timestamp(at: float | None) -> str:
+def progressing_condition(
+    ready: bool, reason: str, message: str, at: float | None = None
+) -> dict[str, str]:
+    """The `Progressing` condition (at: when it last changed; None: now)."""
     moment = datetime.fromtimestamp(at, UTC) if at else datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "type": "Progressing",
+        "status": "True" if ready else "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 class StatusStore:
