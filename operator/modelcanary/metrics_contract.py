@@ -3,6 +3,8 @@ Triton backend mirrors the buckets, and the alert rules query them."""
 
 from __future__ import annotations
 
+from prometheus_client import Gauge
+
 # Seconds; fine enough for a meaningful P99 from 1 ms to 10 s.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04,
@@ -21,3 +23,10 @@ BACKEND_LATENCY = "modelcanary_backend_request_duration_seconds"  # histogram
 
 # Response header naming the version that served a request; request header pinning one.
 VERSION_HEADER = "x-modelcanary-version"
+
+
+def set_role(gauge: Gauge, labels: tuple[str, ...], role: str) -> None:
+    """Mark a version `stable` or `canary` on a role gauge whose last label is the role,
+    dropping the series of its other role (a promotion swaps them)."""
+    gauge.remove(*labels, "canary" if role == "stable" else "stable")  # absent: no-op
+    gauge.labels(*labels, role).set(1)

@@ -94,7 +94,6 @@ class Metrics:
         )
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._latency: dict[tuple[str, str], Any] = {}
-        self._roles: set[tuple[str, str, str]] = set()
 
     def observe(self, model: str, version: str, code: int, seconds: float) -> None:
         counter = self._requests.get((model, version, code))
@@ -112,12 +111,7 @@ class Metrics:
         for version in route.upstreams:
             self.weight.labels(model, version).set(table.percent(version))
             role = "stable" if version == route.stable else "canary"
-            other = "canary" if role == "stable" else "stable"
-            if (model, version, other) in self._roles:
-                self.role.remove(model, version, other)
-                self._roles.discard((model, version, other))
-            self.role.labels(model, version, role).set(1)
-            self._roles.add((model, version, role))
+            metrics_contract.set_role(self.role, (model, version), role)
 
 
 class Gateway:

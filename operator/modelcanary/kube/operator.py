@@ -12,7 +12,6 @@ active instance when several run.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -36,6 +35,7 @@ from modelcanary.kube.api import custom_objects, model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.kserve_router import ServerlessRouter, StandardRouter
 from modelcanary.kube.status_store import StatusStore, progressing_condition
+from modelcanary.metrics_contract import set_role
 from modelcanary.rollout.alert_feed import pushed_alerts
 from modelcanary.rollout.engine import Engine, Rollout, Router
 from modelcanary.rollout.golden_check import run_golden_check
@@ -308,10 +308,7 @@ def _export(runtime: Runtime, namespace: str, spec: RolloutSpec, weight: int, ph
         {stable: "canary", canary: "stable"} if promoted else {stable: "stable", canary: "canary"}
     )
     for version, role in roles.items():
-        other = "canary" if role == "stable" else "stable"
-        with contextlib.suppress(KeyError):
-            runtime.role.remove(namespace, spec.model, version, other)
-        runtime.role.labels(namespace, spec.model, version, role).set(1)
+        set_role(runtime.role, (namespace, spec.model, version), role)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
