@@ -193,11 +193,11 @@ def _age(created: str | None, now: float) -> str:
     return f"{max(0, int(seconds))}s"
 
 
-def emit(document: Any, output: str) -> None:
+def formatted(document: Any, output: str) -> str:
+    """A document as `-o json` or `-o yaml` prints it."""
     if output == "yaml":
-        print(yaml.safe_dump(document, sort_keys=False), end="")
-    else:
-        print(json.dumps(document, indent=2))
+        return yaml.safe_dump(document, sort_keys=False).rstrip("\n")
+    return json.dumps(document, indent=2)
 
 
 def show_status(cluster: Cluster, name: str, output: str) -> str:
@@ -206,17 +206,12 @@ def show_status(cluster: Cluster, name: str, output: str) -> str:
     now = time.time()
     if spec is None:
         message = resource.get("status", {}).get("message", "the spec is not valid")
-        text = f"rollout {name}: Invalid\n  {message}"
-        return json.dumps({"name": name, "phase": "Invalid", "message": message}, indent=2) \
-            if output == "json" else text  # fmt: skip
-    if output in ("json", "yaml"):
-        document = status_document(name, spec, state, now)
-        return (
-            json.dumps(document, indent=2)
-            if output == "json"
-            else yaml.safe_dump(document, sort_keys=False)
-        )
-    return render_status(name, spec, state, now)
+        if output == "table":
+            return f"rollout {name}: Invalid\n  {message}"
+        return formatted({"name": name, "phase": "Invalid", "message": message}, output)
+    if output == "table":
+        return render_status(name, spec, state, now)
+    return formatted(status_document(name, spec, state, now), output)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -230,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(format_table(list_rows(items, args.all_namespaces, time.time())))
         else:
-            emit(items, args.output)
+            print(formatted(items, args.output))
         return 0
     if args.verb == "status":
         last = None
@@ -252,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         if args.output == "table":
             print(render_history(state, spec) if spec else "no history: the spec is not valid")
         else:
-            emit([asdict(t) for t in state.history], args.output)
+            print(formatted([asdict(t) for t in state.history], args.output))
         return 0
     action: IntentAction = "promote_full" if args.verb == "promote" and args.full else args.verb
     if phase is None:
