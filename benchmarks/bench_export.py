@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from modelcanary.examples import digits
-from modelcanary.exporter import ExportRequest, export
-from modelcanary.model_config import ServingOptions
-from modelcanary.repository import ModelRepository
+from modelcanary.modelrepo.exporter import ExportRequest, export
+from modelcanary.modelrepo.model_config import ServingOptions
+from modelcanary.modelrepo.repository import ModelRepository
+from modelcanary.modelrepo.tensorspec import parse_input_spec
+from modelcanary.modelrepo.verify import verify_version
 from modelcanary.tables import format_table
-from modelcanary.tensorspec import parse_input_spec
-from modelcanary.verify import verify_version
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 RESULTS = Path(__file__).parent / "results" / "export.json"

@@ -28,9 +28,10 @@ import httpx
 import uvloop
 
 from modelcanary.examples import digits
-from modelcanary.load_report import percentile
-from modelcanary.loadgen import request_bodies
-from modelcanary.serving.triton_server import TritonServer, free_ports
+from modelcanary.load.generator import request_bodies
+from modelcanary.load.report import percentile
+from modelcanary.process import free_ports
+from modelcanary.serving.triton_server import TritonServer
 from modelcanary.tables import format_table
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from modelcanary.examples import digits
-from modelcanary.loadgen import BackgroundLoad, request_bodies
+from modelcanary.load.generator import BackgroundLoad, request_bodies
 from modelcanary.local.demo import MODEL, Demo, Outcome, Scenario
 from modelcanary.local.stack import LocalStack, StackOptions
 from modelcanary.serving.faults import FaultSpec

@@ -1,4 +1,5 @@
-"""Shared fixtures: repository snapshots and the CLI run in-process."""
+"""Shared fixtures: repository snapshots and the CLI run in-process; every test is marked
+by its folder (pure, tools, kube, stack), so `pytest -m "not stack"` is the quick loop."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ from modelcanary.cli import main
 from modelcanary.serving.triton_home import TritonHome
 
 PROJECT = Path(__file__).resolve().parent.parent
+FOLDERS = ("pure", "tools", "kube", "stack")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the folder it lives in: what it needs to run."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in FOLDERS:
+            item.add_marker(getattr(pytest.mark, folder))
 
 
 @dataclass

@@ -76,7 +76,7 @@ model:
       {{- end }}
 {{- end -}}
 
-{{/* The rate window of the chosen profile's recording rules. */}}
+{{/* The rate window of the chosen profile's recording rules (files/profiles/, generated). */}}
 {{- define "modelcanary.window" -}}
-{{- if eq .Values.alerts.profile "demo" }}15s{{ else }}5m{{ end -}}
+{{- (.Files.Get (printf "files/profiles/%s.yaml" .Values.alerts.profile) | fromYaml).window -}}
 {{- end -}}

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelcanary.errors import UsageError, describe_validation_errors
 
+# The controller's webhook receiver: where Alertmanager posts, and where a controller in
+# another process follows the alert book.
+WEBHOOK_PATH = "/alertmanager/webhook"
+ALERTS_PATH = "/alertmanager/alerts"
 CONTROLLER_ORIGIN = "modelcanary-controller"
 
 

@@ -6,14 +6,12 @@ controller, so a threshold cannot differ between the alert and the check.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from modelcanary.durations import parse_duration
 from modelcanary.errors import UsageError, describe_validation_errors
-
-_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d))+$")
 
 
 class Profile(BaseModel):
@@ -51,8 +49,7 @@ class Profile(BaseModel):
     )
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not _DURATION.match(value):
-            raise ValueError(f"{value!r} is not a Prometheus duration like 30s or 5m")
+        parse_duration(value)
         return value
 
 

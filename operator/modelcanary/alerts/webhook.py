@@ -25,10 +25,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelcanary.alerts.alertmanager import ALERTS_PATH, WEBHOOK_PATH
 from modelcanary.errors import describe_validation_errors
 
-PATH = "/alertmanager/webhook"
-ALERTS_PATH = "/alertmanager/alerts"
 MAX_WAIT_S = 30.0
 POLL_STEP_S = 0.02
 
@@ -110,7 +109,7 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
             headers={"www-authenticate": "Bearer"},
         )
 
-    @app.post(PATH)
+    @app.post(WEBHOOK_PATH)
     async def receive(request: Request) -> JSONResponse:
         if not authorized(request):
             return unauthorized()

@@ -6,8 +6,11 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn, TypeAlias
+
+from modelcanary.rollout.intents import BY_ACTION, VERBS, IntentAction
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,3 +72,27 @@ def say(line: str) -> None:
     """Progress on stdout, flushed so that piped logs show it as it happens."""
     sys.stdout.write(line + "\n")  # one write: lines from other threads never interleave
     sys.stdout.flush()
+
+
+def add_intent_verbs(
+    verbs: Commands, handler: Callable[[argparse.Namespace], int],
+    target: Callable[[argparse.ArgumentParser], object], parents: Sequence[Parser] = (),
+) -> None:  # fmt: skip
+    """One command per verb of the intent table, alike in `modelcanary` and `kubectl canary`:
+    promote [--full], rollback --reason, pause, resume, retry."""
+    for verb in VERBS:
+        if verb.action == "promote_full":  # `promote --full`
+            continue
+        parser = verbs.add_parser(verb.name, help=verb.help.replace("%", "%%"), parents=parents)
+        target(parser)
+        if verb.action == "promote":
+            full = BY_ACTION["promote_full"].help.replace("%", "%%")
+            parser.add_argument("--full", action="store_true", help=full)
+        parser.add_argument("--reason", required=verb.reason_required, default="")
+        parser.set_defaults(handler=handler, action=verb.action, full=False)
+
+
+def intent_action(args: argparse.Namespace) -> IntentAction:
+    """The intent the parsed verb asks for (`promote --full` is its own)."""
+    action: IntentAction = "promote_full" if args.action == "promote" and args.full else args.action
+    return action

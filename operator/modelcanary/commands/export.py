@@ -114,9 +114,9 @@ def add(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelcanary.exporter import ExportRequest, export
-    from modelcanary.model_config import ServingOptions
-    from modelcanary.tensorspec import parse_input_spec
+    from modelcanary.modelrepo.exporter import ExportRequest, export
+    from modelcanary.modelrepo.model_config import ServingOptions
+    from modelcanary.modelrepo.tensorspec import parse_input_spec
 
     request = ExportRequest(
         model=args.model,

@@ -29,7 +29,7 @@ def add(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelcanary.loadgen import request_bodies, run_load
+    from modelcanary.load.generator import request_bodies, run_load
 
     bodies = request_bodies(args.repo, args.model)
     report = asyncio.run(

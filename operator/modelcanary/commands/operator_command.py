@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 
+from modelcanary.alerts.profile import PROFILES
 from modelcanary.commands.arguments import Commands, integer
 from modelcanary.errors import UsageError
 
@@ -20,20 +22,29 @@ def add(commands: Commands) -> None:
     p.add_argument("--namespace", required=True)
     p.add_argument("--prometheus", required=True, help="Prometheus base URL")
     p.add_argument("--source", default="triton", choices=("triton", "knative", "istio"))
-    p.add_argument("--window", default="5m", help="rate window of the recording rules")
+    p.add_argument(
+        "--window",
+        default=PROFILES["production"]["window"],
+        help="rate window of the recording rules (default: the production profile's)",
+    )
     p.add_argument("--tick", default="10s", help="time between ticks")
     p.add_argument("--metrics-port", type=integer, default=8080)
     p.add_argument("--webhook-port", type=integer, default=8081)
     p.add_argument("--webhook-token-file", type=Path, help="bearer token Alertmanager sends")
     p.add_argument("--alertmanager", help="Alertmanager base URL for notifications")
     p.add_argument("--model-repo", type=Path, help="mounted model repository (golden check)")
-    p.add_argument("--peering", help="kopf peering name (several replicas: one active)")
+    p.add_argument(
+        "--leader-election",
+        metavar="LEASE",
+        help="name of the Lease that elects the acting replica (needed with several replicas)",
+    )
+    p.add_argument("--identity", help="this replica's name in the Lease (default: hostname)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from modelcanary.durations import parse_duration
     from modelcanary.kube import operator
-    from modelcanary.rollout.spec import parse_duration
 
     try:
         window, tick = parse_duration(args.window), parse_duration(args.tick)
@@ -52,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         window_s=window, tick_s=tick, webhook_port=args.metrics_port + 1
         if args.webhook_port == args.metrics_port else args.webhook_port,
         metrics_port=args.metrics_port, webhook_token=token, alertmanager=args.alertmanager,
-        model_repo=args.model_repo,
+        model_repo=args.model_repo, leader_lease=args.leader_election,
+        identity=args.identity or socket.gethostname(),
     )  # fmt: skip
-    operator.run(config, args.peering)
+    operator.run(config)
     return 0

@@ -27,8 +27,8 @@ def add(commands: Commands) -> None:
 
 
 def _run_repo_list(args: argparse.Namespace) -> int:
-    from modelcanary.inventory import inventory, render_json, render_table
-    from modelcanary.repository import ModelRepository
+    from modelcanary.modelrepo.inventory import inventory, render_json, render_table
+    from modelcanary.modelrepo.repository import ModelRepository
 
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
@@ -43,8 +43,8 @@ def _run_repo_list(args: argparse.Namespace) -> int:
 
 
 def _run_repo_verify(args: argparse.Namespace) -> int:
-    from modelcanary.repository import ModelRepository
-    from modelcanary.verify import select, verify_version
+    from modelcanary.modelrepo.repository import ModelRepository
+    from modelcanary.modelrepo.verify import select, verify_version
 
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")

@@ -10,13 +10,21 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelcanary.commands.arguments import Commands, Parser, number, say, stop_requested
+from modelcanary.commands.arguments import (
+    Commands,
+    Parser,
+    add_intent_verbs,
+    intent_action,
+    number,
+    say,
+    stop_requested,
+)
 from modelcanary.errors import NotAllowed, UsageError
 
 if TYPE_CHECKING:
     from modelcanary.local.controller import LocalRollout
     from modelcanary.rollout.spec import RolloutSpec
-    from modelcanary.rollout.stepper import IntentAction, RolloutState
+    from modelcanary.rollout.state import RolloutState
 
 RUN_DIR = Path(".modelcanary/up")
 
@@ -51,24 +59,7 @@ def add(commands: Commands) -> None:
     history.add_argument("-o", "--output", choices=("table", "json"), default="table")
     history.set_defaults(handler=_history)
 
-    promote = commands.add_parser("promote", help="advance the canary one step now")
-    _target(promote)
-    promote.add_argument("--full", action="store_true", help="straight to 100%% and promote")
-    promote.add_argument("--reason", default="")
-    promote.set_defaults(handler=_intent, action="promote")
-    rollback = commands.add_parser("rollback", help="send all traffic back to stable")
-    _target(rollback)
-    rollback.add_argument("--reason", required=True)
-    rollback.set_defaults(handler=_intent, action="rollback", full=False)
-    for verb, text in (
-        ("pause", "hold the canary at its step"),
-        ("resume", "continue a paused rollout"),
-        ("retry", "start a rolled-back rollout again from the first step"),
-    ):
-        parser = commands.add_parser(verb, help=text)
-        _target(parser)
-        parser.add_argument("--reason", default="")
-        parser.set_defaults(handler=_intent, action=verb, full=False)
+    add_intent_verbs(commands, _intent, _target)
 
 
 def _target(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +110,7 @@ def _resolve(args: argparse.Namespace) -> LocalRollout:
 
 
 def _loaded(args: argparse.Namespace) -> tuple[LocalRollout, RolloutSpec, RolloutState]:
-    from modelcanary.rollout.stepper import RolloutState
+    from modelcanary.rollout.state import RolloutState
 
     rollout = _resolve(args)
     return rollout, rollout.spec(), rollout.store.load() or RolloutState()
@@ -151,17 +142,16 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _intent(args: argparse.Namespace) -> int:
-    from modelcanary.rollout.stepper import Intent
-    from modelcanary.rollout.view import refusal
+    from modelcanary.rollout.intents import BY_ACTION, Intent, refusal
 
     rollout, _, state = _loaded(args)
-    action: IntentAction = "promote_full" if args.action == "promote" and args.full else args.action
+    action = intent_action(args)
     refused = refusal(action, state.phase)
     if refused is not None:
         raise NotAllowed(refused)
     intent = rollout.store.record_intent(Intent(action, args.reason, getpass.getuser()))
     say(
-        f"{rollout.directory.name}: {args.action}{' --full' if args.full else ''} recorded "
+        f"{rollout.directory.name}: {BY_ACTION[action].name} recorded "
         f"(intent {intent.id[:8]}); the controller acts on it at its next tick"
     )
     return 0

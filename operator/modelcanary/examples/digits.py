@@ -20,9 +20,9 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from modelcanary.exporter import ExportRequest, ExportResult, export
-from modelcanary.model_config import ServingOptions
-from modelcanary.tensorspec import parse_input_spec
+from modelcanary.modelrepo.exporter import ExportRequest, ExportResult, export
+from modelcanary.modelrepo.model_config import ServingOptions
+from modelcanary.modelrepo.tensorspec import parse_input_spec
 
 NAME = "digits"
 INPUT = "pixels:fp32:64"

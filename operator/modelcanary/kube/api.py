@@ -23,17 +23,22 @@ class NotFoundError(KubeError):
     """The object does not exist."""
 
 
-def custom_objects(host: str | None = None) -> client.CustomObjectsApi:
+def api_client(host: str | None = None) -> client.ApiClient:
     """In the cluster: the pod's service account; outside: kubeconfig; or a plain host."""
     if host is not None:
         configuration = client.Configuration()
         configuration.host = host
-        return client.CustomObjectsApi(client.ApiClient(configuration))
+        return client.ApiClient(configuration)
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.CustomObjectsApi()
+    return client.ApiClient()
+
+
+def custom_objects(host: str | None = None) -> client.CustomObjectsApi:
+    """The custom objects API on `api_client(host)`."""
+    return client.CustomObjectsApi(api_client(host))
 
 
 def describe(exc: Exception, what: str) -> KubeError:

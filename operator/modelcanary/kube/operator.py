@@ -1,48 +1,46 @@
-"""The ModelCanary operator: kopf drives the same engine as the local mode.
+"""The ModelCanary operator: kopf watches the resources, one loop ticks them all.
 
-A daemon per ModelCanary ticks the engine every `--tick` (at once when the Alertmanager
-webhook, served beside it, hears a new alert for the model). The metrics source is shared
-and grouped: one set of Prometheus queries per tick serves every rollout. State lives in
-each resource's status (written with resourceVersion preconditions); traffic is routed on
-the InferenceService (Serverless) or the HTTPRoute (Standard). A spec the engine would
+One tick loop lists the namespace's ModelCanaries (one API request) and runs the shared
+engine over all of them at once, so a tick costs one grouped set of Prometheus queries
+whatever the number of rollouts. It ticks every `--tick`, and at once when kopf sees a
+ModelCanary change (a new rollout, a `kubectl canary` intent) or the Alertmanager
+webhook, served beside it, hears an alert for a model. State lives in each resource's
+status (written with resourceVersion preconditions); traffic is routed on the
+InferenceService (Serverless) or the HTTPRoute (Standard). A spec the engine would
 refuse gets phase Invalid and a condition naming the field. Deleting a ModelCanary that
-was not promoted puts all traffic back on the stable version. kopf's peering keeps one
-active instance when several run.
+was not promoted puts all traffic back on the stable version.
+
+With several replicas, a coordination.k8s.io Lease elects the one whose loop acts; the
+others stand by and take over when it stops renewing. What the handlers share lives in
+kopf's memo.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
 from kubernetes import client
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from modelcanary.alerts import promql as q
-from modelcanary.alerts.notifier import AlertmanagerNotifier
-from modelcanary.alerts.webhook import AlertBook, WebhookAlert, create_app
-from modelcanary.asgi_server import AppServer
+from modelcanary.adapters import factory
+from modelcanary.adapters.alert_feed import pushed_alerts
+from modelcanary.adapters.golden_check import run_golden_check
+from modelcanary.adapters.prometheus import PrometheusSource
+from modelcanary.adapters.status_store import INTENT_ANNOTATION, StatusStore, mark_invalid
+from modelcanary.alerts.webhook import AlertBook, WebhookAlert
 from modelcanary.errors import ModelcanaryError, UsageError
-from modelcanary.kube.api import custom_objects, model_canary
+from modelcanary.kube import operator_servers
+from modelcanary.kube.api import api_client, describe, model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
-from modelcanary.kube.kserve_router import ServerlessRouter, StandardRouter
-from modelcanary.kube.status_store import StatusStore, progressing_condition
-from modelcanary.metrics_contract import set_role
-from modelcanary.rollout.alert_feed import pushed_alerts
-from modelcanary.rollout.engine import Engine, Rollout, Router
-from modelcanary.rollout.golden_check import run_golden_check
-from modelcanary.rollout.judge import FiringAlert, Observations
-from modelcanary.rollout.prometheus_source import PrometheusSource, RolloutKey
+from modelcanary.kube.leader import LeaseElector
+from modelcanary.kube.rollout_metrics import RolloutMetrics
+from modelcanary.rollout.engine import Engine, Rollout
+from modelcanary.rollout.ports import FiringAlert, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
-from modelcanary.rollout.stepper import GoldenResult
 
 MODE_ANNOTATION = "modelcanary.io/mode"
 ISVC_ANNOTATION = "modelcanary.io/inference-service"
@@ -63,212 +61,166 @@ class OperatorConfig:
     model_repo: Path | None = None  # a mounted model repository for the golden check
     predictor_url: str = "http://{isvc}-predictor.{namespace}.svc.cluster.local"
     api_host: str | None = None  # tests: a plain API server URL instead of kubeconfig
-
-
-class SharedSource:
-    """One grouped observation per tick for every rollout this operator drives."""
-
-    def __init__(self, source: PrometheusSource, max_age_s: float) -> None:
-        self.source, self.max_age_s = source, max_age_s
-        self.keys: dict[RolloutKey, float] = {}
-        self.seen: dict[RolloutKey, Observations] = {}
-        self.at = 0.0
-        self.lock = threading.Lock()
-
-    def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]:
-        with self.lock:
-            now = time.monotonic()
-            for key in rollouts:
-                self.keys[key] = now
-            self.keys = {k: t for k, t in self.keys.items() if now - t < 10 * self.max_age_s}
-            stale = now - self.at > self.max_age_s or any(k not in self.seen for k in rollouts)
-            if stale:
-                self.seen = self.source.observe(list(self.keys))
-                self.at = now
-            return {key: self.seen[key] for key in rollouts}
+    leader_lease: str | None = None  # Lease name; None: act alone, without election
+    identity: str = "modelcanary-operator"  # this replica's name in the Lease
+    bind: str = "0.0.0.0"  # where the webhook and metrics servers listen
 
 
 @dataclass
 class Runtime:
-    """What the handlers share, built at startup."""
+    """What the handlers and the tick loop share (kopf's memo)."""
 
     config: OperatorConfig
     api: client.CustomObjectsApi
     engine: Engine
     book: AlertBook
-    wakers: dict[str, threading.Event] = field(default_factory=dict)
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    servers: list[AppServer] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.weight = Gauge(
-            q.ROLLOUT_WEIGHT, "Percent of the model's traffic routed to the version",
-            ["namespace", "model", "version"], registry=self.registry,
-        )  # fmt: skip
-        self.role = Gauge(
-            q.ROLLOUT_ROLE, "1 for each version with its role in the rollout",
-            ["namespace", "model", "version", "role"], registry=self.registry,
-        )  # fmt: skip
-
-    def waker(self, model: str) -> threading.Event:
-        return self.wakers.setdefault(model, threading.Event())
+    elector: LeaseElector | None
+    metrics: RolloutMetrics = field(default_factory=RolloutMetrics)
+    wake: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    servers: list[Any] = field(default_factory=list)
+    seen: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # generation, intent
+    loop: threading.Thread | None = None
 
 
-RUNTIME: Runtime | None = None
-
-
-def configure(config: OperatorConfig) -> Runtime:
-    """Build the shared runtime (before kopf starts)."""
-    global RUNTIME
+def build_runtime(config: OperatorConfig) -> Runtime:
+    """The engine and its ports for this operator (before kopf starts)."""
     book = AlertBook()
-    api = custom_objects(config.api_host)
-    source = SharedSource(
-        PrometheusSource(config.prometheus, config.source, config.window_s), config.tick_s / 2
-    )
-    notifier = AlertmanagerNotifier(config.alertmanager) if config.alertmanager else None
-    runtime = Runtime(config, api, Engine(source, notifier, pushed=_pushed(book)), book)
-    book.listener = lambda alert: _wake(runtime, alert)
-    RUNTIME = runtime
+    api = api_client(config.api_host)
+    source = PrometheusSource(config.prometheus, config.source, config.window_s)
+    engine = Engine(source, factory.notifier(config.alertmanager), pushed=_pushed(book))
+    elector = None
+    if config.leader_lease:
+        elector = LeaseElector(
+            client.CoordinationV1Api(api), config.namespace, config.leader_lease,
+            config.identity, lease_s=max(15, int(config.tick_s * 3)),
+        )  # fmt: skip
+    runtime = Runtime(config, client.CustomObjectsApi(api), engine, book, elector)
+    book.listener = lambda alert: _wake_on(runtime, alert)
     return runtime
 
 
-def _pushed(book: AlertBook) -> Callable[[str], tuple[FiringAlert, ...]]:
+def _pushed(book: AlertBook) -> Any:
     def firing(model: str) -> tuple[FiringAlert, ...]:
         return pushed_alerts((a.labels for a in book.firing()), model)
 
     return firing
 
 
-def _wake(runtime: Runtime, alert: WebhookAlert) -> None:
-    model = alert.labels.get("model")
-    if model is not None:
-        runtime.waker(model).set()
+def _wake_on(runtime: Runtime, alert: WebhookAlert) -> None:
+    if alert.labels.get("model"):
+        runtime.wake.set()
 
 
-def _runtime() -> Runtime:
-    if RUNTIME is None:
-        raise RuntimeError("modelcanary.kube.operator.configure() was not called")
-    return RUNTIME
+def run(config: OperatorConfig, stop: threading.Event | None = None) -> None:
+    """Run the operator until stopped (Ctrl-C, SIGTERM, or `stop`)."""
+    runtime = build_runtime(config)
+    kopf.run(
+        namespaces=[config.namespace],
+        standalone=True,  # leadership is the Lease's, not kopf peering's
+        clusterwide=False,
+        stop_flag=stop,
+        memo=cast(kopf.Memo, runtime),
+    )
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    host = _runtime().config.api_host
+def login(memo: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    host = memo.config.api_host
     if host is not None:
         return kopf.ConnectionInfo(server=host, insecure=True)
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-def run(config: OperatorConfig, peering: str | None, stop: threading.Event | None = None) -> None:
-    """Run the operator until stopped (Ctrl-C, SIGTERM, or `stop`)."""
-    configure(config)
-    kopf.run(
-        namespaces=[config.namespace],
-        standalone=peering is None,
-        peering_name=peering,
-        clusterwide=False,
-        stop_flag=stop,
-    )
-
-
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    runtime = _runtime()
+def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     # The operator's Role is namespaced: it may not list namespaces, so it does not try.
     settings.scanning.disabled = True
     settings.persistence.finalizer = "modelcanary.io/finalizer"
-    config = runtime.config
-    if config.webhook_token:
-        webhook = AppServer(
-            create_app(runtime.book, config.webhook_token), host="0.0.0.0",
-            port=config.webhook_port, name="Alertmanager webhook receiver",
-        )  # fmt: skip
-        webhook.start()
-        runtime.servers.append(webhook)
-    metrics = AppServer(
-        _metrics_app(runtime), host="0.0.0.0", port=config.metrics_port,
-        name="operator metrics",
-    )  # fmt: skip
-    metrics.start()
-    runtime.servers.append(metrics)
+    memo.servers = operator_servers.start(memo.config, memo.book, memo.metrics.registry)
+    memo.loop = threading.Thread(target=tick_loop, args=(memo,), name="ticks", daemon=True)
+    memo.loop.start()
 
 
 @kopf.on.cleanup()
-def cleanup(**_: Any) -> None:
-    runtime = _runtime()
-    runtime.book.closed = True
-    while runtime.servers:
-        runtime.servers.pop().stop()
+def cleanup(memo: Runtime, **_: Any) -> None:
+    memo.stop.set()
+    memo.wake.set()
+    if memo.loop is not None:
+        memo.loop.join(30)
+    if memo.elector is not None:
+        memo.elector.release()
+    memo.book.closed = True
+    while memo.servers:
+        memo.servers.pop().stop()
 
 
-def _metrics_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="modelcanary operator", docs_url=None, redoc_url=None)
-
-    @app.get("/metrics")
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(runtime.registry).decode())
-
-    @app.get("/healthz")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def changed(body: kopf.Body, memo: Runtime, **_: Any) -> None:
+    """A new spec or a new intent: tick now rather than at the next tick. The operator's
+    own status writes change neither, so they do not wake it."""
+    metadata = body.get("metadata", {})
+    key = f"{metadata.get('namespace')}/{metadata.get('name')}"
+    seen = (metadata.get("generation"), (metadata.get("annotations") or {}).get(INTENT_ANNOTATION))
+    if memo.seen.get(key) != seen:
+        memo.seen[key] = seen
+        memo.wake.set()
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30)
-def rollout_daemon(
-    *, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any
-) -> None:
-    """Tick this rollout until the resource goes away or the operator stops."""
-    runtime = _runtime()
-    model = None
-    namespace = namespace or runtime.config.namespace
-    while not stopped:
-        try:
-            model = tick(runtime, namespace, name)
-        except ModelcanaryError as exc:
-            log.warning("%s/%s: %s", namespace, name, exc)
-        waker = runtime.waker(model or name)
-        deadline = time.monotonic() + runtime.config.tick_s
-        while not stopped and not waker.is_set() and time.monotonic() < deadline:
-            stopped.wait(0.2)
-        waker.clear()
+def tick_loop(runtime: Runtime) -> None:
+    """Tick every rollout while this replica leads, until the operator stops."""
+    while not runtime.stop.is_set():
+        runtime.wake.clear()
+        if runtime.elector is None or runtime.elector.acquire_or_renew():
+            try:
+                tick(runtime)
+            except ModelcanaryError as exc:
+                log.warning("%s", exc)
+            except Exception:  # a bug must not stop every rollout; log it and go on
+                log.exception("tick failed")
+        runtime.wake.wait(runtime.config.tick_s)
 
 
-def tick(runtime: Runtime, namespace: str, name: str) -> str | None:
-    """One engine tick for one ModelCanary; returns the model name (None when invalid)."""
-    resource = model_canary(runtime.api, namespace, name)
-    body = resource.get()
-    metadata: dict[str, Any] = body.get("metadata", {})
+def tick(runtime: Runtime) -> None:
+    """One engine tick for every valid ModelCanary in the namespace."""
+    namespace = runtime.config.namespace
     try:
-        spec = parse_spec(body.get("spec"), f"ModelCanary {namespace}/{name}")
-    except UsageError as exc:
-        _invalid(resource, str(exc), body)
-        return None
-    rollout = build_rollout(runtime, namespace, name, spec, metadata.get("annotations", {}))
-    result = runtime.engine.tick([rollout])[0]
-    for problem in result.problems:
-        log.warning("%s/%s: %s", namespace, name, problem)
-    _export(runtime, namespace, spec, result.state.weight, result.state.phase)
-    return spec.model
+        listed = runtime.api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    except Exception as exc:
+        raise describe(exc, f"listing {PLURAL} in {namespace}") from None
+    rollouts = []
+    for body in cast(dict[str, Any], listed).get("items", []):
+        if body["metadata"].get("deletionTimestamp"):
+            continue
+        name = body["metadata"]["name"]
+        try:
+            spec = parse_spec(body.get("spec"), f"ModelCanary {namespace}/{name}")
+        except UsageError as exc:
+            mark_invalid(model_canary(runtime.api, namespace, name), str(exc), body)
+            log.warning("%s", exc)
+            continue
+        rollouts.append(build_rollout(runtime, namespace, name, spec, body))
+    for rollout, result in zip(rollouts, runtime.engine.tick(rollouts), strict=True):
+        for problem in result.problems:
+            log.warning("%s: %s", result.rollout, problem)
+        runtime.metrics.export(namespace, rollout.spec, result.state.weight, result.state.phase)
 
 
 def build_rollout(
-    runtime: Runtime, namespace: str, name: str, spec: RolloutSpec, annotations: dict[str, str]
+    runtime: Runtime, namespace: str, name: str, spec: RolloutSpec, body: dict[str, Any]
 ) -> Rollout:
-    mode = annotations.get(MODE_ANNOTATION, "serverless")
+    """The engine's view of one ModelCanary: its spec and the ports that act on it."""
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    mode: factory.KubeMode = (
+        "standard" if annotations.get(MODE_ANNOTATION) == "standard" else "serverless"
+    )
     isvc = annotations.get(ISVC_ANNOTATION, spec.model)
     stable, canary = spec.stable.version, spec.canary.version
-    router: ServerlessRouter | StandardRouter
-    if mode == "standard":
-        router = StandardRouter(runtime.api, namespace, isvc, spec.model, stable, canary)
-        url_name = f"{spec.model}-v{canary}"
-    else:
-        router = ServerlessRouter(runtime.api, namespace, isvc, stable, canary)
-        url_name = isvc
+    router = factory.kube_router(mode, runtime.api, namespace, isvc, spec.model, stable, canary)
     config = runtime.config
-    url = config.predictor_url.format(isvc=url_name, namespace=namespace)
+    service = factory.predictor_service(mode, isvc, spec.model, canary)
+    url = config.predictor_url.format(isvc=service, namespace=namespace)
     repo = config.model_repo
 
     def golden() -> GoldenResult:
@@ -276,53 +228,26 @@ def build_rollout(
             return GoldenResult(True, "not checked: the operator has no --model-repo mounted")
         return run_golden_check(url, repo, spec.model, canary)
 
-    typed: Router = router
     return Rollout(
         name=f"{namespace}/{name}",
         spec=spec,
-        store=StatusStore(model_canary(runtime.api, namespace, name)),
-        router=typed,
+        store=StatusStore(model_canary(runtime.api, namespace, name), listed=body),
+        router=router,
         golden=golden,
         readiness=router.canary_ready,
     )
 
 
-def _invalid(resource: Any, message: str, body: dict[str, Any]) -> None:
-    status = body.get("status", {})
-    if status.get("phase") == "Invalid" and status.get("message") == message:
-        return
-    condition = progressing_condition(False, "InvalidSpec", message)
-    resource.patch(
-        {"status": {"phase": "Invalid", "message": message, "conditions": [condition]}},
-        status=True,
-    )
-    log.warning("%s", message)
-
-
-def _export(runtime: Runtime, namespace: str, spec: RolloutSpec, weight: int, phase: str) -> None:
-    stable, canary = spec.stable.version, spec.canary.version
-    promoted = phase == "Promoted"
-    runtime.weight.labels(namespace, spec.model, stable).set(0 if promoted else 100 - weight)
-    runtime.weight.labels(namespace, spec.model, canary).set(100 if promoted else weight)
-    roles = (
-        {stable: "canary", canary: "stable"} if promoted else {stable: "stable", canary: "canary"}
-    )
-    for version, role in roles.items():
-        set_role(runtime.role, (namespace, spec.model, version), role)
-
-
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def deleted(*, name: str, namespace: str | None, body: kopf.Body, **_: Any) -> None:
+def deleted(*, name: str, namespace: str | None, body: kopf.Body, memo: Runtime, **_: Any) -> None:
     """Leave traffic on the stable version unless the canary was promoted."""
-    runtime = _runtime()
-    namespace = namespace or runtime.config.namespace
+    namespace = namespace or memo.config.namespace
     try:
         spec = parse_spec(dict(body.get("spec", {})), f"ModelCanary {namespace}/{name}")
     except UsageError:
         return
-    phase = body.get("status", {}).get("phase")
-    if phase == "Promoted":
+    if body.get("status", {}).get("phase") == "Promoted":
         return
-    rollout = build_rollout(runtime, namespace, name, spec, dict(body.metadata.annotations))
+    rollout = build_rollout(memo, namespace, name, spec, dict(body))
     rollout.router.route(0, promoted=False)
     log.info("%s/%s deleted: all traffic back on version %s", namespace, name, spec.stable.version)

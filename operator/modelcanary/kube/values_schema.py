@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from modelcanary.durations import DURATION_PATTERN
 from modelcanary.kube.crd import spec_schema
-from modelcanary.rollout.spec import DURATION_PATTERN
 
 DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 VERSION = "^[0-9]+$"

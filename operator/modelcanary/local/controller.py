@@ -15,17 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelcanary.alerts.notifier import AlertmanagerNotifier
+from modelcanary.adapters.alert_feed import AlertFeed
+from modelcanary.adapters.alertmanager_notifier import AlertmanagerNotifier
+from modelcanary.adapters.file_store import FileStateStore
+from modelcanary.adapters.gateway_router import GatewayRouter
+from modelcanary.adapters.golden_check import run_golden_check
+from modelcanary.adapters.prometheus import PrometheusSource
+from modelcanary.durations import parse_duration
 from modelcanary.errors import ModelcanaryError, UsageError, one_line
 from modelcanary.files import write_atomically
-from modelcanary.rollout.alert_feed import AlertFeed
 from modelcanary.rollout.engine import Engine, Rollout, TickResult
-from modelcanary.rollout.file_store import FileStateStore
-from modelcanary.rollout.gateway_router import GatewayRouter
-from modelcanary.rollout.golden_check import run_golden_check
-from modelcanary.rollout.prometheus_source import PrometheusSource
-from modelcanary.rollout.spec import RolloutSpec, parse_duration, parse_spec
-from modelcanary.rollout.stepper import FINISHED, RolloutState
+from modelcanary.rollout.intents import FINISHED
+from modelcanary.rollout.spec import RolloutSpec, parse_spec
+from modelcanary.rollout.state import RolloutState
 from modelcanary.rollout.view import progress_line
 
 SOURCE = "gateway"  # which normalized series the local controller reads

@@ -21,9 +21,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelcanary import metrics_contract
+from modelcanary.adapters.prometheus import PrometheusSource
 from modelcanary.alerts import promql as q
 from modelcanary.alerts.profile import Profile, load_profile
-from modelcanary.loadgen import BackgroundLoad, request_bodies
+from modelcanary.load.generator import BackgroundLoad, request_bodies
 from modelcanary.local import report
 from modelcanary.local.controller import (
     SOURCE,
@@ -34,7 +35,6 @@ from modelcanary.local.controller import (
 )
 from modelcanary.local.stack import LocalStack, StackOptions
 from modelcanary.rollout.engine import TickResult
-from modelcanary.rollout.prometheus_source import PrometheusSource
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.tables import format_table

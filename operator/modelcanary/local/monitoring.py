@@ -12,8 +12,7 @@ import httpx
 import yaml
 
 from modelcanary.errors import UsageError
-from modelcanary.local.process import ManagedProcess, find_binary
-from modelcanary.serving.triton_server import LOOPBACK, free_ports
+from modelcanary.process import LOOPBACK, ManagedProcess, find_binary, free_ports
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelcanary.alerts import oncall, rules
-from modelcanary.alerts.alertmanager import TIMINGS, Routing, Webhook
+from modelcanary.alerts.alertmanager import TIMINGS, WEBHOOK_PATH, Routing, Webhook
 from modelcanary.alerts.alertmanager import render as render_routing
 from modelcanary.alerts.profile import load_profile
-from modelcanary.alerts.webhook import PATH, AlertBook, WebhookAlert, create_app
+from modelcanary.alerts.webhook import AlertBook, WebhookAlert, create_app
 from modelcanary.asgi_server import AppServer
 from modelcanary.errors import UsageError
 from modelcanary.files import token_file
@@ -28,7 +28,7 @@ from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.local.monitoring import Alertmanager, Prometheus, ScrapeTarget, prometheus_config
-from modelcanary.repository import ModelRepository
+from modelcanary.modelrepo.repository import ModelRepository
 from modelcanary.serving.triton_server import TritonServer
 
 SCRAPE_INTERVAL = {"demo": "1s", "production": "15s"}
@@ -142,7 +142,7 @@ class LocalStack:
         routing = Routing(
             controller=Webhook(
                 type="webhook",
-                url=controller.url + PATH,
+                url=controller.url + WEBHOOK_PATH,
                 bearer_token_file=str(controller_token_path),
             ),
             oncall=Webhook(type="webhook", url=f"{pager.url}/oncall"),
@@ -175,7 +175,7 @@ class LocalStack:
             "triton_metrics": endpoints.metrics,
             "prometheus": self.prometheus.url,
             "alertmanager": self.alertmanager.url,
-            "controller_webhook": controller.url + PATH,
+            "controller_webhook": controller.url + WEBHOOK_PATH,
             "oncall": pager.url,
             "oncall_log": str(run / "oncall.jsonl"),
             "faults_dir": str(run / "faults"),

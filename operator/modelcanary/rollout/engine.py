@@ -22,51 +22,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
-from modelcanary.alerts.notifier import EventKind, RolloutEvent
 from modelcanary.errors import ModelcanaryError
-from modelcanary.rollout.judge import FiringAlert, Observations, judge
-from modelcanary.rollout.prometheus_source import RolloutKey
-from modelcanary.rollout.spec import RolloutSpec
-from modelcanary.rollout.stepper import (
-    Decision,
-    GoldenResult,
-    Intent,
-    LastAnalysis,
-    RolloutState,
-    apply,
-    decide,
+from modelcanary.rollout.judge import judge
+from modelcanary.rollout.ports import (
+    Clock,
+    EventKind,
+    FiringAlert,
+    GoldenCheck,
+    MetricsSource,
+    Notifier,
+    Observations,
+    Readiness,
+    RolloutEvent,
+    RolloutKey,
+    Router,
+    StateStore,
 )
+from modelcanary.rollout.spec import RolloutSpec
+from modelcanary.rollout.state import LastAnalysis, RolloutState
+from modelcanary.rollout.stepper import Decision, apply, decide
 
 EVENTS: dict[str, EventKind] = {
     "promote": "promoted",
     "rollback": "rolled_back",
     "pause": "paused",
 }
-
-
-class MetricsSource(Protocol):
-    def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]: ...
-
-
-class Router(Protocol):
-    def route(self, weight: int, promoted: bool) -> None:
-        """Send `weight` percent to the canary; `promoted` makes the canary the stable one."""
-
-
-class StateStore(Protocol):
-    def load(self) -> RolloutState | None: ...
-
-    def save(self, state: RolloutState) -> None: ...
-
-    def read_intent(self) -> Intent | None: ...
-
-    def clear_intent(self, intent: Intent) -> None: ...
-
-
-class Notifier(Protocol):
-    def notify(self, event: RolloutEvent) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -77,8 +58,8 @@ class Rollout:
     spec: RolloutSpec
     store: StateStore
     router: Router
-    golden: Callable[[], GoldenResult]  # raises a ModelcanaryError when it cannot run
-    readiness: Callable[[], bool] | None = None  # the canary's readiness from its platform
+    golden: GoldenCheck
+    readiness: Readiness | None = None
 
     @property
     def key(self) -> RolloutKey:
@@ -99,9 +80,9 @@ class Engine:
     def __init__(
         self,
         source: MetricsSource,
-        notifier: Notifier | None = None,
+        notifier: Notifier,
         pushed: Callable[[str], Sequence[FiringAlert]] = lambda model: (),
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         self.source = source
         self.notifier = notifier
@@ -176,7 +157,7 @@ class Engine:
         if intent is not None:
             store.clear_intent(intent)
         kind = EVENTS.get(decision.action)
-        if kind is not None and self.notifier is not None:
+        if kind is not None:
             try:
                 self.notifier.notify(_event(kind, rollout, decision))
             except ModelcanaryError as exc:

@@ -8,57 +8,14 @@ Pure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from modelcanary.rollout.ports import Observations, VersionStats
 from modelcanary.rollout.spec import RolloutSpec
 
 Result = Literal["pass", "fail", "inconclusive", "skipped"]
-
-
-@dataclass(frozen=True)
-class VersionStats:
-    """Requests, server errors and P99 of one version over the analysis window."""
-
-    requests: float
-    errors: float
-    p99_s: float | None = None
-
-    @property
-    def error_ratio(self) -> float:
-        return self.errors / self.requests if self.requests > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class FiringAlert:
-    name: str
-    severity: str
-    version: str
-    state: Literal["firing", "pending"] = "firing"
-
-    @classmethod
-    def from_labels(cls, labels: Mapping[str, str]) -> FiringAlert:
-        """From an alert's labels (Prometheus' `ALERTS` or Alertmanager's); `alertstate`
-        pending makes it pending, anything else is firing."""
-        state: Literal["firing", "pending"] = (
-            "pending" if labels.get("alertstate") == "pending" else "firing"
-        )
-        return cls(
-            labels.get("alertname", ""), labels.get("severity", ""), labels.get("version", ""),
-            state,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Observations:
-    """What the engine saw. A version without stats had no data (or none could be read)."""
-
-    stable: VersionStats | None
-    canary: VersionStats | None
-    canary_ready: bool = True
-    alerts: tuple[FiringAlert, ...] = ()
-    problem: str | None = None  # e.g. "Prometheus at ... unreachable": no data, never healthy
 
 
 @dataclass(frozen=True)

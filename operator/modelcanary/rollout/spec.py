@@ -7,7 +7,6 @@ Pure: text in, a frozen spec out.
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -22,26 +21,13 @@ from pydantic import (
     model_validator,
 )
 
+from modelcanary.alerts.profile import PROFILES
+from modelcanary.durations import DURATION_PATTERN, parse_duration
 from modelcanary.errors import UsageError, describe_validation_errors
 
-# One pattern for the parser and the CRD's OpenAPI schema (so RE2-compatible: no lookahead).
-DURATION_PATTERN = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
-_DURATION = re.compile(DURATION_PATTERN)
-_UNITS = ((3600, 1), (60, 1), (1, 1), (0.001, 2))  # (seconds, suffix length) per group
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration like `30s`, `5m`, `1h30m`, `250ms`."""
-    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
-    return float(
-        sum(
-            int(group[:-suffix]) * seconds
-            for group, (seconds, suffix) in zip(match.groups(), _UNITS, strict=True)
-            if group
-        )
-    )
+# The spec's thresholds default to the production alert profile's, so a check and the alert
+# behind it cannot disagree.
+_PRODUCTION = PROFILES["production"]
 
 
 def _duration(value: str) -> str:
@@ -77,15 +63,21 @@ class VersionRef(_Strict):
 
 
 class ErrorRatio(_Strict):
-    max: float = Field(default=0.01, gt=0, lt=1)
-    max_above_stable: float | None = Field(default=0.005, ge=0, lt=1, alias="maxAboveStable")
+    max: float = Field(default=_PRODUCTION["error_ratio_max"], gt=0, lt=1)
+    max_above_stable: float | None = Field(
+        default=_PRODUCTION["canary_error_margin"], ge=0, lt=1, alias="maxAboveStable"
+    )
 
 
 class LatencyP99(_Strict):
-    max_seconds: float = Field(default=0.5, gt=0, alias="maxSeconds")
-    max_ratio_to_stable: float | None = Field(default=1.5, gt=1, alias="maxRatioToStable")
+    max_seconds: float = Field(default=_PRODUCTION["latency_p99_max_s"], gt=0, alias="maxSeconds")
+    max_ratio_to_stable: float | None = Field(
+        default=_PRODUCTION["canary_latency_ratio"], gt=1, alias="maxRatioToStable"
+    )
     # A canary P99 below this is fast enough whatever stable's: ratios of milliseconds are noise.
-    ratio_floor_seconds: float = Field(default=0.05, ge=0, alias="ratioFloorSeconds")
+    ratio_floor_seconds: float = Field(
+        default=_PRODUCTION["canary_latency_floor_s"], ge=0, alias="ratioFloorSeconds"
+    )
 
 
 class AlertPolicy(_Strict):

@@ -2,8 +2,10 @@
 
 Rules, in order of precedence:
 
-1. A finished rollout (promoted, rolled back) only restarts on a `retry` intent.
-2. Operator intent: rollback, pause, resume, promote (next step now), promote --full.
+1. Operator intent, where `intents.VERBS` allows it in the phase (otherwise ignored,
+   saying why): rollback, pause, resume, promote (next step now), promote --full, and
+   retry, which restarts a rolled-back rollout from the first step.
+2. A finished rollout (promoted, rolled back) holds.
 3. A firing alert of a `rollbackOn` severity for the canary rolls back at once, whatever
    the step or phase.
 4. Before the first step, the golden-sample check must pass; a mismatch rolls back before
@@ -21,102 +23,13 @@ Pure; `apply` turns a decision into the next state and records it in the history
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
 
-from modelcanary.rollout.judge import Check, FiringAlert, Verdict
+from modelcanary.rollout.intents import FINISHED, Intent, Phase, refusal
+from modelcanary.rollout.judge import Verdict
+from modelcanary.rollout.ports import FiringAlert, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec
-
-Phase = Literal["Pending", "Progressing", "Paused", "Promoted", "RolledBack"]
-Action = Literal["start", "advance", "hold", "pause", "resume", "promote", "rollback", "restart"]
-IntentAction = Literal["promote", "promote_full", "rollback", "pause", "resume", "retry"]
-FINISHED: tuple[Phase, ...] = ("Promoted", "RolledBack")
-
-
-@dataclass(frozen=True)
-class Intent:
-    """What a person asked for, and who and why."""
-
-    action: IntentAction
-    reason: str = ""
-    by: str = "operator"
-    id: str = ""  # set by whoever records it; the state remembers the last one handled
-
-
-@dataclass(frozen=True)
-class GoldenResult:
-    """The canary's answers to its golden samples against PyTorch's."""
-
-    passed: bool
-    worst: str  # e.g. "output 'logits' off by 3.1e-01 at sample 7"
-
-
-@dataclass(frozen=True)
-class Transition:
-    at: float
-    action: Action
-    phase: Phase
-    step: int
-    weight: int
-    reason: str
-    numbers: dict[str, float | int | str] = field(default_factory=dict)
-    by: str = "controller"
-
-
-@dataclass(frozen=True)
-class LastAnalysis:
-    """What the latest tick saw and concluded, for `status`."""
-
-    at: float
-    result: str
-    checks: tuple[Check, ...]
-    alerts: tuple[FiringAlert, ...]
-    reason: str
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LastAnalysis:
-        return cls(
-            at=data["at"],
-            result=data["result"],
-            checks=tuple(Check(**c) for c in data["checks"]),
-            alerts=tuple(FiringAlert(**a) for a in data["alerts"]),
-            reason=data["reason"],
-        )
-
-
-@dataclass(frozen=True)
-class RolloutState:
-    phase: Phase = "Pending"
-    step: int = -1  # index into spec.steps; -1 before the first
-    weight: int = 0  # canary percent
-    started_at: float | None = None
-    step_started_at: float | None = None
-    failures: int = 0
-    last_data_at: float | None = None
-    history: tuple[Transition, ...] = ()
-    last_failure_at: float | None = None  # when a failed check was last counted
-    applied: bool = True  # False between deciding a new weight and the router confirming it
-    handled_intent: str = ""  # id of the last operator intent acted on
-    analysis: LastAnalysis | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RolloutState:
-        history = tuple(Transition(**t) for t in data.get("history", ()))
-        analysis = data.get("analysis")
-        return cls(
-            **{
-                **data,
-                "history": history,
-                "analysis": LastAnalysis.from_json(analysis) if analysis else None,
-            }
-        )
-
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2) + "\n"
+from modelcanary.rollout.state import Action, RolloutState, Transition
 
 
 @dataclass(frozen=True)
@@ -167,40 +80,32 @@ def decide(
             failure_at if failure_at is not None else state.last_failure_at,
         )
 
-    # 1. finished rollouts
-    if state.phase in FINISHED:
-        if intent is not None and intent.action == "retry":
-            return make("restart", _asked(intent, "retry from the first step"), -1, 0, 0, intent.by)
-        if intent is not None:
-            return make(
-                "hold",
-                f"{intent.action} ignored: the rollout is {state.phase}; only retry applies",
-                by=intent.by,
-            )
-        return make("hold", f"rollout is {state.phase}")
-
-    # 2. operator intent
+    # 1. operator intent, where the intent table allows it
     if intent is not None:
         by = intent.by
+        refused = refusal(intent.action, state.phase)
+        if refused is not None:
+            return make("hold", f"{intent.action} ignored: {refused}", by=by)
+        if intent.action == "retry":
+            return make("restart", _asked(intent, "retry from the first step"), -1, 0, 0, by)
         if intent.action == "rollback":
             return make("rollback", _asked(intent, "rollback"), weight=0, by=by)
         if intent.action == "pause":
             return make("pause", _asked(intent, "pause"), by=by)
         if intent.action == "resume":
-            if state.phase == "Paused":
-                return make("resume", _asked(intent, "resume"), by=by)
-            return make("hold", f"resume ignored: the rollout is {state.phase}, not Paused", by=by)
+            return make("resume", _asked(intent, "resume"), by=by)
         if intent.action == "promote_full":
             return make("promote", _asked(intent, "full promotion"), last, 100, by=by)
-        if intent.action == "promote":
-            if state.step >= last:
-                return make("promote", _asked(intent, "promotion"), last, 100, by=by)
-            step = state.step + 1
-            return make(
-                "advance", _asked(intent, f"step {step + 1} now"), step, spec.steps[step], by=by
-            )
-        if intent.action == "retry":
-            return make("hold", "retry ignored: only a finished rollout can be retried", by=by)
+        if state.step >= last:
+            return make("promote", _asked(intent, "promotion"), last, 100, by=by)
+        step = state.step + 1
+        return make(
+            "advance", _asked(intent, f"step {step + 1} now"), step, spec.steps[step], by=by
+        )
+
+    # 2. finished rollouts hold
+    if state.phase in FINISHED:
+        return make("hold", f"rollout is {state.phase}")
 
     # 3. alerts that roll back, whatever the step
     canary = spec.canary.version

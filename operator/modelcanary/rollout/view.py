@@ -12,37 +12,8 @@ from typing import Any
 
 from modelcanary.rollout.judge import Check
 from modelcanary.rollout.spec import RolloutSpec
-from modelcanary.rollout.stepper import IntentAction, Phase, RolloutState
+from modelcanary.rollout.state import RolloutState
 from modelcanary.tables import format_table
-
-ALLOWED: dict[IntentAction, tuple[Phase, ...]] = {
-    "promote": ("Pending", "Progressing", "Paused"),
-    "promote_full": ("Pending", "Progressing", "Paused"),
-    "rollback": ("Pending", "Progressing", "Paused"),
-    "pause": ("Pending", "Progressing"),
-    "resume": ("Paused",),
-    "retry": ("RolledBack",),
-}
-VERBS: dict[IntentAction, str] = {
-    "promote": "promote",
-    "promote_full": "promote --full",
-    "rollback": "rollback",
-    "pause": "pause",
-    "resume": "resume",
-    "retry": "retry",
-}
-
-
-def refusal(action: IntentAction, phase: Phase) -> str | None:
-    """Why the action is not allowed in the phase, and what is; None when it is allowed."""
-    if phase in ALLOWED[action]:
-        return None
-    allowed = [VERBS[a] for a, phases in ALLOWED.items() if phase in phases]
-    return (
-        f"cannot {VERBS[action]}: the rollout is {phase}; {VERBS[action]} needs "
-        f"{' or '.join(ALLOWED[action])}"
-        + (f"; allowed now: {', '.join(allowed)}" if allowed else "")
-    )
 
 
 def time_left(spec: RolloutSpec, state: RolloutState, now: float) -> float | None:

@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -24,12 +23,11 @@ import httpx
 from google.protobuf import json_format
 
 from modelcanary.errors import UsageError
-from modelcanary.local.process import log_tail, wait_until_ready
-from modelcanary.repository import CONFIG, ModelRepository
+from modelcanary.modelrepo.repository import CONFIG, ModelRepository
+from modelcanary.process import LOOPBACK, free_ports, log_tail, wait_until_ready
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.triton_backend import MODEL_PY
 
-LOOPBACK = "127.0.0.1"
 SHM_DIR = Path("/dev/shm")
 FAULTS_PARAMETER = "MODELCANARY_FAULTS"
 
@@ -53,20 +51,6 @@ class Endpoints:
     @property
     def metrics(self) -> str:
         return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free on the loopback address right now (held together, so all distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((LOOPBACK, 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class TritonServer:

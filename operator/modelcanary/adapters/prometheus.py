@@ -1,0 +1,125 @@
+"""Observations from Prometheus: one grouped query per signal for all rollouts.
+
+Reads the normalized series of one metrics source (`modelcanary:*{source=...}`) and the
+`ALERTS` series, and turns them into the judge's observations per rollout. An
+unreachable or failing Prometheus yields observations with a problem and no stats: no
+data, never healthy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import httpx
+
+from modelcanary.alerts import promql as q
+from modelcanary.errors import one_line
+from modelcanary.rollout.ports import FiringAlert, Observations, RolloutKey, VersionStats
+
+
+class QueryError(Exception):
+    pass
+
+
+class PrometheusSource:
+    """The metrics source port on Prometheus' HTTP API."""
+
+    def __init__(
+        self, url: str, source: str, window_s: float, client: httpx.Client | None = None
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.source = source
+        self.window_s = window_s
+        self.client = client or httpx.Client(timeout=5.0)
+
+    def query(self, expression: str) -> list[tuple[dict[str, str], float]]:
+        """An instant query's vector as (labels, value) pairs."""
+        endpoint = f"{self.url}/api/v1/query"
+        try:
+            response = self.client.get(endpoint, params={"query": expression})
+        except httpx.HTTPError as exc:
+            raise QueryError(f"Prometheus at {self.url} is unreachable: {one_line(exc)}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise QueryError(
+                f"Prometheus at {endpoint} answered {response.status_code}, not JSON"
+            ) from None
+        if response.status_code != 200 or body.get("status") != "success":
+            reason = body.get("error", response.status_code)
+            raise QueryError(f"Prometheus at {endpoint} rejected {expression!r}: {reason}")
+        data = body.get("data", {})
+        if data.get("resultType") != "vector":
+            raise QueryError(
+                f"Prometheus returned {data.get('resultType')!r} for {expression!r}, not a vector"
+            )
+        return [(item["metric"], float(item["value"][1])) for item in data["result"]]
+
+    def query_range(
+        self, expression: str, start: float, end: float, step_s: float
+    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """A range query's matrix as (labels, [(time, value)]) pairs, for reports."""
+        params: dict[str, str | float] = {
+            "query": expression, "start": start, "end": end, "step": step_s,
+        }  # fmt: skip
+        endpoint = f"{self.url}/api/v1/query_range"
+        try:
+            response = self.client.get(endpoint, params=params)
+            body = response.json()
+        except httpx.HTTPError as exc:
+            raise QueryError(f"Prometheus at {self.url} is unreachable: {one_line(exc)}") from None
+        except ValueError:
+            raise QueryError(f"Prometheus at {endpoint} answered {response.status_code}") from None
+        if body.get("status") != "success":
+            raise QueryError(f"Prometheus rejected {expression!r}: {body.get('error')}")
+        return [
+            (item["metric"], [(float(t), float(v)) for t, v in item["values"]])
+            for item in body["data"]["result"]
+        ]
+
+    def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]:
+        """Observations for every rollout from four queries, whatever their number."""
+        try:
+            requests = self._by_version(q.selector(q.REQUESTS, self.source))
+            errors = self._by_version(q.selector(q.ERRORS, self.source))
+            p99 = self._by_version(q.selector(q.LATENCY_P99, self.source))
+            alerts = self.query('ALERTS{model!=""}')
+        except QueryError as exc:
+            return {key: Observations(None, None, problem=str(exc)) for key in rollouts}
+        result = {}
+        for key in rollouts:
+            found = [
+                FiringAlert.from_labels(labels)
+                for labels, _ in alerts
+                if labels.get("model") == key.model
+            ]
+            result[key] = Observations(
+                stable=self._stats(key.model, key.stable, requests, errors, p99),
+                canary=self._stats(key.model, key.canary, requests, errors, p99),
+                alerts=tuple(found),
+            )
+        return result
+
+    def _by_version(self, expression: str) -> dict[tuple[str, str], float]:
+        return {
+            (labels.get("model", ""), labels.get("version", "")): value
+            for labels, value in self.query(expression)
+        }
+
+    def _stats(
+        self,
+        model: str,
+        version: str,
+        requests: dict[tuple[str, str], float],
+        errors: dict[tuple[str, str], float],
+        p99: dict[tuple[str, str], float],
+    ) -> VersionStats | None:
+        rate = requests.get((model, version))
+        if rate is None:
+            return None
+        latency = p99.get((model, version))
+        return VersionStats(
+            requests=rate * self.window_s,
+            errors=errors.get((model, version), 0.0) * self.window_s,
+            p99_s=latency if latency is not None and latency == latency else None,  # NaN: none
+        )

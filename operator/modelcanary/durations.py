@@ -1,0 +1,28 @@
+"""The one duration grammar: `30s`, `5m`, `1h30m`, `250ms`, `1d`.
+
+Units in decreasing order, each at most once; a subset of Prometheus' durations, so a
+value is valid in a rollout spec, an alert profile, a rule's `for:` and a CRD pattern
+(RE2: no lookahead). Pure.
+"""
+
+from __future__ import annotations
+
+import re
+
+DURATION_PATTERN = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
+_DURATION = re.compile(DURATION_PATTERN)
+_UNITS = ((86400, 1), (3600, 1), (60, 1), (1, 1), (0.001, 2))  # (seconds, suffix length)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like `30s`, `5m`, `1h30m`, `250ms`; ValueError otherwise."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
+    return float(
+        sum(
+            int(group[:-suffix]) * seconds
+            for group, (seconds, suffix) in zip(match.groups(), _UNITS, strict=True)
+            if group
+        )
+    )

@@ -1,0 +1,111 @@
+"""`manifest.json`: what was exported, from what, with which tools, and how well it matched.
+
+Stored per version next to `model.onnx`; `repo verify` checks the repository against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelcanary.errors import UsageError, one_line
+from modelcanary.modelrepo.tensorspec import Signature, TensorSpec, dtype_by_name
+
+MANIFEST = "manifest.json"
+GOLDEN = "golden.npz"  # inputs/NAME and PyTorch's outputs/NAME for them
+FORMAT = 1
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def signature_to_json(signature: Signature, max_batch_size: int) -> dict[str, Any]:
+    def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
+        return [{"name": s.name, "dtype": s.dtype.name, "dims": list(s.dims)} for s in specs]
+
+    return {
+        "batched": signature.batched,
+        "max_batch_size": max_batch_size,
+        "inputs": tensors(signature.inputs),
+        "outputs": tensors(signature.outputs),
+    }
+
+
+def signature_from_json(data: dict[str, Any]) -> Signature:
+    def tensors(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
+        return tuple(
+            TensorSpec(t["name"], dtype_by_name(t["dtype"]), tuple(t["dims"])) for t in items
+        )
+
+    return Signature(
+        inputs=tensors(data["inputs"]),
+        outputs=tensors(data["outputs"]),
+        batched=bool(data["batched"]),
+    )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed manifest of one version."""
+
+    model: str
+    version: int
+    data: dict[str, Any]
+
+    @property
+    def files(self) -> dict[str, str]:
+        """sha256 of every file, by path relative to the model directory."""
+        return dict(self.data["files"])
+
+    @property
+    def signature(self) -> Signature:
+        return signature_from_json(self.data["signature"])
+
+    @property
+    def max_batch_size(self) -> int:
+        return int(self.data["signature"]["max_batch_size"])
+
+    @property
+    def atol(self) -> float:
+        return float(self.data["parity"]["atol"])
+
+    @property
+    def rtol(self) -> float:
+        return float(self.data["parity"]["rtol"])
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [int(b) for b in self.data["parity"]["batch_sizes"]]
+
+    def to_text(self) -> str:
+        return json.dumps(self.data, indent=2, sort_keys=False) + "\n"
+
+
+def read_manifest(path: Path, model: str, version: int) -> Manifest:
+    """Read and sanity-check a manifest, naming the file and the missing key on error."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(
+            f"{path}: no manifest (was this version exported by modelcanary?)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable manifest: {one_line(exc)}") from None
+    for key in ("format", "files", "signature", "parity"):
+        if key not in data:
+            raise UsageError(f"{path}: manifest has no {key!r}")
+    if data["format"] != FORMAT:
+        raise UsageError(f"{path}: manifest format {data['format']} is not {FORMAT}")
+    return Manifest(model=model, version=version, data=data)

@@ -1,0 +1,126 @@
+"""The engine's ports: what it needs from the world, and the values they exchange.
+
+Each port is a small Protocol; the adapters package has one implementation per backend
+(Prometheus, Alertmanager, the local gateway, KServe, Gateway API, files, Kubernetes
+status) and the tests have fakes. Nothing here does I/O. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from modelcanary.rollout.intents import Intent
+
+if TYPE_CHECKING:
+    from modelcanary.rollout.state import RolloutState
+
+Clock = Callable[[], float]  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class RolloutKey:
+    """Which series a rollout reads: the model and its two versions."""
+
+    model: str
+    stable: str
+    canary: str
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """Requests, server errors and P99 of one version over the analysis window."""
+
+    requests: float
+    errors: float
+    p99_s: float | None = None
+
+    @property
+    def error_ratio(self) -> float:
+        return self.errors / self.requests if self.requests > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FiringAlert:
+    name: str
+    severity: str
+    version: str
+    state: Literal["firing", "pending"] = "firing"
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str]) -> FiringAlert:
+        """From an alert's labels (Prometheus' `ALERTS` or Alertmanager's); `alertstate`
+        pending makes it pending, anything else is firing."""
+        state: Literal["firing", "pending"] = (
+            "pending" if labels.get("alertstate") == "pending" else "firing"
+        )
+        return cls(
+            labels.get("alertname", ""), labels.get("severity", ""), labels.get("version", ""),
+            state,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What the engine saw. A version without stats had no data (or none could be read)."""
+
+    stable: VersionStats | None
+    canary: VersionStats | None
+    canary_ready: bool = True
+    alerts: tuple[FiringAlert, ...] = ()
+    problem: str | None = None  # e.g. "Prometheus at ... unreachable": no data, never healthy
+
+
+@dataclass(frozen=True)
+class GoldenResult:
+    """The canary's answers to its golden samples against PyTorch's."""
+
+    passed: bool
+    worst: str  # e.g. "output 'logits' off by 3.1e-01 at sample 7"
+
+
+EventKind = Literal["promoted", "rolled_back", "paused"]
+
+
+@dataclass(frozen=True)
+class RolloutEvent:
+    """Something the controller did to a rollout, and why, with the numbers."""
+
+    kind: EventKind
+    rollout: str
+    model: str
+    stable: str
+    canary: str
+    reason: str
+    numbers: dict[str, float | int | str] = field(default_factory=dict)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class MetricsSource(Protocol):
+    def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]:
+        """What was seen of every rollout; a problem (no data) rather than an exception."""
+
+
+class Router(Protocol):
+    def route(self, weight: int, promoted: bool) -> None:
+        """Send `weight` percent to the canary; `promoted` makes the canary the stable one."""
+
+
+class StateStore(Protocol):
+    def load(self) -> RolloutState | None: ...
+
+    def save(self, state: RolloutState) -> None: ...
+
+    def read_intent(self) -> Intent | None: ...
+
+    def clear_intent(self, intent: Intent) -> None: ...
+
+
+class Notifier(Protocol):
+    def notify(self, event: RolloutEvent) -> None: ...
+
+
+GoldenCheck = Callable[[], GoldenResult]  # raises a ModelcanaryError when it cannot run
+Readiness = Callable[[], bool]  # the canary's readiness from its platform

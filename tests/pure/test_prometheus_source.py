@@ -1,0 +1,86 @@
+"""The Prometheus metrics source, over an injected httpx transport."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from modelcanary.adapters.prometheus import PrometheusSource
+from modelcanary.rollout.ports import RolloutKey
+
+KEY = RolloutKey("digits", "1", "2")
+
+
+def vector(*items: tuple[dict[str, str], float]) -> dict[str, object]:
+    return {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": labels, "value": [1700000000, str(value)]} for labels, value in items]}}  # fmt: skip
+
+
+def source(answers: dict[str, dict[str, object]], queries: list[str]) -> PrometheusSource:
+    def handler(request: httpx.Request) -> httpx.Response:
+        query = request.url.params["query"]
+        queries.append(query)
+        for prefix, answer in answers.items():
+            if query.startswith(prefix):
+                return httpx.Response(200, json=answer)
+        return httpx.Response(200, json=vector())
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return PrometheusSource("http://prometheus:9090", "gateway", window_s=15, client=client)
+
+
+def test_four_grouped_queries_serve_every_rollout() -> None:
+    queries: list[str] = []
+    mv = lambda m, v: {"model": m, "version": v, "source": "gateway"}  # noqa: E731
+    prom = source(
+        {
+            "modelcanary:requests:rate": vector((mv("digits", "1"), 20.0), (mv("digits", "2"), 4.0), (mv("other", "7"), 1.0)),
+            "modelcanary:errors:rate": vector((mv("digits", "2"), 1.0)),
+            "modelcanary:latency_p99:seconds": vector((mv("digits", "1"), 0.1), (mv("digits", "2"), float("nan"))),
+            "ALERTS": vector(({"alertname": "ModelVersionHighErrorRatio", "severity": "critical", "model": "digits", "version": "2", "alertstate": "firing"}, 1)),
+        },
+        queries,
+    )  # fmt: skip
+    other = RolloutKey("other", "6", "7")
+    seen = prom.observe([KEY, other])
+    assert len(queries) == 4 and all('{source="gateway"}' in q for q in queries[:3])
+    assert (
+        seen[KEY].stable is not None
+        and seen[KEY].stable.requests == 300
+        and seen[KEY].stable.p99_s == 0.1
+    )
+    canary = seen[KEY].canary
+    assert canary is not None and (canary.requests, canary.errors, canary.p99_s) == (60, 15, None)
+    assert [(a.name, a.severity, a.version, a.state) for a in seen[KEY].alerts] == [
+        ("ModelVersionHighErrorRatio", "critical", "2", "firing")
+    ]
+    assert seen[other].stable is None and seen[other].alerts == ()
+
+
+def test_unreachable_prometheus_is_no_data() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    prom = PrometheusSource(
+        "http://127.0.0.1:9", "gateway", 15, httpx.Client(transport=httpx.MockTransport(refuse))
+    )
+    seen = prom.observe([KEY])[KEY]
+    assert seen.stable is None and seen.canary is None
+    assert seen.problem is not None and seen.problem.startswith(
+        "Prometheus at http://127.0.0.1:9 is unreachable"
+    )
+
+
+def test_a_rejected_query_names_it() -> None:
+    def reject(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, content=json.dumps({"status": "error", "error": "parse error"}))
+
+    prom = PrometheusSource(
+        "http://p:9090", "gateway", 15, httpx.Client(transport=httpx.MockTransport(reject))
+    )
+    problem = prom.observe([KEY])[KEY].problem
+    assert (
+        problem is not None
+        and "rejected 'modelcanary:requests:rate{source=\"gateway\"}': parse error" in problem
+    )

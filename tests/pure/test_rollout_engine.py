@@ -1,0 +1,247 @@
+"""The engine's tick through in-memory ports: ordering of writes, restarts, intents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from modelcanary.adapters.alertmanager_notifier import NotifyError
+from modelcanary.adapters.gateway_router import RouterError
+from modelcanary.adapters.golden_check import GoldenUnavailable
+from modelcanary.rollout.engine import Engine, Rollout
+from modelcanary.rollout.intents import Intent
+from modelcanary.rollout.ports import (
+    FiringAlert,
+    GoldenResult,
+    Observations,
+    RolloutEvent,
+    RolloutKey,
+    VersionStats,
+)
+from modelcanary.rollout.spec import parse_spec
+from modelcanary.rollout.state import RolloutState
+
+SPEC = parse_spec(
+    {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
+     "steps": [10, 50, 100], "interval": "10s",
+     "analysis": {"minRequests": 10, "failureLimit": 0}},
+    "test",
+)  # fmt: skip
+HEALTHY = Observations(VersionStats(500, 0, 0.01), VersionStats(100, 0, 0.01))
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL between two writes."""
+
+
+@dataclass
+class MemoryStore:
+    state: RolloutState | None = None
+    intent: Intent | None = None
+    saves: list[RolloutState] = field(default_factory=list)
+
+    def load(self) -> RolloutState | None:
+        return self.state
+
+    def save(self, state: RolloutState) -> None:
+        self.state = state
+        self.saves.append(state)
+
+    def read_intent(self) -> Intent | None:
+        return self.intent
+
+    def clear_intent(self, intent: Intent) -> None:
+        if self.intent == intent:
+            self.intent = None
+
+
+@dataclass
+class Router:
+    calls: list[tuple[int, bool]] = field(default_factory=list)
+    fail: BaseException | None = None
+
+    def route(self, weight: int, promoted: bool) -> None:
+        if self.fail is not None:
+            failure, self.fail = self.fail, None
+            raise failure
+        self.calls.append((weight, promoted))
+
+
+@dataclass
+class Source:
+    seen: Observations = HEALTHY
+    asked: list[list[RolloutKey]] = field(default_factory=list)
+
+    def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]:
+        self.asked.append(list(rollouts))
+        return {key: self.seen for key in rollouts}
+
+
+@dataclass
+class Notifier:
+    events: list[RolloutEvent] = field(default_factory=list)
+    fail: bool = False
+
+    def notify(self, event: RolloutEvent) -> None:
+        if self.fail:
+            raise NotifyError("Alertmanager at http://am is unreachable")
+        self.events.append(event)
+
+
+@dataclass
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def golden_ok() -> GoldenResult:
+    return GoldenResult(True, "32 samples, max abs err 1e-06")
+
+
+def make(store: MemoryStore | None = None, router: Router | None = None, golden=golden_ok):  # type: ignore[no-untyped-def]
+    return Rollout("digits", SPEC, store or MemoryStore(), router or Router(), golden)
+
+
+def test_a_healthy_rollout_goes_through_every_step_and_notifies_once() -> None:
+    source, notifier, clock = Source(), Notifier(), Clock()
+    engine = Engine(source, notifier, clock=clock)
+    rollout = make()
+    actions = []
+    for _ in range(8):
+        result = engine.tick([rollout])[0]
+        actions.append(result.decision.action if result.decision else None)
+        clock.now += 11
+    assert actions[:4] == ["start", "advance", "advance", "promote"]
+    assert set(actions[4:]) == {"hold"}
+    assert rollout.router.calls == [(10, False), (50, False), (100, False), (100, True)]  # type: ignore[attr-defined]
+    assert [e.kind for e in notifier.events] == ["promoted"]
+    state = rollout.store.load()
+    assert state is not None and state.phase == "Promoted" and state.applied
+    assert state.analysis is not None and state.analysis.result == "pass"
+
+
+def test_weight_changes_are_persisted_before_and_after_the_router() -> None:
+    store, router = MemoryStore(), Router()
+    Engine(Source(), Notifier(), clock=Clock()).tick([make(store, router)])
+    before, after = store.saves[-2:]
+    assert (before.weight, before.applied) == (10, False)
+    assert (after.weight, after.applied) == (10, True)
+
+
+def test_a_controller_killed_mid_change_reapplies_the_step_without_skipping_or_repeating() -> None:
+    store, clock, router = MemoryStore(), Clock(), Router()
+    engine = Engine(Source(), Notifier(), clock=clock)
+    engine.tick([make(store, router)])  # step 1 at 10%
+    clock.now += 11
+    router.fail = Killed()
+    with pytest.raises(Killed):
+        engine.tick([make(store, router)])
+    assert store.state is not None and (store.state.step, store.state.applied) == (1, False)
+    restarted = Router()
+    result = Engine(Source(), Notifier(), clock=clock).tick([make(store, restarted)])[0]
+    assert restarted.calls[0] == (50, False)  # the recorded step, applied again
+    assert result.state.step == 1 and result.state.weight == 50 and result.state.applied
+    assert [t.action for t in result.state.history] == ["start", "advance"]
+
+
+def test_an_intent_is_acted_on_once_even_if_killed_before_it_is_cleared() -> None:
+    store, clock = MemoryStore(), Clock()
+    engine = Engine(Source(), Notifier(), clock=clock)
+    engine.tick([make(store)])
+    store.intent = Intent("promote", "looks fine", "ana", id="i-1")
+
+    class ForgetfulStore(MemoryStore):
+        def clear_intent(self, intent: Intent) -> None:
+            raise Killed
+
+    forgetful = ForgetfulStore(store.state, store.intent)
+    with pytest.raises(Killed):
+        engine.tick([make(forgetful)])
+    assert forgetful.state is not None and forgetful.state.step == 1  # advanced once
+    assert forgetful.state.history[-1].by == "ana"
+    again = MemoryStore(forgetful.state, forgetful.intent)
+    result = engine.tick([make(again)])[0]
+    assert result.state.step == 1 and again.intent is None
+
+
+def test_one_grouped_observation_serves_every_rollout() -> None:
+    source = Source()
+    other = SPEC.model_copy(update={"model": "cats"})
+    rollouts = [make(), Rollout("cats", other, MemoryStore(), Router(), golden_ok)]
+    Engine(source, Notifier(), clock=Clock()).tick(rollouts)
+    assert len(source.asked) == 1 and len(source.asked[0]) == 2
+
+
+def test_a_golden_mismatch_rolls_back_before_any_traffic() -> None:
+    router, notifier = Router(), Notifier()
+    rollout = make(
+        router=router, golden=lambda: GoldenResult(False, "output 'logits' off by 3e-01")
+    )
+    result = Engine(Source(), notifier, clock=Clock()).tick([rollout])[0]
+    assert result.state.phase == "RolledBack" and router.calls == []
+    assert "off by 3e-01" in notifier.events[0].reason
+
+
+def test_an_unavailable_golden_check_holds_and_says_why() -> None:
+    def unavailable() -> GoldenResult:
+        raise GoldenUnavailable("http://gw/v2/models/digits/versions/2/infer answered 404")
+
+    result = Engine(Source(), Notifier(), clock=Clock()).tick([make(golden=unavailable)])[0]
+    assert result.state.phase == "Pending"
+    assert result.state.analysis is not None and "answered 404" in result.state.analysis.reason
+
+
+def test_a_pushed_critical_alert_rolls_back_at_once() -> None:
+    store, router, clock = MemoryStore(), Router(), Clock()
+    Engine(Source(), Notifier(), clock=clock).tick([make(store, router)])
+    alert = FiringAlert("ModelCanaryErrorRatioHigh", "critical", "2")
+    engine = Engine(
+        Source(), Notifier(), pushed=lambda model: [alert] if model == "digits" else [], clock=clock
+    )
+    result = engine.tick([make(store, router)])[0]
+    assert result.state.phase == "RolledBack" and router.calls[-1] == (0, False)
+    assert "ModelCanaryErrorRatioHigh" in result.state.history[-1].reason
+
+
+def test_unreachable_prometheus_is_no_data_never_healthy() -> None:
+    store, clock = MemoryStore(), Clock()
+    source = Source()
+    Engine(source, Notifier(), clock=clock).tick([make(store)])
+    source.seen = Observations(None, None, problem="Prometheus at http://p is unreachable")
+    for _ in range(3):
+        clock.now += 11
+        result = Engine(source, Notifier(), clock=clock).tick([make(store)])[0]
+    assert result.state.step == 0 and result.state.phase == "Progressing"
+    assert "unreachable" in result.problems[0]
+
+
+def test_a_router_failure_keeps_the_change_pending_and_retries_it() -> None:
+    store, clock = MemoryStore(), Clock()
+    failing = Router(fail=RouterError("the gateway at http://gw is unreachable"))
+    result = Engine(Source(), Notifier(), clock=clock).tick([make(store, failing)])[0]
+    assert result.state.weight == 10 and not result.state.applied
+    assert "router: the gateway" in result.problems[0]
+    router = Router()
+    result = Engine(Source(), Notifier(), clock=clock).tick([make(store, router)])[0]
+    assert router.calls[0] == (10, False) and result.state.applied and result.state.step == 0
+
+
+def test_a_notifier_failure_is_reported_not_fatal() -> None:
+    rollout = make(golden=lambda: GoldenResult(False, "off"))
+    result = Engine(Source(), Notifier(fail=True), clock=Clock()).tick([rollout])[0]
+    assert result.state.phase == "RolledBack"
+    assert result.problems == ("notify: Alertmanager at http://am is unreachable",)
+
+
+def test_a_new_engine_reapplies_the_recorded_weight_once() -> None:
+    """A gateway restarted while no controller ran gets the rollout's weight back."""
+    store, clock = MemoryStore(), Clock()
+    Engine(Source(), Notifier(), clock=clock).tick([make(store, Router())])
+    router, engine = Router(), Engine(Source(), Notifier(), clock=clock)
+    engine.tick([make(store, router)])
+    engine.tick([make(store, router)])
+    assert router.calls == [(10, False)]

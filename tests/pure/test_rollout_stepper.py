@@ -1,0 +1,200 @@
+"""The stepper, table-driven: every rule of the decision semantics."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from modelcanary.rollout.intents import Intent
+from modelcanary.rollout.judge import Check, Verdict
+from modelcanary.rollout.ports import FiringAlert, GoldenResult
+from modelcanary.rollout.spec import RolloutSpec, parse_spec
+from modelcanary.rollout.state import RolloutState
+from modelcanary.rollout.stepper import apply, decide
+
+SPEC = parse_spec(
+    {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
+     "steps": [5, 50, 100], "interval": "30s", "progressDeadline": "10m",
+     "analysis": {"failureLimit": 2, "noData": {"after": "1m", "action": "pause"}}},
+    "test",
+)  # fmt: skip
+T0 = 1_000_000.0
+
+
+def verdict(result: str, samples: int = 500, problem: str | None = None) -> Verdict:
+    value = {"pass": 0.001, "fail": 0.2, "inconclusive": None}[result]
+    check = Check(
+        "error_ratio",
+        value,
+        0.01,
+        samples,
+        result,
+        "" if result != "inconclusive" else "12 canary requests, 100 needed",
+    )  # type: ignore[arg-type]
+    return Verdict((check,), samples, (problem,) if problem else ())
+
+
+PASS, FAIL = verdict("pass"), verdict("fail")
+NO_DATA = verdict("inconclusive", samples=0)
+
+
+def at_step(
+    step: int, since: float = 40, failures: int = 0, phase: str = "Progressing", data_ago: float = 0
+) -> RolloutState:
+    return RolloutState(
+        phase=phase,
+        step=step,
+        weight=SPEC.steps[step],
+        started_at=T0 - 100,
+        step_started_at=T0 - since,
+        failures=failures,
+        last_data_at=T0 - data_ago,
+    )  # type: ignore[arg-type]
+
+
+def run(
+    state: RolloutState,
+    v: Verdict = PASS,
+    alerts: tuple[FiringAlert, ...] = (),
+    intent: Intent | None = None,
+    golden: GoldenResult | None = None,
+    spec: RolloutSpec = SPEC,
+):  # type: ignore[no-untyped-def]
+    return decide(spec, state, v, alerts, intent, T0, golden)
+
+
+CRITICAL = FiringAlert("ModelVersionHighErrorRatio", "critical", "2")
+WARNING = FiringAlert("ModelVersionTrafficBelowShare", "warning", "2")
+
+
+@pytest.mark.parametrize(
+    ("state", "kwargs", "action", "weight", "reason"),
+    [
+        # golden samples before any user traffic
+        (RolloutState(), {}, "hold", 0, "waiting for the golden-sample check"),
+        (RolloutState(), {"golden": GoldenResult(False, "output 'logits' off by 3.1e-01 at sample 7")}, "rollback", 0, "golden samples do not match PyTorch: output 'logits' off by 3.1e-01"),
+        (RolloutState(), {"golden": GoldenResult(True, "max abs err 0")}, "start", 5, "golden samples match"),
+        # healthy steps: hold for the interval, then advance, then promote
+        (at_step(0, since=10), {}, "hold", 5, "step 1 healthy; 20s left"),
+        (at_step(0, since=40), {}, "advance", 50, "checks passed; step 2"),
+        (at_step(2, since=40), {}, "promote", 100, "all checks passed at every step"),
+        # a critical alert for the canary rolls back at once, at any step, even paused
+        (at_step(0, since=1), {"alerts": (CRITICAL,)}, "rollback", 0, "alert ModelVersionHighErrorRatio (critical) fired for version 2"),
+        (at_step(1, phase="Paused"), {"alerts": (CRITICAL,)}, "rollback", 0, "fired for version 2"),
+        (RolloutState(), {"alerts": (CRITICAL,)}, "rollback", 0, "fired for version 2"),
+        # ... but not one for the stable version, nor a pending one
+        (at_step(0, since=40), {"alerts": (FiringAlert("X", "critical", "1"),)}, "advance", 50, "checks passed"),
+        (at_step(0, since=40), {"alerts": (FiringAlert("X", "critical", "2", "pending"),)}, "advance", 50, "checks passed"),
+        # warnings hold
+        (at_step(0, since=40), {"alerts": (WARNING,)}, "hold", 5, "holding: alert ModelVersionTrafficBelowShare (warning)"),
+        # failed checks count; over the limit, roll back
+        (at_step(1, failures=0), {"v": FAIL}, "hold", 50, "check failed (1 of 2 tolerated): error_ratio 0.2 > 0.01"),
+        (at_step(1, failures=2), {"v": FAIL}, "rollback", 0, "checks failed 3 times (limit 2): error_ratio 0.2 > 0.01"),
+        # too few samples: hold, never advance
+        (at_step(0, since=40), {"v": verdict("inconclusive", samples=12)}, "hold", 5, "waiting: 12 canary requests, 100 needed"),
+        # no data for longer than noData.after pauses, never promotes
+        (at_step(2, since=300, data_ago=90), {"v": NO_DATA}, "pause", 100, "no data for more than 1m (no canary requests)"),
+        (at_step(2, since=300, data_ago=30), {"v": NO_DATA}, "hold", 100, "waiting"),
+        (at_step(1, since=300, data_ago=90), {"v": verdict("inconclusive", 0, "Prometheus at http://127.0.0.1:9 is unreachable")}, "pause", 50, "(Prometheus at http://127.0.0.1:9 is unreachable)"),
+        # paused rollouts hold
+        (at_step(1, since=300, phase="Paused"), {}, "hold", 50, "paused"),
+        # past the progress deadline
+        (RolloutState(phase="Progressing", step=0, weight=5, started_at=T0 - 601, step_started_at=T0 - 1), {}, "rollback", 0, "not promoted within progressDeadline 10m"),
+    ],
+)  # fmt: skip
+def test_rules(
+    state: RolloutState, kwargs: dict[str, object], action: str, weight: int, reason: str
+) -> None:
+    decision = run(state, **kwargs)  # type: ignore[arg-type]
+    assert (decision.action, decision.weight) == (action, weight), decision.reason
+    assert reason in decision.reason
+
+
+def test_no_data_can_roll_back_instead() -> None:
+    spec = parse_spec(
+        {
+            **SPEC.model_dump(by_alias=True),
+            "analysis": {"noData": {"after": "1m", "action": "rollback"}},
+        },
+        "t",
+    )
+    assert run(at_step(1, data_ago=90), NO_DATA, spec=spec).action == "rollback"
+
+
+def test_passing_checks_reset_failures_only_when_configured() -> None:
+    assert run(at_step(1, since=10, failures=2)).failures == 2
+    spec = parse_spec(
+        {**SPEC.model_dump(by_alias=True), "analysis": {"resetFailuresOnPass": True}}, "t"
+    )
+    assert run(at_step(1, since=10, failures=2), spec=spec).failures == 0
+
+
+@pytest.mark.parametrize(
+    ("state", "intent", "action", "weight", "reason"),
+    [
+        (at_step(0, since=1), Intent("promote", by="ana"), "advance", 50, "step 2 now requested by ana"),
+        (at_step(2, since=1), Intent("promote", by="ana"), "promote", 100, "promotion requested by ana"),
+        (at_step(0, since=1), Intent("promote_full", "hotfix", "ana"), "promote", 100, "full promotion requested by ana: hotfix"),
+        (at_step(1), Intent("rollback", "wrong outputs for class 7", "ana"), "rollback", 0, "rollback requested by ana: wrong outputs for class 7"),
+        (at_step(1), Intent("pause", by="ana"), "pause", 50, "pause requested by ana"),
+        (at_step(1, phase="Paused"), Intent("resume", by="ana"), "resume", 50, "resume requested by ana"),
+        (at_step(1), Intent("resume", by="ana"), "hold", 50, "resume ignored: cannot resume: the rollout is Progressing; resume needs Paused"),
+        (RolloutState(phase="RolledBack", step=1, weight=0), Intent("retry", by="ana"), "restart", 0, "retry from the first step requested by ana"),
+        (at_step(1), Intent("retry", by="ana"), "hold", 50, "retry ignored"),
+        (RolloutState(phase="Promoted", step=2, weight=100), Intent("rollback", by="ana"), "hold", 100, "rollback ignored: cannot rollback: the rollout is Promoted"),
+        # after a promotion the canary is the stable version: retry would undo it
+        (RolloutState(phase="Promoted", step=2, weight=100), Intent("retry", by="ana"), "hold", 100, "retry ignored: cannot retry: the rollout is Promoted (the canary is already the stable version)"),
+    ],
+)  # fmt: skip
+def test_intents(
+    state: RolloutState, intent: Intent, action: str, weight: int, reason: str
+) -> None:
+    decision = run(state, intent=intent)
+    assert (decision.action, decision.weight) == (action, weight), decision.reason
+    assert reason in decision.reason and decision.by == intent.by
+
+
+def test_a_healthy_rollout_from_start_to_promotion_records_every_transition() -> None:
+    state, now = RolloutState(), T0
+    state = apply(state, decide(SPEC, state, PASS, (), None, now, GoldenResult(True, "exact")), now)
+    actions = []
+    while state.phase not in ("Promoted", "RolledBack") and now < T0 + 600:
+        now += 10
+        decision = decide(SPEC, state, PASS, (), None, now)
+        state = apply(state, decision, now)
+        actions.append(decision.action)
+    assert state.phase == "Promoted" and state.weight == 100
+    assert [t.action for t in state.history] == ["start", "advance", "advance", "promote"]
+    assert [t.weight for t in state.history] == [5, 50, 100, 100]
+    assert all(t.numbers.get("canary_requests") == 500 for t in state.history)
+    assert actions.count("hold") == 6  # 2 holds of 10 s in each 30 s step
+
+
+def test_restart_clears_the_rollout_but_keeps_its_history() -> None:
+    state = RolloutState(phase="RolledBack", step=1, weight=0, failures=3, history=())
+    state = apply(state, run(state, intent=Intent("retry", by="ana")), T0)
+    assert (state.phase, state.step, state.weight, state.failures) == ("Pending", -1, 0, 0)
+    assert state.history[-1].action == "restart" and state.history[-1].by == "ana"
+
+
+def test_state_survives_json() -> None:
+    state = apply(at_step(0), run(at_step(0, since=40)), T0)
+    assert RolloutState.from_json(state.to_json()) == state
+
+
+def test_a_failed_check_counts_once_per_interval() -> None:
+    """The window outlives a tick: one bad spell must not use up failureLimit in seconds."""
+    spec_interval = SPEC.interval_s
+    state = at_step(1, failures=1)
+    recent = replace(state, last_failure_at=T0 - spec_interval / 2)
+    held = run(recent, FAIL)
+    assert (held.action, held.failures) == ("hold", 1)
+    assert "counted once per interval" in held.reason
+    due = replace(state, last_failure_at=T0 - spec_interval)
+    counted = run(due, FAIL)
+    assert (counted.action, counted.failures, counted.last_failure_at) == ("hold", 2, T0)
+    assert run(replace(due, failures=2), FAIL).action == "rollback"
+    # the count and its time survive in the state
+    after = apply(state, counted, T0)
+    assert (after.failures, after.last_failure_at) == (2, T0)

@@ -1,0 +1,216 @@
+"""The controller's webhook receiver, the notifier's alerts and the local on-call receiver."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from modelcanary.adapters.alertmanager_notifier import alert_for
+from modelcanary.alerts import oncall
+from modelcanary.alerts.alertmanager import WEBHOOK_PATH
+from modelcanary.alerts.webhook import AlertBook, WebhookAlert, create_app
+from modelcanary.rollout.ports import RolloutEvent
+
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def payload(*alerts: dict[str, Any], status: str = "firing") -> dict[str, Any]:
+    return {
+        "version": "4", "status": status, "receiver": "controller", "groupKey": "{}:{}",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
+        "truncatedAlerts": 0, "alerts": list(alerts),
+    }  # fmt: skip
+
+
+def alert(fingerprint: str, status: str = "firing", **labels: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": "ModelVersionHighErrorRatio", "severity": "critical", **labels},
+        "annotations": {"description": "digits version 2 failed 30% of its requests"},
+        "startsAt": "2026-11-22T03:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def heard() -> list[WebhookAlert]:
+    return []
+
+
+@pytest.fixture
+def book(heard: list[WebhookAlert]) -> AlertBook:
+    return AlertBook(listener=heard.append)
+
+
+@pytest.fixture
+def client(book: AlertBook) -> TestClient:
+    return TestClient(create_app(book, TOKEN))
+
+
+def test_firing_alerts_are_recorded_and_heard_once(
+    client: TestClient, book: AlertBook, heard: list[WebhookAlert]
+) -> None:
+    first = alert("a1", model="digits", version="2")
+    response = client.post(WEBHOOK_PATH, json=payload(first), headers=AUTH)
+    assert response.status_code == 200 and response.json() == {"received": 1, "newly_firing": 1}
+    client.post(WEBHOOK_PATH, json=payload(first), headers=AUTH)  # repeated notification
+    assert [a.fingerprint for a in heard] == ["a1"]
+    assert [a.labels["version"] for a in book.firing(model="digits")] == ["2"]
+    assert book.firing(model="digits", version="1") == []
+    client.post(
+        WEBHOOK_PATH,
+        json=payload(alert("a1", "resolved", model="digits", version="2"), status="resolved"),
+        headers=AUTH,
+    )
+    assert book.firing() == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "message"),
+    [
+        ({}, payload(alert("x")), 401, "Bearer"),
+        ({"Authorization": "Bearer wrong"}, payload(alert("x")), 401, "Bearer"),
+        ({"Authorization": f"Basic {TOKEN}"}, payload(alert("x")), 401, "Bearer"),
+        (AUTH, {"version": "4"}, 400, "not an Alertmanager webhook payload"),
+        (AUTH, {**payload(alert("x")), "version": "3"}, 400, "version"),
+        (AUTH, payload({**alert("x"), "status": "exploding"}), 400, "alerts.0.status"),
+        (AUTH, payload({**alert("x"), "fingerprint": ""}), 400, "fingerprint"),
+    ],
+    ids=["no-token", "wrong-token", "wrong-scheme", "missing-fields", "old-version", "bad-status", "no-fingerprint"],
+)  # fmt: skip
+def test_bad_posts_change_nothing(
+    client: TestClient,
+    book: AlertBook,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
+    response = client.post(WEBHOOK_PATH, json=body, headers=headers)
+    assert response.status_code == status and message in response.json()["error"]
+    assert book.firing() == [] and book.posts == 0
+
+
+def test_non_json_is_a_400(client: TestClient, book: AlertBook) -> None:
+    response = client.post(WEBHOOK_PATH, content=b"{not json", headers=AUTH)
+    assert response.status_code == 400 and book.posts == 0
+
+
+def test_rollback_events_page_with_the_numbers() -> None:
+    event = RolloutEvent(
+        kind="rolled_back", rollout="digits", model="digits", stable="1", canary="2",
+        reason="error ratio 0.31 above 0.05", numbers={"error_ratio": 0.31, "requests": 412},
+        at=datetime(2026, 11, 22, 3, 0, tzinfo=UTC),
+    )  # fmt: skip
+    body = alert_for(event)
+    assert body["labels"] == {
+        "alertname": "ModelCanaryRolledBack", "severity": "critical", "origin": "modelcanary-controller",
+        "rollout": "digits", "model": "digits", "version": "2",
+    }  # fmt: skip
+    assert body["annotations"]["description"] == (
+        "Rollout digits rolled back canary version 2 (stable was 1): error ratio 0.31 above 0.05 "
+        "[error_ratio=0.31, requests=412]"
+    )
+    assert body["annotations"]["number_requests"] == "412"
+    assert (
+        body["startsAt"] == "2026-11-22T03:00:00+00:00"
+        and body["endsAt"] == "2026-11-22T03:05:00+00:00"
+    )
+    assert (
+        alert_for(RolloutEvent("promoted", "d", "d", "1", "2", "all checks passed"))["labels"][
+            "severity"
+        ]
+        == "info"
+    )
+
+
+def test_oncall_prints_readably_and_appends_json_lines(tmp_path: Path) -> None:
+    out = io.StringIO()
+    log = tmp_path / "oncall.jsonl"
+    client = TestClient(oncall.create_app(log, out))
+    assert (
+        client.post(
+            "/oncall", json=payload(alert("a1", model="digits", version="2", source="gateway"))
+        ).status_code
+        == 200
+    )
+    assert out.getvalue() == (
+        "[oncall] FIRING critical ModelVersionHighErrorRatio digits:2 (gateway): "
+        "digits version 2 failed 30% of its requests\n"
+    )
+    record = json.loads(log.read_text())
+    assert record["channel"] == "oncall" and record["labels"]["version"] == "2"
+    assert client.post("/oncall", content=b"nope").status_code == 400
+
+
+def test_oncall_prints_each_change_once(tmp_path: Path) -> None:
+    out = io.StringIO()
+    log = tmp_path / "oncall.jsonl"
+    client = TestClient(oncall.create_app(log, out))
+    firing = alert("f1", model="digits", version="2")
+    for _ in range(3):  # Alertmanager repeats the group's alerts in later notifications
+        client.post("/oncall", json=payload(firing))
+    client.post(
+        "/oncall",
+        json=payload(alert("f1", "resolved", model="digits", version="2"), status="resolved"),
+    )
+    client.post(
+        "/oncall",
+        json=payload(alert("f1", "resolved", model="digits", version="2"), status="resolved"),
+    )
+    assert [line.split()[1] for line in out.getvalue().splitlines()] == ["FIRING", "RESOLVED"]
+    assert len(log.read_text().splitlines()) == 5  # the log keeps every notified alert
+
+
+def test_a_missing_binary_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelcanary.errors import UsageError
+    from modelcanary.process import find_binary
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(UsageError) as error:
+        find_binary(("alertmanager", "prometheus-alertmanager"), "prometheus-alertmanager")
+    assert str(error.value) == (
+        "alertmanager or prometheus-alertmanager not found; install it with "
+        "`apt-get install -y prometheus-alertmanager` (`make setup` does, when run as root)"
+    )
+
+
+def test_a_controller_in_another_process_is_woken_by_the_alert_feed() -> None:
+    """The long poll answers as soon as Alertmanager posts, not at the end of its wait."""
+    import threading
+
+    import httpx
+
+    from modelcanary.adapters.alert_feed import AlertFeed
+    from modelcanary.asgi_server import AppServer
+    from modelcanary.rollout.ports import FiringAlert
+
+    book = AlertBook()
+    server = AppServer(create_app(book, TOKEN), name="webhook")
+    server.start()
+    wake = threading.Event()
+    feed = AlertFeed(server.url, TOKEN, wake)
+    try:
+        feed.start()
+        assert feed.firing("digits") == () and feed.problem is None
+        wake.clear()
+        critical = alert("a1", model="digits", version="2")
+        own = alert("a2", model="digits", version="2", origin="modelcanary-controller")
+        httpx.post(server.url + WEBHOOK_PATH, json=payload(critical, own), headers=AUTH)
+        assert wake.wait(10)  # well before the 25 s poll would end on its own
+        firing = ("ModelVersionHighErrorRatio", "critical", "2", "firing")
+        assert feed.firing("digits") == (FiringAlert(*firing),)
+        assert feed.firing("cats") == ()
+        assert httpx.get(server.url + "/alertmanager/alerts").status_code == 401
+    finally:
+        feed.stop()
+        server.stop()
+    wrong = AlertFeed(server.url, "wrong", threading.Event())
+    assert wrong.refresh(0) is False and wrong.problem is not None

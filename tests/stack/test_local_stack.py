@@ -1,0 +1,112 @@
+"""End to end with the real binaries: Triton, the gateway, Prometheus, Alertmanager.
+
+Traffic to a version with injected failures makes the error-ratio alert fire, and both the
+controller's webhook and the on-call receiver get it with the right labels; the healthy
+version raises no alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelcanary.load.generator import request_bodies, run_load
+from modelcanary.load.report import LoadReport
+from modelcanary.local.stack import LocalStack, StackOptions
+from modelcanary.serving.faults import FaultSpec, set_faults
+from modelcanary.serving.triton_home import TritonHome
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(
+    digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
+    run_dir = tmp_path_factory.mktemp("up")
+    options = StackOptions(
+        digits_repo, "digits", stable=1, canary=2, run_dir=run_dir, canary_weight=50
+    )
+    local = LocalStack(options, say=lambda line: None)
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def wait_for(condition, timeout: float) -> float:  # type: ignore[no-untyped-def]
+    """Seconds until `condition()` held; fails after `timeout`."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "condition not met in time"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def test_a_failing_canary_alerts_the_controller_and_on_call(
+    stack: LocalStack, digits_repo: Path
+) -> None:
+    urls = stack.urls
+    reports: list[LoadReport] = []
+    bodies = request_bodies(digits_repo, "digits")
+    load = threading.Thread(
+        target=lambda: reports.append(
+            asyncio.run(run_load(urls["gateway"], "digits", bodies, 40, 45))
+        )
+    )
+    load.start()
+    try:
+        time.sleep(12)  # healthy traffic for most of a window: nothing fires
+        assert stack.book.firing(model="digits") == []
+
+        set_faults(Path(urls["faults_dir"]), "digits", 2, FaultSpec(error_ratio=0.5))
+        elapsed = wait_for(
+            lambda: stack.book.firing(alertname="ModelVersionHighErrorRatio", version="2"), 60
+        )
+        print(f"fault to controller webhook: {elapsed:.1f} s")
+        (alert, *_) = stack.book.firing(alertname="ModelVersionHighErrorRatio", version="2")
+        assert alert.labels["model"] == "digits" and alert.labels["severity"] == "critical"
+        assert alert.labels["source"] in ("gateway", "triton")
+        assert "digits version 2 failed" in alert.annotations["description"]
+
+        oncall_log = Path(urls["oncall_log"])
+
+        def paged() -> list[dict[str, object]]:
+            if not oncall_log.exists():
+                return []
+            records = [json.loads(line) for line in oncall_log.read_text().splitlines()]
+            return [
+                r for r in records
+                if r["channel"] == "oncall" and r["status"] == "firing"
+                and r["labels"]["alertname"] == "ModelVersionHighErrorRatio"  # type: ignore[index]
+                and r["labels"]["version"] == "2"  # type: ignore[index]
+            ]  # fmt: skip
+
+        wait_for(lambda: bool(paged()), 30)
+        assert stack.book.firing(version="1") == []  # the healthy version raised nothing
+        firing = httpx.get(f"{urls['prometheus']}/api/v1/alerts").json()["data"]["alerts"]
+        assert {a["labels"]["version"] for a in firing if a["state"] == "firing"} == {"2"}
+    finally:
+        set_faults(Path(urls["faults_dir"]), "digits", 2, FaultSpec())
+        load.join()
+    (report,) = reports
+    by_version = {v.version: v for v in report.versions}
+    assert by_version["1"].errors == 0 and by_version["2"].errors > 0
+
+
+def test_up_wrote_its_urls(stack: LocalStack) -> None:
+    written = json.loads((Path(stack.urls["run_dir"]) / "up.json").read_text())
+    assert written == stack.urls
+    targets = httpx.get(f"{stack.urls['prometheus']}/api/v1/targets").json()["data"][
+        "activeTargets"
+    ]
+    assert {t["labels"]["job"]: t["health"] for t in targets} == {"triton": "up", "gateway": "up"}
+    assert httpx.get(f"{stack.urls['alertmanager']}/-/ready").status_code == 200

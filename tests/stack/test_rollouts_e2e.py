@@ -1,0 +1,248 @@
+"""Rollouts end to end: the real stack (Triton, gateway, Prometheus, Alertmanager), steady
+load, and the controller as a separate process (`modelcanary rollout start`).
+
+The tests share one stack and run in order: version 2 is promoted first, and every later
+rollout goes from 2 to 3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from modelcanary.load.generator import BackgroundLoad, request_bodies
+from modelcanary.local.controller import LocalRollout, wait_until_quiet
+from modelcanary.local.stack import LocalStack, StackOptions
+from modelcanary.rollout.state import RolloutState
+from modelcanary.serving.faults import FaultSpec, set_faults
+from modelcanary.serving.triton_home import TritonHome
+
+pytestmark = pytest.mark.slow
+MODELCANARY = str(Path(sys.executable).with_name("modelcanary"))
+
+
+@pytest.fixture(scope="module")
+def stack(
+    digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
+    options = StackOptions(digits_repo, "digits", stable=1, run_dir=tmp_path_factory.mktemp("up"))
+    local = LocalStack(options, say=lambda line: None)
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def load(stack: LocalStack, digits_repo: Path) -> Iterator[BackgroundLoad]:
+    traffic = BackgroundLoad(
+        stack.urls["gateway"], "digits", request_bodies(digits_repo, "digits"), 30
+    ).start()
+    yield traffic
+    traffic.stop()
+
+
+def spec(stable: int, canary: int, **changes: object) -> dict[str, object]:
+    document: dict[str, object] = {
+        "model": "digits",
+        "stable": {"version": str(stable)},
+        "canary": {"version": str(canary)},
+        "steps": [20, 50, 100],
+        "interval": "4s",
+        "analysis": {
+            "minRequests": 10,
+            "failureLimit": 1,
+            "errorRatio": {"max": 0.05, "maxAboveStable": 0.02},
+            "latencyP99": {"maxSeconds": 0.25, "maxRatioToStable": 3, "ratioFloorSeconds": 0.1},
+            "noData": {"after": "5s", "action": "pause"},
+        },
+        "progressDeadline": "3m",
+    }
+    document.update(changes)
+    return document
+
+
+Start = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def controller(stack: LocalStack, tmp_path: Path) -> Iterator[Start]:
+    """Start `modelcanary rollout start -f` on a spec; every process is reaped after."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(document: dict[str, object]) -> subprocess.Popen[str]:
+        path = tmp_path / "canary.yaml"
+        path.write_text(yaml.safe_dump(document))
+        run_dir = stack.urls["run_dir"]
+        process = subprocess.Popen(
+            [MODELCANARY, "rollout", "start", "-f", str(path), "--run-dir", run_dir, "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def state(stack: LocalStack) -> RolloutState:
+    loaded = LocalRollout.of(Path(stack.urls["run_dir"]), "digits").store.load()
+    return loaded or RolloutState()
+
+
+def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.2)
+
+
+def weights(stack: LocalStack) -> dict[str, object]:
+    token = Path(stack.urls["gateway_admin_token_file"]).read_text().strip()
+    reply = httpx.get(
+        f"{stack.urls['gateway']}/admin/models/digits/weights",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    view: dict[str, object] = reply.json()
+    return view
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+def pages(stack: LocalStack, alertname: str) -> list[dict[str, object]]:
+    log = Path(stack.urls["oncall_log"])
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [r for r in map(json.loads, lines) if r["labels"].get("alertname") == alertname]
+
+
+def quiet(stack: LocalStack, version: str) -> None:
+    assert wait_until_quiet(stack.urls, "digits", version, threading.Event(), timeout_s=90)
+
+
+def test_a_healthy_canary_is_promoted(
+    stack: LocalStack, load: BackgroundLoad, controller: Start
+) -> None:
+    code, output = finish(controller(spec(1, 2)))
+    assert code == 0, output
+    final = state(stack)
+    assert final.phase == "Promoted", output
+    steps = [(t.action, t.weight) for t in final.history]
+    assert steps == [("start", 20), ("advance", 50), ("advance", 100), ("promote", 100)], output
+    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0}
+    assert weights(stack)["stable"] == "2"
+    wait_for(lambda: bool(pages(stack, "ModelCanaryPromoted")), 30, "no promotion notice")
+    notice = pages(stack, "ModelCanaryPromoted")[0]
+    assert notice["channel"] == "chat"
+    assert "all checks passed" in str(notice["annotations"])
+
+
+def fault_once_progressing(stack: LocalStack, fault: FaultSpec) -> float:
+    """Inject the fault into version 3 once the canary takes traffic; return when."""
+    wait_for(lambda: state(stack).phase == "Progressing", 60, "the canary never started")
+    set_faults(Path(stack.urls["faults_dir"]), "digits", 3, fault)
+    return time.monotonic()
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (FaultSpec(error_ratio=0.5), "error"),
+        (FaultSpec(latency_ms=400), "latency"),
+    ],
+    ids=["errors", "latency"],
+)
+def test_a_bad_canary_is_rolled_back(
+    stack: LocalStack, load: BackgroundLoad, controller: Start, fault: FaultSpec, reason: str
+) -> None:
+    quiet(stack, "3")
+    process = controller(spec(2, 3))
+    try:
+        injected = fault_once_progressing(stack, fault)
+        wait_for(lambda: state(stack).phase == "RolledBack", 60, "never rolled back")
+        took = time.monotonic() - injected
+        code, output = finish(process)
+    finally:
+        set_faults(Path(stack.urls["faults_dir"]), "digits", 3, FaultSpec())
+    assert code == 1, output
+    final = state(stack)
+    assert final.weight == 0 and weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0}
+    last = final.history[-1]
+    assert last.action == "rollback" and reason in last.reason.lower(), last.reason
+    assert max(t.weight for t in final.history) == 20  # never went past the first step
+    assert took < 60
+    wait_for(lambda: bool(pages(stack, "ModelCanaryRolledBack")), 30, "on-call was not paged")
+    page = pages(stack, "ModelCanaryRolledBack")[-1]
+    assert page["channel"] == "oncall" and page["labels"]["version"] == "3"  # type: ignore[index]
+
+
+def test_a_canary_without_traffic_is_paused_never_promoted(
+    stack: LocalStack, controller: Start
+) -> None:
+    quiet(stack, "3")
+    process = controller(spec(2, 3))
+    wait_for(lambda: state(stack).phase == "Paused", 60, "not paused without data")
+    time.sleep(3)
+    paused = state(stack)
+    assert paused.phase == "Paused" and paused.weight == 20
+    assert "no data for more than 5s" in paused.history[-1].reason
+    run_dir = stack.urls["run_dir"]
+    rejected = subprocess.run(
+        [MODELCANARY, "resume", "--run-dir", run_dir, "--reason", "x"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert rejected.returncode == 0  # resume is allowed while paused
+    wait_for(lambda: state(stack).history[-1].action == "resume", 30, "resume not acted on")
+    wait_for(lambda: state(stack).phase == "Paused", 30, "not paused again without data")
+    subprocess.run(
+        [MODELCANARY, "rollback", "--run-dir", run_dir, "--reason", "no traffic to judge"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    code, output = finish(process)
+    assert code == 1, output
+    final = state(stack)
+    assert final.phase == "RolledBack" and "Promoted" not in {t.phase for t in final.history}
+    assert final.history[-1].reason.endswith("no traffic to judge")
+    not_allowed = subprocess.run(
+        [MODELCANARY, "pause", "--run-dir", run_dir], capture_output=True, text=True, check=False
+    )
+    assert not_allowed.returncode == 1
+    assert "cannot pause: the rollout is RolledBack" in not_allowed.stderr
+    assert "allowed now: retry" in not_allowed.stderr
+
+
+def test_a_killed_controller_resumes_from_the_persisted_step(
+    stack: LocalStack, load: BackgroundLoad, controller: Start
+) -> None:
+    quiet(stack, "3")
+    document = spec(2, 3, steps=[10, 30, 60, 100])
+    first = controller(document)
+    wait_for(lambda: state(stack).step >= 1, 60, "never reached step 2")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    killed_at = state(stack)
+    assert killed_at.phase == "Progressing"
+    code, output = finish(controller(document))
+    assert code == 0, output
+    assert f"resuming at step {killed_at.step + 1}" in output
+    final = state(stack)
+    moves = [t.step for t in final.history if t.action in ("start", "advance")]
+    assert moves == [0, 1, 2, 3], moves  # each step once: none skipped, none repeated
+    assert final.phase == "Promoted" and weights(stack)["stable"] == "3"

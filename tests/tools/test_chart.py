@@ -1,0 +1,280 @@
+"""The Helm chart: lint, render for both modes and the main value combinations, and
+validate every object (core kinds with kubernetes-validate, custom resources against the
+upstream CRD schemas in tests/crds/, ModelCanary against our own CRD and the spec)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from modelcanary.kube import crd, values_schema
+from modelcanary.rollout.spec import parse_spec
+
+PROJECT = Path(__file__).resolve().parents[2]
+CHART = PROJECT / "charts" / "modelcanary"
+UPSTREAM = Path(__file__).parents[1] / "crds"
+HELM = str(Path(sys.executable).with_name("helm"))
+KUBERNETES = "1.30.0"
+CORE = {"Deployment", "Service", "ServiceAccount", "Secret", "Role", "RoleBinding",
+        "NetworkPolicy", "CustomResourceDefinition"}  # fmt: skip
+
+COMBINATIONS = {
+    "serverless-canary": ["--set", "model.canary=2"],
+    "standard-canary": ["--set", "model.canary=2", "--set", "mode=standard"],
+    "stable-only": [],
+    "standard-stable-only": ["--set", "mode=standard"],
+    "ha-servicemonitor-demo": [
+        "--set", "model.canary=3", "--set", "operator.replicas=2",
+        "--set", "monitor.kind=ServiceMonitor", "--set", "alerts.profile=demo",
+        "--set", "triton.separateNodes=true", "--set", "triton.resources.gpu=0",
+        "--set", "alertmanager.config.pagerduty.secretName=pd",
+        "--set", "alertmanager.config.slack.secretName=slack",
+    ],
+    "no-extras": [
+        "--set", "model.canary=2", "--set", "networkPolicy.enabled=false",
+        "--set", "alertmanager.config.enabled=false", "--set", "crds.install=false",
+    ],
+}  # fmt: skip
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HELM, *args], capture_output=True, text=True, check=False)
+
+
+def render(options: list[str]) -> list[dict[str, Any]]:
+    result = helm("template", "rel", str(CHART), "--namespace", "models", *options)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML reads a bare `=` (an enum value in the AlertmanagerConfig CRD) as a 'value'
+    tag it cannot build; it is the string "="."""
+
+
+_Loader.add_constructor(
+    "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node)
+)
+
+
+def upstream_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> openAPIV3Schema as JSON Schema, from the upstream CRDs."""
+    schemas = {}
+    for path in sorted(UPSTREAM.glob("*.yaml")):
+        document = yaml.load(path.read_text(), Loader=_Loader)
+        group, kind = document["spec"]["group"], document["spec"]["names"]["kind"]
+        for version in document["spec"]["versions"]:
+            schema = values_schema.json_schema(version["schema"]["openAPIV3Schema"])
+            schemas[(f"{group}/{version['name']}", kind)] = _open(schema)
+    return schemas
+
+
+def _open(schema: Any) -> Any:
+    """Upstream schemas are not closed: drop the additionalProperties the converter adds."""
+    if isinstance(schema, dict):
+        return {k: _open(v) for k, v in schema.items() if k != "additionalProperties"
+                or not isinstance(v, bool)}  # fmt: skip
+    if isinstance(schema, list):
+        return [_open(v) for v in schema]
+    return schema
+
+
+SCHEMAS = upstream_schemas()
+OWN = values_schema.json_schema(crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def test_helm_is_installed() -> None:
+    result = helm("version", "--short")
+    assert result.returncode == 0 and result.stdout.startswith("v3."), result.stderr
+
+
+@pytest.mark.parametrize("name", list(COMBINATIONS))
+def test_lint_strict(name: str) -> None:
+    result = helm("lint", "--strict", str(CHART), *COMBINATIONS[name])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", list(COMBINATIONS))
+def test_every_rendered_object_is_valid(name: str) -> None:
+    documents = render(COMBINATIONS[name])
+    for document in documents:
+        kind, api = document["kind"], document["apiVersion"]
+        where = f"{kind} {document['metadata']['name']}"
+        if kind in CORE:
+            kubernetes_validate.validate(document, KUBERNETES, strict=True)
+        elif kind == "ModelCanary":
+            jsonschema.Draft7Validator(OWN).validate(document)
+            parse_spec(document["spec"], where)
+        else:
+            assert (api, kind) in SCHEMAS, f"no upstream schema for {api} {kind}"
+            errors = sorted(jsonschema.Draft7Validator(SCHEMAS[(api, kind)]).iter_errors(document),
+                            key=str)  # fmt: skip
+            assert not errors, f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}"
+
+
+def kinds(documents: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for document in documents:
+        found.setdefault(document["kind"], []).append(document)
+    return found
+
+
+def test_serverless_mode_splits_one_inference_service() -> None:
+    found = kinds(render(COMBINATIONS["serverless-canary"]))
+    (isvc,) = found["InferenceService"]
+    predictor = isvc["spec"]["predictor"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert predictor["canaryTrafficPercent"] == 0  # the operator raises it step by step
+    assert predictor["model"]["args"] == ["--model-config-name=v2"]
+    assert "HTTPRoute" not in found
+    (canary,) = found["ModelCanary"]
+    assert canary["spec"]["canary"] == {"version": "2"}
+
+
+def test_standard_mode_routes_between_two_inference_services() -> None:
+    found = kinds(render(COMBINATIONS["standard-canary"]))
+    names = [i["metadata"]["name"] for i in found["InferenceService"]]
+    assert names == ["digits-v1", "digits-v2"]
+    (route,) = found["HTTPRoute"]
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    assert [(r["name"], r["weight"]) for r in refs] == [
+        ("digits-v1-predictor", 100), ("digits-v2-predictor", 0),
+    ]  # fmt: skip
+    role = next(d for d in found["Role"])
+    assert any("httproutes" in rule["resources"] for rule in role["rules"])
+
+
+def test_operator_pod_is_locked_down_and_probed() -> None:
+    found = kinds(render(COMBINATIONS["serverless-canary"]))
+    (deployment,) = found["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["livenessProbe"] and container["readinessProbe"] and container["resources"]
+    role = found["Role"][0]
+    verbs = {(g, r): set(rule["verbs"]) for rule in role["rules"]
+             for g in rule["apiGroups"] for r in rule["resources"]}  # fmt: skip
+    assert verbs[("serving.kserve.io", "inferenceservices")] == {"get", "list", "watch", "patch"}
+    assert all(
+        "delete" not in v and "create" not in v
+        for (g, r), v in verbs.items()
+        if r not in ("events", "leases")
+    )
+
+
+def test_prometheus_rule_embeds_the_generated_rules() -> None:
+    found = kinds(render(COMBINATIONS["ha-servicemonitor-demo"]))
+    (rule,) = found["PrometheusRule"]
+    demo = yaml.safe_load((CHART / "files" / "rules" / "demo.yaml").read_text())
+    assert rule["spec"]["groups"] == demo["groups"]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert {d["kind"] for d in found["ServiceMonitor"]} == {"ServiceMonitor"}
+    assert "--leader-election=rel-modelcanary" in " ".join(
+        found["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    receivers = {r["name"]: r for r in found["AlertmanagerConfig"][0]["spec"]["receivers"]}
+    assert receivers["oncall"]["pagerdutyConfigs"][0]["routingKey"]["name"] == "pd"
+    assert receivers["controller"]["webhookConfigs"][0]["url"].endswith("/alertmanager/webhook")
+    isvc = found["InferenceService"][0]["spec"]["predictor"]
+    assert isvc["affinity"]["podAntiAffinity"]  # canary and stable on different nodes
+
+
+def test_the_operator_may_hold_its_leader_lease() -> None:
+    """Leader election needs get, create and update on Leases, nothing more."""
+    found = kinds(render(COMBINATIONS["ha-servicemonitor-demo"]))
+    (role,) = found["Role"]
+    leases = [r for r in role["rules"] if "leases" in r["resources"]]
+    assert leases == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]}
+    ]  # fmt: skip
+
+
+def test_network_policy_lets_only_prometheus_reach_metrics_ports() -> None:
+    found = kinds(render(COMBINATIONS["serverless-canary"]))
+    policies = {p["metadata"]["name"]: p for p in found["NetworkPolicy"]}
+    triton = policies["rel-modelcanary-triton-metrics"]["spec"]["ingress"]
+    metrics = next(rule for rule in triton if {"port": 8002, "protocol": "TCP"} in rule["ports"])
+    assert metrics["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    assert not any("from" not in rule and {"port": 8002, "protocol": "TCP"} in rule["ports"]
+                   for rule in triton)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--set", "mode=blue"], "mode"),
+        (["--set", "model.name=Digits_X"], "model.name"),
+        (["--set", "rollout.steps={5,150}"], "rollout.steps"),
+        (["--set", "rollout.interval=soon"], "rollout.interval"),
+        (["--set", "rollout.analysis.errorRatio.max=2"], "rollout.analysis.errorRatio.max"),
+        (["--set", "rollout.analysis.colour=red"], "rollout.analysis"),
+        (["--set", "triton.resources.gpu=-1"], "triton.resources.gpu"),
+    ],
+)
+def test_wrong_values_are_rejected_naming_the_value(options: list[str], message: str) -> None:
+    result = helm("template", "rel", str(CHART), *options)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_committed_crd_and_values_schema_match_the_generators() -> None:
+    assert (CHART / "files" / "crd.yaml").read_text() == crd.render(), (
+        "run `modelcanary crd render`"
+    )
+    assert (CHART / "values.schema.json").read_text() == values_schema.render(), (
+        "run `modelcanary crd render`"
+    )
+    json.loads(values_schema.render())
+
+
+SPEC = {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"}}
+
+
+@pytest.mark.parametrize(
+    ("change", "valid"),
+    [
+        ({}, True),
+        ({"stable": {"version": 1}, "canary": {"version": 2}}, True),
+        ({"steps": [10, 100], "interval": "1m30s", "progressDeadline": "1h"}, True),
+        ({"analysis": {"errorRatio": {"maxAboveStable": None}}}, True),
+        ({"interval": "soon"}, False),
+        ({"interval": "5"}, False),
+        ({"steps": [0, 100]}, False),
+        ({"steps": []}, False),
+        ({"analysis": {"minRequests": 0}}, False),
+        ({"analysis": {"errorRatio": {"max": 1.5}}}, False),
+        ({"analysis": {"latencyP99": {"maxRatioToStable": 1}}}, False),
+        ({"analysis": {"noData": {"action": "explode"}}}, False),
+        ({"model": ""}, False),
+    ],
+)
+def test_the_crd_accepts_what_the_engine_accepts(change: dict[str, Any], valid: bool) -> None:
+    spec = {**SPEC, **change}
+    engine_ok = True
+    try:
+        parse_spec(spec, "test")
+    except Exception:
+        engine_ok = False
+    schema_ok = jsonschema.Draft7Validator(OWN["properties"]["spec"]).is_valid(spec)
+    assert (engine_ok, schema_ok) == (valid, valid)
+
+
+def test_what_a_schema_cannot_say_is_a_cel_rule() -> None:
+    spec = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    rules = [r["rule"] for r in spec["x-kubernetes-validations"]]
+    rules += [r["rule"] for r in spec["properties"]["steps"]["x-kubernetes-validations"]]
+    assert "self.canary.version != self.stable.version" in rules
+    assert "self[size(self) - 1] == 100" in rules
+    assert any("isSorted" in r for r in rules)

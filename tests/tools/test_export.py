@@ -1,0 +1,348 @@
+"""`modelcanary export` end to end with real torch, onnx and onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from modelcanary.cli import main
+from modelcanary.examples import zoo
+from modelcanary.modelrepo import model_config
+from modelcanary.modelrepo.manifest import sha256_file
+from tests.conftest import PROJECT, CliResult, snapshot, staging_leftovers
+
+pytestmark = pytest.mark.slow
+Cli = Callable[..., CliResult]
+
+
+def read_config(repo: Path, name: str, pinned: int | None = None) -> model_config.mc.ModelConfig:
+    path = repo / name / ("config.pbtxt" if pinned is None else f"configs/v{pinned}.pbtxt")
+    return model_config.parse(path.read_text(), str(path))
+
+
+def torch_run(model: torch.nn.Module, *arrays: np.ndarray) -> list[np.ndarray]:
+    with torch.no_grad():
+        out = model(*(torch.from_numpy(a) for a in arrays))
+    return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+
+def test_mlp_export_writes_a_verified_repository(cli: Cli, tmp_path: Path) -> None:
+    repo = tmp_path / "model_repo"
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "mlp",
+        "--input", "INPUT__0:fp32:64", "--repo", repo, "--golden-samples", "16",
+        "--dynamic-batching", "--preferred-batch-size", "4,8", "--max-queue-delay-us", "100",
+        "--instances", "2",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "exported mlp:1  INPUT__0:fp32:64 -> OUTPUT__0:fp32:10" in result.out
+    # the parity table: one row per output and batch size
+    assert "OUTPUT__0  1 " in result.out and "OUTPUT__0  8 " in result.out
+
+    assert sorted(p.name for p in (repo / "mlp" / "1").iterdir()) == [
+        "golden.npz", "manifest.json", "model.onnx",
+    ]  # fmt: skip
+    config = read_config(repo, "mlp")
+    assert config.backend == "onnxruntime" and config.max_batch_size == 8
+    assert config.version_policy.HasField("all")
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 100
+    assert config.instance_group[0].count == 2
+    assert list(read_config(repo, "mlp", pinned=1).version_policy.specific.versions) == [1]
+
+    # ONNX Runtime on fresh inputs, at batch sizes the export did not try, equals PyTorch.
+    session = ort.InferenceSession(
+        str(repo / "mlp/1/model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    for batch in (2, 5, 7):
+        x = np.random.default_rng(batch).standard_normal((batch, 64)).astype(np.float32)
+        (got,) = session.run(None, {"INPUT__0": x})
+        np.testing.assert_allclose(got, torch_run(zoo.mlp().eval(), x)[0], atol=1e-5, rtol=1e-4)
+
+    manifest = json.loads((repo / "mlp/1/manifest.json").read_text())
+    for relative, digest in manifest["files"].items():
+        assert sha256_file(repo / "mlp" / relative) == digest
+    assert set(manifest["files"]) == {"1/model.onnx", "1/golden.npz", "configs/v1.pbtxt"}
+    assert manifest["tools"]["torch"] == torch.__version__ and manifest["tools"]["opset"] == 18
+    assert manifest["parity"]["ok"] and manifest["parity"]["batch_sizes"] == [1, 3, 8]
+    assert manifest["signature"]["inputs"] == [{"name": "INPUT__0", "dtype": "fp32", "dims": [64]}]
+
+    with np.load(repo / "mlp/1/golden.npz") as golden:
+        assert golden["inputs/INPUT__0"].shape == (16, 64)
+        expected = torch_run(zoo.mlp().eval(), golden["inputs/INPUT__0"])[0]
+        np.testing.assert_allclose(golden["outputs/OUTPUT__0"], expected, atol=1e-6)
+
+
+def test_convnet_with_variable_image_size(cli: Cli, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:convnet", "--name", "cnn",
+        "--input", "IMAGE:fp32:1x-1x-1", "--output", "LOGITS", "--repo", repo,
+        "--max-batch-size", "16", "--golden-samples", "8",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    config = read_config(repo, "cnn")
+    assert list(config.input[0].dims) == [1, -1, -1]
+    assert config.output[0].name == "LOGITS" and list(config.output[0].dims) == [10]
+    session = ort.InferenceSession(
+        str(repo / "cnn/1/model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    image = np.random.default_rng(0).standard_normal((3, 1, 12, 5)).astype(np.float32)
+    (got,) = session.run(None, {"IMAGE": image})
+    np.testing.assert_allclose(got, torch_run(zoo.convnet().eval(), image)[0], atol=1e-5, rtol=1e-4)
+
+
+def test_two_inputs_two_outputs_and_the_next_version(cli: Cli, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    args = (
+        "export", "--model", "modelcanary.examples.zoo:two_tower", "--name", "ranker",
+        "--input", "dense:fp32:16", "--input", "ids:int64:4",
+        "--output", "score", "--output", "embedding", "--repo", repo, "--golden-samples", "6",
+    )  # fmt: skip
+    assert cli(*args).code == 0
+    second = cli(*args, "--label", "team=search")
+    assert second.code == 0, second.err
+    assert "exported ranker:2" in second.out
+    config = read_config(repo, "ranker")
+    assert [(i.name, list(i.dims)) for i in config.input] == [("dense", [16]), ("ids", [4])]
+    assert [i.data_type for i in config.input] == [
+        model_config.mc.TYPE_FP32, model_config.mc.TYPE_INT64,
+    ]  # fmt: skip
+    assert [(o.name, list(o.dims)) for o in config.output] == [("score", [1]), ("embedding", [8])]
+    assert list(read_config(repo, "ranker", pinned=2).version_policy.specific.versions) == [2]
+    manifest = json.loads((repo / "ranker/2/manifest.json").read_text())
+    assert manifest["labels"] == {"team": "search"}
+    assert {r["output"] for r in manifest["parity"]["results"]} == {"score", "embedding"}
+
+    session = ort.InferenceSession(
+        str(repo / "ranker/2/model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    rng = np.random.default_rng(1)
+    dense = rng.standard_normal((5, 16)).astype(np.float32)
+    ids = rng.integers(0, 100, size=(5, 4)).astype(np.int64)
+    got = session.run(["score", "embedding"], {"dense": dense, "ids": ids})
+    for g, want in zip(got, torch_run(zoo.two_tower().eval(), dense, ids), strict=True):
+        np.testing.assert_allclose(g, want, atol=1e-5, rtol=1e-4)
+
+
+def test_unbatched_export_and_gpu_tensorrt_config(cli: Cli, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "fixed",
+        "--input", "INPUT__0:fp32:64", "--repo", repo, "--max-batch-size", "0",
+        "--golden-samples", "3", "--kind", "gpu", "--accelerator", "tensorrt:fp16",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    config = read_config(repo, "fixed")
+    assert config.max_batch_size == 0
+    assert config.instance_group[0].kind == model_config.mc.ModelInstanceGroup.KIND_GPU
+    (trt,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert trt.name == "tensorrt" and trt.parameters["precision_mode"] == "FP16"
+    assert "unbatched" in result.out
+
+
+def test_weights_are_loaded(cli: Cli, tmp_path: Path) -> None:
+    model = zoo.mlp()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(0.5)
+    weights = tmp_path / "w.pt"
+    torch.save(model.state_dict(), weights)
+    repo = tmp_path / "repo"
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:mlp", "--weights", weights,
+        "--name", "m", "--input", "INPUT__0:fp32:64", "--repo", repo, "--golden-samples", "4",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    session = ort.InferenceSession(str(repo / "m/1/model.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"INPUT__0": np.ones((1, 64), np.float32)})
+    np.testing.assert_allclose(got, np.full((1, 10), 0.5 * 32 * (0.5 * 64 + 0.5) + 0.5), rtol=1e-5)
+    assert json.loads((repo / "m/1/manifest.json").read_text())["source"]["weights_sha256"] == (
+        sha256_file(weights)
+    )
+
+
+@pytest.fixture(scope="module")
+def exported_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("seed") / "repo"
+    code = main(
+        ["export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
+         "--input", "INPUT__0:fp32:64", "--repo", str(repo), "--golden-samples", "4"]
+    )  # fmt: skip
+    assert code == 0
+    return repo
+
+
+@pytest.fixture
+def seeded_repo(exported_once: Path, tmp_path: Path) -> Path:
+    """A fresh copy of a repository holding model `m` version 1 (zoo.mlp)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(exported_once, repo)
+    return repo
+
+
+BASE = ("--name", "m", "--input", "INPUT__0:fp32:64", "--golden-samples", "4")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--model", "no_such_pkg.models:mlp", *BASE), "module 'no_such_pkg' not found"),
+        (("--model", "modelcanary.examples.zoo:nope", *BASE), "has no attribute 'nope'"),
+        (("--model", "modelcanary.examples.zoo", *BASE), "is not PKG.MODULE:CALLABLE"),
+        (("--model", "tests.fixture_models:not_a_module", *BASE), "returned dict, not a torch.nn.Module"),
+        (("--model", "tests.fixture_models:broken_factory", *BASE), "calling it failed: RuntimeError: factory exploded"),
+        (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:fp32:8by8"), "DIMS '8by8' is not valid"),
+        (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:float42:64"), "unknown dtype 'float42'"),
+        (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:fp32:32"), "the model failed on sample inputs"),
+        (("--model", "tests.fixture_models:unexportable", *BASE), "torch cannot export the model to ONNX"),
+        (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--output", "a", "--output", "b"), "2 --output name(s) given, but the model returns 1"),
+        (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--version", "1"), "already exists; pass --force to replace version 1"),
+        (("--model", "tests.fixture_models:wider_mlp", *BASE), "output 'OUTPUT__0': dims 10 in the existing config, 12 in this export"),
+        (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "X:fp32:64", "--golden-samples", "4"), "inputs: ['INPUT__0'] in the existing config, ['X'] in this export"),
+        (("--model", "modelcanary.examples.zoo:mlp", "--name", "../evil", "--input", "INPUT__0:fp32:64"), "--name '../evil' is not a valid model name"),
+        (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--accelerator", "tensorrt"), "add --kind gpu"),
+        (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--preferred-batch-size", "4"), "need --dynamic-batching"),
+        (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:fp32:64", "--golden-samples", "1"), "--golden-samples must be at least 2"),
+    ],
+    ids=[
+        "unknown-module", "unknown-callable", "no-callable", "not-a-module", "factory-raises",
+        "bad-dims", "unknown-dtype", "wrong-dims-for-model", "unexportable", "output-count",
+        "existing-version", "signature-dims", "signature-names", "bad-name", "trt-on-cpu",
+        "preferred-without-dynamic", "too-few-samples",
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    cli: Cli, seeded_repo: Path, args: tuple[str, ...], message: str
+) -> None:
+    before = snapshot(seeded_repo)
+    result = cli("export", *args, "--repo", seeded_repo)
+    assert result.code == 2
+    assert message in result.err
+    assert result.err.startswith("modelcanary export: error: ")
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert snapshot(seeded_repo) == before
+    assert staging_leftovers(seeded_repo) == []
+
+
+def test_weights_that_do_not_fit(cli: Cli, seeded_repo: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "convnet.pt"
+    torch.save(zoo.convnet().state_dict(), weights)
+    before = snapshot(seeded_repo)
+    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE,
+                 "--weights", weights, "--repo", seeded_repo)  # fmt: skip
+    assert result.code == 2
+    assert f"--weights {weights} do not fit the model: Missing key(s)" in result.err
+    assert result.err.count("\n") == 1
+    assert snapshot(seeded_repo) == before
+
+
+def test_parity_failure_names_the_output_and_writes_nothing(cli: Cli, seeded_repo: Path) -> None:
+    before = snapshot(seeded_repo)
+    result = cli("export", "--model", "tests.fixture_models:drifting", *BASE, "--repo", seeded_repo)
+    assert result.code == 1
+    assert "error: output 'OUTPUT__0' differs from PyTorch at batch size" in result.err
+    assert "max abs err" in result.err and "nothing was written" in result.err
+    assert "FAIL" in result.out  # the parity table shows which rows failed
+    assert snapshot(seeded_repo) == before
+
+
+def test_force_replaces_a_version(cli: Cli, seeded_repo: Path) -> None:
+    before = snapshot(seeded_repo)
+    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--version", "1",
+                 "--force", "--golden-samples", "6", "--repo", seeded_repo)  # fmt: skip
+    assert result.code == 0, result.err
+    after = snapshot(seeded_repo)
+    assert after.keys() == before.keys()
+    assert after["m/1/golden.npz"] != before["m/1/golden.npz"]
+    assert staging_leftovers(seeded_repo) == []
+
+
+def test_interrupted_publication_leaves_the_repository_as_it_was(
+    cli: Cli, seeded_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C between the renames that publish a replaced version rolls every rename back."""
+    before = snapshot(seeded_repo)
+    real_rename = Path.rename
+    calls: list[Path] = []
+
+    def rename_then_interrupt(self: Path, target: Path) -> Path:
+        calls.append(target)
+        if len(calls) == 4:  # old version and pinned config moved aside, new version placed
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename_then_interrupt)
+    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--version", "1",
+                 "--force", "--golden-samples", "6", "--repo", seeded_repo)  # fmt: skip
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert result.code == 130 and "interrupted" in result.err
+    assert len(calls) >= 4
+    assert snapshot(seeded_repo) == before
+    assert staging_leftovers(seeded_repo) == []
+
+
+def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "modelcanary", "export", "--model", "modelcanary.examples.zoo:mlp",
+         "--name", "m", "--input", "x:fp32:64:9", "--repo", str(tmp_path / "r")],
+        capture_output=True, text=True, cwd=PROJECT, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert completed.stderr == (
+        "modelcanary export: error: --input 'x:fp32:64:9' is not NAME:DTYPE:DIMS "
+        "(e.g. INPUT__0:fp32:64 or IMAGE:fp32:1x8x8)\n"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_usage_errors_from_argparse_are_one_line(cli: Cli) -> None:
+    result = cli("export", "--name", "m")
+    assert result.code == 2
+    assert result.err == (
+        "modelcanary export: error: the following arguments are required: --model, --input "
+        "(see --help)\n"
+    )
+
+
+def test_output_name_that_collides_with_an_internal_value(cli: Cli, tmp_path: Path) -> None:
+    """`linear` is also the exporter's name for the first layer's result inside the graph."""
+    repo = tmp_path / "repo"
+    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
+                 "--input", "INPUT__0:fp32:64", "--output", "linear", "--repo", repo,
+                 "--golden-samples", "4")  # fmt: skip
+    assert result.code == 0, result.err
+    session = ort.InferenceSession(str(repo / "m/1/model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["linear"]
+    x = np.ones((2, 64), np.float32)
+    np.testing.assert_allclose(
+        session.run(None, {"INPUT__0": x})[0], torch_run(zoo.mlp().eval(), x)[0], atol=1e-5
+    )
+
+
+def test_sigterm_during_export_leaves_the_repository_as_it_was(seeded_repo: Path) -> None:
+    """A real process, terminated while it exports: it exits 130 and changes nothing."""
+    before = snapshot(seeded_repo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelcanary", "export", "--model", "modelcanary.examples.zoo:mlp",
+         "--name", "m", "--input", "INPUT__0:fp32:64", "--repo", str(seeded_repo),
+         "--golden-samples", "4", "--version", "1", "--force"],
+        cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("exporting")  # inside the export now
+    process.terminate()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted; nothing was changed" in err
+    assert snapshot(seeded_repo) == before
+    assert staging_leftovers(seeded_repo) == []

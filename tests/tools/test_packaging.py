@@ -1,0 +1,78 @@
+"""The operator image and the chart agree with the code they ship."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from modelcanary.cli import build_parser
+
+PROJECT = Path(__file__).resolve().parents[2]
+# distribution name -> the module it provides, where they differ
+MODULES = {
+    "prometheus-client": "prometheus_client",
+    "pyyaml": "yaml",
+    "tritonclient[http,grpc]": "tritonclient",
+}
+STDLIB = set(sys.stdlib_module_names)
+
+
+def dockerfile_packages() -> set[str]:
+    text = (PROJECT / "Dockerfile").read_text()
+    block = re.search(
+        r"RUN pip install -c constraints.txt \\\n(.*?)&& pip install --no-deps", text, re.S
+    )
+    assert block, "the Dockerfile's operator package list is missing"
+    names = block.group(1).replace("\\", " ").replace('"', "").split()
+    return {MODULES.get(n, n) for n in names}
+
+
+def test_the_image_installs_every_module_the_operator_imports() -> None:
+    code = (
+        "import sys, modelcanary.cli, modelcanary.kube.operator, "
+        "modelcanary.commands.operator_command; "
+        "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    third_party = {m for m in imported.stdout.split() if m not in STDLIB and not m.startswith("_")}
+    own = {"modelcanary"}
+    # what the packages listed pull in themselves, or import only when installed
+    transitive = {
+        "cython_runtime", "grpc_tools", "importlib_resources", "jsonschema",
+        "jsonschema_specifications", "kubernetes_validate", "orjson", "pythonjsonlogger",
+        "referencing", "rpds", "wsaccel",
+        "aiosignal", "annotated_types", "anyio", "attr", "attrs", "certifi", "charset_normalizer",
+        "click", "dateutil", "frozenlist", "google", "grpc", "h11", "httpcore", "idna",
+        "iso8601", "multidict", "oauthlib", "propcache", "pydantic_core", "requests",
+        "requests_oauthlib", "rapidjson", "six", "sniffio", "starlette", "typing_extensions",
+        "typing_inspection", "urllib3", "websocket", "yarl", "aiohappyeyeballs", "flatbuffers",
+        "packaging", "coloredlogs", "humanfriendly", "sympy", "mpmath", "geventhttpclient",
+        "gevent", "zope", "greenlet", "python_multipart", "multipart", "fastapi_cli",
+        "annotated_doc", "pytz", "ml_dtypes", "onnx", "protobuf", "aiohttp_retry", "dotenv",
+        "watchfiles", "websockets", "email_validator", "dns", "pkg_resources", "setuptools",
+        "jsonpatch", "jsonpointer", "durationpy", "cachetools", "rsa", "pyasn1",
+        "pyasn1_modules", "brotli", "markdown_it", "mdurl", "pygments", "rich", "shellingham",
+        "typer", "colorama", "kubernetes_asyncio", "opentelemetry", "wrapt", "importlib_metadata",
+        "zipp", "deprecated",
+    }  # fmt: skip
+    missing = third_party - dockerfile_packages() - own - transitive
+    assert not missing, f"the operator imports {sorted(missing)}; add them to the Dockerfile"
+
+
+def test_the_chart_starts_the_operator_with_arguments_it_accepts() -> None:
+    rendered = subprocess.run(
+        [str(Path(sys.executable).with_name("helm")), "template", "rel", str(PROJECT / "charts/modelcanary"),
+         "--set", "model.canary=2", "--set", "operator.replicas=2"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    parsed = build_parser().parse_args(args)
+    assert parsed.command == "operator" and parsed.namespace == "default"
+    assert parsed.leader_election == "rel-modelcanary" and parsed.alertmanager.startswith("http")

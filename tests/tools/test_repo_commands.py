@@ -1,0 +1,129 @@
+"""`modelcanary repo list|verify` and `modelcanary examples build` on the digits repository."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from modelcanary.modelrepo.manifest import sha256_file
+from tests.conftest import CliResult, snapshot
+
+pytestmark = pytest.mark.slow
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def repo(digits_repo: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "model_repo"
+    shutil.copytree(digits_repo, copy)
+    return copy
+
+
+def test_examples_build_trains_two_different_versions(repo: Path) -> None:
+    v1 = json.loads((repo / "digits/1/manifest.json").read_text())
+    v2 = json.loads((repo / "digits/2/manifest.json").read_text())
+    assert 0.8 < float(v1["labels"]["accuracy"]) < float(v2["labels"]["accuracy"])
+    assert v1["files"]["1/model.onnx"] != v2["files"]["2/model.onnx"]
+    with np.load(repo / "digits/2/golden.npz") as golden:
+        pixels = golden["inputs/pixels"]
+        # real held-out digits, not noise: pixel intensities in [0, 1], sixteen levels
+        assert pixels.shape == (32, 64) and pixels.min() >= 0 and pixels.max() <= 1
+        assert np.allclose(pixels * 16, np.round(pixels * 16))
+
+
+def test_examples_build_is_idempotent(cli: Cli, repo: Path) -> None:
+    before = snapshot(repo)
+    result = cli("examples", "build", "--repo", repo)
+    assert result.code == 0
+    assert "digits:1 is already in" in result.out and "digits:2 is already in" in result.out
+    assert snapshot(repo) == before
+
+
+def test_verify_passes_on_an_intact_repository(cli: Cli, repo: Path) -> None:
+    result = cli("repo", "verify", "--repo", repo)
+    assert result.code == 0, result.out + result.err
+    lines = result.out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["ok    digits"] * 3
+    assert "3 files match their sha256, 32 golden samples within tolerance" in lines[0]
+
+
+def test_verify_catches_a_tampered_model_file(cli: Cli, repo: Path) -> None:
+    model = repo / "digits/2/model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0xFF
+    model.write_bytes(bytes(data))
+    result = cli("repo", "verify", "--repo", repo)
+    assert result.code == 1
+    assert result.out.splitlines()[0].startswith("ok    digits:1")
+    assert "FAIL  digits:2: 2/model.onnx has sha256" in result.out
+    assert "1 of 3 versions failed verification" in result.err
+
+
+def test_verify_runs_the_golden_samples_not_only_checksums(cli: Cli, repo: Path) -> None:
+    """A model swapped for other weights, with the manifest's checksum forged to match,
+    is still caught: its answers to the golden samples are wrong."""
+    manifest_path = repo / "digits/2/manifest.json"
+    shutil.copy(repo / "digits/1/model.onnx", repo / "digits/2/model.onnx")
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["2/model.onnx"] = sha256_file(repo / "digits/2/model.onnx")
+    manifest_path.write_text(json.dumps(manifest))
+    result = cli("repo", "verify", "--repo", repo, "digits:2")
+    assert result.code == 1
+    assert "FAIL  digits:2: golden output 'logits' at batch size 1 is off by" in result.out
+
+
+def test_verify_catches_a_config_that_disagrees(cli: Cli, repo: Path) -> None:
+    config = repo / "digits/config.pbtxt"
+    config.write_text(config.read_text().replace("dims: 64", "dims: 65"))
+    result = cli("repo", "verify", "--repo", repo, "digits:1")
+    assert result.code == 1
+    assert (
+        "config.pbtxt does not match the manifest: input 'pixels': dims 65 in config.pbtxt, "
+        "64 in the manifest"
+    ) in result.out
+
+
+def test_verify_names_unknown_targets(cli: Cli, repo: Path) -> None:
+    result = cli("repo", "verify", "--repo", repo, "cats")
+    assert result.code == 2 and "no model 'cats' (models: digits)" in result.err
+    result = cli("repo", "verify", "--repo", repo, "digits:7")
+    assert result.code == 2 and "has no version '7' (versions: 1, 2, 3)" in result.err
+    result = cli("repo", "verify", "--repo", repo.parent / "missing")
+    assert result.code == 2 and "no such directory" in result.err
+
+
+def test_verify_reports_a_version_without_manifest(cli: Cli, repo: Path) -> None:
+    (repo / "digits/4").mkdir()
+    shutil.copy(repo / "digits/2/model.onnx", repo / "digits/4/model.onnx")
+    result = cli("repo", "verify", "--repo", repo, "digits:4")
+    assert (
+        result.code == 1 and "no manifest (was this version exported by modelcanary?)" in result.out
+    )
+
+
+def test_list_shows_models_versions_and_export_facts(cli: Cli, repo: Path) -> None:
+    result = cli("repo", "list", "--repo", repo)
+    assert result.code == 0
+    header, first, second, third = result.out.splitlines()
+    assert header.split() == [
+        "MODEL", "VERSION", "SIGNATURE", "MAX", "BATCH", "EXPORTED", "TORCH", "OPSET", "MAX",
+        "ABS", "ERR", "SIZE",
+    ]  # fmt: skip
+    assert first.split()[:6] == ["digits", "1", "pixels:fp32:64", "->", "logits:fp32:10", "32"]
+    assert second.split()[:2] == ["digits", "2"] and third.split()[:2] == ["digits", "3"]
+    rows = json.loads(cli("repo", "list", "--repo", repo, "-o", "json").out)
+    assert [(r["model"], r["version"], r["opset"]) for r in rows] == [
+        ("digits", 1, 18), ("digits", 2, 18), ("digits", 3, 18),
+    ]  # fmt: skip
+
+
+def test_exported_graph_names_its_output_as_asked(repo: Path) -> None:
+    graph = onnx.load(repo / "digits/1/model.onnx").graph
+    assert [i.name for i in graph.input] == ["pixels"]
+    assert [o.name for o in graph.output] == ["logits"]
