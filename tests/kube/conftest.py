@@ -1,0 +1,1 @@
+from tests.support.kube_fixtures import apiserver, namespace  # noqa: F401

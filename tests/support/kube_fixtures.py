@@ -1,0 +1,41 @@
+"""pytest fixtures for a real API server: import them into a conftest.py.
+
+from tests.support.kube_fixtures import apiserver, namespace  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.apiserver import ApiServer, assets_dir
+
+MISSING = (
+    "kube-apiserver and etcd not found (KUBEBUILDER_ASSETS, else .venv/envtest): run "
+    "`make setup` (scripts/install-envtest.sh), or point KUBEBUILDER_ASSETS at a directory "
+    "from `setup-envtest use 1.34 -p path`"
+)
+
+
+@pytest.fixture(scope="session")
+def apiserver() -> Iterator[ApiServer]:
+    """One kube-apiserver and etcd for the session; skipped without binaries, failed in CI."""
+    assets = assets_dir()
+    if assets is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: {MISSING}", pytrace=False)
+        pytest.skip(MISSING)
+    with ApiServer(assets) as server:
+        yield server
+
+
+@pytest.fixture
+def namespace(apiserver: ApiServer) -> str:
+    """A fresh namespace; left behind, as namespaces never finish deleting without a
+    controller-manager."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    apiserver.kubectl("create", "namespace", name)
+    return name
