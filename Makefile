@@ -14,15 +14,16 @@ REPO   ?= model_repo
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) ## Prometheus and Alertmanager (apt, as root), .venv with modelcanary, Triton, helm, kubectl
+setup: $(STAMP) ## Prometheus and Alertmanager (apt, as root), .venv with modelcanary, Triton, helm, kubectl, envtest
 
-$(STAMP): pyproject.toml constraints.txt scripts/install-system-packages.sh scripts/install-kube-tools.sh
+$(STAMP): pyproject.toml constraints.txt scripts/install-system-packages.sh scripts/install-kube-tools.sh scripts/install-envtest.sh
 	bash scripts/install-system-packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/modelcanary triton install
 	bash scripts/install-kube-tools.sh $(BIN)
+	bash scripts/install-envtest.sh $(VENV)/envtest $(BIN)
 	touch $(STAMP)
 
 test: setup ## run the test suite
