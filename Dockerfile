@@ -1,7 +1,8 @@
 # The modelcanary operator image: `modelcanary operator` as a non-root user.
 # Build from the repository root:  docker build -t ghcr.io/modelcanary/modelcanary:0.1.0 .
-# The operator needs only part of the package's dependencies (no torch, no exporter), so it
-# installs those, pinned by constraints.txt, and the package itself without its extras.
+# The operator needs only part of the package's dependencies (no torch, onnxruntime or
+# tritonclient: it compares golden outputs with numpy alone), so it installs those, pinned
+# by constraints.txt, and the package itself without its dependencies.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -13,7 +14,7 @@ COPY operator ./operator
 # OPERATOR_PACKAGES (tests/test_packaging.py checks this list against the operator's imports)
 RUN pip install -c constraints.txt \
         kopf kubernetes httpx fastapi uvicorn uvloop httptools prometheus-client pydantic \
-        pyyaml numpy onnxruntime "tritonclient[http,grpc]" aiohttp \
+        pyyaml numpy aiohttp \
     && pip install --no-deps . \
     && useradd --uid 10001 --user-group --no-create-home modelcanary
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from typing import Any
 
 import uvicorn
 import uvloop
 
 from modelcanary.errors import UsageError
+from modelcanary.waiting import wait_until
 
 
 class AppServer:
@@ -57,11 +57,10 @@ class AppServer:
         """Serve in a background thread; return the URL once it accepts requests."""
         self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise UsageError(f"the {self.name} did not start on {self.url}")
-            time.sleep(0.01)
+        thread = self.thread
+        wait_until(lambda: self.server.started or not thread.is_alive(), timeout, every=0.01)
+        if not self.server.started:
+            raise UsageError(f"the {self.name} did not start on {self.url}")
         return self.url
 
     def stop(self, timeout: float = 10.0) -> None:

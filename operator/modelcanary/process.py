@@ -7,13 +7,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Literal
 
 import httpx
 
 from modelcanary.errors import UsageError
+from modelcanary.waiting import wait_until
 
 LOOPBACK = "127.0.0.1"
 
@@ -48,17 +48,18 @@ def wait_until_ready(
     url: str, process: subprocess.Popen[bytes], timeout: float
 ) -> Literal["ready", "exited", "timeout"]:
     """Poll `url` until it answers 200, the process exits, or the time is up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answered() -> bool:
         if process.poll() is not None:
-            return "exited"
+            return True
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return "ready"
+            return httpx.get(url, timeout=1.0).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    return "timeout"
+            return False
+
+    if not wait_until(answered, timeout):
+        return "timeout"
+    return "exited" if process.poll() is not None else "ready"
 
 
 def log_tail(path: Path, lines: int) -> str:

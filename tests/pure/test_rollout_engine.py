@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -182,7 +184,8 @@ def test_a_golden_mismatch_rolls_back_before_any_traffic() -> None:
         router=router, golden=lambda: GoldenResult(False, "output 'logits' off by 3e-01")
     )
     result = Engine(Source(), notifier, clock=Clock()).tick([rollout])[0]
-    assert result.state.phase == "RolledBack" and router.calls == []
+    # no traffic ever went to the canary; the router is told to keep everything on stable
+    assert result.state.phase == "RolledBack" and router.calls == [(0, False)]
     assert "off by 3e-01" in notifier.events[0].reason
 
 
@@ -245,3 +248,36 @@ def test_a_new_engine_reapplies_the_recorded_weight_once() -> None:
     engine.tick([make(store, router)])
     engine.tick([make(store, router)])
     assert router.calls == [(10, False)]
+
+
+def test_a_rollback_before_the_first_step_still_restores_stable() -> None:
+    """Issue 12 defect 5: Pending -> RolledBack keeps weight 0, but the router must still be
+    told (a KServe InferenceService may already carry the canary's model spec)."""
+    store, router = MemoryStore(), Router()
+    alert = FiringAlert("ModelVersionHighErrorRatio", "critical", "2")
+    engine = Engine(Source(), Notifier(), pushed=lambda model: [alert], clock=Clock())
+    result = engine.tick([make(store, router)])[0]
+    assert result.state.phase == "RolledBack" and result.state.weight == 0
+    assert router.calls == [(0, False)]
+
+
+def test_the_state_reads_back_equal_without_the_nulls_a_server_drops_from_lists() -> None:
+    """Issue 12 defect 2: a real API server drops `null` inside lists written by merge patch
+    (an inconclusive check has value None); the state must read back equal regardless."""
+    quiet = Source(Observations(stable=None, canary=None))  # no data: inconclusive checks
+    store = MemoryStore()
+    Engine(quiet, Notifier(), clock=Clock()).tick([make(store)])
+    state = store.state
+    assert state is not None and state.analysis is not None
+    assert any(c.value is None for c in state.analysis.checks)
+
+    def drop_nulls_in_lists(value: Any, in_list: bool = False) -> Any:
+        if isinstance(value, dict):
+            return {k: drop_nulls_in_lists(v, in_list) for k, v in value.items()
+                    if not (in_list and v is None)}  # fmt: skip
+        if isinstance(value, list):
+            return [drop_nulls_in_lists(v, True) for v in value]
+        return value
+
+    served = drop_nulls_in_lists(json.loads(json.dumps(state.to_json())))
+    assert RolloutState.from_json(served) == state

@@ -22,6 +22,7 @@ from modelcanary.load.report import LoadReport
 from modelcanary.local.stack import LocalStack, StackOptions
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
+from modelcanary.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +44,17 @@ def stack(
 
 
 def wait_for(condition, timeout: float) -> float:  # type: ignore[no-untyped-def]
-    """Seconds until `condition()` held; fails after `timeout`."""
+    """Seconds until `condition()` held (printed, never asserted); fails after `timeout`."""
     started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, "condition not met in time"
-        time.sleep(0.1)
+    assert wait_until(condition, timeout, every=0.1), "condition not met in time"
     return time.monotonic() - started
+
+
+def prometheus(urls: dict[str, str], query: str) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = httpx.get(
+        f"{urls['prometheus']}/api/v1/query", params={"query": query}
+    ).json()["data"]["result"]
+    return found
 
 
 def test_a_failing_canary_alerts_the_controller_and_on_call(
@@ -64,7 +70,10 @@ def test_a_failing_canary_alerts_the_controller_and_on_call(
     )
     load.start()
     try:
-        time.sleep(12)  # healthy traffic for most of a window: nothing fires
+        # healthy traffic for most of a window (12 evaluations of the canary's series)
+        history = 'count_over_time(modelcanary:requests:rate{model="digits",version="2"}[15s])'
+        wait_for(lambda: any(float(r["value"][1]) >= 12 for r in prometheus(urls, history)), 60)  # type: ignore[index]
+        assert prometheus(urls, 'count_over_time(ALERTS{model="digits"}[15s])') == []
         assert stack.book.firing(model="digits") == []
 
         set_faults(Path(urls["faults_dir"]), "digits", 2, FaultSpec(error_ratio=0.5))

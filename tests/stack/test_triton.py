@@ -24,6 +24,7 @@ from modelcanary.errors import UsageError
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import SHM_DIR, TritonServer
+from modelcanary.waiting import wait_until
 from tests.conftest import PROJECT, metric_samples, metric_value
 
 pytestmark = pytest.mark.slow
@@ -90,12 +91,8 @@ def http_infer(url: str, x: np.ndarray, version: int, model: str = "digits") -> 
 def settled(metrics_url: str, name: str, want: float, **labels: str) -> float:
     """The metric once it reaches `want`, or its last value after 10 s: Triton records a
     call's statistics just after sending its responses, so a scrape may briefly lag."""
-    deadline = time.monotonic() + 10
-    value = metric_value(metrics_url, name, **labels)
-    while value < want and time.monotonic() < deadline:
-        time.sleep(0.05)
-        value = metric_value(metrics_url, name, **labels)
-    return value
+    wait_until(lambda: metric_value(metrics_url, name, **labels) >= want, 10)
+    return metric_value(metrics_url, name, **labels)
 
 
 def pixels(count: int, seed: int = 0) -> np.ndarray:
@@ -231,13 +228,11 @@ def test_fault_injection_shows_in_tritons_own_metrics(server: TritonServer) -> N
         set_faults(server.faults_dir, "digits", 2, FaultSpec())
     http_infer(http_url, pixels(1), 2)  # cleared: answers again
     # the stubs' log lines reach Triton's log asynchronously, after the responses
-    deadline = time.monotonic() + 10
     wanted = (
         "FAULT INJECTION ON for digits:2: failing 100% of requests",
         "fault injection off for digits:2",
     )
-    while not all(w in server.log_path.read_text() for w in wanted) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: all(w in server.log_path.read_text() for w in wanted), 10, every=0.1)
     log = server.log_path.read_text()
     assert wanted[0] in log and wanted[1] in log
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from modelcanary.cli import build_parser
@@ -16,19 +17,22 @@ PROJECT = Path(__file__).resolve().parents[2]
 MODULES = {
     "prometheus-client": "prometheus_client",
     "pyyaml": "yaml",
-    "tritonclient[http,grpc]": "tritonclient",
 }
 STDLIB = set(sys.stdlib_module_names)
 
 
-def dockerfile_packages() -> set[str]:
+def dockerfile_names() -> list[str]:
+    """The distributions the Dockerfile installs for the operator."""
     text = (PROJECT / "Dockerfile").read_text()
     block = re.search(
         r"RUN pip install -c constraints.txt \\\n(.*?)&& pip install --no-deps", text, re.S
     )
     assert block, "the Dockerfile's operator package list is missing"
-    names = block.group(1).replace("\\", " ").replace('"', "").split()
-    return {MODULES.get(n, n) for n in names}
+    return block.group(1).replace("\\", " ").replace('"', "").split()
+
+
+def dockerfile_packages() -> set[str]:
+    return {MODULES.get(n, n) for n in dockerfile_names()}
 
 
 def test_the_image_installs_every_module_the_operator_imports() -> None:
@@ -63,6 +67,30 @@ def test_the_image_installs_every_module_the_operator_imports() -> None:
     }  # fmt: skip
     missing = third_party - dockerfile_packages() - own - transitive
     assert not missing, f"the operator imports {sorted(missing)}; add them to the Dockerfile"
+
+
+@pytest.mark.slow
+def test_the_image_python_layer_runs_the_operator_without_model_tooling(tmp_path: Path) -> None:
+    """The Dockerfile's pip lines in a fresh venv: the operator starts (its --help) and
+    imports its engine and adapters, and neither onnxruntime nor tritonclient is installed."""
+    venv = tmp_path / "image"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    packages = sorted(n for n in dockerfile_names())
+    subprocess.run([*pip, "-c", str(PROJECT / "constraints.txt"), *packages], check=True)
+    subprocess.run([*pip, "--no-deps", str(PROJECT)], check=True)
+    python = str(venv / "bin" / "python")
+    code = (
+        "import importlib.util, modelcanary.kube.operator, modelcanary.adapters.golden_check; "
+        "print(importlib.util.find_spec('onnxruntime'), importlib.util.find_spec('tritonclient'))"
+    )
+    found = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.split() == ["None", "None"]
+    help_text = subprocess.run(
+        [str(venv / "bin" / "modelcanary"), "operator", "--help"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "--leader-election" in help_text
 
 
 def test_the_chart_starts_the_operator_with_arguments_it_accepts() -> None:

@@ -29,6 +29,7 @@ from modelcanary.rollout.intents import FINISHED
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
 from modelcanary.rollout.state import RolloutState
 from modelcanary.rollout.view import progress_line
+from modelcanary.waiting import wait_until
 
 SOURCE = "gateway"  # which normalized series the local controller reads
 
@@ -202,8 +203,10 @@ def wait_until_quiet(
     """
     source = PrometheusSource(urls["prometheus"], SOURCE, 0)
     feed = stack_alert_feed(urls, threading.Event())
-    deadline, told = time.time() + timeout_s, False
-    while time.time() < deadline and not stop.is_set():
+    told = False
+
+    def quiet() -> bool:
+        nonlocal told
         alerts = source.query(f'ALERTS{{model="{model}", version="{version}"}}')
         if not feed.refresh(0.0):
             raise ModelcanaryError(str(feed.problem))
@@ -213,5 +216,6 @@ def wait_until_quiet(
         if not told:
             say(f"waiting for the alerts of {model} version {version} to resolve ...")
             told = True
-        stop.wait(1.0)
-    return False
+        return False
+
+    return wait_until(quiet, timeout_s, every=1.0, stop=stop)

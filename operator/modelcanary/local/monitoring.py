@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import yaml
 
 from modelcanary.errors import UsageError
 from modelcanary.process import LOOPBACK, ManagedProcess, find_binary, free_ports
+from modelcanary.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -71,20 +71,20 @@ class Prometheus:
 
     def wait_for_targets(self, timeout: float = 30.0) -> None:
         """Until every target has been scraped successfully (the first scrape takes a while)."""
-        deadline = time.monotonic() + timeout
         down: list[str] = []
-        while time.monotonic() < deadline:
+
+        def all_up() -> bool:
             targets = httpx.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"]
             active = targets["activeTargets"]
-            down = [
+            down[:] = [
                 f"{t['labels']['job']} ({t['lastError'] or t['health']})"
                 for t in active
                 if t["health"] != "up"
             ]
-            if active and not down:
-                return
-            time.sleep(0.2)
-        raise UsageError(f"Prometheus targets not up within {timeout:.0f} s: {', '.join(down)}")
+            return bool(active) and not down
+
+        if not wait_until(all_up, timeout, every=0.2):
+            raise UsageError(f"Prometheus targets not up within {timeout:.0f} s: {', '.join(down)}")
 
     def stop(self) -> None:
         self.process.stop()

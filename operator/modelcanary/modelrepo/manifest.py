@@ -89,9 +89,6 @@ class Manifest:
     def batch_sizes(self) -> list[int]:
         return [int(b) for b in self.data["parity"]["batch_sizes"]]
 
-    def to_text(self) -> str:
-        return json.dumps(self.data, indent=2, sort_keys=False) + "\n"
-
 
 def read_manifest(path: Path, model: str, version: int) -> Manifest:
     """Read and sanity-check a manifest, naming the file and the missing key on error."""

@@ -142,7 +142,10 @@ class Engine:
             handled_intent=intent.id if intent is not None and intent.id else state.handled_intent,
         )
         promoted = new.phase == "Promoted"
-        if new.weight != state.weight or promoted != (state.phase == "Promoted"):
+        # a rollback restores stable even from 0% (before the first step, a KServe
+        # InferenceService already serves the canary's model spec)
+        rolled_back = new.phase == "RolledBack" and state.phase != "RolledBack"
+        if new.weight != state.weight or promoted != (state.phase == "Promoted") or rolled_back:
             store.save(replace(new, applied=False))
             try:
                 rollout.router.route(new.weight, promoted)

@@ -40,8 +40,8 @@ class LastAnalysis:
         return cls(
             at=data["at"],
             result=data["result"],
-            checks=tuple(Check(**c) for c in data["checks"]),
-            alerts=tuple(FiringAlert(**a) for a in data["alerts"]),
+            checks=tuple(Check(**{"value": None, **c}) for c in data.get("checks", ())),
+            alerts=tuple(FiringAlert(**a) for a in data.get("alerts", ())),
             reason=data["reason"],
         )
 
@@ -62,7 +62,11 @@ class RolloutState:
     analysis: LastAnalysis | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Without null values inside lists: an API server drops them there in a merge
+        patch, so the state is written as it reads back (`from_json` defaults them). Nulls
+        outside lists stay: in a merge patch they remove the old value."""
+        written: dict[str, Any] = _without_nulls_in_lists(asdict(self))
+        return written
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RolloutState:
@@ -78,3 +82,15 @@ class RolloutState:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"
+
+
+def _without_nulls_in_lists(value: Any, in_list: bool = False) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _without_nulls_in_lists(v, in_list)
+            for k, v in value.items()
+            if v is not None or not in_list
+        }
+    if isinstance(value, list | tuple):
+        return [_without_nulls_in_lists(v, True) for v in value]
+    return value

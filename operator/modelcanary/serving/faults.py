@@ -53,11 +53,3 @@ def set_faults(faults_dir: Path, model: str, version: int, spec: FaultSpec) -> P
         return path
     write_atomically(path, json.dumps(asdict(spec)))
     return path
-
-
-def read_faults(faults_dir: Path, model: str, version: int) -> FaultSpec:
-    path = fault_path(faults_dir, model, version)
-    if not path.is_file():
-        return FaultSpec()
-    data = json.loads(path.read_text())
-    return FaultSpec(float(data.get("error_ratio", 0)), float(data.get("latency_ms", 0)))
