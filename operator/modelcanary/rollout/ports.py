@@ -30,12 +30,26 @@ class RolloutKey:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """Cumulative counters of one version, as Prometheus last scraped them: requests,
+    server errors and the latency histogram's cumulative buckets `(le seconds, count)`,
+    ending at +Inf (empty when the source has no histogram). They only grow, except when a
+    serving process restarts; the judge takes differences since the rollout began."""
+
+    requests: float
+    errors: float
+    buckets: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class VersionStats:
-    """Requests, server errors and P99 of one version over the analysis window."""
+    """Requests, server errors and P99 of one version over the analysis window, and its
+    cumulative counters (None when the source could not give them)."""
 
     requests: float
     errors: float
     p99_s: float | None = None
+    totals: Counts | None = None
 
     @property
     def error_ratio(self) -> float:
