@@ -23,7 +23,7 @@ Cli = Callable[..., CliResult]
 T0 = 1_795_000_000.0  # 2026-11-18 11:06:40 UTC
 SPEC = parse_spec(
     {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
-     "steps": [10, 50, 100], "interval": "30s", "analysis": {"minRequests": 100}},
+     "steps": [10, 50, 100], "interval": "30s", "analysis": {"failureLimit": 2}},
     "test",
 )  # fmt: skip
 STATE = RolloutState(
@@ -38,10 +38,10 @@ STATE = RolloutState(
     ),
     analysis=LastAnalysis(
         T0 - 1, "inconclusive",
-        (Check("error_ratio", 0.002, 0.01, 140, "pass"),
-         Check("latency_p99_s", None, 0.5, 80, "inconclusive", "80 canary requests, 100 needed")),
+        (Check("error_ratio", 0.002, 0.01, 140, "pass", "", 0.031, 400),
+         Check("latency_p99_s", None, 0.5, 80, "inconclusive", "no canary requests yet")),
         (FiringAlert("ModelVersionTrafficBelowShare", "warning", "2", "pending"),),
-        "waiting: 80 canary requests, 100 needed",
+        "waiting: no canary requests yet",
     ),
 )  # fmt: skip
 
@@ -64,11 +64,11 @@ def test_status_shows_phase_step_checks_alerts_time_left_and_history() -> None:
             "  weight    50% to canary 2",
             "  failures  1 of 2 tolerated",
             "  step ends in 18s; 100% at the earliest in 18s",
-            "  last check 1s ago: inconclusive: waiting: 80 canary requests, 100 needed",
+            "  last check 1s ago: inconclusive: waiting: no canary requests yet",
             "",
-            "  check          value  threshold  samples  result        detail",
-            "  error_ratio    0.002  0.01       140      pass",
-            "  latency_p99_s  -      0.5        80       inconclusive  80 canary requests, 100 needed",
+            "  check          value  threshold  samples  evidence      result        detail",
+            "  error_ratio    0.002  0.01       140      0.031 of 400  pass",
+            "  latency_p99_s  -      0.5        80       -             inconclusive  no canary requests yet",
             "",
             "  alerts for the canary:",
             "    ModelVersionTrafficBelowShare (warning, pending)",
@@ -88,7 +88,8 @@ def test_status_document_for_scripts() -> None:
     assert document["step_time_left_s"] == 18.0 and document["earliest_full_traffic_s"] == 18.0
     assert document["checks"][1] == {
         "name": "latency_p99_s", "value": None, "threshold": 0.5, "samples": 80,
-        "result": "inconclusive", "detail": "80 canary requests, 100 needed",
+        "result": "inconclusive", "detail": "no canary requests yet",
+        "evidence": None, "evidence_limit": None,
     }  # fmt: skip
     assert [t["by"] for t in document["history"]] == ["controller", "controller", "ana"]
     json.dumps(document)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from modelcanary.adapters.golden_check import GoldenUnavailable
 from modelcanary.rollout.engine import Engine, Rollout
 from modelcanary.rollout.intents import Intent
 from modelcanary.rollout.ports import (
+    Counts,
     FiringAlert,
     GoldenResult,
     Observations,
@@ -28,7 +29,7 @@ from modelcanary.rollout.state import RolloutState
 SPEC = parse_spec(
     {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
      "steps": [10, 50, 100], "interval": "10s",
-     "analysis": {"minRequests": 10, "failureLimit": 0}},
+     "analysis": {"failureLimit": 0}},
     "test",
 )  # fmt: skip
 HEALTHY = Observations(VersionStats(500, 0, 0.01), VersionStats(100, 0, 0.01))
@@ -73,12 +74,26 @@ class Router:
 
 @dataclass
 class Source:
+    """Prometheus as the engine sees it: windowed stats, and cumulative counters that grow
+    by the window's requests at every observation (healthy by default)."""
+
     seen: Observations = HEALTHY
     asked: list[list[RolloutKey]] = field(default_factory=list)
 
     def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]:
         self.asked.append(list(rollouts))
-        return {key: self.seen for key in rollouts}
+        n = len(self.asked)
+        seen = replace(
+            self.seen, stable=grown(self.seen.stable, n), canary=grown(self.seen.canary, n)
+        )
+        return {key: seen for key in rollouts}
+
+
+def grown(stats: VersionStats | None, times: int) -> VersionStats | None:
+    if stats is None or stats.totals is not None:
+        return stats
+    totals = Counts(stats.requests * times, stats.errors * times)
+    return replace(stats, totals=totals)
 
 
 @dataclass

@@ -6,8 +6,9 @@ import pytest
 
 from modelcanary.durations import parse_duration
 from modelcanary.errors import UsageError
-from modelcanary.rollout.judge import judge
-from modelcanary.rollout.ports import Observations, VersionStats
+from modelcanary.rollout.evidence import Evidence
+from modelcanary.rollout.judge import Verdict, judge
+from modelcanary.rollout.ports import Counts, Observations, VersionStats
 from modelcanary.rollout.spec import RolloutSpec, load_spec, parse_spec
 
 EXAMPLE = """
@@ -17,8 +18,8 @@ canary: {version: "2"}
 steps: [5, 10, 25, 50, 100]
 interval: 30s
 analysis:
-  minRequests: 100
-  failureLimit: 2
+  alpha: 0.01
+  failureLimit: 0
   errorRatio: {max: 0.01, maxAboveStable: 0.005}
   latencyP99: {maxSeconds: 0.5, maxRatioToStable: 1.5}
   alerts: {rollbackOn: [critical], holdOn: [warning]}
@@ -58,7 +59,8 @@ def test_durations(text: str, seconds: float) -> None:
         ({"steps": [5, 50]}, "steps: the last step must be 100 (full traffic), got 50"),
         ({"steps": [0, 100]}, "steps: each step is a canary percent from 1 to 100, not 0"),
         ({"interval": "soon"}, "interval: 'soon' is not a duration like 30s, 5m or 1h30m"),
-        ({"analysis": {"minRequests": 0}}, "analysis.minRequests: Input should be greater than or equal to 1"),
+        ({"analysis": {"alpha": 0}}, "analysis.alpha: Input should be greater than 0"),
+        ({"analysis": {"minRequests": 100}}, "analysis.minRequests: Extra inputs are not permitted"),
         ({"analysis": {"errorRatio": {"max": 2}}}, "analysis.errorRatio.max: Input should be less than 1"),
         ({"analysis": {"noData": {"action": "promote"}}}, "analysis.noData.action: Input should be 'pause' or 'rollback'"),
         ({"analysis": {"latencyP99": {"maxRatioToStable": 0.5}}}, "analysis.latencyP99.maxRatioToStable: Input should be greater than 1"),
@@ -87,61 +89,92 @@ def test_yaml_errors_name_the_file() -> None:
         load_spec("model: [unclosed", "canary.yaml")
 
 
-S = spec(analysis={"minRequests": 100})
-HEALTHY_STABLE = VersionStats(requests=1000, errors=2, p99_s=0.100)
+S = spec()
+BOUNDS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
-def results(seen: Observations, the_spec: RolloutSpec = S) -> dict[str, str]:
-    return {c.name: c.result for c in judge(the_spec, seen).checks}
+def counts(requests: float, errors: float, slower: dict[float, float] | None = None) -> Counts:
+    """Cumulative counters; `slower` maps a bound to the requests slower than it."""
+    slow = slower or {}
+    buckets = tuple(
+        (le, requests - max((n for b, n in slow.items() if b >= le), default=0.0)) for le in BOUNDS
+    )
+    return Counts(requests, errors, buckets)
+
+
+def evidence(canary: Counts, stable: Counts, stalled: float = 0.0) -> Evidence:
+    return Evidence(stable=stable, canary=canary, stable_since_canary=stalled)
+
+
+def results(verdict_of: Verdict) -> dict[str, str]:
+    return {c.name: c.result for c in verdict_of.checks}
+
+
+SEEN = Observations(stable=VersionStats(1000, 2, 0.1), canary=VersionStats(200, 1, 0.11))
+STABLE = counts(20000, 100, {0.1: 100, 0.25: 10})  # 0.5% errors; 0.5% slower than 100 ms
 
 
 @pytest.mark.parametrize(
-    ("canary", "expected", "verdict"),
+    ("canary", "expected"),
     [
-        # healthy canary with enough samples: every check passes
-        (VersionStats(200, 1, 0.110), {"error_ratio": "pass", "error_ratio_above_stable": "pass", "latency_p99_s": "pass", "latency_p99_ratio_to_stable": "pass"}, "pass"),
-        # exactly at the thresholds: pass (alerts fire above, not at)
-        (VersionStats(1000, 10, 0.150), {"error_ratio": "pass", "error_ratio_above_stable": "fail", "latency_p99_ratio_to_stable": "pass"}, "fail"),
-        # too many errors
-        (VersionStats(200, 10, 0.110), {"error_ratio": "fail", "error_ratio_above_stable": "fail"}, "fail"),
-        # slow in absolute terms and relative to stable
-        (VersionStats(200, 0, 0.600), {"error_ratio": "pass", "latency_p99_s": "fail", "latency_p99_ratio_to_stable": "fail"}, "fail"),
-        # too few samples: inconclusive, whatever the numbers say
-        (VersionStats(99, 99, 9.0), {"error_ratio": "inconclusive", "latency_p99_s": "inconclusive", "error_ratio_above_stable": "inconclusive"}, "inconclusive"),
-        # no data at all
-        (None, {"error_ratio": "inconclusive", "latency_p99_s": "inconclusive"}, "inconclusive"),
-        # no latency histogram
-        (VersionStats(200, 0, None), {"error_ratio": "pass", "latency_p99_s": "inconclusive", "latency_p99_ratio_to_stable": "skipped"}, "inconclusive"),
+        # healthy: the same as stable, however little of it there is
+        (counts(4000, 20, {0.1: 20, 0.25: 2}), {"error_ratio": "pass", "error_ratio_above_stable": "pass", "latency_p99_s": "pass", "latency_p99_ratio_to_stable": "pass"}),
+        (counts(3, 0), {"error_ratio": "pass", "error_ratio_above_stable": "pass", "latency_p99_s": "pass", "latency_p99_ratio_to_stable": "pass"}),
+        # 30% errors: decided on a few dozen requests
+        (counts(40, 12), {"error_ratio": "fail", "error_ratio_above_stable": "fail"}),
+        # 2% against stable's 0.5%, with enough requests
+        (counts(8000, 160, {0.1: 40, 0.25: 4}), {"error_ratio": "fail", "error_ratio_above_stable": "fail", "latency_p99_s": "pass"}),
+        # 2% on a handful of requests: no evidence yet, so no verdict against it
+        (counts(50, 1), {"error_ratio": "pass", "error_ratio_above_stable": "pass"}),
+        # three times slower: a tenth of its requests over 250 ms
+        (counts(2000, 10, {0.1: 400, 0.25: 200, 0.5: 5}), {"error_ratio": "pass", "latency_p99_s": "pass", "latency_p99_ratio_to_stable": "fail"}),
+        # slower than the absolute limit
+        (counts(2000, 10, {0.1: 2000, 0.25: 1500, 0.5: 300}), {"latency_p99_s": "fail", "latency_p99_ratio_to_stable": "fail"}),
     ],
-    ids=["healthy", "at-thresholds", "errors", "slow", "few-samples", "no-data", "no-histogram"],
+    ids=["healthy", "healthy-few", "errors-30pct", "errors-2pct", "errors-few", "latency-x3", "latency-absolute"],
 )  # fmt: skip
-def test_checks(canary: VersionStats | None, expected: dict[str, str], verdict: str) -> None:
-    seen = Observations(stable=HEALTHY_STABLE, canary=canary)
-    got = results(seen)
+def test_checks(canary: Counts, expected: dict[str, str]) -> None:
+    got = results(judge(S, SEEN, evidence(canary, STABLE), weight=10))
     assert {k: got[k] for k in expected} == expected
-    assert judge(S, seen).result == verdict
+
+
+def test_before_the_first_step_and_without_canary_requests_checks_are_inconclusive() -> None:
+    assert set(results(judge(S, SEEN)).values()) == {"pass", "inconclusive"}
+    nothing = judge(S, SEEN, evidence(counts(0, 0), STABLE), weight=10)
+    assert nothing.result == "inconclusive"
+    assert "no canary requests yet" in nothing.checks[-1].detail
 
 
 def test_at_the_last_step_stable_comparisons_are_skipped_not_passed() -> None:
-    seen = Observations(stable=VersionStats(3, 0, 0.1), canary=VersionStats(500, 1, 0.12))
-    verdict = judge(S, seen)
+    verdict = judge(S, SEEN, evidence(counts(500, 1), counts(0, 0)), weight=100)
     skipped = [c for c in verdict.checks if c.result == "skipped"]
     assert {c.name for c in skipped} == {"error_ratio_above_stable", "latency_p99_ratio_to_stable"}
-    assert all("too few requests" in c.detail for c in skipped)
+    assert all("stable served no requests" in c.detail for c in skipped)
     assert verdict.result == "pass"
 
 
-def test_checks_carry_value_threshold_and_samples() -> None:
-    verdict = judge(S, Observations(stable=HEALTHY_STABLE, canary=VersionStats(400, 8, 0.2)))
-    check = next(c for c in verdict.checks if c.name == "error_ratio")
-    assert (check.value, check.threshold, check.samples) == (0.02, 0.01, 400)
-    above = next(c for c in verdict.checks if c.name == "error_ratio_above_stable")
-    assert above.value == pytest.approx(0.018) and above.threshold == 0.005
-    assert verdict.numbers()["canary_requests"] == 400
+def test_checks_explain_themselves() -> None:
+    """The statistic, its threshold, the counts and the regression ruled out so far."""
+    verdict = judge(S, SEEN, evidence(counts(8000, 160), STABLE), weight=10)
+    check = next(c for c in verdict.checks if c.name == "error_ratio_above_stable")
+    assert check.value == pytest.approx(0.015) and check.threshold == 0.005
+    assert check.samples == 8000 and check.evidence is not None and check.evidence_limit == 400
+    assert "160/8000 canary, 100/20000 stable" in check.detail
+    assert "at most" in check.detail and "points above stable" in check.detail
+    assert verdict.numbers()["error_ratio_above_stable_evidence"] > 400
+
+
+def test_a_canary_that_stops_answering_while_holding_weight_fails() -> None:
+    """Stable served on; the canary, at 10%, got none of the ~22 requests it should have."""
+    verdict = judge(S, SEEN, evidence(counts(400, 0), STABLE, stalled=200), weight=10)
+    traffic = next(c for c in verdict.checks if c.name == "canary_traffic")
+    assert traffic.result == "fail" and "stopped answering" in traffic.detail
+    ok = judge(S, SEEN, evidence(counts(400, 0), STABLE, stalled=100), weight=10)
+    assert results(ok)["canary_traffic"] == "pass"
 
 
 def test_a_canary_that_is_not_ready_is_inconclusive() -> None:
-    verdict = judge(S, Observations(stable=HEALTHY_STABLE, canary=None, canary_ready=False))
+    verdict = judge(S, Observations(stable=SEEN.stable, canary=None, canary_ready=False))
     ready = verdict.checks[0]
     assert (ready.name, ready.result, ready.detail) == (
         "canary_ready",
@@ -157,29 +190,3 @@ def test_unreachable_prometheus_is_no_data_never_healthy() -> None:
     )
     verdict = judge(S, seen)
     assert verdict.result == "inconclusive" and verdict.problems == (seen.problem,)
-
-
-def test_comparisons_with_stable_can_be_turned_off() -> None:
-    the_spec = spec(
-        analysis={
-            "errorRatio": {"max": 0.05, "maxAboveStable": None},
-            "latencyP99": {"maxSeconds": 1, "maxRatioToStable": None},
-        }
-    )
-    names = {
-        c.name
-        for c in judge(the_spec, Observations(HEALTHY_STABLE, VersionStats(200, 0, 0.1))).checks
-    }
-    assert names == {"canary_ready", "error_ratio", "latency_p99_s"}
-
-
-def test_a_canary_under_the_latency_floor_is_not_compared_with_stable() -> None:
-    """Ratios of millisecond P99s are noise: 12 ms against 2 ms is not a slow canary."""
-    fast = Observations(stable=VersionStats(1000, 0, 0.002), canary=VersionStats(200, 0, 0.012))
-    check = next(c for c in judge(S, fast).checks if c.name == "latency_p99_ratio_to_stable")
-    assert check.result == "pass" and check.value == pytest.approx(6.0)
-    assert "under the 0.1s floor" in check.detail
-    no_floor = spec(analysis={"minRequests": 100, "latencyP99": {"ratioFloorSeconds": 0}})
-    assert results(fast, no_floor)["latency_p99_ratio_to_stable"] == "fail"
-    slow = Observations(stable=VersionStats(1000, 0, 0.04), canary=VersionStats(200, 0, 0.24))
-    assert results(slow)["latency_p99_ratio_to_stable"] == "fail"

@@ -30,7 +30,11 @@ def verdict(result: str, samples: int = 500, problem: str | None = None) -> Verd
         0.01,
         samples,
         result,
-        "" if result != "inconclusive" else "12 canary requests, 100 needed",
+        {
+            "pass": "",
+            "fail": "20 errors in 100 canary requests",
+            "inconclusive": "no canary requests yet",
+        }[result],
     )  # type: ignore[arg-type]
     return Verdict((check,), samples, (problem,) if problem else ())
 
@@ -89,10 +93,10 @@ WARNING = FiringAlert("ModelVersionTrafficBelowShare", "warning", "2")
         # warnings hold
         (at_step(0, since=40), {"alerts": (WARNING,)}, "hold", 5, "holding: alert ModelVersionTrafficBelowShare (warning)"),
         # failed checks count; over the limit, roll back
-        (at_step(1, failures=0), {"v": FAIL}, "hold", 50, "check failed (1 of 2 tolerated): error_ratio 0.2 > 0.01"),
-        (at_step(1, failures=2), {"v": FAIL}, "rollback", 0, "checks failed 3 times (limit 2): error_ratio 0.2 > 0.01"),
+        (at_step(1, failures=0), {"v": FAIL}, "hold", 50, "check failed (1 of 2 tolerated): error_ratio: 20 errors in 100 canary requests"),
+        (at_step(1, failures=2), {"v": FAIL}, "rollback", 0, "checks failed 3 times (limit 2): error_ratio: 20 errors in 100 canary requests"),
         # too few samples: hold, never advance
-        (at_step(0, since=40), {"v": verdict("inconclusive", samples=12)}, "hold", 5, "waiting: 12 canary requests, 100 needed"),
+        (at_step(0, since=40), {"v": verdict("inconclusive", samples=12)}, "hold", 5, "waiting: no canary requests yet"),
         # no data for longer than noData.after pauses, never promotes
         (at_step(2, since=300, data_ago=90), {"v": NO_DATA}, "pause", 100, "no data for more than 1m (no canary requests)"),
         (at_step(2, since=300, data_ago=30), {"v": NO_DATA}, "hold", 100, "waiting"),

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from modelcanary.errors import ModelcanaryError
+from modelcanary.rollout.evidence import advance, start
 from modelcanary.rollout.judge import judge
 from modelcanary.rollout.ports import (
     Clock,
@@ -124,7 +125,10 @@ class Engine:
                 seen = replace(seen, canary_ready=False)
         if seen.problem:
             problems.append(seen.problem)
-        verdict = judge(spec, seen)
+        baseline, evidence = state.baseline, None
+        if baseline is not None:
+            baseline, evidence = advance(baseline, seen)
+        verdict = judge(spec, seen, evidence, state.weight)
         golden = None
         if state.phase == "Pending" and intent is None:
             try:
@@ -135,6 +139,10 @@ class Engine:
         now = self.clock()
         decision = decide(spec, state, verdict, alerts, intent, now, golden)
         new = apply(state, decision, now)
+        if decision.action == "start":  # every request from here on is counted once
+            new = replace(new, baseline=start(seen))
+        elif new.baseline is not None:
+            new = replace(new, baseline=baseline)
         reason = decision.reason + "".join(f"; {p}" for p in problems)
         new = replace(
             new,

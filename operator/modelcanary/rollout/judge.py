@@ -1,21 +1,37 @@
-"""The judge: observations of the stable and the canary version in, a verdict out.
+"""The judge: what the canary served since the rollout began, against stable's, in a verdict.
 
-Each check carries its value, threshold, sample count and result. Too few samples is
-inconclusive, never pass and never fail. A comparison with stable is skipped (and says
-why) when stable itself has too few requests, as at the last step, where it gets none.
+Every check rests on counts accumulated since the canary's first step (each request
+counted once) and on an anytime-valid sequential test (`sequential`), so it may be looked
+at on every tick: a check fails only when the evidence of a regression reaches 1/alpha
+(the spec's `alpha` shared among the tests), and a healthy canary passes with however
+little traffic it gets. Each check carries the statistic (an e-value), its threshold, the
+counts and what it rules out so far. Windowed P99s are shown beside them for people.
+
+- `canary_ready`: the platform says the canary serves (inconclusive otherwise).
+- `canary_traffic`: a canary holding weight that stopped receiving requests while stable
+  kept serving (a crash, a broken route) fails once its missing share is unmistakable.
+- `error_ratio`: the canary's error ratio above `errorRatio.max` (a guard rail).
+- `error_ratio_above_stable`: above stable's by more than `errorRatio.maxAboveStable`.
+- `latency_p99_s`: more than 1% of canary requests slower than `latencyP99.maxSeconds`.
+- `latency_p99_ratio_to_stable`: slower than `maxRatioToStable` times stable, in any part
+  of the distribution above `ratioFloorSeconds` (a slow tail as well as a slow median).
 Pure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, field
 from typing import Literal
 
-from modelcanary.rollout.ports import Observations, VersionStats
+from modelcanary.rollout import sequential as seq
+from modelcanary.rollout.evidence import Evidence
+from modelcanary.rollout.ports import Counts, Observations
 from modelcanary.rollout.spec import RolloutSpec
 
 Result = Literal["pass", "fail", "inconclusive", "skipped"]
+SLOW_SHARE = 0.01  # of canary requests allowed above latencyP99.maxSeconds: a P99
+UNMISTAKABLE = 20.0  # canary requests expected but not received: P(none | healthy) < 1e-8
 
 
 @dataclass(frozen=True)
@@ -26,12 +42,14 @@ class Check:
     samples: int
     result: Result
     detail: str = ""
+    evidence: float | None = None  # the test's e-value; it fails at `evidence_limit`
+    evidence_limit: float | None = None
 
 
 @dataclass(frozen=True)
 class Verdict:
     checks: tuple[Check, ...]
-    canary_samples: int = 0
+    canary_samples: int = 0  # canary requests in the analysis window: is data arriving
     problems: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -51,23 +69,22 @@ class Verdict:
         return tuple(c for c in self.checks if c.result == "fail")
 
     def numbers(self) -> dict[str, float | int | str]:
-        """The checks' values for history and notifications."""
+        """The checks' values and e-values for history and notifications."""
         values: dict[str, float | int | str] = {"canary_requests": self.canary_samples}
         for check in self.checks:
             if check.value is not None:
                 values[check.name] = round(check.value, 6)
+            if check.evidence is not None:
+                values[f"{check.name}_evidence"] = float(f"{check.evidence:.3g}")
         return values
 
 
-def judge(spec: RolloutSpec, seen: Observations) -> Verdict:
-    """Every check of the spec's analysis against what was seen."""
-    analysis = spec.analysis
-    least = analysis.min_requests
+def judge(
+    spec: RolloutSpec, seen: Observations, evidence: Evidence | None = None, weight: int = 0
+) -> Verdict:
+    """Every check of the spec's analysis; `evidence` is None before the first step."""
     canary, stable = seen.canary, seen.stable
-    samples = int(canary.requests) if canary else 0
-    enough = canary is not None and samples >= least
-    stable_enough = stable is not None and stable.requests >= least
-    short = f"{samples} canary requests, {least} needed"
+    window = int(canary.requests) if canary else 0
     checks = [
         Check(
             "canary_ready", 1.0 if seen.canary_ready else 0.0, 1.0, 1,
@@ -75,96 +92,144 @@ def judge(spec: RolloutSpec, seen: Observations) -> Verdict:
             "" if seen.canary_ready else "the canary version is not ready",
         ),
     ]  # fmt: skip
-
-    ratio_max = analysis.error_ratio.max
-    if enough and canary is not None:
-        value = canary.error_ratio
-        checks.append(Check("error_ratio", value, ratio_max, samples, _above(value, ratio_max)))
+    tests = _Tests(spec)
+    p99 = canary.p99_s if canary else None
+    ratio = p99 / stable.p99_s if p99 is not None and stable and stable.p99_s else None
+    if evidence is None or evidence.canary.requests <= 0:
+        why = "the rollout has not started" if evidence is None else "no canary requests yet"
+        names = ("error_ratio", "error_ratio_above_stable", "latency_p99_s",
+                 "latency_p99_ratio_to_stable")  # fmt: skip
+        values = (None, None, p99, ratio)
+        checks += [
+            Check(name, value, tests.threshold(name), 0, "inconclusive", why)
+            for name, value in zip(names, values, strict=True)
+            if tests.enabled(name)
+        ]
     else:
-        checks.append(Check("error_ratio", None, ratio_max, samples, "inconclusive", short))
-
-    margin = analysis.error_ratio.max_above_stable
-    if margin is not None:
-        checks.append(
-            _versus_stable(
-                "error_ratio_above_stable",
-                margin,
-                canary,
-                stable,
-                enough,
-                stable_enough,
-                short,
-                samples,
-                lambda c, s: c.error_ratio - s.error_ratio,
-            )
-        )
-
-    p99_max = analysis.latency_p99.max_seconds
-    if enough and canary is not None and canary.p99_s is not None:
-        checks.append(
-            Check("latency_p99_s", canary.p99_s, p99_max, samples, _above(canary.p99_s, p99_max))
-        )
-    else:
-        detail = short if not enough else "no latency histogram for the canary"
-        checks.append(Check("latency_p99_s", None, p99_max, samples, "inconclusive", detail))
-
-    ratio = analysis.latency_p99.max_ratio_to_stable
-    if ratio is not None:
-
-        def latency_ratio(c: VersionStats, s: VersionStats) -> float | None:
-            if c.p99_s is None or not s.p99_s:
-                return None
-            return c.p99_s / s.p99_s
-
-        check = _versus_stable(
-            "latency_p99_ratio_to_stable",
-            ratio,
-            canary,
-            stable,
-            enough,
-            stable_enough,
-            short,
-            samples,
-            latency_ratio,
-        )
-        floor = analysis.latency_p99.ratio_floor_seconds
-        if check.result == "fail" and canary is not None and (canary.p99_s or 0) < floor:
-            check = replace(
-                check, result="pass", detail=f"canary P99 under the {floor:g}s floor: not compared"
-            )
-        checks.append(check)
-
+        if weight > 0 and 0 < weight < 100:
+            checks.append(_traffic(evidence, weight))
+        checks += tests.run(evidence, p99, ratio)
     problems = (seen.problem,) if seen.problem else ()
-    return Verdict(tuple(checks), samples, problems)
+    return Verdict(tuple(checks), window, problems)
 
 
-def _above(value: float, threshold: float) -> Result:
-    return "fail" if value > threshold else "pass"
+def _traffic(evidence: Evidence, weight: int) -> Check:
+    share = weight / 100
+    expected = evidence.stable_since_canary * share / (1 - share)
+    if expected < UNMISTAKABLE:
+        return Check("canary_traffic", expected, UNMISTAKABLE, int(evidence.canary.requests),
+                     "pass")  # fmt: skip
+    return Check(
+        "canary_traffic", expected, UNMISTAKABLE, int(evidence.canary.requests), "fail",
+        f"the canary received none of the {expected:.0f} requests its {weight}% share implies "
+        f"while stable served {evidence.stable_since_canary:.0f}: it stopped answering",
+    )  # fmt: skip
 
 
-def _versus_stable(
-    name: str,
-    threshold: float,
-    canary: VersionStats | None,
-    stable: VersionStats | None,
-    enough: bool,
-    stable_enough: bool,
-    short: str,
-    samples: int,
-    compare: Callable[[VersionStats, VersionStats], float | None],
-) -> Check:
-    if not enough or canary is None:
-        return Check(name, None, threshold, samples, "inconclusive", short)
-    if not stable_enough or stable is None:
-        return Check(
-            name,
-            None,
-            threshold,
-            samples,
-            "skipped",
-            "the stable version has too few requests to compare",
+class _Tests:
+    """The spec's sequential tests, sharing `alpha` equally (a union bound)."""
+
+    def __init__(self, spec: RolloutSpec) -> None:
+        analysis = spec.analysis
+        self.errors, self.latency = analysis.error_ratio, analysis.latency_p99
+        self.on = {
+            "error_ratio": True,
+            "error_ratio_above_stable": self.errors.max_above_stable is not None,
+            "latency_p99_s": True,
+            "latency_p99_ratio_to_stable": self.latency.max_ratio_to_stable is not None,
+        }
+        self.alpha = analysis.alpha / sum(self.on.values())
+
+    def enabled(self, name: str) -> bool:
+        return self.on[name]
+
+    def threshold(self, name: str) -> float:
+        return {
+            "error_ratio": self.errors.max,
+            "error_ratio_above_stable": self.errors.max_above_stable or 0.0,
+            "latency_p99_s": self.latency.max_seconds,
+            "latency_p99_ratio_to_stable": self.latency.max_ratio_to_stable or 0.0,
+        }[name]
+
+    def run(self, evidence: Evidence, p99: float | None, ratio: float | None) -> list[Check]:
+        canary, stable = evidence.canary, evidence.stable
+        checks = [self._guard_errors(canary)]
+        if self.errors.max_above_stable is not None:
+            checks.append(self._versus_stable_errors(canary, stable))
+        checks.append(self._guard_latency(canary, p99))
+        if self.latency.max_ratio_to_stable is not None:
+            checks.append(self._versus_stable_latency(canary, stable, ratio))
+        return checks
+
+    def _decided(self, log_e: float) -> tuple[Result, float, float]:
+        limit = 1 / self.alpha
+        return ("fail" if log_e >= math.log(limit) else "pass"), _exp(log_e), limit
+
+    def _guard_errors(self, canary: Counts) -> Check:
+        limit = self.errors.max
+        log_e = float(seq.log_e_above(canary.requests, canary.errors, limit))
+        result, e, bound = self._decided(log_e)
+        observed = canary.errors / canary.requests
+        detail = (
+            f"{canary.errors:g} errors in {canary.requests:g} canary requests ({observed:.2%}); "
+            f"e-value {e:.3g} that it exceeds {limit:.2%}, rollback at {bound:g}"
         )
-    value = compare(canary, stable)
-    if value is None:
-        return Check(name, None, threshold, samples, "skipped", "no latency histogram to compare")
-    return Check(name, value, threshold, samples, _above(value, threshold))
+        return Check("error_ratio", observed, limit, int(canary.requests), result, detail,
+                     e, bound)  # fmt: skip
+
+    def _versus_stable_errors(self, canary: Counts, stable: Counts) -> Check:
+        margin = self.errors.max_above_stable or 0.0
+        name = "error_ratio_above_stable"
+        if stable.requests <= 0:
+            return Check(name, None, margin, int(canary.requests), "skipped",
+                         "stable served no requests since the rollout began")  # fmt: skip
+        test = seq.compare(canary.requests, canary.errors, stable.requests, stable.errors,
+                           alpha=self.alpha, margin=margin)  # fmt: skip
+        result, e, bound = self._decided(test.log_e)
+        return Check(name, test.difference, margin, int(canary.requests), result,
+                     test.explain(), e, bound)  # fmt: skip
+
+    def _guard_latency(self, canary: Counts, p99: float | None) -> Check:
+        limit = self.latency.max_seconds
+        name = "latency_p99_s"
+        above = next((n for le, n in canary.buckets if le >= limit * (1 - 1e-9)), None)
+        if above is None:
+            return Check(
+                name,
+                p99,
+                limit,
+                int(canary.requests),
+                "skipped",
+                "no latency histogram for the canary: the P99 alert rule guards it",
+            )
+        slow = canary.requests - above
+        log_e = float(seq.log_e_above(canary.requests, slow, SLOW_SHARE))
+        result, e, bound = self._decided(log_e)
+        detail = (
+            f"{slow:g} of {canary.requests:g} canary requests slower than {limit:g}s "
+            f"({slow / canary.requests:.2%}); e-value {e:.3g} that more than "
+            f"{SLOW_SHARE:.0%} are, rollback at {bound:g}"
+        )
+        return Check(name, p99, limit, int(canary.requests), result, detail, e, bound)
+
+    def _versus_stable_latency(self, canary: Counts, stable: Counts, ratio: float | None) -> Check:
+        limit = self.latency.max_ratio_to_stable or 1.0
+        name = "latency_p99_ratio_to_stable"
+        bounds = [le for le, _ in canary.buckets]
+        if not bounds or bounds != [le for le, _ in stable.buckets] or stable.requests <= 0:
+            why = ("stable served no requests since the rollout began" if stable.requests <= 0
+                   else "no latency histograms to compare")  # fmt: skip
+            return Check(name, ratio, limit, int(canary.requests), "skipped", why)
+        test = seq.compare_latency(
+            [*bounds, math.inf],
+            [*(n for _, n in canary.buckets), canary.requests],
+            [*(n for _, n in stable.buckets), stable.requests],
+            alpha=self.alpha, ratio=limit, floor=self.latency.ratio_floor_seconds,
+        )  # fmt: skip
+        result, e, bound = self._decided(test.log_e)
+        return Check(name, ratio, limit, int(canary.requests), result, test.explain(), e,
+                     bound)  # fmt: skip
+
+
+def _exp(log_e: float) -> float:
+    return math.exp(min(log_e, 700.0))

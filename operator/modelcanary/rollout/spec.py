@@ -91,8 +91,12 @@ class NoData(_Strict):
 
 
 class Analysis(_Strict):
-    min_requests: int = Field(default=100, ge=1, alias="minRequests")
-    failure_limit: int = Field(default=2, ge=0, alias="failureLimit")
+    # The chance that a healthy canary is rolled back by the checks, however often they
+    # look: the false-rollback bound of the sequential tests, shared among them.
+    alpha: float = Field(default=0.01, gt=0, le=0.2)
+    # Failing ticks tolerated (counted once per interval) before a rollback; 0 keeps the
+    # sequential tests' guarantee: they fail only on evidence at level alpha.
+    failure_limit: int = Field(default=0, ge=0, alias="failureLimit")
     reset_failures_on_pass: bool = Field(default=False, alias="resetFailuresOnPass")
     error_ratio: ErrorRatio = Field(default_factory=ErrorRatio, alias="errorRatio")
     latency_p99: LatencyP99 = Field(default_factory=LatencyP99, alias="latencyP99")

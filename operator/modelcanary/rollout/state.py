@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from modelcanary.rollout.evidence import Baseline
 from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.judge import Check
 from modelcanary.rollout.ports import FiringAlert
@@ -60,6 +61,8 @@ class RolloutState:
     applied: bool = True  # False between deciding a new weight and the router confirming it
     handled_intent: str = ""  # id of the last operator intent acted on
     analysis: LastAnalysis | None = None
+    baseline: Baseline | None = None  # counters at the canary's first step (evidence.py)
+    unready_since: float | None = None  # when the canary, holding weight, stopped being ready
 
     def to_json(self) -> dict[str, Any]:
         """Without null values inside lists: an API server drops them there in a merge
@@ -71,12 +74,13 @@ class RolloutState:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RolloutState:
         history = tuple(Transition(**t) for t in data.get("history", ()))
-        analysis = data.get("analysis")
+        analysis, baseline = data.get("analysis"), data.get("baseline")
         return cls(
             **{
                 **data,
                 "history": history,
                 "analysis": LastAnalysis.from_json(analysis) if analysis else None,
+                "baseline": Baseline.from_json(baseline) if baseline else None,
             }
         )
 

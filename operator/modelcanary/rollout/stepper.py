@@ -11,12 +11,14 @@ Rules, in order of precedence:
 4. Before the first step, the golden-sample check must pass; a mismatch rolls back before
    any user traffic reaches the canary.
 5. A paused rollout holds. Past `progressDeadline`, it rolls back.
-6. A failed verdict counts towards `failureLimit`, at most once per `interval` (the
-   analysis window outlives a tick, so one bad minute must not count sixty times); over
-   the limit, roll back. Passing checks reset the count only with `resetFailuresOnPass`.
-7. No data for longer than `noData.after` pauses or rolls back, as configured.
-8. A firing `holdOn` alert holds. An inconclusive verdict holds.
-9. A passing verdict after `interval` at the step advances, or at the last step promotes.
+6. A canary that holds weight and has not been ready for an `interval` rolls back.
+7. A failed verdict (evidence of a regression at level alpha) rolls back, or with
+   `failureLimit` > 0 counts towards it, at most once per `interval`. Passing checks reset
+   the count only with `resetFailuresOnPass`.
+8. No data for longer than `noData.after` pauses or rolls back, as configured.
+9. A firing `holdOn` alert holds. An inconclusive verdict holds.
+10. A passing verdict after `interval` at the step advances, or at the last step promotes:
+   with no evidence against it, a canary at low traffic advances as one at high traffic.
 
 Pure; `apply` turns a decision into the next state and records it in the history.
 """
@@ -43,6 +45,7 @@ class Decision:
     numbers: dict[str, float | int | str] = field(default_factory=dict)
     by: str = "controller"
     last_failure_at: float | None = None
+    unready_since: float | None = None
 
 
 def decide(
@@ -58,6 +61,10 @@ def decide(
     last = len(spec.steps) - 1
     data_at = now if verdict.has_data and not verdict.problems else state.last_data_at
     numbers = verdict.numbers()
+    ready = all(c.result == "pass" for c in verdict.checks if c.name == "canary_ready")
+    unready_since = (
+        None if ready or state.weight == 0 else state.unready_since or now
+    )  # only a canary that holds weight must be ready
 
     def make(
         action: Action,
@@ -78,6 +85,7 @@ def decide(
             numbers,
             by,
             failure_at if failure_at is not None else state.last_failure_at,
+            unready_since,
         )
 
     # 1. operator intent, where the intent table allows it
@@ -135,14 +143,19 @@ def decide(
             "rollback", f"not promoted within progressDeadline {spec.progress_deadline}", weight=0
         )
 
-    # 6. failed checks
+    # 6. a canary that holds weight but is not ready for an interval stopped serving
+    if unready_since is not None and now - unready_since >= spec.interval_s:
+        return make(
+            "rollback",
+            f"the canary has not been ready for {now - unready_since:.0f}s while holding "
+            f"{state.weight}% of the traffic",
+            weight=0,
+        )
+
+    # 7. failed checks
     failures = state.failures
     if verdict.result == "fail":
-        failed = ", ".join(
-            f"{c.name} {c.value:.4g} > {c.threshold:g}"
-            for c in verdict.failures()
-            if c.value is not None
-        )
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in verdict.failures())
         limit = spec.analysis.failure_limit
         counted_at = state.last_failure_at
         if counted_at is not None and now - counted_at < spec.interval_s:
@@ -169,7 +182,7 @@ def decide(
     if verdict.result == "pass" and spec.analysis.reset_failures_on_pass:
         failures = 0
 
-    # 7. no data
+    # 8. no data
     since = data_at if data_at is not None else state.step_started_at
     if not verdict.has_data and since is not None and now - since > spec.no_data_after_s:
         action = spec.analysis.no_data.action
@@ -179,7 +192,7 @@ def decide(
             return make("rollback", reason, weight=0, failures=failures)
         return make("pause", reason, failures=failures)
 
-    # 8. holding alerts, inconclusive verdicts
+    # 9. holding alerts, inconclusive verdicts
     alert = _firing(alerts, canary, spec.analysis.alerts.hold_on)
     if alert is not None:
         return make(
@@ -195,7 +208,7 @@ def decide(
         )
         return make("hold", f"waiting: {details or 'checks inconclusive'}", failures=failures)
 
-    # 9. advance or promote once the step's interval has passed
+    # 10. advance or promote once the step's interval has passed
     at_step = now - (state.step_started_at or now)
     if at_step < spec.interval_s:
         return make(
@@ -253,6 +266,7 @@ def apply(state: RolloutState, decision: Decision, now: float) -> RolloutState:
         failures=decision.failures,
         last_data_at=decision.last_data_at,
         last_failure_at=decision.last_failure_at,
+        unready_since=decision.unready_since,
     )
     if action != "hold" or decision.failures != state.failures:
         new = replace(new, history=(*state.history, _transition(decision, phase, now)))

@@ -70,8 +70,9 @@ def render_status(
         f"  step      {_step(spec, state)}",
         f"  weight    {state.weight}% to canary {spec.canary.version}"
         + ("" if state.applied else " (being applied)"),
-        f"  failures  {state.failures} of {spec.analysis.failure_limit} tolerated",
     ]
+    if spec.analysis.failure_limit:
+        lines.append(f"  failures  {state.failures} of {spec.analysis.failure_limit} tolerated")
     left, full = time_left(spec, state, now), earliest_full(spec, state, now)
     if left is not None and full is not None:
         lines.append(f"  step ends in {left:.0f}s; 100% at the earliest in {full:.0f}s")
@@ -128,10 +129,15 @@ def progress_line(spec: RolloutSpec, state: RolloutState, now: float) -> str:
 
 
 def _checks_table(checks: tuple[Check, ...]) -> str:
-    rows = [("check", "value", "threshold", "samples", "result", "detail")]
+    rows = [("check", "value", "threshold", "samples", "evidence", "result", "detail")]
     for c in checks:
         value = "-" if c.value is None else _number(c.value)
-        rows.append((c.name, value, _number(c.threshold), str(c.samples), c.result, c.detail))
+        evidence = "-"
+        if c.evidence is not None and c.evidence_limit is not None:
+            evidence = f"{c.evidence:.3g} of {c.evidence_limit:g}"
+        rows.append(
+            (c.name, value, _number(c.threshold), str(c.samples), evidence, c.result, c.detail)
+        )
     return format_table(rows)
 
 
