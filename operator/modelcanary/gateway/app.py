@@ -8,7 +8,9 @@ Open Inference Protocol (KServe v2) paths the clients use:
     GET  /v2/health/live, /v2/health/ready, /v2
     GET  /metrics                              per-version requests, latency, weights
 
-and the admin API under /admin (see modelcanary.gateway.admin).
+and the admin API under /admin (see modelcanary.gateway.admin). Inference requests the
+client broke are answered 4xx and counted as client errors of the version they were routed
+to, never as its errors (see modelcanary.gateway.client_errors).
 
 It is a plain ASGI callable rather than a framework app because every request on the hot
 path pays for what the framework does; the routes are few and fixed.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -28,6 +31,7 @@ from modelcanary.errors import UsageError
 from modelcanary.gateway.admin import AdminApi
 from modelcanary.gateway.asgi import (
     BodyTooLarge,
+    ClientGone,
     Receive,
     Scope,
     Send,
@@ -37,6 +41,14 @@ from modelcanary.gateway.asgi import (
     respond,
     respond_error,
     respond_json,
+)
+from modelcanary.gateway.client_errors import (
+    BODY_TOO_LARGE,
+    CLIENT_GONE,
+    INVALID_REQUEST,
+    Rejection,
+    blames_request,
+    check_infer_body,
 )
 from modelcanary.gateway.config import GatewayConfig
 from modelcanary.gateway.metrics import GatewayMetrics
@@ -131,17 +143,25 @@ class Gateway:
                 f"(versions: {versions})",
             )
             return
+        version = pinned or route.table.choose(self.draw())
+        routed_to = [(metrics_contract.VERSION_HEADER.encode(), version.encode())]
         try:
             body = await read_body(receive, headers, self.config.max_body_bytes)
+            rejection = check_infer_body(body, headers)
         except BodyTooLarge as exc:
-            await respond_error(send, 413, str(exc))
+            rejection = Rejection(413, BODY_TOO_LARGE, str(exc))
+        except ClientGone:
+            self.metrics.client_error(model, version, CLIENT_GONE)
+            return
+        if rejection is not None:
+            self.metrics.client_error(model, version, rejection.reason)
+            await respond_error(send, rejection.status, rejection.message, routed_to)
             return
         forward = {k: headers[k] for k in PASSED_HEADERS if k in headers}
-        version = pinned or route.table.choose(self.draw())
-        response, served, retried = await self._send_infer(
+        response, answered_by, retried = await self._send_infer(
             route, version, body, forward, pinned is None
         )
-        extra = [(metrics_contract.VERSION_HEADER.encode(), served.encode())]
+        extra = [(metrics_contract.VERSION_HEADER.encode(), answered_by.encode())]
         if retried:
             extra.append((b"x-modelcanary-retried-from", version.encode()))
         await respond(send, response.status, response.body, response.headers + extra)
@@ -150,7 +170,9 @@ class Gateway:
         self, route: Route, version: str, body: bytes, headers: dict[str, str], may_retry: bool
     ) -> tuple[UpstreamResponse, str, bool]:
         """Send to one version; on a refused canary, once more to stable if configured.
-        Returns the answer, the version that gave it, and whether it is a retry's."""
+        Returns the answer, the version that gave it, and whether it is a retry's.
+
+        An answer that blames the request is a client error, answered 400."""
         started = time.perf_counter()
         url = route.version_url(version, "/infer")
         try:
@@ -170,6 +192,9 @@ class Gateway:
                 f"version {version} of {route.name} at {url} did not answer within {timeout:g} s"
             )
             return error_response(504, message), version, False
+        if blames_request(response):
+            self.metrics.client_error(route.name, version, INVALID_REQUEST, answered=400)
+            return replace(response, status=400), version, False
         self.metrics.observe(route.name, version, response.status, time.perf_counter() - started)
         return response, version, False
 

@@ -21,13 +21,19 @@ class BodyTooLarge(Exception):
     """The request body exceeds the gateway's limit (answered 413)."""
 
 
+class ClientGone(Exception):
+    """The client disconnected before its whole body arrived: there is nothing to answer."""
+
+
 def request_headers(scope: Scope) -> dict[str, str]:
     """The request's headers by lower-case name (the ASGI server lower-cases them)."""
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
-    """The whole request body, refused as soon as it is known to exceed `limit` bytes."""
+    """The whole request body, refused as soon as it is known to exceed `limit` bytes.
+
+    A body cut short by a disconnect raises ClientGone: it is never passed on truncated."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(
@@ -36,6 +42,8 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
     chunks, size = [], 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone(f"the client disconnected after {size} bytes of the body")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

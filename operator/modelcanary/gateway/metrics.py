@@ -12,14 +12,23 @@ from modelcanary.gateway.weights import WeightTable
 
 
 class GatewayMetrics:
-    """Per model and version: requests by code, latency, the split's weight and the role."""
+    """Per model and version: requests by code, client errors by reason, latency, the
+    split's weight and the role."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             metrics_contract.GATEWAY_REQUESTS,
-            "Requests through the gateway by model, serving version and response code",
+            "Requests a version answered through the gateway, by model, version and the "
+            "response code",
             ["model", "version", "code"],
+            registry=self.registry,
+        )
+        self.client_errors = Counter(
+            metrics_contract.GATEWAY_CLIENT_ERRORS,
+            "Requests the client broke, by model, the version they were routed to and reason; "
+            "never counted as the version's errors",
+            ["model", "version", "reason"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -47,16 +56,29 @@ class GatewayMetrics:
 
     def observe(self, model: str, version: str, code: int, seconds: float) -> None:
         """One request the version answered (or failed to answer: 502, 504)."""
+        self._counter(model, version, code).inc()
+        histogram = self._latency.get((model, version))
+        if histogram is None:
+            histogram = self._latency[(model, version)] = self.latency.labels(model, version)
+        histogram.observe(seconds)
+
+    def client_error(
+        self, model: str, version: str, reason: str, answered: int | None = None
+    ) -> None:
+        """One request the client broke (see modelcanary.gateway.client_errors); with the
+        code `answered` when the version answered it. Never timed: the latency judges a
+        version on its own requests, which a flood of quick rejections would dilute."""
+        self.client_errors.labels(model, version, reason).inc()
+        if answered is not None:
+            self._counter(model, version, answered).inc()
+
+    def _counter(self, model: str, version: str, code: int) -> Any:
         counter = self._requests.get((model, version, code))
         if counter is None:
             counter = self._requests[(model, version, code)] = self.requests.labels(
                 model, version, str(code)
             )
-        histogram = self._latency.get((model, version))
-        if histogram is None:
-            histogram = self._latency[(model, version)] = self.latency.labels(model, version)
-        counter.inc()
-        histogram.observe(seconds)
+        return counter
 
     def set_weights(self, model: str, route: ModelRoute, table: WeightTable) -> None:
         for version in route.upstreams:
