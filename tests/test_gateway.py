@@ -228,12 +228,18 @@ def test_admin_api(triton: str, start_gateway: StartGateway) -> None:
         ),
         ({"weights": {"1": 90.5, "2": 9.5}}, "whole percent"),
         ({"split": {"1": 100}}, 'the body must be JSON like {"weights"'),
+        ({"split": {"1": 100}}, "weights: Field required; split: Extra inputs are not permitted"),
+        # a misspelt field is refused, not dropped (this promotion would keep 1 stable)
+        ({"weights": {"1": 0, "2": 100}, "stabel": "2"}, "stabel: Extra inputs are not permitted"),
+        ({"weights": {"1": 100}, "stable": 2}, "stable: Input should be a valid string"),
     ]
     for document, message in cases:
         reply = httpx.put(weights, json=document, headers=AUTH)
         assert reply.status_code == 400 and message in reply.json()["error"]
     reply = httpx.put(weights, content=b"not json", headers=AUTH)
     assert reply.status_code == 400
+    reply = httpx.put(weights, content=b" " * (64 * 1024 + 1), headers=AUTH)
+    assert reply.status_code == 413 and "exceeds the gateway's limit" in reply.json()["error"]
     assert httpx.get(weights, headers=AUTH).json()["weights"] == {"1": 100, "2": 0}  # unchanged
     reply = httpx.put(weights, json={"weights": {"1": 75, "2": 25}}, headers=AUTH)
     assert reply.status_code == 200 and reply.json()["weights"] == {"1": 75, "2": 25}

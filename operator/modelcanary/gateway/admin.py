@@ -4,18 +4,22 @@
     GET /admin/models/{m}/weights        one route
     PUT /admin/models/{m}/weights        {"weights": {"1": 90, "2": 10}, "stable": "1"}
 
-`stable` is optional: the version a promotion made stable. A split is applied only once
-every version it gives traffic to is ready.
+`stable` is optional: the version a promotion made stable. Any other field is refused
+(400, naming it), as is a body over 64 KiB (413). A split is applied only once every
+version it gives traffic to is ready.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
+from typing import Any
 
-from modelcanary.errors import UsageError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from modelcanary.errors import UsageError, describe_validation_errors
 from modelcanary.gateway.asgi import (
     BodyTooLarge,
+    ClientGone,
     Receive,
     Scope,
     Send,
@@ -31,6 +35,16 @@ from modelcanary.gateway.weights import WeightTable
 
 NEEDS_TOKEN = "the admin API needs 'Authorization: Bearer <token>'"
 MAX_ADMIN_BODY = 64 * 1024
+WEIGHTS_EXAMPLE = '{"weights": {"1": 90, "2": 10}, "stable": "1"}'
+
+
+class WeightUpdate(BaseModel):
+    """The body of PUT /admin/models/{m}/weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, Any]  # WeightTable.parse judges each percent and their sum
+    stable: str | None = None
 
 
 class AdminApi:
@@ -46,7 +60,8 @@ class AdminApi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, parts = scope["method"], scope["path"].strip("/").split("/")
-        authorization = request_headers(scope).get("authorization", "")
+        headers = request_headers(scope)
+        authorization = headers.get("authorization", "")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self.token):
             await respond_error(send, 401, NEEDS_TOKEN, [(b"www-authenticate", b"Bearer")])
@@ -65,27 +80,31 @@ class AdminApi:
         if method == "GET":
             await respond_json(send, 200, route.view())
         elif method == "PUT":
-            await self._set_weights(route, receive, send)
+            await self._set_weights(route, headers, receive, send)
         else:
             await respond_error(
                 send, 405, f"{method} is not allowed on {scope['path']}; use GET or PUT"
             )
 
-    async def _set_weights(self, route: Route, receive: Receive, send: Send) -> None:
+    async def _set_weights(
+        self, route: Route, headers: dict[str, str], receive: Receive, send: Send
+    ) -> None:
         try:
-            raw = await read_body(receive, {}, MAX_ADMIN_BODY)
-            document = json.loads(raw or b"null")
-        except (BodyTooLarge, ValueError) as exc:
+            update = WeightUpdate.model_validate_json(
+                await read_body(receive, headers, MAX_ADMIN_BODY)
+            )
+        except ClientGone:
+            return
+        except BodyTooLarge as exc:
+            await respond_error(send, 413, str(exc))
+            return
+        except ValidationError as exc:
+            reasons = describe_validation_errors(exc)
             await respond_error(
-                send, 400, f'the body must be JSON like {{"weights": {{"1": 90, "2": 10}}}}: {exc}'
+                send, 400, f"the body must be JSON like {WEIGHTS_EXAMPLE}: {reasons}"
             )
             return
-        if not isinstance(document, dict) or not isinstance(document.get("weights"), dict):
-            await respond_error(
-                send, 400, 'the body must be JSON like {"weights": {"1": 90, "2": 10}}'
-            )
-            return
-        stable = str(document.get("stable", route.config.stable))
+        stable = route.config.stable if update.stable is None else update.stable
         if stable not in route.config.upstreams:
             versions = ", ".join(route.config.upstreams)
             await respond_error(
@@ -93,7 +112,7 @@ class AdminApi:
             )
             return
         try:
-            table = WeightTable.parse(document["weights"], route.config.upstreams)
+            table = WeightTable.parse(update.weights, route.config.upstreams)
         except UsageError as exc:
             await respond_error(send, 400, str(exc))
             return
