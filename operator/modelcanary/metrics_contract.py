@@ -12,8 +12,11 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     7.5, 10.0,
 )  # fmt: skip
 
-# The gateway, per model and version (labels: model, version[, code]).
-GATEWAY_REQUESTS = "modelcanary_gateway_requests"  # counter; exposed as ..._total
+# The gateway, per model and version (labels: model, version[, code | reason]).
+GATEWAY_REQUESTS = "modelcanary_gateway_requests"  # counter of answered requests; ..._total
+# counter of requests the client broke, by reason; never in the error ratio (see
+# modelcanary.gateway.client_errors)
+GATEWAY_CLIENT_ERRORS = "modelcanary_gateway_client_errors"
 GATEWAY_LATENCY = "modelcanary_gateway_request_duration_seconds"  # histogram
 GATEWAY_WEIGHT = "modelcanary_gateway_weight_percent"  # gauge: the share routed to a version
 GATEWAY_ROLE = "modelcanary_gateway_version_role"  # gauge 1, labels model, version, role

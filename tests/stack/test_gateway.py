@@ -96,6 +96,20 @@ def value(url: str, name: str, **labels: str) -> float:
     return metric_value(f"{url}/metrics", name, **labels)
 
 
+CLIENT_ERRORS = "modelcanary_gateway_client_errors_total"
+
+
+def server_errors(url: str, version: str) -> float:
+    """What the gateway source's error ratio reads: the version's 5xx answers."""
+    return sum(
+        v
+        for n, lab, v in samples(url)
+        if n == "modelcanary_gateway_requests_total"
+        and lab["version"] == version
+        and lab["code"].startswith("5")
+    )
+
+
 X = np.random.default_rng(0).random((3, 64)).astype(np.float32)
 
 
@@ -205,12 +219,18 @@ def test_admin_api(triton: str, start_gateway: StartGateway) -> None:
         ),
         ({"weights": {"1": 90.5, "2": 9.5}}, "whole percent"),
         ({"split": {"1": 100}}, 'the body must be JSON like {"weights"'),
+        ({"split": {"1": 100}}, "weights: Field required; split: Extra inputs are not permitted"),
+        # a misspelt field is refused, not dropped (this promotion would keep 1 stable)
+        ({"weights": {"1": 0, "2": 100}, "stabel": "2"}, "stabel: Extra inputs are not permitted"),
+        ({"weights": {"1": 100}, "stable": 2}, "stable: Input should be a valid string"),
     ]
     for document, message in cases:
         reply = httpx.put(weights, json=document, headers=AUTH)
         assert reply.status_code == 400 and message in reply.json()["error"]
     reply = httpx.put(weights, content=b"not json", headers=AUTH)
     assert reply.status_code == 400
+    reply = httpx.put(weights, content=b" " * (64 * 1024 + 1), headers=AUTH)
+    assert reply.status_code == 413 and "exceeds the gateway's limit" in reply.json()["error"]
     assert httpx.get(weights, headers=AUTH).json()["weights"] == {"1": 100, "2": 0}  # unchanged
     reply = httpx.put(weights, json={"weights": {"1": 75, "2": 25}}, headers=AUTH)
     assert reply.status_code == 200 and reply.json()["weights"] == {"1": 75, "2": 25}
@@ -243,6 +263,7 @@ def test_tritons_own_4xx_pass_through(triton: str, start_gateway: StartGateway) 
         value(url, "modelcanary_gateway_requests_total", model="digits", version="1", code="400")
         == 1
     )
+    assert value(url, CLIENT_ERRORS, model="digits", version="1", reason="invalid_request") == 1
 
 
 def test_unknown_models_and_versions(triton: str, start_gateway: StartGateway) -> None:
@@ -266,6 +287,8 @@ def test_oversized_bodies_get_413(triton: str, start_gateway: StartGateway) -> N
 
     response = httpx.post(f"{url}/v2/models/digits/infer", content=chunks())
     assert response.status_code == 413
+    assert value(url, CLIENT_ERRORS, model="digits", version="1", reason="body_too_large") == 2
+    assert server_errors(url, "1") == 0
 
 
 def test_dead_and_silent_upstreams_give_502_and_504(start_gateway: StartGateway) -> None:

@@ -42,6 +42,7 @@ class Version:
     version: str
     ok: int  # successful requests per second
     errors: int = 0  # failed requests per second
+    client_errors: int = 0  # requests per second the client broke (never errors)
     bucket: float = FAST
     weight: int | None = None
     role: str | None = None
@@ -84,7 +85,7 @@ def source_series(source: str, v: Version) -> list[dict[str, str]]:
     if source == "gateway":
         name = "modelcanary_gateway_requests_total"
         series = [{"series": f'{name}{{{mv},code="200"}}', "values": counter(v.ok, ok_after)}]
-        series.append({"series": f'{name}{{{mv},code="400"}}', "values": "0x180"})  # client errors
+        series.append({"series": f'{name}{{{mv},code="400"}}', "values": counter(v.client_errors)})
         if v.errors:
             series.append(
                 {"series": f'{name}{{{mv},code="502"}}', "values": counter(v.errors, err_after)}
@@ -97,6 +98,14 @@ def source_series(source: str, v: Version) -> list[dict[str, str]]:
                 "series": f'nv_inference_request_failure{{{mv},reason="BACKEND"}}',
                 "values": counter(v.errors, err_after),
             },
+            # canceled by the client, or rejected on a timeout it set
+            *(
+                {
+                    "series": f'nv_inference_request_failure{{{mv},reason="{reason}"}}',
+                    "values": counter(v.client_errors),
+                }
+                for reason in ("CANCELED", "REJECTED")
+            ),
         ]
         return series + histogram("modelcanary_backend_request_duration_seconds_bucket", mv, v, 1)
     if source == "knative":
@@ -109,6 +118,10 @@ def source_series(source: str, v: Version) -> list[dict[str, str]]:
             {
                 "series": f'revision_app_request_count{{{kn},response_code="503",response_code_class="5xx"}}',
                 "values": counter(v.errors, err_after),
+            },
+            {
+                "series": f'revision_app_request_count{{{kn},response_code="400",response_code_class="4xx"}}',
+                "values": counter(v.client_errors),
             },
         ]
         return series + histogram("revision_app_request_latencies_bucket", kn, v, 1000)
@@ -125,6 +138,10 @@ def source_series(source: str, v: Version) -> list[dict[str, str]]:
             {
                 "series": f'istio_requests_total{{{istio},response_code="500"}}',
                 "values": counter(v.errors, err_after),
+            },
+            {
+                "series": f'istio_requests_total{{{istio},response_code="400"}}',
+                "values": counter(v.client_errors),
             },
             # the source side of the same requests must not be counted twice
             {
@@ -314,6 +331,33 @@ def test_a_healthy_rollout_raises_nothing(tmp_path: Path, source: str) -> None:
         Version("m", "2", ok=10, role="canary", weight=10, bucket=MEDIUM),
     ]
     run_promtool(tmp_path, source, versions, {}, "2m")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_requests_the_client_broke_never_judge_a_version(tmp_path: Path, source: str) -> None:
+    """The issue's attack, at 15 a second: broken requests pinned to a canary (answered 4xx;
+    Triton cancels or rejects what the client cancels or times out). They neither fail the
+    healthy canary nor dilute the error ratio of a failing one."""
+    versions = [
+        Version("m", "1", ok=90, role="stable", weight=90),
+        Version("m", "2", ok=10, client_errors=15, role="canary", weight=10),
+        Version("n", "1", ok=16, role="stable", weight=90),
+        Version("n", "2", ok=14, errors=2, client_errors=15, role="canary", weight=10),
+    ]
+    failing = versions[3]
+    expected = {
+        "ModelVersionHighErrorRatio": [
+            alert("ModelVersionHighErrorRatio", "critical", failing, source,
+                  "n version 2 fails 12.5% of requests",
+                  f"n version 2 failed 12.5% of its requests over the last 15s (source {source}), above the limit of 6.25%."),
+        ],
+        "ModelCanaryErrorRatioAboveStable": [
+            alert("ModelCanaryErrorRatioAboveStable", "critical", failing, source,
+                  "Canary n version 2 fails more than stable",
+                  f"The error ratio of canary n version 2 is 12.5% above the stable version's over the last 15s (source {source}); the margin is 6.25%."),
+        ],
+    }  # fmt: skip
+    run_promtool(tmp_path, source, versions, expected, "2m")
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))

@@ -11,9 +11,13 @@ from dataclasses import dataclass
 from modelcanary import metrics_contract
 
 # Normalized series (Prometheus' level:metric:operations naming).
-REQUESTS = "modelcanary:requests:rate"  # requests per second over the window
+# requests per second over the window, but those the client broke (4xx, and Triton's
+# canceled and rejected requests): they judge no version, as errors or as requests, lest a
+# flood of them dilute a failing version's error ratio
+REQUESTS = "modelcanary:requests:rate"
 REQUESTS_BASELINE = "modelcanary:requests:rate_baseline"  # over the baseline window
-ERRORS = "modelcanary:errors:rate"  # server errors (5xx, backend failures) per second
+# failures that are the version's fault (5xx, backend failures) per second
+ERRORS = "modelcanary:errors:rate"
 ERROR_RATIO = "modelcanary:error_ratio"  # errors / requests
 LATENCY_P99 = "modelcanary:latency_p99:seconds"
 TRAFFIC_SHARE = "modelcanary:traffic_share"  # a version's share of its model's requests
@@ -68,13 +72,27 @@ def _istio(expression: str, extra: str = "") -> str:
     return f"sum by (model, version{extra}) ({relabelled})"
 
 
+# Triton's failure reasons (label `reason` of nv_inference_request_failure, 2.51) that are
+# not the version's fault: CANCELED, the client canceled the request; REJECTED, a queue
+# timeout expired (one the client may set: the sequence batcher always honours the
+# request's `timeout`) or a bounded queue was full (load; the latency rules judge that).
+# The triton source counts the rest: BACKEND (the model failed), OTHER (e.g. before its
+# execution), and failures of a Triton too old to give a reason. Requests Triton cannot
+# parse are not failures there at all: they never become inference requests.
+TRITON_EXCLUDED_REASONS = "CANCELED|REJECTED"
+_TRITON_FAILURES = _by(
+    f'rate(nv_inference_request_failure{{{{reason!~"{TRITON_EXCLUDED_REASONS}"}}}}[{{w}}])'
+)
+
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
         Source(
             name="gateway",
             description="the local gateway (what clients see)",
-            requests=_by(f"rate({metrics_contract.GATEWAY_REQUESTS}_total[{{w}}])"),
+            requests=_by(
+                f'rate({metrics_contract.GATEWAY_REQUESTS}_total{{{{code!~"4.."}}}}[{{w}}])'
+            ),
             errors=_by(
                 f'rate({metrics_contract.GATEWAY_REQUESTS}_total{{{{code=~"5.."}}}}[{{w}}])'
             ),
@@ -84,10 +102,8 @@ SOURCES: dict[str, Source] = {
             name="triton",
             description="Triton's own counters, and the local backend's latency histogram or "
             "Triton's P99 summary (--metrics-config=summary_latencies=true) in a cluster",
-            requests=_by("rate(nv_inference_request_success[{w}])")
-            + " + "
-            + _by("rate(nv_inference_request_failure[{w}])"),
-            errors=_by("rate(nv_inference_request_failure[{w}])"),
+            requests=_by("rate(nv_inference_request_success[{w}])") + " + " + _TRITON_FAILURES,
+            errors=_TRITON_FAILURES,
             latency_p99=_p99(f"{metrics_contract.BACKEND_LATENCY}_bucket")
             + " or max by (model, version) "
             + '(nv_inference_request_summary_us{{quantile="0.99"}}) / 1e6',
@@ -97,7 +113,7 @@ SOURCES: dict[str, Source] = {
             description="KServe Serverless: Knative queue-proxy metrics; the PodMonitor maps the "
             "pod labels serving.kserve.io/inferenceservice and modelcanary.io/version to model "
             "and version",
-            requests=_by("rate(revision_app_request_count[{w}])"),
+            requests=_by('rate(revision_app_request_count{{response_code_class!="4xx"}}[{w}])'),
             errors=_by('rate(revision_app_request_count{{response_code_class="5xx"}}[{w}])'),
             latency_p99=_p99("revision_app_request_latencies_bucket", " / 1000"),
         ),
@@ -105,7 +121,9 @@ SOURCES: dict[str, Source] = {
             name="istio",
             description="KServe Standard behind a Gateway API route on Istio: istio_requests_total "
             "by destination canonical service (model) and revision (version)",
-            requests=_istio('rate(istio_requests_total{{reporter="destination"}}[{w}])'),
+            requests=_istio(
+                'rate(istio_requests_total{{reporter="destination", response_code!~"4.."}}[{w}])'
+            ),
             errors=_istio(
                 'rate(istio_requests_total{{reporter="destination", response_code=~"5.."}}[{w}])'
             ),

@@ -1,0 +1,127 @@
+"""The gateway's admin API, behind a bearer token.
+
+    GET /admin/models                    every route
+    GET /admin/models/{m}/weights        one route
+    PUT /admin/models/{m}/weights        {"weights": {"1": 90, "2": 10}, "stable": "1"}
+
+`stable` is optional: the version a promotion made stable. Any other field is refused
+(400, naming it), as is a body over 64 KiB (413). A split is applied only once every
+version it gives traffic to is ready.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from modelcanary.errors import UsageError, describe_validation_errors
+from modelcanary.gateway.asgi import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    request_headers,
+    respond_error,
+    respond_json,
+)
+from modelcanary.gateway.metrics import GatewayMetrics
+from modelcanary.gateway.routes import Route, unknown_model, unready
+from modelcanary.gateway.upstream import Upstream
+from modelcanary.gateway.weights import WeightTable
+
+NEEDS_TOKEN = "the admin API needs 'Authorization: Bearer <token>'"
+MAX_ADMIN_BODY = 64 * 1024
+WEIGHTS_EXAMPLE = '{"weights": {"1": 90, "2": 10}, "stable": "1"}'
+
+
+class WeightUpdate(BaseModel):
+    """The body of PUT /admin/models/{m}/weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, Any]  # WeightTable.parse judges each percent and their sum
+    stable: str | None = None
+
+
+class AdminApi:
+    """Reads and replaces the routes' splits; the routes are the gateway's own objects."""
+
+    def __init__(
+        self, token: str, routes: dict[str, Route], metrics: GatewayMetrics, upstream: Upstream
+    ) -> None:
+        self.token = token.encode()
+        self.routes = routes
+        self.metrics = metrics
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, parts = scope["method"], scope["path"].strip("/").split("/")
+        headers = request_headers(scope)
+        authorization = headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self.token):
+            await respond_error(send, 401, NEEDS_TOKEN, [(b"www-authenticate", b"Bearer")])
+            return
+        if method == "GET" and parts == ["admin", "models"]:
+            views = {name: route.view() for name, route in self.routes.items()}
+            await respond_json(send, 200, {"models": views})
+            return
+        if len(parts) != 4 or parts[1] != "models" or parts[3] != "weights":
+            await respond_error(send, 404, f"no admin route for {method} {scope['path']}")
+            return
+        route = self.routes.get(parts[2])
+        if route is None:
+            await respond_error(send, 404, unknown_model(self.routes, parts[2]))
+            return
+        if method == "GET":
+            await respond_json(send, 200, route.view())
+        elif method == "PUT":
+            await self._set_weights(route, headers, receive, send)
+        else:
+            await respond_error(
+                send, 405, f"{method} is not allowed on {scope['path']}; use GET or PUT"
+            )
+
+    async def _set_weights(
+        self, route: Route, headers: dict[str, str], receive: Receive, send: Send
+    ) -> None:
+        try:
+            update = WeightUpdate.model_validate_json(
+                await read_body(receive, headers, MAX_ADMIN_BODY)
+            )
+        except ClientGone:
+            return
+        except BodyTooLarge as exc:
+            await respond_error(send, 413, str(exc))
+            return
+        except ValidationError as exc:
+            reasons = describe_validation_errors(exc)
+            await respond_error(
+                send, 400, f"the body must be JSON like {WEIGHTS_EXAMPLE}: {reasons}"
+            )
+            return
+        stable = route.config.stable if update.stable is None else update.stable
+        if stable not in route.config.upstreams:
+            versions = ", ".join(route.config.upstreams)
+            await respond_error(
+                send, 400, f"stable version {stable!r} is not served (versions: {versions})"
+            )
+            return
+        try:
+            table = WeightTable.parse(update.weights, route.config.upstreams)
+        except UsageError as exc:
+            await respond_error(send, 400, str(exc))
+            return
+        problems = await unready(self.upstream, route, table)
+        if problems:
+            await respond_error(send, 400, "; ".join(problems) + "; weights unchanged")
+            return
+        if stable != route.config.stable:
+            route.config = route.config.model_copy(update={"stable": stable})
+        route.table = table  # one assignment: each request sees the old table or the new one
+        self.metrics.set_weights(route.name, route.config, table)
+        await respond_json(send, 200, route.view())

@@ -1,0 +1,83 @@
+"""ASGI plumbing for the gateway: the callable's types, a bounded body, a response."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from modelcanary.gateway.upstream import UpstreamResponse
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+JSON_CONTENT: Headers = [(b"content-type", b"application/json")]
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the gateway's limit (answered 413)."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its whole body arrived: there is nothing to answer."""
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name (the ASGI server lower-cases them)."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    """The whole request body, refused as soon as it is known to exceed `limit` bytes.
+
+    A body cut short by a disconnect raises ClientGone: it is never passed on truncated."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(
+            f"request body of {declared} bytes exceeds the gateway's limit of {limit} bytes"
+        )
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone(f"the client disconnected after {size} bytes of the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body exceeds the gateway's limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def json_body(document: object) -> bytes:
+    return json.dumps(document).encode()
+
+
+def error_response(status: int, message: str) -> UpstreamResponse:
+    """An error answered by the gateway itself, in the form of an upstream's answer."""
+    return UpstreamResponse(status, list(JSON_CONTENT), json_body({"error": message}))
+
+
+async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_json(send: Send, status: int, document: object) -> None:
+    await respond(send, status, json_body(document), JSON_CONTENT)
+
+
+async def respond_error(
+    send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    await respond(send, status, json_body({"error": message}), [*JSON_CONTENT, *headers])
