@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.test_gateway import (  # the fixtures: a real Triton and gateways in front of it
+from tests.stack.test_gateway import (  # the fixtures: a real Triton and gateways in front of it
     CLIENT_ERRORS,
     HEADER,
     StartGateway,
