@@ -157,7 +157,7 @@ def canary(name: str, **spec: Any) -> dict[str, Any]:
                      "annotations": {"modelcanary.io/mode": "serverless"}},
         "spec": {"model": name, "stable": {"version": "1"}, "canary": {"version": "2"},
                  "steps": [50, 100], "interval": "2s",
-                 "analysis": {"minRequests": 5, "failureLimit": 0,
+                 "analysis": {"failureLimit": 0,
                               "errorRatio": {"max": 0.05}, "noData": {"after": "30s"}},
                  **spec},
     }  # fmt: skip

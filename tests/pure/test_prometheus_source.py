@@ -7,7 +7,7 @@ import json
 import httpx
 
 from modelcanary.adapters.prometheus import PrometheusSource
-from modelcanary.rollout.ports import RolloutKey
+from modelcanary.rollout.ports import Counts, RolloutKey
 
 KEY = RolloutKey("digits", "1", "2")
 
@@ -30,7 +30,7 @@ def source(answers: dict[str, dict[str, object]], queries: list[str]) -> Prometh
     return PrometheusSource("http://prometheus:9090", "gateway", window_s=15, client=client)
 
 
-def test_four_grouped_queries_serve_every_rollout() -> None:
+def test_seven_grouped_queries_serve_every_rollout() -> None:
     queries: list[str] = []
     mv = lambda m, v: {"model": m, "version": v, "source": "gateway"}  # noqa: E731
     prom = source(
@@ -38,13 +38,16 @@ def test_four_grouped_queries_serve_every_rollout() -> None:
             "modelcanary:requests:rate": vector((mv("digits", "1"), 20.0), (mv("digits", "2"), 4.0), (mv("other", "7"), 1.0)),
             "modelcanary:errors:rate": vector((mv("digits", "2"), 1.0)),
             "modelcanary:latency_p99:seconds": vector((mv("digits", "1"), 0.1), (mv("digits", "2"), float("nan"))),
+            "modelcanary:requests:total": vector((mv("digits", "1"), 5000.0), (mv("digits", "2"), 900.0)),
+            "modelcanary:errors:total": vector((mv("digits", "2"), 30.0)),
+            "modelcanary:latency_buckets:total": vector(({**mv("digits", "2"), "le": "0.1"}, 850.0), ({**mv("digits", "2"), "le": "+Inf"}, 900.0), ({**mv("digits", "2"), "le": "0.05"}, 700.0)),
             "ALERTS": vector(({"alertname": "ModelVersionHighErrorRatio", "severity": "critical", "model": "digits", "version": "2", "alertstate": "firing"}, 1)),
         },
         queries,
     )  # fmt: skip
     other = RolloutKey("other", "6", "7")
     seen = prom.observe([KEY, other])
-    assert len(queries) == 4 and all('{source="gateway"}' in q for q in queries[:3])
+    assert len(queries) == 7 and all('{source="gateway"}' in q for q in queries[:6])
     assert (
         seen[KEY].stable is not None
         and seen[KEY].stable.requests == 300
@@ -52,6 +55,9 @@ def test_four_grouped_queries_serve_every_rollout() -> None:
     )
     canary = seen[KEY].canary
     assert canary is not None and (canary.requests, canary.errors, canary.p99_s) == (60, 15, None)
+    # the cumulative counters, buckets in order of their bound, +Inf last
+    assert canary.totals == Counts(900, 30, ((0.05, 700), (0.1, 850), (float("inf"), 900)))
+    assert seen[KEY].stable is not None and seen[KEY].stable.totals == Counts(5000, 0, ())
     assert [(a.name, a.severity, a.version, a.state) for a in seen[KEY].alerts] == [
         ("ModelVersionHighErrorRatio", "critical", "2", "firing")
     ]

@@ -62,8 +62,7 @@ def spec(stable: int, canary: int, **changes: object) -> dict[str, object]:
         "steps": [20, 50, 100],
         "interval": "4s",
         "analysis": {
-            "minRequests": 10,
-            "failureLimit": 1,
+            "failureLimit": 0,
             "errorRatio": {"max": 0.05, "maxAboveStable": 0.02},
             "latencyP99": {"maxSeconds": 0.25, "maxRatioToStable": 3, "ratioFloorSeconds": 0.1},
             "noData": {"after": "5s", "action": "pause"},

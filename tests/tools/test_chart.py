@@ -253,7 +253,7 @@ SPEC = {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"
         ({"interval": "5"}, False),
         ({"steps": [0, 100]}, False),
         ({"steps": []}, False),
-        ({"analysis": {"minRequests": 0}}, False),
+        ({"analysis": {"alpha": 0}}, False),
         ({"analysis": {"errorRatio": {"max": 1.5}}}, False),
         ({"analysis": {"latencyP99": {"maxRatioToStable": 1}}}, False),
         ({"analysis": {"noData": {"action": "explode"}}}, False),

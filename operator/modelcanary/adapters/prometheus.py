@@ -14,7 +14,13 @@ import httpx
 
 from modelcanary.alerts import promql as q
 from modelcanary.errors import one_line
-from modelcanary.rollout.ports import FiringAlert, Observations, RolloutKey, VersionStats
+from modelcanary.rollout.ports import (
+    Counts,
+    FiringAlert,
+    Observations,
+    RolloutKey,
+    VersionStats,
+)
 
 
 class QueryError(Exception):
@@ -78,11 +84,12 @@ class PrometheusSource:
         ]
 
     def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]:
-        """Observations for every rollout from four queries, whatever their number."""
+        """Observations for every rollout from seven queries, whatever their number."""
         try:
             requests = self._by_version(q.selector(q.REQUESTS, self.source))
             errors = self._by_version(q.selector(q.ERRORS, self.source))
             p99 = self._by_version(q.selector(q.LATENCY_P99, self.source))
+            totals = self._totals()
             alerts = self.query('ALERTS{model!=""}')
         except QueryError as exc:
             return {key: Observations(None, None, problem=str(exc)) for key in rollouts}
@@ -93,12 +100,33 @@ class PrometheusSource:
                 for labels, _ in alerts
                 if labels.get("model") == key.model
             ]
+            windowed = (requests, errors, p99)
             result[key] = Observations(
-                stable=self._stats(key.model, key.stable, requests, errors, p99),
-                canary=self._stats(key.model, key.canary, requests, errors, p99),
+                stable=self._stats(key.model, key.stable, *windowed, totals),
+                canary=self._stats(key.model, key.canary, *windowed, totals),
                 alerts=tuple(found),
             )
         return result
+
+    def _totals(self) -> dict[tuple[str, str], Counts]:
+        """Every version's cumulative counters: three queries for all rollouts."""
+        requests = self._by_version(q.selector(q.REQUESTS_TOTAL, self.source))
+        errors = self._by_version(q.selector(q.ERRORS_TOTAL, self.source))
+        unit = q.SOURCES[self.source].latency_unit_s if self.source in q.SOURCES else 1.0
+        buckets: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for labels, value in self.query(q.selector(q.LATENCY_BUCKETS_TOTAL, self.source)):
+            version = (labels.get("model", ""), labels.get("version", ""))
+            try:
+                bound = float(labels.get("le", "")) * unit
+            except ValueError:
+                continue
+            buckets.setdefault(version, []).append((bound, value))
+        return {
+            version: Counts(
+                count, errors.get(version, 0.0), tuple(sorted(buckets.get(version, ())))
+            )
+            for version, count in requests.items()
+        }
 
     def _by_version(self, expression: str) -> dict[tuple[str, str], float]:
         return {
@@ -113,6 +141,7 @@ class PrometheusSource:
         requests: dict[tuple[str, str], float],
         errors: dict[tuple[str, str], float],
         p99: dict[tuple[str, str], float],
+        totals: dict[tuple[str, str], Counts],
     ) -> VersionStats | None:
         rate = requests.get((model, version))
         if rate is None:
@@ -122,4 +151,5 @@ class PrometheusSource:
             requests=rate * self.window_s,
             errors=errors.get((model, version), 0.0) * self.window_s,
             p99_s=latency if latency is not None and latency == latency else None,  # NaN: none
+            totals=totals.get((model, version)),
         )

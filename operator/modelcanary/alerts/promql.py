@@ -23,6 +23,11 @@ LATENCY_P99 = "modelcanary:latency_p99:seconds"
 TRAFFIC_SHARE = "modelcanary:traffic_share"  # a version's share of its model's requests
 EXPECTED_SHARE = "modelcanary:expected_share"  # the share the traffic split gives it
 ROLE = "modelcanary:role"  # {model, version, role="stable"|"canary"} 1
+# Cumulative counters, for the controller's sequential tests: counts since a rollout began
+# are differences of these (each request counted once, however often they are read).
+REQUESTS_TOTAL = "modelcanary:requests:total"
+ERRORS_TOTAL = "modelcanary:errors:total"
+LATENCY_BUCKETS_TOTAL = "modelcanary:latency_buckets:total"  # by le, in the source's unit
 
 # Raw series that other parts export for the rules: the controller (in every mode) and the
 # gateway (locally) publish the split and the roles.
@@ -39,22 +44,38 @@ class Source:
     requests: str  # a PromQL template with {w} for the window, by (model, version)
     errors: str
     latency_p99: str
+    latency_buckets: str | None = None  # rate of the histogram's buckets, by (..., le)
+    latency_unit_s: float = 1.0  # seconds per unit of the histogram's `le`
 
     def expressions(self, window: str, baseline: str) -> dict[str, str]:
-        return {
+        found = {
             REQUESTS: self.requests.format(w=window),
             REQUESTS_BASELINE: self.requests.format(w=baseline),
             ERRORS: self.errors.format(w=window),
             LATENCY_P99: self.latency_p99.format(w=window),
+            REQUESTS_TOTAL: _counter(self.requests),
+            ERRORS_TOTAL: _counter(self.errors),
         }
+        if self.latency_buckets is not None:
+            found[LATENCY_BUCKETS_TOTAL] = _counter(self.latency_buckets)
+        return found
+
+
+def _counter(template: str) -> str:
+    """The cumulative form of a rate template: the counters themselves, summed alike."""
+    return template.replace("rate(", "(").replace("[{w}]", "").format()
 
 
 def _by(expression: str) -> str:
     return f"sum by (model, version) ({expression})"
 
 
+def _buckets(bucket: str) -> str:
+    return f"sum by (model, version, le) (rate({bucket}[{{w}}]))"
+
+
 def _p99(bucket: str, scale: str = "") -> str:
-    return f"histogram_quantile(0.99, sum by (model, version, le) (rate({bucket}[{{w}}]))){scale}"
+    return f"histogram_quantile(0.99, {_buckets(bucket)}){scale}"
 
 
 def _istio(expression: str, extra: str = "") -> str:
@@ -97,6 +118,7 @@ SOURCES: dict[str, Source] = {
                 f'rate({metrics_contract.GATEWAY_REQUESTS}_total{{{{code=~"5.."}}}}[{{w}}])'
             ),
             latency_p99=_p99(f"{metrics_contract.GATEWAY_LATENCY}_bucket"),
+            latency_buckets=_buckets(f"{metrics_contract.GATEWAY_LATENCY}_bucket"),
         ),
         Source(
             name="triton",
@@ -107,6 +129,7 @@ SOURCES: dict[str, Source] = {
             latency_p99=_p99(f"{metrics_contract.BACKEND_LATENCY}_bucket")
             + " or max by (model, version) "
             + '(nv_inference_request_summary_us{{quantile="0.99"}}) / 1e6',
+            latency_buckets=_buckets(f"{metrics_contract.BACKEND_LATENCY}_bucket"),
         ),
         Source(
             name="knative",
@@ -116,6 +139,8 @@ SOURCES: dict[str, Source] = {
             requests=_by('rate(revision_app_request_count{{response_code_class!="4xx"}}[{w}])'),
             errors=_by('rate(revision_app_request_count{{response_code_class="5xx"}}[{w}])'),
             latency_p99=_p99("revision_app_request_latencies_bucket", " / 1000"),
+            latency_buckets=_buckets("revision_app_request_latencies_bucket"),
+            latency_unit_s=0.001,
         ),
         Source(
             name="istio",
@@ -133,6 +158,11 @@ SOURCES: dict[str, Source] = {
                 ", le",
             )
             + ") / 1000",
+            latency_buckets=_istio(
+                'rate(istio_request_duration_milliseconds_bucket{{reporter="destination"}}[{w}])',
+                ", le",
+            ),
+            latency_unit_s=0.001,
         ),
     )
 }

@@ -48,6 +48,12 @@ def recording_groups(profile: Profile, sources: list[str] | None = None) -> list
                 "labels": label,
             },
             {"record": q.LATENCY_P99, "expr": expressions[q.LATENCY_P99], "labels": label},
+            {"record": q.REQUESTS_TOTAL, "expr": expressions[q.REQUESTS_TOTAL], "labels": label},
+            {
+                "record": q.ERRORS_TOTAL,
+                "expr": f"({expressions[q.ERRORS_TOTAL]}) or ({expressions[q.REQUESTS_TOTAL]} * 0)",
+                "labels": label,
+            },
             {
                 "record": q.TRAFFIC_SHARE,
                 "expr": f"{q.REQUESTS}{this} / on (model, source) group_left () "
@@ -62,6 +68,14 @@ def recording_groups(profile: Profile, sources: list[str] | None = None) -> list
                 "labels": label,
             },
         ]
+        if q.LATENCY_BUCKETS_TOTAL in expressions:
+            rules.append(
+                {
+                    "record": q.LATENCY_BUCKETS_TOTAL,
+                    "expr": expressions[q.LATENCY_BUCKETS_TOTAL],
+                    "labels": label,
+                }
+            )
         groups.append({"name": f"modelcanary-normalize-{name}", "rules": rules})
     groups.append(
         {

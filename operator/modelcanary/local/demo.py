@@ -80,8 +80,7 @@ def demo_spec(profile: Profile, stable: int, canary: int) -> RolloutSpec:
             "steps": [10, 25, 50, 100],
             "interval": "8s",
             "analysis": {
-                "minRequests": 20,
-                "failureLimit": 1,
+                "failureLimit": 0,
                 "errorRatio": {
                     "max": profile.error_ratio_max,
                     "maxAboveStable": profile.canary_error_margin,
