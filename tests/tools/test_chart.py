@@ -253,6 +253,8 @@ SPEC = {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"
         ({"interval": "5"}, False),
         ({"steps": [0, 100]}, False),
         ({"steps": []}, False),
+        ({"steps": [*range(1, 20), 100]}, True),
+        ({"steps": [*range(1, 21), 100]}, False),  # over maxItems
         ({"analysis": {"minRequests": 0}}, False),
         ({"analysis": {"errorRatio": {"max": 1.5}}}, False),
         ({"analysis": {"latencyP99": {"maxRatioToStable": 1}}}, False),
@@ -275,6 +277,7 @@ def test_what_a_schema_cannot_say_is_a_cel_rule() -> None:
     spec = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     rules = [r["rule"] for r in spec["x-kubernetes-validations"]]
     rules += [r["rule"] for r in spec["properties"]["steps"]["x-kubernetes-validations"]]
-    assert "self.canary.version != self.stable.version" in rules
-    assert "self[size(self) - 1] == 100" in rules
+    assert "string(self.canary.version) != string(self.stable.version)" in rules
+    assert "size(self) == 0 || self[size(self) - 1] == 100" in rules
     assert any("isSorted" in r for r in rules)
+    assert spec["properties"]["steps"]["maxItems"] == 20  # bounds the rules' estimated cost
