@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from modelcanary.errors import UsageError
+from modelcanary.rollout.spec import parse_spec
 from tests.support.apiserver import REPO, ApiServer
 
 pytestmark = pytest.mark.kube
+SPEC = {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"}}
 
 
 def _api(kubeconfig: Path) -> client.ApiClient:
@@ -56,14 +61,84 @@ def _rendered_crd() -> str:
     ).stdout  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 12 defect 1: CEL cost budget")
-def test_generated_crd_is_accepted(apiserver: ApiServer) -> None:
+def _apply_rendered_crd(apiserver: ApiServer) -> subprocess.CompletedProcess[str]:
     applied = apiserver.kubectl("apply", "-f", "-", input=_rendered_crd(), check=False)
+    if applied.returncode == 0:
+        apiserver.kubectl(
+            "wait", "--for=condition=Established", "--timeout=30s",
+            "crd/modelcanaries.modelcanary.io",
+        )  # fmt: skip
+    return applied
+
+
+def test_generated_crd_is_accepted(apiserver: ApiServer) -> None:
+    """Issue 12 defect 1: the CEL rules' estimated cost fits the budget (maxItems)."""
+    applied = _apply_rendered_crd(apiserver)
     assert applied.returncode == 0, applied.stderr
-    apiserver.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s",
-        "crd/modelcanaries.modelcanary.io",
-    )  # fmt: skip
+
+
+@pytest.fixture
+def create_canary(apiserver: ApiServer, namespace: str) -> Callable[..., str]:
+    """Create a ModelCanary with these spec fields; '' if the API server accepted it, else
+    its error."""
+    applied = _apply_rendered_crd(apiserver)
+    assert applied.returncode == 0, applied.stderr
+
+    def create(**spec: Any) -> str:
+        body = {
+            "apiVersion": "modelcanary.io/v1alpha1", "kind": "ModelCanary",
+            "metadata": {"name": f"mc-{uuid.uuid4().hex[:8]}", "namespace": namespace},
+            "spec": {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
+                     **spec},
+        }  # fmt: skip
+        created = apiserver.kubectl("create", "-f", "-", input=json.dumps(body), check=False)
+        return "" if created.returncode == 0 else created.stderr
+
+    return create
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        # defect 6: the last-step rule indexed an empty list ("index out of bounds: -1")
+        ({"steps": []}, "spec.steps in body should have at least 1 items"),
+        # defect 6: 2 and "2" are one version (the engine says so and marked it Invalid)
+        ({"stable": {"version": 2}, "canary": {"version": "2"}},
+         "canary.version must differ from stable.version"),
+        ({"stable": {"version": "2"}, "canary": {"version": 2}},
+         "canary.version must differ from stable.version"),
+        ({"canary": {"version": "1"}}, "canary.version must differ from stable.version"),
+        # defect 1: maxItems bounds the rules' cost
+        ({"steps": [*range(1, 21), 100]}, "spec.steps: Too many: 21: must have at most 20 items"),
+        ({"steps": [50, 20, 100]}, "steps must increase"),
+        ({"steps": [10, 10, 100]}, "steps must increase"),
+        ({"steps": [10, 50]}, "the last step must be 100 (full traffic)"),
+    ],
+)  # fmt: skip
+def test_the_api_server_rejects_what_the_engine_rejects(
+    create_canary: Callable[..., str], spec: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(UsageError):
+        parse_spec({**SPEC, **spec}, "engine")
+    refused = create_canary(**spec)
+    assert error in refused, refused
+    assert "index out of bounds" not in refused
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"stable": {"version": 1}, "canary": {"version": "2"}},
+        {"steps": [*range(1, 20), 100]},
+        {"steps": [100]},
+    ],
+)
+def test_the_api_server_accepts_what_the_engine_accepts(
+    create_canary: Callable[..., str], spec: dict[str, Any]
+) -> None:
+    parse_spec({**SPEC, **spec}, "engine")
+    assert create_canary(**spec) == ""
 
 
 def test_service_account_without_rbac_is_forbidden(apiserver: ApiServer, namespace: str) -> None:

@@ -1,59 +1,64 @@
-"""The operator's Kubernetes adapters against kmock: conflicts and errors are named."""
+"""The operator's Kubernetes adapters against the real API server: a status write carries
+the resourceVersion it read, so a concurrent change is a named conflict; errors are named."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from collections.abc import Iterator
 
-import aiohttp
-import kmock
 import pytest
+from kubernetes import client, config
 
 from modelcanary.adapters.status_store import StatusStore
-from modelcanary.kube.api import ConflictError, KubeError, custom_objects, model_canary
+from modelcanary.kube.api import ConflictError, KubeError, Resource, model_canary
+from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.rollout.state import RolloutState
-from tests.conftest import register_kind
-
-MC = "/apis/modelcanary.io/v1alpha1/namespaces/default/modelcanaries"
+from tests.support.apiserver import ApiServer
 
 
-async def created(kmock: kmock.KubernetesEmulator) -> StatusStore:
-    register_kind(kmock, "modelcanary.io/v1alpha1/modelcanaries", "ModelCanary")
-    body: dict[str, Any] = {
-        "apiVersion": "modelcanary.io/v1alpha1", "kind": "ModelCanary",
-        "metadata": {"name": "digits", "namespace": "default", "resourceVersion": "7"},
+@pytest.fixture
+def objects_api(apiserver: ApiServer) -> Iterator[client.CustomObjectsApi]:
+    with config.new_client_from_config(config_file=str(apiserver.kubeconfig)) as api:
+        yield client.CustomObjectsApi(api)
+
+
+@pytest.fixture
+def digits(objects_api: client.CustomObjectsApi, modelcanary_crd: str, namespace: str) -> Resource:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelCanary",
+        "metadata": {"name": "digits", "namespace": namespace},
         "spec": {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"}},
     }  # fmt: skip
-    async with (
-        aiohttp.ClientSession(base_url=str(kmock.url)) as session,
-        session.post(MC, json=body) as response,
-    ):
-        assert response.status < 300
-    api = custom_objects(str(kmock.url).rstrip("/"))
-    return StatusStore(model_canary(api, "default", "digits"))
+    objects_api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    return model_canary(objects_api, namespace, "digits")
 
 
-@pytest.mark.asyncio
-async def test_a_write_carries_the_version_it_read(kmock: kmock.KubernetesEmulator) -> None:
-    store = await created(kmock)
-    assert await asyncio.to_thread(store.load) is None
-    await asyncio.to_thread(store.save, RolloutState(phase="Progressing", step=0, weight=5))
-    patch = [r for r in kmock if r.method == "PATCH"][-1]
-    assert patch.data["metadata"] == {"resourceVersion": "7"}
-    assert patch.data["status"]["phase"] == "Progressing" and patch.data["status"]["weight"] == 5
-    loaded = await asyncio.to_thread(store.load)
-    assert loaded is not None and loaded.weight == 5
+def test_state_round_trips_through_the_status_subresource(digits: Resource) -> None:
+    store = StatusStore(digits)
+    assert store.load() is None
+    store.save(RolloutState(phase="Progressing", step=0, weight=5))
+    stored = digits.get()
+    assert stored["status"]["phase"] == "Progressing" and stored["status"]["weight"] == 5
+    assert stored["spec"]["canary"] == {"version": "2"}  # the status write left the spec
+    loaded = StatusStore(digits).load()
+    assert loaded is not None and (loaded.phase, loaded.weight) == ("Progressing", 5)
 
 
-@pytest.mark.asyncio
-async def test_a_conflict_is_reported_as_such(kmock: kmock.KubernetesEmulator) -> None:
-    store = await created(kmock)
-    await asyncio.to_thread(store.load)
-    kmock[f"patch {MC}/digits/status"] << 409
-    with pytest.raises(
-        ConflictError, match=r"patching modelcanaries.modelcanary.io default/digits: 409"
-    ):
-        await asyncio.to_thread(store.save, RolloutState())
-    missing = StatusStore(model_canary(store.resource.api, "default", "ghost"))
-    with pytest.raises(KubeError, match=r"reading modelcanaries.modelcanary.io default/ghost: 404"):
-        await asyncio.to_thread(missing.load)
+def test_a_write_over_a_newer_change_is_a_conflict(digits: Resource) -> None:
+    """The write carries the resourceVersion it read: someone's change in between (here a
+    person's intent annotation) makes it fail with 409 instead of being overwritten."""
+    store = StatusStore(digits)
+    store.load()
+    digits.patch({"metadata": {"annotations": {"modelcanary.io/intent": "{}"}}})
+    with pytest.raises(ConflictError, match=rf"patching {digits.where}: 409 Conflict"):
+        store.save(RolloutState(phase="Progressing", step=0, weight=5))
+    assert "status" not in digits.get()
+    store.load()  # a fresh read, and the write goes through
+    store.save(RolloutState(phase="Progressing", step=0, weight=5))
+    assert digits.get()["status"]["weight"] == 5
+
+
+def test_a_missing_object_is_named(objects_api: client.CustomObjectsApi, namespace: str) -> None:
+    missing = StatusStore(model_canary(objects_api, namespace, "ghost"))
+    pattern = rf"reading modelcanaries.modelcanary.io {namespace}/ghost: 404 Not Found"
+    with pytest.raises(KubeError, match=pattern):
+        missing.load()

@@ -1,30 +1,29 @@
-"""`kubectl canary` against kmock (an in-memory Kubernetes API), through a real kubeconfig."""
+"""`kubectl canary` against the real API server with the chart's CRD, through a kubeconfig
+with two contexts (two people, two namespaces)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import kmock
 import pytest
-import pytest_asyncio
 import yaml
+from kubernetes import client, config
 
-from modelcanary.adapters.status_store import INTENT_ANNOTATION, status_fields
+from modelcanary.adapters.status_store import INTENT_ANNOTATION, mark_invalid, status_fields
+from modelcanary.kube.api import model_canary
+from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kubectl.plugin import list_rows, main
 from modelcanary.rollout.judge import Check
 from modelcanary.rollout.state import LastAnalysis, RolloutState, Transition
-from tests.conftest import register_kind, write_kubeconfig
+from tests.support.apiserver import ApiServer
 
-MC = "/apis/modelcanary.io/v1alpha1/namespaces/{ns}/modelcanaries"
 T0 = 1_795_000_000.0
 
 
@@ -33,9 +32,6 @@ class Run:
     code: int
     out: str
     err: str
-
-
-Kubectl = Callable[..., Any]
 
 
 def resource(name: str, ns: str, state: RolloutState | None, **spec: Any) -> dict[str, Any]:
@@ -63,38 +59,80 @@ ROLLED_BACK = RolloutState(
 )  # fmt: skip
 
 
-@pytest_asyncio.fixture
-async def kubectl(
-    kmock: kmock.KubernetesEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> Any:
-    register_kind(kmock, "modelcanary.io/v1alpha1/modelcanaries", "ModelCanary")
-    config = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url).rstrip("/"))
-    async with aiohttp.ClientSession(base_url=str(kmock.url)) as session:
+def write_kubeconfig(path: Path, server: ApiServer, dev: str, prod: str) -> Path:
+    """Two contexts on the server, as two people's: dev (user ana, namespace DEV, the current
+    one) and prod (user bo, namespace PROD); both hold the admin's token."""
+    cluster = {"server": server.url, "certificate-authority": str(server.ca_file)}
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dev",
+        "clusters": [{"name": "envtest", "cluster": cluster}],
+        "users": [{"name": user, "user": {"token": server.admin_token}} for user in ("ana", "bo")],
+        "contexts": [
+            {"name": "dev", "context": {"cluster": "envtest", "user": "ana", "namespace": dev}},
+            {"name": "prod", "context": {"cluster": "envtest", "user": "bo", "namespace": prod}},
+        ],
+    }))  # fmt: skip
+    return path
 
-        async def create(body: dict[str, Any]) -> None:
-            path = MC.format(ns=body["metadata"]["namespace"])
-            async with session.post(path, json=body) as response:
-                assert response.status < 300
 
-        async def get(ns: str, name: str) -> dict[str, Any]:
-            async with session.get(f"{MC.format(ns=ns)}/{name}") as response:
-                found: dict[str, Any] = await response.json()
-                return found
+class Kubectl:
+    """`kubectl canary` in-process against the real server, and the objects it acts on."""
 
-        async def run(*args: str) -> Run:
-            capsys.readouterr()
-            try:
-                code = await asyncio.to_thread(main, ["--kubeconfig", str(config), *args])
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-            captured = capsys.readouterr()
-            return Run(code, captured.out, captured.err)
+    def __init__(
+        self, server: ApiServer, config_file: Path, dev: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        self.config_file, self.dev, self.capsys = config_file, dev, capsys
+        self.admin = config.new_client_from_config(config_file=str(server.kubeconfig))
+        self.api = client.CustomObjectsApi(self.admin)
 
-        await create(resource("digits", "default", PROGRESSING))
-        await create(resource("cats", "default", ROLLED_BACK))
-        await create(resource("owls", "prod", None))
-        await create(resource("bad", "default", None, steps=[50, 20]))
-        run.get = get  # type: ignore[attr-defined]
+    def __call__(self, *args: str) -> Run:
+        self.capsys.readouterr()
+        try:
+            code = main(["--kubeconfig", str(self.config_file), *args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = self.capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    def create(self, body: dict[str, Any]) -> None:
+        """Create the object, then write its status through the status subresource (the
+        API server ignores `status` on create), as the operator does."""
+        meta = body["metadata"]
+        manifest = {key: value for key, value in body.items() if key != "status"}
+        self.api.create_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], PLURAL, manifest
+        )
+        if "status" in body:
+            self.write_status(meta["namespace"], meta["name"], body["status"])
+
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        model_canary(self.api, namespace, name).patch({"status": status}, status=True)
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        return model_canary(self.api, namespace, name).get()
+
+
+@pytest.fixture
+def kubectl(
+    apiserver: ApiServer, modelcanary_crd: str, namespace: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Kubectl]:  # fmt: skip
+    """Contexts dev (this test's namespace) and prod (another fresh one), with four
+    rollouts: digits (Progressing), cats (RolledBack) and bad (Invalid) in dev, owls
+    (Pending) in prod."""
+    prod = f"{namespace}-prod"
+    apiserver.kubectl("create", "namespace", prod)
+    config_file = write_kubeconfig(tmp_path / "kubeconfig", apiserver, namespace, prod)
+    run = Kubectl(apiserver, config_file, namespace, capsys)
+    run.create(resource("digits", namespace, PROGRESSING))
+    run.create(resource("cats", namespace, ROLLED_BACK))
+    run.create(resource("owls", prod, None))
+    # The API server refuses a spec the engine would refuse; an Invalid rollout is one the
+    # operator marked so (e.g. a spec stored under an older CRD).
+    run.create(resource("bad", namespace, None))
+    bad = model_canary(run.api, namespace, "bad")
+    mark_invalid(bad, "steps: steps must increase, got [50, 20]", bad.get())
+    with run.admin:
         yield run
 
 
@@ -108,9 +146,8 @@ def test_list_table_snapshot() -> None:
     ])  # fmt: skip
 
 
-@pytest.mark.asyncio
-async def test_list_in_a_namespace_and_everywhere(kubectl: Any) -> None:
-    here = await kubectl("list")
+def test_list_in_a_namespace_and_everywhere(kubectl: Kubectl) -> None:
+    here = kubectl("list")
     assert here.code == 0
     lines = here.out.splitlines()
     assert lines[0].split() == [
@@ -124,53 +161,57 @@ async def test_list_in_a_namespace_and_everywhere(kubectl: Any) -> None:
         "AGE",
     ]
     assert [line.split()[0] for line in lines[1:]] == ["bad", "cats", "digits"]
-    everywhere = await kubectl("list", "-A")
+    assert lines[3].split()[1:7] == ["Progressing", "digits", "1", "2", "50%", "2/3"]
+    everywhere = kubectl("list", "-A")
     assert "owls" in everywhere.out and everywhere.out.splitlines()[0].startswith("NAMESPACE")
-    prod = await kubectl("list", "--context", "prod", "-o", "json")
+    prod = kubectl("list", "--context", "prod", "-o", "json")
     assert [i["metadata"]["name"] for i in json.loads(prod.out)] == ["owls"]
 
 
-@pytest.mark.asyncio
-async def test_status_shows_checks_time_left_and_history(kubectl: Any) -> None:
-    shown = await kubectl("status", "digits")
-    assert shown.code == 0
+def test_status_shows_checks_time_left_and_history(kubectl: Kubectl) -> None:
+    shown = kubectl("status", "digits")
+    assert shown.code == 0, shown.err
     for line in ("phase     Progressing", "step      2/3 (50%)", "error_ratio", "history:",
                  "checks passed; step 2"):  # fmt: skip
         assert line in shown.out
-    as_json = json.loads((await kubectl("status", "digits", "-o", "json")).out)
+    as_json = json.loads(kubectl("status", "digits", "-o", "json").out)
     assert as_json["weight"] == 50 and as_json["checks"][0]["samples"] == 140
-    as_yaml = yaml.safe_load((await kubectl("status", "digits", "-o", "yaml")).out)
+    as_yaml = yaml.safe_load(kubectl("status", "digits", "-o", "yaml").out)
     assert as_yaml["phase"] == "Progressing"
-    history = await kubectl("history", "digits")
+    history = kubectl("history", "digits")
     assert "golden samples match" in history.out and "advance" in history.out
+    invalid = kubectl("status", "bad")
+    assert invalid.code == 0 and "rollout bad: Invalid" in invalid.out
+    assert "steps must increase" in invalid.out
 
 
-@pytest.mark.asyncio
-async def test_verbs_record_intents_only_where_allowed(kubectl: Any) -> None:
-    promoted = await kubectl("promote", "digits", "--full", "--reason", "numbers look great")
+def test_verbs_record_intents_only_where_allowed(kubectl: Kubectl) -> None:
+    promoted = kubectl("promote", "digits", "--full", "--reason", "numbers look great")
     assert promoted.code == 0 and "promote --full requested by ana" in promoted.out
-    body = await kubectl.get("default", "digits")
+    body = kubectl.get(kubectl.dev, "digits")
     intent = json.loads(body["metadata"]["annotations"][INTENT_ANNOTATION])
     assert intent["action"] == "promote_full" and intent["by"] == "ana" and intent["id"]
     assert intent["reason"] == "numbers look great"
     assert "canaryTrafficPercent" not in json.dumps(body)  # the plugin never touches traffic
+    assert body["status"]["phase"] == "Progressing"  # nor the status
 
-    refused = await kubectl("resume", "digits")
+    refused = kubectl("resume", "digits")
     assert refused.code == 1
     assert "cannot resume: the rollout is Progressing; resume needs Paused" in refused.err
     assert "allowed now: promote, promote --full, rollback, pause" in refused.err
-    assert (await kubectl("retry", "cats")).code == 0
-    not_now = await kubectl("pause", "cats")
+    assert kubectl("retry", "cats").code == 0
+    not_now = kubectl("pause", "cats")
     assert not_now.code == 1 and "allowed now: retry" in not_now.err
-    invalid = await kubectl("promote", "bad")
+    invalid = kubectl("promote", "bad")
     assert invalid.code == 1 and "spec of modelcanary bad is invalid" in invalid.err
-    missing = await kubectl("status", "ghost")
-    assert (
-        missing.code == 1 and "modelcanary 'ghost' not found in namespace 'default'" in missing.err
-    )
-    usage = await kubectl("rollback", "digits")
+    missing = kubectl("status", "ghost")
+    assert missing.code == 1
+    assert f"modelcanary 'ghost' not found in namespace '{kubectl.dev}'" in missing.err
+    usage = kubectl("rollback", "digits")
     assert usage.code == 2 and "--reason" in usage.err
-    assert (await kubectl("explode")).code == 2
+    assert kubectl("explode").code == 2
+    by_bo = kubectl("pause", "owls", "--context", "prod")
+    assert by_bo.code == 0 and "pause requested by bo" in by_bo.out
 
 
 def test_kubectl_lists_the_plugin(tmp_path: Path) -> None:
@@ -203,24 +244,20 @@ ALLOWED = {  # verb -> phases where it may be asked for
 }
 
 
-@pytest.mark.asyncio
-async def test_every_verb_in_every_phase(kubectl: Any, kmock: kmock.KubernetesEmulator) -> None:
+def test_every_verb_in_every_phase(kubectl: Kubectl) -> None:
     for phase, state in PHASES.items():
         name = f"in-{phase.lower()}"
-        body = resource(name, "default", state)
-        async with aiohttp.ClientSession(base_url=str(kmock.url)) as session:
-            await session.post(MC.format(ns="default"), json=body)
+        kubectl.create(resource(name, kubectl.dev, state))
         for verb, allowed in ALLOWED.items():
-            run = await kubectl(verb[0], name, *verb[1:])
+            run = kubectl(verb[0], name, *verb[1:])
             expected = 0 if phase in allowed else 1
             assert run.code == expected, (phase, verb, run.err)
             if expected:
                 assert f"the rollout is {phase}" in run.err and "needs" in run.err
 
 
-@pytest.mark.asyncio
-async def test_status_watch_redraws_only_on_change(
-    kubectl: Any, kmock: kmock.KubernetesEmulator, monkeypatch: pytest.MonkeyPatch
+def test_status_watch_redraws_only_on_change(
+    kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`-w` polls; a change to the status prints the view again, no change prints nothing."""
     from modelcanary.kubectl import plugin as kubectl_canary
@@ -230,22 +267,13 @@ async def test_status_watch_redraws_only_on_change(
     def tick(seconds: float) -> None:
         polls["n"] += 1
         if polls["n"] == 2:  # the operator moves the canary on between polls 2 and 3
-            body = {"status": status_fields(replace(PROGRESSING, step=2, weight=100))}
-            path = f"{MC.format(ns='default')}/digits/status"
-            asyncio.run_coroutine_threadsafe(_patch(str(kmock.url), path, body), loop).result()
+            status = status_fields(replace(PROGRESSING, step=2, weight=100))
+            kubectl.write_status(kubectl.dev, "digits", status)
         if polls["n"] == 4:
             raise KeyboardInterrupt
 
-    loop = asyncio.get_running_loop()
     monkeypatch.setattr(kubectl_canary, "pause", tick)
-    watched = await kubectl("status", "digits", "-w")
+    watched = kubectl("status", "digits", "-w")
     assert watched.code == 130
     assert watched.out.count("rollout digits:") == 2  # drawn, then redrawn once after the change
     assert "step      3/3 (100%)" in watched.out
-
-
-async def _patch(base: str, path: str, body: dict[str, Any]) -> None:
-    async with aiohttp.ClientSession(base_url=base) as session:
-        headers = {"content-type": "application/merge-patch+json"}
-        async with session.patch(path, json=body, headers=headers) as response:
-            assert response.status < 300

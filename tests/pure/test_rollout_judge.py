@@ -58,6 +58,8 @@ def test_durations(text: str, seconds: float) -> None:
         ({"steps": [5, 10, 10, 100]}, "steps: steps must increase, got [5, 10, 10, 100]"),
         ({"steps": [5, 50]}, "steps: the last step must be 100 (full traffic), got 50"),
         ({"steps": [0, 100]}, "steps: each step is a canary percent from 1 to 100, not 0"),
+        ({"steps": [*range(1, 21), 100]}, "steps: give at most 20 steps, got 21"),
+        ({"stable": {"version": 2}, "canary": {"version": "2"}}, "canary.version must differ from stable.version (2)"),
         ({"interval": "soon"}, "interval: 'soon' is not a duration like 30s, 5m or 1h30m"),
         ({"analysis": {"alpha": 0}}, "analysis.alpha: Input should be greater than 0"),
         ({"analysis": {"minRequests": 100}}, "analysis.minRequests: Extra inputs are not permitted"),

@@ -40,7 +40,7 @@ COMBINATIONS = {
     ],
     "no-extras": [
         "--set", "model.canary=2", "--set", "networkPolicy.enabled=false",
-        "--set", "alertmanager.config.enabled=false", "--set", "crds.install=false",
+        "--set", "alertmanager.config.enabled=false",
     ],
 }  # fmt: skip
 
@@ -50,7 +50,10 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def render(options: list[str]) -> list[dict[str, Any]]:
-    result = helm("template", "rel", str(CHART), "--namespace", "models", *options)
+    """The release's objects, with the CRD from crds/ (as `helm install` creates it)."""
+    result = helm(
+        "template", "rel", str(CHART), "--namespace", "models", "--include-crds", *options
+    )
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
@@ -230,7 +233,7 @@ def test_wrong_values_are_rejected_naming_the_value(options: list[str], message:
 
 
 def test_committed_crd_and_values_schema_match_the_generators() -> None:
-    assert (CHART / "files" / "crd.yaml").read_text() == crd.render(), (
+    assert (CHART / "crds" / "modelcanary.io_modelcanaries.yaml").read_text() == crd.render(), (
         "run `modelcanary crd render`"
     )
     assert (CHART / "values.schema.json").read_text() == values_schema.render(), (
@@ -254,6 +257,8 @@ SPEC = {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"
         ({"steps": [0, 100]}, False),
         ({"steps": []}, False),
         ({"analysis": {"alpha": 0}}, False),
+        ({"steps": [*range(1, 20), 100]}, True),
+        ({"steps": [*range(1, 21), 100]}, False),  # over maxItems
         ({"analysis": {"errorRatio": {"max": 1.5}}}, False),
         ({"analysis": {"latencyP99": {"maxRatioToStable": 1}}}, False),
         ({"analysis": {"noData": {"action": "explode"}}}, False),
@@ -275,6 +280,20 @@ def test_what_a_schema_cannot_say_is_a_cel_rule() -> None:
     spec = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     rules = [r["rule"] for r in spec["x-kubernetes-validations"]]
     rules += [r["rule"] for r in spec["properties"]["steps"]["x-kubernetes-validations"]]
-    assert "self.canary.version != self.stable.version" in rules
-    assert "self[size(self) - 1] == 100" in rules
+    assert "string(self.canary.version) != string(self.stable.version)" in rules
+    assert "size(self) == 0 || self[size(self) - 1] == 100" in rules
     assert any("isSorted" in r for r in rules)
+    assert spec["properties"]["steps"]["maxItems"] == 20  # bounds the rules' estimated cost
+
+
+def test_the_crd_is_in_crds_and_no_template_renders_one() -> None:
+    """crds/: Helm creates the CRD before the templates (so one release can hold it and
+    its first ModelCanary), and no release owns it (so a second release can install)."""
+    (crd_file,) = (CHART / "crds").glob("*.yaml")
+    assert yaml.safe_load(crd_file.read_text())["metadata"]["name"] == crd.NAME
+    for options in COMBINATIONS.values():
+        result = helm("template", "rel", str(CHART), *options)
+        assert result.returncode == 0, result.stderr
+        assert "kind: CustomResourceDefinition" not in result.stdout
+    retired = helm("template", "rel", str(CHART), "--set", "crds.install=false")
+    assert retired.returncode != 0 and "crds" in retired.stderr  # use --skip-crds

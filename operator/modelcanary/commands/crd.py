@@ -7,7 +7,9 @@ from pathlib import Path
 
 from modelcanary.commands.arguments import Commands, Parser, say
 
-CHART_CRD = Path("charts/modelcanary/files/crd.yaml")
+# In crds/: Helm creates it before the templates (so one release can hold the CRD and its
+# first ModelCanary) and never upgrades or deletes it.
+CHART_CRD = Path("charts/modelcanary/crds/modelcanary.io_modelcanaries.yaml")
 CHART_VALUES_SCHEMA = Path("charts/modelcanary/values.schema.json")
 
 

@@ -169,7 +169,6 @@ def schema() -> dict[str, Any]:
                     }
                 ),
                 "networkPolicy": _object({"enabled": {"type": "boolean"}}),
-                "crds": _object({"install": {"type": "boolean"}}),
             },
             ("model",),
         ),

@@ -28,6 +28,8 @@ from modelcanary.errors import UsageError, describe_validation_errors
 # The spec's thresholds default to the production alert profile's, so a check and the alert
 # behind it cannot disagree.
 _PRODUCTION = PROFILES["production"]
+# At most this many steps: bounds the CEL cost of the CRD's rules on the API server.
+MAX_STEPS = 20
 
 
 def _duration(value: str) -> str:
@@ -109,13 +111,16 @@ class Notify(_Strict):
 
 
 def _steps_schema(schema: dict[str, Any]) -> None:
-    """What the steps validator checks, for the CRD (bounds in OpenAPI, order in CEL)."""
+    """What the steps validator checks, for the CRD (bounds in OpenAPI, order in CEL).
+
+    maxItems bounds the cost the API server estimates for the rules; the last-step rule
+    guards the empty list (minItems reports it) so it never indexes out of bounds."""
     schema["items"].update(minimum=1, maximum=100)
-    schema["minItems"] = 1
+    schema["minItems"], schema["maxItems"] = 1, MAX_STEPS
     schema["x-kubernetes-validations"] = [
-        {"rule": "self[size(self) - 1] == 100",
+        {"rule": "size(self) == 0 || self[size(self) - 1] == 100",
          "message": "the last step must be 100 (full traffic)"},
-        {"rule": "self.isSorted() && self.all(x, self.exists_one(y, y == x))",
+        {"rule": "self.isSorted() && self.all(x, self.indexOf(x) == self.lastIndexOf(x))",
          "message": "steps must increase"},
     ]  # fmt: skip
 
@@ -126,7 +131,8 @@ class RolloutSpec(_Strict):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "self.canary.version != self.stable.version",
+                # int-or-string: 2 and "2" are the same version
+                {"rule": "string(self.canary.version) != string(self.stable.version)",
                  "message": "canary.version must differ from stable.version"},
             ]
         }
@@ -146,6 +152,8 @@ class RolloutSpec(_Strict):
     def _steps(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
         if not steps:
             raise ValueError("give at least one step, ending at 100")
+        if len(steps) > MAX_STEPS:
+            raise ValueError(f"give at most {MAX_STEPS} steps, got {len(steps)}")
         for step in steps:
             if not 1 <= step <= 100:
                 raise ValueError(f"each step is a canary percent from 1 to 100, not {step}")
