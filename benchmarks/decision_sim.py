@@ -284,13 +284,15 @@ class Prometheus:
         if not self.fresh[version] or n == 0:
             return None
         row = self.samples[version, n - 1].tolist()
-        bounds = (*LATENCY_BUCKETS, math.inf)
-        return Counts(row[REQ], row[ERR], tuple(zip(bounds, row[BUCKETS:], strict=True)))
+        buckets = row[BUCKETS:]  # the finite bounds, then +Inf: the histogram's total
+        finite = tuple(zip(LATENCY_BUCKETS, buckets[:-1], strict=True))
+        return Counts(row[REQ], row[ERR], finite, buckets[-1])
 
     def stats(self, version: int) -> VersionStats | None:
         r = self.recorded.get(version)
-        if r is None:
-            return None
+        if r is None:  # a new series has counters before it has a rate (two scrapes)
+            totals = self.totals(version)
+            return None if totals is None else VersionStats(0.0, 0.0, None, totals)
         w = self.window_s
         return VersionStats(r.rate * w, r.error_rate * w, r.p99_s, self.totals(version))
 

@@ -55,8 +55,8 @@ def test_seven_grouped_queries_serve_every_rollout() -> None:
     )
     canary = seen[KEY].canary
     assert canary is not None and (canary.requests, canary.errors, canary.p99_s) == (60, 15, None)
-    # the cumulative counters, buckets in order of their bound, +Inf last
-    assert canary.totals == Counts(900, 30, ((0.05, 700), (0.1, 850), (float("inf"), 900)))
+    # the cumulative counters: finite buckets in order of their bound, +Inf as `observed`
+    assert canary.totals == Counts(900, 30, ((0.05, 700), (0.1, 850)), 900)
     assert seen[KEY].stable is not None and seen[KEY].stable.totals == Counts(5000, 0, ())
     assert [(a.name, a.severity, a.version, a.state) for a in seen[KEY].alerts] == [
         ("ModelVersionHighErrorRatio", "critical", "2", "firing")

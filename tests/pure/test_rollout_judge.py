@@ -101,7 +101,7 @@ def counts(requests: float, errors: float, slower: dict[float, float] | None = N
     buckets = tuple(
         (le, requests - max((n for b, n in slow.items() if b >= le), default=0.0)) for le in BOUNDS
     )
-    return Counts(requests, errors, buckets)
+    return Counts(requests, errors, buckets, requests)
 
 
 def evidence(canary: Counts, stable: Counts, stalled: float = 0.0) -> Evidence:

@@ -121,12 +121,13 @@ class PrometheusSource:
             except ValueError:
                 continue
             buckets.setdefault(version, []).append((bound, value))
-        return {
-            version: Counts(
-                count, errors.get(version, 0.0), tuple(sorted(buckets.get(version, ())))
-            )
-            for version, count in requests.items()
-        }
+        found = {}
+        for version, count in requests.items():
+            histogram = sorted(buckets.get(version, []))
+            finite = tuple(b for b in histogram if b[0] != float("inf"))
+            observed = next((n for le, n in histogram if le == float("inf")), 0.0)
+            found[version] = Counts(count, errors.get(version, 0.0), finite, observed)
+        return found
 
     def _by_version(self, expression: str) -> dict[tuple[str, str], float]:
         return {
@@ -144,8 +145,9 @@ class PrometheusSource:
         totals: dict[tuple[str, str], Counts],
     ) -> VersionStats | None:
         rate = requests.get((model, version))
-        if rate is None:
-            return None
+        if rate is None:  # a new series has counters one scrape before it has a rate
+            counted = totals.get((model, version))
+            return None if counted is None else VersionStats(0.0, 0.0, None, counted)
         latency = p99.get((model, version))
         return VersionStats(
             requests=rate * self.window_s,

@@ -24,18 +24,21 @@ class Baseline:
 
     stable: Counts
     canary: Counts
-    mark_stable: float = 0.0
-    mark_canary: float = 0.0
+    canary_seen: Counts  # the canary's counters when last seen (kept while its series are gone)
+    mark_stable: float = 0.0  # stable's requests when the canary last received one
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Baseline:
         def counts(raw: dict[str, Any]) -> Counts:
             buckets = tuple((float(le), float(n)) for le, n in raw.get("buckets", ()))
-            return Counts(float(raw["requests"]), float(raw["errors"]), buckets)
+            return Counts(
+                float(raw["requests"]), float(raw["errors"]), buckets,
+                float(raw.get("observed", 0.0)),
+            )  # fmt: skip
 
         return cls(
-            counts(data["stable"]), counts(data["canary"]),
-            float(data.get("mark_stable", 0.0)), float(data.get("mark_canary", 0.0)),
+            counts(data["stable"]), counts(data["canary"]), counts(data["canary_seen"]),
+            float(data.get("mark_stable", 0.0)),
         )  # fmt: skip
 
 
@@ -53,43 +56,39 @@ def _totals(stats: VersionStats | None) -> Counts | None:
     return stats.totals if stats is not None else None
 
 
-def _finite(counts: Counts) -> Counts:
-    """Without the +Inf bucket (its count is the request count; JSON has no infinity)."""
-    return replace(counts, buckets=tuple(b for b in counts.buckets if b[0] != float("inf")))
-
-
 def start(seen: Observations) -> Baseline:
     """The baseline when the canary gets its first step (a missing version counts from 0)."""
-    stable = _finite(_totals(seen.stable) or NOTHING)
-    canary = _finite(_totals(seen.canary) or NOTHING)
-    return Baseline(stable, canary, stable.requests, canary.requests)
+    stable = _totals(seen.stable) or NOTHING
+    canary = _totals(seen.canary) or NOTHING
+    return Baseline(stable, canary, canary, stable.requests)
 
 
 def _since(now: Counts, then: Counts) -> tuple[Counts, Counts]:
     """(counts since `then`, the baseline to keep); a counter that went down restarted."""
-    if now.requests < then.requests or now.errors < then.errors:
+    if now.requests < then.requests or now.errors < then.errors or now.observed < then.observed:
         then = replace(NOTHING, buckets=tuple((le, 0.0) for le, _ in now.buckets))
     before = dict(then.buckets)
+    observed = now.observed - then.observed
     buckets = tuple(
-        (le, min(max(n - before.get(le, 0.0), 0.0), now.requests - then.requests))
+        (le, min(max(n - before.get(le, 0.0), 0.0), observed))
         for le, n in now.buckets
         if le in before or not then.buckets
     )
-    return Counts(now.requests - then.requests, now.errors - then.errors, buckets), then
+    since = Counts(now.requests - then.requests, now.errors - then.errors, buckets, observed)
+    return since, then
 
 
 def advance(baseline: Baseline, seen: Observations) -> tuple[Baseline, Evidence]:
     """The counts since the baseline, and the baseline to keep (rebased after a restart,
     marked where the canary last received a request). A version whose series are missing
     served nothing new."""
-    stable_now = _finite(_totals(seen.stable) or baseline.stable)
-    canary_now = _finite(_totals(seen.canary) or baseline.canary)
-    if canary_now.requests < baseline.mark_canary:  # restarted: its mark restarts too
-        baseline = replace(baseline, mark_canary=0.0)
+    stable_now = _totals(seen.stable) or baseline.stable
+    canary_now = _totals(seen.canary) or baseline.canary_seen
     stable, stable_base = _since(stable_now, baseline.stable)
     canary, canary_base = _since(canary_now, baseline.canary)
-    mark_stable, mark_canary = baseline.mark_stable, baseline.mark_canary
-    if canary_now.requests > mark_canary or stable_now.requests < mark_stable:
-        mark_stable, mark_canary = stable_now.requests, canary_now.requests
-    kept = Baseline(stable_base, canary_base, mark_stable, mark_canary)
-    return kept, Evidence(stable, canary, max(stable_now.requests - mark_stable, 0.0))
+    mark = baseline.mark_stable
+    progressed = canary_now.requests != baseline.canary_seen.requests  # more, or restarted
+    if progressed or stable_now.requests < mark:
+        mark = stable_now.requests
+    kept = Baseline(stable_base, canary_base, canary_now, mark)
+    return kept, Evidence(stable, canary, max(stable_now.requests - mark, 0.0))

@@ -44,6 +44,7 @@ class Check:
     detail: str = ""
     evidence: float | None = None  # the test's e-value; it fails at `evidence_limit`
     evidence_limit: float | None = None
+    ruled_out: float | None = None  # the difference above stable ruled out so far (1 - alpha)
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class _Tests:
                            alpha=self.alpha, margin=margin)  # fmt: skip
         result, e, bound = self._decided(test.log_e)
         return Check(name, test.difference, margin, int(canary.requests), result,
-                     test.explain(), e, bound)  # fmt: skip
+                     test.explain(), e, bound, test.upper)  # fmt: skip
 
     def _guard_latency(self, canary: Counts, p99: float | None) -> Check:
         limit = self.latency.max_seconds
@@ -202,32 +203,35 @@ class _Tests:
                 "skipped",
                 "no latency histogram for the canary: the P99 alert rule guards it",
             )
-        slow = canary.requests - above
-        log_e = float(seq.log_e_above(canary.requests, slow, SLOW_SHARE))
+        timed = canary.observed
+        if timed <= 0:
+            return Check(name, p99, limit, 0, "pass", "no timed canary requests yet")
+        slow = timed - above
+        log_e = float(seq.log_e_above(timed, slow, SLOW_SHARE))
         result, e, bound = self._decided(log_e)
         detail = (
-            f"{slow:g} of {canary.requests:g} canary requests slower than {limit:g}s "
-            f"({slow / canary.requests:.2%}); e-value {e:.3g} that more than "
+            f"{slow:g} of {timed:g} timed canary requests slower than {limit:g}s "
+            f"({slow / timed:.2%}); e-value {e:.3g} that more than "
             f"{SLOW_SHARE:.0%} are, rollback at {bound:g}"
         )
-        return Check(name, p99, limit, int(canary.requests), result, detail, e, bound)
+        return Check(name, p99, limit, int(timed), result, detail, e, bound)
 
     def _versus_stable_latency(self, canary: Counts, stable: Counts, ratio: float | None) -> Check:
         limit = self.latency.max_ratio_to_stable or 1.0
         name = "latency_p99_ratio_to_stable"
         bounds = [le for le, _ in canary.buckets]
-        if not bounds or bounds != [le for le, _ in stable.buckets] or stable.requests <= 0:
+        if not bounds or bounds != [le for le, _ in stable.buckets] or stable.observed <= 0:
             why = ("stable served no requests since the rollout began" if stable.requests <= 0
                    else "no latency histograms to compare")  # fmt: skip
-            return Check(name, ratio, limit, int(canary.requests), "skipped", why)
+            return Check(name, ratio, limit, int(canary.observed), "skipped", why)
         test = seq.compare_latency(
             [*bounds, math.inf],
-            [*(n for _, n in canary.buckets), canary.requests],
-            [*(n for _, n in stable.buckets), stable.requests],
+            [*(n for _, n in canary.buckets), canary.observed],
+            [*(n for _, n in stable.buckets), stable.observed],
             alpha=self.alpha, ratio=limit, floor=self.latency.ratio_floor_seconds,
         )  # fmt: skip
         result, e, bound = self._decided(test.log_e)
-        return Check(name, ratio, limit, int(canary.requests), result, test.explain(), e,
+        return Check(name, ratio, limit, int(canary.observed), result, test.explain(), e,
                      bound)  # fmt: skip
 
 

@@ -32,13 +32,15 @@ class RolloutKey:
 @dataclass(frozen=True)
 class Counts:
     """Cumulative counters of one version, as Prometheus last scraped them: requests,
-    server errors and the latency histogram's cumulative buckets `(le seconds, count)`,
-    ending at +Inf (empty when the source has no histogram). They only grow, except when a
-    serving process restarts; the judge takes differences since the rollout began."""
+    server errors, and the latency histogram's finite cumulative buckets `(le seconds,
+    count)` with its total (`observed`, the +Inf bucket; empty and 0 when the source has no
+    histogram). They only grow, except when a serving process restarts; the judge takes
+    differences since the rollout began."""
 
     requests: float
     errors: float
     buckets: tuple[tuple[float, float], ...] = ()
+    observed: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,22 @@ class NoData(_Strict):
     action: Literal["pause", "rollback"] = "pause"
 
 
+class BeforeFull(_Strict):
+    """At the last step before full traffic, wait for evidence that the canary is not worse.
+
+    A check fails only on evidence of a regression; at the step before 100% the canary also
+    waits until its error ratio is shown to be at most `errorRatioAboveStable` above stable's
+    (the upper end of the confidence sequence), so a small regression that a short rollout
+    cannot see is caught before every user gets it. At low traffic that bound may never
+    come: after `maxWait` at the step with no evidence against it, the canary goes on.
+    """
+
+    error_ratio_above_stable: float | None = Field(
+        default=0.01, gt=0, lt=1, alias="errorRatioAboveStable"
+    )
+    max_wait: Duration = Field(default="10m", alias="maxWait")
+
+
 class Analysis(_Strict):
     # The chance that a healthy canary is rolled back by the checks, however often they
     # look: the false-rollback bound of the sequential tests, shared among them.
@@ -104,6 +120,7 @@ class Analysis(_Strict):
     latency_p99: LatencyP99 = Field(default_factory=LatencyP99, alias="latencyP99")
     alerts: AlertPolicy = Field(default_factory=AlertPolicy)
     no_data: NoData = Field(default_factory=NoData, alias="noData")
+    before_full: BeforeFull = Field(default_factory=BeforeFull, alias="beforeFull")
 
 
 class Notify(_Strict):

@@ -19,6 +19,8 @@ Rules, in order of precedence:
 9. A firing `holdOn` alert holds. An inconclusive verdict holds.
 10. A passing verdict after `interval` at the step advances, or at the last step promotes:
    with no evidence against it, a canary at low traffic advances as one at high traffic.
+   Before the step to full traffic it waits, up to `beforeFull.maxWait`, until its error
+   ratio is shown at most `beforeFull.errorRatioAboveStable` above stable's.
 
 Pure; `apply` turns a decision into the next state and records it in the history.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from modelcanary.durations import parse_duration
 from modelcanary.rollout.intents import FINISHED, Intent, Phase, refusal
 from modelcanary.rollout.judge import Verdict
 from modelcanary.rollout.ports import FiringAlert, GoldenResult
@@ -218,9 +221,30 @@ def decide(
         )
     if state.step >= last:
         return make("promote", "all checks passed at every step", last, 100, failures=failures)
+    waiting = _before_full(spec, state, verdict, at_step)
+    if waiting is not None:
+        return make("hold", waiting, failures=failures)
     step = state.step + 1
     return make(
         "advance", f"checks passed; step {step + 1}", step, spec.steps[step], failures=failures
+    )
+
+
+def _before_full(
+    spec: RolloutSpec, state: RolloutState, verdict: Verdict, at_step: float
+) -> str | None:
+    """Why the canary waits before its next step to full traffic, if it does."""
+    wanted = spec.analysis.before_full.error_ratio_above_stable
+    max_wait = parse_duration(spec.analysis.before_full.max_wait)
+    if wanted is None or spec.steps[state.step + 1] != 100 or at_step >= max_wait:
+        return None
+    check = next((c for c in verdict.checks if c.name == "error_ratio_above_stable"), None)
+    if check is None or check.ruled_out is None or check.ruled_out <= wanted:
+        return None
+    return (
+        f"before full traffic: the canary's error ratio is at most "
+        f"{check.ruled_out * 100:.2f} points above stable's so far, {wanted * 100:g} wanted "
+        f"({max_wait - at_step:.0f}s left of maxWait)"
     )
 
 
