@@ -193,10 +193,12 @@ def run_promtool(
     versions: list[Version],
     expected: dict[str, list[dict[str, Any]]],
     at: str,
+    weighted_only: list[Version] = (),  # type: ignore[assignment]
 ) -> None:
     rules = tmp_path / "rules.yml"
     rules.write_text(render(PROFILE))
     series = [s for v in versions for s in (*source_series(source, v), *rollout_series(source, v))]
+    series += [s for v in weighted_only for s in rollout_series(source, v)]
     test = {
         "rule_files": [str(rules)],
         "evaluation_interval": "1s",
@@ -270,6 +272,25 @@ def test_traffic_below_share_and_drop(tmp_path: Path, source: str) -> None:
         ],
     }  # fmt: skip
     run_promtool(tmp_path, source, [stable, starved], expected, "2m")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_traffic_drop_fires_for_a_weighted_version_without_series(
+    tmp_path: Path, source: str
+) -> None:
+    """Issue 14: a canary that crashed has no series at all; `<` cannot see it, `unless` can."""
+    stable = Version("m", "1", ok=16, weight=50)
+    vanished = Version("m", "2", ok=0, weight=50)  # the split gives it half; no series at all
+    expected = {
+        "ModelVersionTrafficDrop": [
+            {"exp_labels": {"severity": "warning", "model": "m", "version": "2", "source": source},
+             "exp_annotations": {
+                 "summary": "m version 2 traffic dropped",
+                 "description": f"m version 2 receives 0.00 requests/s (source {source}), less than 30% of its share of the model's traffic over the last 1m.",
+                 "runbook_url": f"{RUNBOOK}#modelversiontrafficdrop"}},
+        ],
+    }  # fmt: skip
+    run_promtool(tmp_path, source, [stable], expected, "2m", weighted_only=[vanished])
 
 
 @pytest.mark.parametrize("source", SOURCES)

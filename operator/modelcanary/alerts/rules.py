@@ -170,9 +170,13 @@ def alert_group(profile: Profile) -> dict[str, Any]:
         ),
         _alert(
             "ModelVersionTrafficDrop",
-            f"{q.REQUESTS} < {p.qps_past_min:g} * modelcanary:requests:expected_rate "
+            f"({q.REQUESTS} < {p.qps_past_min:g} * modelcanary:requests:expected_rate "
             f"and on (model, version, source) modelcanary:requests:expected_rate "
-            f">= {p.min_request_rate:g}",
+            f">= {p.min_request_rate:g}) "
+            # a version that should receive traffic but has no series at all (it crashed,
+            # or nothing routes to it): the comparison above cannot see an absent series
+            f"or (modelcanary:requests:expected_rate >= {p.min_request_rate:g} "
+            f"unless on (model, version, source) {q.REQUESTS}) * 0",
             p.qps_for,
             "warning",
             f"{MODEL_VERSION} traffic dropped",
