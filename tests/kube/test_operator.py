@@ -158,7 +158,8 @@ def canary(name: str, **spec: Any) -> dict[str, Any]:
         "spec": {"model": name, "stable": {"version": "1"}, "canary": {"version": "2"},
                  "steps": [50, 100], "interval": "2s",
                  "analysis": {"failureLimit": 0,
-                              "errorRatio": {"max": 0.05}, "noData": {"after": "30s"}},
+                              "errorRatio": {"max": 0.05}, "noData": {"after": "30s"},
+                              "beforeFull": {"maxWait": "2s"}},
                  **spec},
     }  # fmt: skip
 

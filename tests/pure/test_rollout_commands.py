@@ -89,7 +89,7 @@ def test_status_document_for_scripts() -> None:
     assert document["checks"][1] == {
         "name": "latency_p99_s", "value": None, "threshold": 0.5, "samples": 80,
         "result": "inconclusive", "detail": "no canary requests yet",
-        "evidence": None, "evidence_limit": None,
+        "evidence": None, "evidence_limit": None, "ruled_out": None,
     }  # fmt: skip
     assert [t["by"] for t in document["history"]] == ["controller", "controller", "ana"]
     json.dumps(document)

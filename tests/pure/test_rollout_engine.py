@@ -29,7 +29,7 @@ from modelcanary.rollout.state import RolloutState
 SPEC = parse_spec(
     {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
      "steps": [10, 50, 100], "interval": "10s",
-     "analysis": {"failureLimit": 0}},
+     "analysis": {"failureLimit": 0, "beforeFull": {"errorRatioAboveStable": None}}},
     "test",
 )  # fmt: skip
 HEALTHY = Observations(VersionStats(500, 0, 0.01), VersionStats(100, 0, 0.01))

@@ -66,6 +66,7 @@ def spec(stable: int, canary: int, **changes: object) -> dict[str, object]:
             "errorRatio": {"max": 0.05, "maxAboveStable": 0.02},
             "latencyP99": {"maxSeconds": 0.25, "maxRatioToStable": 3, "ratioFloorSeconds": 0.1},
             "noData": {"after": "5s", "action": "pause"},
+            "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "5s"},
         },
         "progressDeadline": "3m",
     }

@@ -91,6 +91,8 @@ def demo_spec(profile: Profile, stable: int, canary: int) -> RolloutSpec:
                     "ratioFloorSeconds": profile.canary_latency_floor_s,
                 },
                 "noData": {"after": "30s", "action": "pause"},
+                # a minute-long demo cannot gather the evidence a production rollout waits for
+                "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "10s"},
             },
             "progressDeadline": "5m",
         },
