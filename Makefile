@@ -41,10 +41,11 @@ demo: model-repo ## three local rollouts end to end (promote, roll back twice) a
 	$(BIN)/modelcanary repo verify --repo $(REPO)
 	$(BIN)/modelcanary demo --repo $(REPO)
 
-bench: model-repo ## export time; gateway overhead; fault-to-rollback time of an error canary
+bench: model-repo ## export time; gateway overhead; fault-to-rollback time; decision quality
 	$(PY) benchmarks/bench_export.py
 	$(PY) benchmarks/bench_gateway.py
 	$(PY) benchmarks/bench_rollback.py --repo $(REPO)
+	$(PY) benchmarks/bench_decisions.py
 
 clean: ## remove the virtual environment, built repositories and caches
 	rm -rf $(VENV) $(REPO) .pytest_cache .mypy_cache .ruff_cache
