@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, Literal, TypeVar
 
 from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.judge import Check
 from modelcanary.rollout.ports import FiringAlert
 
 Action = Literal["start", "advance", "hold", "pause", "resume", "promote", "rollback", "restart"]
+T = TypeVar("T")
+
+
+def _lenient(cls: type[T], data: dict[str, Any]) -> T:
+    """CLS from DATA, a missing key taken as None (or the field's default).
+
+    Minimal local fix until issue 12 defect 2 is fixed properly: a real API server drops
+    null values inside lists written by merge-patch (a check without a value)."""
+    missing = {
+        f.name: None
+        for f in fields(cls)  # type: ignore[arg-type]
+        if f.name not in data and f.default is MISSING and f.default_factory is MISSING
+    }
+    return cls(**missing, **data)
 
 
 @dataclass(frozen=True)
@@ -40,9 +54,9 @@ class LastAnalysis:
         return cls(
             at=data["at"],
             result=data["result"],
-            checks=tuple(Check(**c) for c in data["checks"]),
-            alerts=tuple(FiringAlert(**a) for a in data["alerts"]),
-            reason=data["reason"],
+            checks=tuple(_lenient(Check, c) for c in data.get("checks", ())),
+            alerts=tuple(_lenient(FiringAlert, a) for a in data.get("alerts", ())),
+            reason=data.get("reason", ""),
         )
 
 
@@ -66,7 +80,7 @@ class RolloutState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RolloutState:
-        history = tuple(Transition(**t) for t in data.get("history", ()))
+        history = tuple(_lenient(Transition, t) for t in data.get("history", ()))
         analysis = data.get("analysis")
         return cls(
             **{
