@@ -5,7 +5,8 @@ and different identities, running as the chart's service account with the chart'
 A real Prometheus scrapes an exporter that makes the canary healthy; no KServe controller
 runs, so the test marks the InferenceService Ready. The leader is SIGKILLed after the
 first advance (no cleanup, the Lease is not released): the standby must take the Lease
-over once it expires and continue the rollout at the step it had reached.
+over once it expires and continue the rollout at the step it had reached. A SIGTERMed
+leader hands the Lease over at once, and an API server outage does not end the ticks.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from modelcanary.alerts import promql as q
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.local.monitoring import Prometheus
 from tests.conftest import metric_samples
-from tests.support.apiserver import REPO, ApiServer
+from tests.support.apiserver import REPO, ApiServer, write_kubeconfig
 from tests.support.crds import install_crds
 from tests.support.operator_process import OperatorProcess
 from tests.support.rollouts import create_canary, create_ready_service, model_canary
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.traffic import SOURCE, WINDOW, Traffic, traffic_prometheus
 
 pytestmark = pytest.mark.slow
@@ -236,3 +238,46 @@ def test_a_stopped_leader_hands_the_lease_over_at_once(pair: Replicas) -> None:
     handover_s = time.monotonic() - stopped_at
     print(f"\nleader {leader_id} stopped; Lease to {standby_id} after {handover_s:.1f} s")
     assert handover_s < 5  # the standby looks every tick (1 s); an expiry would take 15 s
+
+
+def test_the_tick_loop_survives_an_api_server_outage(
+    apiserver: ApiServer, namespace: str, crds: None, monitoring: tuple[Prometheus, Traffic],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A control-plane restart refuses connections for a while: the operator must go on
+    ticking once the API server is back (it must not lose its tick loop to the Lease)."""
+    prometheus, traffic = monitoring
+    proxy = TcpProxy(int(apiserver.url.rsplit(":", 1)[1])).start()
+    kubeconfig = write_kubeconfig(
+        tmp_path / "proxy.kubeconfig", f"https://127.0.0.1:{proxy.port}", apiserver.ca_file,
+        "admin", apiserver.admin_token,
+    )  # fmt: skip
+    admin = config.new_client_from_config(config_file=str(apiserver.kubeconfig))
+    api = client.CustomObjectsApi(admin)
+    model = f"outage-{namespace}"
+    traffic.serve(model)
+    create_ready_service(api, namespace, "digits")
+    create_canary(api, namespace, model_canary("digits", model, interval="1h"))
+
+    def analysed_at() -> float:
+        body: Any = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "digits")
+        state = (body.get("status") or {}).get("state") or {}
+        return float((state.get("analysis") or {}).get("at") or 0)
+
+    operator = OperatorProcess(
+        kubeconfig, namespace, prometheus.url, tmp_path / "operator.log",
+        f"--source={SOURCE}", f"--window={WINDOW}", "--tick=1s",
+        f"--leader-election={LEASE}", "--identity=solo",
+    )  # fmt: skip
+    try:
+        operator.start()
+        until(analysed_at, 30, "the operator never ticked")
+        proxy.cut()
+        time.sleep(3)  # the tick loop meets refused connections
+        proxy.start()
+        back = time.time()
+        until(lambda: analysed_at() > back, 30, "the operator stopped ticking after the outage")
+    finally:
+        operator.stop()
+        proxy.stop()
+        print(f"--- operator log ends:\n{operator.tail()}")
