@@ -50,6 +50,10 @@ class LeaseElector:
             if exc.status != 409:  # 409: another replica won the race, not an error
                 log.warning("%s", describe(exc, f"lease {self.namespace}/{self.name}"))
             leading = False
+        except Exception as exc:  # an unreachable API server raises urllib3's errors, which
+            # must not end the tick loop: once the server is back, the replicas go on
+            log.warning("%s", describe(exc, f"lease {self.namespace}/{self.name}"))
+            leading = False
         if leading != self.leading:
             log.warning(
                 "%s %s the lease %s", self.identity, "acquired" if leading else "lost", self.name
