@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator")]  # tests.support, and this modelcanary
 
 from tests.support.apiserver import ApiServer, assets_dir  # noqa: E402
-from tests.support.crds import install_crds  # noqa: E402
+from tests.support.kube_crds import CHART_CRDS, UPSTREAM_CRDS, install_crds  # noqa: E402
 from tests.support.operator_process import OperatorProcess, Usage  # noqa: E402
 from tests.support.rollouts import create_canary, create_ready_service, model_canary  # noqa: E402
 from tests.support.traffic import SOURCE, WINDOW, Traffic, traffic_prometheus  # noqa: E402
@@ -454,7 +454,8 @@ def main() -> int:
         ApiServer(assets) as server,
         traffic_prometheus(Path(tmp)) as (prometheus, traffic),
     ):
-        install_crds(server)
+        install_crds(server, CHART_CRDS)
+        install_crds(server, UPSTREAM_CRDS)
         cluster = Cluster(server, prometheus.url)
         for size in args.sizes:
             results.append(run_size(cluster, traffic, size, Path(tmp), print))

@@ -29,7 +29,6 @@ from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.local.monitoring import Prometheus
 from tests.conftest import metric_samples
 from tests.support.apiserver import REPO, ApiServer, write_kubeconfig
-from tests.support.crds import install_crds
 from tests.support.operator_process import OperatorProcess
 from tests.support.rollouts import create_canary, create_ready_service, model_canary
 from tests.support.tcp_proxy import TcpProxy
@@ -43,8 +42,8 @@ TAKEOVER_LIMIT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def crds(apiserver: ApiServer) -> None:
-    install_crds(apiserver)
+def crds(modelcanary_crd: str, upstream_crds: list[str]) -> None:
+    """The chart's ModelCanary CRD and the upstream ones (KServe's InferenceService)."""
 
 
 @pytest.fixture(scope="module")

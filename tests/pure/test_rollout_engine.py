@@ -12,7 +12,8 @@ import pytest
 from modelcanary.adapters.alertmanager_notifier import NotifyError
 from modelcanary.adapters.gateway_router import RouterError
 from modelcanary.adapters.golden_check import GoldenUnavailable
-from modelcanary.rollout.engine import Engine, Rollout
+from modelcanary.errors import UsageError
+from modelcanary.rollout.engine import Engine, Rollout, TickFailure, TickResult
 from modelcanary.rollout.intents import Intent
 from modelcanary.rollout.ports import (
     Counts,
@@ -296,3 +297,34 @@ def test_the_state_reads_back_equal_without_the_nulls_a_server_drops_from_lists(
 
     served = drop_nulls_in_lists(json.loads(json.dumps(state.to_json())))
     assert RolloutState.from_json(served) == state
+
+
+def test_one_broken_rollout_does_not_stop_the_others() -> None:
+    """At scale: an unreadable status or a conflict on one rollout fails that one alone."""
+
+    class Unreadable(MemoryStore):
+        def load(self) -> RolloutState | None:
+            raise UsageError("status.state: not a readable rollout state")
+
+    broken = Rollout("broken", SPEC, Unreadable(), Router(), golden_ok)
+    results = Engine(Source(), Notifier(), clock=Clock()).tick_each([broken, make()])
+    assert isinstance(results[0], TickFailure) and "not a readable" in results[0].problem
+    assert isinstance(results[1], TickResult) and results[1].state.phase == "Progressing"
+
+
+def test_with_a_heartbeat_a_tick_that_changes_nothing_saves_nothing() -> None:
+    """The operator writes a status when something changed, or once per heartbeat."""
+    store, clock = MemoryStore(), Clock()
+    engine = Engine(Source(), Notifier(), clock=clock, heartbeat_s=30)
+    rollout = make(store)
+    engine.tick([rollout])  # start: saved
+    clock.now += 1
+    engine.tick([rollout])  # first verdict of the step: saved
+    saves = len(store.saves)
+    for _ in range(5):
+        clock.now += 1
+        engine.tick([rollout])  # holding at the step, only the numbers move
+    assert len(store.saves) == saves
+    clock.now += 30
+    engine.tick([rollout])  # a step later (interval 10 s): saved at once
+    assert len(store.saves) > saves and store.state is not None and store.state.step == 1

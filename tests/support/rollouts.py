@@ -45,8 +45,8 @@ def model_canary(name: str, model: str, **spec: Any) -> dict[str, Any]:
             "modelcanary.io/mode": "serverless", "modelcanary.io/inference-service": name}},
         "spec": {"model": model, "stable": {"version": "1"}, "canary": {"version": "2"},
                  "steps": [25, 50, 100], "interval": "3s",
-                 "analysis": {"minRequests": 5, "failureLimit": 0,
-                              "errorRatio": {"max": 0.05}, "noData": {"after": "60s"}},
+                 "analysis": {"failureLimit": 0, "errorRatio": {"max": 0.05},
+                              "noData": {"after": "60s"}, "beforeFull": {"maxWait": "3s"}},
                  **spec},
     }  # fmt: skip
 

@@ -38,13 +38,17 @@ from modelcanary.kube.api import api_client, describe, model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
-from modelcanary.rollout.engine import Engine, Rollout
+from modelcanary.rollout.engine import Engine, Rollout, TickFailure
 from modelcanary.rollout.ports import FiringAlert, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
 
 MODE_ANNOTATION = "modelcanary.io/mode"
 ISVC_ANNOTATION = "modelcanary.io/inference-service"
 log = logging.getLogger("modelcanary.operator")
+# A rollout whose tick changed nothing but its numbers is written at most this often.
+HEARTBEAT_S = 30.0
+# A standby takes over this long after the leader last renewed (renewed every third of it).
+LEASE_S = 15
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class Runtime:
     servers: list[Any] = field(default_factory=list)
     seen: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # generation, intent
     loop: threading.Thread | None = None
+    lease: threading.Thread | None = None
 
 
 def build_runtime(config: OperatorConfig) -> Runtime:
@@ -88,12 +93,15 @@ def build_runtime(config: OperatorConfig) -> Runtime:
     book = AlertBook()
     api = api_client(config.api_host)
     source = PrometheusSource(config.prometheus, config.source, config.window_s)
-    engine = Engine(source, factory.notifier(config.alertmanager), pushed=_pushed(book))
+    engine = Engine(
+        source, factory.notifier(config.alertmanager), pushed=_pushed(book),
+        heartbeat_s=HEARTBEAT_S,
+    )  # fmt: skip
     elector = None
     if config.leader_lease:
         elector = LeaseElector(
             client.CoordinationV1Api(api), config.namespace, config.leader_lease,
-            config.identity, lease_s=max(15, int(config.tick_s * 3)),
+            config.identity, lease_s=LEASE_S,
         )  # fmt: skip
     runtime = Runtime(config, client.CustomObjectsApi(api), engine, book, elector)
     book.listener = lambda alert: _wake_on(runtime, alert)
@@ -139,6 +147,12 @@ def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     settings.scanning.disabled = True
     settings.persistence.finalizer = "modelcanary.io/finalizer"
     memo.servers = operator_servers.start(memo.config, memo.book, memo.metrics.registry)
+    if memo.elector is not None:
+        memo.elector.acquire_or_renew()
+        memo.lease = threading.Thread(
+            target=lease_loop, args=(memo, memo.elector), name="lease", daemon=True
+        )
+        memo.lease.start()
     memo.loop = threading.Thread(target=tick_loop, args=(memo,), name="ticks", daemon=True)
     memo.loop.start()
 
@@ -147,8 +161,9 @@ def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
 def cleanup(memo: Runtime, **_: Any) -> None:
     memo.stop.set()
     memo.wake.set()
-    if memo.loop is not None:
-        memo.loop.join(30)
+    for thread in (memo.loop, memo.lease):
+        if thread is not None:
+            thread.join(30)
     if memo.elector is not None:
         memo.elector.release()
     memo.book.closed = True
@@ -168,11 +183,21 @@ def changed(body: kopf.Body, memo: Runtime, **_: Any) -> None:
         memo.wake.set()
 
 
+def lease_loop(runtime: Runtime, elector: LeaseElector) -> None:
+    """Hold (or wait for) the Lease, looking at least three times per lease and once per
+    tick, apart from the ticks: a tick of many rollouts may take longer than a lease."""
+    while not runtime.stop.is_set():
+        was = elector.leading
+        if elector.acquire_or_renew() and not was:
+            runtime.wake.set()  # just took over: tick now
+        runtime.stop.wait(min(elector.lease_s / 3, runtime.config.tick_s))
+
+
 def tick_loop(runtime: Runtime) -> None:
     """Tick every rollout while this replica leads, until the operator stops."""
     while not runtime.stop.is_set():
         runtime.wake.clear()
-        if runtime.elector is None or runtime.elector.acquire_or_renew():
+        if runtime.elector is None or runtime.elector.leading:
             try:
                 tick(runtime)
             except ModelcanaryError as exc:
@@ -201,7 +226,10 @@ def tick(runtime: Runtime) -> None:
             log.warning("%s", exc)
             continue
         rollouts.append(build_rollout(runtime, namespace, name, spec, body))
-    for rollout, result in zip(rollouts, runtime.engine.tick(rollouts), strict=True):
+    for rollout, result in zip(rollouts, runtime.engine.tick_each(rollouts), strict=True):
+        if isinstance(result, TickFailure):
+            log.warning("%s: %s", result.rollout, result.problem)
+            continue
         for problem in result.problems:
             log.warning("%s: %s", result.rollout, problem)
         runtime.metrics.export(namespace, rollout.spec, result.state.weight, result.state.phase)

@@ -75,6 +75,14 @@ class TickResult:
     problems: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class TickFailure:
+    """A rollout whose tick could not run, and why."""
+
+    rollout: str
+    problem: str
+
+
 class Engine:
     """Drives every rollout one tick at a time."""
 
@@ -84,16 +92,43 @@ class Engine:
         notifier: Notifier,
         pushed: Callable[[str], Sequence[FiringAlert]] = lambda model: (),
         clock: Clock = time.time,
+        heartbeat_s: float = 0.0,
     ) -> None:
+        """`heartbeat_s` > 0: a tick that changes nothing but the latest numbers saves the
+        state only when the last save is that old (a status write per rollout per tick
+        costs an API server much at scale); 0 saves on every tick."""
         self.source = source
         self.notifier = notifier
         self.pushed = pushed
         self.clock = clock
+        self.heartbeat_s = heartbeat_s
         self._synced: set[str] = set()  # rollouts whose recorded weight this engine applied
 
     def tick(self, rollouts: Sequence[Rollout]) -> list[TickResult]:
         seen = self.source.observe([r.key for r in rollouts])
         return [self._tick(r, seen[r.key]) for r in rollouts]
+
+    def tick_each(self, rollouts: Sequence[Rollout]) -> list[TickResult | TickFailure]:
+        """`tick`, but a rollout whose tick fails (an unreadable status, a conflict) gives a
+        failure and the others still tick: for a controller of many rollouts."""
+        seen = self.source.observe([r.key for r in rollouts])
+        results: list[TickResult | TickFailure] = []
+        for rollout in rollouts:
+            try:
+                results.append(self._tick(rollout, seen[rollout.key]))
+            except ModelcanaryError as exc:
+                results.append(TickFailure(rollout.name, str(exc)))
+        return results
+
+    def _unchanged(self, old: RolloutState, new: RolloutState, now: float) -> bool:
+        """Nothing but the latest numbers changed, and they were saved recently enough."""
+        if self.heartbeat_s <= 0 or old.analysis is None or new.analysis is None:
+            return False
+        if new.analysis.result != old.analysis.result:
+            return False
+        if (new.baseline is None) != (old.baseline is None):
+            return False
+        return _settled(old) == _settled(new) and now - old.analysis.at < self.heartbeat_s
 
     def _tick(self, rollout: Rollout, seen: Observations) -> TickResult:
         store, spec = rollout.store, rollout.spec
@@ -164,7 +199,8 @@ class Engine:
                 return TickResult(
                     rollout.name, replace(new, applied=False), decision, tuple(problems)
                 )
-        store.save(new)
+        if not self._unchanged(state, new, now):
+            store.save(new)
         if intent is not None:
             store.clear_intent(intent)
         kind = EVENTS.get(decision.action)
@@ -174,6 +210,11 @@ class Engine:
             except ModelcanaryError as exc:
                 problems.append(f"notify: {exc}")
         return TickResult(rollout.name, new, decision, tuple(problems))
+
+
+def _settled(state: RolloutState) -> RolloutState:
+    """The state without what changes on every tick while nothing happens."""
+    return replace(state, analysis=None, last_data_at=None, baseline=None)
 
 
 def _merge(*groups: tuple[FiringAlert, ...]) -> tuple[FiringAlert, ...]:
