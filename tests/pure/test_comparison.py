@@ -20,6 +20,7 @@ from modelcanary.modelrepo.comparison import (
     probabilities,
     profile_inputs,
     psi,
+    psi_noise,
 )
 
 RNG = np.random.default_rng(0)
@@ -161,15 +162,27 @@ def test_output_kinds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reference", "current", "expected"),
+    ("reference", "current", "count", "expected"),
     [
-        ([0.5, 0.5], [0.5, 0.5], 0.0),
-        ([0.5, 0.5], [0.4, 0.6], 0.040546),
-        ([0.5, 0.5], [1.0, 0.0], 4.604318),  # an empty bin is floored, not infinite
+        ([0.5, 0.5], [0.5, 0.5], 1000, 0.0),
+        ([0.5, 0.5], [0.4, 0.6], 1000, 0.040464),
+        ([0.5, 0.5], [1.0, 0.0], 1000, 3.796904),  # an empty bin is smoothed, not infinite
+        ([0.5, 0.5], [1.0, 0.0], 10, 1.383874),  # ...the more, the fewer the samples
     ],
 )
-def test_psi(reference: list[float], current: list[float], expected: float) -> None:
-    assert psi(np.array(reference), np.array(current)) == pytest.approx(expected, abs=1e-5)
+def test_psi(reference: list[float], current: list[float], count: int, expected: float) -> None:
+    assert psi(np.array(reference), count, np.array(current), count) == pytest.approx(
+        expected, abs=1e-5
+    )
+
+
+def test_psi_noise_is_what_sampling_alone_gives() -> None:
+    assert psi_noise(10, 360, 32) == pytest.approx(9 * (1 / 32 + 1 / 360))
+    rng = np.random.default_rng(5)
+    profile = profile_inputs({"x": rng.standard_normal((360, 200))})
+    report = drift(profile, {"x": rng.standard_normal((32, 200))})
+    mean_psi = np.mean([f.psi for f in report.features])  # a little under: smoothing
+    assert 0.7 * report.features[0].noise < mean_psi < 1.1 * report.features[0].noise
 
 
 def reference_inputs(seed: int = 1) -> dict[str, np.ndarray]:
@@ -198,9 +211,9 @@ def test_drift_names_the_worst_features_first() -> None:
     report = drift(profile, moved)
     worst = {f.name for f in report.worst(3)}
     assert worst == {"x[1]", "blank[0]", "level[0]"}
-    assert all(f.psi > 0.25 for f in report.worst(3))
-    assert all(f.psi < 0.1 for f in report.features[3:])
-    assert report.to_json(2)["max_psi"] == report.features[0].psi
+    assert all(f.psi > f.noise + 0.25 for f in report.worst(3))
+    assert all(f.psi < f.noise + 0.05 for f in report.features[3:])
+    assert report.to_json(2)["max_psi"] == max(f.psi for f in report.features)
     assert len(report.to_json(2)["worst"]) == 2
 
 

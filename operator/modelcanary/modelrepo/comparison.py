@@ -10,7 +10,11 @@ Outputs are compared by the kind declared at export:
   mean absolute difference.
 
 Input drift: a reference profile stores per feature quantile bin edges and the share of
-reference samples in each bin; new samples score by the population stability index (PSI).
+reference samples in each bin; new samples score by the population stability index (PSI)
+over those bins, each side's shares smoothed by half a sample per bin. Two samples of one
+distribution show a PSI of about (bins - 1) * (1/n + 1/m) from sampling alone (n and m
+samples; the chi-square approximation), which is reported beside it as the noise: 32
+samples against 360 make about 0.3 with ten bins, 1,000 against 1,000 about 0.02.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ CONFIDENCE_BINS = 10
 PROFILE_BINS = 10
 # Inputs with more elements per sample are profiled by their per-sample mean and std.
 MAX_ELEMENT_FEATURES = 256
-# Floor for empty bins in the PSI, so that a bin empty on one side scores finitely.
-PSI_FLOOR = 1e-4
+# Pseudo-samples added to every bin before the PSI, so that empty bins score finitely.
+SMOOTHING = 0.5
 
 
 @dataclass(frozen=True)
@@ -268,11 +272,23 @@ def _bin_shares(column: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.bincount(index, minlength=2 * len(edges) + 1) / max(len(column), 1)
 
 
-def psi(reference: np.ndarray, current: np.ndarray) -> float:
-    """Population stability index between two bin-share vectors (empty bins floored)."""
-    p = np.maximum(np.asarray(reference, dtype=np.float64), PSI_FLOOR)
-    q = np.maximum(np.asarray(current, dtype=np.float64), PSI_FLOOR)
+def psi(reference: np.ndarray, reference_count: int, current: np.ndarray, count: int) -> float:
+    """Population stability index between two bin-share vectors of so many samples each,
+    over the bins either side occupies."""
+    occupied = (np.asarray(reference) > 0) | (np.asarray(current) > 0)
+    p = _smoothed(np.asarray(reference)[occupied], reference_count)
+    q = _smoothed(np.asarray(current)[occupied], count)
     return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _smoothed(shares: np.ndarray, count: int) -> np.ndarray:
+    counts = np.asarray(shares, dtype=np.float64) * count
+    return np.asarray((counts + SMOOTHING) / (count + SMOOTHING * len(counts)))
+
+
+def psi_noise(bins: int, reference_count: int, count: int) -> float:
+    """The PSI two samples of one distribution show on average, from sampling alone."""
+    return (bins - 1) * (1 / max(count, 1) + 1 / max(reference_count, 1))
 
 
 @dataclass(frozen=True)
@@ -281,13 +297,14 @@ class FeatureDrift:
 
     name: str
     psi: float
+    noise: float  # the PSI expected from sampling alone
     reference_mean: float
     mean: float
 
 
 @dataclass(frozen=True)
 class DriftReport:
-    """Every feature's PSI against the reference, worst first."""
+    """Every feature's PSI against the reference, the furthest above its noise first."""
 
     samples: int
     reference_samples: int
@@ -300,7 +317,7 @@ class DriftReport:
         return {
             "samples": self.samples,
             "reference_samples": self.reference_samples,
-            "max_psi": self.features[0].psi if self.features else 0.0,
+            "max_psi": max((f.psi for f in self.features), default=0.0),
             "worst": [asdict(f) for f in self.worst(count)],
         }
 
@@ -317,10 +334,12 @@ def drift(profile: InputProfile, inputs: Mapping[str, np.ndarray]) -> DriftRepor
     scores = []
     for feature in profile.features:
         column = columns[feature.name]
+        reference = np.array(feature.shares)
         current = _bin_shares(column, np.array(feature.edges))
-        score = psi(np.array(feature.shares), current)
+        score = psi(reference, profile.samples, current, len(column))
+        noise = psi_noise(int(np.count_nonzero(reference)), profile.samples, len(column))
         mean = float(column.mean()) if len(column) else 0.0
-        scores.append(FeatureDrift(feature.name, score, feature.mean, mean))
-    scores.sort(key=lambda f: -f.psi)
+        scores.append(FeatureDrift(feature.name, score, noise, feature.mean, mean))
+    scores.sort(key=lambda f: f.noise - f.psi)
     samples = len(next(iter(inputs.values()))) if inputs else 0
     return DriftReport(samples, profile.samples, tuple(scores))
