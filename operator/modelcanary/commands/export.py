@@ -97,6 +97,28 @@ def add(commands: Commands) -> None:
         metavar="FILE.npz",
         help="real sample inputs keyed by input name (default: random, seeded)",
     )
+    p.add_argument(
+        "--labels",
+        dest="holdout_labels",
+        metavar="KEY",
+        help="array of labels in --samples: all its samples become the labelled holdout",
+    )
+    p.add_argument(
+        "--metric",
+        dest="metrics",
+        action="append",
+        default=[],
+        metavar="OUTPUT=METRIC",
+        help="metric of an output on the holdout: accuracy, top-k:K, mae or rmse; repeatable",
+    )
+    p.add_argument(
+        "--output-kind",
+        dest="output_kinds",
+        action="append",
+        default=[],
+        metavar="OUTPUT=KIND",
+        help="how versions' answers are compared: classification or numeric (default); repeatable",
+    )
     p.add_argument("--atol", type=number, default=1e-4, help="absolute tolerance (default 1e-4)")
     p.add_argument("--rtol", type=number, default=1e-3, help="relative tolerance (default 1e-3)")
     p.add_argument("--opset", type=integer, default=18, help="ONNX opset (default 18)")
@@ -115,6 +137,7 @@ def add(commands: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modelcanary.modelrepo.exporter import ExportRequest, export
+    from modelcanary.modelrepo.holdout_store import parse_declarations
     from modelcanary.modelrepo.model_config import ServingOptions
     from modelcanary.modelrepo.tensorspec import parse_input_spec
 
@@ -141,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         opset=args.opset,
         labels=dict(args.labels),
+        declarations=parse_declarations(args.output_kinds, args.holdout_labels, args.metrics),
         force=args.force,
     )
     result = export(request, say=say)
