@@ -14,7 +14,8 @@ classification output), the first 32 of them as golden samples.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,23 @@ def dataset() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def train(recipe: Recipe) -> tuple[dict[str, torch.Tensor], float]:
     """Train one version; return its state dict and its held-out accuracy (true labels)."""
+    with _one_thread():
+        return _train(recipe)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Full-batch steps this small run fastest on one thread: 0.4 s instead of several
+    seconds for 200 epochs when two threads compete for two busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(recipe: Recipe) -> tuple[dict[str, torch.Tensor], float]:
     train_x, train_y, test_x, test_y = dataset()
     train_y = np.array(recipe.relabel)[train_y]
     torch.manual_seed(recipe.seed)
