@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -460,3 +461,61 @@ def test_a_classification_output_needs_classes(cli: Cli, tmp_path: Path) -> None
     )  # fmt: skip
     assert result.code == 2
     assert "--output-kind score=classification: the output has dims [1]" in result.err
+
+
+def test_quantize_int8_publishes_the_smaller_graph(
+    cli: Cli, tmp_path: Path, labelled: Path
+) -> None:
+    repo = tmp_path / "repo"
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
+        "--input", "INPUT__0:fp32:64", "--repo", repo, "--samples", labelled, "--labels", "y",
+        "--metric", "OUTPUT__0=accuracy", "--output-kind", "OUTPUT__0=classification",
+        "--quantize", "int8",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "int8 against fp32 on 100 samples: OUTPUT__0 100.0% top-1" in result.out
+    manifest = json.loads((repo / "m/1/manifest.json").read_text())
+    quantization = manifest["quantization"]
+    assert quantization["int8_bytes"] == (repo / "m/1/model.onnx").stat().st_size
+    assert quantization["int8_bytes"] < quantization["fp32_bytes"] / 2
+    assert quantization["metrics"][0]["decision"] == "not worse"
+    assert manifest["fp32_parity"]["atol"] == 1e-4 and manifest["parity"]["atol"] == 0.1
+    graph = onnx.load(repo / "m/1/model.onnx").graph
+    assert "MatMulInteger" in {node.op_type for node in graph.node}
+    session = ort.InferenceSession(str(repo / "m/1/model.onnx"), providers=["CPUExecutionProvider"])
+    with np.load(repo / "m/1/golden.npz") as golden:  # the int8 answers, one sample at a time
+        first = golden["inputs/INPUT__0"][:1]
+        np.testing.assert_array_equal(
+            session.run(None, {"INPUT__0": first})[0], golden["outputs/OUTPUT__0"][:1]
+        )
+    assert cli("repo", "verify", "--repo", repo).code == 0
+
+
+def test_quantize_refuses_a_graph_beyond_the_limits(cli: Cli, seeded_repo: Path) -> None:
+    before = snapshot(seeded_repo)
+    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--repo", seeded_repo,
+                 "--quantize", "int8", "--quantize-atol", "1e-6", "--quantize-rtol", "0")  # fmt: skip
+    assert result.code == 1
+    assert (
+        "the int8 graph is too far from fp32: output 'OUTPUT__0': share within atol 1e-06, rtol 0 with fp32 is"
+        in result.err
+    )
+    assert "nothing was written" in result.err and snapshot(seeded_repo) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--quantize", "int4"), "--quantize 'int4' is not supported; use int8"),
+        (("--quantize", "int8", "--quantize-min-agreement", "2"), "--quantize-min-agreement must be between 0 and 1"),
+        (("--quantize", "int8", "--quantize-margin", "-1"), "must not be negative"),
+    ],
+)  # fmt: skip
+def test_bad_quantize_options(
+    cli: Cli, seeded_repo: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:mlp", *BASE, *args, "--repo", seeded_repo
+    )
+    assert result.code == 2 and message in result.err

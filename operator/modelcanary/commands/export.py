@@ -119,6 +119,31 @@ def add(commands: Commands) -> None:
         metavar="OUTPUT=KIND",
         help="how versions' answers are compared: classification or numeric (default); repeatable",
     )
+    p.add_argument(
+        "--quantize",
+        metavar="int8",
+        help="publish the ONNX Runtime dynamically quantized graph, if it agrees with fp32",
+    )
+    p.add_argument(
+        "--quantize-min-agreement",
+        type=number,
+        default=0.99,
+        metavar="F",
+        help="least top-1 agreement (classification) or share within --quantize-atol/rtol "
+        "(numeric) of the int8 graph with fp32 (default 0.99)",
+    )
+    p.add_argument(
+        "--quantize-atol", type=number, default=0.1, help="int8 tolerance, absolute (default 0.1)"
+    )
+    p.add_argument(
+        "--quantize-rtol", type=number, default=0.05, help="int8 tolerance, relative (default 0.05)"
+    )
+    p.add_argument(
+        "--quantize-margin",
+        type=number,
+        default=0.01,
+        help="largest loss of a holdout metric, int8 against fp32 (default 0.01)",
+    )
     p.add_argument("--atol", type=number, default=1e-4, help="absolute tolerance (default 1e-4)")
     p.add_argument("--rtol", type=number, default=1e-3, help="relative tolerance (default 1e-3)")
     p.add_argument("--opset", type=integer, default=18, help="ONNX opset (default 18)")
@@ -139,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from modelcanary.modelrepo.exporter import ExportRequest, export
     from modelcanary.modelrepo.holdout_store import parse_declarations
     from modelcanary.modelrepo.model_config import ServingOptions
+    from modelcanary.modelrepo.quantize import QuantizeLimits
     from modelcanary.modelrepo.tensorspec import parse_input_spec
 
     request = ExportRequest(
@@ -165,6 +191,13 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset,
         labels=dict(args.labels),
         declarations=parse_declarations(args.output_kinds, args.holdout_labels, args.metrics),
+        quantize=args.quantize,
+        quantize_limits=QuantizeLimits(
+            min_agreement=args.quantize_min_agreement,
+            atol=args.quantize_atol,
+            rtol=args.quantize_rtol,
+            margin=args.quantize_margin,
+        ),
         force=args.force,
     )
     result = export(request, say=say)

@@ -10,7 +10,7 @@ import io
 import json
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ from modelcanary.modelrepo.parity import (
     run_onnxruntime,
     session_for,
 )
+from modelcanary.modelrepo.quantize import MODES, QuantizeLimits, quantize_version
 from modelcanary.modelrepo.repository import (
     CONFIG,
     ModelRepository,
@@ -95,6 +96,8 @@ class ExportRequest:
     seed: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     declarations: Declarations = field(default_factory=Declarations)
+    quantize: str | None = None
+    quantize_limits: QuantizeLimits = field(default_factory=QuantizeLimits)
     force: bool = False
 
 
@@ -136,6 +139,11 @@ def validate(request: ExportRequest) -> None:
     if not 7 <= request.opset <= 23:
         raise UsageError(f"--opset {request.opset} is not supported; use 7 to 23")
     request.declarations.validate(request.samples_file is not None)
+    if request.quantize is not None and request.quantize not in MODES:
+        raise UsageError(
+            f"--quantize {request.quantize!r} is not supported; use {', '.join(MODES)}"
+        )
+    request.quantize_limits.validate()
 
 
 def export(request: ExportRequest, say: Callable[[str], None] = print) -> ExportResult:
@@ -152,10 +160,13 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
     batched = request.options.max_batch_size > 0
 
     model = load_model(request.model, request.weights)
-    samples = None
+    samples, labels = None, None
     if request.samples_file:
         samples = load_samples(request.samples_file, request.inputs, request.golden_samples)
         inputs = {k: v[: request.golden_samples] for k, v in samples.items()}
+        if request.declarations.labels_key is not None:
+            count = len(next(iter(samples.values())))
+            labels = load_labels(request.samples_file, request.declarations.labels_key, count)
     else:
         inputs = make_golden_inputs(request.inputs, request.golden_samples, request.seed)
     expected_list = _torch_outputs(model, inputs, request.options.max_batch_size)
@@ -186,7 +197,22 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
             "nothing was written"
         )
 
-    data = _data_files(request, signature, session, samples, say)
+    entries: dict[str, Any] = {}
+    if request.quantize:
+        holdout = None if labels is None else (request.declarations.metrics, labels)
+        quantized = quantize_version(
+            onnx_bytes, inputs, samples or inputs, batch_sizes, request.declarations.kinds,
+            holdout, request.quantize_limits,
+        )  # fmt: skip
+        say(quantized.report.summary())
+        say("int8 at each batch size against its answers one sample at a time:")
+        say(quantized.parity.table())
+        entries = {"quantization": quantized.report.to_json(), "fp32_parity": report.to_json()}
+        onnx_bytes, expected, report = quantized.onnx_bytes, quantized.golden, quantized.parity
+        session = session_for(onnx_bytes)
+
+    data = _data_files(request, signature, session, samples, labels, say)
+    data = replace(data, entries={**data.entries, **entries})
     files = _version_files(request, version, signature, onnx_bytes, inputs, expected, report, data)
     path = repo.publish(request.name, files, request.force)
     size = len(onnx_bytes) / 1024
@@ -250,17 +276,17 @@ def _data_files(
     signature: Signature,
     session: onnxruntime.InferenceSession,
     samples: dict[str, np.ndarray] | None,
+    labels: np.ndarray | None,
     say: Callable[[str], None],
 ) -> DataFiles:
     """Evaluate the declared metrics on the labelled holdout; profile the sample inputs."""
     declarations = request.declarations
-    if samples is None or request.samples_file is None:
+    if samples is None:
         return DataFiles({}, manifest_entries(signature, declarations, None, None))
     count = len(next(iter(samples.values())))
     files: dict[str, bytes] = {}
     holdout = None
-    if declarations.labels_key is not None:
-        labels = load_labels(request.samples_file, declarations.labels_key, count)
+    if labels is not None:
         batch = request.options.max_batch_size or None
         outputs = run_onnxruntime(session, samples, batch)
         holdout = (count, evaluate(declarations.metrics, outputs, labels))
