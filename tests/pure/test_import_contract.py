@@ -73,6 +73,7 @@ def violations(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
         # the comparisons the operator uses (golden check, shadow, holdout gate) are numpy alone
         ("modelcanary.modelrepo.compare", MODEL_TOOLING),
         ("modelcanary.modelrepo.comparison", MODEL_TOOLING),
+        ("modelcanary.modelrepo.drift", MODEL_TOOLING),
         ("modelcanary.modelrepo.holdout", MODEL_TOOLING),
         ("modelcanary.modelrepo.manifest", MODEL_TOOLING),
         ("modelcanary.modelrepo.tensorspec", MODEL_TOOLING),

@@ -19,12 +19,11 @@ from modelcanary.modelrepo import model_config
 from modelcanary.modelrepo.compare import split_golden
 from modelcanary.modelrepo.comparison import (
     ClassificationComparison,
-    DriftReport,
     NumericComparison,
     OutputComparison,
     compare_output,
-    drift,
 )
+from modelcanary.modelrepo.drift import DriftReport, drift
 from modelcanary.modelrepo.holdout import Estimate, Metric, PairedResult, paired
 from modelcanary.modelrepo.holdout_store import load_labels, read_holdout, read_profile
 from modelcanary.modelrepo.manifest import GOLDEN, Manifest, sha256_file
