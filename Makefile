@@ -34,7 +34,7 @@ lint: setup ## ruff (lint and format check) and mypy
 	$(BIN)/ruff format --check operator tests benchmarks
 	$(BIN)/mypy
 
-model-repo: setup ## build the example model repository (digits v1, v2, v3) in $(REPO)
+model-repo: setup ## build the example model repository (digits v1 to v5) in $(REPO)
 	$(BIN)/modelcanary examples build --repo $(REPO)
 
 demo: model-repo ## three local rollouts end to end (promote, roll back twice) and a report

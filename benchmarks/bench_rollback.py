@@ -24,7 +24,7 @@ from pathlib import Path
 
 from modelcanary.examples import digits
 from modelcanary.load.generator import BackgroundLoad, request_bodies
-from modelcanary.local.demo import MODEL, Demo, Outcome, Scenario
+from modelcanary.local.demo import MODEL, SERVED, Demo, Outcome, Scenario
 from modelcanary.local.stack import LocalStack, StackOptions
 from modelcanary.serving.faults import FaultSpec
 from modelcanary.tables import format_table
@@ -45,7 +45,8 @@ def main() -> int:
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="modelcanary-bench-") as run:
         run_dir = Path(run)
-        stack = LocalStack(StackOptions(args.repo, MODEL, stable=1, run_dir=run_dir), print)
+        options = StackOptions(args.repo, MODEL, stable=1, run_dir=run_dir, versions=SERVED)
+        stack = LocalStack(options, print)
         urls = stack.start()
         load = BackgroundLoad(urls["gateway"], MODEL, request_bodies(args.repo, MODEL), RATE)
         try:

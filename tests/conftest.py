@@ -55,14 +55,14 @@ def cli(
 
 @pytest.fixture(scope="session")
 def digits_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example repository (digits versions 1, 2 and 3), built once per session.
+    """The example repository (digits versions 1 to 5), built once per session.
 
     Read-only: tests that change it work on a copy (`shutil.copytree`)."""
     from modelcanary.examples import digits
 
     repo = tmp_path_factory.mktemp("digits") / "model_repo"
     results = digits.build(repo, say=lambda line: None)
-    assert [r.version for r in results] == [1, 2, 3]
+    assert [r.version for r in results] == [1, 2, 3, 4, 5]
     return repo
 
 

@@ -16,6 +16,7 @@ from types import FrameType
 from modelcanary import __version__
 from modelcanary.commands import (
     alerts,
+    compare,
     crd,
     demo,
     examples,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (
         export,
         repo,
+        compare,
         examples,
         triton,
         serve,

@@ -70,8 +70,11 @@ def violations(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
         # the model repository stands alone
         ("modelcanary.modelrepo", ("modelcanary.rollout", "modelcanary.adapters",
                                    "modelcanary.kube", "modelcanary.local")),
-        # the comparison the operator's golden check uses is numpy alone
+        # the comparisons the operator uses (golden check, shadow, holdout gate) are numpy alone
         ("modelcanary.modelrepo.compare", MODEL_TOOLING),
+        ("modelcanary.modelrepo.comparison", MODEL_TOOLING),
+        ("modelcanary.modelrepo.drift", MODEL_TOOLING),
+        ("modelcanary.modelrepo.holdout", MODEL_TOOLING),
         ("modelcanary.modelrepo.manifest", MODEL_TOOLING),
         ("modelcanary.modelrepo.tensorspec", MODEL_TOOLING),
     ],

@@ -33,8 +33,9 @@ def stack(
 ) -> Iterator[LocalStack]:
     run_dir = tmp_path_factory.mktemp("up")
     options = StackOptions(
-        digits_repo, "digits", stable=1, canary=2, run_dir=run_dir, canary_weight=50
-    )
+        digits_repo, "digits", stable=1, canary=2, run_dir=run_dir, canary_weight=50,
+        versions=(1, 2, 3),
+    )  # fmt: skip
     local = LocalStack(options, say=lambda line: None)
     local.start()
     try:

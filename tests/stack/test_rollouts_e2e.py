@@ -36,7 +36,9 @@ MODELCANARY = str(Path(sys.executable).with_name("modelcanary"))
 def stack(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
-    options = StackOptions(digits_repo, "digits", stable=1, run_dir=tmp_path_factory.mktemp("up"))
+    options = StackOptions(
+        digits_repo, "digits", stable=1, run_dir=tmp_path_factory.mktemp("up"), versions=(1, 2, 3)
+    )
     local = LocalStack(options, say=lambda line: None)
     local.start()
     try:

@@ -245,7 +245,7 @@ def test_a_config_that_disagrees_with_the_graph_fails_to_load(server: TritonServ
 
 
 def test_unknown_versions_and_models_are_named(server: TritonServer) -> None:
-    with pytest.raises(UsageError, match=r"digits: no version 7 \(versions: 1, 2, 3\)"):
+    with pytest.raises(UsageError, match=r"digits: no version 7 \(versions: 1, 2, 3, 4, 5\)"):
         server.load("digits", [1, 7])
     with pytest.raises(UsageError, match="no model 'cats'"):
         server.load("cats", [1])

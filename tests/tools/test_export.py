@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -346,3 +347,175 @@ def test_sigterm_during_export_leaves_the_repository_as_it_was(seeded_repo: Path
     assert "interrupted; nothing was changed" in err
     assert snapshot(seeded_repo) == before
     assert staging_leftovers(seeded_repo) == []
+
+
+@pytest.fixture
+def labelled(tmp_path: Path) -> Path:
+    """100 samples for zoo.mlp (INPUT__0:fp32:64 -> 10 scores) with class labels `y`,
+    float labels `target` and labels out of range `bad`."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "labelled.npz"
+    np.savez(
+        path, INPUT__0=rng.standard_normal((100, 64)).astype(np.float32),
+        y=rng.integers(0, 10, 100), target=rng.standard_normal((100, 10)),
+        bad=np.full(100, 10), short=np.zeros(99, dtype=np.int64),
+    )  # fmt: skip
+    return path
+
+
+def test_labelled_holdout_metric_kind_and_profile(cli: Cli, tmp_path: Path, labelled: Path) -> None:
+    repo = tmp_path / "repo"
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
+        "--input", "INPUT__0:fp32:64", "--repo", repo, "--samples", labelled, "--labels", "y",
+        "--metric", "OUTPUT__0=top-k:3", "--output-kind", "OUTPUT__0=classification",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "holdout: OUTPUT__0 top-k:3 0.3800 on 100 labelled samples" in result.out
+    manifest = json.loads((repo / "m/1/manifest.json").read_text())
+    entry = manifest["outputs"]["OUTPUT__0"]
+    assert entry["kind"] == "classification" and entry["metric"] == "top-k:3"
+    assert entry["holdout"]["low"] < entry["holdout"]["value"] < entry["holdout"]["high"]
+    assert manifest["holdout"] == {"file": "holdout.npz", "samples": 100, "labels": "labels"}
+    assert manifest["profile"] == {"file": "profile.json", "samples": 100}
+    for name in ("holdout.npz", "profile.json"):
+        assert manifest["files"][f"1/{name}"] == sha256_file(repo / "m/1" / name)
+    with np.load(repo / "m/1/holdout.npz") as holdout, np.load(labelled) as source:
+        np.testing.assert_array_equal(holdout["labels"], source["y"])
+        np.testing.assert_array_equal(holdout["inputs/INPUT__0"], source["INPUT__0"])
+    with np.load(repo / "m/1/golden.npz") as golden:
+        assert golden["inputs/INPUT__0"].shape == (32, 64)  # golden samples: the first 32
+    profile = json.loads((repo / "m/1/profile.json").read_text())
+    assert profile["samples"] == 100 and len(profile["features"]) == 64
+
+    result = cli("repo", "verify", "--repo", repo)
+    assert result.code == 0 and "5 files match their sha256" in result.out
+    holdout = repo / "m/1/holdout.npz"
+    data = bytearray(holdout.read_bytes())
+    data[-1] ^= 0xFF
+    holdout.write_bytes(bytes(data))
+    result = cli("repo", "verify", "--repo", repo)
+    assert result.code == 1 and "FAIL  m:1: 1/holdout.npz has sha256" in result.out
+
+
+def test_error_metrics_and_numeric_outputs(cli: Cli, tmp_path: Path, labelled: Path) -> None:
+    repo = tmp_path / "repo"
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
+        "--input", "INPUT__0:fp32:64", "--repo", repo, "--samples", labelled,
+        "--labels", "target", "--metric", "OUTPUT__0=rmse",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    entry = json.loads((repo / "m/1/manifest.json").read_text())["outputs"]["OUTPUT__0"]
+    assert entry["kind"] == "numeric" and entry["metric"] == "rmse"
+    assert 0.9 < entry["holdout"]["value"] < 1.2  # small outputs against standard normal labels
+
+
+def test_random_samples_have_no_profile_and_outputs_read_numeric(
+    cli: Cli, seeded_repo: Path
+) -> None:
+    manifest = json.loads((seeded_repo / "m/1/manifest.json").read_text())
+    assert manifest["outputs"] == {"OUTPUT__0": {"kind": "numeric"}}
+    assert "holdout" not in manifest and "profile" not in manifest
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--labels", "y", "--metric", "OUTPUT__0=accuracy"), "--labels needs --samples FILE.npz"),
+        (("--metric", "OUTPUT__0=accuracy", "--samples", "{samples}"), "--metric needs --labels KEY"),
+        (("--labels", "y", "--samples", "{samples}"), "--labels needs a --metric OUTPUT=METRIC"),
+        (("--output-kind", "OUTPUT__0=logits"), "--output-kind OUTPUT__0: unknown output kind 'logits'; use classification or numeric"),
+        (("--output-kind", "OUTPUT__0"), "--output-kind 'OUTPUT__0' is not OUTPUT=VALUE"),
+        (("--output-kind", "score=numeric"), "--output-kind score: the model has no output 'score' (outputs: OUTPUT__0)"),
+        (("--output-kind", "OUTPUT__0=numeric", "--output-kind", "OUTPUT__0=numeric"), "--output-kind names output 'OUTPUT__0' more than once"),
+        (("--samples", "{samples}", "--labels", "y", "--metric", "OUTPUT__0=f1"), "unknown metric 'f1'; use one of: accuracy, top-k:K, mae, rmse"),
+        (("--samples", "{samples}", "--labels", "nope", "--metric", "OUTPUT__0=accuracy"), "--labels nope: "),
+        (("--samples", "{samples}", "--labels", "short", "--metric", "OUTPUT__0=accuracy"), "has 99 labels for 100 samples"),
+        (("--samples", "{samples}", "--labels", "bad", "--metric", "OUTPUT__0=accuracy"), "the labels of output 'OUTPUT__0' must be class indices from 0 to 9"),
+        (("--samples", "{samples}", "--labels", "y", "--metric", "OUTPUT__0=mae"), "mae needs the same shape"),
+    ],
+    ids=[
+        "labels-without-samples", "metric-without-labels", "labels-without-metric", "unknown-kind",
+        "kind-syntax", "kind-unknown-output", "kind-twice", "unknown-metric", "missing-labels",
+        "label-count", "labels-out-of-range", "labels-shape",
+    ],
+)  # fmt: skip
+def test_bad_holdout_declarations_are_one_line_exit_2_and_change_nothing(
+    cli: Cli, seeded_repo: Path, labelled: Path, args: tuple[str, ...], message: str
+) -> None:
+    before = snapshot(seeded_repo)
+    filled = [a.replace("{samples}", str(labelled)) for a in args]
+    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, *filled,
+                 "--repo", seeded_repo)  # fmt: skip
+    assert result.code == 2, result.out
+    assert message in result.err and result.err.count("\n") == 1
+    assert snapshot(seeded_repo) == before
+
+
+def test_a_classification_output_needs_classes(cli: Cli, tmp_path: Path) -> None:
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:two_tower", "--name", "ranker",
+        "--input", "dense:fp32:16", "--input", "ids:int64:4", "--output", "score",
+        "--output", "embedding", "--output-kind", "score=classification", "--repo", tmp_path,
+    )  # fmt: skip
+    assert result.code == 2
+    assert "--output-kind score=classification: the output has dims [1]" in result.err
+
+
+def test_quantize_int8_publishes_the_smaller_graph(
+    cli: Cli, tmp_path: Path, labelled: Path
+) -> None:
+    repo = tmp_path / "repo"
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
+        "--input", "INPUT__0:fp32:64", "--repo", repo, "--samples", labelled, "--labels", "y",
+        "--metric", "OUTPUT__0=accuracy", "--output-kind", "OUTPUT__0=classification",
+        "--quantize", "int8",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "int8 against fp32 on 100 samples: OUTPUT__0 100.0% top-1" in result.out
+    manifest = json.loads((repo / "m/1/manifest.json").read_text())
+    quantization = manifest["quantization"]
+    assert quantization["int8_bytes"] == (repo / "m/1/model.onnx").stat().st_size
+    assert quantization["int8_bytes"] < quantization["fp32_bytes"] / 2
+    assert quantization["metrics"][0]["decision"] == "not worse"
+    assert manifest["fp32_parity"]["atol"] == 1e-4 and manifest["parity"]["atol"] == 0.1
+    graph = onnx.load(repo / "m/1/model.onnx").graph
+    assert "MatMulInteger" in {node.op_type for node in graph.node}
+    session = ort.InferenceSession(str(repo / "m/1/model.onnx"), providers=["CPUExecutionProvider"])
+    with np.load(repo / "m/1/golden.npz") as golden:  # the int8 answers, one sample at a time
+        first = golden["inputs/INPUT__0"][:1]
+        np.testing.assert_array_equal(
+            session.run(None, {"INPUT__0": first})[0], golden["outputs/OUTPUT__0"][:1]
+        )
+    assert cli("repo", "verify", "--repo", repo).code == 0
+
+
+def test_quantize_refuses_a_graph_beyond_the_limits(cli: Cli, seeded_repo: Path) -> None:
+    before = snapshot(seeded_repo)
+    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--repo", seeded_repo,
+                 "--quantize", "int8", "--quantize-atol", "1e-6", "--quantize-rtol", "0")  # fmt: skip
+    assert result.code == 1
+    assert (
+        "the int8 graph is too far from fp32: output 'OUTPUT__0': share within atol 1e-06, rtol 0 with fp32 is"
+        in result.err
+    )
+    assert "nothing was written" in result.err and snapshot(seeded_repo) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--quantize", "int4"), "--quantize 'int4' is not supported; use int8"),
+        (("--quantize", "int8", "--quantize-min-agreement", "2"), "--quantize-min-agreement must be between 0 and 1"),
+        (("--quantize", "int8", "--quantize-margin", "-1"), "must not be negative"),
+    ],
+)  # fmt: skip
+def test_bad_quantize_options(
+    cli: Cli, seeded_repo: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:mlp", *BASE, *args, "--repo", seeded_repo
+    )
+    assert result.code == 2 and message in result.err

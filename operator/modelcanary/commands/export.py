@@ -97,6 +97,53 @@ def add(commands: Commands) -> None:
         metavar="FILE.npz",
         help="real sample inputs keyed by input name (default: random, seeded)",
     )
+    p.add_argument(
+        "--labels",
+        dest="holdout_labels",
+        metavar="KEY",
+        help="array of labels in --samples: all its samples become the labelled holdout",
+    )
+    p.add_argument(
+        "--metric",
+        dest="metrics",
+        action="append",
+        default=[],
+        metavar="OUTPUT=METRIC",
+        help="metric of an output on the holdout: accuracy, top-k:K, mae or rmse; repeatable",
+    )
+    p.add_argument(
+        "--output-kind",
+        dest="output_kinds",
+        action="append",
+        default=[],
+        metavar="OUTPUT=KIND",
+        help="how versions' answers are compared: classification or numeric (default); repeatable",
+    )
+    p.add_argument(
+        "--quantize",
+        metavar="int8",
+        help="publish the ONNX Runtime dynamically quantized graph, if it agrees with fp32",
+    )
+    p.add_argument(
+        "--quantize-min-agreement",
+        type=number,
+        default=0.99,
+        metavar="F",
+        help="least top-1 agreement (classification) or share within --quantize-atol/rtol "
+        "(numeric) of the int8 graph with fp32 (default 0.99)",
+    )
+    p.add_argument(
+        "--quantize-atol", type=number, default=0.1, help="int8 tolerance, absolute (default 0.1)"
+    )
+    p.add_argument(
+        "--quantize-rtol", type=number, default=0.05, help="int8 tolerance, relative (default 0.05)"
+    )
+    p.add_argument(
+        "--quantize-margin",
+        type=number,
+        default=0.01,
+        help="largest loss of a holdout metric, int8 against fp32 (default 0.01)",
+    )
     p.add_argument("--atol", type=number, default=1e-4, help="absolute tolerance (default 1e-4)")
     p.add_argument("--rtol", type=number, default=1e-3, help="relative tolerance (default 1e-3)")
     p.add_argument("--opset", type=integer, default=18, help="ONNX opset (default 18)")
@@ -115,7 +162,9 @@ def add(commands: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modelcanary.modelrepo.exporter import ExportRequest, export
+    from modelcanary.modelrepo.holdout_store import parse_declarations
     from modelcanary.modelrepo.model_config import ServingOptions
+    from modelcanary.modelrepo.quantize import QuantizeLimits
     from modelcanary.modelrepo.tensorspec import parse_input_spec
 
     request = ExportRequest(
@@ -141,6 +190,14 @@ def run(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         opset=args.opset,
         labels=dict(args.labels),
+        declarations=parse_declarations(args.output_kinds, args.holdout_labels, args.metrics),
+        quantize=args.quantize,
+        quantize_limits=QuantizeLimits(
+            min_agreement=args.quantize_min_agreement,
+            atol=args.quantize_atol,
+            rtol=args.quantize_rtol,
+            margin=args.quantize_margin,
+        ),
         force=args.force,
     )
     result = export(request, say=say)

@@ -55,6 +55,8 @@ SCENARIOS = (
     Scenario("version 3 with injected errors", 2, 3, FaultSpec(error_ratio=0.3)),
     Scenario("version 3 with injected latency", 2, 3, FaultSpec(latency_ms=400)),
 )
+# Only the versions the scenarios use are loaded into Triton (the repository holds more).
+SERVED = tuple(sorted({v for s in SCENARIOS for v in (s.stable, s.canary)}))
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ class Demo:
         self.stop = stop
         started = time.time()
         shutil.rmtree(self.run_dir / "rollouts", ignore_errors=True)  # the demo starts afresh
-        stack = LocalStack(StackOptions(self.repo, MODEL, stable=1, run_dir=self.run_dir), self.say)
+        options = StackOptions(self.repo, MODEL, stable=1, run_dir=self.run_dir, versions=SERVED)
+        stack = LocalStack(options, self.say)
         urls = stack.start()
         load = BackgroundLoad(urls["gateway"], MODEL, request_bodies(self.repo, MODEL), self.rate)
         outcomes: list[Outcome] = []

@@ -10,9 +10,10 @@ import io
 import json
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -23,6 +24,16 @@ from modelcanary import __version__
 from modelcanary.errors import UsageError, VerificationError
 from modelcanary.modelrepo import model_config
 from modelcanary.modelrepo.compare import golden_arrays
+from modelcanary.modelrepo.drift import profile_inputs
+from modelcanary.modelrepo.holdout_store import (
+    HOLDOUT,
+    PROFILE,
+    Declarations,
+    evaluate,
+    holdout_bytes,
+    load_labels,
+    manifest_entries,
+)
 from modelcanary.modelrepo.manifest import (
     FORMAT,
     GOLDEN,
@@ -46,15 +57,23 @@ from modelcanary.modelrepo.parity import (
     load_samples,
     make_golden_inputs,
     parity_batch_sizes,
+    run_onnxruntime,
     session_for,
 )
+from modelcanary.modelrepo.quantize import MODES, QuantizeLimits, quantize_version
 from modelcanary.modelrepo.repository import (
     CONFIG,
     ModelRepository,
     VersionFiles,
     check_model_name,
 )
-from modelcanary.modelrepo.tensorspec import Signature, TensorSpec, check_tensor_name, check_unique
+from modelcanary.modelrepo.tensorspec import (
+    VARIABLE,
+    Signature,
+    TensorSpec,
+    check_tensor_name,
+    check_unique,
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,9 @@ class ExportRequest:
     opset: int = DEFAULT_OPSET
     seed: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    declarations: Declarations = field(default_factory=Declarations)
+    quantize: str | None = None
+    quantize_limits: QuantizeLimits = field(default_factory=QuantizeLimits)
     force: bool = False
 
 
@@ -116,6 +138,12 @@ def validate(request: ExportRequest) -> None:
         raise UsageError("--atol and --rtol must not be negative")
     if not 7 <= request.opset <= 23:
         raise UsageError(f"--opset {request.opset} is not supported; use 7 to 23")
+    request.declarations.validate(request.samples_file is not None)
+    if request.quantize is not None and request.quantize not in MODES:
+        raise UsageError(
+            f"--quantize {request.quantize!r} is not supported; use {', '.join(MODES)}"
+        )
+    request.quantize_limits.validate()
 
 
 def export(request: ExportRequest, say: Callable[[str], None] = print) -> ExportResult:
@@ -132,11 +160,15 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
     batched = request.options.max_batch_size > 0
 
     model = load_model(request.model, request.weights)
-    inputs = (
-        load_samples(request.samples_file, request.inputs, request.golden_samples)
-        if request.samples_file
-        else make_golden_inputs(request.inputs, request.golden_samples, request.seed)
-    )
+    samples, labels = None, None
+    if request.samples_file:
+        samples = load_samples(request.samples_file, request.inputs, request.golden_samples)
+        inputs = {k: v[: request.golden_samples] for k, v in samples.items()}
+        if request.declarations.labels_key is not None:
+            count = len(next(iter(samples.values())))
+            labels = load_labels(request.samples_file, request.declarations.labels_key, count)
+    else:
+        inputs = make_golden_inputs(request.inputs, request.golden_samples, request.seed)
     expected_list = _torch_outputs(model, inputs, request.options.max_batch_size)
     output_names = _output_names(request.output_names, len(expected_list))
     expected = dict(zip(output_names, expected_list, strict=True))
@@ -149,6 +181,7 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
     _check_declared_inputs(signature, request.inputs)
     if existing is not None:
         _check_same_signature(signature, model_config.signature_of(existing), repo, request.name)
+    request.declarations.check_outputs(signature)
 
     onnx_bytes = proto.SerializeToString()
     session = session_for(onnx_bytes)
@@ -164,7 +197,23 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
             "nothing was written"
         )
 
-    files = _version_files(request, version, signature, onnx_bytes, inputs, expected, report)
+    entries: dict[str, Any] = {}
+    if request.quantize:
+        holdout = None if labels is None else (request.declarations.metrics, labels)
+        quantized = quantize_version(
+            onnx_bytes, inputs, samples or inputs, batch_sizes, request.declarations.kinds,
+            holdout, request.quantize_limits,
+        )  # fmt: skip
+        say(quantized.report.summary())
+        say("int8 at each batch size against its answers one sample at a time:")
+        say(quantized.parity.table())
+        entries = {"quantization": quantized.report.to_json(), "fp32_parity": report.to_json()}
+        onnx_bytes, expected, report = quantized.onnx_bytes, quantized.golden, quantized.parity
+        session = session_for(onnx_bytes)
+
+    data = _data_files(request, signature, session, samples, labels, say)
+    data = replace(data, entries={**data.entries, **entries})
+    files = _version_files(request, version, signature, onnx_bytes, inputs, expected, report, data)
     path = repo.publish(request.name, files, request.force)
     size = len(onnx_bytes) / 1024
     say(f"wrote {path} ({size:.1f} KiB model, {request.golden_samples} golden samples)")
@@ -214,6 +263,45 @@ def _check_same_signature(
         )
 
 
+@dataclass(frozen=True)
+class DataFiles:
+    """The holdout and the input profile of a version: files and manifest entries."""
+
+    files: dict[str, bytes]
+    entries: dict[str, Any]
+
+
+def _data_files(
+    request: ExportRequest,
+    signature: Signature,
+    session: onnxruntime.InferenceSession,
+    samples: dict[str, np.ndarray] | None,
+    labels: np.ndarray | None,
+    say: Callable[[str], None],
+) -> DataFiles:
+    """Evaluate the declared metrics on the labelled holdout; profile the sample inputs."""
+    declarations = request.declarations
+    if samples is None:
+        return DataFiles({}, manifest_entries(signature, declarations, None, None))
+    count = len(next(iter(samples.values())))
+    files: dict[str, bytes] = {}
+    holdout = None
+    if labels is not None:
+        batch = request.options.max_batch_size or None
+        outputs = run_onnxruntime(session, samples, batch)
+        holdout = (count, evaluate(declarations.metrics, outputs, labels))
+        files[HOLDOUT] = holdout_bytes(samples, labels)
+        for name, value in holdout[1].items():
+            say(
+                f"holdout: {name} {declarations.metrics[name].describe()} {value['value']:.4f} "
+                f"on {count} labelled samples (95% CI {value['low']:.4f} to {value['high']:.4f})"
+            )
+    variable = frozenset(s.name for s in request.inputs if VARIABLE in s.dims)
+    profile = profile_inputs(samples, variable)
+    files[PROFILE] = (json.dumps(profile.to_json()) + "\n").encode()
+    return DataFiles(files, manifest_entries(signature, declarations, holdout, profile))
+
+
 def _version_files(
     request: ExportRequest,
     version: int,
@@ -222,6 +310,7 @@ def _version_files(
     inputs: dict[str, np.ndarray],
     expected: dict[str, np.ndarray],
     report: ParityReport,
+    data: DataFiles,
 ) -> VersionFiles:
     golden = io.BytesIO()
     np.savez_compressed(golden, allow_pickle=False, **golden_arrays(inputs, expected))
@@ -262,9 +351,11 @@ def _version_files(
             "model_config_name": model_config.pinned_config_name(version),
         },
         "parity": report.to_json(),
+        **data.entries,
         "files": {
             f"{version}/{model_config.MODEL_FILENAME}": sha256_bytes(onnx_bytes),
             f"{version}/{GOLDEN}": sha256_bytes(golden_bytes),
+            **{f"{version}/{name}": sha256_bytes(content) for name, content in data.files.items()},
             pinned_relative: sha256_bytes(pinned_text.encode()),
         },
     }
@@ -273,6 +364,7 @@ def _version_files(
         files={
             model_config.MODEL_FILENAME: onnx_bytes,
             GOLDEN: golden_bytes,
+            **data.files,
             MANIFEST: (json.dumps(manifest, indent=2) + "\n").encode(),
         },
         config_text=model_config.render(config),

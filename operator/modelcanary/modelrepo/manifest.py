@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from modelcanary.errors import UsageError, one_line
+from modelcanary.modelrepo.comparison import OutputKind, check_kind
+from modelcanary.modelrepo.holdout import Metric
 from modelcanary.modelrepo.tensorspec import Signature, TensorSpec, dtype_by_name
 
 MANIFEST = "manifest.json"
@@ -88,6 +90,30 @@ class Manifest:
     @property
     def batch_sizes(self) -> list[int]:
         return [int(b) for b in self.data["parity"]["batch_sizes"]]
+
+    def output_kind(self, output: str) -> OutputKind | None:
+        """The kind declared at export; None for manifests that predate kinds."""
+        entry = self.data.get("outputs", {}).get(output)
+        return (
+            None
+            if entry is None
+            else check_kind(str(entry["kind"]), f"{self.model}:{self.version}")
+        )
+
+    def metric(self, output: str) -> Metric | None:
+        """The holdout metric declared for an output, if any."""
+        text = self.data.get("outputs", {}).get(output, {}).get("metric")
+        return None if text is None else Metric.parse(str(text))
+
+    @property
+    def holdout_file(self) -> str | None:
+        """The labelled holdout's file name in the version directory, if it has one."""
+        return self.data["holdout"]["file"] if "holdout" in self.data else None
+
+    @property
+    def profile_file(self) -> str | None:
+        """The input profile's file name in the version directory, if it has one."""
+        return self.data["profile"]["file"] if "profile" in self.data else None
 
 
 def read_manifest(path: Path, model: str, version: int) -> Manifest:

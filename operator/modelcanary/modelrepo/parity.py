@@ -94,7 +94,7 @@ def make_golden_inputs(
 
 
 def load_samples(path: Path, inputs: Sequence[TensorSpec], count: int) -> dict[str, np.ndarray]:
-    """Golden inputs from an .npz file keyed by input name (the first `count` rows)."""
+    """Every row of an .npz file's arrays keyed by input name (at least `count` rows)."""
     if not path.is_file():
         raise UsageError(f"--samples {path}: no such file")
     try:
@@ -120,7 +120,10 @@ def load_samples(path: Path, inputs: Sequence[TensorSpec], count: int) -> dict[s
                 f"--samples {path}: input {spec.name!r} has samples of shape {sample_shape}, "
                 f"the input declares {spec.dims}"
             )
-        golden[spec.name] = array[:count].astype(spec.dtype.numpy)
+        golden[spec.name] = array.astype(spec.dtype.numpy)
+    counts = {name: len(array) for name, array in golden.items()}
+    if len(set(counts.values())) > 1:
+        raise UsageError(f"--samples {path}: inputs have different sample counts {counts}")
     return golden
 
 

@@ -1,7 +1,8 @@
 """`modelcanary repo verify`: re-check a repository against the manifests it holds.
 
-For every selected version: each file's sha256, the configs against the manifest's
-signature, and the golden samples through ONNX Runtime within the export's tolerance.
+For every selected version: each file's sha256 (the holdout and the input profile, when
+declared, must be among them), the configs against the manifest's signature, and the
+golden samples through ONNX Runtime within the export's tolerance.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def verify_version(repo: ModelRepository, name: str, version: int) -> VersionChe
 
 def _check_files(repo: ModelRepository, manifest: Manifest, check: VersionCheck) -> None:
     model_dir = repo.model_dir(manifest.model)
+    for declared in (manifest.holdout_file, manifest.profile_file):
+        if declared is not None and f"{manifest.version}/{declared}" not in manifest.files:
+            check.problems.append(f"{declared} is declared but its sha256 is not in the manifest")
     for relative, expected in manifest.files.items():
         path = model_dir / relative
         if not path.is_file():
