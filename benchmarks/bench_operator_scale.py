@@ -288,19 +288,18 @@ def all_at(canaries: Watcher, rollouts: int, phase: str, step: int) -> bool:
     )
 
 
-def tick_end(canaries: Watcher, operator: OperatorProcess) -> None:
-    """Return just after a tick has ended, while the operator waits for the next one.
+def tick_end(cluster: Cluster, operator: OperatorProcess) -> None:
+    """Return once the operator has begun a new tick (its one LIST of modelcanaries).
 
-    The tick writes every rollout's status in list order (by name); the last one's new
-    analysis, with its weight applied, ends it."""
-    last = max(canaries.latest)
+    A tick that changes nothing writes no status (the engine's heartbeat), so the API
+    server's count of LIST requests is the one sign of every tick; window edges fall at
+    tick starts, within a tick's work."""
 
-    def analysed() -> tuple[float, bool]:
-        state = canaries.latest[last]["status"]["state"]
-        return state["analysis"]["at"], state["applied"]
+    def lists() -> float:
+        return cluster.snapshot(operator).requests["LIST modelcanaries"]
 
-    before = analysed()[0]
-    wait_for(lambda: analysed()[0] > before and analysed()[1], 60, "a tick", operator)
+    before = lists()
+    wait_for(lambda: lists() > before, 60, "a tick", operator)
 
 
 def measure(
@@ -310,19 +309,19 @@ def measure(
     first rollout's interval is up), then the changing ones (on until every rollout has
     advanced). Each window begins and ends between two ticks."""
     started = [s["state"]["step_started_at"] for s in canaries.statuses()]
-    tick_end(canaries, operator)
+    tick_end(cluster, operator)
     first = time.time()
-    tick_end(canaries, operator)
+    tick_end(cluster, operator)
     start = cluster.snapshot(operator)
     period = start.at - first
     time.sleep(max(0.0, min(started) + interval - 2.5 * period - time.time()))
-    tick_end(canaries, operator)
+    tick_end(cluster, operator)
     middle = cluster.snapshot(operator)
     if not all_at(canaries, len(started), "Progressing", 0):
         raise RuntimeError("a rollout advanced within the hold window")
     advanced = partial(all_at, canaries, len(started), "Progressing", 1)
     wait_for(advanced, interval + 60, "every rollout advanced", operator, canaries)
-    tick_end(canaries, operator)
+    tick_end(cluster, operator)
     end = cluster.snapshot(operator)
     return Window.between(start, middle), Window.between(middle, end)
 
