@@ -113,6 +113,7 @@ def test_rollback_events_page_with_the_numbers() -> None:
     assert body["labels"] == {
         "alertname": "ModelCanaryRolledBack", "severity": "critical", "origin": "modelcanary-controller",
         "rollout": "digits", "model": "digits", "version": "2",
+        "event_id": "20261122T030000.000000Z",
     }  # fmt: skip
     assert body["annotations"]["description"] == (
         "Rollout digits rolled back canary version 2 (stable was 1): error ratio 0.31 above 0.05 "
@@ -129,6 +130,27 @@ def test_rollback_events_page_with_the_numbers() -> None:
         ]
         == "info"
     )
+
+
+def test_every_rollback_is_an_alert_of_its_own() -> None:
+    """Issue 13 defect 3: two rollbacks of one version carried the same labels, so
+    Alertmanager took the second for the first and never paged again."""
+    first = RolloutEvent("rolled_back", "digits", "digits", "2", "3", "error ratio",
+                         at=datetime(2026, 11, 22, 3, 0, tzinfo=UTC))  # fmt: skip
+    second = RolloutEvent("rolled_back", "digits", "digits", "2", "3", "latency",
+                          at=datetime(2026, 11, 22, 3, 0, 40, tzinfo=UTC))  # fmt: skip
+    assert alert_for(first)["labels"] != alert_for(second)["labels"]
+    assert alert_for(first)["labels"] == alert_for(first)["labels"]  # a retried post is one alert
+
+
+def test_each_controller_notice_is_a_group_of_its_own() -> None:
+    """Grouped by event too, a second rollback is a new notification (a new PagerDuty
+    incident), not an update of the first's; Prometheus' alerts group as before."""
+    from modelcanary.alerts.alertmanager import config, parse_routing
+
+    hook = {"type": "webhook", "url": "http://127.0.0.1:1/x"}
+    routing = parse_routing({"controller": hook, "oncall": hook, "chat": hook}, "t")
+    assert config(routing)["route"]["group_by"] == ["alertname", "model", "version", "event_id"]
 
 
 def test_oncall_prints_readably_and_appends_json_lines(tmp_path: Path) -> None:

@@ -169,6 +169,7 @@ def test_a_bad_canary_is_rolled_back(
     stack: LocalStack, load: BackgroundLoad, controller: Start, fault: FaultSpec, reason: str
 ) -> None:
     quiet(stack, "3")
+    paged = len(pages(stack, "ModelCanaryRolledBack"))
     process = controller(spec(2, 3))
     try:
         fault_once_progressing(stack, fault)
@@ -182,9 +183,13 @@ def test_a_bad_canary_is_rolled_back(
     last = final.history[-1]
     assert last.action == "rollback" and reason in last.reason.lower(), last.reason
     assert max(t.weight for t in final.history) == 20  # never went past the first step
-    wait_for(lambda: bool(pages(stack, "ModelCanaryRolledBack")), 30, "on-call was not paged")
+    # every rollback pages, the second of the same version too (issue 13 defect 3)
+    wait_for(
+        lambda: len(pages(stack, "ModelCanaryRolledBack")) > paged, 30, "on-call was not paged"
+    )
     page = pages(stack, "ModelCanaryRolledBack")[-1]
     assert page["channel"] == "oncall" and page["labels"]["version"] == "3"  # type: ignore[index]
+    assert page["annotations"]["reason"] == last.reason  # type: ignore[index]
 
 
 def test_a_canary_without_traffic_is_paused_never_promoted(
