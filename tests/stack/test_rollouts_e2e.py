@@ -151,6 +151,30 @@ def test_a_healthy_canary_is_promoted(
     assert "all checks passed" in str(notice["annotations"])
 
 
+def test_a_canary_that_is_not_served_waits_until_the_deadline_then_rolls_back(
+    stack: LocalStack, controller: Start
+) -> None:
+    """Issue 13 defect 4: a canary version Triton does not have sat Pending forever, shown
+    as `canary_ready 1 pass`."""
+    process = controller(spec(2, 7, progressDeadline="8s"))
+
+    def pending() -> bool:
+        now = state(stack)
+        return now.phase == "Pending" and now.analysis is not None
+
+    wait_for(pending, 30, "the controller never looked at the canary")
+    analysis = state(stack).analysis
+    assert analysis is not None and "waiting for the canary to be ready" in analysis.reason
+    ready = next(c for c in analysis.checks if c.name == "canary_ready")
+    assert ready.result == "inconclusive", ready
+    code, output = finish(process, 60)
+    assert code == 1, output
+    final = state(stack)
+    assert final.phase == "RolledBack" and final.applied, output
+    assert final.history[-1].reason == "the canary was not ready within progressDeadline 8s"
+    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0}
+
+
 def fault_once_progressing(stack: LocalStack, fault: FaultSpec) -> None:
     """Inject the fault into version 3 once the canary takes traffic."""
     wait_for(lambda: state(stack).phase == "Progressing", 60, "the canary never started")
