@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from modelcanary.adapters.alertmanager_notifier import alert_for
 from modelcanary.alerts import oncall
-from modelcanary.alerts.alertmanager import WEBHOOK_PATH
+from modelcanary.alerts.alertmanager import ALERTS_PATH, WEBHOOK_PATH
 from modelcanary.alerts.webhook import AlertBook, WebhookAlert, create_app
 from modelcanary.rollout.ports import RolloutEvent
 
@@ -101,6 +101,26 @@ def test_bad_posts_change_nothing(
 def test_non_json_is_a_400(client: TestClient, book: AlertBook) -> None:
     response = client.post(WEBHOOK_PATH, content=b"{not json", headers=AUTH)
     assert response.status_code == 400 and book.posts == 0
+
+
+def test_an_alert_past_its_end_is_no_longer_firing(book: AlertBook, client: TestClient) -> None:
+    """Issue 13 defect 5: the book cleared an alert only on a "resolved" post, so one whose
+    resolution a stalled Alertmanager never sent fired for ever. It ends at its endsAt
+    (Go's zero time, which Alertmanager sends for a firing alert, is no end)."""
+    now = datetime.now(UTC)
+    lapsed = {**alert("old", model="digits", version="3"),
+              "startsAt": (now - timedelta(minutes=10)).isoformat(),
+              "endsAt": (now - timedelta(minutes=1)).isoformat()}  # fmt: skip
+    lasting = {**alert("new", model="digits", version="3"),
+               "endsAt": (now + timedelta(minutes=5)).isoformat()}  # fmt: skip
+    firing = alert("open", model="digits", version="3")  # endsAt 0001-01-01: no end
+    response = client.post(WEBHOOK_PATH, json=payload(lapsed, lasting, firing), headers=AUTH)
+    assert response.status_code == 200
+    assert sorted(a.fingerprint for a in book.firing()) == ["new", "open"]
+    followed = client.get(ALERTS_PATH, headers=AUTH).json()["alerts"]
+    assert sorted(a["fingerprint"] for a in followed) == ["new", "open"]
+    book.now = lambda: now + timedelta(minutes=6)  # the stall goes on: "new" lapses too
+    assert [a.fingerprint for a in book.firing()] == ["open"]
 
 
 def test_rollback_events_page_with_the_numbers() -> None:
@@ -227,7 +247,8 @@ def test_a_controller_in_another_process_is_woken_by_the_alert_feed() -> None:
         own = alert("a2", model="digits", version="2", origin="modelcanary-controller")
         httpx.post(server.url + WEBHOOK_PATH, json=payload(critical, own), headers=AUTH)
         assert wake.wait(10)  # well before the 25 s poll would end on its own
-        firing = ("ModelVersionHighErrorRatio", "critical", "2", "firing")
+        began = datetime(2026, 11, 22, 3, 0, tzinfo=UTC).timestamp()  # startsAt, passed on
+        firing = ("ModelVersionHighErrorRatio", "critical", "2", "firing", began)
         assert feed.firing("digits") == (FiringAlert(*firing),)
         assert feed.firing("cats") == ()
         assert httpx.get(server.url + "/alertmanager/alerts").status_code == 401
