@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from modelcanary.commands.arguments import Commands, integer, number, say
+from modelcanary.commands.arguments import Commands, directory, integer, number, say
 from modelcanary.commands.serve import DEFAULT_RUN_DIR
 
 
@@ -17,7 +16,7 @@ def add(commands: Commands) -> None:
         "fails --error-ratio of its requests and answers --latency-ms later. Triton's own "
         "failure and latency metrics show it. --clear turns it off.",
     )
-    p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    p.add_argument("--run-dir", type=directory, default=str(DEFAULT_RUN_DIR))
     p.add_argument("--model", required=True)
     p.add_argument("--version", type=integer, required=True)
     p.add_argument("--error-ratio", type=number, default=0.0, help="0..1 (default 0)")
