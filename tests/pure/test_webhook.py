@@ -123,6 +123,47 @@ def test_an_alert_past_its_end_is_no_longer_firing(book: AlertBook, client: Test
     assert [a.fingerprint for a in book.firing()] == ["open"]
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_is_a_413(
+    client: TestClient, book: AlertBook, declared: bool
+) -> None:
+    """Issue 13 defect 8: the webhook read a body of any size (48 MB accepted, resident
+    memory 100 -> 309 MB and not released)."""
+    from modelcanary.alerts.webhook import MAX_BODY_BYTES
+
+    padding = "x" * MAX_BODY_BYTES
+    body = json.dumps(payload({**alert("big", model="digits", version="2"),
+                               "annotations": {"description": padding}})).encode()  # fmt: skip
+    content = body if declared else iter([body[: len(body) // 2], body[len(body) // 2 :]])
+    response = client.post(WEBHOOK_PATH, content=content, headers=AUTH)
+    assert response.status_code == 413
+    assert f"limit of {MAX_BODY_BYTES} bytes" in response.json()["error"]
+    assert book.firing() == [] and book.posts == 0
+
+
+def test_the_oncall_receiver_escapes_control_characters(tmp_path: Path) -> None:
+    """Issue 13 defect 8: the on-call receiver printed a payload's escape codes raw."""
+    out = io.StringIO()
+    client = TestClient(oncall.create_app(tmp_path / "oncall.jsonl", out))
+    hostile = alert("e1", model="digits\x1b[2J", version="2")
+    hostile["annotations"] = {"description": "red \x1b[31mALERT\x1b[0m\nsecond line\r\x07"}
+    assert client.post("/oncall", json=payload(hostile)).status_code == 200
+    printed = out.getvalue()
+    assert "\x1b" not in printed and "\r" not in printed and "\x07" not in printed
+    assert printed.count("\n") == 1
+    assert "digits\\x1b[2J:2" in printed
+    assert "red \\x1b[31mALERT\\x1b[0m\\nsecond line\\r\\x07" in printed
+
+
+def test_the_oncall_receiver_bounds_bodies(tmp_path: Path) -> None:
+    from modelcanary.alerts.webhook import MAX_BODY_BYTES
+
+    log = tmp_path / "oncall.jsonl"
+    client = TestClient(oncall.create_app(log, io.StringIO()))
+    big = client.post("/oncall", content=b"x" * (MAX_BODY_BYTES + 1))
+    assert big.status_code == 413 and not log.exists()
+
+
 def test_rollback_events_page_with_the_numbers() -> None:
     event = RolloutEvent(
         kind="rolled_back", rollout="digits", model="digits", stable="1", canary="2",

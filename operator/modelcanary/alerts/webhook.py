@@ -4,7 +4,8 @@ Alertmanager posts notifications (webhook payload version 4) to `POST /alertmana
 with a bearer token. Valid posts update the `AlertBook` of firing alerts, and the book's
 listener hears about newly firing ones at once, so the engine can roll back without
 waiting for its next tick. A malformed or unauthenticated post gets 400 or 401 and
-changes nothing. An alert ends with a "resolved" post or at its `endsAt`, whichever comes
+changes nothing, and a body over `MAX_BODY_BYTES` gets 413 as soon as it is known to be
+(it is never read whole). An alert ends with a "resolved" post or at its `endsAt`, whichever comes
 first, so one whose resolution a stalled Alertmanager never sent does not fire for ever
 (Alertmanager sends Go's zero time as the `endsAt` of a firing alert: no end yet).
 
@@ -32,6 +33,25 @@ from modelcanary.errors import describe_validation_errors
 
 MAX_WAIT_S = 30.0
 POLL_STEP_S = 0.02
+MAX_BODY_BYTES = 1024 * 1024  # a notification of hundreds of alerts; Alertmanager's max_alerts
+
+
+class BodyTooLarge(Exception):
+    """A request body over the limit (answered 413)."""
+
+
+async def bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"a body of {declared} bytes is over the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class WebhookAlert(BaseModel):
@@ -138,7 +158,10 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
     async def receive(request: Request) -> JSONResponse:
         if not authorized(request):
             return unauthorized()
-        body = await request.body()
+        try:
+            body = await bounded_body(request)
+        except BodyTooLarge as exc:
+            return JSONResponse({"error": str(exc)}, 413)
         try:
             payload = WebhookPayload.model_validate_json(body)
         except ValidationError as exc:
