@@ -83,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelcanaryError as exc:
         print(f"modelcanary {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file or directory the command could not use; never a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"modelcanary {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"modelcanary {args.command}: interrupted; nothing was changed", file=sys.stderr)
         return 130

@@ -1,4 +1,5 @@
-"""Small file helpers shared by the commands: atomic replacement and secret token files."""
+"""Small file helpers shared by the commands: reading a text file given by a user, atomic
+replacement and secret token files."""
 
 from __future__ import annotations
 
@@ -8,6 +9,17 @@ import tempfile
 from pathlib import Path
 
 from modelcanary.errors import UsageError
+
+
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file named by an argument (`what`, e.g. `-f canary.yaml`), or a
+    UsageError that says why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise UsageError(f"{what}: {exc.strerror or exc}") from None
 
 
 def write_atomically(path: Path, text: str) -> None:

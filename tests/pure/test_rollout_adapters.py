@@ -86,3 +86,40 @@ def test_router_errors_name_the_gateway_and_its_reason() -> None:
         RouterError, match="the gateway at http://gw/admin/models/digits/weights is unreachable"
     ):
         router(down).route(10, promoted=False)
+
+
+def test_the_canary_is_ready_when_the_gateway_says_its_version_is() -> None:
+    """Issue 13 defect 4: locally, readiness defaulted to true, so a canary version Triton
+    does not have showed `canary_ready 1 pass`."""
+    asked: list[str] = []
+
+    def gateway(ready: int) -> GatewayRouter:
+        def handler(request: httpx.Request) -> httpx.Response:
+            asked.append(request.url.path)
+            return httpx.Response(ready)
+
+        return router(handler)
+
+    assert gateway(200).canary_ready() is True
+    assert asked == ["/v2/models/digits/versions/2/ready"]
+    assert gateway(404).canary_ready() is False  # not behind the gateway
+    assert gateway(400).canary_ready() is False  # Triton: not loaded
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    with pytest.raises(RouterError, match="http://gw/v2/models/digits/versions/2/ready"):
+        router(down).canary_ready()
+
+
+def test_a_rollback_names_no_canary_the_gateway_may_not_know() -> None:
+    """A canary that was never served is rolled back without naming it (the gateway gives
+    every version it does not name 0% and refuses versions it does not serve)."""
+    sent: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json={})
+
+    router(handler).route(0, promoted=False)
+    assert sent == [{"weights": {"1": 100}, "stable": "1"}]

@@ -226,6 +226,40 @@ def test_a_pushed_critical_alert_rolls_back_at_once() -> None:
     assert "ModelCanaryErrorRatioHigh" in result.state.history[-1].reason
 
 
+def test_a_stale_pushed_alert_does_not_roll_a_new_rollout_back() -> None:
+    """Issue 13 defect 5: after an Alertmanager stall the book still held an alert that
+    Prometheus had long resolved, and a new rollout was rolled back on its first tick. A
+    pushed alert that began before the rollout counts only while Prometheus fires it too."""
+    clock = Clock(now=5000.0)
+    stale = FiringAlert("ModelVersionHighErrorRatio", "critical", "2", started_at=4000.0)
+    engine = Engine(Source(), Notifier(), pushed=lambda model: [stale], clock=clock)
+    result = engine.tick([make()])[0]
+    assert result.state.phase == "Progressing", result.state.history[-1].reason
+    assert result.state.analysis is not None and result.state.analysis.alerts == ()
+
+
+@pytest.mark.parametrize(
+    ("pushed", "prometheus"),
+    [
+        # began before the rollout, but Prometheus still fires it
+        (FiringAlert("ModelVersionHighErrorRatio", "critical", "2", started_at=4000.0),
+         (FiringAlert("ModelVersionHighErrorRatio", "critical", "2"),)),
+        # began once the rollout had begun
+        (FiringAlert("ModelVersionHighErrorRatio", "critical", "2", started_at=5000.0), ()),
+    ],
+    ids=["confirmed", "new"],
+)  # fmt: skip
+def test_a_pushed_alert_rolls_back_when_current(
+    pushed: FiringAlert, prometheus: tuple[FiringAlert, ...]
+) -> None:
+    clock = Clock(now=5000.0)
+    source = Source(replace(HEALTHY, alerts=prometheus))
+    engine = Engine(source, Notifier(), pushed=lambda model: [pushed], clock=clock)
+    result = engine.tick([make()])[0]
+    assert result.state.phase == "RolledBack"
+    assert "ModelVersionHighErrorRatio" in result.state.history[-1].reason
+
+
 def test_unreachable_prometheus_is_no_data_never_healthy() -> None:
     store, clock = MemoryStore(), Clock()
     source = Source()

@@ -202,3 +202,45 @@ def test_a_failed_check_counts_once_per_interval() -> None:
     # the count and its time survive in the state
     after = apply(state, counted, T0)
     assert (after.failures, after.last_failure_at) == (2, T0)
+
+
+NOT_READY = Verdict(
+    (Check("canary_ready", 0.0, 1.0, 1, "inconclusive", "the canary version is not ready"),)
+)
+
+
+@pytest.mark.parametrize(
+    ("state", "v", "golden", "action", "reason"),
+    [
+        # a canary that is not served waits, and says so, whatever the golden check says
+        (RolloutState(created_at=T0 - 10), NOT_READY, None, "hold", "waiting for the canary to be ready"),
+        (RolloutState(created_at=T0 - 10), NOT_READY, GoldenResult(True, "exact"), "hold", "waiting for the canary to be ready"),
+        # ... at most until progressDeadline, measured from when the rollout was first seen
+        (RolloutState(created_at=T0 - 601), NOT_READY, None, "rollback", "the canary was not ready within progressDeadline 10m"),
+        (RolloutState(created_at=T0 - 601), PASS, None, "rollback", "the golden-sample check did not run within progressDeadline 10m"),
+        (RolloutState(created_at=T0 - 599), PASS, None, "hold", "waiting for the golden-sample check"),
+        # a ready canary whose golden samples match starts, however long the wait was
+        (RolloutState(created_at=T0 - 601), PASS, GoldenResult(True, "exact"), "start", "golden samples match"),
+    ],
+)  # fmt: skip
+def test_pending_ends_at_the_deadline(
+    state: RolloutState, v: Verdict, golden: GoldenResult | None, action: str, reason: str
+) -> None:
+    """Issue 13 defect 4: Pending held before the deadline check, so a canary that was never
+    served waited forever."""
+    decision = run(state, v, golden=golden)
+    expected = SPEC.steps[0] if action == "start" else 0
+    assert (decision.action, decision.weight) == (action, expected), decision.reason
+    assert reason in decision.reason
+
+
+def test_the_deadline_counts_from_when_the_rollout_was_first_seen() -> None:
+    state = apply(RolloutState(), run(RolloutState(), NOT_READY), T0)
+    assert (state.phase, state.created_at) == ("Pending", T0)
+    later = apply(state, decide(SPEC, state, NOT_READY, (), None, T0 + 5), T0 + 5)
+    assert later.created_at == T0  # kept
+    assert RolloutState.from_json(later.to_json()) == later
+    # a retry is a new attempt with a deadline of its own
+    rolled_back = replace(later, phase="RolledBack")
+    retried = apply(rolled_back, run(rolled_back, intent=Intent("retry", by="ana")), T0 + 700)
+    assert (retried.phase, retried.created_at) == ("Pending", T0 + 700)

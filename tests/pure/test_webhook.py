@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from modelcanary.adapters.alertmanager_notifier import alert_for
 from modelcanary.alerts import oncall
-from modelcanary.alerts.alertmanager import WEBHOOK_PATH
+from modelcanary.alerts.alertmanager import ALERTS_PATH, WEBHOOK_PATH
 from modelcanary.alerts.webhook import AlertBook, WebhookAlert, create_app
 from modelcanary.rollout.ports import RolloutEvent
 
@@ -103,6 +103,67 @@ def test_non_json_is_a_400(client: TestClient, book: AlertBook) -> None:
     assert response.status_code == 400 and book.posts == 0
 
 
+def test_an_alert_past_its_end_is_no_longer_firing(book: AlertBook, client: TestClient) -> None:
+    """Issue 13 defect 5: the book cleared an alert only on a "resolved" post, so one whose
+    resolution a stalled Alertmanager never sent fired for ever. It ends at its endsAt
+    (Go's zero time, which Alertmanager sends for a firing alert, is no end)."""
+    now = datetime.now(UTC)
+    lapsed = {**alert("old", model="digits", version="3"),
+              "startsAt": (now - timedelta(minutes=10)).isoformat(),
+              "endsAt": (now - timedelta(minutes=1)).isoformat()}  # fmt: skip
+    lasting = {**alert("new", model="digits", version="3"),
+               "endsAt": (now + timedelta(minutes=5)).isoformat()}  # fmt: skip
+    firing = alert("open", model="digits", version="3")  # endsAt 0001-01-01: no end
+    response = client.post(WEBHOOK_PATH, json=payload(lapsed, lasting, firing), headers=AUTH)
+    assert response.status_code == 200
+    assert sorted(a.fingerprint for a in book.firing()) == ["new", "open"]
+    followed = client.get(ALERTS_PATH, headers=AUTH).json()["alerts"]
+    assert sorted(a["fingerprint"] for a in followed) == ["new", "open"]
+    book.now = lambda: now + timedelta(minutes=6)  # the stall goes on: "new" lapses too
+    assert [a.fingerprint for a in book.firing()] == ["open"]
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_is_a_413(
+    client: TestClient, book: AlertBook, declared: bool
+) -> None:
+    """Issue 13 defect 8: the webhook read a body of any size (48 MB accepted, resident
+    memory 100 -> 309 MB and not released)."""
+    from modelcanary.alerts.webhook import MAX_BODY_BYTES
+
+    padding = "x" * MAX_BODY_BYTES
+    body = json.dumps(payload({**alert("big", model="digits", version="2"),
+                               "annotations": {"description": padding}})).encode()  # fmt: skip
+    content = body if declared else iter([body[: len(body) // 2], body[len(body) // 2 :]])
+    response = client.post(WEBHOOK_PATH, content=content, headers=AUTH)
+    assert response.status_code == 413
+    assert f"limit of {MAX_BODY_BYTES} bytes" in response.json()["error"]
+    assert book.firing() == [] and book.posts == 0
+
+
+def test_the_oncall_receiver_escapes_control_characters(tmp_path: Path) -> None:
+    """Issue 13 defect 8: the on-call receiver printed a payload's escape codes raw."""
+    out = io.StringIO()
+    client = TestClient(oncall.create_app(tmp_path / "oncall.jsonl", out))
+    hostile = alert("e1", model="digits\x1b[2J", version="2")
+    hostile["annotations"] = {"description": "red \x1b[31mALERT\x1b[0m\nsecond line\r\x07"}
+    assert client.post("/oncall", json=payload(hostile)).status_code == 200
+    printed = out.getvalue()
+    assert "\x1b" not in printed and "\r" not in printed and "\x07" not in printed
+    assert printed.count("\n") == 1
+    assert "digits\\x1b[2J:2" in printed
+    assert "red \\x1b[31mALERT\\x1b[0m\\nsecond line\\r\\x07" in printed
+
+
+def test_the_oncall_receiver_bounds_bodies(tmp_path: Path) -> None:
+    from modelcanary.alerts.webhook import MAX_BODY_BYTES
+
+    log = tmp_path / "oncall.jsonl"
+    client = TestClient(oncall.create_app(log, io.StringIO()))
+    big = client.post("/oncall", content=b"x" * (MAX_BODY_BYTES + 1))
+    assert big.status_code == 413 and not log.exists()
+
+
 def test_rollback_events_page_with_the_numbers() -> None:
     event = RolloutEvent(
         kind="rolled_back", rollout="digits", model="digits", stable="1", canary="2",
@@ -113,6 +174,7 @@ def test_rollback_events_page_with_the_numbers() -> None:
     assert body["labels"] == {
         "alertname": "ModelCanaryRolledBack", "severity": "critical", "origin": "modelcanary-controller",
         "rollout": "digits", "model": "digits", "version": "2",
+        "event_id": "20261122T030000.000000Z",
     }  # fmt: skip
     assert body["annotations"]["description"] == (
         "Rollout digits rolled back canary version 2 (stable was 1): error ratio 0.31 above 0.05 "
@@ -129,6 +191,27 @@ def test_rollback_events_page_with_the_numbers() -> None:
         ]
         == "info"
     )
+
+
+def test_every_rollback_is_an_alert_of_its_own() -> None:
+    """Issue 13 defect 3: two rollbacks of one version carried the same labels, so
+    Alertmanager took the second for the first and never paged again."""
+    first = RolloutEvent("rolled_back", "digits", "digits", "2", "3", "error ratio",
+                         at=datetime(2026, 11, 22, 3, 0, tzinfo=UTC))  # fmt: skip
+    second = RolloutEvent("rolled_back", "digits", "digits", "2", "3", "latency",
+                          at=datetime(2026, 11, 22, 3, 0, 40, tzinfo=UTC))  # fmt: skip
+    assert alert_for(first)["labels"] != alert_for(second)["labels"]
+    assert alert_for(first)["labels"] == alert_for(first)["labels"]  # a retried post is one alert
+
+
+def test_each_controller_notice_is_a_group_of_its_own() -> None:
+    """Grouped by event too, a second rollback is a new notification (a new PagerDuty
+    incident), not an update of the first's; Prometheus' alerts group as before."""
+    from modelcanary.alerts.alertmanager import config, parse_routing
+
+    hook = {"type": "webhook", "url": "http://127.0.0.1:1/x"}
+    routing = parse_routing({"controller": hook, "oncall": hook, "chat": hook}, "t")
+    assert config(routing)["route"]["group_by"] == ["alertname", "model", "version", "event_id"]
 
 
 def test_oncall_prints_readably_and_appends_json_lines(tmp_path: Path) -> None:
@@ -205,7 +288,8 @@ def test_a_controller_in_another_process_is_woken_by_the_alert_feed() -> None:
         own = alert("a2", model="digits", version="2", origin="modelcanary-controller")
         httpx.post(server.url + WEBHOOK_PATH, json=payload(critical, own), headers=AUTH)
         assert wake.wait(10)  # well before the 25 s poll would end on its own
-        firing = ("ModelVersionHighErrorRatio", "critical", "2", "firing")
+        began = datetime(2026, 11, 22, 3, 0, tzinfo=UTC).timestamp()  # startsAt, passed on
+        firing = ("ModelVersionHighErrorRatio", "critical", "2", "firing", began)
         assert feed.firing("digits") == (FiringAlert(*firing),)
         assert feed.firing("cats") == ()
         assert httpx.get(server.url + "/alertmanager/alerts").status_code == 401

@@ -11,7 +11,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,7 @@ from modelcanary.local.stack import LocalStack, StackOptions
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.waiting import wait_until
+from tests.conftest import CliResult
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +122,24 @@ def test_up_wrote_its_urls(stack: LocalStack) -> None:
     ]
     assert {t["labels"]["job"]: t["health"] for t in targets} == {"triton": "up", "gateway": "up"}
     assert httpx.get(f"{stack.urls['alertmanager']}/-/ready").status_code == 200
+
+
+def test_fault_accepts_only_what_the_stack_serves(
+    stack: LocalStack, cli: Callable[..., CliResult]
+) -> None:
+    """Issue 13 defect 7, against the real Triton: a served version gets its fault file, an
+    unknown one is refused naming what is served."""
+    run_dir = stack.urls["run_dir"]
+    target = Path(stack.urls["faults_dir"]) / "digits" / "3.json"
+    try:
+        result = cli("fault", "--run-dir", run_dir, "--model", "digits", "--version", "3",
+                     "--latency-ms", "5")  # fmt: skip
+        assert result.code == 0 and target.is_file(), result.err
+    finally:
+        assert cli("fault", "--run-dir", run_dir, "--model", "digits", "--version", "3",
+                   "--clear").code == 0  # fmt: skip
+    assert not target.exists()
+    unknown = cli("fault", "--run-dir", run_dir, "--model", "digits", "--version", "7",
+                  "--error-ratio", "1")  # fmt: skip
+    assert unknown.code == 2 and unknown.err.count("\n") == 1, unknown.err
+    assert "does not serve digits version 7 (it serves digits 1, 2, 3)" in unknown.err

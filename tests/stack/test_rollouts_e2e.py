@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -153,6 +154,76 @@ def test_a_healthy_canary_is_promoted(
     assert "all checks passed" in str(notice["annotations"])
 
 
+def test_a_canary_that_is_not_served_waits_until_the_deadline_then_rolls_back(
+    stack: LocalStack, controller: Start
+) -> None:
+    """Issue 13 defect 4: a canary version Triton does not have sat Pending forever, shown
+    as `canary_ready 1 pass`."""
+    process = controller(spec(2, 7, progressDeadline="8s"))
+
+    def pending() -> bool:
+        now = state(stack)
+        return now.phase == "Pending" and now.analysis is not None
+
+    wait_for(pending, 30, "the controller never looked at the canary")
+    analysis = state(stack).analysis
+    assert analysis is not None and "waiting for the canary to be ready" in analysis.reason
+    ready = next(c for c in analysis.checks if c.name == "canary_ready")
+    assert ready.result == "inconclusive", ready
+    code, output = finish(process, 60)
+    assert code == 1, output
+    final = state(stack)
+    assert final.phase == "RolledBack" and final.applied, output
+    assert final.history[-1].reason == "the canary was not ready within progressDeadline 8s"
+    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0}
+
+
+def test_a_stale_pushed_alert_does_not_roll_a_new_rollout_back(
+    stack: LocalStack, controller: Start
+) -> None:
+    """Issue 13 defect 5: an Alertmanager that stalled never sent the resolution of an
+    alert Prometheus had long resolved; the controller's book still held it, and a new
+    rollout was rolled back on its first tick."""
+    quiet(stack, "3")
+    began = datetime.now(UTC) - timedelta(minutes=10)
+    stale = {
+        "status": "firing", "startsAt": began.isoformat(), "endsAt": "0001-01-01T00:00:00Z",
+        "labels": {"alertname": "ModelVersionHighErrorRatio", "severity": "critical",
+                   "model": "digits", "version": "3", "source": "gateway"},
+        "annotations": {}, "fingerprint": "stale-digits-3",
+    }  # fmt: skip
+    notify(stack, stale)
+    try:
+        process = controller(spec(2, 3))
+        rollout = LocalRollout.of(Path(stack.urls["run_dir"]), "digits")
+
+        def begun() -> bool:  # this rollout, not the last one
+            return rollout.spec().canary.version == "3" and state(stack).phase != "Pending"
+
+        wait_for(begun, 60, "the rollout never started")
+        started = state(stack)
+        assert started.phase == "Progressing", started.history[-1].reason
+        run_dir = stack.urls["run_dir"]
+        subprocess.run([MODELCANARY, "rollback", "--run-dir", run_dir, "--reason", "done"],
+                       check=True, capture_output=True)  # fmt: skip
+        code, output = finish(process)
+    finally:
+        notify(stack, {**stale, "status": "resolved"})
+    assert code == 1 and state(stack).history[-1].reason.endswith("done"), output
+    assert "ModelVersionHighErrorRatio" not in output
+
+
+def notify(stack: LocalStack, alert: dict[str, object]) -> None:
+    """Post to the controller's webhook as Alertmanager does."""
+    token = Path(stack.urls["run_dir"], "controller.token").read_text().strip()
+    body = {"version": "4", "status": alert["status"], "receiver": "controller",
+            "groupKey": "{}:{}", "alerts": [alert]}  # fmt: skip
+    reply = httpx.post(
+        stack.urls["controller_webhook"], json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert reply.status_code == 200, reply.text
+
+
 def fault_once_progressing(stack: LocalStack, fault: FaultSpec) -> None:
     """Inject the fault into version 3 once the canary takes traffic."""
     wait_for(lambda: state(stack).phase == "Progressing", 60, "the canary never started")
@@ -171,6 +242,7 @@ def test_a_bad_canary_is_rolled_back(
     stack: LocalStack, load: BackgroundLoad, controller: Start, fault: FaultSpec, reason: str
 ) -> None:
     quiet(stack, "3")
+    paged = len(pages(stack, "ModelCanaryRolledBack"))
     process = controller(spec(2, 3))
     try:
         fault_once_progressing(stack, fault)
@@ -184,9 +256,13 @@ def test_a_bad_canary_is_rolled_back(
     last = final.history[-1]
     assert last.action == "rollback" and reason in last.reason.lower(), last.reason
     assert max(t.weight for t in final.history) == 20  # never went past the first step
-    wait_for(lambda: bool(pages(stack, "ModelCanaryRolledBack")), 30, "on-call was not paged")
+    # every rollback pages, the second of the same version too (issue 13 defect 3)
+    wait_for(
+        lambda: len(pages(stack, "ModelCanaryRolledBack")) > paged, 30, "on-call was not paged"
+    )
     page = pages(stack, "ModelCanaryRolledBack")[-1]
     assert page["channel"] == "oncall" and page["labels"]["version"] == "3"  # type: ignore[index]
+    assert page["annotations"]["reason"] == last.reason  # type: ignore[index]
 
 
 def test_a_canary_without_traffic_is_paused_never_promoted(

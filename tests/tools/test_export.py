@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -231,6 +233,68 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert message in result.err
     assert result.err.startswith("modelcanary export: error: ")
     assert result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert snapshot(seeded_repo) == before
+    assert staging_leftovers(seeded_repo) == []
+
+
+def one_line(result: CliResult) -> str:
+    assert result.code == 2, result.err
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err, result.err
+    return result.err
+
+
+def test_a_repository_that_is_a_file_is_refused_before_the_export(cli: Cli, tmp_path: Path) -> None:
+    """Issue 13 defect 6: a traceback, after the whole export ran."""
+    repo = tmp_path / "repo"
+    repo.write_text("not a repository")
+    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--repo", repo)
+    assert f"--repo {repo}: {repo} is not a directory" in one_line(result)
+    assert "exporting" not in result.out  # refused before any work
+    assert repo.read_text() == "not a repository"
+
+
+def test_a_read_only_repository_is_refused_before_the_export(
+    cli: Cli, seeded_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 defect 6: a traceback, after the whole export ran. Made read-only with
+    chmod; root writes anywhere, so there the file system's refusal is simulated."""
+    from modelcanary.modelrepo import repository
+
+    before = snapshot(seeded_repo)
+    if os.geteuid() == 0:
+
+        def read_only(directory: Path) -> None:
+            raise PermissionError(errno.EROFS, "Read-only file system", str(directory))
+
+        monkeypatch.setattr(repository, "_probe", read_only)
+    else:
+        seeded_repo.chmod(0o555)
+    try:
+        result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE,
+                     "--repo", seeded_repo)  # fmt: skip
+    finally:
+        seeded_repo.chmod(0o755)
+    assert f"--repo {seeded_repo}: cannot write to {seeded_repo.resolve()}" in one_line(result)
+    assert "exporting" not in result.out
+    assert snapshot(seeded_repo) == before
+
+
+def test_a_repository_that_fails_while_publishing_is_one_line_and_unchanged(
+    cli: Cli, seeded_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system that refuses a write midway (full, remounted read-only): one line,
+    and the repository as it was."""
+    from modelcanary.modelrepo import repository
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(repository, "_write", full)
+    before = snapshot(seeded_repo)
+    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--repo", seeded_repo)
+    err = one_line(result)
+    assert f"--repo {seeded_repo}: cannot publish version 2: No space left on device" in err
+    assert "the repository is as it was" in err
     assert snapshot(seeded_repo) == before
     assert staging_leftovers(seeded_repo) == []
 

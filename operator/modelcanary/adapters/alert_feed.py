@@ -3,17 +3,22 @@
 Follows the receiver's alert book with a long poll and wakes the controller as soon as
 the book changes, so a critical alert acts without waiting for the next tick. When the
 receiver cannot be reached the feed keeps its last view and says so; Prometheus' `ALERTS`
-still reaches the engine on every tick.
+still reaches the engine on every tick. An alert past its `endsAt` is no longer firing,
+and each alert carries its `startsAt` (the engine weighs one from before a rollout began
+against Prometheus).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import httpx
+from pydantic import ValidationError
 
 from modelcanary.alerts.alertmanager import ALERTS_PATH, CONTROLLER_ORIGIN
+from modelcanary.alerts.webhook import WebhookAlert
 from modelcanary.errors import one_line
 from modelcanary.rollout.ports import FiringAlert
 
@@ -32,7 +37,7 @@ class AlertFeed:
         self.wake = wake
         self.client = client or httpx.Client(timeout=POLL_S + 10)
         self.problem: str | None = None
-        self._labels: list[dict[str, str]] = []  # of every alert in the book
+        self._alerts: list[WebhookAlert] = []  # every alert in the book
         self._version = -1
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="alert-feed", daemon=True)
@@ -46,7 +51,8 @@ class AlertFeed:
         self._stop.set()
 
     def firing(self, model: str) -> tuple[FiringAlert, ...]:
-        return pushed_alerts(self._labels, model)
+        now = datetime.now(UTC)
+        return pushed_alerts((a for a in self._alerts if not a.ended(now)), model)
 
     def _follow(self) -> None:
         while not self._stop.is_set():
@@ -61,21 +67,22 @@ class AlertFeed:
             )
             response.raise_for_status()
             body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            alerts = [WebhookAlert.model_validate(alert) for alert in body["alerts"]]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, ValidationError) as exc:
             self.problem = f"alert feed {self.endpoint}: {one_line(exc)}"
             return False
         self.problem = None
         if body["version"] != self._version:
             self._version = body["version"]
-            self._labels = [alert["labels"] for alert in body["alerts"]]
+            self._alerts = alerts
             self.wake.set()
         return True
 
 
-def pushed_alerts(labels: Iterable[Mapping[str, str]], model: str) -> tuple[FiringAlert, ...]:
+def pushed_alerts(alerts: Iterable[WebhookAlert], model: str) -> tuple[FiringAlert, ...]:
     """The model's alerts among Alertmanager's, without the controller's own notices."""
     return tuple(
-        FiringAlert.from_labels(alert)
-        for alert in labels
-        if alert.get("model") == model and alert.get("origin") != CONTROLLER_ORIGIN
+        FiringAlert.from_labels(alert.labels, alert.startsAt.timestamp())
+        for alert in alerts
+        if alert.labels.get("model") == model and alert.labels.get("origin") != CONTROLLER_ORIGIN
     )

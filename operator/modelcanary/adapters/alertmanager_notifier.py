@@ -3,12 +3,14 @@
 Each rollout event becomes a short-lived alert (`origin="modelcanary-controller"`) that
 Alertmanager routes like any other: a rollback is critical and pages, a promotion or a
 pause is info or warning and goes to chat. The numbers behind a decision ride along as
-annotations.
+annotations. Each event has an `event_id` label of its own (its time), so a second rollback
+of the same version is a new alert and pages again; Alertmanager would otherwise take it
+for the first, still active, and stay silent.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import httpx
@@ -41,6 +43,7 @@ def alert_for(event: RolloutEvent, lifetime: timedelta = timedelta(minutes=5)) -
             "rollout": event.rollout,
             "model": event.model,
             "version": event.canary,
+            "event_id": event.at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ"),
         },
         "annotations": {
             "summary": f"{event.model}: canary version {event.canary} {verb}",

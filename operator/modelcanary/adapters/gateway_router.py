@@ -1,4 +1,5 @@
-"""The traffic router port on the local gateway's admin API."""
+"""The traffic router port on the local gateway's admin API, and the canary's readiness
+as the gateway sees it (Triton's, through the gateway's route pinned to the version)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,18 @@ class GatewayRouter:
         client: httpx.Client | None = None,
     ) -> None:  # fmt: skip
         self.endpoint = f"{url.rstrip('/')}/admin/models/{model}/weights"
+        self.ready_url = f"{url.rstrip('/')}/v2/models/{model}/versions/{canary}/ready"
         self.headers = {"Authorization": f"Bearer {token}"}
         self.stable, self.canary = stable, canary
         self.client = client or httpx.Client(timeout=5.0)
 
     def route(self, weight: int, promoted: bool) -> None:
-        """{stable: 100 - weight, canary: weight}; once promoted, the canary is stable."""
-        weights = {self.stable: 100 - weight, self.canary: weight}
+        """{stable: 100 - weight, canary: weight}; once promoted, the canary is stable. A
+        canary at 0% is not named: the gateway gives it 0% and would refuse a version it
+        does not serve, so a canary that was never served can still be rolled back."""
+        weights = {self.stable: 100 - weight}
+        if weight > 0:
+            weights[self.canary] = weight
         stable = self.canary if promoted else self.stable
         try:
             response = self.client.put(
@@ -52,3 +58,14 @@ class GatewayRouter:
             raise RouterError(
                 f"the gateway at {self.endpoint} gave no weights: {one_line(exc)}"
             ) from None
+
+    def canary_ready(self) -> bool:
+        """The canary version is served and ready (Triton's readiness, through the gateway;
+        a version the gateway does not route answers 404)."""
+        try:
+            response = self.client.get(self.ready_url)
+        except httpx.HTTPError as exc:
+            raise RouterError(
+                f"the gateway at {self.ready_url} is unreachable: {one_line(exc)}"
+            ) from None
+        return response.status_code == 200

@@ -156,7 +156,9 @@ def config(routing: Routing) -> dict[str, Any]:
     return {
         "route": {
             "receiver": "oncall",
-            "group_by": ["alertname", "model", "version"],
+            # event_id: each controller notice is its own notification (Prometheus' alerts
+            # have no such label and group by alert, model and version)
+            "group_by": ["alertname", "model", "version", "event_id"],
             "group_wait": timing.group_wait,
             "group_interval": timing.group_interval,
             "repeat_interval": timing.repeat_interval,

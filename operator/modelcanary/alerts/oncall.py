@@ -1,6 +1,8 @@
 """A local stand-in for the on-call person's pager: Alertmanager webhooks in, a readable
 line out (stdout) each time an alert starts firing or resolves, and every notified alert
-appended to a JSON-lines file."""
+appended to a JSON-lines file. Control characters in a payload are printed escaped (a
+label cannot drive the terminal or forge a line), and bodies are bounded as the
+controller's webhook bounds them."""
 
 from __future__ import annotations
 
@@ -14,6 +16,15 @@ from typing import Any, TextIO
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from modelcanary.alerts.webhook import BodyTooLarge, bounded_body
+
+
+def printable(text: object) -> str:
+    """The text with each control character escaped (`\\x1b`, `\\n`)."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text)
+    )
+
 
 def describe(channel: str, alert: dict[str, Any]) -> str:
     """One notification as one readable line."""
@@ -23,7 +34,7 @@ def describe(channel: str, alert: dict[str, Any]) -> str:
     where = f"{labels.get('model', '?')}:{labels.get('version', '?')}"
     source = f" ({labels['source']})" if "source" in labels else ""
     text = annotations.get("description") or annotations.get("summary") or ""
-    return (
+    return printable(
         f"[{channel}] {status} {labels.get('severity', '-')} {labels.get('alertname', '?')} "
         f"{where}{source}: {text}"
     )
@@ -39,8 +50,10 @@ def create_app(log_path: Path, out: TextIO = sys.stdout) -> FastAPI:
     @app.post("/{channel}")
     async def receive(channel: str, request: Request) -> JSONResponse:
         try:
-            payload = json.loads(await request.body())
+            payload = json.loads(await bounded_body(request))
             alerts = list(payload["alerts"])
+        except BodyTooLarge as exc:
+            return JSONResponse({"error": str(exc)}, 413)
         except (ValueError, KeyError, TypeError) as exc:
             return JSONResponse({"error": f"not an Alertmanager webhook payload: {exc}"}, 400)
         with lock, log_path.open("a") as log:

@@ -4,7 +4,10 @@ Alertmanager posts notifications (webhook payload version 4) to `POST /alertmana
 with a bearer token. Valid posts update the `AlertBook` of firing alerts, and the book's
 listener hears about newly firing ones at once, so the engine can roll back without
 waiting for its next tick. A malformed or unauthenticated post gets 400 or 401 and
-changes nothing.
+changes nothing, and a body over `MAX_BODY_BYTES` gets 413 as soon as it is known to be
+(it is never read whole). An alert ends with a "resolved" post or at its `endsAt`, whichever comes
+first, so one whose resolution a stalled Alertmanager never sent does not fire for ever
+(Alertmanager sends Go's zero time as the `endsAt` of a firing alert: no end yet).
 
 A controller in another process (the local `modelcanary rollout start`) follows the book
 with `GET /alertmanager/alerts?after=N&wait=S`: a long poll that answers as soon as the
@@ -18,18 +21,37 @@ import hmac
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelcanary.alerts.alertmanager import ALERTS_PATH, WEBHOOK_PATH
 from modelcanary.errors import describe_validation_errors
 
 MAX_WAIT_S = 30.0
 POLL_STEP_S = 0.02
+MAX_BODY_BYTES = 1024 * 1024  # a notification of hundreds of alerts; Alertmanager's max_alerts
+
+
+class BodyTooLarge(Exception):
+    """A request body over the limit (answered 413)."""
+
+
+async def bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"a body of {declared} bytes is over the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class WebhookAlert(BaseModel):
@@ -40,6 +62,16 @@ class WebhookAlert(BaseModel):
     startsAt: datetime  # noqa: N815 (Alertmanager's field names)
     endsAt: datetime | None = None  # noqa: N815
     fingerprint: str = Field(min_length=1)
+
+    @field_validator("startsAt", "endsAt")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """A time without a zone is UTC (Alertmanager always sends one)."""
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    def ended(self, now: datetime) -> bool:
+        """Past its `endsAt` (Go's zero time, year 1, is no end)."""
+        return self.endsAt is not None and self.endsAt.year > 1 and self.endsAt <= now
 
 
 class WebhookPayload(BaseModel):
@@ -54,10 +86,15 @@ class WebhookPayload(BaseModel):
 class AlertBook:
     """Firing alerts by fingerprint; thread-safe; tells a listener about new ones."""
 
-    def __init__(self, listener: Callable[[WebhookAlert], None] | None = None) -> None:
+    def __init__(
+        self,
+        listener: Callable[[WebhookAlert], None] | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._alerts: dict[str, WebhookAlert] = {}
         self._lock = threading.Lock()
         self.listener = listener
+        self.now = now
         self.posts = 0
         self.version = 0  # grows with every accepted post
         self.closed = False  # set before the receiver stops: long polls answer at once
@@ -67,8 +104,9 @@ class AlertBook:
         new = []
         with self._lock:
             self.posts += 1
+            now = self.now()
             for alert in payload.alerts:
-                if alert.status == "firing":
+                if alert.status == "firing" and not alert.ended(now):
                     if alert.fingerprint not in self._alerts:
                         new.append(alert)
                     self._alerts[alert.fingerprint] = alert
@@ -82,13 +120,20 @@ class AlertBook:
 
     def snapshot(self) -> tuple[int, list[WebhookAlert]]:
         with self._lock:
-            return self.version, list(self._alerts.values())
+            return self.version, self._current()
 
     def firing(self, **labels: str) -> list[WebhookAlert]:
         """Firing alerts whose labels include all of `labels`."""
         with self._lock:
-            alerts = list(self._alerts.values())
+            alerts = self._current()
         return [a for a in alerts if all(a.labels.get(k) == v for k, v in labels.items())]
+
+    def _current(self) -> list[WebhookAlert]:
+        """The alerts not past their end, forgetting the others (call with the lock held)."""
+        now = self.now()
+        for fingerprint in [f for f, a in self._alerts.items() if a.ended(now)]:
+            del self._alerts[fingerprint]
+        return list(self._alerts.values())
 
 
 def create_app(book: AlertBook, token: str) -> FastAPI:
@@ -113,7 +158,10 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
     async def receive(request: Request) -> JSONResponse:
         if not authorized(request):
             return unauthorized()
-        body = await request.body()
+        try:
+            body = await bounded_body(request)
+        except BodyTooLarge as exc:
+            return JSONResponse({"error": str(exc)}, 413)
         try:
             payload = WebhookPayload.model_validate_json(body)
         except ValidationError as exc:

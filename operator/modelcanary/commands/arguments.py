@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn, TypeAlias
 
@@ -34,9 +36,22 @@ def integer(text: str) -> int:
 
 def number(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def directory(text: str) -> Path:
+    """A directory that exists or can be made: no file in the way (`--run-dir`)."""
+    path = Path(text)
+    in_the_way = next((p for p in (path, *path.parents) if p.exists()), None)
+    if in_the_way is not None and not in_the_way.is_dir():
+        shown = repr(text) if in_the_way == path else f"{text!r}: {in_the_way}"
+        raise argparse.ArgumentTypeError(f"{shown} is not a directory")
+    return path
 
 
 def int_list(text: str) -> tuple[int, ...]:

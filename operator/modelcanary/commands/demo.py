@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modelcanary.commands.arguments import Commands, number, say, stop_requested
+from modelcanary.commands.arguments import Commands, directory, number, say, stop_requested
 from modelcanary.errors import UsageError
 
 
@@ -20,7 +20,7 @@ def add(commands: Commands) -> None:
         "everything. Exit 0 when every rollout ends as expected.",
     )
     p.add_argument("--repo", type=Path, default=Path("model_repo"))
-    p.add_argument("--run-dir", type=Path, default=Path(".modelcanary/demo"))
+    p.add_argument("--run-dir", type=directory, default=".modelcanary/demo")
     p.add_argument("--rate", type=number, default=40.0, help="requests per second (40)")
     p.set_defaults(handler=run)
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import sys
 from pathlib import Path
 
-from modelcanary.commands.arguments import Commands, integer, number
+from modelcanary.commands.arguments import Commands, integer, number, stop_requested
+from modelcanary.errors import UsageError
+from modelcanary.files import write_atomically
 
 
 def add(commands: Commands) -> None:
@@ -31,11 +35,35 @@ def add(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from modelcanary.load.generator import request_bodies, run_load
 
+    if args.json is not None:  # refused now, not after the whole run
+        _check_report_path(args.json)
     bodies = request_bodies(args.repo, args.model)
+    stop = stop_requested()  # SIGINT or SIGTERM ends the run early, with its report
     report = asyncio.run(
-        run_load(args.url, args.model, bodies, args.rate, args.duration, args.concurrency)
+        run_load(
+            args.url, args.model, bodies, args.rate, args.duration, args.concurrency, stop=stop
+        )
     )
-    print(report.table())
+    print(report.table(), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        try:
+            write_atomically(args.json, json.dumps(report.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            raise UsageError(f"--json {args.json}: {exc.strerror}; the report is above") from None
+    if stop.is_set():
+        print(
+            f"modelcanary load: stopped after {report.duration_s:.1f} s; the report covers "
+            "what was sent",
+            file=sys.stderr,
+        )
+        return 130
     return 0 if report.total.errors == 0 else 1
+
+
+def _check_report_path(path: Path) -> None:
+    if path.is_dir():
+        raise UsageError(f"--json {path}: is a directory")
+    if not path.parent.is_dir():
+        raise UsageError(f"--json {path}: no directory {path.parent}")
+    if not os.access(path.parent, os.W_OK):
+        raise UsageError(f"--json {path}: {path.parent} is not writable")

@@ -14,12 +14,14 @@ from modelcanary.commands.arguments import (
     Commands,
     Parser,
     add_intent_verbs,
+    directory,
     intent_action,
     number,
     say,
     stop_requested,
 )
 from modelcanary.errors import NotAllowed, UsageError
+from modelcanary.files import read_text
 
 if TYPE_CHECKING:
     from modelcanary.local.controller import LocalRollout
@@ -45,7 +47,7 @@ def add(commands: Commands) -> None:
         "1 when rolled back, 130 when stopped (the rollout stays where it is).",
     )
     start.add_argument("-f", "--file", type=Path, required=True, help="rollout spec (YAML)")
-    start.add_argument("--run-dir", type=Path, default=RUN_DIR)
+    start.add_argument("--run-dir", type=directory, default=str(RUN_DIR))
     start.add_argument("--tick", type=number, default=1.0, help="seconds between ticks (1)")
     start.add_argument("--quiet", action="store_true", help="print transitions only")
     start.set_defaults(handler=_start)
@@ -64,7 +66,7 @@ def add(commands: Commands) -> None:
 
 def _target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", help="rollout (model) name; default: the only one")
-    parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
+    parser.add_argument("--run-dir", type=directory, default=str(RUN_DIR))
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -75,7 +77,7 @@ def _start(args: argparse.Namespace) -> int:
         raise UsageError(f"-f {args.file}: no such file")
     if args.tick <= 0:
         raise UsageError("--tick must be positive")
-    spec = load_spec(args.file.read_text(), str(args.file))
+    spec = load_spec(read_text(args.file, f"-f {args.file}"), str(args.file))
     controller = LocalController(args.run_dir, spec, args.tick)
     say(LocalRollout.of(args.run_dir, spec.model).begin(spec))
     stop = stop_requested()

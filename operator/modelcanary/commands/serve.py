@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from modelcanary.commands.arguments import Commands, int_list, say, stop_requested
+from modelcanary.commands.arguments import Commands, directory, int_list, say, stop_requested
 from modelcanary.errors import UsageError
 
 DEFAULT_RUN_DIR = Path(".modelcanary/serve")
@@ -30,8 +30,8 @@ def add(commands: Commands) -> None:
     )
     p.add_argument(
         "--run-dir",
-        type=Path,
-        default=DEFAULT_RUN_DIR,
+        type=directory,
+        default=str(DEFAULT_RUN_DIR),
         help=f"log, backends, fault files and serve.json (default {DEFAULT_RUN_DIR})",
     )
     p.set_defaults(handler=run)

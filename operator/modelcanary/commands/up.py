@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modelcanary.commands.arguments import Commands, int_list, integer, say, stop_requested
+from modelcanary.commands.arguments import (
+    Commands,
+    directory,
+    int_list,
+    integer,
+    say,
+    stop_requested,
+)
 from modelcanary.errors import UsageError
 
 
@@ -38,7 +45,7 @@ def add(commands: Commands) -> None:
         metavar="KEY=VALUE",
         help="override a threshold or window of the profile",
     )
-    p.add_argument("--run-dir", type=Path, default=Path(".modelcanary/up"))
+    p.add_argument("--run-dir", type=directory, default=".modelcanary/up")
     p.set_defaults(handler=run)
 
 

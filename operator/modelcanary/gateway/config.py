@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelcanary.errors import UsageError, describe_validation_errors
+from modelcanary.files import read_text
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
@@ -69,10 +70,9 @@ class GatewayConfig(BaseModel):
 
 def load_config(path: Path) -> GatewayConfig:
     """Read a YAML config, naming the file and each invalid field on error."""
+    text = read_text(path, f"--config {path}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"--config {path}: {exc.strerror}") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageError(f"--config {path}: not valid YAML: {exc}") from None
     return parse_config(data, str(path))

@@ -110,7 +110,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
 
 def _pushed(book: AlertBook) -> Any:
     def firing(model: str) -> tuple[FiringAlert, ...]:
-        return pushed_alerts((a.labels for a in book.firing()), model)
+        return pushed_alerts(book.firing(), model)
 
     return firing
 

@@ -3,12 +3,14 @@
 Request i is sent at start + i / rate whether or not earlier ones were answered (open
 loop, as real users behave); a request due while `concurrency` are in flight is skipped
 and counted, rather than delayed, so a slow server cannot slow the offered load down.
+A run stopped early (`stop`: SIGINT or SIGTERM for the command) still reports what it sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -23,6 +25,9 @@ from modelcanary.modelrepo.compare import split_golden
 from modelcanary.modelrepo.manifest import GOLDEN
 from modelcanary.modelrepo.oip import infer_body
 from modelcanary.modelrepo.repository import ModelRepository
+
+MAX_RATE = 100_000.0  # requests per second: beyond one client process
+STOP_CHECK_S = 0.1  # how soon a stop is noticed between requests
 
 
 def request_bodies(repo: Path, model: str, version: int | None = None) -> list[bytes]:
@@ -56,8 +61,11 @@ async def run_load(
 ) -> LoadReport:
     """Offer `rate` requests per second for `duration_s` seconds (or until `stop` is set);
     report what came back."""
-    if rate <= 0 or duration_s <= 0 or concurrency < 1:
-        raise UsageError("--rate and --duration must be positive, --concurrency at least 1")
+    if not (0 < rate <= MAX_RATE and 0 < duration_s < math.inf) or concurrency < 1:
+        raise UsageError(
+            f"--rate must be positive and at most {MAX_RATE:g}, --duration positive and "
+            "finite, --concurrency at least 1"
+        )
     if not bodies:
         raise UsageError("no request bodies to send")
     target = f"{url.rstrip('/')}/v2/models/{model}/infer"
@@ -86,14 +94,16 @@ async def run_load(
             except (aiohttp.ClientError, TimeoutError) as exc:
                 outcomes.append(Outcome("-", 0, time.perf_counter() - started, one_line(exc)))
 
+        def stopped() -> bool:
+            return stop is not None and stop.is_set()
+
         start = time.perf_counter()
         for index in range(total):
-            if stop is not None and stop.is_set():
-                break
             due = start + index / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            while (delay := due - time.perf_counter()) > 0 and not stopped():
+                await asyncio.sleep(min(delay, STOP_CHECK_S))
+            if stopped():
+                break
             if len(in_flight) >= concurrency:
                 skipped += 1
                 continue
@@ -102,7 +112,8 @@ async def run_load(
             task.add_done_callback(in_flight.discard)
         if in_flight:
             await asyncio.wait(in_flight)
-        elapsed = max(time.perf_counter() - start, duration_s)
+        ran = time.perf_counter() - start
+        elapsed = ran if stopped() else max(ran, duration_s)  # stopped: what was run
     return build_report(outcomes, rate, elapsed, skipped)
 
 

@@ -1,8 +1,9 @@
 """The controller in local mode: the engine against the stack from `modelcanary up`.
 
 Ports: Prometheus of the stack (the gateway's series), the gateway's admin API as the
-router, files under `<run dir>/rollouts/<model>/` as the state store, the stack's
-Alertmanager as the notifier, and the controller webhook's alert book as pushed alerts.
+router and its route pinned to the canary version as the canary's readiness, files under
+`<run dir>/rollouts/<model>/` as the state store, the stack's Alertmanager as the
+notifier, and the controller webhook's alert book as pushed alerts.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class LocalController:
             store=self.files.store,
             router=router,
             golden=lambda: run_golden_check(urls["gateway"], repo, spec.model, spec.canary.version),
+            readiness=router.canary_ready,
         )
         self.wake = threading.Event()
         self.feed = stack_alert_feed(urls, self.wake)

@@ -150,6 +150,7 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
     """Export, verify and publish one version; raise before writing anything on failure."""
     validate(request)
     repo = ModelRepository(request.repo)
+    repo.check_writable()  # now, not after the export
     existing = repo.read_config(request.name)
     version = request.version or repo.next_version(request.name)
     if repo.version_dir(request.name, version).exists() and not request.force:

@@ -98,8 +98,34 @@ class ModelRepository:
     def read_manifest(self, name: str, version: int) -> Manifest:
         return read_manifest(self.version_dir(name, version) / MANIFEST, name, version)
 
+    def check_writable(self) -> None:
+        """Raise a UsageError unless versions can be published here: the repository is a
+        directory (or can be made one), and it and its parent, where versions are staged,
+        take new files. An export checks this before it does any work."""
+        root = self.root.resolve()
+        existing = next(p for p in (root, *root.parents) if p.exists())
+        if not existing.is_dir():
+            raise UsageError(f"--repo {self.root}: {existing} is not a directory")
+        staged_in = root.parent if root.parent.exists() else existing
+        for directory in dict.fromkeys((existing, staged_in)):
+            try:
+                _probe(directory)
+            except OSError as exc:
+                raise UsageError(
+                    f"--repo {self.root}: cannot write to {directory}: {exc.strerror or exc}"
+                ) from None
+
     def publish(self, name: str, files: VersionFiles, force: bool) -> Path:
         """Move a fully written version into the repository; all or nothing."""
+        try:
+            return self._publish(name, files, force)
+        except OSError as exc:
+            raise UsageError(
+                f"--repo {self.root}: cannot publish version {files.version}: "
+                f"{exc.strerror or exc}; the repository is as it was"
+            ) from None
+
+    def _publish(self, name: str, files: VersionFiles, force: bool) -> Path:
         target = self.version_dir(name, files.version)
         if target.exists() and not force:
             raise UsageError(
@@ -132,6 +158,11 @@ def _staging(root: Path) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _probe(directory: Path) -> None:
+    """Create and remove a file in the directory (OSError when it takes none)."""
+    tempfile.TemporaryFile(dir=directory).close()
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -3,7 +3,9 @@
 The same engine serves the local mode and the operator; only the ports differ:
 
 - a metrics source observes every rollout at once (one grouped query per signal);
-- pushed alerts (the Alertmanager webhook's book) join Prometheus' `ALERTS`;
+- pushed alerts (the Alertmanager webhook's book) join Prometheus' `ALERTS`; one that
+  began before the rollout counts only while Prometheus fires it too (a stalled
+  Alertmanager may never have sent its resolution);
 - a router applies a canary weight (the gateway locally, KServe in a cluster);
 - a state store keeps each rollout's state and its pending operator intent;
 - a notifier tells on-call about promotions, rollbacks and pauses.
@@ -150,7 +152,8 @@ class Engine:
             store.clear_intent(intent)  # acted on before a restart
             intent = None
 
-        alerts = _merge(seen.alerts, tuple(self.pushed(spec.model)))
+        begun = state.created_at if state.created_at is not None else self.clock()
+        alerts = _merge(seen.alerts, _current(self.pushed(spec.model), seen.alerts, begun))
         seen = replace(seen, alerts=alerts)
         if rollout.readiness is not None:
             try:
@@ -215,6 +218,19 @@ class Engine:
 def _settled(state: RolloutState) -> RolloutState:
     """The state without what changes on every tick while nothing happens."""
     return replace(state, analysis=None, last_data_at=None, baseline=None)
+
+
+def _current(
+    pushed: Sequence[FiringAlert], prometheus: tuple[FiringAlert, ...], begun: float
+) -> tuple[FiringAlert, ...]:
+    """The pushed alerts that began since the rollout did, or that Prometheus fires too."""
+    confirmed = {(a.name, a.severity, a.version) for a in prometheus if a.state == "firing"}
+    return tuple(
+        a
+        for a in pushed
+        if a.started_at is None or a.started_at >= begun
+        or (a.name, a.severity, a.version) in confirmed
+    )  # fmt: skip
 
 
 def _merge(*groups: tuple[FiringAlert, ...]) -> tuple[FiringAlert, ...]:

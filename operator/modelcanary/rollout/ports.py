@@ -64,9 +64,10 @@ class FiringAlert:
     severity: str
     version: str
     state: Literal["firing", "pending"] = "firing"
+    started_at: float | None = None  # a pushed alert's startsAt; None when not known
 
     @classmethod
-    def from_labels(cls, labels: Mapping[str, str]) -> FiringAlert:
+    def from_labels(cls, labels: Mapping[str, str], started_at: float | None = None) -> FiringAlert:
         """From an alert's labels (Prometheus' `ALERTS` or Alertmanager's); `alertstate`
         pending makes it pending, anything else is firing."""
         state: Literal["firing", "pending"] = (
@@ -74,7 +75,7 @@ class FiringAlert:
         )
         return cls(
             labels.get("alertname", ""), labels.get("severity", ""), labels.get("version", ""),
-            state,
+            state, started_at,
         )  # fmt: skip
 
 

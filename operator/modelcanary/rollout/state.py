@@ -63,6 +63,7 @@ class RolloutState:
     analysis: LastAnalysis | None = None
     baseline: Baseline | None = None  # counters at the canary's first step (evidence.py)
     unready_since: float | None = None  # when the canary, holding weight, stopped being ready
+    created_at: float | None = None  # when the rollout was first seen (Pending's deadline)
 
     def to_json(self) -> dict[str, Any]:
         """Without null values inside lists: an API server drops them there in a merge

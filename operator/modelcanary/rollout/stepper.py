@@ -8,8 +8,9 @@ Rules, in order of precedence:
 2. A finished rollout (promoted, rolled back) holds.
 3. A firing alert of a `rollbackOn` severity for the canary rolls back at once, whatever
    the step or phase.
-4. Before the first step, the golden-sample check must pass; a mismatch rolls back before
-   any user traffic reaches the canary.
+4. Before the first step, the canary must be ready and the golden-sample check must pass;
+   a mismatch rolls back before any user traffic reaches the canary. Waiting for either
+   ends at `progressDeadline` from when the rollout was first seen, with a rollback.
 5. A paused rollout holds. Past `progressDeadline`, it rolls back.
 6. A canary that holds weight and has not been ready for an `interval` rolls back.
 7. A failed verdict (evidence of a regression at level alpha) rolls back, or with
@@ -27,6 +28,7 @@ Pure; `apply` turns a decision into the next state and records it in the history
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from modelcanary.durations import parse_duration
@@ -128,15 +130,15 @@ def decide(
             weight=0,
         )
 
-    # 4. the golden-sample check before the first step
+    # 4. before the first step: a ready canary and the golden-sample check, by the deadline
     if state.phase == "Pending":
-        if golden is None:
-            return make("hold", "waiting for the golden-sample check of the canary")
-        if not golden.passed:
+        if golden is not None and not golden.passed:
             return make(
                 "rollback", f"golden samples do not match PyTorch: {golden.worst}", weight=0
             )
-        return make("start", f"golden samples match ({golden.worst}); step 1", 0, spec.steps[0])
+        if ready and golden is not None:
+            return make("start", f"golden samples match ({golden.worst}); step 1", 0, spec.steps[0])
+        return _pending(spec, state, ready, now, make)
 
     # 5. paused, deadline
     if state.phase == "Paused":
@@ -230,6 +232,21 @@ def decide(
     )
 
 
+def _pending(
+    spec: RolloutSpec, state: RolloutState, ready: bool, now: float, make: Callable[..., Decision]
+) -> Decision:
+    """Wait for a ready canary and its golden-sample check, up to `progressDeadline` from
+    when the rollout was first seen; then roll back, saying what never came."""
+    deadline = spec.progress_deadline
+    begun = state.created_at if state.created_at is not None else now
+    left = spec.progress_deadline_s - (now - begun)
+    if left < 0:
+        never = "the canary was not ready" if not ready else "the golden-sample check did not run"
+        return make("rollback", f"{never} within progressDeadline {deadline}", weight=0)
+    what = "the canary to be ready" if not ready else "the golden-sample check of the canary"
+    return make("hold", f"waiting for {what} ({left:.0f}s left of progressDeadline {deadline})")
+
+
 def _before_full(
     spec: RolloutSpec, state: RolloutState, verdict: Verdict, at_step: float
 ) -> str | None:
@@ -278,8 +295,10 @@ def apply(state: RolloutState, decision: Decision, now: float) -> RolloutState:
         phase = "Promoted"
     elif action == "rollback":
         phase = "RolledBack"
-    elif action == "restart":
-        return RolloutState(history=(*state.history, _transition(decision, "Pending", now)))
+    elif action == "restart":  # a new attempt, with a deadline of its own
+        return RolloutState(
+            history=(*state.history, _transition(decision, "Pending", now)), created_at=now
+        )
     new = replace(
         state,
         phase=phase,
@@ -291,6 +310,7 @@ def apply(state: RolloutState, decision: Decision, now: float) -> RolloutState:
         last_data_at=decision.last_data_at,
         last_failure_at=decision.last_failure_at,
         unready_since=decision.unready_since,
+        created_at=state.created_at if state.created_at is not None else now,
     )
     if action != "hold" or decision.failures != state.failures:
         new = replace(new, history=(*state.history, _transition(decision, phase, now)))

@@ -3,16 +3,21 @@
 A file `<faults_dir>/<model>/<version>.json` holding `{"error_ratio": 0.3, "latency_ms":
 200}` makes the local Triton backend fail that share of the version's requests and delay
 its answers, so Triton's own failure and latency metrics show a bad canary. No file, no
-faults. Files are replaced atomically so the backend never reads half of one.
+faults. Files are replaced atomically so the backend never reads half of one. The command
+accepts only a version the running Triton serves (`check_served`), and a model name that
+cannot leave the fault directory.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from modelcanary.errors import UsageError
+import httpx
+
+from modelcanary.errors import UsageError, one_line
 from modelcanary.files import write_atomically
 
 
@@ -40,8 +45,51 @@ class FaultSpec:
         return f"failing {self.error_ratio:.0%} of requests, adding {self.latency_ms:g} ms"
 
 
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")  # as `export --name` allows
+
+
+def check_fault_target(model: str, version: int) -> None:
+    """A model name that is a plain directory name, and a positive version."""
+    if not MODEL_NAME.fullmatch(model) or model in (".", ".."):
+        raise UsageError(f"--model {model!r} is not a valid model name")
+    if version < 1:
+        raise UsageError(f"--version {version} must be a positive integer")
+
+
 def fault_path(faults_dir: Path, model: str, version: int) -> Path:
+    check_fault_target(model, version)
     return faults_dir / model / f"{version}.json"
+
+
+def check_served(triton: str, model: str, version: int, timeout: float = 5.0) -> None:
+    """Raise a UsageError unless the Triton at `triton` serves the version, ready."""
+    url = f"{triton.rstrip('/')}/v2/models/{model}/versions/{version}/ready"
+    try:
+        ready = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise UsageError(
+            f"Triton at {triton} does not answer ({one_line(exc)}); is the stack running?"
+        ) from None
+    if ready.status_code != 200:
+        raise UsageError(
+            f"Triton at {triton} does not serve {model} version {version} "
+            f"(it serves {_served(triton, timeout)})"
+        )
+
+
+def _served(triton: str, timeout: float) -> str:
+    """What Triton serves, e.g. `digits 1, 2` (its repository index, ready versions)."""
+    try:
+        index = httpx.post(f"{triton.rstrip('/')}/v2/repository/index", json={"ready": True},
+                           timeout=timeout).json()  # fmt: skip
+        ready = [(str(m["name"]), str(m.get("version", ""))) for m in index
+                 if m.get("state") == "READY"]  # fmt: skip
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+        return "an unknown set of models"
+    by_model: dict[str, list[str]] = {}
+    for name, version in sorted(ready, key=lambda m: (m[0], m[1].zfill(12))):
+        by_model.setdefault(name, []).append(version)
+    return "; ".join(f"{n} {', '.join(v)}" for n, v in by_model.items()) or "nothing"
 
 
 def set_faults(faults_dir: Path, model: str, version: int, spec: FaultSpec) -> Path:
