@@ -1,4 +1,11 @@
-"""The local Prometheus and Alertmanager: their configs (pure) and their processes."""
+"""The local Prometheus and Alertmanager: their configs (pure) and their processes.
+
+`start` begins with empty data; `restart` (after a crash, by the stack's supervisor) starts
+the same binary on the same port with the same config and keeps the data: Prometheus
+replays its write-ahead log, so the series scraped before the crash stay queryable (only
+the seconds it was down have no samples), and Alertmanager keeps its silences and
+notification log, so it does not page again for what it already sent.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +48,29 @@ def prometheus_config(
     }
 
 
-class Prometheus:
+class _Daemon:
+    """What Prometheus and Alertmanager share: one process answering `/-/ready`."""
+
+    process: ManagedProcess
+    url: str
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def exited(self) -> str | None:
+        """Why it is not running (None while it runs)."""
+        return self.process.exited()
+
+    def restart(self) -> None:
+        """Start again after a crash: same port, same config, the data kept."""
+        self.process.start(f"{self.url}/-/ready")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Prometheus(_Daemon):
     """The real `prometheus` binary on a free loopback port."""
 
     def __init__(self, run_dir: Path) -> None:
@@ -86,11 +115,8 @@ class Prometheus:
         if not wait_until(all_up, timeout, every=0.2):
             raise UsageError(f"Prometheus targets not up within {timeout:.0f} s: {', '.join(down)}")
 
-    def stop(self) -> None:
-        self.process.stop()
 
-
-class Alertmanager:
+class Alertmanager(_Daemon):
     """The real Alertmanager (Debian names it prometheus-alertmanager) on a free port."""
 
     def __init__(self, run_dir: Path) -> None:
@@ -117,6 +143,3 @@ class Alertmanager:
         shutil.rmtree(self.run_dir / "alertmanager-data", ignore_errors=True)  # no old silences
         self.config_path.write_text(config_text)
         self.process.start(f"{self.url}/-/ready")
-
-    def stop(self) -> None:
-        self.process.stop()
