@@ -26,6 +26,10 @@ BACKEND_LATENCY = "modelcanary_backend_request_duration_seconds"  # histogram
 
 # Response header naming the version that served a request; request header pinning one.
 VERSION_HEADER = "x-modelcanary-version"
+# Request header of the controller's own requests (golden-sample check): answered like any
+# other, counted apart (GATEWAY_PROBES), never as the version's user traffic.
+PROBE_HEADER = "x-modelcanary-probe"
+GATEWAY_PROBES = "modelcanary_gateway_probe_requests"  # counter; labels model, version, code
 
 
 def set_role(gauge: Gauge, labels: tuple[str, ...], role: str) -> None:

@@ -15,6 +15,7 @@ from modelcanary.gateway.server import GatewayServer
 from modelcanary.process import free_ports
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import TritonServer
+from tests.conftest import metric_value
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +56,19 @@ def test_a_faithful_canary_passes(served: tuple[str, Path], digits_repo: Path) -
     url, _ = served
     result = run_golden_check(url, digits_repo, "digits", "2")
     assert result.passed and result.worst.startswith("32 samples, max abs err")
+
+
+def test_the_check_is_not_counted_as_the_canarys_traffic(
+    served: tuple[str, Path], digits_repo: Path
+) -> None:
+    """Its requests are probes: a canary with no users must show no requests, or a rollout
+    with no traffic would advance on the golden samples alone."""
+    url, _ = served
+    run_golden_check(url, digits_repo, "digits", "2")
+    requests = metric_value(f"{url}/metrics", "modelcanary_gateway_requests_total", version="2")
+    probes = metric_value(f"{url}/metrics", "modelcanary_gateway_probe_requests_total",
+                          version="2", code="200")  # fmt: skip
+    assert requests == 0 and probes > 0
 
 
 def test_a_canary_that_answers_differently_fails_with_the_worst_error(

@@ -73,7 +73,8 @@ def test_a_failing_canary_alerts_the_controller_and_on_call(
         # healthy traffic for most of a window (12 evaluations of the canary's series)
         history = 'count_over_time(modelcanary:requests:rate{model="digits",version="2"}[15s])'
         wait_for(lambda: any(float(r["value"][1]) >= 12 for r in prometheus(urls, history)), 60)  # type: ignore[index]
-        assert prometheus(urls, 'count_over_time(ALERTS{model="digits"}[15s])') == []
+        errors = 'ALERTS{model="digits", alertname="ModelVersionHighErrorRatio"}'
+        assert prometheus(urls, f"count_over_time({errors}[15s])") == []
         assert stack.book.firing(model="digits") == []
 
         set_faults(Path(urls["faults_dir"]), "digits", 2, FaultSpec(error_ratio=0.5))

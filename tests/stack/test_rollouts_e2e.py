@@ -229,6 +229,7 @@ def test_a_killed_controller_resumes_from_the_persisted_step(
 ) -> None:
     quiet(stack, "3")
     document = spec(2, 3, steps=[10, 30, 60, 100])
+    document["interval"] = "8s"  # time to kill it at step 2, however loaded the machine
     first = controller(document)
     wait_for(lambda: state(stack).step >= 1, 60, "never reached step 2")
     os.kill(first.pid, signal.SIGKILL)

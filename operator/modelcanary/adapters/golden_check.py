@@ -15,10 +15,13 @@ import httpx
 import numpy as np
 
 from modelcanary.errors import ModelcanaryError, one_line
+from modelcanary.metrics_contract import PROBE_HEADER
 from modelcanary.modelrepo.compare import compare, split_golden
 from modelcanary.modelrepo.manifest import GOLDEN, MANIFEST, read_manifest
 from modelcanary.modelrepo.oip import infer_body
 from modelcanary.rollout.ports import GoldenResult
+
+PROBE = {PROBE_HEADER: "golden-check"}  # the gateway does not count it as user traffic
 
 
 class GoldenUnavailable(ModelcanaryError):
@@ -75,7 +78,7 @@ def _infer(
     http: httpx.Client, endpoint: str, chunk: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     try:
-        response = http.post(endpoint, json=infer_body(chunk))
+        response = http.post(endpoint, json=infer_body(chunk), headers=PROBE)
     except httpx.HTTPError as exc:
         raise GoldenUnavailable(f"{endpoint} is unreachable: {one_line(exc)}") from None
     if response.status_code != 200:

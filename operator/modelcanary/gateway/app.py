@@ -166,6 +166,15 @@ class Gateway:
             await respond_error(send, rejection.status, rejection.message, routed_to)
             return
         forward = {k: headers[k] for k in PASSED_HEADERS if k in headers}
+        if metrics_contract.PROBE_HEADER in headers and pinned is not None:
+            url = route.version_url(version, "/infer")
+            try:
+                response = await self.upstream.request("POST", url, body, forward)
+            except (UpstreamRefused, UpstreamTimeout) as exc:
+                response = error_response(502, f"version {version} at {url}: {exc}")
+            self.metrics.probes.labels(model, version, str(response.status)).inc()
+            await respond(send, response.status, response.body, response.headers + routed_to)
+            return
         response, answered_by, retried = await self._send_infer(
             route, version, body, forward, pinned is None
         )

@@ -31,6 +31,13 @@ class GatewayMetrics:
             ["model", "version", "reason"],
             registry=self.registry,
         )
+        self.probes = Counter(
+            metrics_contract.GATEWAY_PROBES,
+            "The controller's own requests (golden-sample check), by model, version and code; "
+            "never counted as the version's traffic",
+            ["model", "version", "code"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             metrics_contract.GATEWAY_LATENCY,
             "Time from request to response through the gateway, by model and version",

@@ -125,9 +125,10 @@ class Engine:
                 seen = replace(seen, canary_ready=False)
         if seen.problem:
             problems.append(seen.problem)
+        now = self.clock()
         baseline, evidence = state.baseline, None
         if baseline is not None:
-            baseline, evidence = advance(baseline, seen)
+            baseline, evidence = advance(baseline, seen, now)
         verdict = judge(spec, seen, evidence, state.weight)
         golden = None
         if state.phase == "Pending" and intent is None:
@@ -136,11 +137,10 @@ class Engine:
             except ModelcanaryError as exc:
                 problems.append(f"golden-sample check: {exc}")
 
-        now = self.clock()
         decision = decide(spec, state, verdict, alerts, intent, now, golden)
         new = apply(state, decision, now)
         if decision.action == "start":  # every request from here on is counted once
-            new = replace(new, baseline=start(seen))
+            new = replace(new, baseline=start(seen, now))
         elif new.baseline is not None:
             new = replace(new, baseline=baseline)
         reason = decision.reason + "".join(f"; {p}" for p in problems)

@@ -26,6 +26,7 @@ class Baseline:
     canary: Counts
     canary_seen: Counts  # the canary's counters when last seen (kept while its series are gone)
     mark_stable: float = 0.0  # stable's requests when the canary last received one
+    mark_at: float = 0.0  # and when that was
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Baseline:
@@ -38,7 +39,7 @@ class Baseline:
 
         return cls(
             counts(data["stable"]), counts(data["canary"]), counts(data["canary_seen"]),
-            float(data.get("mark_stable", 0.0)),
+            float(data.get("mark_stable", 0.0)), float(data.get("mark_at", 0.0)),
         )  # fmt: skip
 
 
@@ -50,17 +51,18 @@ class Evidence:
     stable: Counts
     canary: Counts
     stable_since_canary: float
+    stalled_s: float = 0.0  # seconds since the canary last received a request
 
 
 def _totals(stats: VersionStats | None) -> Counts | None:
     return stats.totals if stats is not None else None
 
 
-def start(seen: Observations) -> Baseline:
+def start(seen: Observations, now: float) -> Baseline:
     """The baseline when the canary gets its first step (a missing version counts from 0)."""
     stable = _totals(seen.stable) or NOTHING
     canary = _totals(seen.canary) or NOTHING
-    return Baseline(stable, canary, canary, stable.requests)
+    return Baseline(stable, canary, canary, stable.requests, now)
 
 
 def _since(now: Counts, then: Counts) -> tuple[Counts, Counts]:
@@ -78,7 +80,7 @@ def _since(now: Counts, then: Counts) -> tuple[Counts, Counts]:
     return since, then
 
 
-def advance(baseline: Baseline, seen: Observations) -> tuple[Baseline, Evidence]:
+def advance(baseline: Baseline, seen: Observations, now: float) -> tuple[Baseline, Evidence]:
     """The counts since the baseline, and the baseline to keep (rebased after a restart,
     marked where the canary last received a request). A version whose series are missing
     served nothing new."""
@@ -86,9 +88,10 @@ def advance(baseline: Baseline, seen: Observations) -> tuple[Baseline, Evidence]
     canary_now = _totals(seen.canary) or baseline.canary_seen
     stable, stable_base = _since(stable_now, baseline.stable)
     canary, canary_base = _since(canary_now, baseline.canary)
-    mark = baseline.mark_stable
+    mark, mark_at = baseline.mark_stable, baseline.mark_at
     progressed = canary_now.requests != baseline.canary_seen.requests  # more, or restarted
     if progressed or stable_now.requests < mark:
-        mark = stable_now.requests
-    kept = Baseline(stable_base, canary_base, canary_now, mark)
-    return kept, Evidence(stable, canary, max(stable_now.requests - mark, 0.0))
+        mark, mark_at = stable_now.requests, now
+    kept = Baseline(stable_base, canary_base, canary_now, mark, mark_at)
+    stalled = max(stable_now.requests - mark, 0.0)
+    return kept, Evidence(stable, canary, stalled, max(now - mark_at, 0.0))

@@ -107,23 +107,26 @@ def judge(
             if tests.enabled(name)
         ]
     else:
-        if weight > 0 and 0 < weight < 100:
-            checks.append(_traffic(evidence, weight))
+        if 0 < weight < 100:
+            checks.append(_traffic(evidence, weight, spec.interval_s))
         checks += tests.run(evidence, p99, ratio)
     problems = (seen.problem,) if seen.problem else ()
     return Verdict(tuple(checks), window, problems)
 
 
-def _traffic(evidence: Evidence, weight: int) -> Check:
+def _traffic(evidence: Evidence, weight: int, interval_s: float) -> Check:
+    """Fails a canary that stopped receiving requests: unmistakably many expected, none
+    received, for at least an interval (a missed scrape is not a crash)."""
     share = weight / 100
     expected = evidence.stable_since_canary * share / (1 - share)
-    if expected < UNMISTAKABLE:
-        return Check("canary_traffic", expected, UNMISTAKABLE, int(evidence.canary.requests),
-                     "pass")  # fmt: skip
+    samples = int(evidence.canary.requests)
+    if expected < UNMISTAKABLE or evidence.stalled_s < interval_s:
+        return Check("canary_traffic", expected, UNMISTAKABLE, samples, "pass")
     return Check(
-        "canary_traffic", expected, UNMISTAKABLE, int(evidence.canary.requests), "fail",
+        "canary_traffic", expected, UNMISTAKABLE, samples, "fail",
         f"the canary received none of the {expected:.0f} requests its {weight}% share implies "
-        f"while stable served {evidence.stable_since_canary:.0f}: it stopped answering",
+        f"in {evidence.stalled_s:.0f}s while stable served {evidence.stable_since_canary:.0f}: "
+        "it stopped answering",
     )  # fmt: skip
 
 
