@@ -1,10 +1,15 @@
 """The local Prometheus and Alertmanager: their configs (pure) and their processes.
 
-`start` begins with empty data; `restart` (after a crash, by the stack's supervisor) starts
-the same binary on the same port with the same config and keeps the data: Prometheus
-replays its write-ahead log, so the series scraped before the crash stay queryable (only
-the seconds it was down have no samples), and Alertmanager keeps its silences and
-notification log, so it does not page again for what it already sent.
+`start` begins with empty data. `restart` (after a crash, by the stack's supervisor) starts
+the same binary on the same port with the same config. Alertmanager keeps its data (its
+silences, and its notification log, so it does not page again for what it sent).
+Prometheus starts fresh: what a rollout decides on lives in the rollout's own state
+(baselines of cumulative counters, which the gateway keeps counting while Prometheus is
+down), so nothing it needs is lost, and a fresh TSDB cannot answer with the last values
+from before the crash as if they were current (a replayed write-ahead log would, until the
+first scrape and rule evaluation after the restart: a canary that seems to have received
+nothing while stable's counter seems to jump). Until then queries find no series: no data,
+and the rollout holds.
 """
 
 from __future__ import annotations
@@ -96,6 +101,11 @@ class Prometheus(_Daemon):
         # would otherwise bend this run's alerts and checks.
         shutil.rmtree(self.run_dir / "prometheus-data", ignore_errors=True)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.process.start(f"{self.url}/-/ready")
+
+    def restart(self) -> None:
+        """Start again after a crash: same port and config, a fresh TSDB (see above)."""
+        shutil.rmtree(self.run_dir / "prometheus-data", ignore_errors=True)
         self.process.start(f"{self.url}/-/ready")
 
     def wait_for_targets(self, timeout: float = 30.0) -> None:
