@@ -7,9 +7,10 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 REPO   ?= model_repo
+MINUTES ?= 10
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint demo bench model-repo clean
+.PHONY: help setup test chaos lint demo bench soak model-repo clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +30,9 @@ $(STAMP): pyproject.toml constraints.txt scripts/install-system-packages.sh scri
 test: setup ## run the test suite
 	$(PY) -m pytest -q
 
+chaos: setup ## kill parts of a real `modelcanary up` under load (kill -9); serving must go on
+	$(PY) -m pytest -q tests/stack/test_chaos.py
+
 lint: setup ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
@@ -41,11 +45,15 @@ demo: model-repo ## three local rollouts end to end (promote, roll back twice) a
 	$(BIN)/modelcanary repo verify --repo $(REPO)
 	$(BIN)/modelcanary demo --repo $(REPO)
 
-bench: model-repo ## export time; gateway overhead; fault-to-rollback time; decision quality
+bench: model-repo ## export time; gateway overhead; fault-to-rollback; decisions; the soak (MINUTES=10)
 	$(PY) benchmarks/bench_export.py
 	$(PY) benchmarks/bench_gateway.py
 	$(PY) benchmarks/bench_rollback.py --repo $(REPO)
 	$(PY) benchmarks/bench_decisions.py
+	$(PY) benchmarks/bench_soak.py --repo $(REPO) --minutes $(MINUTES)
+
+soak: model-repo ## 200 requests/s, rollouts, a monitor killed every minute, for MINUTES (10)
+	$(PY) benchmarks/bench_soak.py --repo $(REPO) --minutes $(MINUTES)
 
 clean: ## remove the virtual environment, built repositories and caches
 	rm -rf $(VENV) $(REPO) .pytest_cache .mypy_cache .ruff_cache

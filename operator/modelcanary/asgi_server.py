@@ -1,10 +1,12 @@
 """Run an ASGI app on uvicorn (uvloop, httptools) on a socket bound beforehand, so that
 port 0 picks a free port and the caller learns which: in the foreground for a command,
-or in a background thread for tests and for `modelcanary up`."""
+or in a background thread for tests and for `modelcanary up`, whose supervisor restarts a
+server whose thread ended on the same port (`exited`, `restart`)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from typing import Any
@@ -21,15 +23,9 @@ class AppServer:
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, name: str = "app") -> None:
         self.name = name
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.socket.bind((host, port))
-        except OSError as exc:
-            self.socket.close()
-            raise UsageError(f"the {name} cannot listen on {host}:{port}: {exc.strerror}") from None
+        self.socket = _bind(host, port, name)
         self.host, self.port = self.socket.getsockname()[:2]
-        config = uvicorn.Config(
+        self.config = uvicorn.Config(
             app,
             http="httptools",
             lifespan="auto",
@@ -41,7 +37,7 @@ class AppServer:
             server_header=False,
             date_header=False,
         )
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(self.config)
         self.thread: threading.Thread | None = None
 
     @property
@@ -63,9 +59,38 @@ class AppServer:
             raise UsageError(f"the {self.name} did not start on {self.url}")
         return self.url
 
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def exited(self) -> str | None:
+        """Why the server no longer serves (None while it does, or before `start`)."""
+        if self.thread is not None and not self.thread.is_alive():
+            return "its server thread ended"
+        return None
+
+    def restart(self, timeout: float = 10.0) -> str:
+        """Serve again on the same address after the thread ended; the app is the same
+        object, so its state (a gateway's weights) carries over."""
+        self.stop(timeout)
+        self.socket = _bind(self.host, self.port, self.name)
+        self.server = uvicorn.Server(self.config)
+        return self.start(timeout)
+
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(timeout)
             self.thread = None
         self.socket.close()
+
+
+def _bind(host: str, port: int, name: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"the {name} cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock

@@ -62,6 +62,16 @@ def wait_until_ready(
     return "exited" if process.poll() is not None else "ready"
 
 
+def describe_exit(returncode: int) -> str:
+    """`exited with code 1`, or `killed by SIGKILL` for a signal."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
 def log_tail(path: Path, lines: int) -> str:
     """The last lines of a log, joined on one line for an error message."""
     try:
@@ -106,6 +116,17 @@ class ManagedProcess:
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def exited(self) -> str | None:
+        """Why the process is not running (None while it runs)."""
+        if self.process is None:
+            return "not running"
+        code = self.process.poll()
+        return None if code is None else describe_exit(code)
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self.process = self.process, None

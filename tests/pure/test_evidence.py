@@ -45,3 +45,14 @@ def test_a_canary_whose_series_vanished_served_nothing_while_stable_did() -> Non
 def test_the_baseline_survives_json() -> None:
     base = start(seen(Counts(1000, 5, ((0.1, 900),), 1000), None), 5)
     assert Baseline.from_json(json.loads(json.dumps(asdict(base)))) == base
+
+
+def test_a_missing_stable_series_keeps_its_last_counters() -> None:
+    """Issue 13 (found by the chaos tests): stable's series gone for a scrape must not move
+    the mark back to the rollout's start and fake a stalled canary later."""
+    base = start(seen(Counts(1000, 5), Counts(0, 0)), 0)
+    base, _ = advance(base, seen(Counts(5000, 5), Counts(200, 0)), 10)
+    base, evidence = advance(base, seen(None, Counts(260, 0)), 20)  # stable not scraped
+    assert evidence.stable.requests == 4000 and evidence.stable_since_canary == 0
+    _, evidence = advance(base, seen(Counts(5600, 5), Counts(300, 0)), 30)
+    assert evidence.stable_since_canary == 0 and evidence.stable.requests == 4600

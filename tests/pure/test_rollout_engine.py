@@ -362,3 +362,20 @@ def test_with_a_heartbeat_a_tick_that_changes_nothing_saves_nothing() -> None:
     clock.now += 30
     engine.tick([rollout])  # a step later (interval 10 s): saved at once
     assert len(store.saves) > saves and store.state is not None and store.state.step == 1
+
+
+def test_an_unreachable_prometheus_holds_the_step_whatever_the_evidence_so_far() -> None:
+    """Issue 13 (found by the chaos tests): with Prometheus down past the step's interval,
+    the rollout holds on "no data"; counts from before the outage promote nothing."""
+    store, clock, source = MemoryStore(), Clock(), Source()
+    engine = Engine(source, Notifier(), clock=clock)
+    rollout = make(store)
+    for _ in range(2):
+        engine.tick([rollout])
+        clock.now += 1
+    assert store.state is not None and store.state.step == 0
+    source.seen = Observations(None, None, problem="Prometheus at http://p is unreachable")
+    clock.now += 60  # the step's interval (10 s) passes during the outage
+    result = engine.tick([rollout])[0]
+    assert result.state.step == 0 and result.decision is not None
+    assert result.decision.action == "hold" and "no data" in result.decision.reason

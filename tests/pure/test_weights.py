@@ -46,3 +46,25 @@ def test_invalid_splits_name_the_problem(weights: dict[str, object], message: st
 
 def test_unnamed_versions_get_zero() -> None:
     assert WeightTable.parse({"2": 100}, ["1", "2", "3"]).as_dict() == {"1": 0, "2": 100, "3": 0}
+
+
+@pytest.mark.parametrize(
+    ("weights", "unready", "serving"),
+    [
+        ({"1": 70, "2": 30}, {"2"}, {"1": 100, "2": 0}),
+        ({"1": 70, "2": 30}, {"1"}, {"1": 0, "2": 100}),
+        ({"1": 90, "2": 5, "3": 5}, {"3"}, {"1": 95, "2": 5, "3": 0}),
+        ({"1": 33, "2": 33, "3": 34}, {"3"}, {"1": 50, "2": 50, "3": 0}),
+        ({"1": 100, "2": 0}, {"1"}, {"1": 100, "2": 0}),  # never to a version at 0%
+        ({"1": 70, "2": 30}, {"1", "2"}, {"1": 70, "2": 30}),  # nothing ready: as asked
+        ({"1": 70, "2": 30}, {"3"}, {"1": 70, "2": 30}),
+    ],
+)
+def test_an_unready_versions_share_goes_to_the_ready_ones(
+    weights: dict[str, int], unready: set[str], serving: dict[str, int]
+) -> None:
+    table = WeightTable.parse(weights, ["1", "2", "3"] if "3" in weights else ["1", "2"])
+    moved = table.without(unready)
+    assert moved.as_dict() == serving
+    assert sum(moved.as_dict().values()) == 100
+    assert {moved.choose(d / 1000) for d in range(1000)} == {v for v, w in serving.items() if w}

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         config = parse_config({**config.model_dump(), **overrides}, "flags")
     host, port = _listen(args.listen)
     token = token_file(args.admin_token_file, "--admin-token-file")
-    server = GatewayServer(Gateway(config, token), host, port)
+    server = GatewayServer(Gateway(config, token, say=say), host, port)
     say(f"gateway listening on {server.url}")
     for name, route in config.models.items():
         weights = ", ".join(f"{v}={w}" for v, w in route.initial_weights().items())

@@ -52,6 +52,7 @@ from modelcanary.gateway.client_errors import (
 )
 from modelcanary.gateway.config import GatewayConfig
 from modelcanary.gateway.metrics import GatewayMetrics
+from modelcanary.gateway.readiness import ReadinessWatch
 from modelcanary.gateway.routes import Route, unknown_model, unready
 from modelcanary.gateway.upstream import (
     PASSED_HEADERS,
@@ -66,13 +67,15 @@ METRICS_CONTENT = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
 
 
 class Gateway:
-    """The ASGI application. `draw` returns a uniform number in [0, 1) per request."""
+    """The ASGI application. `draw` returns a uniform number in [0, 1) per request; `say`
+    hears when a version stops or starts being ready."""
 
     def __init__(
         self,
         config: GatewayConfig,
         admin_token: str,
         draw: Callable[[], float] = random.random,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         if not admin_token:
             raise UsageError("the gateway needs an admin token")
@@ -86,6 +89,9 @@ class Gateway:
             self.routes[name] = Route(name, route, table)
             self.metrics.set_weights(name, route, table)
         self.admin = AdminApi(admin_token, self.routes, self.metrics, self.upstream)
+        self.readiness = ReadinessWatch(
+            self.routes, self.upstream, config.readiness_interval_s, say
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -111,8 +117,10 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.upstream.open()
+                await self.readiness.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.readiness.stop()
                 await self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -143,7 +151,7 @@ class Gateway:
                 f"(versions: {versions})",
             )
             return
-        version = pinned or route.table.choose(self.draw())
+        version = pinned or route.serving.choose(self.draw())
         routed_to = [(metrics_contract.VERSION_HEADER.encode(), version.encode())]
         try:
             body = await read_body(receive, headers, self.config.max_body_bytes)
@@ -188,6 +196,7 @@ class Gateway:
             response = await self.upstream.request("POST", url, body, headers)
         except UpstreamRefused as exc:
             self.metrics.observe(route.name, version, 502, time.perf_counter() - started)
+            self.readiness.refused(route, version)
             stable = route.config.stable
             if may_retry and route.config.retry_on_refused and version != stable:
                 retried, _, _ = await self._send_infer(route, stable, body, headers, False)

@@ -11,6 +11,7 @@ models:
     retry_on_refused: true             # a refused canary request is retried on stable
 max_body_bytes: 8388608
 upstream_timeout_s: 30
+readiness_interval_s: 1                # probe each version's readiness; 0: never
 ```
 """
 
@@ -66,6 +67,7 @@ class GatewayConfig(BaseModel):
     models: dict[str, ModelRoute] = Field(min_length=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, gt=0)
     upstream_timeout_s: float = Field(default=30.0, gt=0)
+    readiness_interval_s: float = Field(default=1.0, ge=0)
 
 
 def load_config(path: Path) -> GatewayConfig:

@@ -1,8 +1,14 @@
-"""The models behind the gateway: each one's versions, upstreams and current split."""
+"""The models behind the gateway: each one's versions, upstreams and current split.
+
+A route keeps two splits: `table`, the one asked for (the admin API sets it), and
+`serving`, the one requests follow: the same, except that a version whose upstream is
+not ready (modelcanary.gateway.readiness) has its share spread over the ready versions
+that have traffic, until it is ready again.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any
 
 from modelcanary.gateway.config import ModelRoute
@@ -10,13 +16,32 @@ from modelcanary.gateway.upstream import Upstream, UpstreamRefused, UpstreamTime
 from modelcanary.gateway.weights import WeightTable
 
 
-@dataclass
 class Route:
     """One model: its versions' upstreams and the current split (replaced whole)."""
 
-    name: str
-    config: ModelRoute
-    table: WeightTable
+    def __init__(self, name: str, config: ModelRoute, table: WeightTable) -> None:
+        self.name, self.config = name, config
+        self.unready: frozenset[str] = frozenset()
+        self._table = self.serving = table
+
+    @property
+    def table(self) -> WeightTable:
+        """The split asked for."""
+        return self._table
+
+    @table.setter
+    def table(self, table: WeightTable) -> None:
+        self._table = table
+        self.serving = table.without(self.unready)
+
+    def set_unready(self, versions: Collection[str]) -> bool:
+        """Record which versions are not ready; True when that changed."""
+        unready = frozenset(versions)
+        if unready == self.unready:
+            return False
+        self.unready = unready
+        self.serving = self._table.without(unready)
+        return True
 
     def version_url(self, version: str, suffix: str = "") -> str:
         """The upstream's URL of one version, e.g. suffix `/infer` or `/ready`."""
@@ -28,6 +53,8 @@ class Route:
             "model": self.name,
             "stable": self.config.stable,
             "weights": self.table.as_dict(),
+            "serving": self.serving.as_dict(),
+            "unready": sorted(self.unready),
             "upstreams": self.config.upstreams,
             "retry_on_refused": self.config.retry_on_refused,
         }

@@ -6,7 +6,7 @@ A request reads the table once, so a change is atomic from every request's point
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from modelcanary.errors import UsageError
@@ -73,6 +73,22 @@ class WeightTable:
 
     def describe(self) -> str:
         return _describe(self.weights)
+
+    def without(self, versions: Collection[str]) -> WeightTable:
+        """This split with `versions` given no traffic and their share spread over the
+        other versions that have some, in proportion (whole percents, largest remainder).
+        Unchanged when none of `versions` has traffic, or no other version has any: traffic
+        never moves to a version the split gives 0% (a rolled-back canary)."""
+        kept = [(v, 0 if v in versions else w) for v, w in self.weights]
+        total = sum(w for _, w in kept)
+        if total in (0, 100):
+            return self
+        exact = [(v, w * 100 / total) for v, w in kept]
+        whole = {v: int(x) for v, x in exact}
+        order = sorted(exact, key=lambda item: item[1] - int(item[1]), reverse=True)
+        for v, _ in order[: 100 - sum(whole.values())]:
+            whole[v] += 1
+        return WeightTable(tuple((v, whole[v]) for v, _ in self.weights))
 
 
 def _describe(table: Iterable[tuple[str, int]]) -> str:

@@ -58,9 +58,11 @@ async def run_load(
     concurrency: int = 64,
     timeout_s: float = 30.0,
     stop: threading.Event | None = None,
+    problems: list[tuple[float, str]] | None = None,
 ) -> LoadReport:
     """Offer `rate` requests per second for `duration_s` seconds (or until `stop` is set);
-    report what came back."""
+    report what came back. `problems`, if given, gets (wall time, what) for each request
+    skipped, unanswered or answered with an error status, as it happens."""
     if not (0 < rate <= MAX_RATE and 0 < duration_s < math.inf) or concurrency < 1:
         raise UsageError(
             f"--rate must be positive and at most {MAX_RATE:g}, --duration positive and "
@@ -88,11 +90,15 @@ async def run_load(
                     error = ""
                     if response.status >= 400:
                         error = f"{response.status}: {payload[:200].decode(errors='replace')}"
+                        if problems is not None:
+                            problems.append((time.time(), str(response.status)))
                     outcomes.append(
                         Outcome(version, response.status, time.perf_counter() - started, error)
                     )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 outcomes.append(Outcome("-", 0, time.perf_counter() - started, one_line(exc)))
+                if problems is not None:
+                    problems.append((time.time(), "no answer"))
 
         def stopped() -> bool:
             return stop is not None and stop.is_set()
@@ -106,6 +112,8 @@ async def run_load(
                 break
             if len(in_flight) >= concurrency:
                 skipped += 1
+                if problems is not None:
+                    problems.append((time.time(), "skipped"))
                 continue
             task = asyncio.create_task(send(bodies[index % len(bodies)]))
             in_flight.add(task)
@@ -123,12 +131,15 @@ class BackgroundLoad:
     def __init__(self, url: str, model: str, bodies: list[bytes], rate: float) -> None:
         self._stop = threading.Event()
         self.report: LoadReport | None = None
+        self.problems: list[tuple[float, str]] = []  # (wall time, what), as they happen
         self._args = (url, model, bodies, rate)
         self._thread = threading.Thread(target=self._run, name="load", daemon=True)
 
     def _run(self) -> None:
         url, model, bodies, rate = self._args
-        self.report = asyncio.run(run_load(url, model, bodies, rate, 24 * 3600, stop=self._stop))
+        self.report = asyncio.run(
+            run_load(url, model, bodies, rate, 24 * 3600, stop=self._stop, problems=self.problems)
+        )
 
     def start(self) -> BackgroundLoad:
         self._thread.start()

@@ -1,4 +1,16 @@
-"""The local Prometheus and Alertmanager: their configs (pure) and their processes."""
+"""The local Prometheus and Alertmanager: their configs (pure) and their processes.
+
+`start` begins with empty data. `restart` (after a crash, by the stack's supervisor) starts
+the same binary on the same port with the same config. Alertmanager keeps its data (its
+silences, and its notification log, so it does not page again for what it sent).
+Prometheus starts fresh: what a rollout decides on lives in the rollout's own state
+(baselines of cumulative counters, which the gateway keeps counting while Prometheus is
+down), so nothing it needs is lost, and a fresh TSDB cannot answer with the last values
+from before the crash as if they were current (a replayed write-ahead log would, until the
+first scrape and rule evaluation after the restart: a canary that seems to have received
+nothing while stable's counter seems to jump). Until then queries find no series: no data,
+and the rollout holds.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +53,29 @@ def prometheus_config(
     }
 
 
-class Prometheus:
+class _Daemon:
+    """What Prometheus and Alertmanager share: one process answering `/-/ready`."""
+
+    process: ManagedProcess
+    url: str
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def exited(self) -> str | None:
+        """Why it is not running (None while it runs)."""
+        return self.process.exited()
+
+    def restart(self) -> None:
+        """Start again after a crash: same port, same config, the data kept."""
+        self.process.start(f"{self.url}/-/ready")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Prometheus(_Daemon):
     """The real `prometheus` binary on a free loopback port."""
 
     def __init__(self, run_dir: Path) -> None:
@@ -69,6 +103,11 @@ class Prometheus:
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.process.start(f"{self.url}/-/ready")
 
+    def restart(self) -> None:
+        """Start again after a crash: same port and config, a fresh TSDB (see above)."""
+        shutil.rmtree(self.run_dir / "prometheus-data", ignore_errors=True)
+        self.process.start(f"{self.url}/-/ready")
+
     def wait_for_targets(self, timeout: float = 30.0) -> None:
         """Until every target has been scraped successfully (the first scrape takes a while)."""
         down: list[str] = []
@@ -86,11 +125,8 @@ class Prometheus:
         if not wait_until(all_up, timeout, every=0.2):
             raise UsageError(f"Prometheus targets not up within {timeout:.0f} s: {', '.join(down)}")
 
-    def stop(self) -> None:
-        self.process.stop()
 
-
-class Alertmanager:
+class Alertmanager(_Daemon):
     """The real Alertmanager (Debian names it prometheus-alertmanager) on a free port."""
 
     def __init__(self, run_dir: Path) -> None:
@@ -117,6 +153,3 @@ class Alertmanager:
         shutil.rmtree(self.run_dir / "alertmanager-data", ignore_errors=True)  # no old silences
         self.config_path.write_text(config_text)
         self.process.start(f"{self.url}/-/ready")
-
-    def stop(self) -> None:
-        self.process.stop()

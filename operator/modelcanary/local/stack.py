@@ -3,7 +3,9 @@
 Triton (every version of the model side by side), the gateway in front of it, the controller's
 Alertmanager webhook receiver, a local on-call receiver, Alertmanager routing to them,
 and Prometheus scraping Triton and the gateway and evaluating the rules of a profile.
-Everything listens on 127.0.0.1, on free ports, and lives in one run directory.
+Everything listens on 127.0.0.1, on free ports, and lives in one run directory. Once all
+run, a supervisor (modelcanary.local.supervisor) restarts any part that dies, on the same
+ports, so the URLs in up.json stay valid for the whole run.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.local.monitoring import Alertmanager, Prometheus, ScrapeTarget, prometheus_config
+from modelcanary.local.supervisor import Part, Supervisor
 from modelcanary.modelrepo.repository import ModelRepository
 from modelcanary.serving.triton_server import TritonServer
 
@@ -63,10 +66,13 @@ class LocalStack:
     gateway: GatewayServer | None = None
     prometheus: Prometheus | None = None
     alertmanager: Alertmanager | None = None
+    supervisor: Supervisor = field(init=False)
     _running: list[_Stoppable] = field(default_factory=list)
+    _parts: dict[str, Part] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.book = AlertBook(listener=self._heard)
+        self.supervisor = Supervisor(say=self.say)
 
     def _heard(self, alert: WebhookAlert) -> None:
         labels = alert.labels
@@ -105,6 +111,7 @@ class LocalStack:
         self._running.append(self.triton)
         endpoints = self.triton.start()
         self.triton.load(o.model, served)
+        self._parts["triton"] = self.triton
         self.say(f"Triton ready: {o.model} versions {', '.join(map(str, served))}")
 
         gateway_token = token_file(run / "gateway.token")
@@ -121,9 +128,10 @@ class LocalStack:
             },
             "up",
         )
-        self.gateway = GatewayServer(Gateway(config, gateway_token))
+        self.gateway = GatewayServer(Gateway(config, gateway_token, say=self.say))
         self._running.append(self.gateway)
         self.gateway.start()
+        self._parts["gateway"] = self.gateway
 
         controller_token_path = run / "controller.token"
         controller = AppServer(
@@ -131,11 +139,13 @@ class LocalStack:
         )
         self._running.append(controller)
         controller.start()
+        self._parts["controller webhook"] = controller
         pager = AppServer(
             oncall.create_app(run / "oncall.jsonl", sys.stdout), name="on-call receiver"
         )
         self._running.append(pager)
         pager.start()
+        self._parts["on-call receiver"] = pager
 
         self.alertmanager = Alertmanager(run)
         self._running.append(self.alertmanager)
@@ -150,6 +160,7 @@ class LocalStack:
             timing=TIMINGS[o.profile],
         )
         self.alertmanager.start(render_routing(routing))
+        self._parts["alertmanager"] = self.alertmanager
 
         rule_file = run / "rules.yml"
         rule_file.write_text(rules.render(profile))
@@ -166,6 +177,7 @@ class LocalStack:
                 SCRAPE_INTERVAL[o.profile],
             )
         )
+        self._parts["prometheus"] = self.prometheus
         self.prometheus.wait_for_targets()
 
         self.urls = {
@@ -185,22 +197,14 @@ class LocalStack:
             "profile": o.profile,
             "prometheus_window": profile.window,
         }
+        self.supervisor = Supervisor(run, self.say)
+        for name, part in self._parts.items():
+            self.supervisor.watch(name, part)
         (run / "up.json").write_text(json.dumps(self.urls, indent=2) + "\n")
         return self.urls
 
-    def alive(self) -> list[str]:
-        """Names of the parts that died (empty when all run)."""
-        dead = []
-        if self.triton is not None and (
-            self.triton.process is None or self.triton.process.poll() is not None
-        ):
-            dead.append("triton")
-        for name, part in (("prometheus", self.prometheus), ("alertmanager", self.alertmanager)):
-            if part is not None and not part.process.running():
-                dead.append(name)
-        return dead
-
     def stop(self) -> None:
+        self.supervisor.stop()  # no restarts from here on
         self.book.closed = True
         while self._running:
             part = self._running.pop()
@@ -208,6 +212,7 @@ class LocalStack:
                 part.stop()
             except Exception as exc:  # keep stopping the others
                 self.say(f"stopping {type(part).__name__} failed: {exc}")
+        self.supervisor.join()
         (self.options.run_dir / "up.json").unlink(missing_ok=True)
 
 

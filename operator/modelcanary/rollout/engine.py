@@ -165,7 +165,7 @@ class Engine:
             problems.append(seen.problem)
         now = self.clock()
         baseline, evidence = state.baseline, None
-        if baseline is not None:
+        if baseline is not None and not seen.problem:  # an outage moves no mark
             baseline, evidence = advance(baseline, seen, now)
         verdict = judge(spec, seen, evidence, state.weight)
         golden = None

@@ -27,6 +27,7 @@ class Baseline:
     canary_seen: Counts  # the canary's counters when last seen (kept while its series are gone)
     mark_stable: float = 0.0  # stable's requests when the canary last received one
     mark_at: float = 0.0  # and when that was
+    stable_seen: Counts | None = None  # stable's counters when last seen
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Baseline:
@@ -40,6 +41,7 @@ class Baseline:
         return cls(
             counts(data["stable"]), counts(data["canary"]), counts(data["canary_seen"]),
             float(data.get("mark_stable", 0.0)), float(data.get("mark_at", 0.0)),
+            counts(data["stable_seen"]) if data.get("stable_seen") else None,
         )  # fmt: skip
 
 
@@ -62,7 +64,7 @@ def start(seen: Observations, now: float) -> Baseline:
     """The baseline when the canary gets its first step (a missing version counts from 0)."""
     stable = _totals(seen.stable) or NOTHING
     canary = _totals(seen.canary) or NOTHING
-    return Baseline(stable, canary, canary, stable.requests, now)
+    return Baseline(stable, canary, canary, stable.requests, now, stable)
 
 
 def _since(now: Counts, then: Counts) -> tuple[Counts, Counts]:
@@ -84,7 +86,7 @@ def advance(baseline: Baseline, seen: Observations, now: float) -> tuple[Baselin
     """The counts since the baseline, and the baseline to keep (rebased after a restart,
     marked where the canary last received a request). A version whose series are missing
     served nothing new."""
-    stable_now = _totals(seen.stable) or baseline.stable
+    stable_now = _totals(seen.stable) or baseline.stable_seen or baseline.stable
     canary_now = _totals(seen.canary) or baseline.canary_seen
     stable, stable_base = _since(stable_now, baseline.stable)
     canary, canary_base = _since(canary_now, baseline.canary)
@@ -92,6 +94,6 @@ def advance(baseline: Baseline, seen: Observations, now: float) -> tuple[Baselin
     progressed = canary_now.requests != baseline.canary_seen.requests  # more, or restarted
     if progressed or stable_now.requests < mark:
         mark, mark_at = stable_now.requests, now
-    kept = Baseline(stable_base, canary_base, canary_now, mark, mark_at)
+    kept = Baseline(stable_base, canary_base, canary_now, mark, mark_at, stable_now)
     stalled = max(stable_now.requests - mark, 0.0)
     return kept, Evidence(stable, canary, stalled, max(now - mark_at, 0.0))

@@ -96,8 +96,12 @@ def judge(
     tests = _Tests(spec)
     p99 = canary.p99_s if canary else None
     ratio = p99 / stable.p99_s if p99 is not None and stable and stable.p99_s else None
-    if evidence is None or evidence.canary.requests <= 0:
-        why = "the rollout has not started" if evidence is None else "no canary requests yet"
+    if evidence is None or evidence.canary.requests <= 0 or seen.problem:
+        why = (
+            f"no data: {seen.problem}" if seen.problem
+            else "the rollout has not started" if evidence is None
+            else "no canary requests yet"
+        )  # fmt: skip
         names = ("error_ratio", "error_ratio_above_stable", "latency_p99_s",
                  "latency_p99_ratio_to_stable")  # fmt: skip
         values = (None, None, p99, ratio)

@@ -5,6 +5,8 @@ request with a config override that pins the wanted versions, so the repository 
 is never edited. The process gets a session of its own (a terminal's Ctrl-C reaches only
 modelcanary, which stops the server once it is ready) and a shared-memory prefix of its
 own, so `stop` can reap every backend stub and remove exactly its /dev/shm regions.
+`restart` (after a crash) does the same cleanup, then starts on the same ports and loads
+the same versions again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from google.protobuf import json_format
 
 from modelcanary.errors import UsageError
 from modelcanary.modelrepo.repository import CONFIG, ModelRepository
-from modelcanary.process import LOOPBACK, free_ports, log_tail, wait_until_ready
+from modelcanary.process import LOOPBACK, describe_exit, free_ports, log_tail, wait_until_ready
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.triton_backend import MODEL_PY
 
@@ -71,6 +73,7 @@ class TritonServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.endpoints: Endpoints | None = None
         self.log_path = self.run_dir / "triton.log"
+        self.loaded: dict[str, list[int]] = {}  # what `restart` loads again
 
     def __enter__(self) -> TritonServer:
         return self
@@ -83,11 +86,15 @@ class TritonServer:
     ) -> None:
         self.stop()
 
-    def start(self, timeout: float = 60.0) -> Endpoints:
-        """Start the process and wait until its HTTP endpoint is ready."""
+    def start(self, timeout: float = 60.0, endpoints: Endpoints | None = None) -> Endpoints:
+        """Start the process (on free ports, or these) and wait until its HTTP endpoint is
+        ready."""
         self.home.require()
         backends = self._backend_directory()
-        http, grpc, metrics = free_ports(3)
+        if endpoints is None:
+            http, grpc, metrics = free_ports(3)
+        else:
+            http, grpc, metrics = endpoints.http_port, endpoints.grpc_port, endpoints.metrics_port
         command = [
             str(self.home.server),
             f"--model-repository={self.repo.root}",
@@ -148,6 +155,34 @@ class TritonServer:
             )
             if ready.status_code != 200:
                 raise UsageError(f"{model} version {version} is not ready after loading")
+        self.loaded[model] = sorted(versions)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def exited(self) -> str | None:
+        """Why the server is not running (None while it runs)."""
+        if self.process is None:
+            return "not running"
+        code = self.process.poll()
+        return None if code is None else describe_exit(code)
+
+    def restart(self, timeout: float = 60.0) -> Endpoints:
+        """After a crash: reap what is left of the old server (its backend stubs, its shared
+        memory), start on the same ports and load the same versions again."""
+        if self.endpoints is None:
+            raise UsageError("Triton was never started; nothing to restart")
+        endpoints, loaded = self.endpoints, dict(self.loaded)
+        self.stop(timeout=5.0)
+        self.start(timeout, endpoints)
+        try:
+            for model, versions in loaded.items():
+                self.load(model, versions)
+        except BaseException:
+            self.stop()  # a server without its versions is no restart: try again from scratch
+            raise
+        return endpoints
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """Stop the server, reap every process it started, remove its shared memory."""

@@ -1,0 +1,82 @@
+"""Per-version readiness of the upstreams, which the routes' serving splits follow.
+
+Every `readiness_interval_s` the gateway asks each version's upstream
+`GET /v2/models/{m}/versions/{v}/ready`, all at once; a version that does not answer 200
+within a second is unready, and its route serves the other ready versions with traffic
+in its place (see modelcanary.gateway.routes) until it answers 200 again. A refused
+inference request marks its version unready at once (see modelcanary.gateway.app), so a
+crashed upstream costs at most one probe interval's worth of requests to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from modelcanary.gateway.routes import Route
+from modelcanary.gateway.upstream import Upstream, UpstreamRefused, UpstreamTimeout
+
+PROBE_TIMEOUT_S = 1.0
+
+
+class ReadinessWatch:
+    """Probes every version of every route in the gateway's event loop."""
+
+    def __init__(
+        self, routes: dict[str, Route], upstream: Upstream, every_s: float,
+        say: Callable[[str], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.routes, self.upstream, self.every_s = routes, upstream, every_s
+        self.say = say
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.every_s > 0:
+            self.task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    async def check(self) -> None:
+        """Probe once and update each route."""
+        for route in self.routes.values():
+            versions = list(route.config.upstreams)
+            ready = await asyncio.gather(*(self._ready(route, v) for v in versions))
+            self.mark(route, {v for v, ok in zip(versions, ready, strict=True) if not ok})
+
+    def refused(self, route: Route, version: str) -> None:
+        """An upstream refused a request: unready until a probe finds it ready (only while
+        probes run, or nothing would bring it back)."""
+        if self.task is not None and version not in route.unready:
+            self.mark(route, {*route.unready, version})
+
+    def mark(self, route: Route, unready: set[str]) -> None:
+        """Set the route's unready versions; say what changed."""
+        before = route.unready
+        if route.set_unready(unready) and self.say is not None:
+            lost, back = sorted(unready - before), sorted(before - unready)
+            change = "; ".join(
+                [f"version {v} not ready" for v in lost]
+                + [f"version {v} ready again" for v in back]
+            )
+            self.say(f"gateway: {route.name} {change}; serving {route.serving.describe()}")
+
+    async def _run(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self.every_s)
+
+    async def _ready(self, route: Route, version: str) -> bool:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                response = await self.upstream.request(
+                    "GET", route.version_url(version, "/ready"), None, {}
+                )
+        except (UpstreamRefused, UpstreamTimeout, TimeoutError):
+            return False
+        return response.status == 200

@@ -1,0 +1,121 @@
+"""The stack's supervisor: a part that dies is restarted with backoff, and logged."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import httpx
+
+from modelcanary.asgi_server import AppServer
+from modelcanary.local.supervisor import Backoff, Supervisor
+from modelcanary.waiting import wait_until
+
+QUICK = Backoff(first_s=0.01, cap_s=0.04, reset_after_s=60)
+
+
+class FakePart:
+    """Dies when told; its first `failures` restarts fail."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.dead = False
+        self.restarts = 0
+        self.stopped = False
+        self.lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return 1000 + self.restarts
+
+    def exited(self) -> str | None:
+        return "killed by SIGKILL" if self.dead else None
+
+    def restart(self) -> None:
+        with self.lock:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("port taken")
+            self.restarts += 1
+            self.dead = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_a_dead_part_is_restarted_and_logged(tmp_path: Path) -> None:
+    lines: list[str] = []
+    supervisor = Supervisor(tmp_path, lines.append, QUICK, every_s=0.01)
+    part = FakePart()
+    supervisor.watch("prometheus", part)
+    try:
+        part.dead = True
+        assert wait_until(lambda: part.restarts == 1 and "restarted" in " ".join(lines), 5)
+        part.dead = True
+        assert wait_until(
+            lambda: part.restarts == 2 and supervisor.status()["prometheus"].restarts == 2, 5
+        )
+    finally:
+        supervisor.stop()
+        supervisor.join()
+    assert lines[0] == "supervisor: prometheus died (killed by SIGKILL); restarting in 0.01 s"
+    assert lines[1].startswith("supervisor: prometheus restarted (pid 1001) ")
+    assert lines[3].startswith("supervisor: prometheus restarted (pid 1002) ")
+    assert "restarting in 0.02 s" in lines[2]  # the delay doubled
+    parts = json.loads((tmp_path / "parts.json").read_text())
+    assert parts["prometheus"]["state"] == "running" and parts["prometheus"]["pid"] == 1002
+    assert parts["prometheus"]["last_exit"] == "killed by SIGKILL"
+    assert (tmp_path / "supervisor.log").read_text().count("died (killed") == 2
+
+
+def test_a_failed_restart_is_tried_again_with_a_longer_delay(tmp_path: Path) -> None:
+    lines: list[str] = []
+    supervisor = Supervisor(tmp_path, lines.append, QUICK, every_s=0.01)
+    part = FakePart(failures=3)
+    supervisor.watch("triton", part)
+    try:
+        part.dead = True
+        assert wait_until(lambda: part.restarts == 1, 5)
+        assert wait_until(lambda: "restarted" in lines[-1], 5)
+    finally:
+        supervisor.stop()
+        supervisor.join()
+    failures = [line for line in lines if "did not restart" in line]
+    assert [f.rsplit("next try in ", 1)[1] for f in failures] == ["0.02 s", "0.04 s", "0.04 s"]
+    assert "port taken" in failures[0]
+    assert supervisor.status()["triton"].restarts == 1
+
+
+def test_a_stopped_supervisor_restarts_nothing(tmp_path: Path) -> None:
+    supervisor = Supervisor(None, lambda line: None, QUICK, every_s=0.01)
+    part = FakePart()
+    supervisor.watch("alertmanager", part)
+    supervisor.stop()
+    supervisor.join()
+    part.dead = True
+    threading.Event().wait(0.1)
+    assert part.restarts == 0
+
+
+async def hello(scope: dict[str, object], receive: object, send: object) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+    await send({"type": "http.response.body", "body": b"hello"})  # type: ignore[operator]
+
+
+def test_an_in_process_server_whose_thread_ended_comes_back_on_its_port() -> None:
+    server = AppServer(hello, name="on-call receiver")
+    url = server.start()
+    supervisor = Supervisor(None, lambda line: None, QUICK, every_s=0.01)
+    supervisor.watch("on-call receiver", server)
+    try:
+        assert server.exited() is None
+        server.server.should_exit = True  # the server's loop ends as if it had crashed
+        assert wait_until(lambda: supervisor.status()["on-call receiver"].restarts == 1, 10)
+        assert server.url == url and httpx.get(url).text == "hello"
+    finally:
+        supervisor.stop()
+        server.stop()
+        supervisor.join()

@@ -1,0 +1,264 @@
+"""Fault injection against `modelcanary up` as a user runs it (`make chaos`).
+
+One `modelcanary up` process (real Triton, gateway, Prometheus, Alertmanager) under steady
+load through the gateway; a part of the stack is killed with SIGKILL. A monitor's death
+must cost no request and the monitor must come back on the same URL, also in the middle of
+a rollout, which holds while it has no data and then goes on; a killed Triton must come
+back with its versions, and serving with it. `up` itself must keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from modelcanary.load.generator import BackgroundLoad, request_bodies, run_load
+from modelcanary.load.report import LoadReport
+from modelcanary.local.controller import LocalRollout
+from modelcanary.serving.triton_home import TritonHome
+from modelcanary.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+RATE = 20.0
+PROGRAMS = {
+    "prometheus": ("prometheus",),
+    "alertmanager": ("alertmanager", "prometheus-alertmanager"),
+    "triton": ("tritonserver",),
+}
+
+
+@dataclass
+class Up:
+    """A running `modelcanary up` and what it wrote."""
+
+    process: subprocess.Popen[bytes]
+    run_dir: Path
+    urls: dict[str, str]
+
+    def output(self) -> str:
+        return (self.run_dir / "up.out").read_text(errors="replace")
+
+    def child(self, part: str) -> int | None:
+        """The pid of the part's process among `up`'s children (None while there is none)."""
+        for pid, program in children(self.process.pid):
+            if program in PROGRAMS[part]:
+                return pid
+        return None
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+
+def children(parent: int) -> list[tuple[int, str]]:
+    """(pid, program name) of each live child process of `parent`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            argv0 = (stat.parent / "cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append((int(stat.parent.name), Path(argv0.decode()).name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def up(
+    digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Up]:
+    run_dir = tmp_path_factory.mktemp("chaos")
+    command = [
+        sys.executable, "-m", "modelcanary", "up", "--repo", str(digits_repo),
+        "--model", "digits", "--stable", "1", "--canary", "2", "--canary-weight", "30",
+        "--run-dir", str(run_dir),
+    ]  # fmt: skip
+    with (run_dir / "up.out").open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    stack = Up(process, run_dir, {})
+    try:
+        started = wait_until(
+            lambda: (run_dir / "up.json").exists() or not stack.running(), 240, every=0.5
+        )
+        assert started and stack.running(), f"modelcanary up did not start:\n{stack.output()}"
+        stack.urls = json.loads((run_dir / "up.json").read_text())
+        yield stack
+    finally:
+        if stack.running():
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(90)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def bodies(digits_repo: Path) -> list[bytes]:
+    return request_bodies(digits_repo, "digits")
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def query(up: Up, expression: str) -> float | None:
+    """An instant query's first value (None when empty or Prometheus is not answering)."""
+    try:
+        reply = httpx.get(
+            f"{up.urls['prometheus']}/api/v1/query", params={"query": expression}, timeout=2
+        )
+        result = reply.json()["data"]["result"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+    return float(result[0]["value"][1]) if result else None
+
+
+def kill_and_wait(up: Up, part: str, ready_url: str, timeout: float) -> float:
+    """SIGKILL the part; seconds until a new process of it answers `ready_url`."""
+    before = up.child(part)
+    assert before is not None, f"no {part} process under modelcanary up:\n{up.output()}"
+    os.kill(before, signal.SIGKILL)
+    killed = time.monotonic()
+    back = wait_until(
+        lambda: not up.running() or (up.child(part) not in (None, before) and ready(ready_url)),
+        timeout,
+        every=0.2,
+    )
+    assert up.running(), f"modelcanary up exited after {part} was killed:\n{up.output()}"
+    assert back, f"{part} was not restarted within {timeout:.0f} s:\n{up.output()}"
+    return time.monotonic() - killed
+
+
+def no_failures(report: LoadReport | None) -> None:
+    assert report is not None
+    assert report.total.errors == 0 and report.skipped == 0, report.table()
+    assert report.sent > 0
+
+
+@pytest.mark.parametrize("part", ["prometheus", "alertmanager"])
+def test_a_killed_monitor_comes_back_and_costs_no_request(
+    up: Up, bodies: list[bytes], part: str
+) -> None:
+    scraped = 'count_over_time(up{job="gateway"}[10m])'
+    load = BackgroundLoad(up.urls["gateway"], "digits", bodies, RATE).start()
+    try:
+        time.sleep(2)
+        killed_at = time.time()
+        downtime = kill_and_wait(up, part, f"{up.urls[part]}/-/ready", 60)
+        print(f"{part} back after {downtime:.1f} s")
+        time.sleep(3)  # and serving goes on after the restart
+    finally:
+        report = load.stop()
+    no_failures(report)
+    assert f"{part} died" in up.output() and f"{part} restarted" in up.output()
+    if part == "prometheus":  # the restarted Prometheus started fresh and scrapes again
+        assert wait_until(lambda: (query(up, scraped) or 0) >= 3, 30, every=0.5)
+        tsdb = httpx.get(f"{up.urls['prometheus']}/api/v1/status/tsdb").json()["data"]
+        assert tsdb["headStats"]["minTime"] / 1000 >= killed_at
+
+
+def rollout_spec(stable: int, canary: int) -> dict[str, object]:
+    return {
+        "model": "digits",
+        "stable": {"version": str(stable)},
+        "canary": {"version": str(canary)},
+        "steps": [20, 50, 100],
+        "interval": "4s",
+        "analysis": {
+            "failureLimit": 0,
+            "errorRatio": {"max": 0.05, "maxAboveStable": 0.02},
+            "latencyP99": {"maxSeconds": 0.5, "maxRatioToStable": 5, "ratioFloorSeconds": 0.2},
+            "noData": {"after": "60s", "action": "pause"},  # a restart is well within
+            "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "5s"},
+        },
+        "progressDeadline": "4m",
+    }
+
+
+def test_a_rollout_holds_while_its_monitors_restart_and_then_finishes(
+    up: Up, bodies: list[bytes], tmp_path: Path
+) -> None:
+    spec = tmp_path / "canary.yaml"
+    spec.write_text(yaml.safe_dump(rollout_spec(1, 2)))
+    command = [sys.executable, "-m", "modelcanary", "rollout", "start", "-f", str(spec),
+               "--run-dir", str(up.run_dir)]  # fmt: skip
+    load = BackgroundLoad(up.urls["gateway"], "digits", bodies, RATE).start()
+    controller = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    rollout = LocalRollout.of(up.run_dir, "digits")
+    try:
+
+        def at_step(step: int) -> bool:
+            state = rollout.store.load()
+            return controller.poll() is not None or (state is not None and state.step >= step)
+
+        def running() -> bool:
+            if controller.poll() is None:
+                return True
+            assert controller.stdout is not None
+            print(controller.stdout.read().decode(errors="replace"))
+            return False
+
+        assert wait_until(lambda: at_step(1), 90, every=0.2) and running()
+        kill_and_wait(up, "prometheus", f"{up.urls['prometheus']}/-/ready", 60)
+        assert wait_until(lambda: at_step(2), 90, every=0.2) and running()
+        kill_and_wait(up, "alertmanager", f"{up.urls['alertmanager']}/-/ready", 60)
+        output, _ = controller.communicate(timeout=240)
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+            controller.wait(10)
+        report = load.stop()
+    text = output.decode(errors="replace")
+    assert controller.returncode == 0, text
+    final = rollout.store.load()
+    assert final is not None and final.phase == "Promoted", text
+    moves = [t.step for t in final.history if t.action in ("start", "advance")]
+    assert moves == [0, 1, 2], text  # each step once, none skipped
+    no_failures(report)
+
+
+def test_a_killed_triton_comes_back_with_its_versions(up: Up, bodies: list[bytes]) -> None:
+    gateway = up.urls["gateway"]
+    token = Path(up.urls["gateway_admin_token_file"]).read_text().strip()
+    auth = {"Authorization": f"Bearer {token}"}
+    asked = httpx.get(f"{gateway}/admin/models/digits/weights", headers=auth).json()["weights"]
+    load = BackgroundLoad(gateway, "digits", bodies, RATE).start()
+    try:
+        time.sleep(2)
+        downtime = kill_and_wait(up, "triton", f"{gateway}/v2/health/ready", 240)
+        print(f"Triton back after {downtime:.1f} s")
+    finally:
+        during = load.stop()
+    assert during is not None
+    print(during.table())
+    for version in ("1", "2", "3"):
+        assert ready(f"{gateway}/v2/models/digits/versions/{version}/ready"), version
+
+    def view() -> dict[str, object]:
+        found: dict[str, object] = httpx.get(
+            f"{gateway}/admin/models/digits/weights", headers=auth
+        ).json()
+        return found
+
+    assert wait_until(lambda: view()["unready"] == [], 5), view()  # the next readiness probe
+    assert view()["weights"] == view()["serving"] == asked
+    after = asyncio.run(run_load(gateway, "digits", bodies, RATE, 4))
+    no_failures(after)
+    assert {v.version for v in after.versions} == {v for v, w in asked.items() if w}
+    assert "triton died" in up.output() and "triton restarted" in up.output()
