@@ -72,6 +72,14 @@ def describe_exit(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
+def exit_reason(process: subprocess.Popen[bytes] | None) -> str | None:
+    """Why a child process is not running (None while it runs)."""
+    if process is None:
+        return "not running"
+    code = process.poll()
+    return None if code is None else describe_exit(code)
+
+
 def log_tail(path: Path, lines: int) -> str:
     """The last lines of a log, joined on one line for an error message."""
     try:
@@ -123,10 +131,7 @@ class ManagedProcess:
 
     def exited(self) -> str | None:
         """Why the process is not running (None while it runs)."""
-        if self.process is None:
-            return "not running"
-        code = self.process.poll()
-        return None if code is None else describe_exit(code)
+        return exit_reason(self.process)
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self.process = self.process, None

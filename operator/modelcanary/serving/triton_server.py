@@ -26,7 +26,7 @@ from google.protobuf import json_format
 
 from modelcanary.errors import UsageError
 from modelcanary.modelrepo.repository import CONFIG, ModelRepository
-from modelcanary.process import LOOPBACK, describe_exit, free_ports, log_tail, wait_until_ready
+from modelcanary.process import LOOPBACK, exit_reason, free_ports, log_tail, wait_until_ready
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.triton_backend import MODEL_PY
 
@@ -163,10 +163,7 @@ class TritonServer:
 
     def exited(self) -> str | None:
         """Why the server is not running (None while it runs)."""
-        if self.process is None:
-            return "not running"
-        code = self.process.poll()
-        return None if code is None else describe_exit(code)
+        return exit_reason(self.process)
 
     def restart(self, timeout: float = 60.0) -> Endpoints:
         """After a crash: reap what is left of the old server (its backend stubs, its shared
