@@ -28,9 +28,9 @@ from modelcanary.adapters.kserve_router import ServerlessRouter
 from modelcanary.kube.api import model_canary
 from modelcanary.kube.crd import NAME as CRD
 from modelcanary.kube.leader import LeaseElector
-from tests.support.apiserver import ApiServer, assets_dir
+from tests.support.apiserver import ApiServer
 from tests.support.kube_crds import CHART, CHART_CRDS, UPSTREAM_CRDS, install_crds
-from tests.support.kube_fixtures import MISSING
+from tests.support.kube_fixtures import required_assets
 
 HELM = str(Path(sys.executable).with_name("helm"))
 MODEL = "digits"
@@ -42,12 +42,7 @@ def cluster() -> Iterator[ApiServer]:
     """A server of this module's own, with the upstream CRDs but not the ModelCanary CRD:
     the empty cluster a first install (or a GitOps tool applying the chart) meets. The
     session's server cannot be it: other modules put the CRD there first."""
-    assets = assets_dir()
-    if assets is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true: {MISSING}", pytrace=False)
-        pytest.skip(MISSING)
-    with ApiServer(assets) as server:
+    with ApiServer(required_assets()) as server:
         install_crds(server, UPSTREAM_CRDS)
         yield server
 

@@ -23,12 +23,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_a
 
 from modelcanary import metrics_contract
 from modelcanary.adapters.status_store import INTENT_ANNOTATION
-from modelcanary.alerts import rules
-from modelcanary.alerts.profile import load_profile
 from modelcanary.asgi_server import AppServer
 from modelcanary.kube import operator
-from modelcanary.local.monitoring import Prometheus, ScrapeTarget, prometheus_config
+from modelcanary.local.monitoring import ScrapeTarget
 from tests.conftest import register_kind, write_kubeconfig
+from tests.support.traffic import demo_prometheus
 
 pytestmark = pytest.mark.slow
 MC = "/apis/modelcanary.io/v1alpha1/namespaces/default/modelcanaries"
@@ -68,21 +67,12 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     exporter = AppServer(make_asgi_app(traffic.registry), name="test exporter")
     exporter.start()
     traffic.thread.start()
-    rule_file = run / "rules.yml"
-    rule_file.write_text(rules.render(load_profile("demo")))
-    server = Prometheus(run)
     try:
-        server.start(
-            prometheus_config(
-                [ScrapeTarget("gateway", f"{exporter.host}:{exporter.port}")],
-                [rule_file], "127.0.0.1:9", "1s",  # no Alertmanager: the rules are what matters
-            )
-        )  # fmt: skip
-        server.wait_for_targets()
-        yield server.url, traffic
+        target = ScrapeTarget("gateway", f"{exporter.host}:{exporter.port}")
+        with demo_prometheus(run, target) as server:
+            yield server.url, traffic
     finally:
         traffic.stop.set()
-        server.stop()
         exporter.stop()
 
 

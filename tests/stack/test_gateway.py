@@ -20,25 +20,12 @@ from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.process import free_ports
-from modelcanary.serving.triton_home import TritonHome
-from modelcanary.serving.triton_server import TritonServer
 from tests.conftest import metric_samples, metric_value
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 HEADER = "x-modelcanary-version"
-
-
-@pytest.fixture(scope="module")
-def triton(
-    digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A real Triton serving digits 1 and 2; yields its HTTP base URL."""
-    with TritonServer(digits_repo, tmp_path_factory.mktemp("run"), triton_home) as server:
-        endpoints = server.start()
-        server.load("digits", [1, 2])
-        yield endpoints.http
 
 
 StartGateway = Callable[..., str]

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.stack.test_gateway import (  # the fixtures: a real Triton and gateways in front of it
+from tests.stack.test_gateway import (  # gateways in front of the real Triton
     CLIENT_ERRORS,
     HEADER,
     StartGateway,
@@ -24,7 +24,6 @@ from tests.stack.test_gateway import (  # the fixtures: a real Triton and gatewa
     digits_route,
     server_errors,
     start_gateway,  # noqa: F401
-    triton,  # noqa: F401
     value,
 )
 

@@ -4,8 +4,6 @@ the ready versions, and comes back when it is ready again."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -14,8 +12,6 @@ import pytest
 from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
-from modelcanary.serving.triton_home import TritonHome
-from modelcanary.serving.triton_server import TritonServer
 from modelcanary.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -26,16 +22,6 @@ BODY = {
         {"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": np.zeros(64).tolist()}
     ]
 }
-
-
-@pytest.fixture(scope="module")
-def triton(
-    digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with TritonServer(digits_repo, tmp_path_factory.mktemp("run"), triton_home) as server:
-        endpoints = server.start()
-        server.load("digits", [1, 2])
-        yield endpoints.http
 
 
 def gateway(models: dict[str, object], **settings: object) -> GatewayServer:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,15 +21,20 @@ MISSING = (
 )
 
 
-@pytest.fixture(scope="session")
-def apiserver() -> Iterator[ApiServer]:
-    """One kube-apiserver and etcd for the session; skipped without binaries, failed in CI."""
+def required_assets() -> Path:
+    """The envtest binaries' directory; skips the test without them, fails it in CI."""
     assets = assets_dir()
     if assets is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true: {MISSING}", pytrace=False)
         pytest.skip(MISSING)
-    with ApiServer(assets) as server:
+    return assets
+
+
+@pytest.fixture(scope="session")
+def apiserver() -> Iterator[ApiServer]:
+    """One kube-apiserver and etcd for the session; skipped without binaries, failed in CI."""
+    with ApiServer(required_assets()) as server:
         yield server
 
 

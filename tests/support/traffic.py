@@ -101,24 +101,31 @@ def exporter_app(traffic: Traffic) -> Starlette:
 
 
 @contextmanager
+def demo_prometheus(run: Path, target: ScrapeTarget) -> Iterator[Prometheus]:
+    """Prometheus scraping TARGET every second with the demo profile's rules, once it has
+    scraped it; stopped on exit."""
+    rule_file = run / "rules.yml"
+    rule_file.write_text(rules.render(load_profile("demo")))
+    server = Prometheus(run)
+    try:
+        # no Alertmanager (127.0.0.1:9): the rules are what matters
+        server.start(prometheus_config([target], [rule_file], "127.0.0.1:9", "1s"))
+        server.wait_for_targets()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
 def traffic_prometheus(run: Path) -> Iterator[tuple[Prometheus, Traffic]]:
     """Prometheus scraping the exporter every second, with the demo rules; both stopped
     on exit."""
     traffic = Traffic()
     exporter = AppServer(exporter_app(traffic), name="test exporter")
     exporter.start()
-    rule_file = run / "rules.yml"
-    rule_file.write_text(rules.render(load_profile("demo")))
-    server = Prometheus(run)
     try:
-        server.start(
-            prometheus_config(
-                [ScrapeTarget(SOURCE, f"{exporter.host}:{exporter.port}")],
-                [rule_file], "127.0.0.1:9", "1s",  # no Alertmanager: the rules are what matters
-            )
-        )  # fmt: skip
-        server.wait_for_targets()
-        yield server, traffic
+        target = ScrapeTarget(SOURCE, f"{exporter.host}:{exporter.port}")
+        with demo_prometheus(run, target) as server:
+            yield server, traffic
     finally:
-        server.stop()
         exporter.stop()

@@ -1,0 +1,22 @@
+"""Fixtures of the stack tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelcanary.serving.triton_home import TritonHome
+from modelcanary.serving.triton_server import TritonServer
+
+
+@pytest.fixture(scope="module")
+def triton(
+    digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real Triton serving digits 1 and 2 (one per test module); its HTTP base URL."""
+    with TritonServer(digits_repo, tmp_path_factory.mktemp("run"), triton_home) as server:
+        endpoints = server.start()
+        server.load("digits", [1, 2])
+        yield endpoints.http
