@@ -22,6 +22,7 @@ from modelcanary.adapters.file_store import FileStateStore
 from modelcanary.adapters.gateway_router import GatewayRouter
 from modelcanary.adapters.golden_check import run_golden_check
 from modelcanary.adapters.prometheus import PrometheusSource
+from modelcanary.alerts import promql as q
 from modelcanary.durations import parse_duration
 from modelcanary.errors import ModelcanaryError, UsageError, one_line
 from modelcanary.files import write_atomically
@@ -198,10 +199,13 @@ def wait_until_quiet(
     urls: dict[str, str], model: str, version: str, stop: threading.Event,
     say: Callable[[str], None] = lambda line: None, timeout_s: float = 120,
 ) -> bool:  # fmt: skip
-    """Wait until no alert for the version is pending or firing, in Prometheus or pushed.
+    """Wait until no alert for the version is pending or firing, in Prometheus or pushed,
+    and its analysis window holds none of its requests.
 
     An earlier rollout's alerts for a version would roll the next rollout of it back at
-    once (a firing `rollbackOn` alert acts in any phase), so a new attempt waits them out.
+    once (a firing `rollbackOn` alert acts in any phase), so a new attempt waits them out;
+    and while the window still holds the earlier attempt's requests, a rule may yet fire
+    on them after the new attempt began.
     """
     source = PrometheusSource(urls["prometheus"], SOURCE, 0)
     feed = stack_alert_feed(urls, threading.Event())
@@ -209,7 +213,9 @@ def wait_until_quiet(
 
     def quiet() -> bool:
         nonlocal told
-        alerts = source.query(f'ALERTS{{model="{model}", version="{version}"}}')
+        labels = f'model="{model}", version="{version}"'
+        alerts = source.query(f"ALERTS{{{labels}}}")
+        alerts += source.query(f"{q.REQUESTS}{{{labels}}} > 0")
         if not feed.refresh(0.0):
             raise ModelcanaryError(str(feed.problem))
         pushed = [a for a in feed.firing(model) if a.version == version]
