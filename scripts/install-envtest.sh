@@ -62,5 +62,5 @@ if [ "$(readlink "$DEST/etcd" 2>/dev/null)" != "$etcd" ]; then
     ln -sfn "$etcd" "$DEST/etcd"
 fi
 
-echo "envtest: $("$DEST/kube-apiserver" --version), etcd $("$DEST/etcd" --version | head -1 \
+echo "envtest: $("$DEST/kube-apiserver" --version), etcd $("$DEST/etcd" --version | sed -n 1p \
     | cut -d' ' -f3) in $DEST"

