@@ -11,13 +11,14 @@ import pytest
 
 from modelcanary.adapters.alertmanager_notifier import NotifyError
 from modelcanary.adapters.gateway_router import RouterError
-from modelcanary.adapters.golden_check import GoldenUnavailable
+from modelcanary.adapters.repo_reader import CheckUnavailable
 from modelcanary.errors import UsageError
 from modelcanary.rollout.engine import Engine, Rollout, TickFailure, TickResult
 from modelcanary.rollout.intents import Intent
 from modelcanary.rollout.ports import (
     Counts,
     FiringAlert,
+    GateResult,
     GoldenResult,
     Observations,
     RolloutEvent,
@@ -207,11 +208,63 @@ def test_a_golden_mismatch_rolls_back_before_any_traffic() -> None:
 
 def test_an_unavailable_golden_check_holds_and_says_why() -> None:
     def unavailable() -> GoldenResult:
-        raise GoldenUnavailable("http://gw/v2/models/digits/versions/2/infer answered 404")
+        raise CheckUnavailable("http://gw/v2/models/digits/versions/2/infer answered 404")
 
     result = Engine(Source(), Notifier(), clock=Clock()).tick([make(golden=unavailable)])[0]
     assert result.state.phase == "Pending"
     assert result.state.analysis is not None and "answered 404" in result.state.analysis.reason
+
+
+WORSE = GateResult(
+    "worse",
+    "accuracy of 'logits' on 360 labelled samples: canary 0.7639 [0.7173, 0.8046], stable "
+    "0.9806 [0.9604, 0.9905]; canary - stable -0.2169 [-0.2603, -0.1735] at 95%, margin 0.01: "
+    "worse",
+    {"holdout_canary": 0.7639, "holdout_stable": 0.9806, "holdout_samples": 360},
+)
+
+
+def test_a_canary_worse_on_the_holdout_is_rolled_back_before_any_traffic() -> None:
+    store, router, notifier = MemoryStore(), Router(), Notifier()
+    rollout = replace(make(store, router), gate=lambda: WORSE)
+    result = Engine(Source(), notifier, clock=Clock()).tick([rollout])[0]
+    assert result.state.phase == "RolledBack" and router.calls == [(0, False)]
+    assert result.state.gate == WORSE and result.state.history[-1].numbers["holdout_samples"] == 360
+    # on-call is told why, with the numbers
+    event = notifier.events[0]
+    assert "worse than stable on the holdout" in event.reason and "0.7639" in event.reason
+    assert event.numbers["holdout_canary"] == 0.7639
+    # and the verdict survives a round trip through JSON (a status, a state file)
+    assert store.state is not None
+    assert RolloutState.from_json(json.loads(json.dumps(store.state.to_json()))) == store.state
+
+
+def test_the_gate_runs_only_once_the_golden_samples_match_on_a_ready_canary() -> None:
+    asked: list[str] = []
+
+    def gate() -> GateResult:
+        asked.append("gate")
+        return WORSE
+
+    def mismatch() -> GoldenResult:
+        return GoldenResult(False, "off")
+
+    engine = Engine(Source(), Notifier(), clock=Clock())
+    engine.tick([replace(make(golden=mismatch), gate=gate)])
+    unready = replace(make(), gate=gate, readiness=lambda: False)
+    engine.tick([unready])
+    assert asked == []
+
+
+def test_a_gate_that_cannot_run_holds_and_says_why() -> None:
+    def unavailable() -> GateResult:
+        raise CheckUnavailable("http://gw/v2/models/digits/versions/1/infer is unreachable")
+
+    result = Engine(Source(), Notifier(), clock=Clock()).tick([replace(make(), gate=unavailable)])[
+        0
+    ]
+    assert result.state.phase == "Pending" and result.state.analysis is not None
+    assert "holdout gate: http://gw" in result.state.analysis.reason
 
 
 def test_a_pushed_critical_alert_rolls_back_at_once() -> None:

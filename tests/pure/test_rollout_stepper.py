@@ -8,7 +8,7 @@ import pytest
 
 from modelcanary.rollout.intents import Intent
 from modelcanary.rollout.judge import Check, Verdict
-from modelcanary.rollout.ports import FiringAlert, GoldenResult
+from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
 from modelcanary.rollout.state import RolloutState
 from modelcanary.rollout.stepper import apply, decide
@@ -64,10 +64,28 @@ def run(
     intent: Intent | None = None,
     golden: GoldenResult | None = None,
     spec: RolloutSpec = SPEC,
+    gate: GateResult | str | None = "asked",
 ):  # type: ignore[no-untyped-def]
-    return decide(spec, state, v, alerts, intent, T0, golden)
+    if gate == "asked":  # the engine asks the gate once the golden samples match
+        gate = NOT_CHECKED if golden is not None and golden.passed else None
+    return decide(spec, state, v, alerts, intent, T0, golden, gate)
 
 
+NOT_CHECKED = GateResult("not checked", "neither digits:1 nor digits:2 has a labelled holdout")
+WORSE = GateResult(
+    "worse",
+    "accuracy of 'logits' on 360 labelled samples: canary 0.7639 [0.7173, 0.8046], stable "
+    "0.9806 [0.9604, 0.9905]; canary - stable -0.2169 [-0.2603, -0.1735] at 95%, margin 0.01: "
+    "worse",
+    {"holdout_canary": 0.7639, "holdout_stable": 0.9806, "holdout_samples": 360},
+)
+NOT_WORSE = GateResult("not worse", "accuracy ...: not worse", {"holdout_canary": 0.98})
+GOLDEN_OK = GoldenResult(True, "max abs err 0")
+
+
+NOT_READY = Verdict(
+    (Check("canary_ready", 0.0, 1.0, 1, "inconclusive", "the canary version is not ready"),)
+)
 CRITICAL = FiringAlert("ModelVersionHighErrorRatio", "critical", "2")
 WARNING = FiringAlert("ModelVersionTrafficBelowShare", "warning", "2")
 
@@ -79,6 +97,13 @@ WARNING = FiringAlert("ModelVersionTrafficBelowShare", "warning", "2")
         (RolloutState(), {}, "hold", 0, "waiting for the golden-sample check"),
         (RolloutState(), {"golden": GoldenResult(False, "output 'logits' off by 3.1e-01 at sample 7")}, "rollback", 0, "golden samples do not match PyTorch: output 'logits' off by 3.1e-01"),
         (RolloutState(), {"golden": GoldenResult(True, "max abs err 0")}, "start", 5, "golden samples match"),
+        # the holdout gate: a canary worse than stable on labelled data never takes traffic
+        (RolloutState(), {"golden": GOLDEN_OK, "gate": WORSE}, "rollback", 0, "worse than stable on the holdout: accuracy of 'logits' on 360 labelled samples: canary 0.7639"),
+        (RolloutState(), {"golden": GOLDEN_OK, "gate": NOT_WORSE}, "start", 5, "holdout not worse: accuracy"),
+        (RolloutState(), {"golden": GOLDEN_OK, "gate": NOT_CHECKED}, "start", 5, "holdout not checked: neither digits:1 nor digits:2 has a labelled holdout"),
+        # ... even while the canary is not yet ready; a gate that could not run waits
+        (RolloutState(), {"v": NOT_READY, "golden": GOLDEN_OK, "gate": WORSE}, "rollback", 0, "worse than stable"),
+        (RolloutState(), {"golden": GOLDEN_OK, "gate": None}, "hold", 0, "waiting for the holdout gate"),
         # healthy steps: hold for the interval, then advance, then promote
         (at_step(0, since=10), {}, "hold", 5, "step 1 healthy; 20s left"),
         (at_step(0, since=40), {}, "advance", 50, "checks passed; step 2"),
@@ -161,7 +186,9 @@ def test_intents(
 
 def test_a_healthy_rollout_from_start_to_promotion_records_every_transition() -> None:
     state, now = RolloutState(), T0
-    state = apply(state, decide(SPEC, state, PASS, (), None, now, GoldenResult(True, "exact")), now)
+    state = apply(
+        state, decide(SPEC, state, PASS, (), None, now, GoldenResult(True, "exact"), NOT_WORSE), now
+    )
     actions = []
     while state.phase not in ("Promoted", "RolledBack") and now < T0 + 600:
         now += 10
@@ -202,11 +229,6 @@ def test_a_failed_check_counts_once_per_interval() -> None:
     # the count and its time survive in the state
     after = apply(state, counted, T0)
     assert (after.failures, after.last_failure_at) == (2, T0)
-
-
-NOT_READY = Verdict(
-    (Check("canary_ready", 0.0, 1.0, 1, "inconclusive", "the canary version is not ready"),)
-)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,9 @@ from kubernetes import client
 from modelcanary.adapters import factory
 from modelcanary.adapters.alert_feed import pushed_alerts
 from modelcanary.adapters.golden_check import run_golden_check
+from modelcanary.adapters.holdout_gate import run_holdout_gate
 from modelcanary.adapters.prometheus import PrometheusSource
+from modelcanary.adapters.repo_reader import LocalRepository
 from modelcanary.adapters.status_store import INTENT_ANNOTATION, StatusStore, mark_invalid
 from modelcanary.alerts.webhook import AlertBook, WebhookAlert
 from modelcanary.errors import ModelcanaryError, UsageError
@@ -39,7 +41,7 @@ from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
 from modelcanary.rollout.engine import Engine, Rollout, TickFailure
-from modelcanary.rollout.ports import FiringAlert, GoldenResult
+from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
 
 MODE_ANNOTATION = "modelcanary.io/mode"
@@ -247,14 +249,27 @@ def build_rollout(
     stable, canary = spec.stable.version, spec.canary.version
     router = factory.kube_router(mode, runtime.api, namespace, isvc, spec.model, stable, canary)
     config = runtime.config
-    service = factory.predictor_service(mode, isvc, spec.model, canary)
-    url = config.predictor_url.format(isvc=service, namespace=namespace)
-    repo = config.model_repo
+    stable_url, canary_url = (
+        config.predictor_url.format(
+            isvc=factory.predictor_service(mode, isvc, spec.model, version), namespace=namespace
+        )
+        for version in (stable, canary)
+    )
+    repo = None if config.model_repo is None else LocalRepository(config.model_repo)
+    holdout = spec.analysis.holdout
 
     def golden() -> GoldenResult:
         if repo is None:
             return GoldenResult(True, "not checked: the operator has no --model-repo mounted")
-        return run_golden_check(url, repo, spec.model, canary)
+        return run_golden_check(canary_url, repo, spec.model, canary)
+
+    def gate() -> GateResult:
+        if repo is None:
+            return GateResult("not checked", "the operator has no --model-repo mounted")
+        return run_holdout_gate(
+            (stable_url, canary_url), repo, spec.model, (stable, canary),
+            holdout.margin, holdout.confidence,
+        )  # fmt: skip
 
     return Rollout(
         name=f"{namespace}/{name}",
@@ -263,6 +278,7 @@ def build_rollout(
         router=router,
         golden=golden,
         readiness=router.canary_ready,
+        gate=gate,
     )
 
 

@@ -21,7 +21,9 @@ from modelcanary.adapters.alertmanager_notifier import AlertmanagerNotifier
 from modelcanary.adapters.file_store import FileStateStore
 from modelcanary.adapters.gateway_router import GatewayRouter
 from modelcanary.adapters.golden_check import run_golden_check
+from modelcanary.adapters.holdout_gate import run_holdout_gate
 from modelcanary.adapters.prometheus import PrometheusSource
+from modelcanary.adapters.repo_reader import LocalRepository
 from modelcanary.alerts import promql as q
 from modelcanary.durations import parse_duration
 from modelcanary.errors import ModelcanaryError, UsageError, one_line
@@ -129,14 +131,19 @@ class LocalController:
         router = GatewayRouter(
             urls["gateway"], token, spec.model, spec.stable.version, spec.canary.version
         )
-        repo = Path(urls["repo"])
+        repo = LocalRepository(Path(urls["repo"]))
+        gateway, versions = urls["gateway"], (spec.stable.version, spec.canary.version)
+        holdout = spec.analysis.holdout
         self.rollout = Rollout(
             name=spec.model,
             spec=spec,
             store=self.files.store,
             router=router,
-            golden=lambda: run_golden_check(urls["gateway"], repo, spec.model, spec.canary.version),
+            golden=lambda: run_golden_check(gateway, repo, spec.model, spec.canary.version),
             readiness=router.canary_ready,
+            gate=lambda: run_holdout_gate(
+                (gateway, gateway), repo, spec.model, versions, holdout.margin, holdout.confidence
+            ),
         )
         self.wake = threading.Event()
         self.feed = stack_alert_feed(urls, self.wake)

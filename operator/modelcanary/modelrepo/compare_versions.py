@@ -286,7 +286,4 @@ def _drift_section(version: int, report: DriftReport, worst: int) -> str:
 
 
 def _interval(value: Estimate | None, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    sign = "+" if signed else ""
-    return f"{value.value:{sign}.4f} [{value.low:{sign}.4f}, {value.high:{sign}.4f}]"
+    return "-" if value is None else value.describe(signed)

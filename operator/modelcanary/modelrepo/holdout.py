@@ -107,6 +107,11 @@ class Estimate:
     low: float
     high: float
 
+    def describe(self, signed: bool = False) -> str:
+        """`0.9810 [0.9620, 0.9907]`; signed puts + before positive numbers."""
+        sign = "+" if signed else ""
+        return f"{self.value:{sign}.4f} [{self.low:{sign}.4f}, {self.high:{sign}.4f}]"
+
 
 def _z(confidence: float) -> float:
     if not 0 < confidence < 1:
@@ -168,6 +173,17 @@ class PairedResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def describe(self) -> str:
+        """The decision with the numbers it rests on, in one line."""
+        head = f"{self.metric} of {self.output!r} on {self.samples} labelled samples"
+        if self.stable is None or self.canary is None or self.difference is None:
+            return f"{head}: {self.decision} (fewer than {MIN_SAMPLES} samples)"
+        return (
+            f"{head}: canary {self.canary.describe()}, stable {self.stable.describe()}; "
+            f"canary - stable {self.difference.describe(signed=True)} at "
+            f"{self.confidence:.0%}, margin {self.margin:g}: {self.decision}"
+        )
 
 
 def paired(

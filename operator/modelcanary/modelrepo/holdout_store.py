@@ -124,12 +124,21 @@ def holdout_bytes(inputs: Mapping[str, np.ndarray], labels: np.ndarray) -> bytes
 def read_holdout(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The inputs and labels of a `holdout.npz`."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise UsageError(f"{path}: not a readable holdout: {one_line(exc)}") from None
+    return parse_holdout(data, str(path))
+
+
+def parse_holdout(data: bytes, source: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The inputs and labels of a `holdout.npz` given as bytes; errors name `source`."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:
+        raise UsageError(f"{source}: not a readable holdout: {one_line(exc)}") from None
     if LABELS not in arrays or not any(k.startswith(INPUT_PREFIX) for k in arrays):
-        raise UsageError(f"{path}: a holdout needs inputs/NAME arrays and {LABELS!r}")
+        raise UsageError(f"{source}: a holdout needs inputs/NAME arrays and {LABELS!r}")
     inputs, _ = split_golden(arrays)
     return inputs, arrays[LABELS]
 

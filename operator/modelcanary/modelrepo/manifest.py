@@ -119,16 +119,27 @@ class Manifest:
 def read_manifest(path: Path, model: str, version: int) -> Manifest:
     """Read and sanity-check a manifest, naming the file and the missing key on error."""
     try:
-        data = json.loads(path.read_text())
+        text = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(
             f"{path}: no manifest (was this version exported by modelcanary?)"
         ) from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise UsageError(f"{path}: not a readable manifest: {one_line(exc)}") from None
+    return parse_manifest(text, str(path), model, version)
+
+
+def parse_manifest(text: bytes, source: str, model: str, version: int) -> Manifest:
+    """A manifest from its bytes, sanity-checked; errors name `source`."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{source}: not a readable manifest: {one_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{source}: not a readable manifest: not a JSON object")
     for key in ("format", "files", "signature", "parity"):
         if key not in data:
-            raise UsageError(f"{path}: manifest has no {key!r}")
+            raise UsageError(f"{source}: manifest has no {key!r}")
     if data["format"] != FORMAT:
-        raise UsageError(f"{path}: manifest format {data['format']} is not {FORMAT}")
+        raise UsageError(f"{source}: manifest format {data['format']} is not {FORMAT}")
     return Manifest(model=model, version=version, data=data)

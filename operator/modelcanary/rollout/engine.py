@@ -32,7 +32,9 @@ from modelcanary.rollout.ports import (
     Clock,
     EventKind,
     FiringAlert,
+    GateResult,
     GoldenCheck,
+    HoldoutGate,
     MetricsSource,
     Notifier,
     Observations,
@@ -63,6 +65,7 @@ class Rollout:
     router: Router
     golden: GoldenCheck
     readiness: Readiness | None = None
+    gate: HoldoutGate = lambda: GateResult("not checked", "no holdout gate for this rollout")
 
     @property
     def key(self) -> RolloutKey:
@@ -168,15 +171,22 @@ class Engine:
         if baseline is not None and not seen.problem:  # an outage moves no mark
             baseline, evidence = advance(baseline, seen, now)
         verdict = judge(spec, seen, evidence, state.weight)
-        golden = None
+        golden, gate = None, None
         if state.phase == "Pending" and intent is None:
             try:
                 golden = rollout.golden()
             except ModelcanaryError as exc:
                 problems.append(f"golden-sample check: {exc}")
+            if golden is not None and golden.passed and seen.canary_ready:
+                try:  # once the canary is shown to serve what PyTorch said
+                    gate = rollout.gate()
+                except ModelcanaryError as exc:
+                    problems.append(f"holdout gate: {exc}")
 
-        decision = decide(spec, state, verdict, alerts, intent, now, golden)
+        decision = decide(spec, state, verdict, alerts, intent, now, golden, gate)
         new = apply(state, decision, now)
+        if golden is not None:
+            new = replace(new, golden=golden, gate=gate or new.gate)
         if decision.action == "start":  # every request from here on is counted once
             new = replace(new, baseline=start(seen, now))
         elif new.baseline is not None:

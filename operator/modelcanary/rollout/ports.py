@@ -98,6 +98,21 @@ class GoldenResult:
     worst: str  # e.g. "output 'logits' off by 3.1e-01 at sample 7"
 
 
+GateOutcome = Literal["worse", "not worse", "not checked"]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The champion/challenger gate: the canary against stable on a labelled holdout, both
+    as served. `summary` says it in words (both values with their intervals, the
+    difference, the samples, the margin); `numbers` are the same for history and
+    notifications."""
+
+    outcome: GateOutcome
+    summary: str
+    numbers: dict[str, float | int | str] = field(default_factory=dict)
+
+
 EventKind = Literal["promoted", "rolled_back", "paused"]
 
 
@@ -140,4 +155,5 @@ class Notifier(Protocol):
 
 
 GoldenCheck = Callable[[], GoldenResult]  # raises a ModelcanaryError when it cannot run
+HoldoutGate = Callable[[], GateResult]  # raises a ModelcanaryError when it cannot run
 Readiness = Callable[[], bool]  # the canary's readiness from its platform

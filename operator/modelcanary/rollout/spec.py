@@ -108,6 +108,17 @@ class BeforeFull(_Strict):
     max_wait: Duration = Field(default="10m", alias="maxWait")
 
 
+class HoldoutGate(_Strict):
+    """Before any traffic, the canary against stable on the versions' labelled holdout.
+
+    The canary is rolled back when its holdout metric is worse than stable's by more than
+    `margin` (in the metric's units: 0.01 is one point of accuracy) with `confidence`: the
+    whole two-sided interval of the paired difference lies beyond the margin."""
+
+    margin: float = Field(default=0.01, ge=0)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
 class Analysis(_Strict):
     # The chance that a healthy canary is rolled back by the checks, however often they
     # look: the false-rollback bound of the sequential tests, shared among them.
@@ -121,6 +132,7 @@ class Analysis(_Strict):
     alerts: AlertPolicy = Field(default_factory=AlertPolicy)
     no_data: NoData = Field(default_factory=NoData, alias="noData")
     before_full: BeforeFull = Field(default_factory=BeforeFull, alias="beforeFull")
+    holdout: HoldoutGate = Field(default_factory=HoldoutGate)
 
 
 class Notify(_Strict):

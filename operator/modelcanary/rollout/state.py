@@ -9,7 +9,7 @@ from typing import Any, Literal
 from modelcanary.rollout.evidence import Baseline
 from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.judge import Check
-from modelcanary.rollout.ports import FiringAlert
+from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
 
 Action = Literal["start", "advance", "hold", "pause", "resume", "promote", "rollback", "restart"]
 
@@ -64,6 +64,8 @@ class RolloutState:
     baseline: Baseline | None = None  # counters at the canary's first step (evidence.py)
     unready_since: float | None = None  # when the canary, holding weight, stopped being ready
     created_at: float | None = None  # when the rollout was first seen (Pending's deadline)
+    golden: GoldenResult | None = None  # the latest golden-sample check before traffic
+    gate: GateResult | None = None  # the holdout gate's verdict before traffic
 
     def to_json(self) -> dict[str, Any]:
         """Without null values inside lists: an API server drops them there in a merge
@@ -76,12 +78,15 @@ class RolloutState:
     def from_json(cls, data: dict[str, Any]) -> RolloutState:
         history = tuple(Transition(**t) for t in data.get("history", ()))
         analysis, baseline = data.get("analysis"), data.get("baseline")
+        golden, gate = data.get("golden"), data.get("gate")
         return cls(
             **{
                 **data,
                 "history": history,
                 "analysis": LastAnalysis.from_json(analysis) if analysis else None,
                 "baseline": Baseline.from_json(baseline) if baseline else None,
+                "golden": GoldenResult(**golden) if golden else None,
+                "gate": GateResult(**gate) if gate else None,
             }
         )
 

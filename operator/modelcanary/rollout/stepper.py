@@ -8,9 +8,11 @@ Rules, in order of precedence:
 2. A finished rollout (promoted, rolled back) holds.
 3. A firing alert of a `rollbackOn` severity for the canary rolls back at once, whatever
    the step or phase.
-4. Before the first step, the canary must be ready and the golden-sample check must pass;
-   a mismatch rolls back before any user traffic reaches the canary. Waiting for either
-   ends at `progressDeadline` from when the rollout was first seen, with a rollback.
+4. Before the first step, the canary must be ready, the golden-sample check must pass and
+   the holdout gate must not find the canary worse than stable on labelled data; either
+   failure rolls back before any user traffic reaches the canary ("not checked", for
+   versions without a holdout, lets it start and says so). Waiting for any of them ends
+   at `progressDeadline` from when the rollout was first seen, with a rollback.
 5. A paused rollout holds. Past `progressDeadline`, it rolls back.
 6. A canary that holds weight and has not been ready for an `interval` rolls back.
 7. A failed verdict (evidence of a regression at level alpha) rolls back, or with
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from modelcanary.durations import parse_duration
 from modelcanary.rollout.intents import FINISHED, Intent, Phase, refusal
 from modelcanary.rollout.judge import Verdict
-from modelcanary.rollout.ports import FiringAlert, GoldenResult
+from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec
 from modelcanary.rollout.state import Action, RolloutState, Transition
 
@@ -61,11 +63,12 @@ def decide(
     intent: Intent | None,
     now: float,
     golden: GoldenResult | None = None,
+    gate: GateResult | None = None,
 ) -> Decision:
     """The one thing to do now."""
     last = len(spec.steps) - 1
     data_at = now if verdict.has_data and not verdict.problems else state.last_data_at
-    numbers = verdict.numbers()
+    numbers = verdict.numbers() | (gate.numbers if gate is not None else {})
     ready = all(c.result == "pass" for c in verdict.checks if c.name == "canary_ready")
     unready_since = (
         None if ready or state.weight == 0 else state.unready_since or now
@@ -130,15 +133,23 @@ def decide(
             weight=0,
         )
 
-    # 4. before the first step: a ready canary and the golden-sample check, by the deadline
+    # 4. before the first step: a ready canary, its golden samples, the holdout gate
     if state.phase == "Pending":
         if golden is not None and not golden.passed:
             return make(
                 "rollback", f"golden samples do not match PyTorch: {golden.worst}", weight=0
             )
-        if ready and golden is not None:
-            return make("start", f"golden samples match ({golden.worst}); step 1", 0, spec.steps[0])
-        return _pending(spec, state, ready, now, make)
+        if gate is not None and gate.outcome == "worse":
+            return make("rollback", f"worse than stable on the holdout: {gate.summary}", weight=0)
+        if ready and golden is not None and gate is not None:
+            return make(
+                "start",
+                f"golden samples match ({golden.worst}); holdout {gate.outcome}: "
+                f"{gate.summary}; step 1",
+                0,
+                spec.steps[0],
+            )
+        return _pending(spec, state, ready, golden is not None, now, make)
 
     # 5. paused, deadline
     if state.phase == "Paused":
@@ -233,17 +244,28 @@ def decide(
 
 
 def _pending(
-    spec: RolloutSpec, state: RolloutState, ready: bool, now: float, make: Callable[..., Decision]
+    spec: RolloutSpec,
+    state: RolloutState,
+    ready: bool,
+    golden_ran: bool,
+    now: float,
+    make: Callable[..., Decision],
 ) -> Decision:
-    """Wait for a ready canary and its golden-sample check, up to `progressDeadline` from
-    when the rollout was first seen; then roll back, saying what never came."""
+    """Wait for a ready canary, its golden-sample check and the holdout gate, up to
+    `progressDeadline` from when the rollout was first seen; then roll back, saying what
+    never came."""
     deadline = spec.progress_deadline
     begun = state.created_at if state.created_at is not None else now
     left = spec.progress_deadline_s - (now - begun)
+    if not ready:
+        never, what = "the canary was not ready", "the canary to be ready"
+    elif not golden_ran:
+        never = "the golden-sample check did not run"
+        what = "the golden-sample check of the canary"
+    else:
+        never, what = "the holdout gate did not run", "the holdout gate"
     if left < 0:
-        never = "the canary was not ready" if not ready else "the golden-sample check did not run"
         return make("rollback", f"{never} within progressDeadline {deadline}", weight=0)
-    what = "the canary to be ready" if not ready else "the golden-sample check of the canary"
     return make("hold", f"waiting for {what} ({left:.0f}s left of progressDeadline {deadline})")
 
 

@@ -56,6 +56,8 @@ def status_document(
         "reason": analysis.reason if analysis else "",
         "checks": [asdict(c) for c in analysis.checks] if analysis else [],
         "alerts": [asdict(a) for a in analysis.alerts] if analysis else [],
+        "golden": asdict(state.golden) if state.golden else None,
+        "gate": asdict(state.gate) if state.gate else None,
         "history": [asdict(t) for t in state.history],
     }
 
@@ -76,6 +78,7 @@ def render_status(
     left, full = time_left(spec, state, now), earliest_full(spec, state, now)
     if left is not None and full is not None:
         lines.append(f"  step ends in {left:.0f}s; 100% at the earliest in {full:.0f}s")
+    lines += _before_traffic(state)
     analysis = state.analysis
     if analysis is not None:
         lines.append(
@@ -126,6 +129,17 @@ def progress_line(spec: RolloutSpec, state: RolloutState, now: float) -> str:
         f"{_clock(now)}  {state.phase:<11} step {_step(spec, state):<9} "
         f"canary {state.weight:>3}%  {seen:<30} {reason}"
     ).rstrip()
+
+
+def _before_traffic(state: RolloutState) -> list[str]:
+    """The golden-sample check and the holdout gate, as last run before the first step."""
+    lines = []
+    if state.golden is not None:
+        result = "passed" if state.golden.passed else "FAILED"
+        lines.append(f"  golden    {result}: {state.golden.worst}")
+    if state.gate is not None:
+        lines.append(f"  holdout   {state.gate.outcome}: {state.gate.summary}")
+    return lines
 
 
 def _checks_table(checks: tuple[Check, ...]) -> str:
