@@ -45,10 +45,11 @@ demo: model-repo ## three local rollouts end to end (promote, roll back twice) a
 	$(BIN)/modelcanary repo verify --repo $(REPO)
 	$(BIN)/modelcanary demo --repo $(REPO)
 
-bench: model-repo ## export time; gateway overhead; fault-to-rollback; decisions; the soak (MINUTES=10)
+bench: model-repo ## export time; gateway overhead; fault-to-rollback; the gate; decisions; the soak (MINUTES=10)
 	$(PY) benchmarks/bench_export.py
 	$(PY) benchmarks/bench_gateway.py
 	$(PY) benchmarks/bench_rollback.py --repo $(REPO)
+	$(PY) benchmarks/bench_gate.py --repo $(REPO)
 	$(PY) benchmarks/bench_decisions.py
 	$(PY) benchmarks/bench_soak.py --repo $(REPO) --minutes $(MINUTES)
 

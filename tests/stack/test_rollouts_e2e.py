@@ -28,6 +28,7 @@ from modelcanary.rollout.state import RolloutState
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.waiting import wait_until
+from tests.conftest import metric_value
 
 pytestmark = pytest.mark.slow
 MODELCANARY = str(Path(sys.executable).with_name("modelcanary"))
@@ -38,7 +39,11 @@ def stack(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
     options = StackOptions(
-        digits_repo, "digits", stable=1, run_dir=tmp_path_factory.mktemp("up"), versions=(1, 2, 3)
+        digits_repo,
+        "digits",
+        stable=1,
+        run_dir=tmp_path_factory.mktemp("up"),
+        versions=(1, 2, 3, 5),
     )
     local = LocalStack(options, say=lambda line: None)
     local.start()
@@ -146,12 +151,35 @@ def test_a_healthy_canary_is_promoted(
     assert final.phase == "Promoted", output
     steps = [(t.action, t.weight) for t in final.history]
     assert steps == [("start", 20), ("advance", 50), ("advance", 100), ("promote", 100)], output
-    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0}
+    # the holdout gate ran before the first step, and its numbers are in the history
+    start = final.history[0]
+    assert "holdout not worse: accuracy of 'logits' on 360 labelled samples" in start.reason
+    assert float(start.numbers["holdout_canary"]) > float(start.numbers["holdout_stable"])
+    assert final.gate is not None and final.gate.outcome == "not worse"
+    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "5": 0}
     assert weights(stack)["stable"] == "2"
     wait_for(lambda: bool(pages(stack, "ModelCanaryPromoted")), 30, "no promotion notice")
     notice = pages(stack, "ModelCanaryPromoted")[0]
     assert notice["channel"] == "chat"
     assert "all checks passed" in str(notice["annotations"])
+
+
+def test_a_canary_worse_on_labelled_data_is_rolled_back_before_any_user_request(
+    stack: LocalStack, load: BackgroundLoad, controller: Start
+) -> None:
+    """Issue 16: version 5 (classes 3 and 8 swapped: no errors, fast, wrong on 3s and 8s)
+    never serves a user: the holdout gate rolls it back before the first step."""
+    code, output = finish(controller(spec(2, 5)))
+    final = state(stack)
+    assert code == 1 and final.phase == "RolledBack", output
+    assert [(t.action, t.weight) for t in final.history] == [("rollback", 0)]
+    assert "worse than stable on the holdout" in final.history[0].reason
+    assert final.gate is not None and final.gate.outcome == "worse"
+    metrics = f"{stack.urls['gateway']}/metrics"
+    served = metric_value(metrics, "modelcanary_gateway_requests_total", version="5")
+    assert served == 0 and metric_value(metrics, "modelcanary_gateway_requests_total", version="2")
+    wait_for(lambda: bool(pages(stack, "ModelCanaryRolledBack")), 30, "no rollback page")
+    assert "worse than stable on the holdout" in str(pages(stack, "ModelCanaryRolledBack")[-1])
 
 
 def test_a_canary_that_is_not_served_waits_until_the_deadline_then_rolls_back(
@@ -175,7 +203,7 @@ def test_a_canary_that_is_not_served_waits_until_the_deadline_then_rolls_back(
     final = state(stack)
     assert final.phase == "RolledBack" and final.applied, output
     assert final.history[-1].reason == "the canary was not ready within progressDeadline 8s"
-    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0}
+    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "5": 0}
 
 
 def test_a_stale_pushed_alert_does_not_roll_a_new_rollout_back(
@@ -252,7 +280,7 @@ def test_a_bad_canary_is_rolled_back(
         set_faults(Path(stack.urls["faults_dir"]), "digits", 3, FaultSpec())
     assert code == 1, output
     final = state(stack)
-    assert final.weight == 0 and weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0}
+    assert final.weight == 0 and weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "5": 0}
     last = final.history[-1]
     assert last.action == "rollback" and reason in last.reason.lower(), last.reason
     assert max(t.weight for t in final.history) == 20  # never went past the first step

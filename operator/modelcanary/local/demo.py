@@ -1,10 +1,12 @@
-"""`modelcanary demo`: the whole loop on one machine, three rollouts, one report.
+"""`modelcanary demo`: the whole loop on one machine, four rollouts, one report.
 
 Starts the local stack (real Triton, Prometheus and Alertmanager, the gateway), drives
-steady load through the gateway, and runs: version 2 (healthy) promoted through every
-step; version 3 with injected errors, rolled back; version 3 again with injected latency,
-rolled back. Faults are injected once the canary takes traffic, and the time from the
-fault to canary weight 0 is measured. Ends with a summary and an HTML report.
+steady load through the gateway, and runs: version 2 (healthy, better than version 1 on
+the labelled holdout) promoted through every step; version 5 (trained with classes 3 and 8
+swapped: fast, no errors, wrong) rolled back by the holdout gate before any user request;
+version 3 with injected errors, rolled back; version 3 again with injected latency, rolled
+back. Faults are injected once the canary takes traffic, and the time from the fault to
+canary weight 0 is measured. Ends with a summary and an HTML report.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from modelcanary.local.controller import (
 )
 from modelcanary.local.stack import LocalStack, StackOptions
 from modelcanary.rollout.engine import TickResult
+from modelcanary.rollout.ports import GateResult
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.tables import format_table
@@ -52,6 +55,7 @@ class Scenario:
 
 SCENARIOS = (
     Scenario("healthy version 2", 1, 2),
+    Scenario("version 5, classes 3 and 8 swapped", 2, 5),
     Scenario("version 3 with injected errors", 2, 3, FaultSpec(error_ratio=0.3)),
     Scenario("version 3 with injected latency", 2, 3, FaultSpec(latency_ms=400)),
 )
@@ -66,6 +70,8 @@ class Outcome:
     steps: str
     duration_s: float
     fault_to_zero_s: float | None
+    canary_requests: int  # user requests the canary answered
+    gate: str  # the holdout gate's verdict in short
     failed_requests: int
     reason: str
     started_at: float
@@ -134,7 +140,7 @@ class Demo:
             load.stop()
             stack.stop()
         self._summary(outcomes, path, ended - started)
-        expected = ("Promoted", "RolledBack", "RolledBack")
+        expected = ("Promoted", "RolledBack", "RolledBack", "RolledBack")
         return 0 if tuple(o.phase for o in outcomes) == expected else 1
 
     def rollout(self, scenario: Scenario, urls: dict[str, str]) -> Outcome:
@@ -149,7 +155,9 @@ class Demo:
         printer = ProgressPrinter(spec, 0, self.say)
         fault_at: list[float] = []
         zero_at: list[float] = []
-        failed_before = _failed(urls["gateway"], str(scenario.canary))
+        canary = str(scenario.canary)
+        answered_before = _answered(urls["gateway"], canary)
+        failed_before = _answered(urls["gateway"], canary, errors_only=True)
         started = time.time()
 
         def on_tick(result: TickResult) -> None:
@@ -175,7 +183,9 @@ class Demo:
             steps=f"{reached + 1}/{len(spec.steps)}",
             duration_s=ended - started,
             fault_to_zero_s=zero_at[0] - fault_at[0] if fault_at and zero_at else None,
-            failed_requests=_failed(urls["gateway"], str(scenario.canary)) - failed_before,
+            canary_requests=_answered(urls["gateway"], canary) - answered_before,
+            gate=_gate(state.gate),
+            failed_requests=_answered(urls["gateway"], canary, errors_only=True) - failed_before,
             reason=state.history[-1].reason if state.history else "",
             started_at=started,
             ended_at=ended,
@@ -202,8 +212,7 @@ class Demo:
                          series(f'{q.LATENCY_P99}{{{model}, source="{SOURCE}"}}'), 1000, 10),
         ]  # fmt: skip
         markers = []
-        summary = [["rollout", "outcome", "steps", "duration", "fault to weight 0",
-                    "failed canary requests", "why"]]  # fmt: skip
+        summary = [list(HEADER)]
         for o in outcomes:
             markers.append((o.started_at, f"start: {o.scenario.title}"))
             markers.append((o.ended_at, f"{o.phase}: {o.scenario.title}"))
@@ -231,31 +240,50 @@ class Demo:
     def _summary(self, outcomes: list[Outcome], path: Path, total_s: float) -> None:
         self.say("")
         self.say("=== summary ===")
-        rows = [["rollout", "outcome", "steps", "duration", "fault to weight 0",
-                 "failed canary requests", "why"]]  # fmt: skip
+        rows = [list(HEADER)]
         rows += [_row(o) for o in outcomes]
         self.say(format_table(rows))
         self.say(f"report: {path.resolve()}  (whole demo {total_s:.0f}s)")
 
 
+HEADER = ("rollout", "outcome", "holdout gate", "steps", "duration", "fault to weight 0",
+          "canary requests", "failed canary requests", "why")  # fmt: skip
+
+
 def _row(o: Outcome) -> list[str]:
     fault = "-" if o.fault_to_zero_s is None else f"{o.fault_to_zero_s:.1f}s"
-    return [o.scenario.title, o.phase, o.steps, f"{o.duration_s:.0f}s", fault,
-            str(o.failed_requests), o.reason]  # fmt: skip
+    return [o.scenario.title, o.phase, o.gate, o.steps, f"{o.duration_s:.0f}s", fault,
+            str(o.canary_requests), str(o.failed_requests), o.reason]  # fmt: skip
 
 
 def _row_json(o: Outcome) -> dict[str, object]:
     fault = None if o.fault_to_zero_s is None else round(o.fault_to_zero_s, 2)
     return {
         "rollout": o.scenario.title, "stable": o.scenario.stable, "canary": o.scenario.canary,
-        "outcome": o.phase, "steps": o.steps, "duration_s": round(o.duration_s, 2),
-        "fault_to_weight_zero_s": fault,
+        "outcome": o.phase, "holdout_gate": o.gate, "steps": o.steps,
+        "duration_s": round(o.duration_s, 2),
+        "fault_to_weight_zero_s": fault, "canary_requests": o.canary_requests,
         "failed_canary_requests": o.failed_requests, "reason": o.reason,
     }  # fmt: skip
 
 
-def _failed(gateway: str, version: str) -> int:
-    """Server errors the gateway has answered for a version of the model so far."""
+def _gate(result: GateResult | None) -> str:
+    """`not worse: 0.981 vs 0.914 [+0.039, +0.095] n=360` (canary vs stable, difference)."""
+    if result is None:
+        return "-"
+    n = result.numbers
+    if "holdout_canary" not in n:
+        return result.outcome
+    return (
+        f"{result.outcome}: {float(n['holdout_canary']):.3f} vs {float(n['holdout_stable']):.3f} "
+        f"[{float(n['holdout_difference_low']):+.3f}, {float(n['holdout_difference_high']):+.3f}]"
+        f" n={n['holdout_samples']}"
+    )
+
+
+def _answered(gateway: str, version: str, errors_only: bool = False) -> int:
+    """User requests (or only server errors) the gateway has answered for a version of the
+    model so far."""
     text = httpx.get(f"{gateway}/metrics").text
     total = 0.0
     for family in text_string_to_metric_families(text):
@@ -265,7 +293,7 @@ def _failed(gateway: str, version: str) -> int:
                 sample.name == f"{metrics_contract.GATEWAY_REQUESTS}_total"
                 and labels.get("model") == MODEL
                 and labels.get("version") == version
-                and labels.get("code", "").startswith("5")
+                and (not errors_only or labels.get("code", "").startswith("5"))
             ):
                 total += sample.value
     return int(total)
