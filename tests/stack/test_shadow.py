@@ -40,11 +40,11 @@ def triton_shadow(
 
 
 @pytest.fixture
-def start_gateway(digits_repo: Path) -> Iterator[Callable[..., str]]:
+def start_gateway(digits_repo: Path) -> Iterator[Callable[..., GatewayServer]]:
     """Start a gateway with a comparator reading the example repository."""
     servers: list[GatewayServer] = []
 
-    def start(upstreams: dict[str, str], **shadow: object) -> str:
+    def start(upstreams: dict[str, str], **shadow: object) -> GatewayServer:
         route = {"stable": "2", "upstreams": upstreams, "weights": {"2": 100}}
         config = parse_config(
             {"models": {"digits": route}, "shadow": {"repository": str(digits_repo), **shadow}},
@@ -52,7 +52,8 @@ def start_gateway(digits_repo: Path) -> Iterator[Callable[..., str]]:
         )
         server = GatewayServer(Gateway(config, TOKEN))
         servers.append(server)
-        return server.start()
+        server.start()
+        return server
 
     yield start
     for server in servers:
@@ -105,11 +106,11 @@ def mirror(url: str, canary: str, x: np.ndarray) -> float:
 
 
 def test_label_bug_disagrees_and_a_sibling_agrees(
-    triton_shadow: str, start_gateway: Callable[..., str], holdout: np.ndarray
+    triton_shadow: str, start_gateway: Callable[..., GatewayServer], holdout: np.ndarray
 ) -> None:
     url = start_gateway(
         {v: triton_shadow for v in ("2", "3", "4")}, drift_every=100, drift_window=200
-    )
+    ).url
     assert mirror(url, "4", holdout) < 0.05  # labels shifted by one: about 0%
     assert mirror(url, "3", holdout) > 0.9  # retrained from another seed: about 98.6%
     view = httpx.get(f"{url}/admin/shadow", headers=AUTH).json()["shadow"]["digits"]
@@ -139,14 +140,14 @@ def test_label_bug_disagrees_and_a_sibling_agrees(
 
 
 def test_a_full_queue_drops_and_never_fails_users(
-    triton_shadow: str, start_gateway: Callable[..., str], holdout: np.ndarray
+    triton_shadow: str, start_gateway: Callable[..., GatewayServer], holdout: np.ndarray
 ) -> None:
     silent = socket.socket()  # a canary that accepts connections and never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
     try:
         canary = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        url = start_gateway({"2": triton_shadow, "4": canary}, queue=1, workers=1, timeout_s=1)
+        url = start_gateway({"2": triton_shadow, "4": canary}, queue=1, workers=1, timeout_s=1).url
         assert shadow(url, canary="4", percent=100).status_code == 200
         for start in range(0, 20 * BATCH, BATCH):
             assert infer(url, holdout[start : start + BATCH]).status_code == 200
@@ -160,9 +161,10 @@ def test_a_full_queue_drops_and_never_fails_users(
 
 
 def test_payloads_it_cannot_compare_are_counted_and_dropped(
-    triton_shadow: str, start_gateway: Callable[..., str], holdout: np.ndarray
+    triton_shadow: str, start_gateway: Callable[..., GatewayServer], holdout: np.ndarray
 ) -> None:
-    url = start_gateway({v: triton_shadow for v in ("2", "4")})
+    server = start_gateway({v: triton_shadow for v in ("2", "4")})
+    url = server.url
     assert shadow(url, canary="4", percent=100).status_code == 200
     client = httpclient.InferenceServerClient(url.removeprefix("http://"))
     for _ in range(3):  # binary tensors: served to the user, not compared
@@ -174,6 +176,9 @@ def test_payloads_it_cannot_compare_are_counted_and_dropped(
     assert value(url, "modelcanary_shadow_dropped", reason="unparseable") == 3
     assert infer(url, holdout[:BATCH]).status_code == 200  # the comparator still compares
     assert wait_until(lambda: value(url, "modelcanary_shadow_pairs") == BATCH, timeout=10)
+    server.restart()  # as the supervisor does: a new event loop, the same gateway
+    assert infer(url, holdout[:BATCH]).status_code == 200
+    assert wait_until(lambda: value(url, "modelcanary_shadow_pairs") == 2 * BATCH, timeout=10)
 
 
 @pytest.mark.parametrize(
@@ -186,10 +191,10 @@ def test_payloads_it_cannot_compare_are_counted_and_dropped(
     ],
 )
 def test_bad_shadow_settings_get_one_line(
-    triton_shadow: str, start_gateway: Callable[..., str], body: dict[str, object], status: int,
+    triton_shadow: str, start_gateway: Callable[..., GatewayServer], body: dict[str, object], status: int,
     message: str,
 ) -> None:  # fmt: skip
-    url = start_gateway({v: triton_shadow for v in ("2", "4")})
+    url = start_gateway({v: triton_shadow for v in ("2", "4")}).url
     response = shadow(url, **body)
     assert response.status_code == status and message in response.json()["error"]
     assert httpx.put(f"{url}/admin/shadow/digits", json=body).status_code == 401

@@ -143,6 +143,9 @@ class Comparator:
     # -- the workers -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the workers on the running loop, with an empty queue: a gateway restarted
+        by the supervisor runs on a new loop, which the last one's queue is not bound to."""
+        self.queue = asyncio.Queue(self.settings.queue)
         await self.upstream.open()
         self.workers = [asyncio.create_task(self._work()) for _ in range(self.settings.workers)]
 
