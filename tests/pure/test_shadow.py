@@ -182,6 +182,22 @@ def test_only_the_worst_features_are_named_and_replaced() -> None:
     assert gauge_features(registry) == set()
 
 
+def test_a_new_comparison_starts_its_counters_at_zero() -> None:
+    registry = CollectorRegistry()
+    ShadowMetrics(registry).started("m", "2", {"logits": "classification", "y": "numeric"})
+    samples = {
+        (s.name, tuple(sorted(s.labels.items())))
+        for metric in registry.collect()
+        for s in metric.samples
+        if s.name.endswith("_total") and s.value == 0
+    }
+    assert len(samples) == 4 + 2 + 2 + 2  # drop reasons, pairs, agreeing, confidence sides
+    assert (
+        "modelcanary_shadow_agreeing_pairs_total",
+        (("kind", "classification"), ("model", "m"), ("output", "logits"), ("version", "2")),
+    ) in samples
+
+
 def sample_value(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return sum(
         s.value

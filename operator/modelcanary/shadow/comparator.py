@@ -110,6 +110,7 @@ class Comparator:
         self.remove(model)
         target = ShadowTarget(model, stable, canary, percent, canary_url, versions, window)
         self.targets[model] = target
+        self.metrics.started(model, canary, versions.kinds)
         return target
 
     def remove(self, model: str) -> ShadowTarget | None:

@@ -3,9 +3,12 @@ registry it is given: the gateway's, so that they are scraped with the gateway's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from modelcanary import metrics_contract as mc
+from modelcanary.modelrepo.comparison import OutputKind
 from modelcanary.modelrepo.drift import DriftReport
 from modelcanary.shadow.pairs import OutputPairs
 
@@ -58,6 +61,18 @@ class ShadowMetrics:
             registry=registry,
         )
         self.named: dict[tuple[str, str], set[str]] = {}
+
+    def started(self, model: str, version: str, kinds: Mapping[str, OutputKind]) -> None:
+        """Create a new comparison's counters at 0, so that Prometheus' increase() and rate()
+        count its first pairs and drops too."""
+        for reason in mc.SHADOW_DROP_REASONS:
+            self.dropped.labels(model, version, reason)
+        for output, kind in kinds.items():
+            self.pairs.labels(model, version, output, kind)
+            self.agreeing.labels(model, version, output, kind)
+            if kind == "classification":
+                for side in ("stable", "canary"):
+                    self.confidence.labels(model, version, output, side)
 
     def compared(self, model: str, version: str, outputs: list[OutputPairs]) -> None:
         for o in outputs:
