@@ -32,6 +32,26 @@ PROBE_HEADER = "x-modelcanary-probe"
 GATEWAY_PROBES = "modelcanary_gateway_probe_requests"  # counter; labels model, version, code
 
 
+# The shadow comparator (modelcanary.shadow), per model and canary version: the version
+# whose answers are compared with stable's. A pair is one sample both versions answered.
+SHADOW_PAIRS = "modelcanary_shadow_pairs"  # counter; labels model, version, output, kind
+# counter of pairs that agree: the same top-1 class (classification), every element within
+# the canary's export tolerance (numeric); same labels
+SHADOW_AGREEING = "modelcanary_shadow_agreeing_pairs"
+# counter: the summed top-1 confidence of classification pairs; labels ..., output, side
+# (stable or canary); over SHADOW_PAIRS, each version's mean confidence
+SHADOW_CONFIDENCE = "modelcanary_shadow_confidence"
+# counter of mirrored requests not compared, by reason: queue_full (the comparator is
+# behind), unparseable (a body with no comparable tensors), canary_failed (no 200 from the
+# canary), incomparable (answers or inputs that do not fit); labels model, version, reason
+SHADOW_DROPPED = "modelcanary_shadow_dropped"
+# gauge: the population stability index of the live inputs against stable's reference
+# profile, for the few features furthest above their noise; labels model, version, feature
+SHADOW_DRIFT = "modelcanary_shadow_input_drift_psi"
+SHADOW_DRIFT_SAMPLES = "modelcanary_shadow_input_drift_samples"  # gauge: samples scored
+SHADOW_DROP_REASONS = ("queue_full", "unparseable", "canary_failed", "incomparable")
+
+
 def set_role(gauge: Gauge, labels: tuple[str, ...], role: str) -> None:
     """Mark a version `stable` or `canary` on a role gauge whose last label is the role,
     dropping the series of its other role (a promotion swaps them)."""

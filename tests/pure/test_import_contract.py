@@ -70,6 +70,10 @@ def violations(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
         # the model repository stands alone
         ("modelcanary.modelrepo", ("modelcanary.rollout", "modelcanary.adapters",
                                    "modelcanary.kube", "modelcanary.local")),
+        # the comparator runs in the gateway locally and alone in a cluster: no model tooling
+        ("modelcanary.shadow", ("modelcanary.local", "modelcanary.kube", "modelcanary.rollout",
+                                "modelcanary.adapters", "modelcanary.commands",
+                                "modelcanary.modelrepo.repository", *MODEL_TOOLING)),
         # the comparisons the operator uses (golden check, shadow, holdout gate) are numpy alone
         ("modelcanary.modelrepo.compare", MODEL_TOOLING),
         ("modelcanary.modelrepo.comparison", MODEL_TOOLING),

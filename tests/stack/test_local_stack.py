@@ -20,6 +20,7 @@ import pytest
 from modelcanary.load.generator import request_bodies, run_load
 from modelcanary.load.report import LoadReport
 from modelcanary.local.stack import LocalStack, StackOptions
+from modelcanary.modelrepo.holdout_store import read_holdout
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.waiting import wait_until
@@ -143,3 +144,27 @@ def test_fault_accepts_only_what_the_stack_serves(
                   "--error-ratio", "1")  # fmt: skip
     assert unknown.code == 2 and unknown.err.count("\n") == 1, unknown.err
     assert "does not serve digits version 7 (it serves digits 1, 2, 3)" in unknown.err
+
+
+def test_up_compares_in_shadow_and_prometheus_records_it(
+    stack: LocalStack, digits_repo: Path
+) -> None:
+    urls = stack.urls
+    auth = {"Authorization": f"Bearer {Path(urls['gateway_admin_token_file']).read_text().strip()}"}
+    admin = f"{urls['gateway']}/admin/shadow/digits"
+    started = httpx.put(admin, json={"canary": "3", "percent": 100}, headers=auth)
+    assert started.status_code == 200, started.text
+    assert started.json()["kinds"] == {"logits": "classification"}
+    inputs, _ = read_holdout(digits_repo / "digits" / "1" / "holdout.npz")
+    pixels = inputs["pixels"].astype("float32")
+    for start in range(0, 160, 4):
+        batch = pixels[start : start + 4]
+        tensor = {"name": "pixels", "shape": [4, 64], "datatype": "FP32"}
+        response = httpx.post(
+            f"{urls['gateway']}/v2/models/digits/infer",
+            json={"inputs": [{**tensor, "data": batch.ravel().tolist()}]},
+        )
+        assert response.status_code == 200
+    recorded = 'modelcanary:shadow_pairs:total{model="digits",version="3",kind="classification"}'
+    wait_for(lambda: prometheus(urls, f"{recorded} > 0"), timeout=30)
+    assert httpx.delete(admin, headers=auth).json() == {"model": "digits", "removed": True}

@@ -29,6 +29,18 @@ REQUESTS_TOTAL = "modelcanary:requests:total"
 ERRORS_TOTAL = "modelcanary:errors:total"
 LATENCY_BUCKETS_TOTAL = "modelcanary:latency_buckets:total"  # by le, in the source's unit
 
+# The shadow comparison, per model and canary version (output and kind where they apply),
+# over the profile's shadow window: pairs compared, the share that agree, the canary's mean
+# top-1 confidence minus stable's, drops per second by reason, the worst input drift;
+# and the cumulative counts for the controller's sequential tests.
+SHADOW_PAIRS = "modelcanary:shadow_pairs:increase"
+SHADOW_AGREEMENT = "modelcanary:shadow_agreement:ratio"
+SHADOW_CONFIDENCE_SHIFT = "modelcanary:shadow_confidence_shift"
+SHADOW_DROPPED = "modelcanary:shadow_dropped:rate"
+SHADOW_DRIFT = "modelcanary:shadow_input_drift:max_psi"
+SHADOW_PAIRS_TOTAL = "modelcanary:shadow_pairs:total"
+SHADOW_AGREEING_TOTAL = "modelcanary:shadow_agreeing_pairs:total"
+
 # Raw series that other parts export for the rules: the controller (in every mode) and the
 # gateway (locally) publish the split and the roles.
 ROLLOUT_WEIGHT = "modelcanary_rollout_weight_percent"

@@ -12,6 +12,7 @@ import yaml
 
 from modelcanary import metrics_contract
 from modelcanary.alerts import promql as q
+from modelcanary.alerts import shadow
 from modelcanary.alerts.profile import Profile
 
 HEADER = (
@@ -22,7 +23,8 @@ MODEL_VERSION = "{{ $labels.model }} version {{ $labels.version }}"
 
 
 def recording_groups(profile: Profile, sources: list[str] | None = None) -> list[dict[str, Any]]:
-    """One group per source writing the normalized series, and one for split and roles."""
+    """One group per source writing the normalized series, one for split and roles, and
+    one for the shadow comparison (modelcanary.alerts.shadow)."""
     groups = []
     for name in sources or list(q.SOURCES):
         source = q.SOURCES[name]
@@ -94,6 +96,7 @@ def recording_groups(profile: Profile, sources: list[str] | None = None) -> list
             ],
         }
     )
+    groups.append(shadow.recording_group(profile))
     return groups
 
 
@@ -210,6 +213,7 @@ def alert_group(profile: Profile) -> dict[str, Any]:
             f"the limit is {p.canary_latency_ratio:g} times above {p.canary_latency_floor_s:g}s.",
             p,
         ),
+        *shadow.alerts(p),
     ]
     return {"name": "modelcanary-alerts", "rules": rules}
 
@@ -233,4 +237,6 @@ ALERT_NAMES = (
     "ModelVersionTrafficDrop",
     "ModelCanaryErrorRatioAboveStable",
     "ModelCanaryLatencyAboveStable",
+    "ModelVersionLowAgreement",
+    "ModelInputDrift",
 )

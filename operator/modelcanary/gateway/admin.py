@@ -3,10 +3,14 @@
     GET /admin/models                    every route
     GET /admin/models/{m}/weights        one route
     PUT /admin/models/{m}/weights        {"weights": {"1": 90, "2": 10}, "stable": "1"}
+    GET /admin/shadow                    every comparison the comparator runs
+    GET, PUT, DELETE /admin/shadow/{m}   {"canary": "2", "percent": 10, "stable": "1"}
 
-`stable` is optional: the version a promotion made stable. Any other field is refused
+`stable` is optional: the version a promotion made stable (weights), the version whose
+requests are mirrored (shadow; default the route's stable). Any other field is refused
 (400, naming it), as is a body over 64 KiB (413). A split is applied only once every
-version it gives traffic to is ready.
+version it gives traffic to is ready. A comparison (modelcanary.shadow.comparator)
+mirrors `percent` of the requests the stable version answers to the canary; DELETE ends it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelcanary.errors import UsageError, describe_validation_errors
 from modelcanary.gateway.asgi import (
@@ -32,10 +36,12 @@ from modelcanary.gateway.metrics import GatewayMetrics
 from modelcanary.gateway.routes import Route, unknown_model, unready
 from modelcanary.gateway.upstream import Upstream
 from modelcanary.gateway.weights import WeightTable
+from modelcanary.shadow.comparator import Comparator
 
 NEEDS_TOKEN = "the admin API needs 'Authorization: Bearer <token>'"
 MAX_ADMIN_BODY = 64 * 1024
 WEIGHTS_EXAMPLE = '{"weights": {"1": 90, "2": 10}, "stable": "1"}'
+SHADOW_EXAMPLE = '{"canary": "2", "percent": 10}'
 
 
 class WeightUpdate(BaseModel):
@@ -47,16 +53,32 @@ class WeightUpdate(BaseModel):
     stable: str | None = None
 
 
+class ShadowUpdate(BaseModel):
+    """The body of PUT /admin/shadow/{m}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    canary: str
+    percent: float = Field(ge=0, le=100)
+    stable: str | None = None
+
+
 class AdminApi:
     """Reads and replaces the routes' splits; the routes are the gateway's own objects."""
 
     def __init__(
-        self, token: str, routes: dict[str, Route], metrics: GatewayMetrics, upstream: Upstream
+        self,
+        token: str,
+        routes: dict[str, Route],
+        metrics: GatewayMetrics,
+        upstream: Upstream,
+        comparator: Comparator,
     ) -> None:
         self.token = token.encode()
         self.routes = routes
         self.metrics = metrics
         self.upstream = upstream
+        self.comparator = comparator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, parts = scope["method"], scope["path"].strip("/").split("/")
@@ -69,6 +91,9 @@ class AdminApi:
         if method == "GET" and parts == ["admin", "models"]:
             views = {name: route.view() for name, route in self.routes.items()}
             await respond_json(send, 200, {"models": views})
+            return
+        if parts[:2] == ["admin", "shadow"]:
+            await self._shadow(scope, parts[2:], headers, receive, send)
             return
         if len(parts) != 4 or parts[1] != "models" or parts[3] != "weights":
             await respond_error(send, 404, f"no admin route for {method} {scope['path']}")
@@ -125,3 +150,74 @@ class AdminApi:
         route.table = table  # one assignment: each request sees the old table or the new one
         self.metrics.set_weights(route.name, route.config, table)
         await respond_json(send, 200, route.view())
+
+    async def _shadow(
+        self, scope: Scope, rest: list[str], headers: dict[str, str], receive: Receive, send: Send
+    ) -> None:
+        method, targets = scope["method"], self.comparator.targets
+        if method == "GET" and not rest:
+            await respond_json(send, 200, {"shadow": {m: t.view() for m, t in targets.items()}})
+            return
+        if len(rest) != 1:
+            await respond_error(send, 404, f"no admin route for {method} {scope['path']}")
+            return
+        route = self.routes.get(rest[0])
+        if route is None:
+            await respond_error(send, 404, unknown_model(self.routes, rest[0]))
+            return
+        target = targets.get(route.name)
+        if method == "GET" and target is not None:
+            await respond_json(send, 200, target.view())
+        elif method == "GET":
+            await respond_error(send, 404, f"no comparison runs for {route.name}")
+        elif method == "DELETE":
+            self.comparator.remove(route.name)
+            await respond_json(send, 200, {"model": route.name, "removed": target is not None})
+        elif method == "PUT":
+            await self._set_shadow(route, headers, receive, send)
+        else:
+            await respond_error(
+                send, 405, f"{method} is not allowed on {scope['path']}; use GET, PUT or DELETE"
+            )
+
+    async def _set_shadow(
+        self, route: Route, headers: dict[str, str], receive: Receive, send: Send
+    ) -> None:
+        try:
+            update = ShadowUpdate.model_validate_json(
+                await read_body(receive, headers, MAX_ADMIN_BODY)
+            )
+        except ClientGone:
+            return
+        except BodyTooLarge as exc:
+            await respond_error(send, 413, str(exc))
+            return
+        except ValidationError as exc:
+            reasons = describe_validation_errors(exc)
+            await respond_error(
+                send, 400, f"the body must be JSON like {SHADOW_EXAMPLE}: {reasons}"
+            )
+            return
+        stable = update.stable or route.config.stable
+        versions = ", ".join(route.config.upstreams)
+        for role, version in (("stable", stable), ("canary", update.canary)):
+            if version not in route.config.upstreams:
+                await respond_error(
+                    send, 400, f"{role} version {version!r} is not served (versions: {versions})"
+                )
+                return
+        if stable == update.canary:
+            await respond_error(send, 400, f"canary {stable!r} is the stable version itself")
+            return
+        try:
+            target = self.comparator.configure(
+                route.name,
+                stable,
+                update.canary,
+                update.percent,
+                route.version_url(update.canary, "/infer"),
+            )
+        except UsageError as exc:
+            await respond_error(send, 400, str(exc))
+            return
+        await respond_json(send, 200, target.view())

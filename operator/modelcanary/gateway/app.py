@@ -8,7 +8,10 @@ Open Inference Protocol (KServe v2) paths the clients use:
     GET  /v2/health/live, /v2/health/ready, /v2
     GET  /metrics                              per-version requests, latency, weights
 
-and the admin API under /admin (see modelcanary.gateway.admin). Inference requests the
+and the admin API under /admin (see modelcanary.gateway.admin). A share of the requests
+the stable version answers is mirrored to the shadow comparator, which runs in this
+process (see modelcanary.shadow.comparator) once the user has been answered. Inference
+requests the
 client broke are answered 4xx and counted as client errors of the version they were routed
 to, never as its errors (see modelcanary.gateway.client_errors).
 
@@ -62,6 +65,8 @@ from modelcanary.gateway.upstream import (
     UpstreamTimeout,
 )
 from modelcanary.gateway.weights import WeightTable
+from modelcanary.shadow.comparator import Comparator
+from modelcanary.shadow.metrics import ShadowMetrics
 
 METRICS_CONTENT = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
 
@@ -88,7 +93,10 @@ class Gateway:
             table = WeightTable.parse(route.initial_weights(), route.upstreams)
             self.routes[name] = Route(name, route, table)
             self.metrics.set_weights(name, route, table)
-        self.admin = AdminApi(admin_token, self.routes, self.metrics, self.upstream)
+        self.comparator = Comparator(config.shadow, ShadowMetrics(self.metrics.registry), say=say)
+        self.admin = AdminApi(
+            admin_token, self.routes, self.metrics, self.upstream, self.comparator
+        )
         self.readiness = ReadinessWatch(
             self.routes, self.upstream, config.readiness_interval_s, say
         )
@@ -118,8 +126,10 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 await self.upstream.open()
                 await self.readiness.start()
+                await self.comparator.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.comparator.stop()
                 await self.readiness.stop()
                 await self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -182,6 +192,10 @@ class Gateway:
         if retried:
             extra.append((b"x-modelcanary-retried-from", version.encode()))
         await respond(send, response.status, response.body, response.headers + extra)
+        if response.status == 200 and not retried:
+            self.comparator.offer(
+                model, answered_by, body, forward, response.body, response.headers
+            )
 
     async def _send_infer(
         self, route: Route, version: str, body: bytes, headers: dict[str, str], may_retry: bool

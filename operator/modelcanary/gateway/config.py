@@ -12,6 +12,13 @@ models:
 max_body_bytes: 8388608
 upstream_timeout_s: 30
 readiness_interval_s: 1                # probe each version's readiness; 0: never
+shadow:                                # the comparator (modelcanary.shadow), all optional
+  repository: model_repo               # manifests: output kinds, tolerances, input profiles
+  queue: 256                           # mirrored requests waiting; more are dropped
+  workers: 2                           # canary requests in flight
+  timeout_s: 5
+  drift_window: 1000                   # live samples scored for input drift
+  drift_every: 200                     # new samples between two scores
 ```
 """
 
@@ -59,6 +66,19 @@ class ModelRoute(BaseModel):
         return self.weights or {self.stable: 100}
 
 
+class ShadowSettings(BaseModel):
+    """The comparator's limits, and the repository whose manifests it reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repository: Path | None = None
+    queue: int = Field(default=256, gt=0)
+    workers: int = Field(default=2, gt=0, le=64)
+    timeout_s: float = Field(default=5.0, gt=0)
+    drift_window: int = Field(default=1000, gt=0)
+    drift_every: int = Field(default=200, gt=0)
+
+
 class GatewayConfig(BaseModel):
     """Everything the gateway needs but its admin token."""
 
@@ -68,6 +88,7 @@ class GatewayConfig(BaseModel):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, gt=0)
     upstream_timeout_s: float = Field(default=30.0, gt=0)
     readiness_interval_s: float = Field(default=1.0, ge=0)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
 
 
 def load_config(path: Path) -> GatewayConfig:

@@ -1,6 +1,7 @@
 """`modelcanary up`: the whole local serving and alerting loop, on one machine.
 
-Triton (every version of the model side by side), the gateway in front of it, the controller's
+Triton (every version of the model side by side), the gateway in front of it with the shadow
+comparator inside it (it reads the repository's manifests), the controller's
 Alertmanager webhook receiver, a local on-call receiver, Alertmanager routing to them,
 and Prometheus scraping Triton and the gateway and evaluating the rules of a profile.
 Everything listens on 127.0.0.1, on free ports, and lives in one run directory. Once all
@@ -124,7 +125,8 @@ class LocalStack:
                         "weights": weights,
                         "retry_on_refused": True,
                     }
-                }
+                },
+                "shadow": {"repository": str(o.repo.resolve())},
             },
             "up",
         )

@@ -159,6 +159,16 @@ def compare_numeric(
     )
 
 
+def samples_within(output: str, a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> int:
+    """How many samples (first-axis rows) of b have every element within tolerance of a."""
+    _same_shape(output, a, b)
+    if a.ndim == 0:
+        return int(np.isclose(b, a, atol=atol, rtol=rtol))
+    close = np.isclose(b.astype(np.float64), a.astype(np.float64), atol=atol, rtol=rtol)
+    rows = close.reshape(a.shape[0], int(np.prod(a.shape[1:])))
+    return int(np.count_nonzero(rows.all(axis=1)))
+
+
 def compare_output(
     output: str, kind: OutputKind, a: np.ndarray, b: np.ndarray, atol: float, rtol: float
 ) -> OutputComparison:
