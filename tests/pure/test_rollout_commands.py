@@ -102,7 +102,7 @@ def test_refusals_say_what_is_allowed() -> None:
         "allowed now: promote, promote --full, rollback, pause"
     )
     assert refusal("rollback", "Promoted") == (
-        "cannot rollback: the rollout is Promoted; rollback needs Pending or Progressing or Paused"
+        "cannot rollback: the rollout is Promoted; rollback needs Pending or Shadowing or Progressing or Paused"
     )
 
 

@@ -23,6 +23,7 @@ from modelcanary.rollout.ports import (
     Observations,
     RolloutEvent,
     RolloutKey,
+    ShadowCounts,
     VersionStats,
 )
 from modelcanary.rollout.spec import parse_spec
@@ -432,3 +433,51 @@ def test_an_unreachable_prometheus_holds_the_step_whatever_the_evidence_so_far()
     result = engine.tick([rollout])[0]
     assert result.state.step == 0 and result.decision is not None
     assert result.decision.action == "hold" and "no data" in result.decision.reason
+
+
+@dataclass
+class Mirror:
+    calls: list[str] = field(default_factory=list)
+
+    def start(self, percent: int) -> None:
+        self.calls.append(f"start {percent}")
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+
+def test_a_label_bug_is_rolled_back_while_shadowing_with_no_user_traffic() -> None:
+    router, mirror, clock = Router(), Mirror(), Clock()
+    source = Source(replace(HEALTHY, shadow=ShadowCounts(40, 40, 40)))  # an earlier comparison
+    engine = Engine(source, Notifier(), clock=clock)
+    rollout = replace(make(router=router), shadow=mirror)
+    first = engine.tick([rollout])[0]
+    assert first.state.phase == "Shadowing" and mirror.calls == ["start 10"]
+    assert first.state.weight == 0 and router.calls == []
+    # the comparator restarted its counters for this comparison: 12 pairs, none agreeing
+    source.seen = replace(HEALTHY, shadow=ShadowCounts(12, 0, 12))
+    clock.now += 1
+    result = engine.tick([rollout])[0]
+    assert result.state.phase == "RolledBack", result.state.analysis
+    assert "shadow comparison: the canary agrees with stable on 0 of 12 pairs" in (
+        result.state.history[-1].reason
+    )
+    assert router.calls == [(0, False)] and mirror.calls == ["start 10", "stop"]
+
+
+def test_an_agreeing_canary_goes_from_shadow_to_its_first_step_and_keeps_being_compared() -> None:
+    mirror, clock = Mirror(), Clock()
+    source = Source(replace(HEALTHY, shadow=ShadowCounts(0, 0, 0)))
+    engine = Engine(source, Notifier(), clock=clock)
+    rollout = replace(make(), shadow=mirror)
+    engine.tick([rollout])
+    source.seen = replace(HEALTHY, shadow=ShadowCounts(250, 240, 250))
+    clock.now += 1
+    started = engine.tick([rollout])[0].state
+    assert (started.phase, started.weight) == ("Progressing", 10), started.history[-1].reason
+    assert started.baseline is not None  # the judge counts requests from the first step on
+    # during the steps the comparison goes on: disagreement now still rolls back
+    source.seen = replace(HEALTHY, shadow=ShadowCounts(600, 250, 600))
+    clock.now += 1
+    checks = engine.tick([rollout])[0].state
+    assert checks.phase == "RolledBack" and "prediction_agreement" in checks.history[-1].reason

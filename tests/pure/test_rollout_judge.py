@@ -8,7 +8,7 @@ from modelcanary.durations import parse_duration
 from modelcanary.errors import UsageError
 from modelcanary.rollout.evidence import Evidence
 from modelcanary.rollout.judge import Verdict, judge
-from modelcanary.rollout.ports import Counts, Observations, VersionStats
+from modelcanary.rollout.ports import Counts, Observations, ShadowCounts, VersionStats
 from modelcanary.rollout.spec import RolloutSpec, load_spec, parse_spec
 
 EXAMPLE = """
@@ -197,3 +197,34 @@ def test_unreachable_prometheus_is_no_data_never_healthy() -> None:
     )
     verdict = judge(S, seen)
     assert verdict.result == "inconclusive" and verdict.problems == (seen.problem,)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "agreeing", "result"),
+    [
+        (8, 0, "fail"),  # a label bug: a handful of pairs is evidence enough
+        (200, 0, "fail"),
+        (200, 155, "pass"),  # 77.5% (two classes swapped): 200 pairs are not evidence yet
+        (1000, 775, "fail"),  # ... 1,000 are (the holdout gate stops this one earlier)
+        (200, 183, "pass"),  # 91.5% (an honest improvement, v1 -> v2)
+        (30, 24, "pass"),  # 80% on 30 pairs is not yet evidence of less than 85%
+        (0, 0, "pass"),  # no pairs yet: nothing against it (no data is `None`)
+    ],
+)  # fmt: skip
+def test_the_shadow_agreement_check(pairs: int, agreeing: int, result: str) -> None:
+    verdict = judge(S, SEEN, None, 0, ShadowCounts(pairs, agreeing, pairs))
+    check = next(c for c in verdict.checks if c.name == "prediction_agreement")
+    assert check.result == result, check.detail
+    assert check.samples == pairs and check.threshold == 0.85
+    if pairs:
+        assert f"{agreeing:g} of {pairs:g} pairs" in check.detail
+        # five tests share alpha while the rollout shadows
+        assert check.evidence_limit == pytest.approx(5 / S.analysis.alpha)
+
+
+def test_a_silent_comparator_is_no_data_and_no_shadow_is_no_check() -> None:
+    check = next(
+        c for c in judge(S, SEEN, None, 0, None).checks if c.name == "prediction_agreement"
+    )
+    assert check.result == "inconclusive" and "no data from the shadow comparator" in check.detail
+    assert all(c.name != "prediction_agreement" for c in judge(S, SEEN, None, 0).checks)

@@ -266,3 +266,58 @@ def test_the_deadline_counts_from_when_the_rollout_was_first_seen() -> None:
     rolled_back = replace(later, phase="RolledBack")
     retried = apply(rolled_back, run(rolled_back, intent=Intent("retry", by="ana")), T0 + 700)
     assert (retried.phase, retried.created_at) == ("Pending", T0 + 700)
+
+
+def agreement(result: str, pairs: int, detail: str = "") -> Verdict:
+    """A verdict before the first step: only the shadow comparison speaks."""
+    share = None if result == "inconclusive" else 0.95
+    return Verdict((Check("prediction_agreement", share, 0.85, pairs, result, detail),))  # type: ignore[arg-type]
+
+
+def shadowing(since: float, created: float = 30) -> RolloutState:
+    return RolloutState(
+        phase="Shadowing", shadow_started_at=T0 - since, created_at=T0 - since - created
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "v", "alerts", "action", "reason"),
+    [
+        # disagreement on the same requests rolls back, before any user saw the canary
+        (shadowing(5), agreement("fail", 8, "agrees with stable on 0 of 8 pairs"), (), "rollback", "shadow comparison: agrees with stable on 0 of 8 pairs"),
+        # enough pairs with no evidence against it: the first step
+        (shadowing(60), agreement("pass", 200, "agrees on 190 of 200"), (), "start", "shadow comparison: agrees on 190 of 200; step 1"),
+        # too few pairs: wait, up to maxDuration, then go on (low traffic is not evidence)
+        (shadowing(60), agreement("pass", 37), (), "hold", "shadowing: 37 of 200 pairs (240s left of maxDuration 5m)"),
+        (shadowing(301), agreement("pass", 37, "agrees on 37 of 37"), (), "start", "step 1"),
+        # a comparator that says nothing is no data, never healthy
+        (shadowing(400), agreement("inconclusive", 0, "no data from the shadow comparator"), (), "hold", "shadowing: waiting: no data from the shadow comparator"),
+        # a holdOn alert (input drift) holds; a critical one (low agreement) rolls back
+        (shadowing(301), agreement("pass", 250), (WARNING,), "hold", "shadowing: holding: alert ModelVersionTrafficBelowShare"),
+        (shadowing(30), agreement("pass", 5), (CRITICAL,), "rollback", "alert ModelVersionHighErrorRatio (critical) fired"),
+        # the deadline counts here too
+        (shadowing(100, created=600), agreement("pass", 5), (), "rollback", "not promoted within progressDeadline 10m"),
+    ],
+)  # fmt: skip
+def test_shadowing(
+    state: RolloutState, v: Verdict, alerts: tuple[FiringAlert, ...], action: str, reason: str
+) -> None:
+    decision = run(state, v, alerts)
+    expected = SPEC.steps[0] if action == "start" else 0
+    assert (decision.action, decision.weight) == (action, expected), decision.reason
+    assert reason in decision.reason
+
+
+def test_a_passed_gate_shadows_first_where_the_platform_mirrors() -> None:
+    decision = decide(SPEC, RolloutState(), PASS, (), None, T0, GOLDEN_OK, NOT_WORSE, True)
+    assert (decision.action, decision.weight) == ("shadow", 0)
+    assert "shadowing 10% of stable's requests" in decision.reason
+    state = apply(RolloutState(), decision, T0)
+    assert (state.phase, state.shadow_started_at, state.step) == ("Shadowing", T0, -1)
+    # without a comparator it starts, and says the comparison did not happen
+    decision = decide(SPEC, RolloutState(), PASS, (), None, T0, GOLDEN_OK, NOT_WORSE, False)
+    assert decision.action == "start" and "no shadow comparison here" in decision.reason
+    # a person may skip the shadow: promote takes the first step
+    promote = Intent("promote", by="ana")
+    decision = decide(SPEC, state, PASS, (), promote, T0 + 1)
+    assert (decision.action, decision.weight) == ("advance", 5)

@@ -1,7 +1,8 @@
 """Observations from Prometheus: one grouped query per signal for all rollouts.
 
-Reads the normalized series of one metrics source (`modelcanary:*{source=...}`) and the
-`ALERTS` series, and turns them into the judge's observations per rollout. An
+Reads the normalized series of one metrics source (`modelcanary:*{source=...}`), the
+shadow comparator's cumulative pairs and the `ALERTS` series, and turns them into the
+judge's observations per rollout. An
 unreachable or failing Prometheus yields observations with a problem and no stats: no
 data, never healthy.
 """
@@ -19,6 +20,7 @@ from modelcanary.rollout.ports import (
     FiringAlert,
     Observations,
     RolloutKey,
+    ShadowCounts,
     VersionStats,
 )
 
@@ -84,12 +86,13 @@ class PrometheusSource:
         ]
 
     def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]:
-        """Observations for every rollout from seven queries, whatever their number."""
+        """Observations for every rollout from nine queries, whatever their number."""
         try:
             requests = self._by_version(q.selector(q.REQUESTS, self.source))
             errors = self._by_version(q.selector(q.ERRORS, self.source))
             p99 = self._by_version(q.selector(q.LATENCY_P99, self.source))
             totals = self._totals()
+            shadow = self._shadow()
             alerts = self.query('ALERTS{model!=""}')
         except QueryError as exc:
             return {key: Observations(None, None, problem=str(exc)) for key in rollouts}
@@ -105,8 +108,27 @@ class PrometheusSource:
                 stable=self._stats(key.model, key.stable, *windowed, totals),
                 canary=self._stats(key.model, key.canary, *windowed, totals),
                 alerts=tuple(found),
+                shadow=shadow.get((key.model, key.canary)),
             )
         return result
+
+    def _shadow(self) -> dict[tuple[str, str], ShadowCounts]:
+        """Every canary's compared pairs (all outputs, and classification ones) and agreeing
+        pairs: two queries for all rollouts."""
+        by = "model, version, kind"
+        pairs: dict[tuple[str, str], dict[str, float]] = {}
+        for labels, value in self.query(f"sum by ({by}) ({q.SHADOW_PAIRS_TOTAL})"):
+            kinds = pairs.setdefault((labels.get("model", ""), labels.get("version", "")), {})
+            kinds[labels.get("kind", "")] = value
+        agreeing = self._by_version(
+            f'sum by (model, version) ({q.SHADOW_AGREEING_TOTAL}{{kind="classification"}})'
+        )
+        return {
+            version: ShadowCounts(
+                kinds.get("classification", 0.0), agreeing.get(version, 0.0), sum(kinds.values())
+            )
+            for version, kinds in pairs.items()
+        }
 
     def _totals(self) -> dict[tuple[str, str], Counts]:
         """Every version's cumulative counters: three queries for all rollouts."""

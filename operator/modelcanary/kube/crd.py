@@ -30,7 +30,15 @@ STATUS_SCHEMA: dict[str, Any] = {
     "properties": {
         "phase": {
             "type": "string",
-            "enum": ["Pending", "Progressing", "Paused", "Promoted", "RolledBack", "Invalid"],
+            "enum": [
+                "Pending",
+                "Shadowing",
+                "Progressing",
+                "Paused",
+                "Promoted",
+                "RolledBack",
+                "Invalid",
+            ],
         },
         "step": {"type": "integer", "description": "current step, 1-based; 0 before the first"},
         "weight": {"type": "integer", "description": "canary traffic percent"},

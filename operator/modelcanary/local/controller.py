@@ -20,6 +20,7 @@ from modelcanary.adapters.alert_feed import AlertFeed
 from modelcanary.adapters.alertmanager_notifier import AlertmanagerNotifier
 from modelcanary.adapters.file_store import FileStateStore
 from modelcanary.adapters.gateway_router import GatewayRouter
+from modelcanary.adapters.gateway_shadow import GatewayShadow
 from modelcanary.adapters.golden_check import run_golden_check
 from modelcanary.adapters.holdout_gate import run_holdout_gate
 from modelcanary.adapters.prometheus import PrometheusSource
@@ -144,6 +145,7 @@ class LocalController:
             gate=lambda: run_holdout_gate(
                 (gateway, gateway), repo, spec.model, versions, holdout.margin, holdout.confidence
             ),
+            shadow=GatewayShadow(gateway, token, spec.model, *versions),
         )
         self.wake = threading.Event()
         self.feed = stack_alert_feed(urls, self.wake)

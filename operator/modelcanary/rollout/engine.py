@@ -7,6 +7,8 @@ The same engine serves the local mode and the operator; only the ports differ:
   began before the rollout counts only while Prometheus fires it too (a stalled
   Alertmanager may never have sent its resolution);
 - a router applies a canary weight (the gateway locally, KServe in a cluster);
+- a shadow control, where the platform has one, mirrors a share of stable's requests to
+  the canary while the rollout shadows (and after, during the steps) and stops when it ends;
 - a state store keeps each rollout's state and its pending operator intent;
 - a notifier tells on-call about promotions, rollbacks and pauses.
 
@@ -26,7 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from modelcanary.errors import ModelcanaryError
-from modelcanary.rollout.evidence import advance, start
+from modelcanary.rollout.evidence import advance, shadow_since, start
+from modelcanary.rollout.intents import FINISHED
 from modelcanary.rollout.judge import judge
 from modelcanary.rollout.ports import (
     Clock,
@@ -42,6 +45,8 @@ from modelcanary.rollout.ports import (
     RolloutEvent,
     RolloutKey,
     Router,
+    ShadowControl,
+    ShadowCounts,
     StateStore,
 )
 from modelcanary.rollout.spec import RolloutSpec
@@ -66,6 +71,7 @@ class Rollout:
     golden: GoldenCheck
     readiness: Readiness | None = None
     gate: HoldoutGate = lambda: GateResult("not checked", "no holdout gate for this rollout")
+    shadow: ShadowControl | None = None  # None: this platform mirrors nothing
 
     @property
     def key(self) -> RolloutKey:
@@ -148,6 +154,8 @@ class Engine:
             if not state.applied:
                 state = replace(state, applied=True)
                 store.save(state)
+            if resync and _mirrors(spec, state):
+                problems += _shadow(rollout, start=True)
         self._synced.add(rollout.name)
 
         intent = store.read_intent()
@@ -170,7 +178,11 @@ class Engine:
         baseline, evidence = state.baseline, None
         if baseline is not None and not seen.problem:  # an outage moves no mark
             baseline, evidence = advance(baseline, seen, now)
-        verdict = judge(spec, seen, evidence, state.weight)
+        shadow_base, shadow = state.shadow_baseline, None
+        if shadow_base is not None and seen.shadow is not None and not seen.problem:
+            shadow, shadow_base = shadow_since(shadow_base, seen.shadow)
+        shadowing = _mirrors(spec, state) and state.phase not in ("Pending", *FINISHED)
+        verdict = judge(spec, seen, evidence, state.weight, shadow if shadowing else "off")
         golden, gate = None, None
         if state.phase == "Pending" and intent is None:
             try:
@@ -179,18 +191,29 @@ class Engine:
                 problems.append(f"golden-sample check: {exc}")
             if golden is not None and golden.passed and seen.canary_ready:
                 try:  # once the canary is shown to serve what PyTorch said
-                    gate = rollout.gate()
+                    gate = (
+                        rollout.gate() if spec.analysis.holdout.enabled
+                        else GateResult("not checked", "the gate is off in the spec")
+                    )  # fmt: skip
                 except ModelcanaryError as exc:
                     problems.append(f"holdout gate: {exc}")
 
-        decision = decide(spec, state, verdict, alerts, intent, now, golden, gate)
+        available = rollout.shadow is not None
+        decision = decide(spec, state, verdict, alerts, intent, now, golden, gate, available)
         new = apply(state, decision, now)
         if golden is not None:
             new = replace(new, golden=golden, gate=gate or new.gate)
-        if decision.action == "start":  # every request from here on is counted once
+        if state.step < 0 <= new.step:  # the first step: every request from here on counts once
             new = replace(new, baseline=start(seen, now))
         elif new.baseline is not None:
             new = replace(new, baseline=baseline)
+        if decision.action == "shadow":
+            new = replace(new, shadow_baseline=seen.shadow or ShadowCounts(0.0, 0.0, 0.0))
+            problems += _shadow(rollout, start=True)
+        elif new.shadow_baseline is not None and new.phase != "Pending":
+            new = replace(new, shadow_baseline=shadow_base)
+        if new.phase in FINISHED and state.phase not in FINISHED and _mirrors(spec, state):
+            problems += _shadow(rollout, start=False)
         reason = decision.reason + "".join(f"; {p}" for p in problems)
         new = replace(
             new,
@@ -227,7 +250,26 @@ class Engine:
 
 def _settled(state: RolloutState) -> RolloutState:
     """The state without what changes on every tick while nothing happens."""
-    return replace(state, analysis=None, last_data_at=None, baseline=None)
+    return replace(state, analysis=None, last_data_at=None, baseline=None, shadow_baseline=None)
+
+
+def _mirrors(spec: RolloutSpec, state: RolloutState) -> bool:
+    """The rollout began a shadow comparison, so its canary gets mirrored requests."""
+    return spec.shadow.enabled and state.shadow_started_at is not None
+
+
+def _shadow(rollout: Rollout, start: bool) -> list[str]:
+    """Start or stop mirroring; a failure is a problem to report, not a crash."""
+    if rollout.shadow is None:
+        return []
+    try:
+        if start:
+            rollout.shadow.start(rollout.spec.shadow.percent)
+        else:
+            rollout.shadow.stop()
+    except ModelcanaryError as exc:
+        return [f"shadow: {exc}"]
+    return []
 
 
 def _current(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from modelcanary.rollout.ports import Counts, Observations, VersionStats
+from modelcanary.rollout.ports import Counts, Observations, ShadowCounts, VersionStats
 
 NOTHING = Counts(0.0, 0.0)
 
@@ -97,3 +97,19 @@ def advance(baseline: Baseline, seen: Observations, now: float) -> tuple[Baselin
     kept = Baseline(stable_base, canary_base, canary_now, mark, mark_at, stable_now)
     stalled = max(stable_now.requests - mark, 0.0)
     return kept, Evidence(stable, canary, stalled, max(now - mark_at, 0.0))
+
+
+def shadow_since(baseline: ShadowCounts, now: ShadowCounts) -> tuple[ShadowCounts, ShadowCounts]:
+    """The comparator's pairs since the shadow comparison began, and the baseline to keep
+    (from zero again when a counter went down: the comparator restarted)."""
+    if (
+        now.pairs < baseline.pairs
+        or now.agreeing < baseline.agreeing
+        or (now.compared < baseline.compared)
+    ):
+        baseline = ShadowCounts(0.0, 0.0, 0.0)
+    since = ShadowCounts(
+        now.pairs - baseline.pairs, now.agreeing - baseline.agreeing,
+        now.compared - baseline.compared,
+    )  # fmt: skip
+    return since, baseline

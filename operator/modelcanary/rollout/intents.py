@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Phase = Literal["Pending", "Progressing", "Paused", "Promoted", "RolledBack"]
+Phase = Literal["Pending", "Shadowing", "Progressing", "Paused", "Promoted", "RolledBack"]
 IntentAction = Literal["promote", "promote_full", "rollback", "pause", "resume", "retry"]
 FINISHED: tuple[Phase, ...] = ("Promoted", "RolledBack")
-UNFINISHED: tuple[Phase, ...] = ("Pending", "Progressing", "Paused")
+UNFINISHED: tuple[Phase, ...] = ("Pending", "Shadowing", "Progressing", "Paused")
 
 
 @dataclass(frozen=True)

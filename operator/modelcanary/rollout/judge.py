@@ -15,6 +15,9 @@ counts and what it rules out so far. Windowed P99s are shown beside them for peo
 - `latency_p99_s`: more than 1% of canary requests slower than `latencyP99.maxSeconds`.
 - `latency_p99_ratio_to_stable`: slower than `maxRatioToStable` times stable, in any part
   of the distribution above `ratioFloorSeconds` (a slow tail as well as a slow median).
+- `prediction_agreement`: while the rollout shadows (from before the first step on), the
+  canary's top-1 answers agree with stable's on the same requests less often than
+  `shadow.minAgreement`; inconclusive while the comparator reports nothing.
 Pure.
 """
 
@@ -26,7 +29,7 @@ from typing import Literal
 
 from modelcanary.rollout import sequential as seq
 from modelcanary.rollout.evidence import Evidence
-from modelcanary.rollout.ports import Counts, Observations
+from modelcanary.rollout.ports import Counts, Observations, ShadowCounts
 from modelcanary.rollout.spec import RolloutSpec
 
 Result = Literal["pass", "fail", "inconclusive", "skipped"]
@@ -81,9 +84,15 @@ class Verdict:
 
 
 def judge(
-    spec: RolloutSpec, seen: Observations, evidence: Evidence | None = None, weight: int = 0
+    spec: RolloutSpec,
+    seen: Observations,
+    evidence: Evidence | None = None,
+    weight: int = 0,
+    shadow: ShadowCounts | Literal["off"] | None = "off",
 ) -> Verdict:
-    """Every check of the spec's analysis; `evidence` is None before the first step."""
+    """Every check of the spec's analysis; `evidence` is None before the first step;
+    `shadow` the comparator's pairs since the shadow comparison began (None: no data),
+    "off" when the rollout does not shadow."""
     canary, stable = seen.canary, seen.stable
     window = int(canary.requests) if canary else 0
     checks = [
@@ -93,7 +102,7 @@ def judge(
             "" if seen.canary_ready else "the canary version is not ready",
         ),
     ]  # fmt: skip
-    tests = _Tests(spec)
+    tests = _Tests(spec, shadowing=shadow != "off")
     p99 = canary.p99_s if canary else None
     ratio = p99 / stable.p99_s if p99 is not None and stable and stable.p99_s else None
     if evidence is None or evidence.canary.requests <= 0 or seen.problem:
@@ -114,6 +123,8 @@ def judge(
         if 0 < weight < 100:
             checks.append(_traffic(evidence, weight, spec.interval_s))
         checks += tests.run(evidence, p99, ratio)
+    if shadow != "off":
+        checks.append(tests.agreement(shadow))
     problems = (seen.problem,) if seen.problem else ()
     return Verdict(tuple(checks), window, problems)
 
@@ -137,7 +148,7 @@ def _traffic(evidence: Evidence, weight: int, interval_s: float) -> Check:
 class _Tests:
     """The spec's sequential tests, sharing `alpha` equally (a union bound)."""
 
-    def __init__(self, spec: RolloutSpec) -> None:
+    def __init__(self, spec: RolloutSpec, shadowing: bool) -> None:
         analysis = spec.analysis
         self.errors, self.latency = analysis.error_ratio, analysis.latency_p99
         self.on = {
@@ -145,8 +156,10 @@ class _Tests:
             "error_ratio_above_stable": self.errors.max_above_stable is not None,
             "latency_p99_s": True,
             "latency_p99_ratio_to_stable": self.latency.max_ratio_to_stable is not None,
+            "prediction_agreement": shadowing,
         }
         self.alpha = analysis.alpha / sum(self.on.values())
+        self.shadow = spec.shadow
 
     def enabled(self, name: str) -> bool:
         return self.on[name]
@@ -168,6 +181,29 @@ class _Tests:
         if self.latency.max_ratio_to_stable is not None:
             checks.append(self._versus_stable_latency(canary, stable, ratio))
         return checks
+
+    def agreement(self, since: ShadowCounts | None) -> Check:
+        """The canary's top-1 agreement with stable on the pairs compared so far: fails on
+        evidence that it disagrees more often than 1 - minAgreement."""
+        floor, name = self.shadow.min_agreement, "prediction_agreement"
+        if since is None:
+            return Check(name, None, floor, 0, "inconclusive",
+                         "no data from the shadow comparator")  # fmt: skip
+        pairs = since.pairs
+        if pairs <= 0:
+            why = ("no classification output to compare" if since.compared > 0
+                   else "no pairs compared yet")  # fmt: skip
+            return Check(name, None, floor, 0, "pass", why)
+        disagreeing = pairs - since.agreeing
+        log_e = float(seq.log_e_above(pairs, disagreeing, 1 - floor))
+        result, e, bound = self._decided(log_e)
+        share = since.agreeing / pairs
+        detail = (
+            f"the canary agrees with stable on {since.agreeing:g} of {pairs:g} pairs "
+            f"({share:.1%}); e-value {e:.3g} that it agrees on less than {floor:.0%}, "
+            f"rollback at {bound:g}"
+        )
+        return Check(name, share, floor, int(pairs), result, detail, e, bound)
 
     def _decided(self, log_e: float) -> tuple[Result, float, float]:
         limit = 1 / self.alpha

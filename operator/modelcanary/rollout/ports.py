@@ -59,6 +59,18 @@ class VersionStats:
 
 
 @dataclass(frozen=True)
+class ShadowCounts:
+    """The shadow comparator's cumulative counters for one canary: pairs of answers
+    (stable's and the canary's to the same request) compared on classification outputs and
+    how many of them agreed on the top-1 class, and pairs compared on any output (numeric
+    ones too: data is arriving). They only grow, except when the comparator restarts."""
+
+    pairs: float
+    agreeing: float
+    compared: float
+
+
+@dataclass(frozen=True)
 class FiringAlert:
     name: str
     severity: str
@@ -88,6 +100,7 @@ class Observations:
     canary_ready: bool = True
     alerts: tuple[FiringAlert, ...] = ()
     problem: str | None = None  # e.g. "Prometheus at ... unreachable": no data, never healthy
+    shadow: ShadowCounts | None = None  # None: the comparator reported nothing
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,17 @@ class MetricsSource(Protocol):
 class Router(Protocol):
     def route(self, weight: int, promoted: bool) -> None:
         """Send `weight` percent to the canary; `promoted` makes the canary the stable one."""
+
+
+class ShadowControl(Protocol):
+    """Where the platform mirrors a share of stable's requests to the canary for the
+    shadow comparison (the local gateway; a cluster's comparator)."""
+
+    def start(self, percent: int) -> None:
+        """Mirror `percent` of the requests stable serves to the canary (idempotent)."""
+
+    def stop(self) -> None:
+        """Mirror nothing (idempotent)."""
 
 
 class StateStore(Protocol):

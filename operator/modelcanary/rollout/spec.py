@@ -115,8 +115,26 @@ class HoldoutGate(_Strict):
     `margin` (in the metric's units: 0.01 is one point of accuracy) with `confidence`: the
     whole two-sided interval of the paired difference lies beyond the margin."""
 
+    enabled: bool = True
     margin: float = Field(default=0.01, ge=0)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
+class Shadow(_Strict):
+    """Before the first step, `percent` of the requests stable serves are also sent to the
+    canary (its answers never reach users) and each pair of answers is compared; it goes on
+    during the steps. The canary starts its first step after `minSamples` compared pairs
+    with no evidence that it agrees with stable on the top-1 class less often than
+    `minAgreement` (a sequential test at the spec's alpha), or after `maxDuration` at low
+    traffic with no such evidence. Evidence rolls back, at any step."""
+
+    enabled: bool = True
+    percent: int = Field(default=10, ge=1, le=100)
+    min_samples: int = Field(default=_PRODUCTION["agreement_min_pairs"], ge=1, alias="minSamples")
+    min_agreement: float = Field(
+        default=_PRODUCTION["agreement_min"], gt=0, lt=1, alias="minAgreement"
+    )
+    max_duration: Duration = Field(default="5m", alias="maxDuration")
 
 
 class Analysis(_Strict):
@@ -173,6 +191,7 @@ class RolloutSpec(_Strict):
     steps: tuple[int, ...] = Field(default=(5, 10, 25, 50, 100), json_schema_extra=_steps_schema)
     interval: Duration = "30s"
     analysis: Analysis = Field(default_factory=Analysis)
+    shadow: Shadow = Field(default_factory=Shadow)
     progress_deadline: Duration = Field(default="30m", alias="progressDeadline")
     notify: Notify = Field(default_factory=Notify)
 
@@ -207,6 +226,10 @@ class RolloutSpec(_Strict):
     @property
     def progress_deadline_s(self) -> float:
         return parse_duration(self.progress_deadline)
+
+    @property
+    def shadow_max_s(self) -> float:
+        return parse_duration(self.shadow.max_duration)
 
     @property
     def no_data_after_s(self) -> float:

@@ -9,9 +9,11 @@ from typing import Any, Literal
 from modelcanary.rollout.evidence import Baseline
 from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.judge import Check
-from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
+from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult, ShadowCounts
 
-Action = Literal["start", "advance", "hold", "pause", "resume", "promote", "rollback", "restart"]
+Action = Literal[
+    "shadow", "start", "advance", "hold", "pause", "resume", "promote", "rollback", "restart"
+]
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class RolloutState:
     created_at: float | None = None  # when the rollout was first seen (Pending's deadline)
     golden: GoldenResult | None = None  # the latest golden-sample check before traffic
     gate: GateResult | None = None  # the holdout gate's verdict before traffic
+    shadow_started_at: float | None = None  # when the shadow comparison began
+    shadow_baseline: ShadowCounts | None = None  # the comparator's counters then
 
     def to_json(self) -> dict[str, Any]:
         """Without null values inside lists: an API server drops them there in a merge
@@ -79,6 +83,7 @@ class RolloutState:
         history = tuple(Transition(**t) for t in data.get("history", ()))
         analysis, baseline = data.get("analysis"), data.get("baseline")
         golden, gate = data.get("golden"), data.get("gate")
+        shadow = data.get("shadow_baseline")
         return cls(
             **{
                 **data,
@@ -87,6 +92,7 @@ class RolloutState:
                 "baseline": Baseline.from_json(baseline) if baseline else None,
                 "golden": GoldenResult(**golden) if golden else None,
                 "gate": GateResult(**gate) if gate else None,
+                "shadow_baseline": ShadowCounts(**shadow) if shadow else None,
             }
         )
 

@@ -12,7 +12,13 @@ Rules, in order of precedence:
    the holdout gate must not find the canary worse than stable on labelled data; either
    failure rolls back before any user traffic reaches the canary ("not checked", for
    versions without a holdout, lets it start and says so). Waiting for any of them ends
-   at `progressDeadline` from when the rollout was first seen, with a rollback.
+   at `progressDeadline` from when the rollout was first seen, with a rollback. Then, with
+   a shadow comparison (spec `shadow`, and a platform that mirrors), the rollout shadows.
+4b. Shadowing: the canary takes no user traffic while its answers to a share of stable's
+   requests are compared with stable's. Evidence of disagreement rolls back; a `holdOn`
+   alert or no data holds (no data past `noData.after` with action rollback rolls back);
+   after `shadow.minSamples` pairs, or `shadow.maxDuration` with no evidence against it,
+   the canary takes its first step.
 5. A paused rollout holds. Past `progressDeadline`, it rolls back.
 6. A canary that holds weight and has not been ready for an `interval` rolls back.
 7. A failed verdict (evidence of a regression at level alpha) rolls back, or with
@@ -64,6 +70,7 @@ def decide(
     now: float,
     golden: GoldenResult | None = None,
     gate: GateResult | None = None,
+    shadow_available: bool = False,
 ) -> Decision:
     """The one thing to do now."""
     last = len(spec.steps) - 1
@@ -142,14 +149,25 @@ def decide(
         if gate is not None and gate.outcome == "worse":
             return make("rollback", f"worse than stable on the holdout: {gate.summary}", weight=0)
         if ready and golden is not None and gate is not None:
+            if shadow_available and spec.shadow.enabled:
+                return make(
+                    "shadow",
+                    f"golden samples match ({golden.worst}); holdout {gate.outcome}: "
+                    f"{gate.summary}; shadowing {spec.shadow.percent}% of stable's requests",
+                )
+            unmirrored = "; no shadow comparison here" if spec.shadow.enabled else ""
             return make(
                 "start",
                 f"golden samples match ({golden.worst}); holdout {gate.outcome}: "
-                f"{gate.summary}; step 1",
+                f"{gate.summary}{unmirrored}; step 1",
                 0,
                 spec.steps[0],
             )
         return _pending(spec, state, ready, golden is not None, now, make)
+
+    # 4b. shadowing: compared on a share of stable's requests, before any user traffic
+    if state.phase == "Shadowing":
+        return _shadowing(spec, state, verdict, alerts, now, make)
 
     # 5. paused, deadline
     if state.phase == "Paused":
@@ -269,6 +287,47 @@ def _pending(
     return make("hold", f"waiting for {what} ({left:.0f}s left of progressDeadline {deadline})")
 
 
+def _shadowing(
+    spec: RolloutSpec,
+    state: RolloutState,
+    verdict: Verdict,
+    alerts: tuple[FiringAlert, ...],
+    now: float,
+    make: Callable[..., Decision],
+) -> Decision:
+    """Roll back on evidence of disagreement; start the first step after enough pairs (or
+    `maxDuration` with no evidence against the canary); hold otherwise."""
+    shadow = spec.shadow
+    begun = state.created_at if state.created_at is not None else now
+    if now - begun > spec.progress_deadline_s:
+        return make(
+            "rollback", f"not promoted within progressDeadline {spec.progress_deadline}", weight=0
+        )
+    check = next((c for c in verdict.checks if c.name == "prediction_agreement"), None)
+    if check is not None and check.result == "fail":
+        return make("rollback", f"shadow comparison: {check.detail}", weight=0)
+    since = now - (state.shadow_started_at if state.shadow_started_at is not None else now)
+    if check is None or check.result == "inconclusive":
+        why = check.detail if check is not None else "no shadow comparison"
+        if since > spec.no_data_after_s and spec.analysis.no_data.action == "rollback":
+            return make(
+                "rollback",
+                f"no data for more than {spec.analysis.no_data.after} ({why})",
+                weight=0,
+            )
+        return make("hold", f"shadowing: waiting: {why}")
+    alert = _firing(alerts, spec.canary.version, spec.analysis.alerts.hold_on)
+    if alert is not None:
+        return make("hold", f"shadowing: holding: alert {alert.name} ({alert.severity})")
+    if check.samples >= shadow.min_samples or since >= spec.shadow_max_s:
+        return make("start", f"shadow comparison: {check.detail}; step 1", 0, spec.steps[0])
+    return make(
+        "hold",
+        f"shadowing: {check.samples} of {shadow.min_samples} pairs "
+        f"({spec.shadow_max_s - since:.0f}s left of maxDuration {shadow.max_duration})",
+    )
+
+
 def _before_full(
     spec: RolloutSpec, state: RolloutState, verdict: Verdict, at_step: float
 ) -> str | None:
@@ -306,7 +365,10 @@ def apply(state: RolloutState, decision: Decision, now: float) -> RolloutState:
     phase: Phase = state.phase
     started_at, step_started_at = state.started_at, state.step_started_at
     action = decision.action
-    if action in ("start", "advance"):
+    shadow_started_at = state.shadow_started_at
+    if action == "shadow":
+        phase, shadow_started_at = "Shadowing", now
+    elif action in ("start", "advance"):
         phase, step_started_at = "Progressing", now
         started_at = started_at if started_at is not None else now
     elif action == "pause":
@@ -333,6 +395,7 @@ def apply(state: RolloutState, decision: Decision, now: float) -> RolloutState:
         last_failure_at=decision.last_failure_at,
         unready_since=decision.unready_since,
         created_at=state.created_at if state.created_at is not None else now,
+        shadow_started_at=shadow_started_at,
     )
     if action != "hold" or decision.failures != state.failures:
         new = replace(new, history=(*state.history, _transition(decision, phase, now)))
