@@ -76,6 +76,7 @@ def spec(stable: int, canary: int, **changes: object) -> dict[str, object]:
             "noData": {"after": "5s", "action": "pause"},
             "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "5s"},
         },
+        "shadow": {"percent": 100, "minSamples": 30, "maxDuration": "10s"},
         "progressDeadline": "3m",
     }
     document.update(changes)
@@ -156,7 +157,7 @@ def test_a_healthy_canary_is_promoted(
     assert "holdout not worse: accuracy of 'logits' on 360 labelled samples" in start.reason
     assert float(start.numbers["holdout_canary"]) > float(start.numbers["holdout_stable"])
     assert final.gate is not None and final.gate.outcome == "not worse"
-    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "5": 0}
+    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "4": 0, "5": 0}
     assert weights(stack)["stable"] == "2"
     wait_for(lambda: bool(pages(stack, "ModelCanaryPromoted")), 30, "no promotion notice")
     notice = pages(stack, "ModelCanaryPromoted")[0]
@@ -182,6 +183,29 @@ def test_a_canary_worse_on_labelled_data_is_rolled_back_before_any_user_request(
     assert "worse than stable on the holdout" in str(pages(stack, "ModelCanaryRolledBack")[-1])
 
 
+def test_a_label_bug_is_rolled_back_while_shadowing_with_no_user_request(
+    stack: LocalStack, load: BackgroundLoad, controller: Start
+) -> None:
+    """Issue 15: version 4 (labels shifted by one: fast, no errors, always wrong), with the
+    holdout gate off, is caught by comparing its answers with stable's on mirrored requests,
+    and never answers a user."""
+    document = spec(2, 4)
+    document["analysis"] = {**document["analysis"], "holdout": {"enabled": False}}  # type: ignore[dict-item]
+    code, output = finish(controller(document))
+    final = state(stack)
+    assert code == 1 and final.phase == "RolledBack", output
+    assert [t.action for t in final.history] == ["shadow", "rollback"], output
+    assert "shadow comparison: the canary agrees with stable on 0 of" in final.history[-1].reason
+    metrics = f"{stack.urls['gateway']}/metrics"
+    assert metric_value(metrics, "modelcanary_gateway_requests_total", version="4") == 0
+    assert metric_value(metrics, "modelcanary_shadow_pairs_total", version="4") > 0
+    # the comparison stops with the rollout
+    token = Path(stack.urls["gateway_admin_token_file"]).read_text().strip()
+    shadows = httpx.get(f"{stack.urls['gateway']}/admin/shadow",
+                        headers={"Authorization": f"Bearer {token}"}).json()  # fmt: skip
+    assert shadows["shadow"] == {}
+
+
 def test_a_canary_that_is_not_served_waits_until_the_deadline_then_rolls_back(
     stack: LocalStack, controller: Start
 ) -> None:
@@ -203,7 +227,7 @@ def test_a_canary_that_is_not_served_waits_until_the_deadline_then_rolls_back(
     final = state(stack)
     assert final.phase == "RolledBack" and final.applied, output
     assert final.history[-1].reason == "the canary was not ready within progressDeadline 8s"
-    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "5": 0}
+    assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "4": 0, "5": 0}
 
 
 def test_a_stale_pushed_alert_does_not_roll_a_new_rollout_back(
@@ -280,7 +304,13 @@ def test_a_bad_canary_is_rolled_back(
         set_faults(Path(stack.urls["faults_dir"]), "digits", 3, FaultSpec())
     assert code == 1, output
     final = state(stack)
-    assert final.weight == 0 and weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "5": 0}
+    assert final.weight == 0 and weights(stack)["weights"] == {
+        "1": 0,
+        "2": 100,
+        "3": 0,
+        "4": 0,
+        "5": 0,
+    }
     last = final.history[-1]
     assert last.action == "rollback" and reason in last.reason.lower(), last.reason
     assert max(t.weight for t in final.history) == 20  # never went past the first step

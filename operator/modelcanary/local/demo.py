@@ -1,12 +1,13 @@
-"""`modelcanary demo`: the whole loop on one machine, four rollouts, one report.
+"""`modelcanary demo`: the whole loop on one machine, five rollouts, one report.
 
 Starts the local stack (real Triton, Prometheus and Alertmanager, the gateway), drives
 steady load through the gateway, and runs: version 2 (healthy, better than version 1 on
 the labelled holdout) promoted through every step; version 5 (trained with classes 3 and 8
 swapped: fast, no errors, wrong) rolled back by the holdout gate before any user request;
-version 3 with injected errors, rolled back; version 3 again with injected latency, rolled
-back. Faults are injected once the canary takes traffic, and the time from the fault to
-canary weight 0 is measured. Ends with a summary and an HTML report.
+version 4 (labels shifted by one), with the gate off, rolled back by the shadow comparison
+before any user request; version 3 with injected errors, rolled back; version 3 again with
+injected latency, rolled back. Faults are injected once the canary takes traffic, and the
+time from the fault to canary weight 0 is measured. Ends with a summary and an HTML report.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from modelcanary.local.stack import LocalStack, StackOptions
 from modelcanary.rollout.engine import TickResult
 from modelcanary.rollout.ports import GateResult
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
+from modelcanary.rollout.state import RolloutState
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.tables import format_table
 
@@ -51,11 +53,13 @@ class Scenario:
     stable: int
     canary: int
     fault: FaultSpec | None = None
+    gate: bool = True  # the holdout gate on (off: the shadow comparison must catch it)
 
 
 SCENARIOS = (
     Scenario("healthy version 2", 1, 2),
     Scenario("version 5, classes 3 and 8 swapped", 2, 5),
+    Scenario("version 4, labels shifted (gate off)", 2, 4, gate=False),
     Scenario("version 3 with injected errors", 2, 3, FaultSpec(error_ratio=0.3)),
     Scenario("version 3 with injected latency", 2, 3, FaultSpec(latency_ms=400)),
 )
@@ -72,14 +76,15 @@ class Outcome:
     fault_to_zero_s: float | None
     canary_requests: int  # user requests the canary answered
     gate: str  # the holdout gate's verdict in short
+    shadow: str  # the shadow comparison's agreement at the end
     failed_requests: int
     reason: str
     started_at: float
     ended_at: float
 
 
-def demo_spec(profile: Profile, stable: int, canary: int) -> RolloutSpec:
-    """The demo's rollout: short steps, thresholds from the alert profile."""
+def demo_spec(profile: Profile, stable: int, canary: int, gate: bool = True) -> RolloutSpec:
+    """The demo's rollout: short steps, thresholds from the alert profile, a short shadow."""
     return parse_spec(
         {
             "model": MODEL,
@@ -101,6 +106,14 @@ def demo_spec(profile: Profile, stable: int, canary: int) -> RolloutSpec:
                 "noData": {"after": "30s", "action": "pause"},
                 # a minute-long demo cannot gather the evidence a production rollout waits for
                 "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "10s"},
+                "holdout": {"enabled": gate},
+            },
+            # half of stable's requests compared: the demo profile's pairs in a few seconds
+            "shadow": {
+                "percent": 50,
+                "minSamples": profile.agreement_min_pairs,
+                "minAgreement": profile.agreement_min,
+                "maxDuration": "20s",
             },
             "progressDeadline": "5m",
         },
@@ -140,12 +153,12 @@ class Demo:
             load.stop()
             stack.stop()
         self._summary(outcomes, path, ended - started)
-        expected = ("Promoted", "RolledBack", "RolledBack", "RolledBack")
+        expected = ("Promoted", "RolledBack", "RolledBack", "RolledBack", "RolledBack")
         return 0 if tuple(o.phase for o in outcomes) == expected else 1
 
     def rollout(self, scenario: Scenario, urls: dict[str, str]) -> Outcome:
         """One rollout of the scenario, the fault injected once the canary takes traffic."""
-        spec = demo_spec(self.profile, scenario.stable, scenario.canary)
+        spec = demo_spec(self.profile, scenario.stable, scenario.canary, scenario.gate)
         self.say("")
         self.say(f"=== rollout: {scenario.title} ({scenario.stable} -> {scenario.canary}) ===")
         if not wait_until_quiet(urls, MODEL, str(scenario.canary), self.stop, self.say):
@@ -185,6 +198,7 @@ class Demo:
             fault_to_zero_s=zero_at[0] - fault_at[0] if fault_at and zero_at else None,
             canary_requests=_answered(urls["gateway"], canary) - answered_before,
             gate=_gate(state.gate),
+            shadow=_agreement(state),
             failed_requests=_answered(urls["gateway"], canary, errors_only=True) - failed_before,
             reason=state.history[-1].reason if state.history else "",
             started_at=started,
@@ -210,6 +224,9 @@ class Demo:
                          series(f'{q.ERROR_RATIO}{{{model}, source="{SOURCE}"}}'), 100, 5),
             report.Chart("P99 latency (15 s window)", " ms",
                          series(f'{q.LATENCY_P99}{{{model}, source="{SOURCE}"}}'), 1000, 10),
+            report.Chart("Shadow: canary's top-1 agreement with stable", "%",
+                         series(f'{q.SHADOW_AGREEMENT}{{{model}, kind="classification"}}'),
+                         100, 100),
         ]  # fmt: skip
         markers = []
         summary = [list(HEADER)]
@@ -246,13 +263,13 @@ class Demo:
         self.say(f"report: {path.resolve()}  (whole demo {total_s:.0f}s)")
 
 
-HEADER = ("rollout", "outcome", "holdout gate", "steps", "duration", "fault to weight 0",
-          "canary requests", "failed canary requests", "why")  # fmt: skip
+HEADER = ("rollout", "outcome", "holdout gate", "shadow agreement", "steps", "duration",
+          "fault to weight 0", "canary requests", "failed canary requests", "why")  # fmt: skip
 
 
 def _row(o: Outcome) -> list[str]:
     fault = "-" if o.fault_to_zero_s is None else f"{o.fault_to_zero_s:.1f}s"
-    return [o.scenario.title, o.phase, o.gate, o.steps, f"{o.duration_s:.0f}s", fault,
+    return [o.scenario.title, o.phase, o.gate, o.shadow, o.steps, f"{o.duration_s:.0f}s", fault,
             str(o.canary_requests), str(o.failed_requests), o.reason]  # fmt: skip
 
 
@@ -260,7 +277,8 @@ def _row_json(o: Outcome) -> dict[str, object]:
     fault = None if o.fault_to_zero_s is None else round(o.fault_to_zero_s, 2)
     return {
         "rollout": o.scenario.title, "stable": o.scenario.stable, "canary": o.scenario.canary,
-        "outcome": o.phase, "holdout_gate": o.gate, "steps": o.steps,
+        "outcome": o.phase, "holdout_gate": o.gate, "shadow_agreement": o.shadow,
+        "steps": o.steps,
         "duration_s": round(o.duration_s, 2),
         "fault_to_weight_zero_s": fault, "canary_requests": o.canary_requests,
         "failed_canary_requests": o.failed_requests, "reason": o.reason,
@@ -279,6 +297,15 @@ def _gate(result: GateResult | None) -> str:
         f"[{float(n['holdout_difference_low']):+.3f}, {float(n['holdout_difference_high']):+.3f}]"
         f" n={n['holdout_samples']}"
     )
+
+
+def _agreement(state: RolloutState) -> str:
+    """`97.5% of 240 pairs`, from the last analysis; `-` when the rollout did not shadow."""
+    checks = state.analysis.checks if state.analysis else ()
+    check = next((c for c in checks if c.name == "prediction_agreement"), None)
+    if check is None or check.value is None:
+        return "-"
+    return f"{check.value:.1%} of {check.samples} pairs"
 
 
 def _answered(gateway: str, version: str, errors_only: bool = False) -> int:
