@@ -151,10 +151,12 @@ def test_a_healthy_canary_is_promoted(
     final = state(stack)
     assert final.phase == "Promoted", output
     steps = [(t.action, t.weight) for t in final.history]
-    assert steps == [("start", 20), ("advance", 50), ("advance", 100), ("promote", 100)], output
-    # the holdout gate ran before the first step, and its numbers are in the history
+    assert steps == [("shadow", 0), ("start", 20), ("advance", 50), ("advance", 100),
+                     ("promote", 100)], output  # fmt: skip
+    # the holdout gate ran before the shadow comparison, and its numbers are in the history
     start = final.history[0]
     assert "holdout not worse: accuracy of 'logits' on 360 labelled samples" in start.reason
+    assert "shadow comparison: the canary agrees with stable on" in final.history[1].reason
     assert float(start.numbers["holdout_canary"]) > float(start.numbers["holdout_stable"])
     assert final.gate is not None and final.gate.outcome == "not worse"
     assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "4": 0, "5": 0}
