@@ -5,8 +5,8 @@ The InferenceService's storageUri is the example repository served over HTTP on
 127.0.0.1; its status, written by the test through the status subresource as KServe
 would, publishes the `prev` (stable) and `latest` (canary) revision URLs, pointing at
 Triton. The operator gets no --model-repo, and its default predictor URL (the cluster's
-service DNS name) reaches nothing here: it must read the golden samples and holdouts from the storageUri and ask the
-predictors at the published URLs. Version 5 (classes 3 and 8 swapped) must be rolled back
+service DNS name) reaches nothing here: it must read the golden samples and holdouts
+from the storageUri and ask the predictors at the published URLs. Version 5 (classes 3 and 8 swapped) must be rolled back
 from 2 before any traffic, with the gate's numbers in status and history; 1 -> 2 starts.
 """
 
