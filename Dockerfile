@@ -1,7 +1,8 @@
 # The modelcanary operator image: `modelcanary operator` as a non-root user.
 # Build from the repository root:  docker build -t ghcr.io/modelcanary/modelcanary:0.1.0 .
 # The operator needs only part of the package's dependencies (no torch, onnxruntime or
-# tritonclient: it compares golden outputs with numpy alone), so it installs those, pinned
+# tritonclient: it compares golden outputs with numpy alone; kserve-storage reads the
+# versions' files from a storageUri), so it installs those, pinned
 # by constraints.txt, and the package itself without its dependencies.
 FROM python:3.11-slim
 
@@ -14,7 +15,7 @@ COPY operator ./operator
 # OPERATOR_PACKAGES (tests/test_packaging.py checks this list against the operator's imports)
 RUN pip install -c constraints.txt \
         kopf kubernetes httpx fastapi uvicorn uvloop httptools prometheus-client pydantic \
-        pyyaml numpy aiohttp \
+        pyyaml numpy aiohttp kserve-storage \
     && pip install --no-deps . \
     && useradd --uid 10001 --user-group --no-create-home modelcanary
 

@@ -129,11 +129,13 @@ def start_operator(
 
 
 def isvc(name: str, version: str) -> dict[str, Any]:
+    """No storageUri: the checks before traffic are "not checked" (test_operator_gate.py
+    runs them)."""
     return {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
         "metadata": {"name": name, "namespace": "default", "resourceVersion": "1"},
         "spec": {"predictor": {"canaryTrafficPercent": 0, "model": {
-            "runtime": "triton", "storageUri": "s3://m", "args": [f"--model-config-name=v{version}"],
+            "runtime": "triton", "args": [f"--model-config-name=v{version}"],
             "modelFormat": {"name": "triton"}}}},
         "status": {"components": {"predictor": {"latestCreatedRevision": f"{name}-2",
                                                 "latestReadyRevision": f"{name}-2"}}},

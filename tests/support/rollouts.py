@@ -12,13 +12,13 @@ from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 
 
 def inference_service(name: str, stable: str) -> dict[str, Any]:
-    """A Serverless InferenceService serving STABLE, before any canary."""
+    """A Serverless InferenceService serving STABLE, before any canary. No storageUri: the
+    checks before traffic are "not checked" (a caller testing them sets one)."""
     return {
         "apiVersion": f"{KSERVE[0]}/{KSERVE[1]}", "kind": "InferenceService",
         "metadata": {"name": name},
         "spec": {"predictor": {"model": {
-            "modelFormat": {"name": "triton"}, "runtime": "triton", "storageUri": "s3://m",
-            "args": config_args(stable),
+            "modelFormat": {"name": "triton"}, "runtime": "triton", "args": config_args(stable),
         }}},
     }  # fmt: skip
 

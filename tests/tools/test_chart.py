@@ -135,6 +135,8 @@ def test_serverless_mode_splits_one_inference_service() -> None:
     (isvc,) = found["InferenceService"]
     predictor = isvc["spec"]["predictor"]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    # KServe then publishes the prev (stable) and latest (canary) URLs the checks ask
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
     assert predictor["canaryTrafficPercent"] == 0  # the operator raises it step by step
     assert predictor["model"]["args"] == ["--model-config-name=v2"]
     assert "HTTPRoute" not in found

@@ -32,7 +32,12 @@ def add(commands: Commands) -> None:
     p.add_argument("--webhook-port", type=integer, default=8081)
     p.add_argument("--webhook-token-file", type=Path, help="bearer token Alertmanager sends")
     p.add_argument("--alertmanager", help="Alertmanager base URL for notifications")
-    p.add_argument("--model-repo", type=Path, help="mounted model repository (golden check)")
+    p.add_argument(
+        "--model-repo",
+        type=Path,
+        help="mounted model repository for the checks before traffic (default: read each "
+        "version's files from the InferenceService's storageUri)",
+    )
     p.add_argument(
         "--leader-election",
         metavar="LEASE",

@@ -17,6 +17,7 @@ kopf's memo.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -31,12 +32,12 @@ from modelcanary.adapters.alert_feed import pushed_alerts
 from modelcanary.adapters.golden_check import run_golden_check
 from modelcanary.adapters.holdout_gate import run_holdout_gate
 from modelcanary.adapters.prometheus import PrometheusSource
-from modelcanary.adapters.repo_reader import LocalRepository
 from modelcanary.adapters.status_store import INTENT_ANNOTATION, StatusStore, mark_invalid
 from modelcanary.alerts.webhook import AlertBook, WebhookAlert
 from modelcanary.errors import ModelcanaryError, UsageError
 from modelcanary.kube import operator_servers
 from modelcanary.kube.api import api_client, describe, model_canary
+from modelcanary.kube.check_target import NO_REPOSITORY, check_target
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
@@ -64,7 +65,7 @@ class OperatorConfig:
     metrics_port: int = 8080
     webhook_token: str = ""
     alertmanager: str | None = None  # where promotions, rollbacks and pauses are posted
-    model_repo: Path | None = None  # a mounted model repository for the golden check
+    model_repo: Path | None = None  # a mounted model repository (else: the storageUri)
     predictor_url: str = "http://{isvc}-predictor.{namespace}.svc.cluster.local"
     api_host: str | None = None  # tests: a plain API server URL instead of kubeconfig
     leader_lease: str | None = None  # Lease name; None: act alone, without election
@@ -248,28 +249,27 @@ def build_rollout(
     isvc = annotations.get(ISVC_ANNOTATION, spec.model)
     stable, canary = spec.stable.version, spec.canary.version
     router = factory.kube_router(mode, runtime.api, namespace, isvc, spec.model, stable, canary)
-    config = runtime.config
-    stable_url, canary_url = (
-        config.predictor_url.format(
-            isvc=factory.predictor_service(mode, isvc, spec.model, version), namespace=namespace
-        )
-        for version in (stable, canary)
-    )
-    repo = None if config.model_repo is None else LocalRepository(config.model_repo)
     holdout = spec.analysis.holdout
+    config = runtime.config
+    target = functools.cache(
+        lambda: check_target(
+            runtime.api, (config.model_repo, config.predictor_url), mode, namespace, isvc, spec
+        )
+    )
 
     def golden() -> GoldenResult:
+        (_, canary_url), repo = target()
         if repo is None:
-            return GoldenResult(True, "not checked: the operator has no --model-repo mounted")
+            return GoldenResult(True, f"not checked: {NO_REPOSITORY}")
         return run_golden_check(canary_url, repo, spec.model, canary)
 
     def gate() -> GateResult:
+        urls, repo = target()
         if repo is None:
-            return GateResult("not checked", "the operator has no --model-repo mounted")
+            return GateResult("not checked", NO_REPOSITORY)
         return run_holdout_gate(
-            (stable_url, canary_url), repo, spec.model, (stable, canary),
-            holdout.margin, holdout.confidence,
-        )  # fmt: skip
+            urls, repo, spec.model, (stable, canary), holdout.margin, holdout.confidence
+        )
 
     return Rollout(
         name=f"{namespace}/{name}",
