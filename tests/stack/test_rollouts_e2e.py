@@ -43,7 +43,7 @@ def stack(
         "digits",
         stable=1,
         run_dir=tmp_path_factory.mktemp("up"),
-        versions=(1, 2, 3, 5),
+        versions=(1, 2, 3, 4, 5),
     )
     local = LocalStack(options, say=lambda line: None)
     local.start()
