@@ -34,7 +34,7 @@ from modelcanary.adapters.status_store import INTENT_ANNOTATION, StatusStore, ma
 from modelcanary.alerts.webhook import AlertBook, WebhookAlert
 from modelcanary.errors import ModelcanaryError, UsageError
 from modelcanary.kube import operator_servers
-from modelcanary.kube.api import api_client, describe, model_canary
+from modelcanary.kube.api import api_client, describe, kubeconfig_configuration, model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
@@ -64,7 +64,7 @@ class OperatorConfig:
     alertmanager: str | None = None  # where promotions, rollbacks and pauses are posted
     model_repo: Path | None = None  # a mounted model repository for the golden check
     predictor_url: str = "http://{isvc}-predictor.{namespace}.svc.cluster.local"
-    api_host: str | None = None  # tests: a plain API server URL instead of kubeconfig
+    kubeconfig: Path | None = None  # None: the pod's service account, else KUBECONFIG
     leader_lease: str | None = None  # Lease name; None: act alone, without election
     identity: str = "modelcanary-operator"  # this replica's name in the Lease
     bind: str = "0.0.0.0"  # where the webhook and metrics servers listen
@@ -91,7 +91,7 @@ class Runtime:
 def build_runtime(config: OperatorConfig) -> Runtime:
     """The engine and its ports for this operator (before kopf starts)."""
     book = AlertBook()
-    api = api_client(config.api_host)
+    api = api_client(config.kubeconfig)
     source = PrometheusSource(config.prometheus, config.source, config.window_s)
     engine = Engine(
         source, factory.notifier(config.alertmanager), pushed=_pushed(book),
@@ -134,10 +134,20 @@ def run(config: OperatorConfig, stop: threading.Event | None = None) -> None:
 
 @kopf.on.login()
 def login(memo: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    host = memo.config.api_host
-    if host is not None:
-        return kopf.ConnectionInfo(server=host, insecure=True)
+    if memo.config.kubeconfig is not None:
+        return connection_info(kubeconfig_configuration(memo.config.kubeconfig))
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from a client configuration (a bearer token or a client cert)."""
+    header = configuration.get_api_key_with_prefix("BearerToken") or ""
+    scheme, _, token = header.partition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host, ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl, scheme=scheme or None, token=token or None,
+        certificate_path=configuration.cert_file, private_key_path=configuration.key_file,
+    )  # fmt: skip
 
 
 @kopf.on.startup()
