@@ -1,8 +1,9 @@
 """The ModelCanary operator: kopf watches the resources, one loop ticks them all.
 
-One tick loop lists the namespace's ModelCanaries (one API request) and runs the shared
-engine over all of them at once, so a tick costs one grouped set of Prometheus queries
-whatever the number of rollouts. It ticks every `--tick`, and at once when kopf sees a
+One tick loop lists the namespace's ModelCanaries and its InferenceServices (two API
+requests: the canaries' readiness comes from the second) and runs the shared engine over
+all of them at once, so a tick costs one grouped set of Prometheus queries whatever the
+number of rollouts. It ticks every `--tick`, and at once when kopf sees a
 ModelCanary change (a new rollout, a `kubectl canary` intent) or the Alertmanager
 webhook, served beside it, hears an alert for a model. State lives in each resource's
 status (written with resourceVersion preconditions); traffic is routed on the
@@ -29,12 +30,19 @@ from kubernetes import client
 from modelcanary.adapters import factory
 from modelcanary.adapters.alert_feed import pushed_alerts
 from modelcanary.adapters.golden_check import run_golden_check
+from modelcanary.adapters.kserve_router import Services, inference_services
 from modelcanary.adapters.prometheus import PrometheusSource
 from modelcanary.adapters.status_store import INTENT_ANNOTATION, StatusStore, mark_invalid
 from modelcanary.alerts.webhook import AlertBook, WebhookAlert
 from modelcanary.errors import ModelcanaryError, UsageError
 from modelcanary.kube import operator_servers
-from modelcanary.kube.api import api_client, describe, kubeconfig_configuration, model_canary
+from modelcanary.kube.api import (
+    KubeError,
+    api_client,
+    describe,
+    kubeconfig_configuration,
+    model_canary,
+)
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
@@ -224,6 +232,11 @@ def tick(runtime: Runtime) -> None:
         listed = runtime.api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     except Exception as exc:
         raise describe(exc, f"listing {PLURAL} in {namespace}") from None
+    services: Services | KubeError
+    try:
+        services = inference_services(runtime.api, namespace)
+    except KubeError as exc:  # each rollout's readiness says so; alerts still roll back
+        services = exc
     rollouts = []
     for body in cast(dict[str, Any], listed).get("items", []):
         if body["metadata"].get("deletionTimestamp"):
@@ -235,7 +248,7 @@ def tick(runtime: Runtime) -> None:
             mark_invalid(model_canary(runtime.api, namespace, name), str(exc), body)
             log.warning("%s", exc)
             continue
-        rollouts.append(build_rollout(runtime, namespace, name, spec, body))
+        rollouts.append(build_rollout(runtime, namespace, name, spec, body, services))
     for rollout, result in zip(rollouts, runtime.engine.tick_each(rollouts), strict=True):
         if isinstance(result, TickFailure):
             log.warning("%s: %s", result.rollout, result.problem)
@@ -246,9 +259,11 @@ def tick(runtime: Runtime) -> None:
 
 
 def build_rollout(
-    runtime: Runtime, namespace: str, name: str, spec: RolloutSpec, body: dict[str, Any]
-) -> Rollout:
-    """The engine's view of one ModelCanary: its spec and the ports that act on it."""
+    runtime: Runtime, namespace: str, name: str, spec: RolloutSpec, body: dict[str, Any],
+    services: Services | KubeError,
+) -> Rollout:  # fmt: skip
+    """The engine's view of one ModelCanary: its spec and the ports that act on it; the
+    canary's readiness comes from SERVICES, the tick's one list of InferenceServices."""
     annotations = body.get("metadata", {}).get("annotations") or {}
     mode: factory.KubeMode = (
         "standard" if annotations.get(MODE_ANNOTATION) == "standard" else "serverless"
@@ -266,13 +281,18 @@ def build_rollout(
             return GoldenResult(True, "not checked: the operator has no --model-repo mounted")
         return run_golden_check(url, repo, spec.model, canary)
 
+    def ready() -> bool:
+        if isinstance(services, KubeError):
+            raise services
+        return router.canary_ready(services)
+
     return Rollout(
         name=f"{namespace}/{name}",
         spec=spec,
         store=StatusStore(model_canary(runtime.api, namespace, name), listed=body),
         router=router,
         golden=golden,
-        readiness=router.canary_ready,
+        readiness=ready,
     )
 
 
@@ -286,6 +306,6 @@ def deleted(*, name: str, namespace: str | None, body: kopf.Body, memo: Runtime,
         return
     if body.get("status", {}).get("phase") == "Promoted":
         return
-    rollout = build_rollout(memo, namespace, name, spec, dict(body))
+    rollout = build_rollout(memo, namespace, name, spec, dict(body), services={})
     rollout.router.route(0, promoted=False)
     log.info("%s/%s deleted: all traffic back on version %s", namespace, name, spec.stable.version)
