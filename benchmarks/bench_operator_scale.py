@@ -46,7 +46,7 @@ from kubernetes import client, config, watch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator")]  # tests.support, and this modelcanary
 
-from tests.support.apiserver import ApiServer, assets_dir  # noqa: E402
+from tests.support.apiserver import ApiServer, assets_dir, request_counts  # noqa: E402
 from tests.support.kube_crds import CHART_CRDS, UPSTREAM_CRDS, install_crds  # noqa: E402
 from tests.support.operator_process import OperatorProcess, Usage  # noqa: E402
 from tests.support.rollouts import create_canary, create_ready_service, model_canary  # noqa: E402
@@ -61,8 +61,6 @@ STEPS = [20, 100]
 RESULTS = Path(__file__).parent / "results" / "operator_scale.json"
 RESOURCES = ("modelcanaries", "inferenceservices", "leases", "events")
 PER_ROLLOUT = ("modelcanaries/status", "inferenceservices", "events")  # the rest: per tick
-REQUEST = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
-LABEL = re.compile(r'(\w+)="([^"]*)"')
 QUERIES = re.compile(r'^prometheus_http_requests_total\{[^}]*handler="/api/v1/query"[^}]*\} (\S+)$',
                      re.M)  # fmt: skip
 
@@ -187,16 +185,8 @@ class Cluster:
 
     def requests(self) -> Counter[str]:
         """apiserver_request_total by 'VERB resource[/subresource]', for our resources."""
-        text = self.http.get(f"{self.server.url}/metrics").text
-        counts: Counter[str] = Counter()
-        for match in REQUEST.finditer(text):
-            labels = dict(LABEL.findall(match["labels"]))
-            if labels.get("resource") not in RESOURCES or labels["verb"] == "WATCH":
-                continue  # watches are counted when they end, not per tick
-            resource = labels["resource"] + (f"/{labels['subresource']}" if labels.get(
-                "subresource") else "")  # fmt: skip
-            counts[f"{labels['verb']} {resource}"] += int(float(match["value"]))
-        return counts
+        counts = request_counts(self.http.get(f"{self.server.url}/metrics").text)
+        return Counter({k: v for k, v in counts.items() if k.split()[1].split("/")[0] in RESOURCES})
 
     def queries(self) -> float:
         text = httpx.get(f"{self.prometheus_url}/metrics", timeout=10).text

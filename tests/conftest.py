@@ -7,10 +7,8 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from modelcanary.cli import main
 from modelcanary.serving.triton_home import TritonHome
@@ -112,25 +110,3 @@ def snapshot(root: Path) -> dict[str, str]:
 def staging_leftovers(root: Path) -> list[str]:
     """Staging directories an export left beside the repository."""
     return [p.name for p in root.resolve().parent.iterdir() if ".staging-" in p.name]
-
-
-def register_kind(kmock: Any, resource: str, kind: str, namespaced: bool = True) -> None:
-    """Make kmock serve a resource in API discovery (kopf watches only what it discovers)."""
-    info = kmock.resources[resource]
-    info.kind, info.namespaced = kind, namespaced
-    info.verbs = {"get", "list", "watch", "create", "patch", "delete"}
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    """A kubeconfig for an API at `server`: context dev (user ana, namespace default, the
-    current one) and context prod (user bo, namespace prod)."""
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "dev",
-        "clusters": [{"name": "mock", "cluster": {"server": server}}],
-        "users": [{"name": "ana", "user": {"token": "t"}}, {"name": "bo", "user": {"token": "t"}}],
-        "contexts": [
-            {"name": "dev", "context": {"cluster": "mock", "user": "ana", "namespace": "default"}},
-            {"name": "prod", "context": {"cluster": "mock", "user": "bo", "namespace": "prod"}},
-        ],
-    }))  # fmt: skip
-    return path

@@ -19,10 +19,13 @@ def parse_duration(text: str) -> float:
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match or not any(match.groups()):
         raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
-    return float(
-        sum(
-            int(group[:-suffix]) * seconds
-            for group, (seconds, suffix) in zip(match.groups(), _UNITS, strict=True)
-            if group
+    try:
+        return float(
+            sum(
+                int(group[:-suffix]) * seconds
+                for group, (seconds, suffix) in zip(match.groups(), _UNITS, strict=True)
+                if group
+            )
         )
-    )
+    except OverflowError:  # a pattern-valid duration of hundreds of digits
+        raise ValueError(f"a duration of {len(text)} characters is too large") from None

@@ -1,124 +1,84 @@
-"""The kopf operator against kmock (an in-memory Kubernetes API) and a real Prometheus.
+"""The kopf operator against a real API server and a real Prometheus.
 
-Prometheus scrapes a small exporter that the test drives like a gateway in front of the
-predictors (per-version requests, errors and latency), with the demo profile's rules
-(1 s scrape and evaluation, 15 s windows). The operator runs in a thread, as in a pod.
+The operator runs in a thread, as in a pod, with the admin's kubeconfig, watching one
+namespace for the module; each test has its own rollouts and its own model's series.
+Prometheus scrapes an exporter that the test drives as Triton's metrics endpoint
+(tests/support/traffic.py). No KServe controller runs: the test writes InferenceService
+readiness through the status subresource, as KServe would.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import kmock
+import httpx
 import pytest
-import pytest_asyncio
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
+from kubernetes import client, config
 
-from modelcanary import metrics_contract
+from modelcanary.adapters.gateway_api_router import ROUTES
+from modelcanary.adapters.kserve_router import KSERVE
 from modelcanary.adapters.status_store import INTENT_ANNOTATION
-from modelcanary.asgi_server import AppServer
+from modelcanary.durations import parse_duration
 from modelcanary.kube import operator
-from modelcanary.local.monitoring import ScrapeTarget
-from tests.conftest import register_kind, write_kubeconfig
-from tests.support.traffic import demo_prometheus
+from modelcanary.kube.crd import GROUP, PLURAL, VERSION
+from modelcanary.local.monitoring import Prometheus
+from tests.support.apiserver import ApiServer, write_kubeconfig
+from tests.support.rollouts import (
+    create_canary,
+    create_ready_service,
+    inference_service,
+    model_canary,
+)
+from tests.support.traffic import SOURCE, WINDOW, Traffic, traffic_prometheus
 
 pytestmark = pytest.mark.slow
-MC = "/apis/modelcanary.io/v1alpha1/namespaces/default/modelcanaries"
-ISVC = "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices"
-
-
-@dataclass
-class Traffic:
-    """Requests per second per (model, version), and the share that fails."""
-
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    error_ratio: dict[tuple[str, str], float] = field(default_factory=dict)
-    versions: set[tuple[str, str]] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        self.requests = Counter(metrics_contract.GATEWAY_REQUESTS, "requests",
-                                ["model", "version", "code"], registry=self.registry)  # fmt: skip
-        self.latency = Histogram(metrics_contract.GATEWAY_LATENCY, "latency", ["model", "version"],
-                                 buckets=metrics_contract.LATENCY_BUCKETS, registry=self.registry)  # fmt: skip
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        tick = 0
-        while not self.stop.wait(0.1):
-            tick += 1
-            for model, version in list(self.versions):
-                failing = (tick % 10) < 10 * self.error_ratio.get((model, version), 0.0)
-                self.requests.labels(model, version, "500" if failing else "200").inc(2)
-                self.latency.labels(model, version).observe(0.004)
+Start = Callable[[], Callable[[], None]]
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Traffic]]:
-    run = tmp_path_factory.mktemp("prometheus")
-    traffic = Traffic()
-    exporter = AppServer(make_asgi_app(traffic.registry), name="test exporter")
-    exporter.start()
-    traffic.thread.start()
-    try:
-        target = ScrapeTarget("gateway", f"{exporter.host}:{exporter.port}")
-        with demo_prometheus(run, target) as server:
-            yield server.url, traffic
-    finally:
-        traffic.stop.set()
-        exporter.stop()
+def ns(module_namespace: str, modelcanary_crd: str, upstream_crds: list[str]) -> str:
+    """The module's namespace, with the ModelCanary, KServe and Gateway API CRDs."""
+    return module_namespace
 
 
-Client = Callable[..., Awaitable[Any]]
+@pytest.fixture(scope="module")
+def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus, Traffic]]:
+    with traffic_prometheus(tmp_path_factory.mktemp("prometheus")) as found:
+        yield found
 
 
-@pytest_asyncio.fixture
-async def api(kmock: kmock.KubernetesEmulator) -> Any:
-    for resource, kind in (
-        ("modelcanary.io/v1alpha1/modelcanaries", "ModelCanary"),
-        ("serving.kserve.io/v1beta1/inferenceservices", "InferenceService"),
-        ("v1/namespaces", "Namespace"),
-        ("v1/events", "Event"),
-    ):
-        register_kind(kmock, resource, kind, namespaced=resource != "v1/namespaces")
-    kmock.resources["modelcanary.io/v1alpha1/modelcanaries"].subresources = {"status"}
-    async with aiohttp.ClientSession(base_url=str(kmock.url)) as session:
-
-        async def call(method: str, path: str, body: Any = None) -> Any:
-            headers = {"content-type": "application/merge-patch+json"} if method == "PATCH" else {}
-            async with session.request(method, path, json=body, headers=headers) as response:
-                return await response.json()
-
-        yield call
+@pytest.fixture(scope="module")
+def api(apiserver: ApiServer) -> Iterator[client.CustomObjectsApi]:
+    with config.new_client_from_config(config_file=str(apiserver.kubeconfig)) as admin:
+        yield client.CustomObjectsApi(admin)
 
 
 @pytest.fixture
 def start_operator(
-    kmock: kmock.KubernetesEmulator, prometheus: tuple[str, Traffic]
-) -> Iterator[Callable[[], Callable[[], None]]]:
+    apiserver: ApiServer, ns: str, monitoring: tuple[Prometheus, Traffic]
+) -> Iterator[Start]:
+    """Start the operator in a thread; the returned function stops it."""
     running: list[tuple[threading.Thread, threading.Event]] = []
 
     def start() -> Callable[[], None]:
         stop = threading.Event()
-        config = operator.OperatorConfig(
-            namespace="default", prometheus=prometheus[0], source="gateway", window_s=15,
-            tick_s=1, webhook_port=0, metrics_port=0, api_host=str(kmock.url).rstrip("/"),
+        settings = operator.OperatorConfig(
+            namespace=ns, prometheus=monitoring[0].url, source=SOURCE, window_s=parse_duration(WINDOW),
+            tick_s=1, webhook_port=0, metrics_port=0, kubeconfig=apiserver.kubeconfig,
             bind="127.0.0.1",
         )  # fmt: skip
-        thread = threading.Thread(target=operator.run, args=(config, stop), daemon=True)
+        thread = threading.Thread(target=operator.run, args=(settings, stop), daemon=True)
         thread.start()
         running.append((thread, stop))
 
         def halt() -> None:
             stop.set()
             thread.join(30)
+            assert not thread.is_alive(), "the operator did not stop"
 
         return halt
 
@@ -128,274 +88,306 @@ def start_operator(
         thread.join(30)
 
 
-def isvc(name: str, version: str) -> dict[str, Any]:
-    """No storageUri: the checks before traffic are "not checked" (test_operator_gate.py
-    runs them)."""
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": "default", "resourceVersion": "1"},
-        "spec": {"predictor": {"canaryTrafficPercent": 0, "model": {
-            "runtime": "triton", "args": [f"--model-config-name=v{version}"],
-            "modelFormat": {"name": "triton"}}}},
-        "status": {"components": {"predictor": {"latestCreatedRevision": f"{name}-2",
-                                                "latestReadyRevision": f"{name}-2"}}},
-    }  # fmt: skip
+class Cluster:
+    """The test's objects in the module's namespace, read as the admin."""
+
+    def __init__(self, api: client.CustomObjectsApi, ns: str) -> None:
+        self.api, self.ns = api, ns
+
+    def canary(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.api.get_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, name
+        )
+        return found
+
+    def status(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.canary(name).get("status", {})
+        return found
+
+    def predictor(self, name: str) -> dict[str, Any]:
+        isvc: Any = self.api.get_namespaced_custom_object(*KSERVE[:2], self.ns, KSERVE[2], name)
+        found: dict[str, Any] = isvc["spec"]["predictor"]
+        return found
+
+    def intent(self, name: str) -> str | None:
+        annotations = self.canary(name)["metadata"].get("annotations") or {}
+        found: str | None = annotations.get(INTENT_ANNOTATION)
+        return found
 
 
-def canary(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "modelcanary.io/v1alpha1", "kind": "ModelCanary",
-        "metadata": {"name": name, "namespace": "default", "resourceVersion": "1",
-                     "annotations": {"modelcanary.io/mode": "serverless"}},
-        "spec": {"model": name, "stable": {"version": "1"}, "canary": {"version": "2"},
-                 "steps": [50, 100], "interval": "2s",
-                 "analysis": {"failureLimit": 0,
-                              "errorRatio": {"max": 0.05}, "noData": {"after": "30s"},
-                              "beforeFull": {"maxWait": "2s"}},
-                 **spec},
-    }  # fmt: skip
+@pytest.fixture
+def cluster(api: client.CustomObjectsApi, ns: str) -> Cluster:
+    return Cluster(api, ns)
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+def until(check: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not await check():
+    while not check():
         assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.2)
+        time.sleep(0.2)
 
 
-async def status(api: Client, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = (await api("GET", f"{MC}/{name}")).get("status", {})
-    return found
+def after_canary_install(name: str) -> dict[str, Any]:
+    """The InferenceService as the chart leaves it with a canary: version 2 at 0%."""
+    return inference_service(name, "2", canary_percent=0)
 
 
-def serve(prometheus: tuple[str, Traffic], model: str, canary_errors: float = 0.0) -> None:
-    traffic = prometheus[1]
-    traffic.error_ratio[(model, "2")] = canary_errors
-    traffic.versions |= {(model, "1"), (model, "2")}
-
-
-@pytest.mark.asyncio
-async def test_a_rollout_patches_the_inference_service_step_by_step(
-    api: Client, start_operator: Callable[[], Callable[[], None]], prometheus: tuple[str, Traffic]
+def test_a_rollout_patches_the_inference_service_step_by_step(
+    cluster: Cluster, start_operator: Start, monitoring: tuple[Prometheus, Traffic]
 ) -> None:
-    serve(prometheus, "digits")
-    await api("POST", ISVC, isvc("digits", "2"))
-    await api("POST", MC, canary("digits"))
+    monitoring[1].serve("digits")
+    create_ready_service(cluster.api, cluster.ns, "digits", after_canary_install("digits"))
+    create_canary(cluster.api, cluster.ns, model_canary("digits", "digits", steps=[50, 100]))
     start_operator()
     seen: list[object] = []
 
-    async def promoted() -> bool:
-        predictor = (await api("GET", f"{ISVC}/digits"))["spec"]["predictor"]
-        value = predictor.get("canaryTrafficPercent", "removed")
+    def promoted() -> bool:
+        value = cluster.predictor("digits").get("canaryTrafficPercent", "removed")
         if not seen or seen[-1] != value:
             seen.append(value)
-        found = await status(api, "digits")
+        found = cluster.status("digits")
         return found.get("phase") == "Promoted" and found["state"]["applied"]
 
-    await until(promoted, 90, "not promoted")
-    await promoted()
-    final = await status(api, "digits")
+    until(promoted, 90, "not promoted")
+    promoted()
+    final = cluster.status("digits")
     assert final["weight"] == 100 and final["step"] == 2
     assert [t["action"] for t in final["state"]["history"]] == ["start", "advance", "promote"]
-    assert 50 in seen and seen[-1] == "removed", seen  # 0 -> 50 -> (100) -> removed
+    assert seen[0] == 0 and 50 in seen and seen[-1] == "removed", seen  # 0, 50, (100), removed
     assert final["conditions"][0]["reason"] == "Promoted"
 
 
-@pytest.mark.asyncio
-async def test_a_failing_canary_is_rolled_back_to_the_stable_spec(
-    api: Client, start_operator: Callable[[], Callable[[], None]], prometheus: tuple[str, Traffic]
+def test_a_failing_canary_is_rolled_back_to_the_stable_spec(
+    cluster: Cluster, start_operator: Start, monitoring: tuple[Prometheus, Traffic]
 ) -> None:
-    serve(prometheus, "cats", canary_errors=0.5)
-    await api("POST", ISVC, isvc("cats", "2"))
-    await api("POST", MC, canary("cats"))
+    monitoring[1].serve("cats", canary_errors=0.5)
+    create_ready_service(cluster.api, cluster.ns, "cats", after_canary_install("cats"))
+    create_canary(cluster.api, cluster.ns, model_canary("cats", "cats", steps=[50, 100]))
     start_operator()
-
-    async def rolled_back() -> bool:
-        return (await status(api, "cats")).get("phase") == "RolledBack"
-
-    await until(rolled_back, 90, "not rolled back")
-    predictor = (await api("GET", f"{ISVC}/cats"))["spec"]["predictor"]
+    until(lambda: cluster.status("cats").get("phase") == "RolledBack", 90, "not rolled back")
+    predictor = cluster.predictor("cats")
     assert predictor["canaryTrafficPercent"] == 0
     assert predictor["model"]["args"] == ["--model-config-name=v1"]
-    assert "error" in (await status(api, "cats"))["message"].lower()
+    assert "error" in cluster.status("cats")["message"].lower()
 
 
-@pytest.mark.asyncio
-async def test_a_restarted_operator_continues_from_the_status(
-    api: Client, start_operator: Callable[[], Callable[[], None]], prometheus: tuple[str, Traffic]
+def prometheus_fires(prometheus: Prometheus, model: str) -> bool:
+    """Prometheus fires a critical alert for MODEL's version 2."""
+    query = f'ALERTS{{alertstate="firing",severity="critical",model="{model}",version="2"}}'
+    found = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=5)
+    return bool(found.json()["data"]["result"])
+
+
+def test_a_rollback_before_the_first_step_restores_the_stable_model(
+    cluster: Cluster, start_operator: Start, monitoring: tuple[Prometheus, Traffic]
 ) -> None:
-    serve(prometheus, "dogs")
-    await api("POST", ISVC, isvc("dogs", "2"))
-    await api("POST", MC, canary("dogs", steps=[20, 50, 100], interval="4s"))
-    halt = start_operator()
-
-    async def at_second_step() -> bool:
-        return (await status(api, "dogs")).get("step", 0) >= 2
-
-    await until(at_second_step, 90, "never reached step 2")
-    await asyncio.to_thread(halt)
-    stopped_at = await status(api, "dogs")
+    """Issue 12 defect 5: with a critical alert already firing, Pending -> RolledBack must
+    still route: the InferenceService carries the canary's model at 0% since the install."""
+    prometheus, traffic = monitoring
+    traffic.serve("crows", canary_errors=0.5)
+    until(lambda: prometheus_fires(prometheus, "crows"), 60, "no critical alert for crows v2")
+    cluster.api.create_namespaced_custom_object(
+        *KSERVE[:2], cluster.ns, KSERVE[2], after_canary_install("crows")
+    )  # not ready: the canary never gets traffic
+    create_canary(cluster.api, cluster.ns, model_canary("crows", "crows"))
     start_operator()
+    until(lambda: cluster.status("crows").get("phase") == "RolledBack", 60, "not rolled back")
+    history = cluster.status("crows")["state"]["history"]
+    assert [(t["action"], t["weight"]) for t in history] == [("rollback", 0)], history
+    until(lambda: cluster.status("crows")["state"]["applied"], 30, "the rollback was not applied")
+    predictor = cluster.predictor("crows")
+    assert predictor["model"]["args"] == ["--model-config-name=v1"], predictor
+    assert predictor["canaryTrafficPercent"] == 0
 
-    async def promoted() -> bool:
-        return (await status(api, "dogs")).get("phase") == "Promoted"
 
-    await until(promoted, 90, "not promoted after the restart")
-    history = (await status(api, "dogs"))["state"]["history"]
+def test_no_data_pauses_the_rollout_after_no_data_after(
+    cluster: Cluster, start_operator: Start
+) -> None:
+    """Issue 12 defect 3: with no requests at all, the rollout starts, then pauses once
+    noData.after has passed (it does not stay at the first step for ever)."""
+    create_ready_service(cluster.api, cluster.ns, "moths", after_canary_install("moths"))
+    analysis = {"failureLimit": 0, "noData": {"after": "5s", "action": "pause"}}
+    body = model_canary("moths", "moths", steps=[50, 100], interval="2s", analysis=analysis)
+    create_canary(cluster.api, cluster.ns, body)
+    start_operator()
+    until(lambda: cluster.status("moths").get("phase") == "Paused", 60, "never paused")
+    found = cluster.status("moths")
+    history = found["state"]["history"]
+    assert [t["action"] for t in history] == ["start", "pause"], history
+    assert history[-1]["at"] - history[0]["at"] >= 5, history  # not before noData.after
+    assert "no data for more than 5s" in found["message"], found["message"]
+    assert found["weight"] == 50 and cluster.predictor("moths")["canaryTrafficPercent"] == 50
+
+
+def test_a_restarted_operator_continues_from_the_status(
+    cluster: Cluster, start_operator: Start, monitoring: tuple[Prometheus, Traffic]
+) -> None:
+    monitoring[1].serve("dogs")
+    create_ready_service(cluster.api, cluster.ns, "dogs", after_canary_install("dogs"))
+    body = model_canary("dogs", "dogs", steps=[20, 50, 100], interval="4s")
+    create_canary(cluster.api, cluster.ns, body)
+    halt = start_operator()
+    until(lambda: cluster.status("dogs").get("step", 0) >= 2, 90, "never reached step 2")
+    halt()
+    stopped_at = cluster.status("dogs")
+    start_operator()
+    until(lambda: cluster.status("dogs").get("phase") == "Promoted", 90, "not promoted")
+    history = cluster.status("dogs")["state"]["history"]
     steps = [t["step"] for t in history if t["action"] in ("start", "advance")]
     assert steps == [0, 1, 2], steps
     assert stopped_at["step"] >= 2
 
 
-@pytest.mark.asyncio
-async def test_an_intent_annotation_is_acted_on_and_cleared(
-    api: Client, start_operator: Callable[[], Callable[[], None]], prometheus: tuple[str, Traffic]
+def test_an_intent_annotation_is_acted_on_and_cleared(
+    cluster: Cluster, start_operator: Start, monitoring: tuple[Prometheus, Traffic]
 ) -> None:
-    serve(prometheus, "owls")
-    await api("POST", ISVC, isvc("owls", "2"))
-    await api("POST", MC, canary("owls", steps=[10, 100], interval="1h"))
+    monitoring[1].serve("owls")
+    create_ready_service(cluster.api, cluster.ns, "owls", after_canary_install("owls"))
+    create_canary(cluster.api, cluster.ns, model_canary("owls", "owls", steps=[10, 100],
+                                                        interval="1h"))  # fmt: skip
     start_operator()
-
-    async def progressing() -> bool:
-        return (await status(api, "owls")).get("phase") == "Progressing"
-
-    await until(progressing, 60, "never started")
+    until(lambda: cluster.status("owls").get("phase") == "Progressing", 60, "never started")
     intent = '{"action": "rollback", "reason": "looks wrong", "by": "ana", "id": "i-1"}'
-    await api("PATCH", f"{MC}/owls", {"metadata": {"annotations": {INTENT_ANNOTATION: intent}}})
-
-    async def rolled_back() -> bool:
-        return (await status(api, "owls")).get("phase") == "RolledBack"
-
-    await until(rolled_back, 60, "the rollback intent was not acted on")
-    last = (await status(api, "owls"))["state"]["history"][-1]
+    cluster.api.patch_namespaced_custom_object(
+        GROUP, VERSION, cluster.ns, PLURAL, "owls",
+        {"metadata": {"annotations": {INTENT_ANNOTATION: intent}}},
+    )  # fmt: skip
+    until(lambda: cluster.status("owls").get("phase") == "RolledBack", 60,
+          "the rollback intent was not acted on")  # fmt: skip
+    last = cluster.status("owls")["state"]["history"][-1]
     assert last["by"] == "ana" and last["reason"].endswith("looks wrong")
-
-    async def cleared() -> bool:
-        annotations = (await api("GET", f"{MC}/owls"))["metadata"].get("annotations", {})
-        return INTENT_ANNOTATION not in annotations
-
-    await until(cleared, 30, "the intent annotation was not removed once acted on")
-    history = (await status(api, "owls"))["state"]["history"]
+    until(lambda: cluster.intent("owls") is None, 30, "the intent annotation was not removed")
+    history = cluster.status("owls")["state"]["history"]
     assert [t["action"] for t in history].count("rollback") == 1  # acted on once
 
 
-@pytest.mark.asyncio
-async def test_an_invalid_spec_gets_a_condition_naming_the_field(
-    api: Client, start_operator: Callable[[], Callable[[], None]]
+def test_an_invalid_spec_gets_a_condition_naming_the_field(
+    cluster: Cluster, start_operator: Start
 ) -> None:
-    await api("POST", MC, canary("bad", steps=[50, 20]))
+    """A spec the CRD accepts but the engine refuses (the CRD's duration pattern has no
+    length limit; the engine refuses a duration too large for a float)."""
+    huge = "1" + "0" * 400 + "s"
+    create_canary(cluster.api, cluster.ns, model_canary("bad", "bad", interval=huge))
     start_operator()
-
-    async def invalid() -> bool:
-        return (await status(api, "bad")).get("phase") == "Invalid"
-
-    await until(invalid, 60, "no Invalid status")
-    found = await status(api, "bad")
-    assert "steps: steps must increase, got [50, 20]" in found["message"]
+    until(lambda: cluster.status("bad").get("phase") == "Invalid", 60, "no Invalid status")
+    found = cluster.status("bad")
+    assert "interval: a duration of 402 characters is too large" in found["message"], found
     assert found["conditions"][0]["reason"] == "InvalidSpec"
 
 
-@pytest.mark.asyncio
-async def test_deleting_an_unfinished_rollout_leaves_traffic_on_stable(
-    api: Client, start_operator: Callable[[], Callable[[], None]], prometheus: tuple[str, Traffic]
+def test_deleting_an_unfinished_rollout_leaves_traffic_on_stable(
+    cluster: Cluster, start_operator: Start, monitoring: tuple[Prometheus, Traffic]
 ) -> None:
-    serve(prometheus, "ants")
-    await api("POST", ISVC, isvc("ants", "2"))
-    await api("POST", MC, canary("ants", steps=[30, 100], interval="1h"))
+    monitoring[1].serve("ants")
+    create_ready_service(cluster.api, cluster.ns, "ants", after_canary_install("ants"))
+    create_canary(cluster.api, cluster.ns, model_canary("ants", "ants", steps=[30, 100],
+                                                        interval="1h"))  # fmt: skip
     start_operator()
+    until(lambda: cluster.predictor("ants").get("canaryTrafficPercent") == 30, 60,
+          "the canary never got 30%")  # fmt: skip
+    cluster.api.delete_namespaced_custom_object(GROUP, VERSION, cluster.ns, PLURAL, "ants")
 
-    async def at_thirty() -> bool:
-        predictor = (await api("GET", f"{ISVC}/ants"))["spec"]["predictor"]
-        return bool(predictor.get("canaryTrafficPercent") == 30)
-
-    await until(at_thirty, 60, "the canary never got 30%")
-    await api("DELETE", f"{MC}/ants")
-
-    async def back_on_stable() -> bool:
-        predictor = (await api("GET", f"{ISVC}/ants"))["spec"]["predictor"]
+    def back_on_stable() -> bool:
+        predictor = cluster.predictor("ants")
         return bool(
             predictor.get("canaryTrafficPercent") == 0
             and predictor["model"]["args"] == ["--model-config-name=v1"]
         )
 
-    await until(back_on_stable, 30, "deleting the ModelCanary left traffic on the canary")
+    until(back_on_stable, 30, "deleting the ModelCanary left traffic on the canary")
 
 
-ROUTES = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes"
-
-
-@pytest.mark.asyncio
-async def test_standard_mode_moves_the_http_route_weights(
-    api: Client, kmock: kmock.KubernetesEmulator, start_operator: Callable[[], Callable[[], None]],
-    prometheus: tuple[str, Traffic],
-) -> None:  # fmt: skip
-    register_kind(kmock, "gateway.networking.k8s.io/v1/httproutes", "HTTPRoute")
-    serve(prometheus, "bees")
-    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+def test_standard_mode_moves_the_http_route_weights(
+    cluster: Cluster, start_operator: Start, monitoring: tuple[Prometheus, Traffic]
+) -> None:
+    monitoring[1].serve("bees")
     for version in ("1", "2"):
-        body = isvc(f"bees-v{version}", version)
-        body["status"] = ready
-        await api("POST", ISVC, body)
+        name = f"bees-v{version}"
+        create_ready_service(cluster.api, cluster.ns, name, inference_service(name, version))
     refs = [{"name": "bees-v1-predictor", "port": 80, "weight": 100},
             {"name": "bees-v2-predictor", "port": 80, "weight": 0}]  # fmt: skip
-    await api("POST", ROUTES, {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "bees", "namespace": "default", "resourceVersion": "1"},
+    cluster.api.create_namespaced_custom_object(*ROUTES[:2], cluster.ns, ROUTES[2], {
+        "apiVersion": f"{ROUTES[0]}/{ROUTES[1]}", "kind": "HTTPRoute", "metadata": {"name": "bees"},
         "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": refs}]},
     })  # fmt: skip
-    body = canary("bees")
+    body = model_canary("bees", "bees", steps=[50, 100])
     body["metadata"]["annotations"]["modelcanary.io/mode"] = "standard"
-    await api("POST", MC, body)
+    create_canary(cluster.api, cluster.ns, body)
     start_operator()
     seen: list[list[int]] = []
 
-    async def promoted() -> bool:
-        route = await api("GET", f"{ROUTES}/bees")
+    def promoted() -> bool:
+        route: Any = cluster.api.get_namespaced_custom_object(
+            *ROUTES[:2], cluster.ns, ROUTES[2], "bees"
+        )
         weights = [r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]]
         if not seen or seen[-1] != weights:
             seen.append(weights)
-        found = await status(api, "bees")
+        found = cluster.status("bees")
         return found.get("phase") == "Promoted" and found["state"]["applied"]
 
-    await until(promoted, 90, "not promoted")
-    await promoted()
+    until(promoted, 90, "not promoted")
+    promoted()
     assert seen[0] == [100, 0] and [50, 50] in seen and seen[-1] == [0, 100], seen
 
 
-@pytest.mark.asyncio
-async def test_kubectl_canary_promote_is_picked_up_by_the_operator(
-    api: Client, kmock: kmock.KubernetesEmulator, start_operator: Callable[[], Callable[[], None]],
-    prometheus: tuple[str, Traffic], tmp_path: Path,
+def test_kubectl_canary_promote_is_picked_up_by_the_operator(
+    apiserver: ApiServer, cluster: Cluster, start_operator: Start,
+    monitoring: tuple[Prometheus, Traffic], tmp_path: Path,
 ) -> None:  # fmt: skip
-    """The plugin records the intent; the operator acts on it, records who asked, clears it."""
+    """The plugin records the intent; the operator acts on it, records who asked (the
+    kubeconfig's user), clears it."""
     from modelcanary.kubectl.plugin import main as kubectl_canary
 
-    serve(prometheus, "eels")
-    await api("POST", ISVC, isvc("eels", "2"))
-    await api("POST", MC, canary("eels", steps=[10, 40, 100], interval="1h"))
+    monitoring[1].serve("eels")
+    create_ready_service(cluster.api, cluster.ns, "eels", after_canary_install("eels"))
+    body = model_canary("eels", "eels", steps=[10, 40, 100], interval="1h")
+    create_canary(cluster.api, cluster.ns, body)
     start_operator()
 
-    async def at_first_step() -> bool:
-        found = await status(api, "eels")
+    def at_first_step() -> bool:
+        found = cluster.status("eels")
         return found.get("phase") == "Progressing" and found["state"]["applied"]
 
-    await until(at_first_step, 60, "never started")
-    config = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url).rstrip("/"))
-    argv = ["--kubeconfig", str(config), "promote", "eels", "--reason", "looks good"]
-    assert await asyncio.to_thread(kubectl_canary, argv) == 0
+    until(at_first_step, 60, "never started")
+    ana = write_kubeconfig(
+        tmp_path / "kubeconfig", apiserver.url, apiserver.ca_file, "ana", apiserver.admin_token
+    )
+    argv = ["--kubeconfig", str(ana), "-n", cluster.ns, "promote", "eels", "--reason", "looks good"]
+    assert kubectl_canary(argv) == 0
 
-    async def advanced() -> bool:
-        found = await status(api, "eels")
+    def advanced() -> bool:
+        found = cluster.status("eels")
         return found.get("step") == 2 and found["state"]["applied"]
 
-    await until(advanced, 30, "the promote intent was not acted on")
-    last = (await status(api, "eels"))["state"]["history"][-1]
+    until(advanced, 30, "the promote intent was not acted on")
+    last = cluster.status("eels")["state"]["history"][-1]
     assert (last["action"], last["by"]) == ("advance", "ana") and "looks good" in last["reason"]
-    predictor = (await api("GET", f"{ISVC}/eels"))["spec"]["predictor"]
-    assert predictor["canaryTrafficPercent"] == 40
+    assert cluster.predictor("eels")["canaryTrafficPercent"] == 40
+    until(lambda: cluster.intent("eels") is None, 30, "the intent stayed on the resource")
 
-    async def cleared() -> bool:
-        annotations = (await api("GET", f"{MC}/eels"))["metadata"].get("annotations", {})
-        return INTENT_ANNOTATION not in annotations
 
-    await until(cleared, 30, "the intent stayed on the resource")
+def test_a_tick_reads_readiness_from_one_list_of_inference_services(
+    apiserver: ApiServer, cluster: Cluster, start_operator: Start,
+    monitoring: tuple[Prometheus, Traffic],
+) -> None:  # fmt: skip
+    """Every rollout's readiness comes from the tick's one LIST of InferenceServices, not a
+    GET per rollout (the module's earlier rollouts are ticked too)."""
+    names = [f"yaks-{index}" for index in range(3)]
+    for name in names:
+        monitoring[1].serve(name)
+        create_ready_service(cluster.api, cluster.ns, name, after_canary_install(name))
+        create_canary(cluster.api, cluster.ns, model_canary(name, name, interval="1h"))
+    start_operator()
+
+    def started() -> bool:
+        return all(cluster.status(name).get("phase") == "Progressing" for name in names)
+
+    until(started, 60, "not every rollout started")
+    before = apiserver.requests()
+    time.sleep(4)
+    served = apiserver.requests() - before
+    ticks = served["LIST modelcanaries"]  # the tick loop lists them once per tick
+    assert ticks >= 2, served
+    assert served["GET inferenceservices"] == 0, served
+    assert abs(served["LIST inferenceservices"] - ticks) <= 1, served

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +33,8 @@ from tests.support.certs import write_ca_and_serving_cert, write_key_pair
 
 REPO = Path(__file__).resolve().parents[2]
 BINARIES = ("kube-apiserver", "etcd")
+_REQUEST = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 _PR_SET_PDEATHSIG = 1
 
 
@@ -116,6 +120,19 @@ def _answers(client: httpx.Client, url: str, ok: Callable[[httpx.Response], bool
         return ok(client.get(url))
     except (httpx.HTTPError, ValueError, KeyError):
         return False
+
+
+def request_counts(metrics: str) -> Counter[str]:
+    """apiserver_request_total in a /metrics text by 'VERB resource[/subresource]', watches
+    excluded (they are counted when they end)."""
+    counts: Counter[str] = Counter()
+    for match in _REQUEST.finditer(metrics):
+        labels = dict(_LABEL.findall(match["labels"]))
+        if labels.get("verb", "WATCH") == "WATCH" or not labels.get("resource"):
+            continue
+        resource = "/".join(filter(None, (labels["resource"], labels.get("subresource"))))
+        counts[f"{labels['verb']} {resource}"] += int(float(match["value"]))
+    return counts
 
 
 def write_kubeconfig(path: Path, server: str, ca_file: Path, user: str, token: str) -> Path:
@@ -277,6 +294,13 @@ class ApiServer:
             check=check,
             timeout=60,
         )
+
+    def requests(self) -> Counter[str]:
+        """The requests it has served so far (`request_counts` of its /metrics)."""
+        tls = ssl.create_default_context(cafile=str(self.ca_file))
+        auth = {"Authorization": f"Bearer {self.admin_token}"}
+        metrics = httpx.get(f"{self.url}/metrics", verify=tls, headers=auth, timeout=30)
+        return request_counts(metrics.raise_for_status().text)
 
     def token_for(self, service_account: str, namespace: str) -> Path:
         """A kubeconfig acting as NAMESPACE/SERVICE_ACCOUNT (created if missing)."""

@@ -1,6 +1,6 @@
 """pytest fixtures for a real API server: import them into a conftest.py.
 
-from tests.support.kube_fixtures import apiserver, namespace  # noqa: F401
+from tests.support.kube_fixtures import apiserver, module_namespace, namespace  # noqa: F401
 """
 
 from __future__ import annotations
@@ -38,10 +38,21 @@ def apiserver() -> Iterator[ApiServer]:
         yield server
 
 
-@pytest.fixture
-def namespace(apiserver: ApiServer) -> str:
+def create_namespace(server: ApiServer) -> str:
     """A fresh namespace; left behind, as namespaces never finish deleting without a
     controller-manager."""
     name = f"test-{uuid.uuid4().hex[:10]}"
-    apiserver.kubectl("create", "namespace", name)
+    server.kubectl("create", "namespace", name)
     return name
+
+
+@pytest.fixture
+def namespace(apiserver: ApiServer) -> str:
+    """A fresh namespace for the test."""
+    return create_namespace(apiserver)
+
+
+@pytest.fixture(scope="module")
+def module_namespace(apiserver: ApiServer) -> str:
+    """A fresh namespace for the test module."""
+    return create_namespace(apiserver)

@@ -11,15 +11,19 @@ from modelcanary.adapters.kserve_router import KSERVE, config_args
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 
 
-def inference_service(name: str, stable: str) -> dict[str, Any]:
-    """A Serverless InferenceService serving STABLE, before any canary. No storageUri: the
-    checks before traffic are "not checked" (a caller testing them sets one)."""
+def inference_service(name: str, version: str, canary_percent: int | None = None) -> dict[str, Any]:
+    """A Serverless InferenceService whose predictor runs VERSION; with CANARY_PERCENT, as
+    the chart leaves it once a canary is set (the canary's version at that percent). No
+    storageUri: the checks before traffic are "not checked" (a caller testing them sets one)."""
+    predictor: dict[str, Any] = {"model": {
+        "modelFormat": {"name": "triton"}, "runtime": "triton",
+        "args": config_args(version),
+    }}  # fmt: skip
+    if canary_percent is not None:
+        predictor["canaryTrafficPercent"] = canary_percent
     return {
         "apiVersion": f"{KSERVE[0]}/{KSERVE[1]}", "kind": "InferenceService",
-        "metadata": {"name": name},
-        "spec": {"predictor": {"model": {
-            "modelFormat": {"name": "triton"}, "runtime": "triton", "args": config_args(stable),
-        }}},
+        "metadata": {"name": name}, "spec": {"predictor": predictor},
     }  # fmt: skip
 
 
@@ -51,11 +55,18 @@ def model_canary(name: str, model: str, **spec: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def create_ready_service(api: client.CustomObjectsApi, namespace: str, name: str) -> None:
-    """Create an InferenceService and write its status Ready (the status subresource)."""
+def create_ready_service(
+    api: client.CustomObjectsApi, namespace: str, name: str, body: dict[str, Any] | None = None
+) -> None:
+    """Create an InferenceService (BODY, else one serving version 1) and mark it Ready."""
     api.create_namespaced_custom_object(
-        *KSERVE[:2], namespace, KSERVE[2], inference_service(name, "1")
+        *KSERVE[:2], namespace, KSERVE[2], body or inference_service(name, "1")
     )
+    mark_ready(api, namespace, name)
+
+
+def mark_ready(api: client.CustomObjectsApi, namespace: str, name: str) -> None:
+    """Write the InferenceService's status Ready through the status subresource, as KServe."""
     api.patch_namespaced_custom_object_status(
         *KSERVE[:2], namespace, KSERVE[2], name, {"status": ready_status(name)}
     )

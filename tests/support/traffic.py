@@ -2,12 +2,11 @@
 would be: per-version successes, failures and latency, with the demo profile's recording
 and alert rules (1 s scrape and evaluation, 15 s windows).
 
-The approach of tests/kube/test_operator.py, shared by the HA test and the scale
-benchmark, with two differences: the `triton` source's series rather than the gateway's
-(the operator command, a process as in a pod, offers only the cluster sources), and
-counters computed from the clock when scraped rather than incremented by a thread, so
-that 200 models cost a scrape a few milliseconds, well inside the 1 s scrape timeout,
-even while the test process is busy.
+Shared by the operator tests, the HA test and the scale benchmark. The series are the
+`triton` source's (the operator command, a process as in a pod, offers only the cluster
+sources), and counters are computed from the clock when scraped rather than incremented by
+a thread, so that 200 models cost a scrape a few milliseconds, well inside the 1 s scrape
+timeout, even while the test process is busy.
 """
 
 from __future__ import annotations

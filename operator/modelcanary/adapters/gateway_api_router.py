@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from modelcanary.adapters.kserve_router import KSERVE, isvc_ready
+from modelcanary.adapters.kserve_router import KSERVE, Services, isvc_ready, listed
 from modelcanary.kube.api import Resource
 
 ROUTES = ("gateway.networking.k8s.io", "v1", "httproutes")
@@ -42,5 +42,6 @@ class StandardRouter:
             )
         self.route_resource.patch({"spec": {"rules": rules}})
 
-    def canary_ready(self) -> bool:
-        return isvc_ready(self.canary_isvc.get())
+    def canary_ready(self, services: Services) -> bool:
+        """The canary version's InferenceService is Ready."""
+        return isvc_ready(listed(services, self.canary_isvc))

@@ -7,17 +7,39 @@ configs/v<N>.pbtxt), so stable and canary share one model repository.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from kubernetes import client
 
-from modelcanary.kube.api import Resource
+from modelcanary.kube.api import NotFoundError, Resource, describe
 
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
 
 
 def config_args(version: str) -> list[str]:
     return [f"--model-config-name=v{version}"]
+
+
+Services = Mapping[str, dict[str, Any]]  # a namespace's InferenceServices by name
+
+
+def inference_services(api: client.CustomObjectsApi, namespace: str) -> Services:
+    """The namespace's InferenceServices by name: one LIST request."""
+    try:
+        listed = api.list_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2])
+    except Exception as exc:
+        raise describe(exc, f"listing {KSERVE[2]} in {namespace}") from None
+    items = cast(dict[str, Any], listed).get("items", [])
+    return {item["metadata"]["name"]: item for item in items}
+
+
+def listed(services: Services, isvc: Resource) -> dict[str, Any]:
+    """ISVC's body in SERVICES; NotFoundError if it is not there."""
+    try:
+        return services[isvc.name]
+    except KeyError:
+        raise NotFoundError(f"{isvc.where}: not found") from None
 
 
 def isvc_ready(isvc: dict[str, Any]) -> bool:
@@ -52,9 +74,9 @@ class ServerlessRouter:
             }
         self.isvc.patch({"spec": {"predictor": predictor}})
 
-    def canary_ready(self) -> bool:
+    def canary_ready(self, services: Services) -> bool:
         """The latest revision (the canary's) is ready."""
-        isvc = self.isvc.get()
-        predictor = isvc.get("status", {}).get("components", {}).get("predictor", {})
+        status = listed(services, self.isvc).get("status", {})
+        predictor = status.get("components", {}).get("predictor", {})
         latest = predictor.get("latestCreatedRevision")
         return bool(latest) and latest == predictor.get("latestReadyRevision")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -23,22 +24,28 @@ class NotFoundError(KubeError):
     """The object does not exist."""
 
 
-def api_client(host: str | None = None) -> client.ApiClient:
-    """In the cluster: the pod's service account; outside: kubeconfig; or a plain host."""
-    if host is not None:
-        configuration = client.Configuration()
-        configuration.host = host
-        return client.ApiClient(configuration)
+def kubeconfig_configuration(kubeconfig: Path) -> client.Configuration:
+    """The client configuration of KUBECONFIG's current context."""
+    configuration = client.Configuration()
+    try:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), client_configuration=configuration
+        )
+    except (config.ConfigException, OSError) as exc:
+        raise KubeError(f"kubeconfig {kubeconfig}: {one_line(exc)}") from None
+    return configuration
+
+
+def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
+    """KUBECONFIG if given; else in the cluster the pod's service account, outside it the
+    default kubeconfig."""
+    if kubeconfig is not None:
+        return client.ApiClient(kubeconfig_configuration(kubeconfig))
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
-
-
-def custom_objects(host: str | None = None) -> client.CustomObjectsApi:
-    """The custom objects API on `api_client(host)`."""
-    return client.CustomObjectsApi(api_client(host))
 
 
 def describe(exc: Exception, what: str) -> KubeError:

@@ -1,8 +1,9 @@
 """The ModelCanary operator: kopf watches the resources, one loop ticks them all.
 
-One tick loop lists the namespace's ModelCanaries (one API request) and runs the shared
-engine over all of them at once, so a tick costs one grouped set of Prometheus queries
-whatever the number of rollouts. It ticks every `--tick`, and at once when kopf sees a
+One tick loop lists the namespace's ModelCanaries and its InferenceServices (two API
+requests: the canaries' readiness comes from the second) and runs the shared engine over
+all of them at once, so a tick costs one grouped set of Prometheus queries whatever the
+number of rollouts. It ticks every `--tick`, and at once when kopf sees a
 ModelCanary change (a new rollout, a `kubectl canary` intent) or the Alertmanager
 webhook, served beside it, hears an alert for a model. State lives in each resource's
 status (written with resourceVersion preconditions); traffic is routed on the
@@ -31,12 +32,19 @@ from modelcanary.adapters import factory
 from modelcanary.adapters.alert_feed import pushed_alerts
 from modelcanary.adapters.golden_check import run_golden_check
 from modelcanary.adapters.holdout_gate import run_holdout_gate
+from modelcanary.adapters.kserve_router import Services, inference_services
 from modelcanary.adapters.prometheus import PrometheusSource
 from modelcanary.adapters.status_store import INTENT_ANNOTATION, StatusStore, mark_invalid
 from modelcanary.alerts.webhook import AlertBook, WebhookAlert
 from modelcanary.errors import ModelcanaryError, UsageError
 from modelcanary.kube import operator_servers
-from modelcanary.kube.api import api_client, describe, model_canary
+from modelcanary.kube.api import (
+    KubeError,
+    api_client,
+    describe,
+    kubeconfig_configuration,
+    model_canary,
+)
 from modelcanary.kube.check_target import NO_REPOSITORY, check_target
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.leader import LeaseElector
@@ -67,7 +75,7 @@ class OperatorConfig:
     alertmanager: str | None = None  # where promotions, rollbacks and pauses are posted
     model_repo: Path | None = None  # a mounted model repository (else: the storageUri)
     predictor_url: str = "http://{isvc}-predictor.{namespace}.svc.cluster.local"
-    api_host: str | None = None  # tests: a plain API server URL instead of kubeconfig
+    kubeconfig: Path | None = None  # None: the pod's service account, else KUBECONFIG
     leader_lease: str | None = None  # Lease name; None: act alone, without election
     identity: str = "modelcanary-operator"  # this replica's name in the Lease
     bind: str = "0.0.0.0"  # where the webhook and metrics servers listen
@@ -94,7 +102,7 @@ class Runtime:
 def build_runtime(config: OperatorConfig) -> Runtime:
     """The engine and its ports for this operator (before kopf starts)."""
     book = AlertBook()
-    api = api_client(config.api_host)
+    api = api_client(config.kubeconfig)
     source = PrometheusSource(config.prometheus, config.source, config.window_s)
     engine = Engine(
         source, factory.notifier(config.alertmanager), pushed=_pushed(book),
@@ -137,10 +145,20 @@ def run(config: OperatorConfig, stop: threading.Event | None = None) -> None:
 
 @kopf.on.login()
 def login(memo: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    host = memo.config.api_host
-    if host is not None:
-        return kopf.ConnectionInfo(server=host, insecure=True)
+    if memo.config.kubeconfig is not None:
+        return connection_info(kubeconfig_configuration(memo.config.kubeconfig))
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from a client configuration (a bearer token or a client cert)."""
+    header = configuration.get_api_key_with_prefix("BearerToken") or ""
+    scheme, _, token = header.partition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host, ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl, scheme=scheme or None, token=token or None,
+        certificate_path=configuration.cert_file, private_key_path=configuration.key_file,
+    )  # fmt: skip
 
 
 @kopf.on.startup()
@@ -217,6 +235,11 @@ def tick(runtime: Runtime) -> None:
         listed = runtime.api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     except Exception as exc:
         raise describe(exc, f"listing {PLURAL} in {namespace}") from None
+    services: Services | KubeError
+    try:
+        services = inference_services(runtime.api, namespace)
+    except KubeError as exc:  # each rollout's readiness says so; alerts still roll back
+        services = exc
     rollouts = []
     for body in cast(dict[str, Any], listed).get("items", []):
         if body["metadata"].get("deletionTimestamp"):
@@ -228,7 +251,7 @@ def tick(runtime: Runtime) -> None:
             mark_invalid(model_canary(runtime.api, namespace, name), str(exc), body)
             log.warning("%s", exc)
             continue
-        rollouts.append(build_rollout(runtime, namespace, name, spec, body))
+        rollouts.append(build_rollout(runtime, namespace, name, spec, body, services))
     for rollout, result in zip(rollouts, runtime.engine.tick_each(rollouts), strict=True):
         if isinstance(result, TickFailure):
             log.warning("%s: %s", result.rollout, result.problem)
@@ -239,9 +262,11 @@ def tick(runtime: Runtime) -> None:
 
 
 def build_rollout(
-    runtime: Runtime, namespace: str, name: str, spec: RolloutSpec, body: dict[str, Any]
-) -> Rollout:
-    """The engine's view of one ModelCanary: its spec and the ports that act on it."""
+    runtime: Runtime, namespace: str, name: str, spec: RolloutSpec, body: dict[str, Any],
+    services: Services | KubeError,
+) -> Rollout:  # fmt: skip
+    """The engine's view of one ModelCanary: its spec and the ports that act on it; the
+    canary's readiness comes from SERVICES, the tick's one list of InferenceServices."""
     annotations = body.get("metadata", {}).get("annotations") or {}
     mode: factory.KubeMode = (
         "standard" if annotations.get(MODE_ANNOTATION) == "standard" else "serverless"
@@ -271,13 +296,18 @@ def build_rollout(
             urls, repo, spec.model, (stable, canary), holdout.margin, holdout.confidence
         )
 
+    def ready() -> bool:
+        if isinstance(services, KubeError):
+            raise services
+        return router.canary_ready(services)
+
     return Rollout(
         name=f"{namespace}/{name}",
         spec=spec,
         store=StatusStore(model_canary(runtime.api, namespace, name), listed=body),
         router=router,
         golden=golden,
-        readiness=router.canary_ready,
+        readiness=ready,
         gate=gate,
     )
 
@@ -292,6 +322,6 @@ def deleted(*, name: str, namespace: str | None, body: kopf.Body, memo: Runtime,
         return
     if body.get("status", {}).get("phase") == "Promoted":
         return
-    rollout = build_rollout(memo, namespace, name, spec, dict(body))
+    rollout = build_rollout(memo, namespace, name, spec, dict(body), services={})
     rollout.router.route(0, promoted=False)
     log.info("%s/%s deleted: all traffic back on version %s", namespace, name, spec.stable.version)
