@@ -5,8 +5,8 @@ Run with `make bench`. Starts a real Triton (digits 1, 2 and 5) behind the gatew
 `modelcanary up` does, and times, five times each: the golden-sample check of the canary
 (32 samples) and the holdout gate for 1 -> 2 (an honest improvement: "not worse") and
 2 -> 5 (classes 3 and 8 swapped: "worse"). The 10,000-sample holdout is the example's 360
-digits repeated with pixel noise (std 0.5 on a 0 to 16 scale), pinned in the manifests like
-an exported one. Prints a table and writes benchmarks/results/gate.json.
+digits repeated with pixel noise (5% of the pixels' standard deviation), pinned in the
+manifests like an exported one. Prints a table and writes benchmarks/results/gate.json.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ RUNS = 5
 LARGE = 10_000
 PAIRS = (("1", "2"), ("2", "5"))
 RESULTS = Path(__file__).parent / "results" / "gate.json"
+NOISE = 0.05  # of the pixels' standard deviation: new samples, the same digits
 T = TypeVar("T")
 
 
@@ -53,7 +54,9 @@ def enlarge_holdouts(repo: Path, versions: tuple[str, ...], size: int) -> None:
     rng = np.random.default_rng(0)
     picks = np.arange(size) % len(labels)
     bigger = {
-        name: (array[picks] + rng.normal(0, 0.5, array[picks].shape)).astype(array.dtype)
+        name: (array[picks] + rng.normal(0, NOISE * array.std(), array[picks].shape)).astype(
+            array.dtype
+        )
         for name, array in inputs.items()
     }
     data = holdout_bytes(bigger, labels[picks])

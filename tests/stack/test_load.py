@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,12 +39,20 @@ def test_report_groups_by_serving_version() -> None:
     assert "skipped 3 at the concurrency limit" in report.table()
 
 
-def test_bodies_come_from_the_golden_samples(digits_repo: Path) -> None:
+def test_bodies_come_from_the_holdout_else_the_golden_samples(
+    digits_repo: Path, tmp_path: Path
+) -> None:
+    """Real inputs like a user's: the 360 held-out digits (live inputs then match the
+    version's input profile); a version without a holdout gives its 32 golden samples."""
     bodies = request_bodies(digits_repo, "digits")
-    assert len(bodies) == 32
+    assert len(bodies) == 360
     assert bodies[0].startswith(
         b'{"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32"'
     )
+    repo = tmp_path / "model_repo"
+    shutil.copytree(digits_repo / "digits" / "1", repo / "digits" / "1")
+    (repo / "digits" / "1" / "holdout.npz").unlink()
+    assert len(request_bodies(repo, "digits")) == 32
 
 
 @pytest.fixture(scope="module")

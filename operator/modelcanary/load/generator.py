@@ -1,4 +1,4 @@
-"""`modelcanary load`: open-loop traffic built from a model's golden samples.
+"""`modelcanary load`: open-loop traffic built from a model's holdout or golden samples.
 
 Request i is sent at start + i / rate whether or not earlier ones were answered (open
 loop, as real users behave); a request due while `concurrency` are in flight is skipped
@@ -22,6 +22,7 @@ from modelcanary.errors import UsageError, one_line
 from modelcanary.load.report import LoadReport, Outcome, build_report
 from modelcanary.metrics_contract import VERSION_HEADER
 from modelcanary.modelrepo.compare import split_golden
+from modelcanary.modelrepo.holdout_store import HOLDOUT, read_holdout
 from modelcanary.modelrepo.manifest import GOLDEN
 from modelcanary.modelrepo.oip import infer_body
 from modelcanary.modelrepo.repository import ModelRepository
@@ -31,17 +32,22 @@ STOP_CHECK_S = 0.1  # how soon a stop is noticed between requests
 
 
 def request_bodies(repo: Path, model: str, version: int | None = None) -> list[bytes]:
-    """One Open Inference Protocol JSON body per golden sample (batch of one)."""
+    """One Open Inference Protocol JSON body (batch of one) per sample of the version's
+    labelled holdout, real inputs like a user's (so live inputs do not drift from the
+    version's profile), or per golden sample when it has no holdout."""
     store = ModelRepository(repo)
     versions = store.versions(model)
     if not versions:
         raise UsageError(f"{repo}: no model {model!r} with versions to take samples from")
-    chosen = version or versions[-1]
-    path = store.version_dir(model, chosen) / GOLDEN
-    if not path.is_file():
-        raise UsageError(f"{path}: no golden samples to build requests from")
-    with np.load(path, allow_pickle=False) as data:
-        inputs, _ = split_golden({k: data[k] for k in data.files})
+    directory = store.version_dir(model, version or versions[-1])
+    if (directory / HOLDOUT).is_file():
+        inputs, _ = read_holdout(directory / HOLDOUT)
+    else:
+        path = directory / GOLDEN
+        if not path.is_file():
+            raise UsageError(f"{path}: no golden samples to build requests from")
+        with np.load(path, allow_pickle=False) as data:
+            inputs, _ = split_golden({k: data[k] for k in data.files})
     count = next(iter(inputs.values())).shape[0]
     return [
         json.dumps(infer_body({n: a[i : i + 1] for n, a in inputs.items()})).encode()
