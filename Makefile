@@ -50,6 +50,7 @@ bench: model-repo ## export time; gateway overhead; fault-to-rollback; the gate;
 	$(PY) benchmarks/bench_gateway.py
 	$(PY) benchmarks/bench_rollback.py --repo $(REPO)
 	$(PY) benchmarks/bench_gate.py --repo $(REPO)
+	$(PY) benchmarks/bench_shadow.py --repo $(REPO)
 	$(PY) benchmarks/bench_decisions.py
 	$(PY) benchmarks/bench_soak.py --repo $(REPO) --minutes $(MINUTES)
 
