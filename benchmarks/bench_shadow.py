@@ -396,7 +396,9 @@ def main() -> int:
         + "\n"
     )
     print(f"wrote {RESULTS}")
-    return 0 if all(goals.values()) else 1
+    # the latency goal is reported (README); a wrong decision fails the run
+    decisions = [met for goal, met in goals.items() if not goal.startswith("added_p50")]
+    return 0 if all(decisions) else 1
 
 
 if __name__ == "__main__":
