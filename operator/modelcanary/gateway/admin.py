@@ -16,7 +16,7 @@ mirrors `percent` of the requests the stable version answers to the canary; DELE
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -61,6 +61,9 @@ class ShadowUpdate(BaseModel):
     canary: str
     percent: float = Field(ge=0, le=100)
     stable: str | None = None
+
+
+Update = TypeVar("Update", WeightUpdate, ShadowUpdate)
 
 
 class AdminApi:
@@ -114,20 +117,8 @@ class AdminApi:
     async def _set_weights(
         self, route: Route, headers: dict[str, str], receive: Receive, send: Send
     ) -> None:
-        try:
-            update = WeightUpdate.model_validate_json(
-                await read_body(receive, headers, MAX_ADMIN_BODY)
-            )
-        except ClientGone:
-            return
-        except BodyTooLarge as exc:
-            await respond_error(send, 413, str(exc))
-            return
-        except ValidationError as exc:
-            reasons = describe_validation_errors(exc)
-            await respond_error(
-                send, 400, f"the body must be JSON like {WEIGHTS_EXAMPLE}: {reasons}"
-            )
+        update = await _read_update(WeightUpdate, WEIGHTS_EXAMPLE, headers, receive, send)
+        if update is None:
             return
         stable = route.config.stable if update.stable is None else update.stable
         if stable not in route.config.upstreams:
@@ -183,20 +174,8 @@ class AdminApi:
     async def _set_shadow(
         self, route: Route, headers: dict[str, str], receive: Receive, send: Send
     ) -> None:
-        try:
-            update = ShadowUpdate.model_validate_json(
-                await read_body(receive, headers, MAX_ADMIN_BODY)
-            )
-        except ClientGone:
-            return
-        except BodyTooLarge as exc:
-            await respond_error(send, 413, str(exc))
-            return
-        except ValidationError as exc:
-            reasons = describe_validation_errors(exc)
-            await respond_error(
-                send, 400, f"the body must be JSON like {SHADOW_EXAMPLE}: {reasons}"
-            )
+        update = await _read_update(ShadowUpdate, SHADOW_EXAMPLE, headers, receive, send)
+        if update is None:
             return
         stable = update.stable or route.config.stable
         versions = ", ".join(route.config.upstreams)
@@ -221,3 +200,19 @@ class AdminApi:
             await respond_error(send, 400, str(exc))
             return
         await respond_json(send, 200, target.view())
+
+
+async def _read_update(
+    model: type[Update], example: str, headers: dict[str, str], receive: Receive, send: Send
+) -> Update | None:
+    """The request's body as `model`; None once the error is answered (or the client left)."""
+    try:
+        return model.model_validate_json(await read_body(receive, headers, MAX_ADMIN_BODY))
+    except ClientGone:
+        return None
+    except BodyTooLarge as exc:
+        await respond_error(send, 413, str(exc))
+    except ValidationError as exc:
+        reasons = describe_validation_errors(exc)
+        await respond_error(send, 400, f"the body must be JSON like {example}: {reasons}")
+    return None
