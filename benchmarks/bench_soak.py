@@ -157,6 +157,7 @@ def spec_document(stable: int, canary: int) -> dict[str, object]:
             "noData": {"after": "60s", "action": "pause"},
             "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "10s"},
         },
+        "shadow": {"percent": 10, "minSamples": 100, "maxDuration": "30s"},
         "progressDeadline": "4m",
     }
 

@@ -187,6 +187,7 @@ def rollout_spec(stable: int, canary: int) -> dict[str, object]:
             "noData": {"after": "60s", "action": "pause"},  # a restart is well within
             "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "5s"},
         },
+        "shadow": {"percent": 100, "minSamples": 30, "maxDuration": "10s"},
         "progressDeadline": "4m",
     }
 
