@@ -16,6 +16,7 @@ from types import FrameType
 from modelcanary import __version__
 from modelcanary.commands import (
     alerts,
+    comparator,
     compare,
     crd,
     demo,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         serve,
         fault,
         gateway,
+        comparator,
         load,
         alerts,
         up,

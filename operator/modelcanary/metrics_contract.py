@@ -50,6 +50,16 @@ SHADOW_DROPPED = "modelcanary_shadow_dropped"
 SHADOW_DRIFT = "modelcanary_shadow_input_drift_psi"
 SHADOW_DRIFT_SAMPLES = "modelcanary_shadow_input_drift_samples"  # gauge: samples scored
 SHADOW_DROP_REASONS = ("queue_full", "unparseable", "canary_failed", "incomparable")
+# The cluster comparator (`modelcanary comparator`): counter of KServe inference-logger
+# CloudEvents received, by outcome: paired (a request met its response and was offered to
+# the comparator), waiting (held for its other half), invalid (not an inference-logger
+# event, or a response naming no model and version), too_large, expired (its other half did
+# not come in time), evicted (the byte budget was spent), duplicate, ignored (another
+# component than the predictor); label outcome
+COMPARATOR_EVENTS = "modelcanary_comparator_events"
+COMPARATOR_OUTCOMES = (
+    "paired", "waiting", "invalid", "too_large", "expired", "evicted", "duplicate", "ignored",
+)  # fmt: skip
 
 
 def set_role(gauge: Gauge, labels: tuple[str, ...], role: str) -> None:

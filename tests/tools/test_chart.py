@@ -40,7 +40,7 @@ COMBINATIONS = {
     ],
     "no-extras": [
         "--set", "model.canary=2", "--set", "networkPolicy.enabled=false",
-        "--set", "alertmanager.config.enabled=false",
+        "--set", "alertmanager.config.enabled=false", "--set", "shadow.enabled=false",
     ],
 }  # fmt: skip
 
@@ -157,9 +157,64 @@ def test_standard_mode_routes_between_two_inference_services() -> None:
     assert any("httproutes" in rule["resources"] for rule in role["rules"])
 
 
+def operator_deployment(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return next(d for d in found["Deployment"] if d["metadata"]["name"] == "rel-modelcanary")
+
+
+COMPARATOR_URL = "http://rel-modelcanary-comparator.models.svc.cluster.local:8080"
+
+
+def test_serverless_predictor_logs_to_the_comparator() -> None:
+    found = kinds(render(COMBINATIONS["serverless-canary"]))
+    (isvc,) = found["InferenceService"]
+    # both revisions log; the comparator compares the answers stable gave
+    assert isvc["spec"]["predictor"]["logger"] == {"mode": "all", "url": COMPARATOR_URL + "/"}
+    deployments = {d["metadata"]["name"]: d for d in found["Deployment"]}
+    comparator = deployments["rel-modelcanary-comparator"]["spec"]
+    assert comparator["replicas"] == 1  # a request and its answer must meet in one pod
+    (container,) = comparator["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["comparator", "--repository=s3://models/model_repo"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    (operator,) = deployments["rel-modelcanary"]["spec"]["template"]["spec"]["containers"]
+    assert f"--comparator={COMPARATOR_URL}" in operator["args"]
+    mounts = {m["name"]: m["mountPath"] for m in operator["volumeMounts"]}
+    token = "--comparator-token-file=/var/run/modelcanary/comparator/token"
+    assert token in operator["args"] and mounts["comparator-token"] in token
+    monitors = {m["metadata"]["name"] for m in found["PodMonitor"]}
+    assert "rel-modelcanary-comparator" in monitors
+
+
+def test_standard_mode_logs_only_the_stable_version() -> None:
+    found = kinds(render(COMBINATIONS["standard-canary"]))
+    loggers = {
+        i["metadata"]["name"]: i["spec"]["predictor"].get("logger")
+        for i in found["InferenceService"]
+    }
+    assert loggers == {"digits-v1": {"mode": "all", "url": COMPARATOR_URL + "/"}, "digits-v2": None}
+
+
+def test_the_comparator_is_scraped_by_servicemonitor_too() -> None:
+    found = kinds(render(COMBINATIONS["ha-servicemonitor-demo"]))
+    monitors = {m["metadata"]["name"]: m for m in found["ServiceMonitor"]}
+    selector = monitors["rel-modelcanary-comparator"]["spec"]["selector"]["matchLabels"]
+    service = next(
+        s for s in found["Service"] if s["metadata"]["name"] == "rel-modelcanary-comparator"
+    )
+    assert selector.items() <= service["metadata"]["labels"].items()
+
+
+def test_without_shadow_there_is_no_comparator_and_no_logger() -> None:
+    documents = render(COMBINATIONS["no-extras"])
+    assert not any("comparator" in d["metadata"]["name"] for d in documents)
+    found = kinds(documents)
+    assert "logger" not in found["InferenceService"][0]["spec"]["predictor"]
+    (operator,) = operator_deployment(found)["spec"]["template"]["spec"]["containers"]
+    assert not any(a.startswith("--comparator") for a in operator["args"])
+
+
 def test_operator_pod_is_locked_down_and_probed() -> None:
     found = kinds(render(COMBINATIONS["serverless-canary"]))
-    (deployment,) = found["Deployment"]
+    deployment = operator_deployment(found)
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -184,7 +239,7 @@ def test_prometheus_rule_embeds_the_generated_rules() -> None:
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert {d["kind"] for d in found["ServiceMonitor"]} == {"ServiceMonitor"}
     assert "--leader-election=rel-modelcanary" in " ".join(
-        found["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        operator_deployment(found)["spec"]["template"]["spec"]["containers"][0]["args"]
     )
     receivers = {r["name"]: r for r in found["AlertmanagerConfig"][0]["spec"]["receivers"]}
     assert receivers["oncall"]["pagerdutyConfigs"][0]["routingKey"]["name"] == "pd"

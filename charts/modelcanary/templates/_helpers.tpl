@@ -53,6 +53,15 @@ affinity:
             - {key: modelcanary.io/model, operator: In, values: [{{ $values.model.name | quote }}]}
             - {key: modelcanary.io/version, operator: NotIn, values: [{{ .version | quote }}]}
 {{- end }}
+{{- $stable := eq (toString .version) (toString $values.model.stable) }}
+{{- if and $values.shadow.enabled (or $stable (eq $values.mode "serverless")) }}
+{{- /* KServe's inference logger sends each request and its answer to the comparator. In
+Serverless mode both revisions log (the spec is the latest revision's); the comparator
+compares only the answers stable gave. */}}
+logger:
+  mode: all
+  url: {{ include "modelcanary.comparatorUrl" .root }}/
+{{- end }}
 model:
   modelFormat:
     name: triton
@@ -79,4 +88,19 @@ model:
 {{/* The rate window of the chosen profile's recording rules (files/profiles/, generated). */}}
 {{- define "modelcanary.window" -}}
 {{- (.Files.Get (printf "files/profiles/%s.yaml" .Values.alerts.profile) | fromYaml).window -}}
+{{- end -}}
+
+{{/* The shadow comparator: its name, selector, in-cluster URL and admin token Secret. */}}
+{{- define "modelcanary.comparator" -}}
+{{- printf "%s-comparator" (include "modelcanary.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "modelcanary.comparatorSelector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: comparator
+{{- end -}}
+
+{{- define "modelcanary.comparatorUrl" -}}
+{{- printf "http://%s.%s.svc.cluster.local:%v" (include "modelcanary.comparator" .) .Release.Namespace .Values.shadow.port -}}
 {{- end -}}

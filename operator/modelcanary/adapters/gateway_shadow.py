@@ -16,6 +16,8 @@ class ShadowError(ModelcanaryError):
 class GatewayShadow:
     """Starts and stops the comparison of one model's canary with its stable version."""
 
+    service = "gateway"  # named in errors
+
     def __init__(
         self, url: str, token: str, model: str, stable: str, canary: str,
         client: httpx.Client | None = None,
@@ -37,10 +39,10 @@ class GatewayShadow:
             response = self.client.request(method, self.endpoint, json=body, headers=self.headers)
         except httpx.HTTPError as exc:
             raise ShadowError(
-                f"the gateway at {self.endpoint} is unreachable: {one_line(exc)}"
+                f"the {self.service} at {self.endpoint} is unreachable: {one_line(exc)}"
             ) from None
         if response.status_code != 200:
             raise ShadowError(
-                f"the gateway refused {method} {self.endpoint}: {response.status_code} "
+                f"the {self.service} refused {method} {self.endpoint}: {response.status_code} "
                 f"{response.text[:200]}"
             )

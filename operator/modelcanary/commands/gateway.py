@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["upstream_timeout_s"] = args.timeout
     if overrides:
         config = parse_config({**config.model_dump(), **overrides}, "flags")
-    host, port = _listen(args.listen)
+    host, port = listen_address(args.listen)
     token = token_file(args.admin_token_file, "--admin-token-file")
     server = GatewayServer(Gateway(config, token, say=say), host, port)
     say(f"gateway listening on {server.url}")
@@ -119,7 +119,7 @@ def _route(args: argparse.Namespace) -> dict[str, object]:
     return route
 
 
-def _listen(text: str) -> tuple[str, int]:
+def listen_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise UsageError(f"--listen {text!r} is not HOST:PORT")

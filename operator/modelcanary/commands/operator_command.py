@@ -39,6 +39,15 @@ def add(commands: Commands) -> None:
         "version's files from the InferenceService's storageUri)",
     )
     p.add_argument(
+        "--comparator",
+        metavar="URL",
+        help="the shadow comparator (modelcanary comparator) whose admin API starts and stops "
+        "each rollout's shadow comparison (default: no shadow phase)",
+    )
+    p.add_argument(
+        "--comparator-token-file", type=Path, help="bearer token of the comparator's admin API"
+    )
+    p.add_argument(
         "--leader-election",
         metavar="LEASE",
         help="name of the Lease that elects the acting replica (needed with several replicas)",
@@ -55,21 +64,28 @@ def run(args: argparse.Namespace) -> int:
         window, tick = parse_duration(args.window), parse_duration(args.tick)
     except ValueError as exc:
         raise UsageError(f"--window/--tick: {exc}") from None
-    token = ""
-    if args.webhook_token_file is not None:
-        try:
-            token = args.webhook_token_file.read_text().strip()
-        except OSError as exc:
-            raise UsageError(
-                f"--webhook-token-file {args.webhook_token_file}: {exc.strerror}"
-            ) from None
+    token = _token(args.webhook_token_file, "--webhook-token-file")
+    comparator_token = _token(args.comparator_token_file, "--comparator-token-file")
+    if args.comparator and not comparator_token:
+        raise UsageError("--comparator needs --comparator-token-file")
     config = operator.OperatorConfig(
         namespace=args.namespace, prometheus=args.prometheus, source=args.source,
         window_s=window, tick_s=tick, webhook_port=args.metrics_port + 1
         if args.webhook_port == args.metrics_port else args.webhook_port,
         metrics_port=args.metrics_port, webhook_token=token, alertmanager=args.alertmanager,
         model_repo=args.model_repo, leader_lease=args.leader_election,
-        identity=args.identity or socket.gethostname(),
+        identity=args.identity or socket.gethostname(), comparator=args.comparator,
+        comparator_token=comparator_token,
     )  # fmt: skip
     operator.run(config)
     return 0
+
+
+def _token(path: Path | None, flag: str) -> str:
+    """The token in a file ("" without one)."""
+    if path is None:
+        return ""
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: {exc.strerror}") from None

@@ -44,6 +44,12 @@ WEIGHTS_EXAMPLE = '{"weights": {"1": 90, "2": 10}, "stable": "1"}'
 SHADOW_EXAMPLE = '{"canary": "2", "percent": 10}'
 
 
+def authorized(headers: dict[str, str], token: bytes) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>` (constant-time)."""
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token)
+
+
 class WeightUpdate(BaseModel):
     """The body of PUT /admin/models/{m}/weights."""
 
@@ -86,9 +92,7 @@ class AdminApi:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, parts = scope["method"], scope["path"].strip("/").split("/")
         headers = request_headers(scope)
-        authorization = headers.get("authorization", "")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self.token):
+        if not authorized(headers, self.token):
             await respond_error(send, 401, NEEDS_TOKEN, [(b"www-authenticate", b"Bearer")])
             return
         if method == "GET" and parts == ["admin", "models"]:

@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import kopf
 from kubernetes import client
 
 from modelcanary.adapters import factory
 from modelcanary.adapters.alert_feed import pushed_alerts
+from modelcanary.adapters.comparator_shadow import ComparatorShadow
 from modelcanary.adapters.golden_check import run_golden_check
 from modelcanary.adapters.holdout_gate import run_holdout_gate
 from modelcanary.adapters.kserve_router import Services, inference_services
@@ -79,6 +81,8 @@ class OperatorConfig:
     leader_lease: str | None = None  # Lease name; None: act alone, without election
     identity: str = "modelcanary-operator"  # this replica's name in the Lease
     bind: str = "0.0.0.0"  # where the webhook and metrics servers listen
+    comparator: str | None = None  # the shadow comparator's URL; None: no shadow phase
+    comparator_token: str = ""  # bearer token of its admin API
 
 
 @dataclass
@@ -97,6 +101,7 @@ class Runtime:
     seen: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # generation, intent
     loop: threading.Thread | None = None
     lease: threading.Thread | None = None
+    comparator: httpx.Client | None = None  # shared by the rollouts' shadow controls
 
 
 def build_runtime(config: OperatorConfig) -> Runtime:
@@ -115,6 +120,8 @@ def build_runtime(config: OperatorConfig) -> Runtime:
             config.identity, lease_s=LEASE_S,
         )  # fmt: skip
     runtime = Runtime(config, client.CustomObjectsApi(api), engine, book, elector)
+    if config.comparator:
+        runtime.comparator = httpx.Client(timeout=10.0)
     book.listener = lambda alert: _wake_on(runtime, alert)
     return runtime
 
@@ -188,6 +195,8 @@ def cleanup(memo: Runtime, **_: Any) -> None:
     if memo.elector is not None:
         memo.elector.release()
     memo.book.closed = True
+    if memo.comparator is not None:
+        memo.comparator.close()
     while memo.servers:
         memo.servers.pop().stop()
 
@@ -301,6 +310,12 @@ def build_rollout(
             raise services
         return router.canary_ready(services)
 
+    shadow = None
+    if config.comparator:
+        shadow = ComparatorShadow(
+            config.comparator, config.comparator_token, spec.model, stable, canary,
+            canary_predictor=lambda: target()[0][1], client=runtime.comparator,
+        )  # fmt: skip
     return Rollout(
         name=f"{namespace}/{name}",
         spec=spec,
@@ -309,6 +324,7 @@ def build_rollout(
         golden=golden,
         readiness=ready,
         gate=gate,
+        shadow=shadow,
     )
 
 
@@ -324,4 +340,9 @@ def deleted(*, name: str, namespace: str | None, body: kopf.Body, memo: Runtime,
         return
     rollout = build_rollout(memo, namespace, name, spec, dict(body), services={})
     rollout.router.route(0, promoted=False)
+    if rollout.shadow is not None:
+        try:
+            rollout.shadow.stop()
+        except ModelcanaryError as exc:
+            log.warning("%s/%s deleted: %s", namespace, name, exc)
     log.info("%s/%s deleted: all traffic back on version %s", namespace, name, spec.stable.version)

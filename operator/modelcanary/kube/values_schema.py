@@ -145,6 +145,19 @@ def schema() -> dict[str, Any]:
                         ),
                     }
                 ),
+                "shadow": _object(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        "queue": {"type": "integer", "minimum": 1},
+                        "workers": {"type": "integer", "minimum": 1, "maximum": 64},
+                        "timeoutSeconds": {"type": "number", "exclusiveMinimum": 0},
+                        "maxEventBytes": {"type": "integer", "minimum": 1},
+                        "pendingBytes": {"type": "integer", "minimum": 1},
+                        "envFrom": {"type": "array", "items": {"type": "object"}},
+                        "resources": {"type": "object"},
+                    }
+                ),
                 "operator": _object(
                     {
                         "image": _object(

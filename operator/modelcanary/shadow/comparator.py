@@ -91,17 +91,20 @@ class Comparator:
     # -- configuration (the admin API) ---------------------------------------------------
 
     def configure(
-        self, model: str, stable: str, canary: str, percent: float, canary_url: str
-    ) -> ShadowTarget:
+        self, model: str, stable: str, canary: str, percent: float, canary_url: str,
+        versions: VersionPair | None = None,
+    ) -> ShadowTarget:  # fmt: skip
         """Compare `percent` of stable's requests with the canary; UsageError if the
-        repository cannot say how (no repository, no manifest, a modified profile)."""
-        repo = self.settings.repository
-        if repo is None:
-            raise UsageError(
-                "this gateway has no model repository to read output kinds from "
-                "(config shadow.repository)"
-            )
-        versions = version_pair(repo, model, stable, canary)
+        repository cannot say how (no repository, no manifest, a modified profile).
+        `versions`: what the manifests say, read by the caller (else from the repository)."""
+        if versions is None:
+            repo = self.settings.repository
+            if repo is None:
+                raise UsageError(
+                    "this gateway has no model repository to read output kinds from "
+                    "(config shadow.repository)"
+                )
+            versions = version_pair(repo, model, stable, canary)
         s = self.settings
         window = (
             None if versions.profile is None
