@@ -101,8 +101,12 @@ def test_the_chart_starts_the_operator_with_arguments_it_accepts() -> None:
          "--set", "model.canary=2", "--set", "operator.replicas=2"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    parsed = build_parser().parse_args(args)
-    assert parsed.command == "operator" and parsed.namespace == "default"
+    deployments = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
+    commands = {}
+    for deployment in deployments:  # the operator and the shadow comparator
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        commands[args[0]] = build_parser().parse_args(args)
+    assert sorted(commands) == ["comparator", "operator"]
+    parsed = commands["operator"]
+    assert parsed.namespace == "default"
     assert parsed.leader_election == "rel-modelcanary" and parsed.alertmanager.startswith("http")
