@@ -16,18 +16,16 @@ mirrors `percent` of the requests the stable version answers to the canary; DELE
 from __future__ import annotations
 
 import hmac
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from modelcanary.errors import UsageError, describe_validation_errors
+from modelcanary.errors import UsageError
 from modelcanary.gateway.asgi import (
-    BodyTooLarge,
-    ClientGone,
     Receive,
     Scope,
     Send,
-    read_body,
+    read_model,
     request_headers,
     respond_error,
     respond_json,
@@ -67,9 +65,6 @@ class ShadowUpdate(BaseModel):
     canary: str
     percent: float = Field(ge=0, le=100)
     stable: str | None = None
-
-
-Update = TypeVar("Update", WeightUpdate, ShadowUpdate)
 
 
 class AdminApi:
@@ -121,7 +116,9 @@ class AdminApi:
     async def _set_weights(
         self, route: Route, headers: dict[str, str], receive: Receive, send: Send
     ) -> None:
-        update = await _read_update(WeightUpdate, WEIGHTS_EXAMPLE, headers, receive, send)
+        update = await read_model(
+            WeightUpdate, WEIGHTS_EXAMPLE, headers, receive, send, MAX_ADMIN_BODY
+        )
         if update is None:
             return
         stable = route.config.stable if update.stable is None else update.stable
@@ -178,7 +175,9 @@ class AdminApi:
     async def _set_shadow(
         self, route: Route, headers: dict[str, str], receive: Receive, send: Send
     ) -> None:
-        update = await _read_update(ShadowUpdate, SHADOW_EXAMPLE, headers, receive, send)
+        update = await read_model(
+            ShadowUpdate, SHADOW_EXAMPLE, headers, receive, send, MAX_ADMIN_BODY
+        )
         if update is None:
             return
         stable = update.stable or route.config.stable
@@ -204,19 +203,3 @@ class AdminApi:
             await respond_error(send, 400, str(exc))
             return
         await respond_json(send, 200, target.view())
-
-
-async def _read_update(
-    model: type[Update], example: str, headers: dict[str, str], receive: Receive, send: Send
-) -> Update | None:
-    """The request's body as `model`; None once the error is answered (or the client left)."""
-    try:
-        return model.model_validate_json(await read_body(receive, headers, MAX_ADMIN_BODY))
-    except ClientGone:
-        return None
-    except BodyTooLarge as exc:
-        await respond_error(send, 413, str(exc))
-    except ValidationError as exc:
-        reasons = describe_validation_errors(exc)
-        await respond_error(send, 400, f"the body must be JSON like {example}: {reasons}")
-    return None

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
+
+from modelcanary.errors import describe_validation_errors
 from modelcanary.gateway.upstream import UpstreamResponse
 
 Scope = MutableMapping[str, Any]
@@ -81,3 +84,24 @@ async def respond_error(
     send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     await respond(send, status, json_body({"error": message}), [*JSON_CONTENT, *headers])
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def read_model(
+    model: type[Model], example: str, headers: dict[str, str], receive: Receive, send: Send,
+    limit: int,
+) -> Model | None:  # fmt: skip
+    """The request's JSON body as `model`; None once the error is answered (413 too large,
+    400 naming each bad field, with an example) or the client left."""
+    try:
+        return model.model_validate_json(await read_body(receive, headers, limit))
+    except ClientGone:
+        return None
+    except BodyTooLarge as exc:
+        await respond_error(send, 413, str(exc))
+    except ValidationError as exc:
+        reasons = describe_validation_errors(exc)
+        await respond_error(send, 400, f"the body must be JSON like {example}: {reasons}")
+    return None

@@ -28,10 +28,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from modelcanary import metrics_contract as mc
-from modelcanary.errors import UsageError, describe_validation_errors
+from modelcanary.errors import UsageError
 from modelcanary.gateway.admin import MAX_ADMIN_BODY, NEEDS_TOKEN, authorized
 from modelcanary.gateway.asgi import (
     BodyTooLarge,
@@ -40,6 +40,7 @@ from modelcanary.gateway.asgi import (
     Scope,
     Send,
     read_body,
+    read_model,
     request_headers,
     respond,
     respond_error,
@@ -214,18 +215,8 @@ class ComparatorService:
     async def _configure(
         self, model: str, headers: dict[str, str], receive: Receive, send: Send
     ) -> None:
-        try:
-            update = ComparisonUpdate.model_validate_json(
-                await read_body(receive, headers, MAX_ADMIN_BODY)
-            )
-        except ClientGone:
-            return
-        except BodyTooLarge as exc:
-            await respond_error(send, 413, str(exc))
-            return
-        except ValidationError as exc:
-            reasons = describe_validation_errors(exc)
-            await respond_error(send, 400, f"the body must be JSON like {EXAMPLE}: {reasons}")
+        update = await read_model(ComparisonUpdate, EXAMPLE, headers, receive, send, MAX_ADMIN_BODY)
+        if update is None:
             return
         if update.stable == update.canary:
             await respond_error(send, 400, f"canary {update.canary!r} is the stable version itself")
