@@ -11,7 +11,6 @@ benchmarks/results/gateway.json. Everything runs on this machine's cores togethe
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import platform
@@ -23,13 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 import httpx
 import uvloop
 
+from closed_loop import closed_loop
 from modelcanary.examples import digits
 from modelcanary.load.generator import request_bodies
-from modelcanary.load.report import percentile
 from modelcanary.process import free_ports
 from modelcanary.serving.triton_server import TritonServer
 from modelcanary.tables import format_table
@@ -39,45 +37,6 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WARMUP = 1.0
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
 REPO = Path(os.environ.get("BENCH_REPO", "model_repo"))
-
-
-async def closed_loop(
-    url: str, bodies: list[bytes], concurrency: int, seconds: float
-) -> dict[str, float]:
-    """`concurrency` clients sending back to back for `seconds`; latency in ms."""
-    latencies: list[float] = []
-    errors = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def client(offset: int, until: float, record: bool) -> None:
-            nonlocal errors
-            index = offset
-            while time.perf_counter() < until:
-                body = bodies[index % len(bodies)]
-                index += concurrency
-                started = time.perf_counter()
-                async with session.post(
-                    url, data=body, headers={"content-type": "application/json"}
-                ) as response:
-                    await response.read()
-                    if record:
-                        latencies.append((time.perf_counter() - started) * 1000)
-                        errors += response.status != 200
-
-        warm = time.perf_counter() + WARMUP
-        await asyncio.gather(*(client(i, warm, False) for i in range(concurrency)))
-        start = time.perf_counter()
-        await asyncio.gather(*(client(i, start + seconds, True) for i in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "throughput": len(latencies) / elapsed,
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
-    }
 
 
 def median_of(results: list[dict[str, float]]) -> dict[str, float]:
@@ -132,7 +91,9 @@ def main() -> None:
                     rounds: dict[str, list[dict[str, float]]] = {p: [] for p in targets}
                     for _ in range(ROUNDS):  # alternate, so drifts in machine load hit both
                         for path, url in targets.items():
-                            result = uvloop.run(closed_loop(url, bodies, concurrency, SECONDS))
+                            result = uvloop.run(
+                                closed_loop(url, bodies, concurrency, SECONDS, WARMUP)
+                            )
                             rounds[path].append(result)
                     for path, results in rounds.items():
                         rows.append(

@@ -26,7 +26,6 @@ Prints a table and writes benchmarks/results/shadow.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -39,16 +38,15 @@ import threading
 import time
 from pathlib import Path
 
-import aiohttp
 import httpx
 import psutil
 import uvloop
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from closed_loop import closed_loop
 from modelcanary.examples import digits
 from modelcanary.load.generator import BackgroundLoad, request_bodies
-from modelcanary.load.report import percentile
 from modelcanary.local.demo import MODEL, SERVED, Demo, Outcome, Scenario
 from modelcanary.local.stack import LocalStack, StackOptions
 from modelcanary.process import free_ports
@@ -68,47 +66,6 @@ HEALTHY_RUNS = 2
 RATE = 40.0
 LABEL_BUG = Scenario("version 4, labels shifted (gate off)", 2, 4, gate=False)
 HEALTHY = Scenario("healthy version 2", 1, 2)
-
-
-async def closed_loop(
-    url: str, bodies: list[bytes], concurrency: int, seconds: float
-) -> dict[str, float]:
-    """`concurrency` clients sending back to back for `seconds`; latency in ms."""
-    latencies: list[float] = []
-    errors = sent = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def client(offset: int, until: float, record: bool) -> None:
-            nonlocal errors, sent
-            index = offset
-            while time.perf_counter() < until:
-                body = bodies[index % len(bodies)]
-                index += concurrency
-                started = time.perf_counter()
-                async with session.post(
-                    url, data=body, headers={"content-type": "application/json"}
-                ) as response:
-                    await response.read()
-                    sent += 1
-                    if record:
-                        latencies.append((time.perf_counter() - started) * 1000)
-                        errors += response.status != 200
-
-        warm = time.perf_counter() + WARMUP_S
-        await asyncio.gather(*(client(i, warm, False) for i in range(concurrency)))
-        start = time.perf_counter()
-        await asyncio.gather(*(client(i, start + seconds, True) for i in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "sent": sent,  # with the warm-up: what the CPU and pair counts cover
-        "errors": errors,
-        "throughput": len(latencies) / elapsed,
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
-    }
 
 
 def shadow_counters(metrics_url: str) -> dict[str, float]:
@@ -198,7 +155,7 @@ def measure_latency(args: argparse.Namespace) -> list[dict[str, object]]:
                             before = shadow_counters(f"{url}/metrics")
                             cpu = sum(process.cpu_times()[:2])
                             result = uvloop.run(
-                                closed_loop(infer, bodies, concurrency, args.seconds)
+                                closed_loop(infer, bodies, concurrency, args.seconds, WARMUP_S)
                             )
                             time.sleep(DRAIN_S)
                             result["cpu_s"] = sum(process.cpu_times()[:2]) - cpu
