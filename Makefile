@@ -41,7 +41,7 @@ lint: setup ## ruff (lint and format check) and mypy
 model-repo: setup ## build the example model repository (digits v1 to v5) in $(REPO)
 	$(BIN)/modelcanary examples build --repo $(REPO)
 
-demo: model-repo ## three local rollouts end to end (promote, roll back twice) and a report
+demo: model-repo ## five local rollouts end to end (promote; roll back by the gate, the shadow, errors, latency) and a report
 	$(BIN)/modelcanary repo verify --repo $(REPO)
 	$(BIN)/modelcanary demo --repo $(REPO)
 
