@@ -556,6 +556,35 @@ def test_quantize_int8_publishes_the_smaller_graph(
     assert cli("repo", "verify", "--repo", repo).code == 0
 
 
+def test_quantize_int8_a_model_with_two_outputs(cli: Cli, tmp_path: Path) -> None:
+    """Issue 15: each output is judged by its kind (numeric: within tolerance) and the
+    declared metric by the paired difference on the holdout."""
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((120, 16)).astype(np.float32)
+    ids = rng.integers(0, 100, size=(120, 4))
+    with torch.no_grad():
+        score, _ = zoo.two_tower().eval()(torch.from_numpy(dense), torch.from_numpy(ids))
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, dense=dense, ids=ids, target=score.numpy() + rng.normal(0, 0.05, (120, 1)))
+    repo = tmp_path / "repo"
+    result = cli(
+        "export", "--model", "modelcanary.examples.zoo:two_tower", "--name", "ranker",
+        "--input", "dense:fp32:16", "--input", "ids:int64:4", "--output", "score",
+        "--output", "embedding", "--repo", repo, "--samples", samples, "--labels", "target",
+        "--metric", "score=mae", "--quantize", "int8",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert (
+        "int8 against fp32 on 120 samples: score 100.0% within tolerance, embedding 100.0% "
+        "within tolerance"
+    ) in result.out
+    quantization = json.loads((repo / "ranker/1/manifest.json").read_text())["quantization"]
+    assert [o["output"] for o in quantization["outputs"]] == ["score", "embedding"]
+    assert quantization["metrics"][0]["metric"] == "mae"
+    assert quantization["metrics"][0]["decision"] == "not worse"
+    assert cli("repo", "verify", "--repo", repo).code == 0
+
+
 def test_quantize_refuses_a_graph_beyond_the_limits(cli: Cli, seeded_repo: Path) -> None:
     before = snapshot(seeded_repo)
     result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--repo", seeded_repo,
