@@ -11,6 +11,7 @@ import pytest
 
 from modelcanary.adapters.alertmanager_notifier import NotifyError
 from modelcanary.adapters.gateway_router import RouterError
+from modelcanary.adapters.gateway_shadow import ShadowError
 from modelcanary.adapters.repo_reader import CheckUnavailable
 from modelcanary.errors import UsageError
 from modelcanary.rollout.engine import Engine, Rollout, TickFailure, TickResult
@@ -481,3 +482,26 @@ def test_an_agreeing_canary_goes_from_shadow_to_its_first_step_and_keeps_being_c
     clock.now += 1
     checks = engine.tick([rollout])[0].state
     assert checks.phase == "RolledBack" and "prediction_agreement" in checks.history[-1].reason
+
+
+def test_a_failed_shadow_start_is_retried_and_a_new_engine_starts_it_again() -> None:
+    class Flaky(Mirror):
+        def start(self, percent: int) -> None:
+            if not self.calls:
+                self.calls.append("refused")
+                raise ShadowError("the gateway at http://gw/admin/shadow/digits is unreachable")
+            super().start(percent)
+
+    mirror, clock, store = Flaky(), Clock(), MemoryStore()
+    source = Source(replace(HEALTHY, shadow=ShadowCounts(0, 0, 0)))
+    rollout = replace(make(store), shadow=mirror)
+    engine = Engine(source, Notifier(), clock=clock)
+    first = engine.tick([rollout])[0]
+    assert first.state.phase == "Shadowing" and "shadow: the gateway" in first.problems[0]
+    clock.now += 1
+    engine.tick([rollout])
+    clock.now += 1
+    engine.tick([rollout])
+    assert mirror.calls == ["refused", "start 10"]  # once more, then never again
+    Engine(source, Notifier(), clock=clock).tick([rollout])  # a restarted controller
+    assert mirror.calls == ["refused", "start 10", "start 10"]

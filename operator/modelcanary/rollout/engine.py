@@ -114,6 +114,7 @@ class Engine:
         self.clock = clock
         self.heartbeat_s = heartbeat_s
         self._synced: set[str] = set()  # rollouts whose recorded weight this engine applied
+        self._mirroring: set[str] = set()  # rollouts whose shadow this engine started
 
     def tick(self, rollouts: Sequence[Rollout]) -> list[TickResult]:
         seen = self.source.observe([r.key for r in rollouts])
@@ -130,6 +131,15 @@ class Engine:
             except ModelcanaryError as exc:
                 results.append(TickFailure(rollout.name, str(exc)))
         return results
+
+    def _mirror(self, rollout: Rollout) -> list[str]:
+        """Start the rollout's shadow comparison unless this engine already has."""
+        if rollout.name in self._mirroring:
+            return []
+        problems = _shadow(rollout, start=True)
+        if not problems:
+            self._mirroring.add(rollout.name)
+        return problems
 
     def _unchanged(self, old: RolloutState, new: RolloutState, now: float) -> bool:
         """Nothing but the latest numbers changed, and they were saved recently enough."""
@@ -154,9 +164,9 @@ class Engine:
             if not state.applied:
                 state = replace(state, applied=True)
                 store.save(state)
-            if resync and _mirrors(spec, state):
-                problems += _shadow(rollout, start=True)
         self._synced.add(rollout.name)
+        if _mirrors(spec, state) and state.phase not in FINISHED:
+            problems += self._mirror(rollout)  # first sight, or an earlier start that failed
 
         intent = store.read_intent()
         if intent is not None and intent.id and intent.id == state.handled_intent:
@@ -209,10 +219,11 @@ class Engine:
             new = replace(new, baseline=baseline)
         if decision.action == "shadow":
             new = replace(new, shadow_baseline=seen.shadow or ShadowCounts(0.0, 0.0, 0.0))
-            problems += _shadow(rollout, start=True)
+            problems += self._mirror(rollout)
         elif new.shadow_baseline is not None and new.phase != "Pending":
             new = replace(new, shadow_baseline=shadow_base)
         if new.phase in FINISHED and state.phase not in FINISHED and _mirrors(spec, state):
+            self._mirroring.discard(rollout.name)
             problems += _shadow(rollout, start=False)
         reason = decision.reason + "".join(f"; {p}" for p in problems)
         new = replace(
