@@ -7,7 +7,7 @@ import json
 import httpx
 
 from modelcanary.adapters.prometheus import PrometheusSource
-from modelcanary.rollout.ports import Counts, RolloutKey, ShadowCounts
+from modelcanary.rollout.ports import Counts, InputDrift, RolloutKey, ShadowCounts
 
 KEY = RolloutKey("digits", "1", "2")
 
@@ -30,7 +30,7 @@ def source(answers: dict[str, dict[str, object]], queries: list[str]) -> Prometh
     return PrometheusSource("http://prometheus:9090", "gateway", window_s=15, client=client)
 
 
-def test_nine_grouped_queries_serve_every_rollout() -> None:
+def test_eleven_grouped_queries_serve_every_rollout() -> None:
     queries: list[str] = []
     mv = lambda m, v: {"model": m, "version": v, "source": "gateway"}  # noqa: E731
     prom = source(
@@ -44,14 +44,18 @@ def test_nine_grouped_queries_serve_every_rollout() -> None:
             "ALERTS": vector(({"alertname": "ModelVersionHighErrorRatio", "severity": "critical", "model": "digits", "version": "2", "alertstate": "firing"}, 1)),
             "sum by (model, version, kind) (modelcanary:shadow_pairs:total)": vector(({"model": "digits", "version": "2", "kind": "classification"}, 200.0), ({"model": "digits", "version": "2", "kind": "numeric"}, 50.0)),
             "sum by (model, version) (modelcanary:shadow_agreeing_pairs:total": vector(({"model": "digits", "version": "2"}, 3.0)),
+            "max by (model, version) (modelcanary_shadow_input_drift_samples)": vector(({"model": "digits", "version": "2"}, 1000.0)),
+            "topk by (model, version) (1, modelcanary_shadow_input_drift_psi)": vector(({"model": "digits", "version": "2", "feature": "pixels[12]"}, 0.4)),
         },
         queries,
     )  # fmt: skip
     other = RolloutKey("other", "6", "7")
     seen = prom.observe([KEY, other])
-    assert len(queries) == 9 and all('{source="gateway"}' in q for q in queries[:6])
+    assert len(queries) == 11 and all('{source="gateway"}' in q for q in queries[:6])
     # the shadow comparator's pairs of the canary: classification ones, agreeing, any
     assert seen[KEY].shadow == ShadowCounts(200, 3, 250) and seen[other].shadow is None
+    # and the worst input feature's drift, with the samples it was scored on
+    assert seen[KEY].drift == InputDrift(0.4, "pixels[12]", 1000) and seen[other].drift is None
     assert (
         seen[KEY].stable is not None
         and seen[KEY].stable.requests == 300

@@ -8,7 +8,7 @@ from modelcanary.durations import parse_duration
 from modelcanary.errors import UsageError
 from modelcanary.rollout.evidence import Evidence
 from modelcanary.rollout.judge import Verdict, judge
-from modelcanary.rollout.ports import Counts, Observations, ShadowCounts, VersionStats
+from modelcanary.rollout.ports import Counts, InputDrift, Observations, ShadowCounts, VersionStats
 from modelcanary.rollout.spec import RolloutSpec, load_spec, parse_spec
 
 EXAMPLE = """
@@ -228,3 +228,21 @@ def test_a_silent_comparator_is_no_data_and_no_shadow_is_no_check() -> None:
     )
     assert check.result == "inconclusive" and "no data from the shadow comparator" in check.detail
     assert all(c.name != "prediction_agreement" for c in judge(S, SEEN, None, 0).checks)
+
+
+@pytest.mark.parametrize(
+    ("drift", "result", "detail"),
+    [
+        (InputDrift(0.41, "pixels[12]", 1000), "inconclusive", "live inputs drifted from stable's profile: PSI 0.410 on 'pixels[12]' over 1000 live samples, above 0.25"),
+        (InputDrift(0.41, "pixels[12]", 120), "pass", "judged from 500"),
+        (InputDrift(0.05, "pixels[3]", 1000), "pass", "PSI 0.050 on 'pixels[3]'"),
+        (None, "skipped", "no input profile scored"),
+    ],
+)  # fmt: skip
+def test_drifted_live_inputs_hold_the_rollout(
+    drift: InputDrift | None, result: str, detail: str
+) -> None:
+    seen = Observations(SEEN.stable, SEEN.canary, drift=drift)
+    checks = judge(S, seen, None, 0, ShadowCounts(100, 95, 100)).checks
+    check = next(c for c in checks if c.name == "input_drift")
+    assert check.result == result and detail in check.detail and check.threshold == 0.25

@@ -295,6 +295,8 @@ def shadowing(since: float, created: float = 30) -> RolloutState:
         # a holdOn alert (input drift) holds; a critical one (low agreement) rolls back
         (shadowing(301), agreement("pass", 250), (WARNING,), "hold", "shadowing: holding: alert ModelVersionTrafficBelowShare"),
         (shadowing(30), agreement("pass", 5), (CRITICAL,), "rollback", "alert ModelVersionHighErrorRatio (critical) fired"),
+        # live inputs that drifted from stable's profile hold, even with enough pairs
+        (shadowing(60), Verdict((Check("prediction_agreement", 0.95, 0.85, 250, "pass"), Check("input_drift", 0.4, 0.25, 900, "inconclusive", "live inputs drifted"))), (), "hold", "shadowing: holding: live inputs drifted"),
         # the deadline counts here too
         (shadowing(100, created=600), agreement("pass", 5), (), "rollback", "not promoted within progressDeadline 10m"),
     ],

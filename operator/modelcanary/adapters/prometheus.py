@@ -13,11 +13,13 @@ from collections.abc import Sequence
 
 import httpx
 
+from modelcanary import metrics_contract as mc
 from modelcanary.alerts import promql as q
 from modelcanary.errors import one_line
 from modelcanary.rollout.ports import (
     Counts,
     FiringAlert,
+    InputDrift,
     Observations,
     RolloutKey,
     ShadowCounts,
@@ -86,13 +88,13 @@ class PrometheusSource:
         ]
 
     def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]:
-        """Observations for every rollout from nine queries, whatever their number."""
+        """Observations for every rollout from eleven queries, whatever their number."""
         try:
             requests = self._by_version(q.selector(q.REQUESTS, self.source))
             errors = self._by_version(q.selector(q.ERRORS, self.source))
             p99 = self._by_version(q.selector(q.LATENCY_P99, self.source))
             totals = self._totals()
-            shadow = self._shadow()
+            shadow, drift = self._shadow(), self._drift()
             alerts = self.query('ALERTS{model!=""}')
         except QueryError as exc:
             return {key: Observations(None, None, problem=str(exc)) for key in rollouts}
@@ -109,8 +111,18 @@ class PrometheusSource:
                 canary=self._stats(key.model, key.canary, *windowed, totals),
                 alerts=tuple(found),
                 shadow=shadow.get((key.model, key.canary)),
+                drift=drift.get((key.model, key.canary)),
             )
         return result
+
+    def _drift(self) -> dict[tuple[str, str], InputDrift]:
+        """Every canary's worst input feature and the samples scored: two queries."""
+        samples = self._by_version(f"max by (model, version) ({mc.SHADOW_DRIFT_SAMPLES})")
+        found = {}
+        for labels, psi in self.query(f"topk by (model, version) (1, {mc.SHADOW_DRIFT})"):
+            version = (labels.get("model", ""), labels.get("version", ""))
+            found[version] = InputDrift(psi, labels.get("feature", ""), samples.get(version, 0.0))
+        return found
 
     def _shadow(self) -> dict[tuple[str, str], ShadowCounts]:
         """Every canary's compared pairs (all outputs, and classification ones) and agreeing

@@ -18,6 +18,9 @@ counts and what it rules out so far. Windowed P99s are shown beside them for peo
 - `prediction_agreement`: while the rollout shadows (from before the first step on), the
   canary's top-1 answers agree with stable's on the same requests less often than
   `shadow.minAgreement`; inconclusive while the comparator reports nothing.
+- `input_drift`: while the rollout shadows, the live inputs' worst-feature PSI against
+  stable's reference profile above `shadow.maxInputDrift` holds (inconclusive: not a
+  verdict on the canary, a reason to look); skipped without a profile.
 Pure.
 """
 
@@ -29,7 +32,7 @@ from typing import Literal
 
 from modelcanary.rollout import sequential as seq
 from modelcanary.rollout.evidence import Evidence
-from modelcanary.rollout.ports import Counts, Observations, ShadowCounts
+from modelcanary.rollout.ports import Counts, InputDrift, Observations, ShadowCounts
 from modelcanary.rollout.spec import RolloutSpec
 
 Result = Literal["pass", "fail", "inconclusive", "skipped"]
@@ -124,7 +127,7 @@ def judge(
             checks.append(_traffic(evidence, weight, spec.interval_s))
         checks += tests.run(evidence, p99, ratio)
     if shadow != "off":
-        checks.append(tests.agreement(shadow))
+        checks += [tests.agreement(shadow), _drift(spec, seen.drift)]
     problems = (seen.problem,) if seen.problem else ()
     return Verdict(tuple(checks), window, problems)
 
@@ -143,6 +146,21 @@ def _traffic(evidence: Evidence, weight: int, interval_s: float) -> Check:
         f"in {evidence.stalled_s:.0f}s while stable served {evidence.stable_since_canary:.0f}: "
         "it stopped answering",
     )  # fmt: skip
+
+
+def _drift(spec: RolloutSpec, drift: InputDrift | None) -> Check:
+    """The live inputs against stable's reference profile: drifted inputs hold."""
+    limit, least, name = spec.shadow.max_input_drift, spec.shadow.min_drift_samples, "input_drift"
+    if drift is None:
+        return Check(name, None, limit, 0, "skipped", "no input profile scored")
+    samples = int(drift.samples)
+    seen = f"PSI {drift.psi:.3f} on {drift.feature!r} over {samples} live samples"
+    if samples < least:
+        return Check(name, drift.psi, limit, samples, "pass", f"{seen}; judged from {least}")
+    if drift.psi > limit:
+        why = f"live inputs drifted from stable's profile: {seen}, above {limit:g}"
+        return Check(name, drift.psi, limit, samples, "inconclusive", why)
+    return Check(name, drift.psi, limit, samples, "pass", seen)
 
 
 class _Tests:

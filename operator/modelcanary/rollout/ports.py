@@ -71,6 +71,16 @@ class ShadowCounts:
 
 
 @dataclass(frozen=True)
+class InputDrift:
+    """How far the live inputs the comparator saw moved from stable's reference profile:
+    the worst feature's PSI, and the live samples it was scored on."""
+
+    psi: float
+    feature: str
+    samples: float
+
+
+@dataclass(frozen=True)
 class FiringAlert:
     name: str
     severity: str
@@ -101,6 +111,7 @@ class Observations:
     alerts: tuple[FiringAlert, ...] = ()
     problem: str | None = None  # e.g. "Prometheus at ... unreachable": no data, never healthy
     shadow: ShadowCounts | None = None  # None: the comparator reported nothing
+    drift: InputDrift | None = None  # None: no input profile, or nothing scored
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,9 @@ class Shadow(_Strict):
     during the steps. The canary starts its first step after `minSamples` compared pairs
     with no evidence that it agrees with stable on the top-1 class less often than
     `minAgreement` (a sequential test at the spec's alpha), or after `maxDuration` at low
-    traffic with no such evidence. Evidence rolls back, at any step."""
+    traffic with no such evidence. Evidence rolls back, at any step. Live inputs that
+    drifted from stable's reference profile by more than `maxInputDrift` (PSI of the worst
+    feature, once `minDriftSamples` were scored) hold the rollout."""
 
     enabled: bool = True
     percent: int = Field(default=10, ge=1, le=100)
@@ -135,6 +137,13 @@ class Shadow(_Strict):
         default=_PRODUCTION["agreement_min"], gt=0, lt=1, alias="minAgreement"
     )
     max_duration: Duration = Field(default="5m", alias="maxDuration")
+    # live inputs drifted from stable's profile beyond this PSI hold the rollout
+    max_input_drift: float = Field(
+        default=_PRODUCTION["drift_psi_max"], gt=0, alias="maxInputDrift"
+    )
+    min_drift_samples: int = Field(
+        default=_PRODUCTION["drift_min_samples"], ge=1, alias="minDriftSamples"
+    )
 
 
 class Analysis(_Strict):

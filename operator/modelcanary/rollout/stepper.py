@@ -319,6 +319,9 @@ def _shadowing(
     alert = _firing(alerts, spec.canary.version, spec.analysis.alerts.hold_on)
     if alert is not None:
         return make("hold", f"shadowing: holding: alert {alert.name} ({alert.severity})")
+    drift = next((c for c in verdict.checks if c.name == "input_drift"), None)
+    if drift is not None and drift.result == "inconclusive":
+        return make("hold", f"shadowing: holding: {drift.detail}")
     if check.samples >= shadow.min_samples or since >= spec.shadow_max_s:
         return make("start", f"shadow comparison: {check.detail}; step 1", 0, spec.steps[0])
     return make(
