@@ -285,10 +285,9 @@ def build_rollout(
     router = factory.kube_router(mode, runtime.api, namespace, isvc, spec.model, stable, canary)
     holdout = spec.analysis.holdout
     config = runtime.config
+    local = (config.model_repo, config.predictor_url)
     target = functools.cache(
-        lambda: check_target(
-            runtime.api, (config.model_repo, config.predictor_url), mode, namespace, isvc, spec
-        )
+        lambda: check_target(runtime.api, services, local, mode, namespace, isvc, spec)
     )
 
     def golden() -> GoldenResult:
