@@ -34,6 +34,7 @@ from modelcanary.gateway.metrics import GatewayMetrics
 from modelcanary.gateway.routes import Route, unknown_model, unready
 from modelcanary.gateway.upstream import Upstream
 from modelcanary.gateway.weights import WeightTable
+from modelcanary.shadow.admin import list_comparisons, one_comparison
 from modelcanary.shadow.comparator import Comparator
 
 NEEDS_TOKEN = "the admin API needs 'Authorization: Bearer <token>'"
@@ -146,9 +147,9 @@ class AdminApi:
     async def _shadow(
         self, scope: Scope, rest: list[str], headers: dict[str, str], receive: Receive, send: Send
     ) -> None:
-        method, targets = scope["method"], self.comparator.targets
+        method = scope["method"]
         if method == "GET" and not rest:
-            await respond_json(send, 200, {"shadow": {m: t.view() for m, t in targets.items()}})
+            await list_comparisons(self.comparator, send)
             return
         if len(rest) != 1:
             await respond_error(send, 404, f"no admin route for {method} {scope['path']}")
@@ -157,20 +158,10 @@ class AdminApi:
         if route is None:
             await respond_error(send, 404, unknown_model(self.routes, rest[0]))
             return
-        target = targets.get(route.name)
-        if method == "GET" and target is not None:
-            await respond_json(send, 200, target.view())
-        elif method == "GET":
-            await respond_error(send, 404, f"no comparison runs for {route.name}")
-        elif method == "DELETE":
-            self.comparator.remove(route.name)
-            await respond_json(send, 200, {"model": route.name, "removed": target is not None})
-        elif method == "PUT":
-            await self._set_shadow(route, headers, receive, send)
-        else:
-            await respond_error(
-                send, 405, f"{method} is not allowed on {scope['path']}; use GET, PUT or DELETE"
-            )
+        await one_comparison(
+            self.comparator, route.name, method, scope["path"], send,
+            lambda: self._set_shadow(route, headers, receive, send),
+        )  # fmt: skip
 
     async def _set_shadow(
         self, route: Route, headers: dict[str, str], receive: Receive, send: Send

@@ -47,6 +47,7 @@ from modelcanary.gateway.asgi import (
     respond_json,
 )
 from modelcanary.gateway.config import ShadowSettings
+from modelcanary.shadow.admin import list_comparisons, one_comparison
 from modelcanary.shadow.cloudevents import Event, InvalidEvent, Pair, Pairer, parse_event
 from modelcanary.shadow.comparator import Comparator
 from modelcanary.shadow.metrics import ShadowMetrics
@@ -189,28 +190,17 @@ class ComparatorService:
         if not authorized(headers, self.token):
             await respond_error(send, 401, NEEDS_TOKEN, [(b"www-authenticate", b"Bearer")])
             return
-        targets = self.comparator.targets
         if method == "GET" and parts == ["admin", "shadow"]:
-            await respond_json(send, 200, {"shadow": {m: t.view() for m, t in targets.items()}})
+            await list_comparisons(self.comparator, send)
             return
         if len(parts) != 3 or parts[1] != "shadow":
             await respond_error(send, 404, f"no admin route for {method} {scope['path']}")
             return
         model = parts[2]
-        target = targets.get(model)
-        if method == "GET" and target is not None:
-            await respond_json(send, 200, target.view())
-        elif method == "GET":
-            await respond_error(send, 404, f"no comparison runs for {model}")
-        elif method == "DELETE":
-            self.comparator.remove(model)
-            await respond_json(send, 200, {"model": model, "removed": target is not None})
-        elif method == "PUT":
-            await self._configure(model, headers, receive, send)
-        else:
-            await respond_error(
-                send, 405, f"{method} is not allowed on {scope['path']}; use GET, PUT or DELETE"
-            )
+        await one_comparison(
+            self.comparator, model, method, scope["path"], send,
+            lambda: self._configure(model, headers, receive, send),
+        )  # fmt: skip
 
     async def _configure(
         self, model: str, headers: dict[str, str], receive: Receive, send: Send
