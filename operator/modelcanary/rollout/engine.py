@@ -165,7 +165,8 @@ class Engine:
                 state = replace(state, applied=True)
                 store.save(state)
         self._synced.add(rollout.name)
-        if _mirrors(spec, state) and state.phase not in FINISHED:
+        shadowing = _mirrors(spec, state) and state.phase not in FINISHED
+        if shadowing:
             problems += self._mirror(rollout)  # first sight, or an earlier start that failed
 
         intent = store.read_intent()
@@ -191,7 +192,6 @@ class Engine:
         shadow_base, shadow = state.shadow_baseline, None
         if shadow_base is not None and seen.shadow is not None and not seen.problem:
             shadow, shadow_base = shadow_since(shadow_base, seen.shadow)
-        shadowing = _mirrors(spec, state) and state.phase not in ("Pending", *FINISHED)
         verdict = judge(spec, seen, evidence, state.weight, shadow if shadowing else "off")
         golden, gate = None, None
         if state.phase == "Pending" and intent is None:
