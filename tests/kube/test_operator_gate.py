@@ -24,18 +24,13 @@ from modelcanary.adapters.kserve_router import KSERVE
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.process import free_ports
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.serving.triton_server import TritonServer
 from tests.support.apiserver import ApiServer
 from tests.support.file_server import FileServer
 from tests.support.operator_process import OperatorProcess
 from tests.support.rollouts import inference_service, model_canary, ready_status
+from tests.support.triton import serving_digits
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def crds(modelcanary_crd: str, upstream_crds: list[str]) -> None:
-    """The chart's ModelCanary CRD and the upstream ones (KServe's InferenceService)."""
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +38,8 @@ def triton(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real Triton serving digits 1, 2 and 5; its HTTP base URL."""
-    with TritonServer(digits_repo, tmp_path_factory.mktemp("run"), triton_home) as server:
-        endpoints = server.start()
-        server.load("digits", [1, 2, 5])
-        yield endpoints.http
+    with serving_digits(digits_repo, triton_home, tmp_path_factory.mktemp("run"), [1, 2, 5]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

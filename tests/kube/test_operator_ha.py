@@ -42,11 +42,6 @@ TAKEOVER_LIMIT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def crds(modelcanary_crd: str, upstream_crds: list[str]) -> None:
-    """The chart's ModelCanary CRD and the upstream ones (KServe's InferenceService)."""
-
-
-@pytest.fixture(scope="module")
 def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus, Traffic]]:
     with traffic_prometheus(tmp_path_factory.mktemp("prometheus")) as found:
         yield found

@@ -28,7 +28,6 @@ from modelcanary.local.monitoring import Prometheus, ScrapeTarget
 from modelcanary.modelrepo.holdout_store import read_holdout
 from modelcanary.process import free_ports
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.serving.triton_server import TritonServer
 from modelcanary.shadow.service import ComparatorService, ServiceSettings
 from tests.kube.test_operator_gate import admin, published_status
 from tests.support.apiserver import ApiServer
@@ -37,6 +36,7 @@ from tests.support.kserve_logger import serve_and_log
 from tests.support.operator_process import OperatorProcess
 from tests.support.rollouts import inference_service, model_canary
 from tests.support.traffic import WINDOW, demo_prometheus
+from tests.support.triton import serving_digits
 
 pytestmark = pytest.mark.slow
 TOKEN = "comparator-token"
@@ -44,19 +44,12 @@ BATCH = 4
 
 
 @pytest.fixture(scope="module")
-def crds(modelcanary_crd: str, upstream_crds: list[str]) -> None:
-    """The chart's ModelCanary CRD and the upstream ones (KServe's InferenceService)."""
-
-
-@pytest.fixture(scope="module")
 def triton(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real Triton serving digits 2 and 4; its HTTP base URL."""
-    with TritonServer(digits_repo, tmp_path_factory.mktemp("run"), triton_home) as server:
-        endpoints = server.start()
-        server.load("digits", [2, 4])
-        yield endpoints.http
+    with serving_digits(digits_repo, triton_home, tmp_path_factory.mktemp("run"), [2, 4]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.serving.triton_server import TritonServer
+from tests.support.triton import serving_digits
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,5 @@ def triton(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real Triton serving digits 1 and 2 (one per test module); its HTTP base URL."""
-    with TritonServer(digits_repo, tmp_path_factory.mktemp("run"), triton_home) as server:
-        endpoints = server.start()
-        server.load("digits", [1, 2])
-        yield endpoints.http
+    with serving_digits(digits_repo, triton_home, tmp_path_factory.mktemp("run"), [1, 2]) as url:
+        yield url

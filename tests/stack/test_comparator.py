@@ -15,11 +15,11 @@ from modelcanary.adapters.repo_catalog import reader_pair, repository_reader
 from modelcanary.asgi_server import AppServer
 from modelcanary.modelrepo.holdout_store import read_holdout
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.serving.triton_server import TritonServer
 from modelcanary.shadow.service import ComparatorService, ServiceSettings
 from modelcanary.waiting import wait_until
 from tests.conftest import metric_value
 from tests.support.kserve_logger import REQUEST_TYPE, ce_headers, serve_and_log
+from tests.support.triton import serving_digits
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token"
@@ -32,10 +32,8 @@ def triton_24(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real Triton serving digits 2 (stable) and 4 (labels shifted by one)."""
-    with TritonServer(digits_repo, tmp_path_factory.mktemp("run"), triton_home) as server:
-        endpoints = server.start()
-        server.load("digits", [2, 4])
-        yield endpoints.http
+    with serving_digits(digits_repo, triton_home, tmp_path_factory.mktemp("run"), [2, 4]) as url:
+        yield url
 
 
 @pytest.fixture

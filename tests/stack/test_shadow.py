@@ -18,9 +18,9 @@ from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.modelrepo.holdout_store import read_holdout
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.serving.triton_server import TritonServer
 from modelcanary.waiting import wait_until
 from tests.conftest import metric_samples, metric_value
+from tests.support.triton import serving_digits
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token"
@@ -33,10 +33,8 @@ def triton_shadow(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real Triton serving digits 2 (stable), 3 (alike) and 4 (labels shifted by one)."""
-    with TritonServer(digits_repo, tmp_path_factory.mktemp("run"), triton_home) as server:
-        endpoints = server.start()
-        server.load("digits", [2, 3, 4])
-        yield endpoints.http
+    with serving_digits(digits_repo, triton_home, tmp_path_factory.mktemp("run"), [2, 3, 4]) as url:
+        yield url
 
 
 @pytest.fixture

@@ -58,3 +58,8 @@ def modelcanary_crd(apiserver: ApiServer) -> str:
     """The chart's ModelCanary CRD on the session's server."""
     (name,) = install_crds(apiserver, CHART_CRDS)
     return name
+
+
+@pytest.fixture(scope="session")
+def crds(modelcanary_crd: str, upstream_crds: list[str]) -> None:
+    """The chart's ModelCanary CRD and the upstream ones (KServe's InferenceService)."""
