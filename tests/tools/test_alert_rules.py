@@ -8,8 +8,6 @@ the threshold" is exact in floating point.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +20,7 @@ from modelcanary.alerts.rules import ALERT_NAMES, render
 from modelcanary.cli import main
 from modelcanary.metrics_contract import LATENCY_BUCKETS
 from tests.conftest import PROJECT
-
-PROMTOOL = shutil.which("promtool")
-if PROMTOOL is None:  # fail, never skip: `make setup` installs it
-    raise RuntimeError("promtool is missing: run `make setup` as root (apt-get install prometheus)")
+from tests.support.promtool import promtool, run_rule_tests
 
 PROFILE = load_profile(
     "demo", ["error_ratio_max=0.0625", "canary_error_margin=0.0625", "latency_p99_max_s=0.25"]
@@ -195,31 +190,9 @@ def run_promtool(
     at: str,
     weighted_only: list[Version] = (),  # type: ignore[assignment]
 ) -> None:
-    rules = tmp_path / "rules.yml"
-    rules.write_text(render(PROFILE))
     series = [s for v in versions for s in (*source_series(source, v), *rollout_series(source, v))]
     series += [s for v in weighted_only for s in rollout_series(source, v)]
-    test = {
-        "rule_files": [str(rules)],
-        "evaluation_interval": "1s",
-        "tests": [
-            {
-                "interval": "1s",
-                "input_series": series,
-                "alert_rule_test": [
-                    {"eval_time": at, "alertname": name, "exp_alerts": expected.get(name, [])}
-                    for name in ALERT_NAMES
-                ],
-            }
-        ],
-    }
-    test_file = tmp_path / "test.yml"
-    test_file.write_text(yaml.safe_dump(test, sort_keys=False, width=1000))
-    assert PROMTOOL is not None
-    result = subprocess.run(
-        [PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_rule_tests(tmp_path, PROFILE, series, expected, at)
 
 
 SOURCES = ["gateway", "triton", "knative", "istio"]
@@ -388,11 +361,7 @@ def test_committed_rule_files_match_the_generator(profile: str, where: str) -> N
     assert committed.read_text() == render(load_profile(profile)), (
         f"{committed} drifted from the generator: run `modelcanary alerts render --profile {profile}`"
     )
-    assert PROMTOOL is not None
-    result = subprocess.run(
-        [PROMTOOL, "check", "rules", str(committed)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool("check", "rules", str(committed))
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))

@@ -5,19 +5,11 @@ only above its threshold on enough samples."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from modelcanary.alerts.profile import load_profile
-from modelcanary.alerts.rules import ALERT_NAMES, render
-
-PROMTOOL = shutil.which("promtool")
-if PROMTOOL is None:  # fail, never skip: `make setup` installs it
-    raise RuntimeError("promtool is missing: run `make setup` as root (apt-get install prometheus)")
+from tests.support.promtool import run_rule_tests
 
 # 14/16 is exact in floating point: "at the threshold" is exactly at it
 PROFILE = load_profile("demo", ["agreement_min=0.875"])
@@ -83,38 +75,6 @@ def input_drift(version: str, value: str) -> dict[str, Any]:
     }
 
 
-def run_promtool(
-    tmp_path: Path,
-    series: list[dict[str, str]],
-    alerts: dict[str, list[dict[str, Any]]],
-    recorded: list[dict[str, Any]] = (),  # type: ignore[assignment]
-) -> None:
-    rules = tmp_path / "rules.yml"
-    rules.write_text(render(PROFILE))
-    test = {
-        "rule_files": [str(rules)],
-        "evaluation_interval": "1s",
-        "tests": [
-            {
-                "interval": "1s",
-                "input_series": series,
-                "alert_rule_test": [
-                    {"eval_time": "2m", "alertname": name, "exp_alerts": alerts.get(name, [])}
-                    for name in ALERT_NAMES
-                ],
-                "promql_expr_test": list(recorded),
-            }
-        ],
-    }
-    test_file = tmp_path / "test.yml"
-    test_file.write_text(yaml.safe_dump(test, sort_keys=False, width=1000))
-    assert PROMTOOL is not None
-    result = subprocess.run(
-        [PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def test_low_agreement_rolls_back_the_label_bug_not_an_improvement(tmp_path: Path) -> None:
     series = [
         *pairs("4", 16, 0),  # labels shifted by one: 0%
@@ -149,7 +109,7 @@ def test_low_agreement_rolls_back_the_label_bug_not_an_improvement(tmp_path: Pat
                              "value": 1440}],
         },
     ]  # fmt: skip
-    run_promtool(tmp_path, series, alerts, recorded)
+    run_rule_tests(tmp_path, PROFILE, series, alerts, "2m", recorded)
 
 
 def test_confidence_shift_is_the_canarys_mean_minus_stables(tmp_path: Path) -> None:
@@ -164,7 +124,7 @@ def test_confidence_shift_is_the_canarys_mean_minus_stables(tmp_path: Path) -> N
             ],
         }
     ]  # fmt: skip
-    run_promtool(tmp_path, series, {}, recorded)
+    run_rule_tests(tmp_path, PROFILE, series, {}, "2m", recorded)
 
 
 def test_input_drift_warns_above_its_threshold_on_enough_samples(tmp_path: Path) -> None:
@@ -184,4 +144,4 @@ def test_input_drift_warns_above_its_threshold_on_enough_samples(tmp_path: Path)
             ],
         }
     ]  # fmt: skip
-    run_promtool(tmp_path, series, alerts, recorded)
+    run_rule_tests(tmp_path, PROFILE, series, alerts, "2m", recorded)
