@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -259,12 +261,18 @@ def test_every_verb_in_every_phase(kubectl: Kubectl) -> None:
 def test_status_watch_redraws_only_on_change(
     kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`-w` polls; a change to the status prints the view again, no change prints nothing."""
+    """`-w` polls; a change to the status prints the view again, no change prints nothing,
+    however much time passes between polls (the view's "Ns ago" is not a change)."""
     from modelcanary.kubectl import plugin as kubectl_canary
 
     polls = {"n": 0}
+    clock = {"now": time.time()}
+    monkeypatch.setattr(
+        kubectl_canary, "time", SimpleNamespace(time=lambda: clock["now"], strftime=time.strftime)
+    )
 
     def tick(seconds: float) -> None:
+        clock["now"] += 5.0  # a poll later, the rollout's checks are 5 s older
         polls["n"] += 1
         if polls["n"] == 2:  # the operator moves the canary on between polls 2 and 3
             status = status_fields(replace(PROGRESSING, step=2, weight=100))

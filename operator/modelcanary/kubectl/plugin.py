@@ -79,8 +79,7 @@ def formatted(document: Any, output: str) -> str:
     return json.dumps(document, indent=2)
 
 
-def show_status(cluster: Cluster, name: str, output: str) -> str:
-    resource = cluster.get(name)
+def show_status(resource: dict[str, Any], name: str, output: str) -> str:
     spec, state, _ = loaded(resource)
     now = time.time()
     if spec is None:
@@ -109,14 +108,16 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "status":
         last = None
         while True:
-            text = show_status(cluster, args.name, args.output)
-            if text != last:
+            resource = cluster.get(args.name)
+            # redrawn when the rollout changes, not when only its "Ns ago" does
+            drawn = (resource.get("spec"), resource.get("status"))
+            if drawn != last:
                 if args.watch and last is not None and sys.stdout.isatty():
                     print("\x1b[H\x1b[2J", end="")
-                print(text.rstrip("\n"))
+                print(show_status(resource, args.name, args.output).rstrip("\n"))
                 if args.watch:
                     print(f"-- {time.strftime('%H:%M:%S')} (Ctrl-C stops watching)", flush=True)
-                last = text
+                last = drawn
             if not args.watch:
                 return 0
             pause(WATCH_EVERY_S)
