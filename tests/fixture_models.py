@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -48,3 +50,46 @@ def wider_mlp() -> nn.Module:
     """Same input as zoo.mlp but 12 outputs: a different signature."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 12))
+
+
+class ModelOutput(OrderedDict[str, torch.Tensor]):
+    """Shaped like Hugging Face's `ModelOutput`: an ordered mapping of named tensors."""
+
+
+class DictHeads(nn.Module):
+    """Returns a mapping, as Hugging Face models do: `logits` then `embedding`."""
+
+    def __init__(self, as_model_output: bool) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(16, 8)
+        self.head = nn.Linear(8, 3)
+        self.as_model_output = as_model_output
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        embedding = torch.tanh(self.encoder(x))
+        outputs = {"logits": self.head(embedding), "embedding": embedding}
+        return ModelOutput(outputs) if self.as_model_output else outputs
+
+
+def dict_heads() -> nn.Module:
+    torch.manual_seed(0)
+    return DictHeads(as_model_output=False)
+
+
+def model_output_heads() -> nn.Module:
+    torch.manual_seed(0)
+    return DictHeads(as_model_output=True)
+
+
+class NestedHeads(nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, object]:
+        return {"logits": x * 2, "hidden_states": (x, x)}
+
+
+def nested_heads() -> nn.Module:
+    return NestedHeads()
+
+
+def unseeded_mlp() -> nn.Module:
+    """Random initial weights that change from call to call unless the caller seeds."""
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))

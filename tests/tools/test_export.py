@@ -21,6 +21,7 @@ from modelcanary.cli import main
 from modelcanary.examples import zoo
 from modelcanary.modelrepo import model_config
 from modelcanary.modelrepo.manifest import sha256_file
+from tests import fixture_models
 from tests.conftest import PROJECT, CliResult, snapshot, staging_leftovers
 
 pytestmark = pytest.mark.slow
@@ -216,12 +217,15 @@ BASE = ("--name", "m", "--input", "INPUT__0:fp32:64", "--golden-samples", "4")
         (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--accelerator", "tensorrt"), "add --kind gpu"),
         (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--preferred-batch-size", "4"), "need --dynamic-batching"),
         (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:fp32:64", "--golden-samples", "1"), "--golden-samples must be at least 2"),
+        (("--model", "tests.fixture_import_error:model", *BASE), "importing 'tests.fixture_import_error' failed: ModuleNotFoundError: BertTokenizer requires the tokenizers library; pip install tokenizers"),
+        (("--model", "tests.fixture_models:nested_heads", *BASE), "the model's output 'hidden_states' is a tuple; return a tensor, a tuple of tensors or a mapping"),
     ],
     ids=[
         "unknown-module", "unknown-callable", "no-callable", "not-a-module", "factory-raises",
         "bad-dims", "unknown-dtype", "wrong-dims-for-model", "unexportable", "output-count",
         "existing-version", "signature-dims", "signature-names", "bad-name", "trt-on-cpu",
-        "preferred-without-dynamic", "too-few-samples",
+        "preferred-without-dynamic", "too-few-samples", "import-error-without-name",
+        "nested-output",
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
@@ -612,3 +616,59 @@ def test_bad_quantize_options(
         "export", "--model", "modelcanary.examples.zoo:mlp", *BASE, *args, "--repo", seeded_repo
     )
     assert result.code == 2 and message in result.err
+
+
+@pytest.mark.parametrize("factory", ["dict_heads", "model_output_heads"])
+def test_a_model_returning_a_mapping_exports_outputs_named_by_its_keys(
+    cli: Cli, tmp_path: Path, factory: str
+) -> None:
+    repo = tmp_path / "repo"
+    result = cli(
+        "export", "--model", f"tests.fixture_models:{factory}", "--name", "heads",
+        "--input", "x:fp32:16", "--repo", repo, "--golden-samples", "8",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "x:fp32:16 -> logits:fp32:3, embedding:fp32:8" in result.out
+    session = ort.InferenceSession(
+        str(repo / "heads/1/model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert [o.name for o in session.get_outputs()] == ["logits", "embedding"]
+    x = np.random.default_rng(3).standard_normal((5, 16)).astype(np.float32)
+    logits, embedding = session.run(None, {"x": x})
+    with torch.no_grad():
+        expected = fixture_models.dict_heads()(torch.from_numpy(x))
+    np.testing.assert_allclose(logits, expected["logits"].numpy(), atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(embedding, expected["embedding"].numpy(), atol=1e-5, rtol=1e-4)
+    manifest = json.loads((repo / "heads/1/manifest.json").read_text())
+    assert [o["name"] for o in manifest["signature"]["outputs"]] == ["logits", "embedding"]
+    assert manifest["parity"]["ok"]
+
+
+def test_output_names_override_a_mappings_keys(cli: Cli, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    result = cli(
+        "export", "--model", "tests.fixture_models:dict_heads", "--name", "heads",
+        "--input", "x:fp32:16", "--repo", repo, "--golden-samples", "4",
+        "--output", "scores", "--output", "vector",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "x:fp32:16 -> scores:fp32:3, vector:fp32:8" in result.out
+
+
+def test_seed_makes_two_exports_of_an_unseeded_factory_byte_identical(
+    cli: Cli, tmp_path: Path
+) -> None:
+    def export(repo: Path, *seed: str) -> bytes:
+        result = cli(
+            "export", "--model", "tests.fixture_models:unseeded_mlp", "--name", "m",
+            "--input", "INPUT__0:fp32:64", "--repo", repo, "--golden-samples", "4", *seed,
+        )  # fmt: skip
+        assert result.code == 0, result.err
+        return (repo / "m/1/model.onnx").read_bytes()
+
+    first = export(tmp_path / "a", "--seed", "7")
+    assert export(tmp_path / "b", "--seed", "7") == first
+    assert json.loads((tmp_path / "a/m/1/manifest.json").read_text())["source"]["seed"] == 7
+    # the factory really is unseeded: without --seed, the weights differ
+    assert export(tmp_path / "c") != export(tmp_path / "d")
+    assert json.loads((tmp_path / "c/m/1/manifest.json").read_text())["source"]["seed"] is None

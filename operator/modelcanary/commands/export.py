@@ -148,6 +148,14 @@ def add(commands: Commands) -> None:
     p.add_argument("--rtol", type=number, default=1e-3, help="relative tolerance (default 1e-3)")
     p.add_argument("--opset", type=integer, default=18, help="ONNX opset (default 18)")
     p.add_argument(
+        "--seed",
+        type=integer,
+        default=None,
+        metavar="N",
+        help="seed Python's, numpy's and torch's generators before calling the model factory "
+        "(recorded in the manifest; two exports with the same seed are byte-identical)",
+    )
+    p.add_argument(
         "--label",
         dest="labels",
         type=label,
@@ -189,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         atol=args.atol,
         rtol=args.rtol,
         opset=args.opset,
+        seed=args.seed,
         labels=dict(args.labels),
         declarations=parse_declarations(args.output_kinds, args.holdout_labels, args.metrics),
         quantize=args.quantize,

@@ -50,6 +50,7 @@ from modelcanary.modelrepo.onnx_export import (
     export_onnx,
     graph_signature,
     run_torch,
+    with_tuple_outputs,
 )
 from modelcanary.modelrepo.parity import (
     ParityReport,
@@ -93,7 +94,7 @@ class ExportRequest:
     atol: float = 1e-4
     rtol: float = 1e-3
     opset: int = DEFAULT_OPSET
-    seed: int = 0
+    seed: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     declarations: Declarations = field(default_factory=Declarations)
     quantize: str | None = None
@@ -121,9 +122,7 @@ def validate(request: ExportRequest) -> None:
     for name in request.output_names:
         check_tensor_name(name, "--output")
     check_unique(list(request.output_names), "--output")
-    overlap = {s.name for s in request.inputs} & set(request.output_names)
-    if overlap:
-        raise UsageError(f"{sorted(overlap)[0]!r} is both an --input and an --output name")
+    _check_no_overlap(request.inputs, request.output_names)
     request.options.validate()
     if request.version is not None and request.version < 1:
         raise UsageError("--version must be a positive integer")
@@ -160,7 +159,7 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
         )
     batched = request.options.max_batch_size > 0
 
-    model = load_model(request.model, request.weights)
+    model = load_model(request.model, request.weights, request.seed)
     samples, labels = None, None
     if request.samples_file:
         samples = load_samples(request.samples_file, request.inputs, request.golden_samples)
@@ -169,9 +168,11 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
             count = len(next(iter(samples.values())))
             labels = load_labels(request.samples_file, request.declarations.labels_key, count)
     else:
-        inputs = make_golden_inputs(request.inputs, request.golden_samples, request.seed)
-    expected_list = _torch_outputs(model, inputs, request.options.max_batch_size)
-    output_names = _output_names(request.output_names, len(expected_list))
+        inputs = make_golden_inputs(request.inputs, request.golden_samples, request.seed or 0)
+    expected_list, keys = _torch_outputs(model, inputs, request.options.max_batch_size)
+    output_names = _output_names(request.output_names, keys or len(expected_list))
+    _check_no_overlap(request.inputs, output_names)
+    model = with_tuple_outputs(model, keys)
     expected = dict(zip(output_names, expected_list, strict=True))
 
     say(f"exporting {request.model} as {request.name} version {version} (opset {request.opset})")
@@ -223,27 +224,44 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
 
 def _torch_outputs(
     model: torch.nn.Module, inputs: dict[str, np.ndarray], max_batch_size: int
-) -> list[np.ndarray]:
-    """PyTorch's outputs for every golden sample, computed in batches Triton could form."""
+) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """PyTorch's outputs for every golden sample, computed in batches Triton could form,
+    and the output keys of a model that returns a mapping."""
     count = next(iter(inputs.values())).shape[0]
     if max_batch_size == 0:
-        per_sample = [run_torch(model, {k: v[i] for k, v in inputs.items()}) for i in range(count)]
-        return [np.stack(parts) for parts in zip(*per_sample, strict=True)]
-    batches = [
-        run_torch(model, {k: v[i : i + max_batch_size] for k, v in inputs.items()})
-        for i in range(0, count, max_batch_size)
-    ]
-    return [np.concatenate(parts) for parts in zip(*batches, strict=True)]
+        runs = [run_torch(model, {k: v[i] for k, v in inputs.items()}) for i in range(count)]
+    else:
+        runs = [
+            run_torch(model, {k: v[i : i + max_batch_size] for k, v in inputs.items()})
+            for i in range(0, count, max_batch_size)
+        ]
+    keys = runs[0][1]
+    if any(run_keys != keys for _, run_keys in runs):
+        raise UsageError("the model returned different output keys for different batches")
+    join = np.stack if max_batch_size == 0 else np.concatenate
+    return [join(parts) for parts in zip(*(outputs for outputs, _ in runs), strict=True)], keys
 
 
-def _output_names(requested: Sequence[str], count: int) -> tuple[str, ...]:
+def _output_names(requested: Sequence[str], returned: Sequence[str] | int) -> tuple[str, ...]:
+    """`--output` names, else the model's own keys, else OUTPUT__0, OUTPUT__1, ..."""
+    count = returned if isinstance(returned, int) else len(returned)
     if not requested:
-        return tuple(f"OUTPUT__{i}" for i in range(count))
+        if isinstance(returned, int):
+            return tuple(f"OUTPUT__{i}" for i in range(count))
+        for key in returned:
+            check_tensor_name(key, "the model's output key")
+        return tuple(returned)
     if len(requested) != count:
         raise UsageError(
             f"{len(requested)} --output name(s) given, but the model returns {count} output(s)"
         )
     return tuple(requested)
+
+
+def _check_no_overlap(inputs: Sequence[TensorSpec], output_names: Sequence[str]) -> None:
+    overlap = {s.name for s in inputs} & set(output_names)
+    if overlap:
+        raise UsageError(f"{sorted(overlap)[0]!r} is both an input and an output name")
 
 
 def _check_declared_inputs(signature: Signature, declared: Sequence[TensorSpec]) -> None:
@@ -330,6 +348,7 @@ def _version_files(
             "weights": str(request.weights) if request.weights else None,
             "weights_sha256": sha256_file(request.weights) if request.weights else None,
             "samples": str(request.samples_file) if request.samples_file else None,
+            "seed": request.seed,
         },
         "labels": dict(request.labels),
         "tools": {

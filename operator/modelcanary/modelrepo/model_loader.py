@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import importlib
+import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import torch
 
 from modelcanary.errors import UsageError, one_line
 
 
-def load_model(reference: str, weights: Path | None) -> torch.nn.Module:
-    """Import the callable, call it, load the weights and return the module in eval mode."""
+def load_model(reference: str, weights: Path | None, seed: int | None = None) -> torch.nn.Module:
+    """Import the callable, call it (after seeding Python's, numpy's and torch's generators
+    when `seed` is given), load the weights and return the module in eval mode."""
     factory = _import_callable(reference)
+    if seed is not None:
+        seed_generators(seed)
     try:
         model = factory()
     except Exception as exc:
@@ -27,6 +32,13 @@ def load_model(reference: str, weights: Path | None) -> torch.nn.Module:
     if weights is not None:
         _load_weights(model, weights)
     return model.eval()
+
+
+def seed_generators(seed: int) -> None:
+    """Seed every generator a model factory commonly draws from."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _import_callable(reference: str) -> Callable[[], object]:
@@ -42,6 +54,10 @@ def _import_callable(reference: str) -> Callable[[], object]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if exc.name is None:  # raised by the user's own code (transformers does): say its words
+            raise UsageError(
+                f"--model {reference}: importing {module_name!r} failed: {one_line(exc)}"
+            ) from None
         raise UsageError(
             f"--model {reference}: module {exc.name!r} not found"
             + (f" (importing {module_name!r})" if exc.name != module_name else "")

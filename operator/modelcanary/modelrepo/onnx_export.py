@@ -10,7 +10,7 @@ import contextlib
 import io
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -24,8 +24,11 @@ DEFAULT_OPSET = 18
 MAX_IR_VERSION = 10
 
 
-def run_torch(model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Run the model on numpy inputs (in signature order) and return its outputs as numpy."""
+def run_torch(
+    model: torch.nn.Module, inputs: dict[str, np.ndarray]
+) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """Run the model on numpy inputs (in signature order); return its outputs as numpy and,
+    when it returned a mapping (a dict, a Hugging Face `ModelOutput`), their keys in order."""
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.values()]
     try:
         with torch.inference_mode():
@@ -35,14 +38,45 @@ def run_torch(model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> list[np.
             f"the model failed on sample inputs of shapes "
             f"{[tuple(t.shape) for t in tensors]}: {one_line(exc)}"
         ) from None
-    outputs = list(result) if isinstance(result, tuple | list) else [result]
-    for index, output in enumerate(outputs):
-        if not isinstance(output, torch.Tensor):
+    keys = tuple(str(k) for k in result) if isinstance(result, Mapping) else ()
+    outputs = _flat_outputs(result)
+    return [o.detach().cpu().numpy() for o in outputs], keys
+
+
+def _flat_outputs(result: object) -> list[torch.Tensor]:
+    """The outputs of one call as a list of tensors, or one line saying what is not one."""
+    if isinstance(result, Mapping):
+        named = [(repr(str(k)), v) for k, v in result.items()]
+    elif isinstance(result, tuple | list):
+        named = [(str(i), v) for i, v in enumerate(result)]
+    else:
+        named = [("0", result)]
+    for name, value in named:
+        if not isinstance(value, torch.Tensor):
             raise UsageError(
-                f"the model's output {index} is a {type(output).__name__}; "
-                "return a tensor or a tuple of tensors"
+                f"the model's output {name} is a {type(value).__name__}; return a tensor, "
+                "a tuple of tensors or a mapping of names to tensors (nothing nested)"
             )
-    return [o.detach().cpu().numpy() for o in outputs]
+    return [value for _, value in named]
+
+
+class _TupleOutputs(torch.nn.Module):
+    """The user's model with its mapping of outputs returned as a tuple in key order, so
+    that the ONNX graph has one output per key."""
+
+    def __init__(self, model: torch.nn.Module, keys: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.keys = tuple(keys)
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        result = self.model(*args)
+        return tuple(result[key] for key in self.keys)
+
+
+def with_tuple_outputs(model: torch.nn.Module, keys: Sequence[str]) -> torch.nn.Module:
+    """The model as exported: unchanged, or wrapped when it returns a mapping."""
+    return _TupleOutputs(model, keys).eval() if keys else model
 
 
 def export_onnx(
@@ -55,7 +89,9 @@ def export_onnx(
 ) -> onnx.ModelProto:
     """Export the model to an ONNX graph that passes `onnx.checker`'s full check."""
     args = tuple(torch.from_numpy(np.ascontiguousarray(example[s.name])) for s in inputs)
-    dynamic_shapes = _dynamic_shapes(inputs, batched)
+    dynamic_shapes: tuple[object, ...] = _dynamic_shapes(inputs, batched)
+    if isinstance(model, _TupleOutputs):  # its inputs are one *args tuple
+        dynamic_shapes = (dynamic_shapes,)
     with _quiet():
         try:
             program = torch.onnx.export(
