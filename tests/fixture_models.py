@@ -93,3 +93,24 @@ def nested_heads() -> nn.Module:
 def unseeded_mlp() -> nn.Module:
     """Random initial weights that change from call to call unless the caller seeds."""
     return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+class TokenClassifier(nn.Module):
+    """Token ids and an attention mask of the same (variable) length, as a BERT classifier
+    takes them: ids beyond the vocabulary or a mask of another length are the client's
+    mistakes, which ONNX Runtime reports as an invalid argument or a failed broadcast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(100, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).to(torch.float32)
+        pooled = (self.embedding(input_ids) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return self.head(pooled)
+
+
+def token_classifier() -> nn.Module:
+    torch.manual_seed(0)
+    return TokenClassifier()

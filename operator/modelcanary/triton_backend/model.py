@@ -20,6 +20,13 @@ import only numpy, onnxruntime and triton_python_backend_utils, never modelcanar
   call raises, because only then does Triton count them as failures
   (`nv_inference_request_failure{reason="BACKEND"}`): the python backend of Triton 2.51
   counts an error response as a success.
+- Client mistakes are not the version's failures: when ONNX Runtime rejects the inputs
+  (an invalid argument, such as a token id beyond the vocabulary, or shapes that do not
+  broadcast, such as ids and a mask of different lengths), the request is answered with
+  Triton's invalid-argument error (HTTP 400), one line naming the inputs, and the other
+  requests of its batch run again without it. The golden samples and the holdout gate run
+  every version on valid inputs before it gets traffic, so a version that rejects valid
+  inputs is stopped there.
 - Metrics: histogram `modelcanary_backend_request_duration_seconds{model,version}`.
 - Fault injection, off unless the model was loaded with `MODELCANARY_FAULTS`: the file
   `<dir>/<model>/<version>.json` with `{"error_ratio": 0.3, "latency_ms": 200}` makes that
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -213,7 +221,9 @@ class TritonPythonModel:
     def _run_group(
         self, members: list[int], feeds: list[dict[str, np.ndarray]], responses: list[Any]
     ) -> list[str]:
-        """Run one group as one onnxruntime call; return the error messages, if any."""
+        """Run one group as one onnxruntime call; return the error messages of the version's
+        own failures. A request the runtime rejects (an invalid argument) is answered as
+        the client's error, and the others of its group run again without it."""
         if self.batched and len(members) > 1:
             feed = {n: np.concatenate([feeds[i][n] for i in members]) for n in self.inputs}
         else:
@@ -221,6 +231,16 @@ class TritonPythonModel:
         try:
             results = self.session.run(self.outputs, feed)
         except Exception as exc:  # onnxruntime raises its own exception types
+            fault = client_fault(str(exc))
+            if fault is not None and len(members) > 1:
+                return [m for i in members for m in self._run_group([i], feeds, responses)]
+            if fault is not None:
+                responses[members[0]] = error_response(
+                    f"invalid input for {self.model}:{self.version} "
+                    f"({describe_feed(feed)}): {fault}",
+                    invalid_argument=True,
+                )
+                return []
             message = f"onnxruntime failed on {self.model}:{self.version}: {exc}"
             for index in members:
                 responses[index] = error_response(message)
@@ -247,8 +267,40 @@ class TritonPythonModel:
         self.session = None
 
 
-def error_response(message: str) -> Any:
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+def error_response(message: str, invalid_argument: bool = False) -> Any:
+    """A failed response; Triton answers an invalid argument with 400 (gRPC
+    INVALID_ARGUMENT) and counts it apart from the version's own failures."""
+    if invalid_argument:
+        error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+    else:
+        error = pb_utils.TritonError(message)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+_RUNTIME_STATUS = re.compile(r"\[ONNXRuntimeError\] : \d+ : (\w+) : ")
+_RUNNING_NODE = re.compile(r"running (\w+) node")
+_SOURCE_PATH = re.compile(r"\S*/\S+:\d+\s*")
+_BROADCAST = "Attempting to broadcast"
+
+
+def client_fault(text: str) -> str | None:
+    """The runtime's reason, on one line and without source paths, when its failure
+    blames the inputs (an invalid argument such as an index out of range, or shapes that
+    do not broadcast); None when the failure is the version's own."""
+    status = _RUNTIME_STATUS.search(text)
+    detail = text.split("Status Message: ", 1)[-1]
+    if _BROADCAST in detail:
+        detail = detail[detail.index(_BROADCAST) :]
+    elif status is None or status.group(1) != "INVALID_ARGUMENT":
+        return None
+    detail = _SOURCE_PATH.sub("", detail).strip().splitlines()[0] if detail.strip() else ""
+    node = _RUNNING_NODE.search(text)
+    return f"{node.group(1)}: {detail}" if node else detail
+
+
+def describe_feed(feed: dict[str, np.ndarray]) -> str:
+    """`input_ids int64 (1, 8), attention_mask int64 (1, 6)`: the inputs a request sent."""
+    return ", ".join(f"{name} {array.dtype} {tuple(array.shape)}" for name, array in feed.items())
 
 
 def check_signature(config: dict[str, Any], session: Any, batched: bool, label: str) -> None:
