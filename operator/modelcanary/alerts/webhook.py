@@ -27,6 +27,7 @@ from typing import Literal
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import ClientDisconnect
 
 from modelcanary.alerts.alertmanager import ALERTS_PATH, WEBHOOK_PATH
 from modelcanary.errors import describe_validation_errors
@@ -36,8 +37,16 @@ POLL_STEP_S = 0.02
 MAX_BODY_BYTES = 1024 * 1024  # a notification of hundreds of alerts; Alertmanager's max_alerts
 
 
-class BodyTooLarge(Exception):
+class BodyRefused(Exception):
+    """A request body that was not read whole: cut short by the client (400)."""
+
+    status = 400
+
+
+class BodyTooLarge(BodyRefused):
     """A request body over the limit (answered 413)."""
+
+    status = 413
 
 
 async def bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -46,11 +55,14 @@ async def bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"a body of {declared} bytes is over the limit of {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # or timed out (modelcanary.http_guard): nobody to answer
+        raise BodyRefused(f"the client left after {size} bytes of the body") from None
     return b"".join(chunks)
 
 
@@ -160,8 +172,8 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
             return unauthorized()
         try:
             body = await bounded_body(request)
-        except BodyTooLarge as exc:
-            return JSONResponse({"error": str(exc)}, 413)
+        except BodyRefused as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
         try:
             payload = WebhookPayload.model_validate_json(body)
         except ValidationError as exc:
