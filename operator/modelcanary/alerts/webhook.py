@@ -148,28 +148,31 @@ class AlertBook:
         return list(self._alerts.values())
 
 
+def bearer_check(token: str) -> Callable[[Request], JSONResponse | None]:
+    """What a request without `Authorization: Bearer <token>` gets (401); None: it has it."""
+    expected = token.encode()
+    refusal = {"error": "send 'Authorization: Bearer <token>'"}
+
+    def refused(request: Request) -> JSONResponse | None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected):
+            return None
+        return JSONResponse(refusal, status_code=401, headers={"www-authenticate": "Bearer"})
+
+    return refused
+
+
 def create_app(book: AlertBook, token: str) -> FastAPI:
     """The receiver as an ASGI app (mounted beside the controller, or on its own)."""
     if not token:
         raise ValueError("the webhook receiver needs a bearer token")
     app = FastAPI(title="modelcanary controller webhook", docs_url=None, redoc_url=None)
-    expected = token.encode()
-
-    def authorized(request: Request) -> bool:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected)
-
-    def unauthorized() -> JSONResponse:
-        return JSONResponse(
-            {"error": "send 'Authorization: Bearer <token>'"},
-            status_code=401,
-            headers={"www-authenticate": "Bearer"},
-        )
+    refused = bearer_check(token)
 
     @app.post(WEBHOOK_PATH)
     async def receive(request: Request) -> JSONResponse:
-        if not authorized(request):
-            return unauthorized()
+        if (refusal := refused(request)) is not None:
+            return refusal
         try:
             body = await bounded_body(request)
         except BodyRefused as exc:
@@ -184,8 +187,8 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
 
     @app.get(ALERTS_PATH)
     async def follow(request: Request, after: int = -1, wait: float = 0.0) -> JSONResponse:
-        if not authorized(request):
-            return unauthorized()
+        if (refusal := refused(request)) is not None:
+            return refusal
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_S)
         while book.version <= after and not book.closed and time.monotonic() < deadline:
             await asyncio.sleep(POLL_STEP_S)  # cancellable, so a stopping server need not wait

@@ -142,8 +142,10 @@ class LocalStack:
         self._running.append(controller)
         controller.start()
         self._parts["controller webhook"] = controller
+        pager_token_path = run / "oncall.token"
         pager = AppServer(
-            oncall.create_app(run / "oncall.jsonl", sys.stdout), name="on-call receiver"
+            oncall.create_app(run / "oncall.jsonl", token_file(pager_token_path), sys.stdout),
+            name="on-call receiver",
         )
         self._running.append(pager)
         pager.start()
@@ -157,8 +159,12 @@ class LocalStack:
                 url=controller.url + WEBHOOK_PATH,
                 bearer_token_file=str(controller_token_path),
             ),
-            oncall=Webhook(type="webhook", url=f"{pager.url}/oncall"),
-            chat=Webhook(type="webhook", url=f"{pager.url}/chat"),
+            oncall=Webhook(
+                type="webhook", url=f"{pager.url}/oncall", bearer_token_file=str(pager_token_path)
+            ),
+            chat=Webhook(
+                type="webhook", url=f"{pager.url}/chat", bearer_token_file=str(pager_token_path)
+            ),
             timing=TIMINGS[o.profile],
         )
         self.alertmanager.start(render_routing(routing))
