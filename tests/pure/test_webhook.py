@@ -123,6 +123,22 @@ def test_an_alert_past_its_end_is_no_longer_firing(book: AlertBook, client: Test
     assert [a.fingerprint for a in book.firing()] == ["open"]
 
 
+def test_an_alert_that_starts_in_the_future_is_not_recorded(
+    book: AlertBook, client: TestClient, heard: list[WebhookAlert]
+) -> None:
+    """Issue 25 probe 3b: an alert dated later than now rolled back every later rollout of
+    its version (Prometheus dates an alert when its rule became active: never ahead)."""
+    now = datetime.now(UTC)
+    future = {**alert("later", model="digits", version="3"),
+              "startsAt": (now + timedelta(days=30)).isoformat()}  # fmt: skip
+    skewed = {**alert("skewed", model="digits", version="3"),
+              "startsAt": (now + timedelta(seconds=5)).isoformat()}  # fmt: skip
+    response = client.post(WEBHOOK_PATH, json=payload(future, skewed), headers=AUTH)
+    assert response.status_code == 200 and response.json()["newly_firing"] == 1
+    assert [a.fingerprint for a in book.firing()] == ["skewed"]
+    assert [a.fingerprint for a in heard] == ["skewed"]
+
+
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 def test_a_body_over_the_limit_is_a_413(
     client: TestClient, book: AlertBook, declared: bool

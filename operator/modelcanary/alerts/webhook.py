@@ -7,7 +7,9 @@ waiting for its next tick. A malformed or unauthenticated post gets 400 or 401 a
 changes nothing, and a body over `MAX_BODY_BYTES` gets 413 as soon as it is known to be
 (it is never read whole). An alert ends with a "resolved" post or at its `endsAt`, whichever comes
 first, so one whose resolution a stalled Alertmanager never sent does not fire for ever
-(Alertmanager sends Go's zero time as the `endsAt` of a firing alert: no end yet).
+(Alertmanager sends Go's zero time as the `endsAt` of a firing alert: no end yet). An
+alert that starts in the future is not recorded (anyone who reaches Alertmanager's API can
+post one; the engine also counts a pushed alert only while Prometheus has it).
 
 A controller in another process (the local `modelcanary rollout start`) follows the book
 with `GET /alertmanager/alerts?after=N&wait=S`: a long poll that answers as soon as the
@@ -21,7 +23,7 @@ import hmac
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from fastapi import FastAPI, Request
@@ -35,6 +37,7 @@ from modelcanary.errors import describe_validation_errors
 MAX_WAIT_S = 30.0
 POLL_STEP_S = 0.02
 MAX_BODY_BYTES = 1024 * 1024  # a notification of hundreds of alerts; Alertmanager's max_alerts
+CLOCK_SKEW = timedelta(seconds=60)  # between Prometheus' clock and ours
 
 
 class BodyRefused(Exception):
@@ -85,6 +88,10 @@ class WebhookAlert(BaseModel):
         """Past its `endsAt` (Go's zero time, year 1, is no end)."""
         return self.endsAt is not None and self.endsAt.year > 1 and self.endsAt <= now
 
+    def future(self, now: datetime) -> bool:
+        """Starts later than now, beyond clock skew: Prometheus never dates one so."""
+        return self.startsAt > now + CLOCK_SKEW
+
 
 class WebhookPayload(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -118,7 +125,7 @@ class AlertBook:
             self.posts += 1
             now = self.now()
             for alert in payload.alerts:
-                if alert.status == "firing" and not alert.ended(now):
+                if alert.status == "firing" and not alert.ended(now) and not alert.future(now):
                     if alert.fingerprint not in self._alerts:
                         new.append(alert)
                     self._alerts[alert.fingerprint] = alert
