@@ -183,6 +183,7 @@ class LocalStack:
                 [rule_file],
                 f"127.0.0.1:{self.alertmanager.port}",
                 SCRAPE_INTERVAL[o.profile],
+                self.alertmanager.password_file,
             )
         )
         self._parts["prometheus"] = self.prometheus
@@ -195,6 +196,7 @@ class LocalStack:
             "triton_metrics": endpoints.metrics,
             "prometheus": self.prometheus.url,
             "alertmanager": self.alertmanager.url,
+            "alertmanager_password_file": str(self.alertmanager.password_file),
             "controller_webhook": controller.url + WEBHOOK_PATH,
             "oncall": pager.url,
             "oncall_log": str(run / "oncall.jsonl"),
