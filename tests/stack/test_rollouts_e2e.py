@@ -252,23 +252,23 @@ def test_a_pushed_alert_prometheus_does_not_fire_leaves_the_rollout_alone(
                    "model": "digits", "version": "3", "source": "gateway"},
         "annotations": {}, "fingerprint": "pushed-digits-3",
     }  # fmt: skip
-    posted = datetime.now(UTC)
+    posted = started = datetime.now(UTC)
     try:
         process = controller(spec(2, 3))
-        rollout = LocalRollout.of(Path(stack.urls["run_dir"]), "digits")
 
         def begun() -> bool:  # this rollout, not the last one (or none yet)
-            if not (rollout.directory / "spec.json").exists():
-                return False
-            return rollout.spec().canary.version == "3" and state(stack).phase != "Pending"
+            now = state(stack)
+            created = now.created_at or 0.0
+            return created >= started.timestamp() and now.phase not in ("Pending", "RolledBack")
 
         wait_for(begun, 60, "the rollout never started")
         posted = datetime.now(UTC)
         notify(stack, {**pushed, "startsAt": (posted + starts).isoformat()})
 
-        def looked_again() -> bool:  # the push woke the controller: a tick since
-            analysis = state(stack).analysis
-            return analysis is not None and analysis.at > posted.timestamp() + 1
+        def looked_again() -> bool:  # a tick since the push (or the rollout ended)
+            now = state(stack)
+            ticked = now.analysis is not None and now.analysis.at > posted.timestamp() + 1
+            return ticked or now.phase == "RolledBack"
 
         wait_for(looked_again, 30, "the controller never ticked after the alert")
         after = state(stack)
