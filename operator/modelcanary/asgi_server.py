@@ -1,7 +1,8 @@
 """Run an ASGI app on uvicorn (uvloop, httptools) on a socket bound beforehand, so that
 port 0 picks a free port and the caller learns which: in the foreground for a command,
 or in a background thread for tests and for `modelcanary up`, whose supervisor restarts a
-server whose thread ended on the same port (`exited`, `restart`)."""
+server whose thread ended on the same port (`exited`, `restart`). Every server has the
+header and body timeouts and the connection limit of modelcanary.http_guard."""
 
 from __future__ import annotations
 
@@ -15,23 +16,28 @@ import uvicorn
 import uvloop
 
 from modelcanary.errors import UsageError
+from modelcanary.http_guard import DEFAULT_LIMITS, ConnectionGuard, Limits, guarded_protocol
 from modelcanary.waiting import wait_until
 
 
 class AppServer:
     """One ASGI app listening on one address."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, name: str = "app") -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, name: str = "app",
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:  # fmt: skip
         self.name = name
         self.socket = _bind(host, port, name)
         self.host, self.port = self.socket.getsockname()[:2]
+        self.guard = ConnectionGuard(limits)
         self.config = uvicorn.Config(
             app,
-            http="httptools",
+            http=guarded_protocol(self.guard),
             lifespan="auto",
             log_level="warning",
             access_log=False,
-            timeout_keep_alive=30,
+            timeout_keep_alive=limits.keep_alive_s,
             timeout_graceful_shutdown=1,  # then long polls are cancelled
             proxy_headers=False,  # a middleware per request; no proxy headers are read
             server_header=False,

@@ -123,6 +123,22 @@ def test_an_alert_past_its_end_is_no_longer_firing(book: AlertBook, client: Test
     assert [a.fingerprint for a in book.firing()] == ["open"]
 
 
+def test_an_alert_that_starts_in_the_future_is_not_recorded(
+    book: AlertBook, client: TestClient, heard: list[WebhookAlert]
+) -> None:
+    """Issue 25 probe 3b: an alert dated later than now rolled back every later rollout of
+    its version (Prometheus dates an alert when its rule became active: never ahead)."""
+    now = datetime.now(UTC)
+    future = {**alert("later", model="digits", version="3"),
+              "startsAt": (now + timedelta(days=30)).isoformat()}  # fmt: skip
+    skewed = {**alert("skewed", model="digits", version="3"),
+              "startsAt": (now + timedelta(seconds=5)).isoformat()}  # fmt: skip
+    response = client.post(WEBHOOK_PATH, json=payload(future, skewed), headers=AUTH)
+    assert response.status_code == 200 and response.json()["newly_firing"] == 1
+    assert [a.fingerprint for a in book.firing()] == ["skewed"]
+    assert [a.fingerprint for a in heard] == ["skewed"]
+
+
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 def test_a_body_over_the_limit_is_a_413(
     client: TestClient, book: AlertBook, declared: bool
@@ -144,7 +160,7 @@ def test_a_body_over_the_limit_is_a_413(
 def test_the_oncall_receiver_escapes_control_characters(tmp_path: Path) -> None:
     """Issue 13 defect 8: the on-call receiver printed a payload's escape codes raw."""
     out = io.StringIO()
-    client = TestClient(oncall.create_app(tmp_path / "oncall.jsonl", out))
+    client = TestClient(oncall.create_app(tmp_path / "oncall.jsonl", TOKEN, out), headers=AUTH)
     hostile = alert("e1", model="digits\x1b[2J", version="2")
     hostile["annotations"] = {"description": "red \x1b[31mALERT\x1b[0m\nsecond line\r\x07"}
     assert client.post("/oncall", json=payload(hostile)).status_code == 200
@@ -159,9 +175,27 @@ def test_the_oncall_receiver_bounds_bodies(tmp_path: Path) -> None:
     from modelcanary.alerts.webhook import MAX_BODY_BYTES
 
     log = tmp_path / "oncall.jsonl"
-    client = TestClient(oncall.create_app(log, io.StringIO()))
+    client = TestClient(oncall.create_app(log, TOKEN, io.StringIO()), headers=AUTH)
     big = client.post("/oncall", content=b"x" * (MAX_BODY_BYTES + 1))
     assert big.status_code == 413 and not log.exists()
+
+
+def test_the_oncall_receiver_pages_only_for_alertmanager(tmp_path: Path) -> None:
+    """Issue 25 probe 5: any POST was printed as a real page, and `{"alerts": [1]}` gave a
+    500 and a traceback."""
+    out, log = io.StringIO(), tmp_path / "oncall.jsonl"
+    app = oncall.create_app(log, TOKEN, out)
+    forged = payload(alert("x1", model="digits", version="2"))
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+        refused = TestClient(app).post("/oncall", json=forged, headers=headers)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    client = TestClient(app, headers=AUTH)
+    malformed = client.post("/oncall", json={"alerts": [1]})
+    assert malformed.status_code == 400
+    error = malformed.json()["error"]
+    assert error.startswith("not an Alertmanager webhook payload: ") and "\n" not in error
+    assert error.endswith("alerts.0: Input should be an object")
+    assert out.getvalue() == "" and not log.exists()
 
 
 def test_rollback_events_page_with_the_numbers() -> None:
@@ -217,7 +251,7 @@ def test_each_controller_notice_is_a_group_of_its_own() -> None:
 def test_oncall_prints_readably_and_appends_json_lines(tmp_path: Path) -> None:
     out = io.StringIO()
     log = tmp_path / "oncall.jsonl"
-    client = TestClient(oncall.create_app(log, out))
+    client = TestClient(oncall.create_app(log, TOKEN, out), headers=AUTH)
     assert (
         client.post(
             "/oncall", json=payload(alert("a1", model="digits", version="2", source="gateway"))
@@ -236,7 +270,7 @@ def test_oncall_prints_readably_and_appends_json_lines(tmp_path: Path) -> None:
 def test_oncall_prints_each_change_once(tmp_path: Path) -> None:
     out = io.StringIO()
     log = tmp_path / "oncall.jsonl"
-    client = TestClient(oncall.create_app(log, out))
+    client = TestClient(oncall.create_app(log, TOKEN, out), headers=AUTH)
     firing = alert("f1", model="digits", version="2")
     for _ in range(3):  # Alertmanager repeats the group's alerts in later notifications
         client.post("/oncall", json=payload(firing))

@@ -110,6 +110,14 @@ def bodies(digits_repo: Path) -> list[bytes]:
     return request_bodies(digits_repo, "digits")
 
 
+def ready_url(up: Up, part: str) -> str:
+    """A monitor's ready URL; Alertmanager's carries the stack's password."""
+    if part != "alertmanager":
+        return f"{up.urls[part]}/-/ready"
+    password = Path(up.urls["alertmanager_password_file"]).read_text().strip()
+    return up.urls[part].replace("://", f"://modelcanary:{password}@") + "/-/ready"
+
+
 def ready(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
@@ -160,7 +168,7 @@ def test_a_killed_monitor_comes_back_and_costs_no_request(
     try:
         time.sleep(2)
         killed_at = time.time()
-        downtime = kill_and_wait(up, part, f"{up.urls[part]}/-/ready", 60)
+        downtime = kill_and_wait(up, part, ready_url(up, part), 60)
         print(f"{part} back after {downtime:.1f} s")
         time.sleep(3)  # and serving goes on after the restart
     finally:
@@ -216,9 +224,9 @@ def test_a_rollout_holds_while_its_monitors_restart_and_then_finishes(
             return False
 
         assert wait_until(lambda: at_step(1), 90, every=0.2) and running()
-        kill_and_wait(up, "prometheus", f"{up.urls['prometheus']}/-/ready", 60)
+        kill_and_wait(up, "prometheus", ready_url(up, "prometheus"), 60)
         assert wait_until(lambda: at_step(2), 90, every=0.2) and running()
-        kill_and_wait(up, "alertmanager", f"{up.urls['alertmanager']}/-/ready", 60)
+        kill_and_wait(up, "alertmanager", ready_url(up, "alertmanager"), 60)
         output, _ = controller.communicate(timeout=240)
     finally:
         if controller.poll() is None:

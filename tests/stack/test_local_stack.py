@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from modelcanary.adapters.alertmanager_notifier import NotifyError
 from modelcanary.load.generator import request_bodies, run_load
 from modelcanary.load.report import LoadReport
+from modelcanary.local.monitoring import alertmanager_auth, notifier_for
 from modelcanary.local.stack import LocalStack, StackOptions
 from modelcanary.modelrepo.holdout_store import read_holdout
+from modelcanary.rollout.ports import RolloutEvent
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.waiting import wait_until
@@ -122,7 +129,43 @@ def test_up_wrote_its_urls(stack: LocalStack) -> None:
         "activeTargets"
     ]
     assert {t["labels"]["job"]: t["health"] for t in targets} == {"triton": "up", "gateway": "up"}
-    assert httpx.get(f"{stack.urls['alertmanager']}/-/ready").status_code == 200
+    ready = f"{stack.urls['alertmanager']}/-/ready"
+    assert httpx.get(ready, auth=alertmanager_auth(stack.urls)).status_code == 200
+
+
+def test_alertmanager_and_the_pager_refuse_what_the_stack_did_not_send(
+    stack: LocalStack,
+) -> None:
+    """Issue 25 probes 3b and 5: anyone on the machine posted an alert to Alertmanager's API
+    (it paged on-call and reached the controller) or a page to the on-call receiver."""
+    urls = stack.urls
+    now = datetime.now(UTC)
+    forged = {"labels": {"alertname": "ForgedByAStranger", "severity": "critical",
+                         "model": "digits", "version": "2"},
+              "startsAt": now.isoformat()}  # fmt: skip
+    api = f"{urls['alertmanager']}/api/v2/alerts"
+    for auth in (None, httpx.BasicAuth("modelcanary", "guessed")):
+        assert httpx.post(api, json=[forged], auth=auth).status_code == 401
+    page = {"version": "4", "status": "firing", "receiver": "oncall", "groupKey": "{}:{}",
+            "alerts": [{**forged, "status": "firing", "fingerprint": "f"}]}  # fmt: skip
+    assert httpx.post(f"{urls['oncall']}/oncall", json=page).status_code == 401
+    # the stack's own: Alertmanager has nothing forged, and the controller's notices go in
+    known = httpx.get(api, auth=alertmanager_auth(urls))
+    assert known.status_code == 200
+    assert not [a for a in known.json() if a["labels"]["alertname"] == "ForgedByAStranger"]
+    amtool = [shutil.which("amtool") or "amtool", "alert", "query", "-o", "json",
+              f"--alertmanager.url={urls['alertmanager']}"]  # fmt: skip
+    assert subprocess.run(amtool, capture_output=True).returncode != 0
+    http_config = Path(urls["run_dir"], "amtool-http.yml")
+    login = {"username": "modelcanary", "password_file": urls["alertmanager_password_file"]}
+    http_config.write_text(yaml.safe_dump({"basic_auth": login}))
+    queried = subprocess.run([*amtool, f"--http.config.file={http_config}"],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+    assert isinstance(json.loads(queried.stdout), list)
+    event = RolloutEvent("paused", "digits", "digits", "1", "2", "a test notice", at=now)
+    notifier_for(urls, None).notify(event)
+    with pytest.raises(NotifyError, match="refused the event: 401"):
+        notifier_for({**urls, "alertmanager_password_file": "/dev/null"}, None).notify(event)
 
 
 def test_fault_accepts_only_what_the_stack_serves(

@@ -232,37 +232,54 @@ def test_a_canary_that_is_not_served_waits_until_the_deadline_then_rolls_back(
     assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "4": 0, "5": 0}
 
 
-def test_a_stale_pushed_alert_does_not_roll_a_new_rollout_back(
-    stack: LocalStack, controller: Start
+@pytest.mark.parametrize(
+    "starts",
+    [timedelta(minutes=-10), timedelta(0), timedelta(days=30)],
+    ids=["stale", "forged", "future"],
+)
+def test_a_pushed_alert_prometheus_does_not_fire_leaves_the_rollout_alone(
+    stack: LocalStack, load: BackgroundLoad, controller: Start, starts: timedelta
 ) -> None:
-    """Issue 13 defect 5: an Alertmanager that stalled never sent the resolution of an
-    alert Prometheus had long resolved; the controller's book still held it, and a new
-    rollout was rolled back on its first tick."""
+    """Issue 13 defect 5 (stale): an Alertmanager that stalled never sent the resolution of
+    an alert Prometheus had long resolved, and a new rollout was rolled back on its first
+    tick. Issue 25 probe 3b (forged, future): an alert posted by anyone reached the
+    controller and rolled a healthy canary back within a second; one dated in the future
+    rolled back every later rollout of the version. Only what Prometheus fires counts."""
     quiet(stack, "3")
-    began = datetime.now(UTC) - timedelta(minutes=10)
-    stale = {
-        "status": "firing", "startsAt": began.isoformat(), "endsAt": "0001-01-01T00:00:00Z",
+    pushed = {
+        "status": "firing", "startsAt": "", "endsAt": "0001-01-01T00:00:00Z",
         "labels": {"alertname": "ModelVersionHighErrorRatio", "severity": "critical",
                    "model": "digits", "version": "3", "source": "gateway"},
-        "annotations": {}, "fingerprint": "stale-digits-3",
+        "annotations": {}, "fingerprint": "pushed-digits-3",
     }  # fmt: skip
-    notify(stack, stale)
+    posted = started = datetime.now(UTC)
     try:
         process = controller(spec(2, 3))
-        rollout = LocalRollout.of(Path(stack.urls["run_dir"]), "digits")
 
-        def begun() -> bool:  # this rollout, not the last one
-            return rollout.spec().canary.version == "3" and state(stack).phase != "Pending"
+        def begun() -> bool:  # this rollout, not the last one (or none yet)
+            now = state(stack)
+            created = now.created_at or 0.0
+            return created >= started.timestamp() and now.phase not in ("Pending", "RolledBack")
 
         wait_for(begun, 60, "the rollout never started")
-        started = state(stack)
-        assert started.phase in ("Shadowing", "Progressing"), started.history[-1].reason
+        posted = datetime.now(UTC)
+        notify(stack, {**pushed, "startsAt": (posted + starts).isoformat()})
+
+        def looked_again() -> bool:  # a tick since the push (or the rollout ended)
+            now = state(stack)
+            ticked = now.analysis is not None and now.analysis.at > posted.timestamp() + 1
+            return ticked or now.phase == "RolledBack"
+
+        wait_for(looked_again, 30, "the controller never ticked after the alert")
+        after = state(stack)
+        assert after.phase in ("Shadowing", "Progressing"), after.history[-1].reason
+        assert after.analysis is not None and after.analysis.alerts == ()
         run_dir = stack.urls["run_dir"]
         subprocess.run([MODELCANARY, "rollback", "--run-dir", run_dir, "--reason", "done"],
                        check=True, capture_output=True)  # fmt: skip
         code, output = finish(process)
     finally:
-        notify(stack, {**stale, "status": "resolved"})
+        notify(stack, {**pushed, "status": "resolved", "startsAt": posted.isoformat()})
     assert code == 1 and state(stack).history[-1].reason.endswith("done"), output
     assert "ModelVersionHighErrorRatio" not in output
 

@@ -37,6 +37,7 @@ COMBINATIONS = {
         "--set", "triton.separateNodes=true", "--set", "triton.resources.gpu=0",
         "--set", "alertmanager.config.pagerduty.secretName=pd",
         "--set", "alertmanager.config.slack.secretName=slack",
+        "--set", "networkPolicy.alertmanager=true",
     ],
     "no-extras": [
         "--set", "model.canary=2", "--set", "networkPolicy.enabled=false",
@@ -269,6 +270,32 @@ def test_network_policy_lets_only_prometheus_reach_metrics_ports() -> None:
     }
     assert not any("from" not in rule and {"port": 8002, "protocol": "TCP"} in rule["ports"]
                    for rule in triton)  # fmt: skip
+
+
+def test_alertmanager_may_be_locked_down_to_prometheus_and_the_operator() -> None:
+    """Issue 25 probe 3b: anyone who reached Alertmanager's API posted an alert that paged
+    on-call. Opt-in (the policy lives in Alertmanager's namespace)."""
+    assert "rel-modelcanary-alertmanager" not in {
+        p["metadata"]["name"]
+        for p in kinds(render(COMBINATIONS["serverless-canary"]))["NetworkPolicy"]
+    }
+    found = kinds(render(COMBINATIONS["ha-servicemonitor-demo"]))
+    (policy,) = [
+        p for p in found["NetworkPolicy"] if p["metadata"]["name"].endswith("-alertmanager")
+    ]
+    assert policy["metadata"]["namespace"] == "monitoring"
+    api, gossip = policy["spec"]["ingress"]
+    assert api["ports"] == [{"port": 9093, "protocol": "TCP"}]
+    senders = [
+        (s["namespaceSelector"]["matchLabels"], s["podSelector"]["matchLabels"])
+        for s in api["from"]
+    ]
+    assert senders == [
+        ({"kubernetes.io/metadata.name": "monitoring"}, {"app.kubernetes.io/name": "prometheus"}),
+        ({"kubernetes.io/metadata.name": "models"},
+         operator_deployment(found)["spec"]["selector"]["matchLabels"]),
+    ]  # fmt: skip
+    assert {p["port"] for p in gossip["ports"]} == {9094}
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@
 Follows the receiver's alert book with a long poll and wakes the controller as soon as
 the book changes, so a critical alert acts without waiting for the next tick. When the
 receiver cannot be reached the feed keeps its last view and says so; Prometheus' `ALERTS`
-still reaches the engine on every tick. An alert past its `endsAt` is no longer firing,
-and each alert carries its `startsAt` (the engine weighs one from before a rollout began
-against Prometheus).
+still reaches the engine on every tick. An alert past its `endsAt` is no longer firing.
+A pushed alert wakes the controller; the engine counts it only while Prometheus has it
+too (anyone who reaches Alertmanager can post one).
 """
 
 from __future__ import annotations

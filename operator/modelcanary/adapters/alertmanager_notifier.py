@@ -60,9 +60,12 @@ def alert_for(event: RolloutEvent, lifetime: timedelta = timedelta(minutes=5)) -
 class AlertmanagerNotifier:
     """Posts rollout events to one Alertmanager."""
 
-    def __init__(self, url: str, client: httpx.Client | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, client: httpx.Client | None = None, timeout: float = 5.0,
+        auth: httpx.Auth | None = None,
+    ) -> None:  # fmt: skip
         self.url = url.rstrip("/")
-        self.client = client or httpx.Client(timeout=timeout)
+        self.client = client or httpx.Client(timeout=timeout, auth=auth)
 
     def notify(self, event: RolloutEvent) -> None:
         endpoint = f"{self.url}/api/v2/alerts"

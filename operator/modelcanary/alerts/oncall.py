@@ -1,8 +1,10 @@
 """A local stand-in for the on-call person's pager: Alertmanager webhooks in, a readable
 line out (stdout) each time an alert starts firing or resolves, and every notified alert
-appended to a JSON-lines file. Control characters in a payload are printed escaped (a
-label cannot drive the terminal or forge a line), and bodies are bounded as the
-controller's webhook bounds them."""
+appended to a JSON-lines file. Only Alertmanager pages: a post without the stack's bearer
+token gets 401, one that is not an Alertmanager notification gets 400 and one line
+naming what is wrong. Control characters in a payload are printed escaped (a label
+cannot drive the terminal or forge a line), and bodies are bounded as the controller's
+webhook bounds them."""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ from typing import Any, TextIO
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from modelcanary.alerts.webhook import BodyTooLarge, bounded_body
+from modelcanary.alerts.webhook import BodyRefused, WebhookPayload, bearer_check, bounded_body
+from modelcanary.errors import describe_validation_errors
 
 
 def printable(text: object) -> str:
@@ -40,22 +44,29 @@ def describe(channel: str, alert: dict[str, Any]) -> str:
     )
 
 
-def create_app(log_path: Path, out: TextIO = sys.stdout) -> FastAPI:
+def create_app(log_path: Path, token: str, out: TextIO = sys.stdout) -> FastAPI:
     """Receives at `/{channel}` (the config uses /oncall and /chat)."""
+    if not token:
+        raise ValueError("the on-call receiver needs a bearer token")
     app = FastAPI(title="modelcanary local on-call receiver", docs_url=None, redoc_url=None)
+    refused = bearer_check(token)
     lock = threading.Lock()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     seen: dict[tuple[str, str], str] = {}  # (channel, fingerprint) -> last status printed
 
     @app.post("/{channel}")
     async def receive(channel: str, request: Request) -> JSONResponse:
+        if (refusal := refused(request)) is not None:
+            return refusal
         try:
-            payload = json.loads(await bounded_body(request))
-            alerts = list(payload["alerts"])
-        except BodyTooLarge as exc:
-            return JSONResponse({"error": str(exc)}, 413)
-        except (ValueError, KeyError, TypeError) as exc:
-            return JSONResponse({"error": f"not an Alertmanager webhook payload: {exc}"}, 400)
+            body = await bounded_body(request)
+            WebhookPayload.model_validate_json(body)
+        except BodyRefused as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
+        except ValidationError as exc:
+            problems = describe_validation_errors(exc, empty="body", limit=5)
+            return JSONResponse({"error": f"not an Alertmanager webhook payload: {problems}"}, 400)
+        alerts = json.loads(body)["alerts"]  # as sent, every field kept in the log
         with lock, log_path.open("a") as log:
             for alert in alerts:
                 record = {"channel": channel, "received_at": time.time(), **alert}

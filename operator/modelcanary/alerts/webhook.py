@@ -7,7 +7,9 @@ waiting for its next tick. A malformed or unauthenticated post gets 400 or 401 a
 changes nothing, and a body over `MAX_BODY_BYTES` gets 413 as soon as it is known to be
 (it is never read whole). An alert ends with a "resolved" post or at its `endsAt`, whichever comes
 first, so one whose resolution a stalled Alertmanager never sent does not fire for ever
-(Alertmanager sends Go's zero time as the `endsAt` of a firing alert: no end yet).
+(Alertmanager sends Go's zero time as the `endsAt` of a firing alert: no end yet). An
+alert that starts in the future is not recorded (anyone who reaches Alertmanager's API can
+post one; the engine also counts a pushed alert only while Prometheus has it).
 
 A controller in another process (the local `modelcanary rollout start`) follows the book
 with `GET /alertmanager/alerts?after=N&wait=S`: a long poll that answers as soon as the
@@ -21,12 +23,13 @@ import hmac
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import ClientDisconnect
 
 from modelcanary.alerts.alertmanager import ALERTS_PATH, WEBHOOK_PATH
 from modelcanary.errors import describe_validation_errors
@@ -34,10 +37,19 @@ from modelcanary.errors import describe_validation_errors
 MAX_WAIT_S = 30.0
 POLL_STEP_S = 0.02
 MAX_BODY_BYTES = 1024 * 1024  # a notification of hundreds of alerts; Alertmanager's max_alerts
+CLOCK_SKEW = timedelta(seconds=60)  # between Prometheus' clock and ours
 
 
-class BodyTooLarge(Exception):
+class BodyRefused(Exception):
+    """A request body that was not read whole: cut short by the client (400)."""
+
+    status = 400
+
+
+class BodyTooLarge(BodyRefused):
     """A request body over the limit (answered 413)."""
+
+    status = 413
 
 
 async def bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -46,11 +58,14 @@ async def bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"a body of {declared} bytes is over the limit of {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # or timed out (modelcanary.http_guard): nobody to answer
+        raise BodyRefused(f"the client left after {size} bytes of the body") from None
     return b"".join(chunks)
 
 
@@ -72,6 +87,10 @@ class WebhookAlert(BaseModel):
     def ended(self, now: datetime) -> bool:
         """Past its `endsAt` (Go's zero time, year 1, is no end)."""
         return self.endsAt is not None and self.endsAt.year > 1 and self.endsAt <= now
+
+    def future(self, now: datetime) -> bool:
+        """Starts later than now, beyond clock skew: Prometheus never dates one so."""
+        return self.startsAt > now + CLOCK_SKEW
 
 
 class WebhookPayload(BaseModel):
@@ -106,7 +125,7 @@ class AlertBook:
             self.posts += 1
             now = self.now()
             for alert in payload.alerts:
-                if alert.status == "firing" and not alert.ended(now):
+                if alert.status == "firing" and not alert.ended(now) and not alert.future(now):
                     if alert.fingerprint not in self._alerts:
                         new.append(alert)
                     self._alerts[alert.fingerprint] = alert
@@ -136,32 +155,35 @@ class AlertBook:
         return list(self._alerts.values())
 
 
+def bearer_check(token: str) -> Callable[[Request], JSONResponse | None]:
+    """What a request without `Authorization: Bearer <token>` gets (401); None: it has it."""
+    expected = token.encode()
+    refusal = {"error": "send 'Authorization: Bearer <token>'"}
+
+    def refused(request: Request) -> JSONResponse | None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected):
+            return None
+        return JSONResponse(refusal, status_code=401, headers={"www-authenticate": "Bearer"})
+
+    return refused
+
+
 def create_app(book: AlertBook, token: str) -> FastAPI:
     """The receiver as an ASGI app (mounted beside the controller, or on its own)."""
     if not token:
         raise ValueError("the webhook receiver needs a bearer token")
     app = FastAPI(title="modelcanary controller webhook", docs_url=None, redoc_url=None)
-    expected = token.encode()
-
-    def authorized(request: Request) -> bool:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected)
-
-    def unauthorized() -> JSONResponse:
-        return JSONResponse(
-            {"error": "send 'Authorization: Bearer <token>'"},
-            status_code=401,
-            headers={"www-authenticate": "Bearer"},
-        )
+    refused = bearer_check(token)
 
     @app.post(WEBHOOK_PATH)
     async def receive(request: Request) -> JSONResponse:
-        if not authorized(request):
-            return unauthorized()
+        if (refusal := refused(request)) is not None:
+            return refusal
         try:
             body = await bounded_body(request)
-        except BodyTooLarge as exc:
-            return JSONResponse({"error": str(exc)}, 413)
+        except BodyRefused as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
         try:
             payload = WebhookPayload.model_validate_json(body)
         except ValidationError as exc:
@@ -172,8 +194,8 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
 
     @app.get(ALERTS_PATH)
     async def follow(request: Request, after: int = -1, wait: float = 0.0) -> JSONResponse:
-        if not authorized(request):
-            return unauthorized()
+        if (refusal := refused(request)) is not None:
+            return refusal
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_S)
         while book.version <= after and not book.closed and time.monotonic() < deadline:
             await asyncio.sleep(POLL_STEP_S)  # cancellable, so a stopping server need not wait

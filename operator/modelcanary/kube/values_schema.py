@@ -181,7 +181,9 @@ def schema() -> dict[str, Any]:
                         "labels": labels,
                     }
                 ),
-                "networkPolicy": _object({"enabled": {"type": "boolean"}}),
+                "networkPolicy": _object(
+                    {"enabled": {"type": "boolean"}, "alertmanager": {"type": "boolean"}}
+                ),
             },
             ("model",),
         ),

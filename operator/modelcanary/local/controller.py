@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from modelcanary.adapters.alert_feed import AlertFeed
-from modelcanary.adapters.alertmanager_notifier import AlertmanagerNotifier
 from modelcanary.adapters.file_store import FileStateStore
 from modelcanary.adapters.gateway_router import GatewayRouter
 from modelcanary.adapters.gateway_shadow import GatewayShadow
@@ -29,6 +28,7 @@ from modelcanary.alerts import promql as q
 from modelcanary.durations import parse_duration
 from modelcanary.errors import ModelcanaryError, UsageError, one_line
 from modelcanary.files import write_atomically
+from modelcanary.local.monitoring import notifier_for
 from modelcanary.rollout.engine import Engine, Rollout, TickResult
 from modelcanary.rollout.intents import FINISHED
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
@@ -152,7 +152,7 @@ class LocalController:
         window = parse_duration(urls.get("prometheus_window", "15s"))
         self.engine = Engine(
             PrometheusSource(urls["prometheus"], SOURCE, window),
-            AlertmanagerNotifier(spec.notify.alertmanager or urls["alertmanager"]),
+            notifier_for(urls, spec.notify.alertmanager),
             pushed=self.feed.firing,
         )
 

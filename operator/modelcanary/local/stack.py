@@ -142,8 +142,10 @@ class LocalStack:
         self._running.append(controller)
         controller.start()
         self._parts["controller webhook"] = controller
+        pager_token_path = run / "oncall.token"
         pager = AppServer(
-            oncall.create_app(run / "oncall.jsonl", sys.stdout), name="on-call receiver"
+            oncall.create_app(run / "oncall.jsonl", token_file(pager_token_path), sys.stdout),
+            name="on-call receiver",
         )
         self._running.append(pager)
         pager.start()
@@ -157,8 +159,12 @@ class LocalStack:
                 url=controller.url + WEBHOOK_PATH,
                 bearer_token_file=str(controller_token_path),
             ),
-            oncall=Webhook(type="webhook", url=f"{pager.url}/oncall"),
-            chat=Webhook(type="webhook", url=f"{pager.url}/chat"),
+            oncall=Webhook(
+                type="webhook", url=f"{pager.url}/oncall", bearer_token_file=str(pager_token_path)
+            ),
+            chat=Webhook(
+                type="webhook", url=f"{pager.url}/chat", bearer_token_file=str(pager_token_path)
+            ),
             timing=TIMINGS[o.profile],
         )
         self.alertmanager.start(render_routing(routing))
@@ -177,6 +183,7 @@ class LocalStack:
                 [rule_file],
                 f"127.0.0.1:{self.alertmanager.port}",
                 SCRAPE_INTERVAL[o.profile],
+                self.alertmanager.password_file,
             )
         )
         self._parts["prometheus"] = self.prometheus
@@ -189,6 +196,7 @@ class LocalStack:
             "triton_metrics": endpoints.metrics,
             "prometheus": self.prometheus.url,
             "alertmanager": self.alertmanager.url,
+            "alertmanager_password_file": str(self.alertmanager.password_file),
             "controller_webhook": controller.url + WEBHOOK_PATH,
             "oncall": pager.url,
             "oncall_log": str(run / "oncall.jsonl"),

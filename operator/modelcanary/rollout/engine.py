@@ -3,9 +3,10 @@
 The same engine serves the local mode and the operator; only the ports differ:
 
 - a metrics source observes every rollout at once (one grouped query per signal);
-- pushed alerts (the Alertmanager webhook's book) join Prometheus' `ALERTS`; one that
-  began before the rollout counts only while Prometheus fires it too (a stalled
-  Alertmanager may never have sent its resolution);
+- pushed alerts (the Alertmanager webhook's book) wake the controller, and count only
+  while Prometheus' `ALERTS` has them too, pending or firing: anyone who reaches
+  Alertmanager can post an alert, only the stack's rules make Prometheus fire one (and a
+  stalled Alertmanager may never have sent a resolution);
 - a router applies a canary weight (the gateway locally, KServe in a cluster);
 - a shadow control, where the platform has one, mirrors a share of stable's requests to
   the canary while the rollout shadows (and after, during the steps) and stops when it ends;
@@ -174,8 +175,7 @@ class Engine:
             store.clear_intent(intent)  # acted on before a restart
             intent = None
 
-        begun = state.created_at if state.created_at is not None else self.clock()
-        alerts = _merge(seen.alerts, _current(self.pushed(spec.model), seen.alerts, begun))
+        alerts = _merge(seen.alerts, _confirmed(self.pushed(spec.model), seen.alerts))
         seen = replace(seen, alerts=alerts)
         if rollout.readiness is not None:
             try:
@@ -283,17 +283,13 @@ def _shadow(rollout: Rollout, start: bool) -> list[str]:
     return []
 
 
-def _current(
-    pushed: Sequence[FiringAlert], prometheus: tuple[FiringAlert, ...], begun: float
+def _confirmed(
+    pushed: Sequence[FiringAlert], prometheus: tuple[FiringAlert, ...]
 ) -> tuple[FiringAlert, ...]:
-    """The pushed alerts that began since the rollout did, or that Prometheus fires too."""
-    confirmed = {(a.name, a.severity, a.version) for a in prometheus if a.state == "firing"}
-    return tuple(
-        a
-        for a in pushed
-        if a.started_at is None or a.started_at >= begun
-        or (a.name, a.severity, a.version) in confirmed
-    )  # fmt: skip
+    """The pushed alerts that Prometheus has too (a replica it is not queried on may
+    already fire what the queried one still has pending)."""
+    known = {(a.name, a.severity, a.version) for a in prometheus}
+    return tuple(a for a in pushed if (a.name, a.severity, a.version) in known)
 
 
 def _merge(*groups: tuple[FiringAlert, ...]) -> tuple[FiringAlert, ...]:
