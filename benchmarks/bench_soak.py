@@ -1,4 +1,5 @@
-"""Soak: `modelcanary up` under steady load, with rollouts and a monitor killed every minute.
+"""Soak: `modelcanary up` under steady load and a hostile client, with rollouts and a monitor
+killed every minute.
 
 Run with `make soak` (`--minutes 10` by default; CI does not run it). Starts `modelcanary up`
 (real Triton, gateway, Prometheus, Alertmanager) as a user would, offers --rate requests/s
@@ -7,7 +8,11 @@ through the gateway (open loop), runs healthy rollouts one after another (1 -> 2
 Prometheus or Alertmanager (in turn) with SIGKILL. Reports requests sent, lost (no answer,
 or skipped at the concurrency limit) and failed (an error status), latency percentiles,
 each restart's downtime, the rollouts' outcomes, and each process's resident memory at the
-start and the end. Goal: no request lost or failed, memory flat. Writes
+start and the end. Unless --no-hostile, a hostile client (benchmarks/hostile.py) sends
+every probe of issue 25 each --hostile-every seconds without the stack's keys: crash
+payloads, requests pinned to the canary that would poison its error ratio, Triton
+repository loads, forged alerts and pages, half-open connections. Goal: no user request
+lost or failed, no Triton crash, no healthy canary rolled back, memory flat. Writes
 benchmarks/results/soak.json.
 """
 
@@ -29,6 +34,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from hostile import HostileClient, HostileReport
 from modelcanary.examples import digits
 from modelcanary.load.generator import BackgroundLoad, request_bodies
 from modelcanary.load.report import LoadReport
@@ -96,11 +102,13 @@ class Rollouts:
     weight_changes: int = 0
     controller: subprocess.Popen[bytes] | None = None
     started_at: list[float] = field(default_factory=list)  # wall time of each controller start
+    canary: str = "2"  # the version under rollout now
 
     def run(self) -> None:
         stable, versions = 1, (1, 2, 3)
         while not self.stop.is_set():
             canary = versions[(versions.index(stable) + 1) % len(versions)]
+            self.canary = str(canary)
             outcome = self.once(stable, canary)
             if self.stop.is_set():
                 outcome["phase"] = f"{outcome['phase']} (cut short: the soak ended)"
@@ -211,6 +219,10 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s (200)")
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds (60)")
+    parser.add_argument("--hostile-every", type=float, default=5.0, help="seconds (5)")
+    parser.add_argument(
+        "--no-hostile", dest="hostile", action="store_false", help="no hostile client"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     digits.build(args.repo, say=lambda line: None)
@@ -236,6 +248,9 @@ def soak(args: argparse.Namespace, run_dir: Path) -> int:
         rollouts = Rollouts(run_dir, run_dir)
         rolling = threading.Thread(target=rollouts.run, name="rollouts", daemon=True)
         rolling.start()
+        hostile = HostileClient(urls, MODEL, lambda: rollouts.canary, args.hostile_every)
+        if args.hostile:
+            hostile.start()
         kills: list[dict[str, object]] = []
         started = time.monotonic()
         end = started + args.minutes * 60
@@ -244,6 +259,8 @@ def soak(args: argparse.Namespace, run_dir: Path) -> int:
             kills.append(kill_monitor(run_dir, urls, MONITORS[len(kills) % 2]))
         time.sleep(max(0.0, end - time.monotonic()))
         memory_end = memory(run_dir, up)
+        attacks = hostile.stop() if args.hostile else None
+        triton_restarts = int(str(parts(run_dir)["triton"]["restarts"]))
         rollouts.finish()
         rolling.join(timeout=60)
         report = load.stop()
@@ -256,7 +273,15 @@ def soak(args: argparse.Namespace, run_dir: Path) -> int:
     if report is None:
         raise SystemExit("the load generator gave no report")
     return summarize(
-        args, report, problems, kills, rollouts, (memory_start, memory_end), up_alive, run_dir
+        args,
+        report,
+        problems,
+        kills,
+        rollouts,
+        (memory_start, memory_end),
+        up_alive,
+        run_dir,
+        (attacks, triton_restarts),
     )
 
 
@@ -264,8 +289,10 @@ def summarize(
     args: argparse.Namespace, report: LoadReport, problems: list[tuple[float, str]],
     kills: list[dict[str, object]], rollouts: Rollouts,
     memory: tuple[dict[str, float], dict[str, float]], up_alive: bool, run_dir: Path,
+    hostility: tuple[HostileReport | None, int],
 ) -> int:  # fmt: skip
     memory_start, memory_end = memory
+    attacks, triton_restarts = hostility
     when = attribute(problems, kills, rollouts.started_at)
     total = report.total
     no_answer = total.codes.get("no answer", 0)
@@ -297,14 +324,27 @@ def summarize(
         ["rollouts cut short by the end", str(len(phases) - len(finished))],
         ["weight changes", str(rollouts.weight_changes)],
         ["modelcanary up running at the end", "yes" if up_alive else "NO"],
+        ["hostile rounds (half-open connections)",
+         f"{attacks.rounds} ({attacks.half_open})" if attacks else "off"],
+        ["Triton restarts", str(triton_restarts)],
     ]  # fmt: skip
     print(format_table([["", "soak"], *rows]))
     memory_rows = [["process", "RSS start MiB", "RSS end MiB"]]
     memory_rows += [[name, f"{memory_start[name]:.1f}", f"{memory_end[name]:.1f}"]
                     for name in memory_start]  # fmt: skip
     print(format_table(memory_rows))
-    met = when["monitor restart"] == 0 and up_alive and len(downtimes) == len(kills)
-    print(f"goal: no request lost or failed to a monitor's death: {'met' if met else 'NOT met'}")
+    if attacks is not None:
+        answers = sorted(attacks.answers.items())
+        print(format_table([["hostile probe and answer", "count"],
+                            *[[k, str(v)] for k, v in answers]]))  # fmt: skip
+    met = (
+        lost + failed == 0 and up_alive and len(downtimes) == len(kills)
+        and triton_restarts == 0 and rolled_back == 0
+    )  # fmt: skip
+    print(
+        "goal: no user request lost or failed, no Triton crash, no healthy canary rolled "
+        f"back: {'met' if met else 'NOT met'}"
+    )
     if lost or failed:
         print(f"{lost + failed} requests lost or failed in all: {when}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -322,6 +362,8 @@ def summarize(
         "controller_starts": [round(at, 3) for at in rollouts.started_at],
         "supervisor_log": (run_dir / "supervisor.log").read_text().splitlines()
         if (run_dir / "supervisor.log").exists() else [],
+        "hostile": attacks.to_json() if attacks else None,
+        "triton_restarts": triton_restarts,
         "goal_met": met,
     }  # fmt: skip
     args.out.write_text(json.dumps(document, indent=2) + "\n")
