@@ -31,6 +31,7 @@ from tests.stack.test_gateway import (  # gateways in front of the real Triton
     start_gateway,  # noqa: F401
     value,
 )
+from tests.support.triton import CONTROL_REQUESTS
 
 pytestmark = pytest.mark.slow
 REQUESTS = "modelcanary_gateway_requests_total"
@@ -240,20 +241,7 @@ def test_tritons_control_apis_are_not_reachable_through_the_gateway(
     """The probe's loads (a python-backend model; pinning the versions, which unloaded the
     canary) and the other control APIs: 404 from the gateway, nothing changed on Triton."""
     url = gateway(served, start_gateway, digits_repo)
-    pin = json.dumps({"name": "digits", "version_policy": {"specific": {"versions": [1]}}})
-    attempts = [
-        ("POST", "/v2/repository/models/pwnprobe/load",
-         {"parameters": {"config": json.dumps({"backend": "python"})}}),
-        ("POST", "/v2/repository/models/digits/load", {"parameters": {"config": pin}}),
-        ("POST", "/v2/repository/models/digits/unload", {}),
-        ("POST", "/v2/repository/index", {}),
-        ("GET", "/v2/models/digits/config", None),
-        ("GET", "/v2/models/digits/versions/2/config", None),
-        ("GET", "/v2/systemsharedmemory/status", None),
-        ("POST", "/v2/logging", {"log_verbose_level": 1}),
-        ("GET", "/v2/trace/setting", None),
-    ]  # fmt: skip
-    for method, path, document in attempts:
+    for method, path, document in CONTROL_REQUESTS:
         response = httpx.request(method, url + path, json=document, headers={HEADER: "2"})
         assert response.status_code == 404, (path, response.text)
     assert served.endpoints is not None

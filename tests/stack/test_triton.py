@@ -32,6 +32,7 @@ from modelcanary.serving.triton_server import (
 )
 from modelcanary.waiting import wait_until
 from tests.conftest import PROJECT, metric_samples, metric_value
+from tests.support.triton import CONTROL_REQUESTS, PIN_STABLE, PWN_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -255,32 +256,14 @@ def test_unknown_versions_and_models_are_named(server: TritonServer) -> None:
         server.load("cats", [1])
 
 
-# What the security probe did through the open repository API: load a python-backend model
-# (its code then runs as Triton's user), and pin the served versions, unloading the canary.
-PWN_CONFIG = json.dumps({"backend": "python", "max_batch_size": 0})
-PIN_STABLE = json.dumps({"name": "digits", "version_policy": {"specific": {"versions": [1]}}})
-
-
 def test_control_apis_refuse_requests_without_the_stacks_key(server: TritonServer) -> None:
     """Loading, unloading, the repository index, model config, shared memory, logging and
     trace answer 403 over HTTP and are refused over gRPC, unless the request carries the
     server's control key; inference, metadata and statistics stay open."""
     http, grpc, _ = endpoints(server)
     base = f"http://{http}"
-    attempts = [
-        ("POST", "/v2/repository/models/pwnprobe/load",
-         {"parameters": {"config": PWN_CONFIG, "file:1/model.py": "aW1wb3J0IG9z"}}),
-        ("POST", "/v2/repository/models/digits/load", {"parameters": {"config": PIN_STABLE}}),
-        ("POST", "/v2/repository/models/digits/unload", {}),
-        ("POST", "/v2/repository/index", {}),
-        ("GET", "/v2/models/digits/config", None),
-        ("GET", "/v2/systemsharedmemory/status", None),
-        ("GET", "/v2/logging", None),
-        ("POST", "/v2/logging", {"log_verbose_level": 1}),
-        ("GET", "/v2/trace/setting", None),
-    ]  # fmt: skip
     wrong = {"modelcanary-control": "guess"}
-    for method, path, document in attempts:
+    for method, path, document in CONTROL_REQUESTS:
         for headers in ({}, wrong):
             answer = httpx.request(method, base + path, json=document, headers=headers)
             assert answer.status_code == 403, (path, answer.text)
