@@ -88,6 +88,8 @@ def test_shapes_must_fit_the_bytes_sent() -> None:
          "'outputs' must be a list of objects with a name"),
         (request(tensor([1, True], data=ROW)), {}, "shape must be a list of at most 16"),
         (request(tensor([1] * 17, data=[1])), {}, "shape must be a list of at most 16"),
+        (request(tensor([0, 1 << 40], data=[])), {},
+         "input 'pixels': dimension 1099511627776 of an empty tensor exceeds the gateway's body limit"),
         (request(tensor([1, 64], data=ROW), parameters=[1]), {},
          "the request's parameters must be an object of"),
         (request(tensor([1, 64], data=ROW)) + b"{", {}, "400 invalid_json: the request body is not a JSON object"),

@@ -262,6 +262,13 @@ def _check_input(
             f"{where}: a batch of {shape[0]} exceeds the model's max batch size of {batch}",
         )
     elements = math.prod(shape)
+    widest = max(shape, default=0)
+    if elements == 0 and widest > limits.max_body_bytes:  # the bytes do not bound it
+        raise _Refused(
+            INVALID_TENSORS,
+            f"{where}: dimension {widest} of an empty tensor exceeds the gateway's body "
+            f"limit of {limits.max_body_bytes} bytes",
+        )
     parameters = _flat(tensor.get("parameters"), f"the parameters of {where}")
     if "shared_memory_region" in parameters:
         raise _Refused(INVALID_TENSORS, f"{where}: shared memory is not offered by the gateway")
