@@ -135,6 +135,11 @@ def webhook_token(server: ApiServer, release: Release) -> str:
     return base64.b64decode(secret["data"]["token"]).decode()
 
 
+def triton_control_key(server: ApiServer, release: Release) -> str:
+    secret = get(server, "secret", f"{release.fullname}-triton-control", release.namespace)
+    return base64.b64decode(secret["data"]["control-key"]).decode()
+
+
 def objects(manifest: str) -> list[tuple[str, str]]:
     """(kind, name) of each object in a release manifest."""
     documents = [d for d in yaml.safe_load_all(manifest) if d]
@@ -226,7 +231,7 @@ def test_serverless_upgrade_keeps_the_live_split_and_the_token_and_uninstall_rem
     release = installed(helm.install("serverless", "serverless", "--set", "model.canary=2"))
     isvc = get(cluster, "inferenceservice", MODEL, release.namespace)
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
-    token = webhook_token(cluster, release)
+    token, key = webhook_token(cluster, release), triton_control_key(cluster, release)
 
     with as_operator(cluster, release) as api:  # the operator moves the rollout on
         objects_api = client.CustomObjectsApi(api)
@@ -241,6 +246,7 @@ def test_serverless_upgrade_keeps_the_live_split_and_the_token_and_uninstall_rem
     assert predictor["canaryTrafficPercent"] == 25  # the live value, not the chart's 0
     assert predictor["model"]["args"] == ["--model-config-name=v2"]
     assert webhook_token(cluster, release) == token
+    assert triton_control_key(cluster, release) == key and len(key) == 40
     canary = get(cluster, "modelcanary", MODEL, release.namespace)
     assert canary["spec"]["interval"] == "1m"  # the upgrade did change the release
     assert canary["status"]["phase"] == "Progressing" and canary["status"]["weight"] == 25

@@ -19,7 +19,7 @@ SERVED = {("digits", "1"), ("digits", "2")}
 
 
 def fake_triton() -> FastAPI:
-    """Triton's readiness and repository index for digits versions 1 and 2."""
+    """Triton's readiness and model metadata for digits versions 1 and 2."""
     app = FastAPI()
 
     @app.get("/v2/models/{model}/versions/{version}/ready")
@@ -28,9 +28,12 @@ def fake_triton() -> FastAPI:
             return JSONResponse({}, 200)
         return JSONResponse({"error": f"Request for unknown model: '{model}' is not found"}, 400)
 
-    @app.post("/v2/repository/index")
-    async def index() -> list[dict[str, str]]:
-        return [{"name": m, "version": v, "state": "READY"} for m, v in sorted(SERVED)]
+    @app.get("/v2/models/{model}")
+    async def metadata(model: str) -> JSONResponse:
+        versions = sorted(v for m, v in SERVED if m == model)
+        if not versions:
+            return JSONResponse({"error": f"Request for unknown model: '{model}'"}, 400)
+        return JSONResponse({"name": model, "versions": versions}, 200)
 
     return app
 

@@ -36,6 +36,9 @@ def test_versions_sort_numerically() -> None:
         ({"1": 50.5, "2": 49.5}, "must be a whole percent"),
         ({"1": "90", "2": 10}, "weight of version '1' must be a number, not '90'"),
         ({"1": True, "2": 99}, "must be a number"),
+        ({"1": float("nan"), "2": 0}, "must be a whole percent from 0 to 100, not nan"),
+        ({"1": float("inf"), "2": 0}, "must be a whole percent from 0 to 100, not inf"),
+        ({"1": float("-inf"), "2": 100}, "must be a whole percent from 0 to 100, not -inf"),
     ],
 )
 def test_invalid_splits_name_the_problem(weights: dict[str, object], message: str) -> None:

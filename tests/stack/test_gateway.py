@@ -226,6 +226,28 @@ def test_admin_api(triton: str, start_gateway: StartGateway) -> None:
     assert httpx.delete(weights, headers=AUTH).status_code == 405
 
 
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN", "1e999"])
+def test_the_admin_api_refuses_non_finite_numbers(
+    triton: str, start_gateway: StartGateway, number: str
+) -> None:
+    """Python's json (and pydantic's) reads NaN, Infinity and -Infinity, and 1e999 as
+    infinity: each is a 400 with one line, on weights and on shadow percents alike, and
+    nothing changes."""
+    url = start_gateway(digits_route(triton))
+    bodies = {
+        f"{url}/admin/models/digits/weights": f'{{"weights": {{"1": {number}, "2": 0}}}}',
+        f"{url}/admin/shadow/digits": f'{{"canary": "2", "percent": {number}}}',
+    }
+    for where, content in bodies.items():
+        reply = httpx.put(where, content=content.encode(), headers=AUTH)
+        assert reply.status_code == 400, reply.text
+        error = reply.json()["error"]
+        assert f"{number} is not a finite number" in error and "\n" not in error, error
+    weights = httpx.get(f"{url}/admin/models/digits/weights", headers=AUTH).json()["weights"]
+    assert weights == {"1": 100, "2": 0}
+    assert httpx.get(f"{url}/admin/shadow", headers=AUTH).json() == {"shadow": {}}
+
+
 def test_a_promotion_makes_the_canary_stable(triton: str, start_gateway: StartGateway) -> None:
     """PUT with "stable" moves the stable role (metrics, retry target, fallback)."""
     url = start_gateway(digits_route(triton, {"1": 50, "2": 50}))

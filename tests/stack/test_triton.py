@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -23,9 +24,15 @@ from tritonclient.utils import InferenceServerException
 from modelcanary.errors import UsageError
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.serving.triton_server import SHM_DIR, TritonServer
+from modelcanary.serving.triton_server import (
+    GRPC_CONTROL_HEADER,
+    RESTRICTED_APIS,
+    SHM_DIR,
+    TritonServer,
+)
 from modelcanary.waiting import wait_until
 from tests.conftest import PROJECT, metric_samples, metric_value
+from tests.support.triton import CONTROL_REQUESTS, PIN_STABLE, PWN_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -158,8 +165,6 @@ def test_concurrent_requests_run_as_one_batch(server: TritonServer, repo: Path) 
 def test_malformed_requests_get_400_with_tritons_message(
     server: TritonServer, body: dict[str, object], message: str
 ) -> None:
-    import httpx
-
     assert server.endpoints is not None
     url = f"{server.endpoints.http}/v2/models/digits/versions/1/infer"
     response = httpx.post(url, json={"inputs": [body]}, timeout=5)
@@ -249,6 +254,75 @@ def test_unknown_versions_and_models_are_named(server: TritonServer) -> None:
         server.load("digits", [1, 7])
     with pytest.raises(UsageError, match="no model 'cats'"):
         server.load("cats", [1])
+
+
+def test_control_apis_refuse_requests_without_the_stacks_key(server: TritonServer) -> None:
+    """Loading, unloading, the repository index, model config, shared memory, logging and
+    trace answer 403 over HTTP and are refused over gRPC, unless the request carries the
+    server's control key; inference, metadata and statistics stay open."""
+    http, grpc, _ = endpoints(server)
+    base = f"http://{http}"
+    wrong = {"modelcanary-control": "guess"}
+    for method, path, document in CONTROL_REQUESTS:
+        for headers in ({}, wrong):
+            answer = httpx.request(method, base + path, json=document, headers=headers)
+            assert answer.status_code == 403, (path, answer.text)
+            assert "This API is restricted" in answer.json()["error"]
+    client = grpcclient.InferenceServerClient(grpc)
+    refused = [
+        lambda h: client.load_model("pwnprobe", config=PWN_CONFIG, headers=h),
+        lambda h: client.load_model("digits", config=PIN_STABLE, headers=h),
+        lambda h: client.unload_model("digits", headers=h),
+        lambda h: client.get_model_repository_index(headers=h),
+        lambda h: client.get_model_config("digits", headers=h),
+        lambda h: client.get_log_settings(headers=h),
+        lambda h: client.get_system_shared_memory_status(headers=h),
+    ]
+    for call in refused:
+        for headers in (None, {GRPC_CONTROL_HEADER: "guess"}):
+            with pytest.raises(InferenceServerException, match="This protocol is restricted"):
+                call(headers)
+    # nothing was loaded or unloaded: both versions still answer, no pwnprobe
+    x = pixels(2)
+    for version in (1, 2):
+        np.testing.assert_allclose(
+            http_infer(http, x, version),
+            reference(server.repo.root, "digits", version, x),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+    assert httpx.get(f"{base}/v2/models/pwnprobe/ready").status_code != 200
+    assert httpx.get(f"{base}/v2/models/digits").status_code == 200
+    assert httpx.get(f"{base}/v2/models/digits/stats").status_code == 200
+    assert client.is_model_ready("digits", "2")
+    # the stack's key opens them, over HTTP and gRPC
+    index = httpx.post(f"{base}/v2/repository/index", headers=server.control_headers())
+    assert index.status_code == 200, index.text
+    key = {GRPC_CONTROL_HEADER: server.control_key}
+    assert client.get_model_config("digits", headers=key).config.name == "digits"
+    assert set(RESTRICTED_APIS) == {
+        "model-repository", "model-config", "shared-memory", "logging", "trace",
+    }  # fmt: skip
+
+
+def test_the_stacks_own_loads_send_the_key(
+    repo: Path, triton_home: TritonHome, tmp_path: Path
+) -> None:
+    """`load` and `restart` (which loads again) still work with the APIs restricted."""
+    with TritonServer(repo, tmp_path, triton_home) as server:
+        server.start()
+        server.load("digits", [2])
+        server.load("digits", [1, 2])
+        assert server.process is not None
+        server.process.kill()
+        server.process.wait()
+        server.restart()
+        http, _, _ = endpoints(server)
+        for version in (1, 2):
+            ready = httpx.get(f"http://{http}/v2/models/digits/versions/{version}/ready")
+            assert ready.status_code == 200
+        unkeyed = httpx.post(f"http://{http}/v2/repository/models/digits/unload", json={})
+        assert unkeyed.status_code == 403
 
 
 def test_stop_reaps_every_process_and_shared_memory(

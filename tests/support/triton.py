@@ -3,6 +3,7 @@ their own set of versions (the stack tests' shared `triton` fixture serves 1 and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,3 +21,23 @@ def serving_digits(
         endpoints = server.start()
         server.load("digits", list(versions))
         yield endpoints.http
+
+
+# The security probe's use of Triton's control APIs (issue 25): load a python-backend model
+# with a model.py of its own (its code then runs as Triton's user), pin the served versions
+# (which unloaded the canary), and the other control APIs.
+PWN_CONFIG = json.dumps({"backend": "python", "max_batch_size": 0})
+PIN_STABLE = json.dumps({"name": "digits", "version_policy": {"specific": {"versions": [1]}}})
+CONTROL_REQUESTS: list[tuple[str, str, dict[str, object] | None]] = [
+    ("POST", "/v2/repository/models/pwnprobe/load",
+     {"parameters": {"config": PWN_CONFIG, "file:1/model.py": "aW1wb3J0IG9z"}}),
+    ("POST", "/v2/repository/models/digits/load", {"parameters": {"config": PIN_STABLE}}),
+    ("POST", "/v2/repository/models/digits/unload", {}),
+    ("POST", "/v2/repository/index", {}),
+    ("GET", "/v2/models/digits/config", None),
+    ("GET", "/v2/models/digits/versions/2/config", None),
+    ("GET", "/v2/systemsharedmemory/status", None),
+    ("GET", "/v2/logging", None),
+    ("POST", "/v2/logging", {"log_verbose_level": 1}),
+    ("GET", "/v2/trace/setting", None),
+]  # fmt: skip

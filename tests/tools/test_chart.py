@@ -4,6 +4,7 @@ upstream CRD schemas in tests/crds/, ModelCanary against our own CRD and the spe
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -158,6 +159,42 @@ def test_standard_mode_routes_between_two_inference_services() -> None:
     assert any("httproutes" in rule["resources"] for rule in role["rules"])
 
 
+RESTRICTED = "model-repository,model-config,shared-memory,logging,trace"
+
+
+def triton_container(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    (runtime,) = found["ServingRuntime"]
+    container: dict[str, Any] = runtime["spec"]["containers"][0]
+    return container
+
+
+def test_tritons_control_apis_need_a_key_from_a_generated_secret() -> None:
+    """Loading models (a python backend runs its code), unloading them, model config,
+    shared memory, logging and trace: restricted on HTTP and gRPC to the key in a Secret
+    the chart generates; inference, metadata, health and statistics stay open."""
+    found = kinds(render(COMBINATIONS["serverless-canary"]))
+    container = triton_container(found)
+    key = "modelcanary-control=$(MODELCANARY_TRITON_CONTROL_KEY)"
+    assert f"--http-restricted-api={RESTRICTED}:{key}" in container["args"]
+    assert f"--grpc-restricted-protocol={RESTRICTED}:{key}" in container["args"]
+    (env,) = container["env"]
+    assert env["name"] == "MODELCANARY_TRITON_CONTROL_KEY"
+    ref = env["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "rel-modelcanary-triton-control", "key": "control-key"}
+    secret = next(s for s in found["Secret"] if s["metadata"]["name"] == ref["name"])
+    assert len(base64.b64decode(secret["data"]["control-key"])) == 40
+    again = kinds(render(COMBINATIONS["serverless-canary"]))["Secret"]
+    assert secret not in again  # a fresh key per install (an upgrade keeps the live one)
+
+
+def test_tritons_control_key_can_come_from_the_users_secret() -> None:
+    options = ["--set", "triton.controlKey.secretName=mine", "--set", "triton.controlKey.key=k"]
+    found = kinds(render(options))
+    (env,) = triton_container(found)["env"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "mine", "key": "k"}
+    assert not [s for s in found["Secret"] if "triton-control" in s["metadata"]["name"]]
+
+
 def operator_deployment(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return next(d for d in found["Deployment"] if d["metadata"]["name"] == "rel-modelcanary")
 
@@ -308,6 +345,7 @@ def test_alertmanager_may_be_locked_down_to_prometheus_and_the_operator() -> Non
         (["--set", "rollout.analysis.errorRatio.max=2"], "rollout.analysis.errorRatio.max"),
         (["--set", "rollout.analysis.colour=red"], "rollout.analysis"),
         (["--set", "triton.resources.gpu=-1"], "triton.resources.gpu"),
+        (["--set", "triton.controlKey.key=a/b"], "triton.controlKey.key"),
     ],
 )
 def test_wrong_values_are_rejected_naming_the_value(options: list[str], message: str) -> None:

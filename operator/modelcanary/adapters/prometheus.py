@@ -88,7 +88,7 @@ class PrometheusSource:
         ]
 
     def observe(self, rollouts: Sequence[RolloutKey]) -> dict[RolloutKey, Observations]:
-        """Observations for every rollout from eleven queries, whatever their number."""
+        """Observations for every rollout from ten queries, whatever their number."""
         try:
             requests = self._by_version(q.selector(q.REQUESTS, self.source))
             errors = self._by_version(q.selector(q.ERRORS, self.source))
@@ -126,15 +126,20 @@ class PrometheusSource:
 
     def _shadow(self) -> dict[tuple[str, str], ShadowCounts]:
         """Every canary's compared pairs (all outputs, and classification ones) and agreeing
-        pairs: two queries for all rollouts."""
-        by = "model, version, kind"
+        pairs, in one query of the comparator's counters: both from the same scrapes, so
+        the agreeing pairs never outnumber the pairs. (Two queries, or two recorded series,
+        may straddle a scrape that Prometheus ingests in between.)"""
+        names = f"{mc.SHADOW_PAIRS}_total|{mc.SHADOW_AGREEING}_total"
+        expression = f'sum by (__name__, model, version, kind) ({{__name__=~"{names}"}})'
         pairs: dict[tuple[str, str], dict[str, float]] = {}
-        for labels, value in self.query(f"sum by ({by}) ({q.SHADOW_PAIRS_TOTAL})"):
-            kinds = pairs.setdefault((labels.get("model", ""), labels.get("version", "")), {})
-            kinds[labels.get("kind", "")] = value
-        agreeing = self._by_version(
-            f'sum by (model, version) ({q.SHADOW_AGREEING_TOTAL}{{kind="classification"}})'
-        )
+        agreeing: dict[tuple[str, str], float] = {}
+        for labels, value in self.query(expression):
+            version = (labels.get("model", ""), labels.get("version", ""))
+            kind = labels.get("kind", "")
+            if labels.get("__name__") == f"{mc.SHADOW_PAIRS}_total":
+                pairs.setdefault(version, {})[kind] = value
+            elif kind == "classification":
+                agreeing[version] = value
         return {
             version: ShadowCounts(
                 kinds.get("classification", 0.0), agreeing.get(version, 0.0), sum(kinds.values())

@@ -41,16 +41,16 @@ def run(args: argparse.Namespace) -> int:
 
     spec = (FaultSpec() if args.clear else FaultSpec(args.error_ratio, args.latency_ms)).validate()
     check_fault_target(args.model, args.version)
-    triton, faults_dir = running_stack(args.run_dir)
-    check_served(triton, args.model, args.version)
+    triton, faults_dir, models = running_stack(args.run_dir)
+    check_served(triton, args.model, args.version, models)
     path = set_faults(faults_dir, args.model, args.version, spec)
     say(f"{args.model}:{args.version}: {spec.describe()} ({path})")
     return 0
 
 
-def running_stack(run_dir: Path | None) -> tuple[str, Path]:
-    """Triton's URL and the fault directory of the stack in `run_dir` (by default, in the
-    first of `up`'s and `serve`'s run directories that has one)."""
+def running_stack(run_dir: Path | None) -> tuple[str, Path, list[str]]:
+    """Triton's URL, the fault directory and the model of the stack in `run_dir` (by
+    default, in the first of `up`'s and `serve`'s run directories that has one)."""
     places = (run_dir,) if run_dir is not None else RUN_DIRS
     for where in places:
         for name, key in STACK_FILES:
@@ -59,7 +59,8 @@ def running_stack(run_dir: Path | None) -> tuple[str, Path]:
                 continue
             try:
                 found = json.loads(path.read_text())
-                return str(found[key]), Path(found["faults_dir"])
+                models = [str(found["model"])] if "model" in found else []
+                return str(found[key]), Path(found["faults_dir"]), models
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise UsageError(f"{path}: not readable: {one_line(exc)}") from None
     raise UsageError(

@@ -13,7 +13,10 @@ the stable version answers is mirrored to the shadow comparator, which runs in t
 process (see modelcanary.shadow.comparator) once the user has been answered. Inference
 requests the
 client broke are answered 4xx and counted as client errors of the version they were routed
-to, never as its errors (see modelcanary.gateway.client_errors).
+to, never as its errors (see modelcanary.gateway.client_errors); the header of every
+inference request is checked before it is forwarded (modelcanary.gateway.infer_checks).
+Nothing else reaches the upstreams: not Triton's control APIs (model repository, model
+config, shared memory, logging, trace), which Triton keeps to the stack's own key.
 
 It is a plain ASGI callable rather than a framework app because every request on the hot
 path pays for what the framework does; the routes are few and fixed.
@@ -51,9 +54,9 @@ from modelcanary.gateway.client_errors import (
     INVALID_REQUEST,
     Rejection,
     blames_request,
-    check_infer_body,
 )
 from modelcanary.gateway.config import GatewayConfig
+from modelcanary.gateway.infer_checks import check_infer_request, model_limits
 from modelcanary.gateway.metrics import GatewayMetrics
 from modelcanary.gateway.readiness import ReadinessWatch
 from modelcanary.gateway.routes import Route, unknown_model, unready
@@ -93,6 +96,10 @@ class Gateway:
             table = WeightTable.parse(route.initial_weights(), route.upstreams)
             self.routes[name] = Route(name, route, table)
             self.metrics.set_weights(name, route, table)
+        self.limits = {
+            name: model_limits(config.shadow.repository, name, config.max_body_bytes)
+            for name in config.models
+        }
         self.comparator = Comparator(config.shadow, ShadowMetrics(self.metrics.registry), say=say)
         self.admin = AdminApi(
             admin_token, self.routes, self.metrics, self.upstream, self.comparator
@@ -165,7 +172,7 @@ class Gateway:
         routed_to = [(metrics_contract.VERSION_HEADER.encode(), version.encode())]
         try:
             body = await read_body(receive, headers, self.config.max_body_bytes)
-            rejection = check_infer_body(body, headers)
+            rejection = check_infer_request(body, headers, self.limits[model])
         except BodyTooLarge as exc:
             rejection = Rejection(413, BODY_TOO_LARGE, str(exc))
         except ClientGone:
@@ -264,13 +271,9 @@ class Gateway:
         if rest == ["ready"]:
             await self._readiness(send, await unready(self.upstream, route))
             return
-        if rest in ([], ["config"]):
+        if rest == []:
             version = route.config.stable
-        elif (
-            len(rest) in (2, 3)
-            and rest[0] == "versions"
-            and rest[2:] in ([], ["ready"], ["config"])
-        ):
+        elif len(rest) in (2, 3) and rest[0] == "versions" and rest[2:] in ([], ["ready"]):
             version = rest[1]
             if version not in route.config.upstreams:
                 await respond_error(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, TypeVar
 
@@ -89,14 +90,48 @@ async def respond_error(
 Model = TypeVar("Model", bound=BaseModel)
 
 
+class NonFinite(ValueError):
+    """A JSON number that is not finite: NaN, Infinity, -Infinity, or one like 1e999."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise NonFinite(text)
+    return number
+
+
+def non_finite_number(body: bytes) -> str | None:
+    """The first non-finite number of a JSON body as written, or None. Python's json and
+    pydantic both read NaN and Infinity (and 1e999 as infinity), which JSON does not have."""
+    try:
+        json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except NonFinite as exc:
+        return str(exc)
+    except (ValueError, RecursionError):
+        return None  # not JSON: the model's validation says so
+    return None
+
+
 async def read_model(
     model: type[Model], example: str, headers: dict[str, str], receive: Receive, send: Send,
     limit: int,
 ) -> Model | None:  # fmt: skip
     """The request's JSON body as `model`; None once the error is answered (413 too large,
-    400 naming each bad field, with an example) or the client left."""
+    400 naming each bad field or a non-finite number, with an example) or the client left."""
     try:
-        return model.model_validate_json(await read_body(receive, headers, limit))
+        body = await read_body(receive, headers, limit)
+        number = non_finite_number(body)
+        if number is not None:
+            await respond_error(
+                send, 400, f"the body must be JSON like {example}: {number} is not a finite number"
+            )
+            return None
+        return model.model_validate_json(body)
     except ClientGone:
         return None
     except BodyTooLarge as exc:

@@ -6,6 +6,7 @@ A request reads the table once, so a change is atomic from every request's point
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -47,7 +48,7 @@ class WeightTable:
                 )
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise UsageError(f"weight of version {version!r} must be a number, not {value!r}")
-            if value != int(value) or not 0 <= value <= 100:
+            if not math.isfinite(value) or value != int(value) or not 0 <= value <= 100:
                 raise UsageError(
                     f"weight of version {version!r} must be a whole percent from 0 to 100, "
                     f"not {value!r}"

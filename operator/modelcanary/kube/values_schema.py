@@ -102,6 +102,9 @@ def schema() -> dict[str, Any]:
                         ),
                         "minReplicas": {"type": "integer", "minimum": 0},
                         "separateNodes": {"type": "boolean"},
+                        "controlKey": _object(
+                            {"secretName": _string(), "key": _string("^[-._a-zA-Z0-9]+$")}
+                        ),
                     }
                 ),
                 "gateway": _object(

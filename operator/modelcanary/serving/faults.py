@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,8 +62,11 @@ def fault_path(faults_dir: Path, model: str, version: int) -> Path:
     return faults_dir / model / f"{version}.json"
 
 
-def check_served(triton: str, model: str, version: int, timeout: float = 5.0) -> None:
-    """Raise a UsageError unless the Triton at `triton` serves the version, ready."""
+def check_served(
+    triton: str, model: str, version: int, stack_models: Sequence[str] = (), timeout: float = 5.0
+) -> None:
+    """Raise a UsageError unless the Triton at `triton` serves the version, ready; the
+    error names what the stack's models (`stack_models`) serve."""
     url = f"{triton.rstrip('/')}/v2/models/{model}/versions/{version}/ready"
     try:
         ready = httpx.get(url, timeout=timeout)
@@ -71,25 +75,26 @@ def check_served(triton: str, model: str, version: int, timeout: float = 5.0) ->
             f"Triton at {triton} does not answer ({one_line(exc)}); is the stack running?"
         ) from None
     if ready.status_code != 200:
+        served = _served(triton, [*stack_models, model], timeout)
         raise UsageError(
-            f"Triton at {triton} does not serve {model} version {version} "
-            f"(it serves {_served(triton, timeout)})"
+            f"Triton at {triton} does not serve {model} version {version} (it serves {served})"
         )
 
 
-def _served(triton: str, timeout: float) -> str:
-    """What Triton serves, e.g. `digits 1, 2` (its repository index, ready versions)."""
-    try:
-        index = httpx.post(f"{triton.rstrip('/')}/v2/repository/index", json={"ready": True},
-                           timeout=timeout).json()  # fmt: skip
-        ready = [(str(m["name"]), str(m.get("version", ""))) for m in index
-                 if m.get("state") == "READY"]  # fmt: skip
-    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
-        return "an unknown set of models"
-    by_model: dict[str, list[str]] = {}
-    for name, version in sorted(ready, key=lambda m: (m[0], m[1].zfill(12))):
-        by_model.setdefault(name, []).append(version)
-    return "; ".join(f"{n} {', '.join(v)}" for n, v in by_model.items()) or "nothing"
+def _served(triton: str, models: Sequence[str], timeout: float) -> str:
+    """What Triton serves of these models, e.g. `digits 1, 2`, from their metadata (its
+    repository index is kept to the stack's own key)."""
+    found = []
+    for name in dict.fromkeys(models):
+        try:
+            response = httpx.get(f"{triton.rstrip('/')}/v2/models/{name}", timeout=timeout)
+            versions = response.json().get("versions") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return "an unknown set of models"
+        if isinstance(versions, list) and versions:
+            ordered = sorted(map(str, versions), key=lambda v: v.zfill(12))
+            found.append(f"{name} {', '.join(ordered)}")
+    return "; ".join(found) or "nothing"
 
 
 def set_faults(faults_dir: Path, model: str, version: int, spec: FaultSpec) -> Path:

@@ -7,12 +7,19 @@ modelcanary, which stops the server once it is ready) and a shared-memory prefix
 own, so `stop` can reap every backend stub and remove exactly its /dev/shm regions.
 `restart` (after a crash) does the same cleanup, then starts on the same ports and loads
 the same versions again.
+
+Triton's control APIs (model repository: load, unload, index; model config; shared memory;
+logging; trace) are restricted on HTTP and gRPC to requests carrying a control key only
+this object holds (`control_headers`): without it, anyone who reaches the port could load
+a python-backend model (running their code) or unload a version mid-rollout. Inference,
+metadata, health and statistics stay open.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -32,6 +39,20 @@ from modelcanary.triton_backend import MODEL_PY
 
 SHM_DIR = Path("/dev/shm")
 FAULTS_PARAMETER = "MODELCANARY_FAULTS"
+# Triton's APIs only the stack may use, and the header that carries its key (gRPC clients
+# send it as metadata `triton-grpc-protocol-<header>`, as Triton requires).
+RESTRICTED_APIS = ("model-repository", "model-config", "shared-memory", "logging", "trace")
+CONTROL_HEADER = "modelcanary-control"
+GRPC_CONTROL_HEADER = f"triton-grpc-protocol-{CONTROL_HEADER}"
+
+
+def restriction_flags(key: str) -> list[str]:
+    """tritonserver's flags restricting RESTRICTED_APIS to requests carrying `key`."""
+    apis = ",".join(RESTRICTED_APIS)
+    return [
+        f"--http-restricted-api={apis}:{CONTROL_HEADER}={key}",
+        f"--grpc-restricted-protocol={apis}:{CONTROL_HEADER}={key}",
+    ]
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,7 @@ class TritonServer:
         self.endpoints: Endpoints | None = None
         self.log_path = self.run_dir / "triton.log"
         self.loaded: dict[str, list[int]] = {}  # what `restart` loads again
+        self.control_key = secrets.token_urlsafe(32)  # kept across restarts
 
     def __enter__(self) -> TritonServer:
         return self
@@ -109,6 +131,7 @@ class TritonServer:
             f"--grpc-port={grpc}",
             f"--metrics-address={LOOPBACK}",
             f"--metrics-port={metrics}",
+            *restriction_flags(self.control_key),
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -144,7 +167,12 @@ class TritonServer:
         override = json_format.MessageToJson(config, preserving_proto_field_name=True)
         url = f"{endpoints.http}/v2/repository/models/{model}/load"
         try:
-            response = httpx.post(url, json={"parameters": {"config": override}}, timeout=timeout)
+            response = httpx.post(
+                url,
+                json={"parameters": {"config": override}},
+                headers=self.control_headers(),
+                timeout=timeout,
+            )
         except httpx.HTTPError as exc:
             raise UsageError(f"loading {model} on {url} failed: {exc}") from None
         if response.status_code != 200:
@@ -156,6 +184,10 @@ class TritonServer:
             if ready.status_code != 200:
                 raise UsageError(f"{model} version {version} is not ready after loading")
         self.loaded[model] = sorted(versions)
+
+    def control_headers(self) -> dict[str, str]:
+        """The HTTP header that opens Triton's restricted (control) APIs."""
+        return {CONTROL_HEADER: self.control_key}
 
     @property
     def pid(self) -> int | None:
