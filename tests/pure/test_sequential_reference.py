@@ -22,7 +22,12 @@ import pytest
 
 import tests.pure.sequential_reference as reference
 from modelcanary.metrics_contract import LATENCY_BUCKETS
+from modelcanary.rollout import judge as judge_module
 from modelcanary.rollout import sequential
+from modelcanary.rollout.evidence import Evidence
+from modelcanary.rollout.judge import judge
+from modelcanary.rollout.ports import Counts, Observations, VersionStats
+from modelcanary.rollout.spec import parse_spec
 
 CASES = 4000
 ALPHAS = (0.05, 0.01, 0.2, 1e-4)
@@ -156,3 +161,40 @@ def test_latency_and_error_verdicts_read_as_the_reference_ones(seed: int) -> Non
     errors_new = sequential.compare(nc, xc, ns, xs, alpha=alpha, margin=margin)
     assert errors_new.upper == pytest.approx(errors_old.upper, rel=1e-9)
     assert errors_new.explain() == errors_old.explain()
+
+
+def _version(rng: np.random.Generator, requests: int, error: float, slow: float) -> Counts:
+    """Counts since the rollout began: errors, and cumulative latency buckets."""
+    buckets = _histograms(rng, requests, slow) if requests else [0.0] * (len(LATENCY_BUCKETS) + 1)
+    errors = float(rng.binomial(requests, error))
+    return Counts(float(requests), errors, tuple(zip(LATENCY_BUCKETS, buckets[:-1], strict=True)),
+                  buckets[-1])  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_judge_gives_the_reference_check_results(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole verdicts on random ticks: the same result for every check, the same numbers."""
+    rng = np.random.default_rng(1000 + seed)
+    canary = _version(
+        rng,
+        int(rng.choice([0, 1, 7, 300, 3000, 40_000])),
+        float(rng.choice([0.0, 0.005, 0.02, 0.3])),
+        float(rng.choice([0, 0.05])),
+    )
+    stable = _version(rng, int(rng.choice([0, 12, 12_000, 400_000])), 0.005, 0.0)  # fmt: skip
+    spec = parse_spec({"model": "m", "stable": {"version": "1"}, "canary": {"version": "2"},
+                       "analysis": {"alpha": float(rng.choice(ALPHAS[:3]))}}, "test")  # fmt: skip
+    seen = Observations(VersionStats(stable.requests, stable.errors, 0.06, stable),
+                        VersionStats(canary.requests, canary.errors, 0.06, canary))  # fmt: skip
+    evidence = Evidence(stable=stable, canary=canary, stable_since_canary=0.0)
+    new = judge(spec, seen, evidence, weight=20)
+    monkeypatch.setattr(judge_module, "seq", reference)
+    old = judge(spec, seen, evidence, weight=20)
+    assert [(c.name, c.result) for c in new.checks] == [(c.name, c.result) for c in old.checks]
+    assert [c.detail for c in new.checks] == [c.detail for c in old.checks]
+    for ours, theirs in zip(new.checks, old.checks, strict=True):
+        for number in ("evidence", "ruled_out"):
+            mine, before = getattr(ours, number), getattr(theirs, number)
+            assert mine == before or mine == pytest.approx(before, rel=1e-9), number
