@@ -56,6 +56,10 @@ from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
 
 MODE_ANNOTATION = "modelcanary.io/mode"
+# kopf puts it on every ModelCanary, so that deleting one runs `deleted` (traffic back on
+# stable). Its patch changes the resourceVersion and would refuse (409) a status write that
+# read the resource before it, so a rollout is ticked only once the finalizer is there.
+FINALIZER = "modelcanary.io/finalizer"
 ISVC_ANNOTATION = "modelcanary.io/inference-service"
 log = logging.getLogger("modelcanary.operator")
 # A rollout whose tick changed nothing but its numbers is written at most this often.
@@ -173,7 +177,8 @@ def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     # The operator's Role is namespaced: it may not list namespaces, so it does not try.
     settings.scanning.disabled = True
-    settings.persistence.finalizer = "modelcanary.io/finalizer"
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.diffbase_storage = NoDiffBase()
     memo.servers = operator_servers.start(memo.config, memo.book, memo.metrics.registry)
     if memo.elector is not None:
         memo.elector.acquire_or_renew()
@@ -183,6 +188,19 @@ def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
         memo.lease.start()
     memo.loop = threading.Thread(target=tick_loop, args=(memo,), name="ticks", daemon=True)
     memo.loop.start()
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf records no "last handled" spec: the operator has no handler for a change of
+    spec (`changed` sees every event), and kopf would write one to the resource after each
+    change (of spec, or of the intent annotation), refusing (409) the tick's status write
+    that read it before. A create or update handler would need kopf's default back."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 @kopf.on.cleanup()
@@ -206,6 +224,8 @@ def changed(body: kopf.Body, memo: Runtime, **_: Any) -> None:
     """A new spec or a new intent: tick now rather than at the next tick. The operator's
     own status writes change neither, so they do not wake it."""
     metadata = body.get("metadata", {})
+    if FINALIZER not in (metadata.get("finalizers") or ()):
+        return  # kopf adds it next, and that change wakes the loop
     key = f"{metadata.get('namespace')}/{metadata.get('name')}"
     seen = (metadata.get("generation"), (metadata.get("annotations") or {}).get(INTENT_ANNOTATION))
     if memo.seen.get(key) != seen:
@@ -251,9 +271,10 @@ def tick(runtime: Runtime) -> None:
         services = exc
     rollouts = []
     for body in cast(dict[str, Any], listed).get("items", []):
-        if body["metadata"].get("deletionTimestamp"):
+        metadata = body["metadata"]
+        if metadata.get("deletionTimestamp") or FINALIZER not in (metadata.get("finalizers") or ()):
             continue
-        name = body["metadata"]["name"]
+        name = metadata["name"]
         try:
             spec = parse_spec(body.get("spec"), f"ModelCanary {namespace}/{name}")
         except UsageError as exc:
