@@ -49,7 +49,7 @@ def traffic_panels(
         Panel(f"Error ratio ({window} windows)", "%", f"{errors} / {requests}", 100, 5),
         Panel(f"P99 latency ({window} windows)", " ms",
               f"histogram_quantile(0.99, {buckets})", unit_ms, 10),
-        Panel("Shadow: canary's top-1 agreement with stable", "%",
+        Panel("Shadow agreement with stable (top-1)", "%",
               f"{q.SHADOW_AGREEMENT}{{{shadow}}}", 100, 100),
     ]  # fmt: skip
 

@@ -39,10 +39,12 @@ def line_chart(
     markers: Sequence[tuple[float, str]] = (),
     frame: Frame = Frame(),
     colors: Mapping[str, str] | None = None,
+    gap_s: float = 5.0,
 ) -> str:
     """One SVG chart: a polyline per series (gaps where there is no data, never a 0),
     its legend, a y axis that shows at least `floor_max` (display units) and dashed
-    vertical markers with their labels as tooltips. Values are multiplied by `scale`."""
+    vertical markers with their labels as tooltips. Values are multiplied by `scale`; points
+    further apart than `gap_s` are not joined."""
     f = frame
     span = max(end - start, 1.0)
     values = [v * scale for pts in series.values() for _, v in pts if math.isfinite(v)]
@@ -77,7 +79,7 @@ def line_chart(
         )
     for index, (name, points) in enumerate(series.items()):
         color = (colors or {}).get(name, COLORS[index % len(COLORS)])
-        for segment in segments(points):
+        for segment in segments(points, gap_s):
             coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in segment)
             parts.append(
                 f'<polyline data-series="{_e(name)}" points="{coords}" fill="none" '

@@ -8,6 +8,7 @@ history, and each version's traffic from Prometheus when the caller has it.
 from __future__ import annotations
 
 import html
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -92,15 +93,17 @@ def card(
     ]  # fmt: skip
     start, end = window(state, now)
     colors = {_label(spec, "stable"): STABLE_COLOR, _label(spec, "canary"): CANARY_COLOR}
-    charts = [
+    charts = [  # the weight is known between transitions: one line, however far apart
         line_chart("Weight", "%", weight_series(spec, state, end), start, end,
-                   floor_max=100, markers=_markers(state), frame=FRAME, colors=colors)
+                   floor_max=100, markers=_markers(state), frame=FRAME, colors=colors,
+                   gap_s=math.inf)
     ]  # fmt: skip
-    for panel in panels:
+    gap = max(5.0, 2.5 * step_s(start, end))
+    for panel in [] if traffic_problem else panels:
         series = _by_role(spec, traffic.get(panel.title, {}))
         charts.append(
             line_chart(panel.title, panel.unit, series, start, end, panel.scale,
-                       panel.floor_max, _markers(state), FRAME, colors)
+                       panel.floor_max, _markers(state), FRAME, colors, gap)
         )  # fmt: skip
     base["html"] = _card_html(base, charts)
     return base
