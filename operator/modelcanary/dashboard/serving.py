@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from modelcanary.asgi_server import AppServer
 from modelcanary.dashboard.app import Backend, create_app
+from modelcanary.durations import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:3100"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -25,6 +26,16 @@ def listen_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number up to 65535")
     return host, int(port)
+
+
+def window_text(text: str) -> str:
+    """A PromQL range like `1m` or `30s` (`--window`)."""
+    try:
+        if parse_duration(text) <= 0:
+            raise ValueError(f"{text!r} is not a positive duration")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
 
 
 def serve(
