@@ -182,6 +182,21 @@ def schema() -> dict[str, Any]:
                     }
                 ),
                 "networkPolicy": _object({"enabled": {"type": "boolean"}}),
+                "grafana": _object(
+                    {
+                        "dashboards": _object(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "labels": labels,
+                                "annotations": labels,
+                                "namespace": _string(
+                                    "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+                                    description="the ConfigMap's namespace; empty: the release's",
+                                ),
+                            }
+                        )
+                    }
+                ),
             },
             ("model",),
         ),
