@@ -20,11 +20,12 @@ import yaml
 
 from modelcanary.load.generator import BackgroundLoad, request_bodies
 from modelcanary.local.controller import LocalRollout
-from modelcanary.local.stack import LocalStack, StackOptions
+from modelcanary.local.stack import LocalStack
 from modelcanary.rollout.state import RolloutState
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.waiting import wait_until
 from tests.support.browser import Browser
+from tests.support.local_stack import digits_stack
 
 pytestmark = pytest.mark.slow
 MODELCANARY = str(Path(sys.executable).with_name("modelcanary"))
@@ -35,15 +36,8 @@ SCREENSHOT = os.environ.get("MODELCANARY_DASHBOARD_SCREENSHOT")  # where to save
 def stack(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
-    options = StackOptions(
-        digits_repo, "digits", stable=1, run_dir=tmp_path_factory.mktemp("up"), versions=(1, 2, 3)
-    )
-    local = LocalStack(options, say=lambda line: None)
-    local.start()
-    try:
+    with digits_stack(digits_repo, tmp_path_factory.mktemp("up"), 1, (1, 2, 3)) as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture(scope="module")

@@ -40,10 +40,11 @@ from modelcanary.load.generator import BackgroundLoad, request_bodies
 from modelcanary.local import report
 from modelcanary.local.controller import SOURCE
 from modelcanary.local.monitoring import Prometheus, ScrapeTarget, prometheus_config
-from modelcanary.local.stack import LocalStack, StackOptions
+from modelcanary.local.stack import LocalStack
 from modelcanary.rollout.spec import parse_spec
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
+from tests.support.local_stack import digits_stack
 from tests.support.traffic import demo_prometheus
 
 pytestmark = pytest.mark.slow
@@ -57,15 +58,8 @@ GRAFANA_VARIABLES = {"namespace": ".*", "model": "digits", "source": SOURCE,
 def stack(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
-    options = StackOptions(
-        digits_repo, "digits", stable=2, run_dir=tmp_path_factory.mktemp("up"), versions=(2, 3)
-    )
-    local = LocalStack(options, say=lambda line: None)
-    local.start()
-    try:
+    with digits_stack(digits_repo, tmp_path_factory.mktemp("up"), 2, (2, 3)) as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from modelcanary.adapters.prometheus import PrometheusSource, QueryError
 from modelcanary.dashboard.page import PAGE
-from modelcanary.dashboard.queries import Panel, Points
+from modelcanary.dashboard.queries import Panel, Points, run_panels
 from modelcanary.dashboard.view import ACTIONS, Found, card, step_s, window
 from modelcanary.errors import ModelcanaryError, one_line
 from modelcanary.rollout.intents import BY_ACTION, IntentAction, refusal
@@ -50,6 +51,19 @@ class Backend(Protocol):
     def record(self, found: Found, action: IntentAction, reason: str) -> str:
         """Record the intent as the command line does; say what was recorded."""
         ...
+
+
+def prometheus_traffic(
+    url: str, source: str, panels: list[Panel], start: float, end: float, step: float
+) -> dict[str, dict[str, Points]]:
+    """The panels' series from the Prometheus at URL (a backend's `traffic`)."""
+    prometheus = PrometheusSource(url, source, 0)
+    try:
+        return run_panels(prometheus.query_range, panels, start, end, step)
+    except QueryError as exc:
+        raise ModelcanaryError(str(exc)) from None
+    finally:
+        prometheus.client.close()
 
 
 def snapshot(backend: Backend, now: float) -> dict[str, Any]:

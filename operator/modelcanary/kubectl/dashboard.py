@@ -10,10 +10,9 @@ import json
 import uuid
 from dataclasses import asdict
 
-from modelcanary.adapters.prometheus import PrometheusSource, QueryError
-from modelcanary.dashboard.queries import Panel, Points, run_panels, traffic_panels
+from modelcanary.dashboard.app import prometheus_traffic
+from modelcanary.dashboard.queries import Panel, Points, traffic_panels
 from modelcanary.dashboard.view import Found
-from modelcanary.errors import ModelcanaryError
 from modelcanary.kubectl.cluster import Cluster, loaded
 from modelcanary.rollout.intents import BY_ACTION, Intent, IntentAction
 
@@ -56,13 +55,7 @@ class ClusterBackend:
     ) -> dict[str, dict[str, Points]]:
         if self.prometheus is None or not panels:
             return {}
-        source = PrometheusSource(self.prometheus, self.source, 0)
-        try:
-            return run_panels(source.query_range, panels, start, end, step)
-        except QueryError as exc:
-            raise ModelcanaryError(str(exc)) from None
-        finally:
-            source.client.close()
+        return prometheus_traffic(self.prometheus, self.source, panels, start, end, step)
 
     def record(self, found: Found, action: IntentAction, reason: str) -> str:
         intent = Intent(action, reason, f"{self.cluster.user} (dashboard)", uuid.uuid4().hex)

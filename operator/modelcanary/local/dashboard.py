@@ -7,8 +7,8 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
-from modelcanary.adapters.prometheus import PrometheusSource, QueryError
-from modelcanary.dashboard.queries import Panel, Points, run_panels, traffic_panels
+from modelcanary.dashboard.app import prometheus_traffic
+from modelcanary.dashboard.queries import Panel, Points, traffic_panels
 from modelcanary.dashboard.view import Found
 from modelcanary.errors import ModelcanaryError, UsageError
 from modelcanary.local.controller import SOURCE, LocalRollout, read_stack
@@ -65,14 +65,8 @@ class LocalBackend:
     def traffic(
         self, panels: list[Panel], start: float, end: float, step: float
     ) -> dict[str, dict[str, Points]]:
-        urls = read_stack(self.run_dir)
-        source = PrometheusSource(urls["prometheus"], SOURCE, 0)
-        try:
-            return run_panels(source.query_range, panels, start, end, step)
-        except QueryError as exc:
-            raise ModelcanaryError(str(exc)) from None
-        finally:
-            source.client.close()
+        prometheus = read_stack(self.run_dir)["prometheus"]
+        return prometheus_traffic(prometheus, SOURCE, panels, start, end, step)
 
     def record(self, found: Found, action: IntentAction, reason: str) -> str:
         store = LocalRollout(self.run_dir / "rollouts" / found.name).store
