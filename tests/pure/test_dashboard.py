@@ -115,6 +115,14 @@ def test_a_wrong_intent_is_refused_and_nothing_is_recorded(
     assert not (run_dir / "rollouts" / "digits" / "intent.json").exists()
 
 
+def test_a_body_over_the_limit_is_refused(run_dir: Path) -> None:
+    reply = client(run_dir).post(
+        "/api/intents", content=b"{" + b" " * 5000 + b"}",
+        headers={"Authorization": "Bearer stack-token", "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert reply.status_code == 413 and "over 4096 bytes" in reply.json()["error"]
+
+
 def test_read_only_refuses_every_intent_and_other_hosts_get_nothing(run_dir: Path) -> None:
     read_only = client(run_dir, token=None)
     code, said = post(read_only, {"key": "digits", "action": "pause"})

@@ -112,9 +112,11 @@ def create_app(
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return _error(401, "missing or wrong token: open the URL the dashboard printed")
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return _error(413, f"the request body is over {MAX_BODY} bytes")
+        body = b""
+        async for chunk in request.stream():  # never more than MAX_BODY held
+            body += chunk
+            if len(body) > MAX_BODY:
+                return _error(413, f"the request body is over {MAX_BODY} bytes")
         try:
             asked = _parse(body)
         except ValueError as exc:
