@@ -24,7 +24,7 @@ CHART = PROJECT / "charts" / "modelcanary"
 UPSTREAM = Path(__file__).parents[1] / "crds"
 HELM = str(Path(sys.executable).with_name("helm"))
 KUBERNETES = "1.30.0"
-CORE = {"Deployment", "Service", "ServiceAccount", "Secret", "Role", "RoleBinding",
+CORE = {"Deployment", "Service", "ServiceAccount", "Secret", "Role", "RoleBinding", "ConfigMap",
         "NetworkPolicy", "CustomResourceDefinition"}  # fmt: skip
 
 COMBINATIONS = {
