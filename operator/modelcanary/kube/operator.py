@@ -288,7 +288,9 @@ def tick(runtime: Runtime) -> None:
             continue
         for problem in result.problems:
             log.warning("%s: %s", result.rollout, problem)
-        runtime.metrics.export(namespace, rollout.spec, result.state.weight, result.state.phase)
+        runtime.metrics.export(
+            namespace, rollout.spec, result.state.weight, result.state.phase, result.state.gate
+        )
 
 
 def build_rollout(
