@@ -185,6 +185,11 @@ class Gateway:
             self.metrics.probes.labels(model, version, str(response.status)).inc()
             await respond(send, response.status, response.body, response.headers + routed_to)
             return
+        not_ready = self.readiness.is_unready(route, version)
+        if not_ready is not None:  # a hung upstream would hold the request for the timeout
+            self.metrics.observe(route.name, version, 503, 0.0)
+            await respond_error(send, 503, not_ready, routed_to)
+            return
         response, answered_by, retried = await self._send_infer(
             route, version, body, forward, pinned is None
         )
@@ -284,6 +289,10 @@ class Gateway:
             await respond_error(send, 404, f"no route for GET /{'/'.join(parts)}")
             return
         url = route.version_url(version, "/" + rest[0] if rest else "")
+        not_ready = self.readiness.is_unready(route, version)
+        if not_ready is not None:
+            await respond_error(send, 503, not_ready)
+            return
         try:
             response = await self.upstream.request("GET", url, None, {})
         except UpstreamRefused as exc:

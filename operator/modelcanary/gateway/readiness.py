@@ -5,7 +5,10 @@ Every `readiness_interval_s` the gateway asks each version's upstream
 within a second is unready, and its route serves the other ready versions with traffic
 in its place (see modelcanary.gateway.routes) until it answers 200 again. A refused
 inference request marks its version unready at once (see modelcanary.gateway.app), so a
-crashed upstream costs at most one probe interval's worth of requests to it.
+crashed upstream costs at most one probe interval's worth of requests to it. A request
+that would still go to an unready version (no ready version has traffic, or it is pinned
+to it) is answered 503 at once instead of being sent: a hung upstream (a stopped Triton)
+costs a client a second's wait at most after its probe failed, not the upstream timeout.
 """
 
 from __future__ import annotations
@@ -14,10 +17,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from modelcanary.gateway.routes import Route
+from modelcanary.gateway.routes import READY_TIMEOUT_S, Route
 from modelcanary.gateway.upstream import Upstream, UpstreamRefused, UpstreamTimeout
-
-PROBE_TIMEOUT_S = 1.0
 
 
 class ReadinessWatch:
@@ -49,6 +50,12 @@ class ReadinessWatch:
             ready = await asyncio.gather(*(self._ready(route, v) for v in versions))
             self.mark(route, {v for v, ok in zip(versions, ready, strict=True) if not ok})
 
+    def is_unready(self, route: Route, version: str) -> str | None:
+        """Why a request to the version is answered 503 without being sent (None: send it)."""
+        if version not in route.unready:
+            return None
+        return f"version {version} of {route.name} is not ready (its last readiness probe failed)"
+
     def refused(self, route: Route, version: str) -> None:
         """An upstream refused a request: unready until a probe finds it ready (only while
         probes run, or nothing would bring it back)."""
@@ -73,7 +80,7 @@ class ReadinessWatch:
 
     async def _ready(self, route: Route, version: str) -> bool:
         try:
-            async with asyncio.timeout(PROBE_TIMEOUT_S):
+            async with asyncio.timeout(READY_TIMEOUT_S):
                 response = await self.upstream.request(
                     "GET", route.version_url(version, "/ready"), None, {}
                 )

@@ -7,8 +7,8 @@ and Prometheus scraping Triton and the gateway and evaluating the rules of a pro
 Everything listens on 127.0.0.1 and lives in one run directory, on the ports kept in its
 ports.json (free ones the first time; see modelcanary.local.run_dir), so the URLs in
 up.json stay the same from one `up` to the next, also after `up` was killed. Once all
-run, a supervisor (modelcanary.local.supervisor) restarts any part that dies, on the same
-ports.
+run, a supervisor (modelcanary.local.supervisor) restarts any part that dies or hangs
+(fails its health check a few times in a row), on the same ports.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.local.monitoring import Alertmanager, Prometheus, ScrapeTarget, prometheus_config
 from modelcanary.local.run_dir import PortBook, RunDirLock, stop_leftovers
-from modelcanary.local.supervisor import Part, Supervisor
+from modelcanary.local.supervisor import HealthCheck, Part, Supervisor
 from modelcanary.modelrepo.repository import ModelRepository
 from modelcanary.serving.triton_server import Endpoints, TritonServer
 
@@ -75,6 +75,7 @@ class LocalStack:
     lock: RunDirLock | None = None
     _running: list[_Stoppable] = field(default_factory=list)
     _parts: dict[str, Part] = field(default_factory=dict)
+    _health: dict[str, HealthCheck] = field(default_factory=dict)  # of the process parts
 
     def __post_init__(self) -> None:
         self.book = AlertBook(listener=self._heard)
@@ -127,6 +128,7 @@ class LocalStack:
         )
         self.triton.load(o.model, served)
         self._parts["triton"] = self.triton
+        self._health["triton"] = HealthCheck(f"{endpoints.http}/v2/health/ready")
         self.say(f"Triton ready: {o.model} versions {', '.join(map(str, served))}")
 
         gateway_token = token_file(run / "gateway.token")
@@ -183,6 +185,7 @@ class LocalStack:
         )
         self.alertmanager.start(render_routing(routing))
         self._parts["alertmanager"] = self.alertmanager
+        self._health["alertmanager"] = HealthCheck(f"{self.alertmanager.url}/-/ready")
 
         rule_file = run / "rules.yml"
         rule_file.write_text(rules.render(profile))
@@ -200,6 +203,7 @@ class LocalStack:
             )
         )
         self._parts["prometheus"] = self.prometheus
+        self._health["prometheus"] = HealthCheck(f"{self.prometheus.url}/-/ready")
         self.prometheus.wait_for_targets()
 
         self.urls = {
@@ -221,7 +225,7 @@ class LocalStack:
         }
         self.supervisor = Supervisor(run, self.say)
         for name, part in self._parts.items():
-            self.supervisor.watch(name, part)
+            self.supervisor.watch(name, part, self._health.get(name))
         (run / "up.json").write_text(json.dumps(self.urls, indent=2) + "\n")
         return self.urls
 
