@@ -88,6 +88,8 @@ def test_the_gateway_routes_around_a_hung_triton_and_rolls_back_at_once(
                     f"{front.url}/v2/models/digits/versions/2/infer", content=body, timeout=BOUNDED
                 )
                 assert pinned.status_code == 503
+                version_ready = f"{front.url}/v2/models/digits/versions/2/ready"
+                assert httpx.get(version_ready, timeout=BOUNDED).status_code == 504
                 ready = httpx.get(f"{front.url}/v2/health/ready", timeout=BOUNDED)
                 assert ready.status_code == 503 and "did not answer within 1 s" in ready.text
                 step = weights(front.url, TOKEN, {"1": 50, "2": 50})  # gives the canary more

@@ -21,6 +21,7 @@ path pays for what the framework does; the routes are few and fixed.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -56,7 +57,7 @@ from modelcanary.gateway.client_errors import (
 from modelcanary.gateway.config import GatewayConfig
 from modelcanary.gateway.metrics import GatewayMetrics
 from modelcanary.gateway.readiness import ReadinessWatch
-from modelcanary.gateway.routes import Route, unknown_model, unready
+from modelcanary.gateway.routes import READY_TIMEOUT_S, Route, unknown_model, unready
 from modelcanary.gateway.upstream import (
     PASSED_HEADERS,
     Upstream,
@@ -289,12 +290,14 @@ class Gateway:
             await respond_error(send, 404, f"no route for GET /{'/'.join(parts)}")
             return
         url = route.version_url(version, "/" + rest[0] if rest else "")
-        not_ready = self.readiness.is_unready(route, version)
+        probe = rest == ["ready"]  # asked live, like the readiness probes, and as briefly
+        not_ready = None if probe else self.readiness.is_unready(route, version)
         if not_ready is not None:
             await respond_error(send, 503, not_ready)
             return
         try:
-            response = await self.upstream.request("GET", url, None, {})
+            async with asyncio.timeout(READY_TIMEOUT_S if probe else None):
+                response = await self.upstream.request("GET", url, None, {})
         except UpstreamRefused as exc:
             await respond_error(
                 send,
@@ -302,7 +305,7 @@ class Gateway:
                 f"version {version} of {route.name} at {url} refused the connection: {exc}",
             )
             return
-        except UpstreamTimeout:
+        except (UpstreamTimeout, TimeoutError):
             await respond_error(
                 send, 504, f"version {version} of {route.name} at {url} did not answer in time"
             )
