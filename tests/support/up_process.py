@@ -28,6 +28,13 @@ class Up:
     def running(self) -> bool:
         return self.process.poll() is None
 
+    def child(self, programs: tuple[str, ...]) -> int | None:
+        """The pid of a child process running one of `programs` (None while there is none)."""
+        for pid, program in children(self.process.pid):
+            if program in programs:
+                return pid
+        return None
+
     def parts(self) -> dict[str, dict[str, object]]:
         """parts.json: each part's pid, state and restarts."""
         parts: dict[str, dict[str, object]] = json.loads((self.run_dir / "parts.json").read_text())
@@ -71,3 +78,17 @@ def alive(pid: int) -> bool:
         return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
     except OSError:
         return False
+
+
+def children(parent: int) -> list[tuple[int, str]]:
+    """(pid, program name) of each live child process of `parent`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            argv0 = (stat.parent / "cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append((int(stat.parent.name), Path(argv0.decode()).name))
+    return found
