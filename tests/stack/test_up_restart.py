@@ -2,7 +2,8 @@
 
 The documented recovery after `up` was killed with SIGKILL is to run it again with the same
 run directory: it stops what the killed one left running and serves on the ports kept in
-`ports.json`, so the URLs in up.json (which clients and the controller hold) stay right.
+`ports.json`, so the URLs in up.json (which clients and the controller hold) stay right,
+and the gateway takes the split of the rollout the controller was running there.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ import httpx
 import pytest
 
 from modelcanary.load.generator import request_bodies
+from modelcanary.local.controller import LocalRollout
+from modelcanary.rollout.spec import parse_spec
+from modelcanary.rollout.state import RolloutState
 from modelcanary.serving.triton_home import TritonHome
 from tests.conftest import CliResult
 from tests.support.up_process import alive, start_up
 
 pytestmark = pytest.mark.slow
-UP = ("--model", "digits", "--stable", "1", "--canary", "2", "--canary-weight", "30")
+UP = ("--model", "digits", "--stable", "1", "--canary", "2", "--canary-weight", "30",
+      "--versions", "1,2")  # fmt: skip
 
 
 def answered(client: httpx.Client, url: str, body: bytes) -> bool:
@@ -59,6 +64,16 @@ def test_a_killed_up_started_again_serves_on_the_same_urls(
         )
         assert first.running() and (run_dir / "up.json").exists()  # untouched
 
+        # a controller in the middle of a rollout: it set 50% and recorded it
+        rollout = LocalRollout.of(run_dir, "digits")
+        rollout.begin(parse_spec({"model": "digits", "stable": {"version": "1"},
+                                  "canary": {"version": "2"}, "steps": [10, 50, 100]}, "test"))  # fmt: skip
+        rollout.store.save(RolloutState(phase="Progressing", step=1, weight=50))
+        token = Path(first.urls["gateway_admin_token_file"]).read_text().strip()
+        admin = {"Authorization": f"Bearer {token}"}
+        weights = f"{first.urls['gateway']}/admin/models/digits/weights"
+        assert client.put(weights, json={"weights": {"1": 50, "2": 50}}, headers=admin).is_success
+
         os.kill(first.process.pid, signal.SIGKILL)
         first.process.wait(10)
         assert all(alive(pid) for pid in leftovers.values())  # they outlive a killed `up`
@@ -70,6 +85,10 @@ def test_a_killed_up_started_again_serves_on_the_same_urls(
             assert not alive(pid), f"{name} (pid {pid}) of the killed up still runs"
             assert f"stopping {name} (pid {pid}), left running" in second.output()
         assert answered(client, first.urls["gateway"], body), second.output()
+        assert client.get(weights, headers=admin).json()["weights"] == {"1": 50, "2": 50}
+        assert "gateway: digits split as the Progressing rollout 1 -> 2 left it: 1=50, 2=50" in (
+            second.output()
+        )
         assert httpx.get(f"{first.urls['prometheus']}/-/ready").status_code == 200
     finally:
         client.close()

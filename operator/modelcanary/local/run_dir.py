@@ -10,6 +10,10 @@ refused, and an `up` that gets the lock knows the previous one is gone, so the p
 left running (Triton, Prometheus, Alertmanager: they have sessions of their own and outlive
 a killed `up`) are stopped before their ports are needed again. They are found by their
 pids in `parts.json`, and only if their command line names this run directory.
+
+A rollout that `modelcanary rollout start` left unfinished in the run directory gives the
+gateway its split (`resumed_split`): the controller applies its recorded weight only when
+it first sees a rollout, so a running controller would not set it again on a new gateway.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from modelcanary.errors import UsageError
+from modelcanary.errors import ModelcanaryError, UsageError
 from modelcanary.files import write_atomically
+from modelcanary.local.controller import LocalRollout
 from modelcanary.process import LOOPBACK, free_ports
+from modelcanary.rollout.intents import FINISHED
 from modelcanary.waiting import wait_until
 
 PORTS_FILE = "ports.json"
@@ -126,6 +132,32 @@ class RunDirLock:
         if self.handle is not None:
             self.handle.close()  # closing the file releases the lock
             self.handle = None
+
+
+def resumed_split(
+    run_dir: Path, model: str, served: list[int], say: Callable[[str], None]
+) -> tuple[str, dict[str, int]] | None:
+    """The stable version and split of the unfinished rollout of `model` in the run
+    directory (None without one, or when it cannot be read or its versions are not served)."""
+    rollout = LocalRollout.of(run_dir, model)
+    try:
+        state = rollout.store.load()
+        if state is None or state.phase in FINISHED:
+            return None
+        spec = rollout.spec()
+    except ModelcanaryError as exc:
+        say(f"not resuming the rollout in {rollout.directory}: {exc}")
+        return None
+    stable, canary = spec.stable.version, spec.canary.version
+    if not {stable, canary} <= {str(v) for v in served}:
+        say(f"not resuming the rollout {stable} -> {canary}: a version of it is not served")
+        return None
+    weights = {stable: 100 - state.weight, canary: state.weight}
+    say(
+        f"gateway: {model} split as the {state.phase} rollout {stable} -> {canary} left it: "
+        f"{stable}={100 - state.weight}, {canary}={state.weight}"
+    )
+    return stable, weights
 
 
 def stop_leftovers(

@@ -33,7 +33,7 @@ from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.local.monitoring import Alertmanager, Prometheus, ScrapeTarget, prometheus_config
-from modelcanary.local.run_dir import PortBook, RunDirLock, stop_leftovers
+from modelcanary.local.run_dir import PortBook, RunDirLock, resumed_split, stop_leftovers
 from modelcanary.local.supervisor import HealthCheck, Part, Supervisor
 from modelcanary.modelrepo.repository import ModelRepository
 from modelcanary.serving.triton_server import Endpoints, TritonServer
@@ -112,9 +112,10 @@ class LocalStack:
                 f"{o.model} version {missing[0]} is not among the served versions "
                 f"{', '.join(map(str, served)) or '(none)'} of {o.repo}"
             )
-        weights = {str(o.stable): 100}
+        stable, weights = str(o.stable), {str(o.stable): 100}
         if o.canary is not None:
             weights = {str(o.stable): 100 - o.canary_weight, str(o.canary): o.canary_weight}
+        stable, weights = resumed_split(run, o.model, served, self.say) or (stable, weights)
 
         shutil.rmtree(run / "faults", ignore_errors=True)  # faults never outlive a run
         (run / "oncall.jsonl").unlink(missing_ok=True)  # nor do the last run's pages
@@ -136,7 +137,7 @@ class LocalStack:
             {
                 "models": {
                     o.model: {
-                        "stable": str(o.stable),
+                        "stable": stable,
                         "upstreams": {str(v): endpoints.http for v in served},
                         "weights": weights,
                         "retry_on_refused": True,
