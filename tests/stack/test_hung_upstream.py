@@ -1,9 +1,9 @@
 """A hung Triton (SIGSTOP: it holds its connections and answers nothing) is routed around
 and restarted, and never holds up a weight change.
 
-The gateway finds it unready within a probe or two and answers requests that would go to
-it 503 at once instead of holding them for the upstream timeout (30 s); a rollback's weight
-change lands at once; under `modelcanary up` the supervisor finds it failing its health
+The gateway finds it unready within a probe or two, abandons the requests waiting on it
+and answers those that would go to it 503 at once, instead of holding them for the
+upstream timeout (30 s); a rollback's weight change lands at once; under `modelcanary up` the supervisor finds it failing its health
 checks, kills it and starts it again, and serving resumes.
 """
 
@@ -71,7 +71,14 @@ def test_the_gateway_routes_around_a_hung_triton_and_rolls_back_at_once(
         try:
             assert infer(front.url, body).status_code == 200
             with stopped(triton.pid):
-                rollback = weights(front.url, TOKEN, {"1": 100})  # the probe has not failed yet
+                in_flight = infer(front.url, body)  # sent before any probe could fail
+                assert in_flight.status_code == 503, in_flight.text
+                assert in_flight.json()["error"] in {
+                    f"version {v} of digits stopped answering its readiness probe while this "
+                    "request waited for it"
+                    for v in ("1", "2")
+                }
+                rollback = weights(front.url, TOKEN, {"1": 100})
                 assert rollback.status_code == 200, rollback.text
                 assert rollback.json()["weights"] == {"1": 100, "2": 0}
 

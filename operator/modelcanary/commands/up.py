@@ -31,7 +31,13 @@ def add(commands: Commands) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--stable", type=integer, required=True, help="stable version")
     p.add_argument("--canary", type=integer, help="a canary version with an initial weight")
-    p.add_argument("--canary-weight", type=integer, default=0, help="initial canary percent")
+    p.add_argument(
+        "--canary-weight",
+        type=integer,
+        default=0,
+        help="initial canary percent (an unfinished rollout in the run directory sets the split "
+        "it recorded instead)",
+    )
     p.add_argument(
         "--versions",
         type=int_list,

@@ -56,7 +56,7 @@ from modelcanary.gateway.client_errors import (
 )
 from modelcanary.gateway.config import GatewayConfig
 from modelcanary.gateway.metrics import GatewayMetrics
-from modelcanary.gateway.readiness import ReadinessWatch
+from modelcanary.gateway.readiness import Abandoned, ReadinessWatch
 from modelcanary.gateway.routes import READY_TIMEOUT_S, Route, unknown_model, unready
 from modelcanary.gateway.upstream import (
     PASSED_HEADERS,
@@ -213,7 +213,12 @@ class Gateway:
         started = time.perf_counter()
         url = route.version_url(version, "/infer")
         try:
-            response = await self.upstream.request("POST", url, body, headers)
+            response = await self.readiness.send(
+                route, version, self.upstream.request("POST", url, body, headers)
+            )
+        except Abandoned as exc:
+            self.metrics.observe(route.name, version, 503, time.perf_counter() - started)
+            return error_response(503, str(exc)), version, False
         except UpstreamRefused as exc:
             self.metrics.observe(route.name, version, 502, time.perf_counter() - started)
             self.readiness.refused(route, version)
