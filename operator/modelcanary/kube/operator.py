@@ -12,8 +12,9 @@ refuse gets phase Invalid and a condition naming the field. Deleting a ModelCana
 was not promoted puts all traffic back on the stable version.
 
 With several replicas, a coordination.k8s.io Lease elects the one whose loop acts; the
-others stand by and take over when it stops renewing. What the handlers share lives in
-kopf's memo.
+others stand by and take over when it stops renewing. The liveness probe follows the tick
+loop (it fails once the loop ended or stalled), the readiness probe the Lease (see
+modelcanary.kube.health). What the handlers share lives in kopf's memo.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from modelcanary.kube.api import (
 )
 from modelcanary.kube.check_target import NO_REPOSITORY, check_target
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
+from modelcanary.kube.health import LoopPulse, stalled_after
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
 from modelcanary.rollout.engine import Engine, Rollout, TickFailure
@@ -87,6 +89,7 @@ class OperatorConfig:
     bind: str = "0.0.0.0"  # where the webhook and metrics servers listen
     comparator: str | None = None  # the shadow comparator's URL; None: no shadow phase
     comparator_token: str = ""  # bearer token of its admin API
+    stalled_after_s: float | None = None  # liveness fails after; None: stalled_after(tick_s)
 
 
 @dataclass
@@ -106,6 +109,14 @@ class Runtime:
     loop: threading.Thread | None = None
     lease: threading.Thread | None = None
     comparator: httpx.Client | None = None  # shared by the rollouts' shadow controls
+    pulse: LoopPulse = field(init=False)  # the tick loop's, for the liveness probe
+
+    def __post_init__(self) -> None:
+        self.pulse = LoopPulse(self.config.stalled_after_s or stalled_after(self.config.tick_s))
+
+    def not_ready(self) -> str | None:
+        """The readiness probe: why this replica does not act (None: it does)."""
+        return None if self.elector is None else self.elector.not_ready()
 
 
 def build_runtime(config: OperatorConfig) -> Runtime:
@@ -179,7 +190,10 @@ def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     settings.scanning.disabled = True
     settings.persistence.finalizer = FINALIZER
     settings.persistence.diffbase_storage = NoDiffBase()
-    memo.servers = operator_servers.start(memo.config, memo.book, memo.metrics.registry)
+    memo.pulse.beat()  # the loop starts below; the time kopf took to get here is no stall
+    memo.servers = operator_servers.start(
+        memo.config, memo.book, memo.metrics.registry, memo.pulse.problem, memo.not_ready
+    )
     if memo.elector is not None:
         memo.elector.acquire_or_renew()
         memo.lease = threading.Thread(
@@ -244,17 +258,22 @@ def lease_loop(runtime: Runtime, elector: LeaseElector) -> None:
 
 
 def tick_loop(runtime: Runtime) -> None:
-    """Tick every rollout while this replica leads, until the operator stops."""
-    while not runtime.stop.is_set():
-        runtime.wake.clear()
-        if runtime.elector is None or runtime.elector.leading:
-            try:
-                tick(runtime)
-            except ModelcanaryError as exc:
-                log.warning("%s", exc)
-            except Exception:  # a bug must not stop every rollout; log it and go on
-                log.exception("tick failed")
-        runtime.wake.wait(runtime.config.tick_s)
+    """Tick every rollout while this replica leads, until the operator stops. Each round
+    is a beat of the pulse the liveness probe reads."""
+    try:
+        while not runtime.stop.is_set():
+            runtime.pulse.beat()
+            runtime.wake.clear()
+            if runtime.elector is None or runtime.elector.leading:
+                try:
+                    tick(runtime)
+                except ModelcanaryError as exc:
+                    log.warning("%s", exc)
+                except Exception:  # a bug must not stop every rollout; log it and go on
+                    log.exception("tick failed")
+            runtime.wake.wait(runtime.config.tick_s)
+    finally:
+        runtime.pulse.end()
 
 
 def tick(runtime: Runtime) -> None:
