@@ -394,6 +394,11 @@ def set_weights(stack: LocalStack, split: dict[str, int], stable: str) -> None:
     assert reply.status_code == 200, reply.text
 
 
+def canary_weight(stack: LocalStack, canary: str) -> object:
+    split = weights(stack)["weights"]
+    return split.get(canary) if isinstance(split, dict) else None
+
+
 def versions(stack: LocalStack) -> tuple[str, str, str]:
     """The stable version now (1 alone, 3 after the tests above), and two good others."""
     stable = str(weights(stack)["stable"])
@@ -472,3 +477,47 @@ def test_a_rollback_recorded_but_never_applied_is_applied_before_it_is_archived(
         f"first: 100% to {stable} (stable {stable})"
     ) in output
     assert output.index("was not applied") < output.index(f"starting: digits {stable} -> {other}")
+
+
+def test_a_state_that_cannot_be_written_keeps_the_controller_watching_and_rolling_back(
+    stack: LocalStack, load: BackgroundLoad, controller: Start
+) -> None:
+    """Issue 25 finding 6: a failed state write ended the controller with exit 1 (the code
+    for rolled back), the canary left at its weight with no one watching. Here the
+    rollout's directory is made immutable (`chattr +i`) at the first step."""
+    stable, canary, _ = versions(stack)
+    quiet(stack, canary)
+    rollout = LocalRollout.of(Path(stack.urls["run_dir"]), "digits")
+    document = spec(int(stable), int(canary), interval="10m", shadow={"enabled": False})
+    process = controller(document)
+
+    def first_step() -> bool:  # of this rollout, not an earlier one's
+        if not (rollout.directory / "spec.json").exists():
+            return False
+        return rollout.spec().canary.version == canary and state(stack).weight == 20
+
+    wait_for(first_step, 90, "the canary never got its first step")
+    subprocess.run(["chattr", "+i", str(rollout.directory)], check=True)
+    alert = {
+        "status": "firing", "startsAt": datetime.now(UTC).isoformat(),
+        "endsAt": "0001-01-01T00:00:00Z",
+        "labels": {"alertname": "ModelVersionHighErrorRatio", "severity": "critical",
+                   "model": "digits", "version": canary, "source": "gateway"},
+        "annotations": {}, "fingerprint": f"unwritable-digits-{canary}",
+    }  # fmt: skip
+    try:
+        notify(stack, alert)
+        wait_for(lambda: canary_weight(stack, canary) == 0, 30, "not rolled back")
+        assert process.poll() is None  # still running: the rollback is not written yet
+        assert (state(stack).phase, state(stack).weight) == ("Progressing", 20)  # on disk
+    finally:
+        subprocess.run(["chattr", "-i", str(rollout.directory)], check=True)
+    try:
+        code, output = finish(process)
+    finally:
+        notify(stack, {**alert, "status": "resolved"})
+    assert code == 1, output
+    written = f"! state: cannot write {rollout.store.state_path}: Operation not permitted"
+    assert written in output
+    final = state(stack)
+    assert (final.phase, final.weight, final.applied) == ("RolledBack", 0, True), output
