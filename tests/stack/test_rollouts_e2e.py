@@ -521,3 +521,32 @@ def test_a_state_that_cannot_be_written_keeps_the_controller_watching_and_rollin
     assert written in output
     final = state(stack)
     assert (final.phase, final.weight, final.applied) == ("RolledBack", 0, True), output
+
+
+def test_repair_rolls_an_unreadable_state_back_and_sends_traffic_to_stable(
+    stack: LocalStack,
+) -> None:
+    """Issue 25 finding 7: a corrupt state could only be fixed by deleting it (losing the
+    history), and `status` showed a traceback."""
+    stable, canary, _ = versions(stack)
+    rollout = LocalRollout.of(Path(stack.urls["run_dir"]), "digits")
+    rollout.store.state_path.unlink(missing_ok=True)
+    rollout.begin(parse_spec(spec(int(stable), int(canary)), "corrupt"))
+    began = datetime.now(UTC).timestamp()
+    started = Transition(began, "start", "Progressing", 0, 20, "checks passed")
+    good = RolloutState("Progressing", 0, 20, began, history=(started,)).to_json()
+    rollout.store.state_path.write_text(json.dumps({**good, "phase": "Bogus"}))
+    set_weights(stack, {stable: 80, canary: 20}, stable)
+    run_dir = stack.urls["run_dir"]
+    status = subprocess.run([MODELCANARY, "status", "--run-dir", run_dir],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert status.returncode == 2 and "phase: must be 'Pending'" in status.stderr
+    assert "Traceback" not in status.stderr
+    repaired = subprocess.run([MODELCANARY, "rollout", "repair", "--run-dir", run_dir],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"now sends all traffic of digits to {stable}" in repaired.stdout
+    assert canary_weight(stack, canary) == 0
+    final = state(stack)
+    assert (final.phase, final.weight, final.applied) == ("RolledBack", 0, True)
+    assert final.history[0] == started and final.history[-1].action == "rollback"

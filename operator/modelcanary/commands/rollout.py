@@ -58,9 +58,9 @@ def add(commands: Commands) -> None:
         "repair",
         help="make an unreadable rollout state a rolled-back one, keeping its history",
         description="When state.json is not a valid rollout state: keep it aside as "
-        "state.json.unreadable-TIME, and write a RolledBack state at 0%% that keeps every "
-        "history entry that reads; the controller sends all traffic to stable when it next "
-        "runs. A valid state is left as it is.",
+        "state.json.unreadable-TIME, and write a RolledBack state at 0% that keeps every "
+        "history entry that reads, and send all traffic to stable (now if the stack runs, "
+        "else at the next `rollout start`). A valid state is left as it is.",
     )
     _target(repair)
     repair.set_defaults(handler=_repair)
