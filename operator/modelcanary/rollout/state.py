@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -21,6 +21,7 @@ from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.judge import Check
 from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult, ShadowCounts
 
+T = TypeVar("T")
 Action = Literal[
     "shadow", "start", "advance", "hold", "pause", "resume", "promote", "rollback", "restart"
 ]
@@ -94,17 +95,16 @@ class StateError(ValueError):
 def parse_state(data: object, steps: int | None = None) -> RolloutState:
     """A state from parsed JSON, with types checked (strictly: "3" is not a step) and
     ranges: `steps`, the spec's number of steps, bounds the step (-1 is before the first)."""
-    try:
-        state = _adapter().validate_json(json.dumps(_with_check_values(data)), strict=True)
-    except ValidationError as exc:
-        raise StateError("; ".join(_describe(e) for e in exc.errors()[:3])) from None
+    state = _validated(_state_schema(), _with_check_values(data))
+    last = f"{steps - 1}" if steps is not None else None
     problems = [
-        f"{name}: must be {what}, got {json.dumps(value)}"
+        f"{name}: must be an integer {what}, got {value}"
         for name, what, value, ok in (
-            ("weight", "an integer between 0 and 100", state.weight, 0 <= state.weight <= 100),
-            ("step", _step_range(steps), state.step,
-             -1 <= state.step < (steps if steps is not None else 1 << 31)),
-            ("failures", "an integer of at least 0", state.failures, state.failures >= 0),
+            ("weight", "between 0 and 100", state.weight, 0 <= state.weight <= 100),
+            ("step", f"between -1 (before the first step) and {last}" if last
+             else "of at least -1", state.step,
+             state.step >= -1 and (steps is None or state.step < steps)),
+            ("failures", "of at least 0", state.failures, state.failures >= 0),
         )
         if not ok
     ]  # fmt: skip
@@ -118,8 +118,12 @@ def parse_state(data: object, steps: int | None = None) -> RolloutState:
 
 def parse_transition(data: object) -> Transition:
     """One history entry (`rollout repair` keeps those that read)."""
+    return _validated(_transition_schema(), data)
+
+
+def _validated(schema: TypeAdapter[T], data: object) -> T:
     try:
-        return TypeAdapter(Transition).validate_json(json.dumps(data), strict=True)
+        return schema.validate_json(json.dumps(data), strict=True)
     except ValidationError as exc:
         raise StateError("; ".join(_describe(e) for e in exc.errors()[:3])) from None
 
@@ -127,15 +131,14 @@ def parse_transition(data: object) -> Transition:
 _NO_CANARY = ("Pending", "Shadowing", "RolledBack")  # phases whose canary has no traffic
 
 
-def _step_range(steps: int | None) -> str:
-    if steps is None:
-        return "an integer of at least -1"
-    return f"an integer between -1 (before the first step) and {steps - 1}"
+@cache
+def _state_schema() -> TypeAdapter[RolloutState]:
+    return TypeAdapter(RolloutState)
 
 
 @cache
-def _adapter() -> TypeAdapter[RolloutState]:
-    return TypeAdapter(RolloutState)
+def _transition_schema() -> TypeAdapter[Transition]:
+    return TypeAdapter(Transition)
 
 
 def _with_check_values(data: object) -> object:
