@@ -202,3 +202,10 @@ def test_a_rollback_names_no_canary_the_gateway_may_not_know() -> None:
 
     router(handler).route(0, promoted=False)
     assert sent == [{"weights": {"1": 100}, "stable": "1"}]
+
+
+def test_an_intent_that_is_a_directory_is_one_line_not_a_crash(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path)
+    store.intent_path.mkdir()
+    with pytest.raises(UsageError, match=r"intent\.json: not readable: Is a directory$"):
+        store.read_intent()

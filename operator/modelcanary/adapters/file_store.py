@@ -88,6 +88,9 @@ class FileStateStore:
             return Intent(**data)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            reason = _reason(exc, self.directory)
+            raise UsageError(f"{self.intent_path}: not readable: {reason}") from None
         except (ValueError, TypeError) as exc:
             self.intent_path.unlink(missing_ok=True)
             raise UsageError(
