@@ -132,7 +132,7 @@ def test_the_split_a_state_stands_for() -> None:
 def test_a_gateway_left_at_90_10_without_a_state_is_a_mismatch() -> None:
     """Finding 8: with the gateway left at 90/10 and the state deleted, a new rollout read
     "Shadowing 0%" while 10% of the users reached the canary."""
-    left = Split({"1": 90, "2": 10, "3": 0}, "1")
+    left = Split({"2": 10, "1": 90, "3": 0}, "1")
     assert split_mismatch(SPEC, None, left) == (
         "the gateway splits digits 90% to 1, 10% to 2 (stable 1) but no rollout state "
         "stands for 100% to 1 (stable 1)"

@@ -39,6 +39,8 @@ def split_mismatch(spec: RolloutSpec, state: RolloutState | None, actual: Split)
 
 
 def describe_split(split: Split) -> str:
-    """e.g. `90% to 1, 10% to 2 (stable 1)`; versions at 0% left out."""
-    shares = [f"{w}% to {v}" for v, w in sorted(split.weights.items()) if w > 0]
+    """e.g. `90% to 1, 10% to 2 (stable 1)`: the largest share first, versions at 0% left
+    out."""
+    ordered = sorted(split.weights.items(), key=lambda vw: (-vw[1], vw[0]))
+    shares = [f"{w}% to {v}" for v, w in ordered if w > 0]
     return f"{', '.join(shares) or 'nothing'} (stable {split.stable})"
