@@ -179,9 +179,11 @@ def test_a_corrupt_state_is_one_line_in_status_history_rollback_and_start(
         "gateway_admin_token_file": str(tmp_path / "token"), "run_dir": str(tmp_path),
         "controller_webhook": "http://127.0.0.1:9/alertmanager/webhook",
         "prometheus": "http://127.0.0.1:9", "alertmanager": "http://127.0.0.1:9",
+        "alertmanager_password_file": str(tmp_path / "alertmanager.password"),
     }))  # fmt: skip
     (tmp_path / "token").write_text("t0k\n")
     (tmp_path / "controller.token").write_text("t0k\n")
+    (tmp_path / "alertmanager.password").write_text("pa55\n")
     spec = tmp_path / "canary.yaml"
     spec.write_text(json.dumps(SPEC.model_dump(mode="json", by_alias=True)))
     for args in (("status",), ("history",), ("rollback", "--reason", "bad"),

@@ -65,6 +65,7 @@ def test_a_full_disk_holds_the_step_rolls_back_anyway_and_is_written_once_it_can
     assert held.state.weight == 10 and store.load() == held.state
 
     alert = FiringAlert("ModelVersionHighErrorRatio", "critical", "2")
+    source.seen = replace(source.seen, alerts=(alert,))  # Prometheus has it: a real alert
     alerted = Engine(source, Notifier(), pushed=lambda model: [alert], clock=clock)
     rolled = alerted.tick([rollout])[0]
     assert rolled.state.phase == "RolledBack" and router.calls[-1] == (0, False)
