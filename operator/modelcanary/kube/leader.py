@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelcanary.kube.api import describe
+from modelcanary.adapters.kube_client import describe
 
 log = logging.getLogger("modelcanary.operator")
 
