@@ -45,7 +45,6 @@ from modelcanary.gateway.asgi import (
     respond_error,
     respond_json,
 )
-from modelcanary.gateway.config import ShadowSettings
 from modelcanary.shadow.admin import (
     MAX_ADMIN_BODY,
     NEEDS_TOKEN,
@@ -57,6 +56,7 @@ from modelcanary.shadow.cloudevents import Event, InvalidEvent, Pair, Pairer, pa
 from modelcanary.shadow.comparator import Comparator
 from modelcanary.shadow.metrics import ShadowMetrics
 from modelcanary.shadow.pairs import VersionPair
+from modelcanary.shadow.settings import ShadowSettings
 
 Catalog = Callable[[str, str, str], VersionPair]  # (model, stable, canary); UsageError
 METRICS_CONTENT = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
