@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from modelcanary.errors import ModelcanaryError
-from modelcanary.rollout.evidence import advance, shadow_since, start
+from modelcanary.rollout.evidence import advance, open_ledger, shadow_since, unread
 from modelcanary.rollout.intents import FINISHED
 from modelcanary.rollout.judge import judge
 from modelcanary.rollout.ports import (
@@ -186,7 +186,10 @@ class Engine:
         if seen.problem:
             problems.append(seen.problem)
         now = self.clock()
+        counters = unread(seen, shadowing)  # why the counters cannot open a ledger
         baseline, evidence = state.baseline, None
+        if baseline is None and state.step >= 0 and counters is None:
+            baseline = open_ledger(seen, now)  # opened late: a step taken unread, an old state
         if baseline is not None and not seen.problem:  # an outage moves no mark
             baseline, evidence = advance(baseline, seen, now)
         shadow_base, shadow = state.shadow_baseline, None
@@ -209,13 +212,15 @@ class Engine:
                     problems.append(f"holdout gate: {exc}")
 
         available = rollout.shadow is not None
-        decision = decide(spec, state, verdict, alerts, intent, now, golden, gate, available)
+        decision = decide(
+            spec, state, verdict, alerts, intent, now, golden, gate, available, counters
+        )  # fmt: skip
         new = apply(state, decision, now)
         if golden is not None:
             new = replace(new, golden=golden, gate=gate or new.gate)
         if state.step < 0 <= new.step:  # the first step: every request from here on counts once
-            new = replace(new, baseline=start(seen, now))
-        elif new.baseline is not None:
+            new = replace(new, baseline=open_ledger(seen, now) if counters is None else None)
+        elif new.step >= 0:
             new = replace(new, baseline=baseline)
         if decision.action == "shadow":
             new = replace(new, shadow_baseline=seen.shadow or ShadowCounts(0.0, 0.0, 0.0))

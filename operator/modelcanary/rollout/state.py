@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from modelcanary.rollout.evidence import Baseline
+from modelcanary.rollout.evidence import Ledger
 from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.judge import Check
 from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult, ShadowCounts
@@ -63,7 +63,7 @@ class RolloutState:
     applied: bool = True  # False between deciding a new weight and the router confirming it
     handled_intent: str = ""  # id of the last operator intent acted on
     analysis: LastAnalysis | None = None
-    baseline: Baseline | None = None  # counters at the canary's first step (evidence.py)
+    baseline: Ledger | None = None  # each replica's counts since the first step (evidence.py)
     unready_since: float | None = None  # when the canary, holding weight, stopped being ready
     created_at: float | None = None  # when the rollout was first seen (Pending's deadline)
     golden: GoldenResult | None = None  # the latest golden-sample check before traffic
@@ -89,7 +89,7 @@ class RolloutState:
                 **data,
                 "history": history,
                 "analysis": LastAnalysis.from_json(analysis) if analysis else None,
-                "baseline": Baseline.from_json(baseline) if baseline else None,
+                "baseline": Ledger.from_json(baseline) if baseline else None,
                 "golden": GoldenResult(**golden) if golden else None,
                 "gate": GateResult(**gate) if gate else None,
                 "shadow_baseline": ShadowCounts(**shadow) if shadow else None,
