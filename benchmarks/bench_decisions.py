@@ -120,8 +120,13 @@ class Scenario:
     crash_at: int | None = None  # the canary's target is gone: its requests fail, unrecorded
     gap: tuple[int, int] | None = None  # Prometheus down
     burst: tuple[int, int] | None = None  # the canary fails every request
+    replicas: int = 1  # of each version at the start
+    scale: tuple[tuple[int, int], ...] = ()  # (at, replicas): both versions scale
+    restart_at: int | None = None  # replica 0 of both versions restarts (counters from 0)
     spec: dict[str, Any] = field(default_factory=dict)  # rollout spec overrides
 
+
+SCALING = ((60, 3), (180, 1))  # both versions: 1 -> 3 replicas at 60 s, back to 1 at 180 s
 
 SCENARIOS = [
     Scenario("healthy", "promote"),
@@ -140,7 +145,14 @@ SCENARIOS = [
     Scenario("silent-crash", "rollback", crash_at=90),
     Scenario("prom-gap-2m", "promote", gap=(60, 180)),
     Scenario("burst-20s", "either", burst=(60, 80)),
-]
+    Scenario("rate-40", "promote", rate=40.0),
+    Scenario("scale-1-3-1", "promote", scale=SCALING),
+    Scenario("scale-1-3-1-errors-5%", "rollback", stable_error=0.005, canary_error=0.05,
+             scale=SCALING),
+    Scenario("replica-restart", "promote", replicas=2, restart_at=120),
+    Scenario("replica-restart-errors-5%", "rollback", stable_error=0.005, canary_error=0.05,
+             replicas=2, restart_at=120),
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -357,7 +369,7 @@ def simulate(scenario: Scenario, controller: str, seed: int, settings: Settings)
     index = next(i for i, s in enumerate(SCENARIOS) if s.name == scenario.name)
     rng = np.random.default_rng([seed, index])
     stable = Behaviour(scenario.stable_error, latency_probs(MEDIAN_S, P99_S))
-    world = World(rng, scenario.rate, stable)
+    world = World(rng, scenario.rate, stable, scenario.replicas)
     slower = scenario.canary_slower
     world.behaviour[CANARY] = Behaviour(
         scenario.canary_error,
@@ -370,14 +382,21 @@ def simulate(scenario: Scenario, controller: str, seed: int, settings: Settings)
     capacity = (HISTORY_S + horizon) // scrape + 4
     prom = Prometheus(world, profile, key, capacity, scenario.gap)
     for k, sample in enumerate(world.history(HISTORY_S, scrape)[:-1]):
-        prom.add(0, -HISTORY_S + (k + 1) * scrape, sample)
+        for slot in range(scenario.replicas):
+            prom.add(0, slot, -HISTORY_S + (k + 1) * scrape, sample[slot])
     agent = CONTROLLERS[controller](world, prom, spec)
     times = [scrape, TICK_S, agent.period, *(scenario.gap or ()), *(scenario.burst or ())]
+    times += [at for at, _ in scenario.scale] + [scenario.restart_at or 0]
     dt = math.gcd(evaluation_offset or scrape, *times, scenario.crash_at or 0)
+    scaling = dict(scenario.scale)
     t = 0
     while t < horizon:
         if scenario.crash_at is not None and t >= scenario.crash_at:
             world.down[CANARY] = True
+        if t in scaling:
+            world.scale(scaling[t])
+        if t == scenario.restart_at:
+            world.restart(0)
         world.burst = scenario.burst is not None and scenario.burst[0] <= t < scenario.burst[1]
         if t % scrape == 0:
             prom.scrape(t)

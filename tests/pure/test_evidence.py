@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import Any
 
 from modelcanary.rollout.evidence import (
     MAX_SERIES,
@@ -105,6 +106,31 @@ def test_a_restarted_controller_carries_on_from_the_ledger_in_the_state() -> Non
     _, evidence = advance(restored, seen({"a": n(1300), "b": n(600)},
                                          {"x": Counts(80, 1, ((0.1, 70),), 80)}), 20)  # fmt: skip
     assert evidence.stable.requests == 400 and evidence.canary == Counts(75, 1, ((0.1, 66),), 75)
+
+
+def merged(old: Any, patch: Any) -> Any:
+    """A JSON merge patch (RFC 7386), as the API server applies a status write."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(old) if isinstance(old, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merged(out.get(key), value)
+    return out
+
+
+def test_the_ledger_reads_back_after_merge_patches_of_the_status() -> None:
+    """Replicas that went away, and a silence that started over, leave no names behind in
+    a status written as merge patches."""
+    ledger = open_ledger(seen({f"pod-{i}": n(100) for i in range(MAX_SERIES)}, {"x": n(1)}), 0)
+    status = RolloutState(step=0, baseline=ledger).to_json()
+    for t in range(1, 6):
+        replicas = {f"new-{t}-{i}": n(10) for i in range(MAX_SERIES)}
+        ledger, _ = advance(ledger, seen(replicas, {"x": n(1 + t % 2)}), t)
+        status = merged(status, RolloutState(step=0, baseline=ledger).to_json())
+    assert RolloutState.from_json(json.loads(json.dumps(status))).baseline == ledger
 
 
 def test_a_state_from_before_ledgers_opens_a_new_one() -> None:

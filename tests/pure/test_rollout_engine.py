@@ -536,4 +536,5 @@ def test_the_first_step_waits_until_prometheus_gave_both_versions_counters() -> 
     clock.now += 10
     result = Engine(Source(), Notifier(), clock=clock).tick([make(store)])[0]
     assert result.state.phase == "Progressing" and result.state.baseline is not None
-    assert result.state.baseline.stable.series["10.0.0.1:8000"].last.requests == 500
+    (series,) = result.state.baseline.stable.series
+    assert (series.name, series.last.requests) == ("10.0.0.1:8000", 500)

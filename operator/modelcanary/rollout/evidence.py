@@ -76,6 +76,7 @@ class Series:
     """One replica's counters as last read, what they added since the ledger opened, when
     they were last read, and the requests counted before their latest change."""
 
+    name: str
     last: Counts
     counted: Counts
     seen_at: float
@@ -84,44 +85,51 @@ class Series:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Series:
         return cls(
-            _counts(data["last"]), _counts(data["counted"]), float(data["seen_at"]),
-            float(data.get("previous", 0.0)),
+            str(data["name"]), _counts(data["last"]), _counts(data["counted"]),
+            float(data["seen_at"]), float(data.get("previous", 0.0)),
         )  # fmt: skip
+
+
+def _pairs(raw: Any) -> tuple[tuple[str, float], ...]:
+    return tuple((str(name), float(n)) for name, n in raw or ())
 
 
 @dataclass(frozen=True)
 class Tally:
-    """One version's series by name, and what series no longer kept had counted."""
+    """One version's series, and what series no longer kept had counted. (Lists, never
+    maps by name: a merge patch of a status would keep the names a new map dropped.)"""
 
-    series: dict[str, Series] = field(default_factory=dict)
+    series: tuple[Series, ...] = ()
     retired: Counts = NOTHING
 
     @property
     def total(self) -> Counts:
         total = self.retired
-        for one in self.series.values():
+        for one in self.series:
             total = _add(total, one.counted)
         return total
 
     def read(self, replicas: Mapping[str, Counts], now: float, opening: bool) -> Tally:
         """The tally after reading these series (`opening`: they count from here)."""
-        series = dict(self.series)
+        series = {s.name: s for s in self.series}
         for name, counts in replicas.items():
-            old = series.get(name) or Series(NOTHING, NOTHING, now)
+            old = series.get(name) or Series(name, NOTHING, NOTHING, now)
             counted, previous = old.counted, old.previous
             if not opening:
                 counted = _add(counted, _increment(old.last if name in series else None, counts))
                 if counted.requests != old.counted.requests:
                     previous = old.counted.requests
-            series[name] = Series(counts, counted, now, previous)
+            series[name] = Series(name, counts, counted, now, previous)
+        kept = sorted(series.values(), key=lambda s: s.seen_at)
+        excess = max(len(kept) - MAX_SERIES, 0)
         retired = self.retired
-        for name in sorted(series, key=lambda n: series[n].seen_at)[: len(series) - MAX_SERIES]:
-            retired = _add(retired, series.pop(name).counted)
-        return Tally(series, retired)
+        for gone in kept[:excess]:  # those gone longest
+            retired = _add(retired, gone.counted)
+        return Tally(tuple(kept[excess:]), retired)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Tally:
-        series = {name: Series.from_json(s) for name, s in data.get("series", {}).items()}
+        series = tuple(Series.from_json(s) for s in data.get("series", ()))
         return cls(series, _counts(data.get("retired", {"requests": 0, "errors": 0})))
 
 
@@ -133,30 +141,28 @@ class Silence:
     versions' scrapes are offset)."""
 
     canary: float = 0.0
-    anchors: dict[str, float] = field(default_factory=dict)
-    since: dict[str, float] = field(default_factory=dict)
+    anchors: tuple[tuple[str, float], ...] = ()
+    since: tuple[tuple[str, float], ...] = ()
 
     def read(self, stable: Tally, canary: float) -> Silence:
-        counted = {name: s.counted.requests for name, s in stable.series.items()}
+        counted = {s.name: s.counted.requests for s in stable.series}
         if canary != self.canary:  # the canary served: its silence starts over
-            return Silence(canary, counted, {})
-        anchors = {name: self.anchors.get(name, n) for name, n in counted.items()}
-        since = {
-            name: self.since.get(name, n)
+            return Silence(canary, tuple(counted.items()))
+        before, began = dict(self.anchors), dict(self.since)
+        anchors = {name: before.get(name, n) for name, n in counted.items()}
+        since = tuple(
+            (name, began.get(name, n))
             for name, n in counted.items()
-            if name in self.since or n > anchors[name]
-        }
-        return Silence(canary, anchors, since)
+            if name in began or n > anchors[name]
+        )
+        return Silence(canary, tuple(anchors.items()), since)
 
     def stable_served(self, stable: Tally) -> float:
         """Stable's requests surely served while the canary's counters stood still: each
         series' from its first value after the canary's last movement up to the value
         before its latest (one scrape behind, so the canary's own scrape has caught up)."""
-        return sum(
-            max(s.previous - self.since[name], 0.0)
-            for name, s in stable.series.items()
-            if name in self.since
-        )
+        began = dict(self.since)
+        return sum(max(s.previous - began[s.name], 0.0) for s in stable.series if s.name in began)
 
 
 @dataclass(frozen=True)
@@ -177,9 +183,8 @@ class Ledger:
         return cls(
             Tally.from_json(data["stable"]), Tally.from_json(data["canary"]),
             Silence(
-                float(silence.get("canary", 0.0)),
-                {k: float(v) for k, v in silence.get("anchors", {}).items()},
-                {k: float(v) for k, v in silence.get("since", {}).items()},
+                float(silence.get("canary", 0.0)), _pairs(silence.get("anchors")),
+                _pairs(silence.get("since")),
             ),
         )  # fmt: skip
 
@@ -216,7 +221,7 @@ def open_ledger(seen: Observations, now: float) -> Ledger:
     """The ledger when the canary gets its first step: each series counts from here."""
     stable = Tally().read(_replicas(seen.stable) or {}, now, opening=True)
     canary = Tally().read(_replicas(seen.canary) or {}, now, opening=True)
-    return Ledger(stable, canary, Silence(0.0, dict.fromkeys(stable.series, 0.0)))
+    return Ledger(stable, canary, Silence(0.0, tuple((s.name, 0.0) for s in stable.series)))
 
 
 def advance(ledger: Ledger, seen: Observations, now: float) -> tuple[Ledger, Evidence]:

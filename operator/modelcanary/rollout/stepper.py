@@ -153,7 +153,7 @@ def decide(
             f"alert {alert.name} ({alert.severity}) fired for version {canary}",
             weight=0,
         )
-    held = None if alert is None else f"on {verdict.canary_samples} canary requests"
+    held = alert  # a rollback alert on too few requests: it holds (rule 9)
 
     # 4. before the first step: a ready canary, its golden samples, the holdout gate
     if state.phase == "Pending":
@@ -245,12 +245,19 @@ def decide(
         return make("pause", reason, failures=failures)
 
     # 9. holding alerts (and rollback alerts on too few requests), inconclusive verdicts
-    alert = firing(alerts, canary, spec.analysis.alerts.hold_on) or alert
+    alert = firing(alerts, canary, spec.analysis.alerts.hold_on)
     if alert is not None:
-        few_requests = f" {held}, too few to roll back on: the checks decide" if held else ""
         return make(
             "hold",
-            f"holding: alert {alert.name} ({alert.severity}) for version {canary}{few_requests}",
+            f"holding: alert {alert.name} ({alert.severity}) for version {canary}",
+            failures=failures,
+        )
+    if held is not None:
+        return make(
+            "hold",
+            f"holding: alert {held.name} ({held.severity}) for version {canary} on "
+            f"{verdict.canary_samples} canary requests, too few to roll back on: the checks "
+            "decide",
             failures=failures,
         )
     if verdict.result == "inconclusive":
