@@ -234,11 +234,13 @@ class Prometheus:
         self.samples[version, slot, n] = values
         self.count[version, slot] = n + 1
 
-    def scrape(self, t: float) -> None:
+    def scrape(self, t: float, versions: tuple[int, ...] = (STABLE, CANARY)) -> None:
+        """Scrape these versions' targets (the split's gauge with stable's)."""
         if self.is_down(t):
             return
-        self.weight = self.world.weight
-        for version in (STABLE, CANARY):
+        if STABLE in versions:
+            self.weight = self.world.weight
+        for version in versions:
             for slot in range(SLOTS):
                 up = (
                     self.world.exists[version, slot]
