@@ -13,6 +13,7 @@ from modelcanary.rollout.evidence import (
     advance,
     open_ledger,
     unread,
+    watch,
 )
 from modelcanary.rollout.ports import Counts, Observations, VersionStats
 from modelcanary.rollout.state import RolloutState
@@ -32,7 +33,7 @@ def n(requests: float, errors: float = 0) -> Counts:
 
 
 def test_counts_are_per_replica_differences_since_the_start() -> None:
-    ledger = open_ledger(seen({"a": Counts(1000, 5, ((0.1, 900),), 1000), "b": n(300)},
+    ledger = open_ledger(None, seen({"a": Counts(1000, 5, ((0.1, 900),), 1000), "b": n(300)},
                               {"c": Counts(40, 1, ((0.1, 30),), 40)}), 0)  # fmt: skip
     _, evidence = advance(ledger, seen({"a": Counts(1500, 6, ((0.1, 1380),), 1500), "b": n(350)},
                                        {"c": Counts(140, 3, ((0.1, 125),), 140)}), 10)  # fmt: skip
@@ -43,7 +44,7 @@ def test_counts_are_per_replica_differences_since_the_start() -> None:
 def test_scaling_down_keeps_what_the_gone_replica_counted() -> None:
     """The summed counters dropped when a pod went away, and the judge took the drop for a
     restart: stable's whole history became evidence."""
-    ledger = open_ledger(seen({"a": n(10_000), "b": n(10_000), "c": n(10_000)}), 0)
+    ledger = open_ledger(None, seen({"a": n(10_000), "b": n(10_000), "c": n(10_000)}), 0)
     ledger, evidence = advance(ledger, seen({"a": n(10_100), "b": n(10_100), "c": n(10_100)}), 10)
     assert evidence.stable.requests == 300
     ledger, evidence = advance(ledger, seen({"a": n(10_200)}), 20)  # b and c scaled away
@@ -53,7 +54,7 @@ def test_scaling_down_keeps_what_the_gone_replica_counted() -> None:
 
 
 def test_scaling_up_counts_a_new_replica_from_zero() -> None:
-    ledger = open_ledger(seen({"a": n(5000)}, {"x": n(10)}), 0)
+    ledger = open_ledger(None, seen({"a": n(5000)}, {"x": n(10)}), 0)
     ledger, evidence = advance(ledger, seen({"a": n(5100)}, {"x": n(20), "y": n(7, 1)}), 10)
     assert evidence.canary == n(17, 1)  # y's 7 requests all came after the rollout began
     _, evidence = advance(ledger, seen({"a": n(5200)}, {"x": n(30), "y": n(12, 1)}), 20)
@@ -61,7 +62,7 @@ def test_scaling_up_counts_a_new_replica_from_zero() -> None:
 
 
 def test_a_restart_below_the_starting_value_counts_again_from_zero() -> None:
-    ledger = open_ledger(seen({"a": n(1000)}, {"x": n(400, 4)}), 0)
+    ledger = open_ledger(None, seen({"a": n(1000)}, {"x": n(400, 4)}), 0)
     ledger, evidence = advance(ledger, seen({"a": n(1100)}, {"x": n(450, 4)}), 10)
     ledger, evidence = advance(ledger, seen({"a": n(1200)}, {"x": n(30, 1)}), 20)  # restarted
     assert evidence.canary == n(80, 1)  # 50 before the restart, 30 since: not -370, not 30
@@ -70,7 +71,7 @@ def test_a_restart_below_the_starting_value_counts_again_from_zero() -> None:
 def test_a_restart_above_the_starting_value_loses_nothing() -> None:
     """The summed counter was compared with its value at the rollout's start: a restart
     whose new count had passed it went unseen, and the requests before it were lost."""
-    ledger = open_ledger(seen({"a": n(100)}, {"x": n(100)}), 0)
+    ledger = open_ledger(None, seen({"a": n(100)}, {"x": n(100)}), 0)
     ledger, evidence = advance(ledger, seen({"a": n(200)}, {"x": n(900)}), 10)
     assert evidence.canary.requests == 800
     ledger, evidence = advance(ledger, seen({"a": n(300)}, {"x": n(150)}), 20)  # restarted
@@ -78,7 +79,7 @@ def test_a_restart_above_the_starting_value_loses_nothing() -> None:
 
 
 def test_a_gone_series_that_comes_back_continues_from_its_last_value() -> None:
-    ledger = open_ledger(seen({"a": n(1000), "b": n(1000)}), 0)
+    ledger = open_ledger(None, seen({"a": n(1000), "b": n(1000)}), 0)
     ledger, _ = advance(ledger, seen({"a": n(1100), "b": n(1050)}), 10)
     ledger, evidence = advance(ledger, seen({"a": n(1200)}), 20)  # b missed a scrape
     assert evidence.stable.requests == 250
@@ -87,7 +88,7 @@ def test_a_gone_series_that_comes_back_continues_from_its_last_value() -> None:
 
 
 def test_a_prometheus_gap_changes_nothing_counted() -> None:
-    ledger = open_ledger(seen({"a": n(1000)}, {"x": n(10)}), 0)
+    ledger = open_ledger(None, seen({"a": n(1000)}, {"x": n(10)}), 0)
     ledger, _ = advance(ledger, seen({"a": n(1100)}, {"x": n(20)}), 10)
     gap = Observations(None, None, problem="Prometheus at http://prom:9090 is unreachable")
     ledger, evidence = advance(ledger, gap, 20)
@@ -97,7 +98,9 @@ def test_a_prometheus_gap_changes_nothing_counted() -> None:
 
 
 def test_a_restarted_controller_carries_on_from_the_ledger_in_the_state() -> None:
-    ledger = open_ledger(seen({"a": n(1000), "b": n(500)}, {"x": Counts(5, 0, ((0.1, 4),), 5)}), 0)
+    ledger = open_ledger(
+        None, seen({"a": n(1000), "b": n(500)}, {"x": Counts(5, 0, ((0.1, 4),), 5)}), 0
+    )
     ledger, _ = advance(ledger, seen({"a": n(1200)}, {"x": Counts(50, 1, ((0.1, 45),), 50)}), 10)
     written = json.loads(json.dumps(RolloutState(step=0, baseline=ledger).to_json()))
     restored = RolloutState.from_json(written).baseline
@@ -124,7 +127,9 @@ def merged(old: Any, patch: Any) -> Any:
 def test_the_ledger_reads_back_after_merge_patches_of_the_status() -> None:
     """Replicas that went away, and a silence that started over, leave no names behind in
     a status written as merge patches."""
-    ledger = open_ledger(seen({f"pod-{i}": n(100) for i in range(MAX_SERIES)}, {"x": n(1)}), 0)
+    ledger = open_ledger(
+        None, seen({f"pod-{i}": n(100) for i in range(MAX_SERIES)}, {"x": n(1)}), 0
+    )
     status = RolloutState(step=0, baseline=ledger).to_json()
     for t in range(1, 6):
         replicas = {f"new-{t}-{i}": n(10) for i in range(MAX_SERIES)}
@@ -142,7 +147,7 @@ def test_a_state_from_before_ledgers_opens_a_new_one() -> None:
 
 
 def test_the_ledger_keeps_a_bounded_number_of_series_and_their_counts() -> None:
-    ledger = open_ledger(seen({"a": n(0)}), 0)
+    ledger = open_ledger(None, seen({"a": n(0)}), 0)
     for i in range(3 * MAX_SERIES):  # a replica replaced every tick, each serving 10
         ledger, evidence = advance(ledger, seen({"a": n(i + 1), f"pod-{i}": n(10)}), i + 1)
     assert len(ledger.stable.series) <= MAX_SERIES
@@ -152,18 +157,26 @@ def test_the_ledger_keeps_a_bounded_number_of_series_and_their_counts() -> None:
 
 def test_the_first_step_needs_real_counters() -> None:
     unreachable = Observations(None, None, problem="Prometheus at http://prom is unreachable")
-    assert unread(unreachable, shadowing=False) == "Prometheus at http://prom is unreachable"
-    assert unread(seen(None, {"x": n(3)}), False) == "no stable counters in Prometheus yet"
-    assert unread(seen({"a": n(3)}), False) is None  # a canary that never served: no series
-    assert unread(seen({"a": n(3)}), True) == "no canary counters in Prometheus yet"
-    assert unread(seen({"a": n(3)}, {"x": n(1)}), True) is None
+    assert unread(unreachable) == "Prometheus at http://prom is unreachable"
+    assert unread(seen(None, {"x": n(3)})) == "no stable counters in Prometheus yet"
+    assert unread(seen({"a": n(3)})) is None  # a canary that never served: no series
+
+
+def test_series_seen_before_the_first_step_never_count_their_past() -> None:
+    """The canary served mirrored requests while shadowing; its series missed the scrape
+    at the first step. Counted from zero, its whole past would be evidence."""
+    watched = watch(None, seen({"a": n(1000)}, {"x": n(300, 30)}), 0)
+    watched = watch(watched, seen({"a": n(1100)}, {"x": n(350, 35)}), 10)
+    ledger = open_ledger(watched, seen({"a": n(1200)}), 20)  # x not scraped just now
+    _, evidence = advance(ledger, seen({"a": n(1300)}, {"x": n(360, 35)}), 30)
+    assert evidence.canary == n(10, 0) and evidence.stable.requests == 100
 
 
 def test_a_silent_canary_is_counted_in_stable_requests_across_offset_scrapes() -> None:
     """60 s scrapes, stable's 30 s after the canary's, ticks every 10 s: a healthy canary at
     5% of 40 req/s must never look silent (issue 20 item 3), a crashed one must."""
     stable_rate, canary_rate = 38.0, 2.0
-    ledger = open_ledger(seen({"a": n(0)}, {"x": n(0)}), 0)
+    ledger = open_ledger(None, seen({"a": n(0)}, {"x": n(0)}), 0)
     worst = 0.0
     for t in range(10, 1200, 10):
         stable_at = (t - 30) // 60 * 60 + 30  # stable scraped at 30, 90, 150, ...

@@ -530,7 +530,7 @@ def test_the_first_step_waits_until_prometheus_gave_both_versions_counters() -> 
     result = Engine(down, Notifier(), clock=clock).tick([make(store)])[0]
     assert result.state.phase == "Pending" and result.state.baseline is None
     assert result.decision is not None
-    assert "waiting for both versions' counters before the first step (Prometheus at " in (
+    assert "waiting for the counters before the first step (Prometheus at " in (
         result.decision.reason
     )
     clock.now += 10

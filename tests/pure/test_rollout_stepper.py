@@ -354,11 +354,11 @@ UNREACHABLE = "Prometheus at http://127.0.0.1:9 is unreachable"
 @pytest.mark.parametrize(
     ("state", "action", "reason"),
     [
-        # the first step waits for a real observation of both versions' counters
-        (RolloutState(created_at=T0 - 10), "hold", f"waiting for both versions' counters before the first step ({UNREACHABLE}) (590s left of progressDeadline 10m)"),
-        (shadowing(301), "hold", f"shadowing: waiting for both versions' counters ({UNREACHABLE})"),
+        # the first step waits for a real observation of the versions' counters
+        (RolloutState(created_at=T0 - 10), "hold", f"waiting for the counters before the first step ({UNREACHABLE}) (590s left of progressDeadline 10m)"),
+        (shadowing(301), "hold", f"shadowing: waiting for the counters ({UNREACHABLE})"),
         # ... at most until progressDeadline
-        (RolloutState(created_at=T0 - 601), "rollback", f"both versions' counters were never read ({UNREACHABLE}) within progressDeadline 10m"),
+        (RolloutState(created_at=T0 - 601), "rollback", f"the counters were never read ({UNREACHABLE}) within progressDeadline 10m"),
     ],
 )  # fmt: skip
 def test_the_first_step_waits_for_both_versions_counters(

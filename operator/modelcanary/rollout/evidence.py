@@ -11,8 +11,9 @@ reset rule, and sums them per version:
   if it comes back (a missed scrape).
 
 So replicas may come and go, restart and scale without losing a counted request or
-counting one from before the rollout. The ledger opens when the canary gets its first step,
-from a real observation of both versions (`unread` says why one is not), and lives in the
+counting one from before the rollout. Before the first step the ledger only watches
+(each series' latest counters, nothing counted); it opens when the canary gets its first
+step, from a real observation (`unread` says why there is none), and lives in the
 rollout's state, so a restarted controller carries on; it keeps at most `MAX_SERIES`
 series per version (those gone longest fold into `retired`).
 
@@ -203,25 +204,32 @@ def _replicas(stats: VersionStats | None) -> Mapping[str, Counts] | None:
     return stats.replicas if stats is not None else None
 
 
-def unread(seen: Observations, shadowing: bool) -> str | None:
+def unread(seen: Observations) -> str | None:
     """Why the counters cannot open a ledger now, or None when they can: Prometheus
-    answered and listed stable's series, and the canary's where it already serves
-    (mirrored requests); a canary that never served may have no series yet."""
+    answered and listed stable's series. (The canary's may be missing: one that never
+    served has none yet, and its first series counts from zero.)"""
     if seen.problem:
         return seen.problem
-    missing = [
-        name for name, stats, needed in (("stable", seen.stable, True),
-                                         ("canary", seen.canary, shadowing))
-        if needed and not _replicas(stats)
-    ]  # fmt: skip
-    return f"no {' or '.join(missing)} counters in Prometheus yet" if missing else None
+    return None if _replicas(seen.stable) else "no stable counters in Prometheus yet"
 
 
-def open_ledger(seen: Observations, now: float) -> Ledger:
-    """The ledger when the canary gets its first step: each series counts from here."""
-    stable = Tally().read(_replicas(seen.stable) or {}, now, opening=True)
-    canary = Tally().read(_replicas(seen.canary) or {}, now, opening=True)
-    return Ledger(stable, canary, Silence(0.0, tuple((s.name, 0.0) for s in stable.series)))
+def watch(ledger: Ledger | None, seen: Observations, now: float) -> Ledger:
+    """Before the first step: each series' latest counters, nothing counted, so a series
+    seen then (the canary's, serving mirrored requests) never counts its past."""
+    if ledger is None:
+        ledger = Ledger(Tally(), Tally())
+    stable = ledger.stable.read(_replicas(seen.stable) or {}, now, opening=True)
+    canary = ledger.canary.read(_replicas(seen.canary) or {}, now, opening=True)
+    return Ledger(stable, canary)
+
+
+def open_ledger(ledger: Ledger | None, seen: Observations, now: float) -> Ledger:
+    """The ledger when the canary gets its first step: each series counts from its latest
+    counters (read now, or before when missing now)."""
+    watched = watch(ledger, seen, now)
+    return replace(
+        watched, silence=Silence(0.0, tuple((s.name, 0.0) for s in watched.stable.series))
+    )
 
 
 def advance(ledger: Ledger, seen: Observations, now: float) -> tuple[Ledger, Evidence]:

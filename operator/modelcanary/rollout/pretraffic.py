@@ -38,8 +38,8 @@ def pending(
     elif counters is None:
         never, what = "the holdout gate did not run", "the holdout gate"
     else:
-        never = f"both versions' counters were never read ({counters})"
-        what = f"both versions' counters before the first step ({counters})"
+        never = f"the counters were never read ({counters})"
+        what = f"the counters before the first step ({counters})"
     if left < 0:
         return make("rollback", f"{never} within progressDeadline {deadline}", weight=0)
     return make("hold", f"waiting for {what} ({left:.0f}s left of progressDeadline {deadline})")
@@ -55,8 +55,8 @@ def shadowing(
     make: Callable[..., Decision],
 ) -> Decision:
     """Roll back on evidence of disagreement; start the first step after enough pairs (or
-    `maxDuration` with no evidence against the canary) once both versions' counters are
-    read; hold otherwise."""
+    `maxDuration` with no evidence against the canary) once the counters are read; hold
+    otherwise."""
     shadow = spec.shadow
     begun = state.created_at if state.created_at is not None else now
     if now - begun > spec.progress_deadline_s:
@@ -84,7 +84,7 @@ def shadowing(
         return make("hold", f"shadowing: holding: {drift.detail}")
     if check.samples >= shadow.min_samples or since >= spec.shadow_max_s:
         if counters is not None:
-            return make("hold", f"shadowing: waiting for both versions' counters ({counters})")
+            return make("hold", f"shadowing: waiting for the counters ({counters})")
         return make("start", f"shadow comparison: {check.detail}; step 1", 0, spec.steps[0])
     return make(
         "hold",

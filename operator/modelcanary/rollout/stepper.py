@@ -14,9 +14,9 @@ Rules, in order of precedence:
    the holdout gate must not find the canary worse than stable on labelled data; either
    failure rolls back before any user traffic reaches the canary ("not checked", for
    versions without a holdout, lets it start and says so). The first step also waits until
-   Prometheus has given both versions' counters (stable's series; the canary's too when it
-   already serves mirrored requests), so evidence counts from a real observation, never
-   from zeros. Waiting for any of them ends
+   Prometheus has answered with stable's counters (the canary's are read whenever they
+   exist: evidence.watch), so evidence counts from a real observation, never from zeros.
+   Waiting for any of them ends
    at `progressDeadline` from when the rollout was first seen, with a rollback. Then, with
    a shadow comparison (spec `shadow`, and a platform that mirrors), the rollout shadows.
 4b. Shadowing: the canary takes no user traffic while its answers to a share of stable's
@@ -84,7 +84,7 @@ def decide(
     shadow_available: bool = False,
     counters: str | None = None,
 ) -> Decision:
-    """The one thing to do now; `counters` says why both versions' counters could not be
+    """The one thing to do now; `counters` says why the versions' counters could not be
     read (None: they were)."""
     last = len(spec.steps) - 1
     data_at = now if verdict.has_data and not verdict.problems else state.last_data_at
