@@ -371,3 +371,11 @@ def test_the_first_step_waits_for_both_versions_counters(
     assert (decision.action, decision.weight) == (action, 0), decision.reason
     assert reason in decision.reason
     assert run(state, v, golden=GOLDEN_OK).action in ("start", "rollback")
+
+
+def test_the_shadow_phase_needs_no_counters() -> None:
+    """No user traffic while shadowing: only the first step waits for the counters."""
+    decision = decide(
+        SPEC, RolloutState(), PASS, (), None, T0, GOLDEN_OK, NOT_WORSE, True, UNREACHABLE
+    )
+    assert (decision.action, decision.weight) == ("shadow", 0), decision.reason

@@ -18,28 +18,17 @@ if TYPE_CHECKING:
 def pending(
     spec: RolloutSpec,
     state: RolloutState,
-    ready: bool,
-    golden_ran: bool,
-    counters: str | None,
+    missing: tuple[str, str],
     now: float,
     make: Callable[..., Decision],
 ) -> Decision:
-    """Wait for a ready canary, its golden-sample check, the holdout gate and both
-    versions' counters (`counters`: why they are not read), up to `progressDeadline` from
+    """Wait for what is `missing` (what never came, what is awaited: a ready canary, its
+    golden-sample check, the holdout gate, the counters), up to `progressDeadline` from
     when the rollout was first seen; then roll back, saying what never came."""
     deadline = spec.progress_deadline
     begun = state.created_at if state.created_at is not None else now
     left = spec.progress_deadline_s - (now - begun)
-    if not ready:
-        never, what = "the canary was not ready", "the canary to be ready"
-    elif not golden_ran:
-        never = "the golden-sample check did not run"
-        what = "the golden-sample check of the canary"
-    elif counters is None:
-        never, what = "the holdout gate did not run", "the holdout gate"
-    else:
-        never = f"the counters were never read ({counters})"
-        what = f"the counters before the first step ({counters})"
+    never, what = missing
     if left < 0:
         return make("rollback", f"{never} within progressDeadline {deadline}", weight=0)
     return make("hold", f"waiting for {what} ({left:.0f}s left of progressDeadline {deadline})")

@@ -163,13 +163,15 @@ def decide(
             )
         if gate is not None and gate.outcome == "worse":
             return make("rollback", f"worse than stable on the holdout: {gate.summary}", weight=0)
-        if ready and golden is not None and gate is not None and counters is None:
-            if shadow_available and spec.shadow.enabled:
+        if ready and golden is not None and gate is not None:
+            if shadow_available and spec.shadow.enabled:  # no traffic yet: no counters needed
                 return make(
                     "shadow",
                     f"golden samples match ({golden.worst}); holdout {gate.outcome}: "
                     f"{gate.summary}; shadowing {spec.shadow.percent}% of stable's requests",
                 )
+            if counters is not None:  # evidence counts from a real observation
+                return pending(spec, state, _unread(counters), now, make)
             unmirrored = "; no shadow comparison here" if spec.shadow.enabled else ""
             return make(
                 "start",
@@ -178,7 +180,7 @@ def decide(
                 0,
                 spec.steps[0],
             )
-        return pending(spec, state, ready, golden is not None, counters, now, make)
+        return pending(spec, state, _missing(ready, golden), now, make)
 
     # 4b. shadowing: compared on a share of stable's requests, before any user traffic
     if state.phase == "Shadowing":
@@ -302,6 +304,22 @@ def _before_full(
         f"before full traffic: the canary's error ratio is at most "
         f"{check.ruled_out * 100:.2f} points above stable's so far, {wanted * 100:g} wanted "
         f"({max_wait - at_step:.0f}s left of maxWait)"
+    )
+
+
+def _missing(ready: bool, golden: GoldenResult | None) -> tuple[str, str]:
+    """What a pending rollout never got, and what it waits for, first."""
+    if not ready:
+        return "the canary was not ready", "the canary to be ready"
+    if golden is None:
+        return "the golden-sample check did not run", "the golden-sample check of the canary"
+    return "the holdout gate did not run", "the holdout gate"
+
+
+def _unread(counters: str) -> tuple[str, str]:
+    return (
+        f"the counters were never read ({counters})",
+        f"the counters before the first step ({counters})",
     )
 
 
