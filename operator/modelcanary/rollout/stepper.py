@@ -32,7 +32,8 @@ Rules, in order of precedence:
    `failureLimit` > 0 counts towards it, at most once per `interval`. Passing checks reset
    the count only with `resetFailuresOnPass`.
 8. No data for longer than `noData.after` pauses or rolls back, as configured.
-9. A firing `holdOn` alert holds. An inconclusive verdict holds.
+9. A firing `holdOn` alert holds, as does a `rollbackOn` one on too few requests (rule 3).
+   An inconclusive verdict holds.
 10. A passing verdict after `interval` at the step advances, or at the last step promotes:
    with no evidence against it, a canary at low traffic advances as one at high traffic.
    Before the step to full traffic it waits, up to `beforeFull.maxWait`, until its error
