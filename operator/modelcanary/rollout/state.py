@@ -92,7 +92,7 @@ class RolloutState:
                 "baseline": Baseline.from_json(baseline) if baseline else None,
                 "golden": GoldenResult(**golden) if golden else None,
                 "gate": GateResult(**gate) if gate else None,
-                "shadow_baseline": ShadowCounts(**shadow) if shadow else None,
+                "shadow_baseline": ShadowCounts.from_json(shadow) if shadow else None,
             }
         )
 

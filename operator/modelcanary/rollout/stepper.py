@@ -15,9 +15,10 @@ Rules, in order of precedence:
    at `progressDeadline` from when the rollout was first seen, with a rollback. Then, with
    a shadow comparison (spec `shadow`, and a platform that mirrors), the rollout shadows.
 4b. Shadowing: the canary takes no user traffic while its answers to a share of stable's
-   requests are compared with stable's. Evidence of disagreement rolls back; a `holdOn`
-   alert or no data holds (no data past `noData.after` with action rollback rolls back);
-   after `shadow.minSamples` pairs, or `shadow.maxDuration` with no evidence against it,
+   requests are compared with stable's. Evidence of disagreement (top-1 classes, or
+   numeric answers beyond tolerance) rolls back; a `holdOn` alert or no data holds (no
+   data past `noData.after` with action rollback rolls back); after `shadow.minSamples`
+   pairs of every output compared, or `shadow.maxDuration` with no evidence against it,
    the canary takes its first step.
 5. A paused rollout holds. Past `progressDeadline`, it rolls back.
 6. A canary that holds weight and has not been ready for an `interval` rolls back.
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field, replace
 
 from modelcanary.durations import parse_duration
 from modelcanary.rollout.intents import FINISHED, Intent, Phase, refusal
-from modelcanary.rollout.judge import Verdict
+from modelcanary.rollout.judge import SHADOW_CHECKS, Verdict
 from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec
 from modelcanary.rollout.state import Action, RolloutState, Transition
@@ -303,12 +304,14 @@ def _shadowing(
         return make(
             "rollback", f"not promoted within progressDeadline {spec.progress_deadline}", weight=0
         )
-    check = next((c for c in verdict.checks if c.name == "prediction_agreement"), None)
-    if check is not None and check.result == "fail":
-        return make("rollback", f"shadow comparison: {check.detail}", weight=0)
+    compared = [c for c in verdict.checks if c.name in SHADOW_CHECKS and c.result != "skipped"]
+    failed = next((c for c in compared if c.result == "fail"), None)
+    if failed is not None:
+        return make("rollback", f"shadow comparison: {failed.detail}", weight=0)
     since = now - (state.shadow_started_at if state.shadow_started_at is not None else now)
-    if check is None or check.result == "inconclusive":
-        why = check.detail if check is not None else "no shadow comparison"
+    waiting = next((c for c in compared if c.result == "inconclusive"), None)
+    if not compared or waiting is not None:
+        why = waiting.detail if waiting is not None else "no shadow comparison"
         if since > spec.no_data_after_s and spec.analysis.no_data.action == "rollback":
             return make(
                 "rollback",
@@ -322,11 +325,13 @@ def _shadowing(
     drift = next((c for c in verdict.checks if c.name == "input_drift"), None)
     if drift is not None and drift.result == "inconclusive":
         return make("hold", f"shadowing: holding: {drift.detail}")
-    if check.samples >= shadow.min_samples or since >= spec.shadow_max_s:
-        return make("start", f"shadow comparison: {check.detail}; step 1", 0, spec.steps[0])
+    pairs = min(c.samples for c in compared)  # every output compared judges from minSamples
+    if pairs >= shadow.min_samples or since >= spec.shadow_max_s:
+        found = "; ".join(c.detail for c in compared)
+        return make("start", f"shadow comparison: {found}; step 1", 0, spec.steps[0])
     return make(
         "hold",
-        f"shadowing: {check.samples} of {shadow.min_samples} pairs "
+        f"shadowing: {pairs} of {shadow.min_samples} pairs "
         f"({spec.shadow_max_s - since:.0f}s left of maxDuration {shadow.max_duration})",
     )
 

@@ -1,13 +1,26 @@
 """The admin routes of the shadow comparisons, the same on the gateway (locally) and on
 the comparator service (in a cluster): list them, and read, replace or end one model's.
-How a comparison is configured (PUT) differs between the two, so the caller gives it."""
+How a comparison is configured (PUT) differs between the two, so the caller gives it; both
+take the numeric tolerance (`atol`, `rtol`: the rollout's `shadow.numeric`; unset, a
+multiple of the canary's export tolerance)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from modelcanary.gateway.asgi import Send, respond_error, respond_json
 from modelcanary.shadow.comparator import Comparator
+
+
+class ToleranceFields(BaseModel):
+    """The numeric tolerance of a PUT /admin/shadow/{m} body; unset: from the export's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    atol: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    rtol: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 async def list_comparisons(comparator: Comparator, send: Send) -> None:
