@@ -24,11 +24,12 @@ import yaml
 from modelcanary.cli import main
 from modelcanary.load.generator import BackgroundLoad, request_bodies
 from modelcanary.local.controller import LocalRollout
-from modelcanary.local.stack import LocalStack, StackOptions
+from modelcanary.local.stack import LocalStack
 from modelcanary.rollout.state import RolloutState
 from modelcanary.serving.triton_home import TritonHome
 from tests.conftest import PROJECT, metric_value
 from tests.fixture_models import regressor
+from tests.support.local_stack import digits_stack
 
 pytestmark = pytest.mark.slow
 MODELCANARY = str(Path(sys.executable).with_name("modelcanary"))
@@ -74,15 +75,8 @@ def stack(
     price_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
     run_dir = tmp_path_factory.mktemp("up")
-    local = LocalStack(
-        StackOptions(price_repo, "price", stable=1, run_dir=run_dir, versions=(1, 2, 3)),
-        say=lambda line: None,
-    )
-    local.start()
-    try:
+    with digits_stack(price_repo, run_dir, 1, (1, 2, 3), model="price") as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture
