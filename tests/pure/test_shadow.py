@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modelcanary.gateway.config import ShadowSettings
 from modelcanary.modelrepo.comparison import samples_within
 from modelcanary.modelrepo.drift import profile_inputs
 from modelcanary.modelrepo.oip import infer_body
@@ -24,6 +23,7 @@ from modelcanary.shadow.pairs import (
     compare_answers,
 )
 from modelcanary.shadow.payload import Unparseable, tensors
+from modelcanary.shadow.settings import ShadowSettings
 
 CLASSIFY = VersionPair({"logits": "classification"}, 1e-3, 1e-2, None)
 TOL = Tolerance(1e-3, 1e-2)

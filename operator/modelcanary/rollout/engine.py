@@ -19,7 +19,9 @@ applies the recorded weight again, which is idempotent: no step is skipped or re
 An engine also applies each rollout's recorded weight once when it first sees it, so a
 router that restarted meanwhile (a new gateway, a re-applied manifest) gets it back.
 An intent is acted on and recorded as handled in the same write, and only then removed,
-so a restart never acts on it twice.
+so a restart never acts on it twice. A store that cannot write (`StateNotSaved`) does not
+stop the engine: a rollback is routed without its record (stable is safe to send users to
+unrecorded), any other move waits until it can be recorded, and the problem is reported.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from modelcanary.rollout.ports import (
     Router,
     ShadowControl,
     ShadowCounts,
+    StateNotSaved,
     StateStore,
 )
 from modelcanary.rollout.spec import RolloutSpec
@@ -164,7 +167,7 @@ class Engine:
                 return TickResult(rollout.name, state, None, (f"router: {exc}",))
             if not state.applied:
                 state = replace(state, applied=True)
-                store.save(state)
+                problems += _save(store, state)
         self._synced.add(rollout.name)
         shadowing = _mirrors(spec, state) and state.phase not in FINISHED
         if shadowing:
@@ -236,7 +239,11 @@ class Engine:
         # InferenceService already serves the canary's model spec)
         rolled_back = new.phase == "RolledBack" and state.phase != "RolledBack"
         if new.weight != state.weight or promoted != (state.phase == "Promoted") or rolled_back:
-            store.save(replace(new, applied=False))
+            unsaved = _save(store, replace(new, applied=False))
+            if unsaved and not rolled_back:  # a restart would not know of the move: wait
+                held = (*problems, *unsaved, f"holding at {state.weight}% until it is written")
+                return TickResult(rollout.name, state, None, held)
+            problems += unsaved
             try:
                 rollout.router.route(new.weight, promoted)
             except ModelcanaryError as exc:
@@ -247,7 +254,7 @@ class Engine:
                     rollout.name, replace(new, applied=False), decision, tuple(problems)
                 )
         if not self._unchanged(state, new, now):
-            store.save(new)
+            problems += _save(store, new)
         if intent is not None:
             store.clear_intent(intent)
         kind = EVENTS.get(decision.action)
@@ -257,6 +264,15 @@ class Engine:
             except ModelcanaryError as exc:
                 problems.append(f"notify: {exc}")
         return TickResult(rollout.name, new, decision, tuple(problems))
+
+
+def _save(store: StateStore, state: RolloutState) -> list[str]:
+    """Save the state; a store that cannot write is a problem to report, not a crash."""
+    try:
+        store.save(state)
+    except StateNotSaved as exc:
+        return [f"state: {exc}"]
+    return []
 
 
 def _settled(state: RolloutState) -> RolloutState:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
+from modelcanary.errors import ModelcanaryError
 from modelcanary.rollout.intents import Intent
 
 if TYPE_CHECKING:
@@ -80,11 +81,6 @@ class ShadowCounts:
     compared: float
     numeric: tuple[NumericCounts, ...] = ()
     classifies: bool = True
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ShadowCounts:
-        numeric = tuple(NumericCounts(**n) for n in data.get("numeric", ()))
-        return cls(**{**data, "numeric": numeric})
 
 
 @dataclass(frozen=True)
@@ -181,6 +177,19 @@ class Router(Protocol):
         """Send `weight` percent to the canary; `promoted` makes the canary the stable one."""
 
 
+@dataclass(frozen=True)
+class Split:
+    """How a router splits a model's traffic now: percent per version, and its stable one."""
+
+    weights: Mapping[str, int]
+    stable: str
+
+
+class SplitReader(Protocol):
+    def split(self) -> Split:
+        """The split the router applies now (read back, not what was last asked for)."""
+
+
 class ShadowControl(Protocol):
     """Where the platform mirrors a share of stable's requests to the canary for the
     shadow comparison (the local gateway; a cluster's comparator)."""
@@ -190,6 +199,11 @@ class ShadowControl(Protocol):
 
     def stop(self) -> None:
         """Mirror nothing (idempotent)."""
+
+
+class StateNotSaved(ModelcanaryError):
+    """The store could not save a state (a read-only or full disk); the message names where
+    and why. The engine goes on: it rolls back without the record, and holds otherwise."""
 
 
 class StateStore(Protocol):

@@ -1,17 +1,28 @@
-"""The admin routes of the shadow comparisons, the same on the gateway (locally) and on
-the comparator service (in a cluster): list them, and read, replace or end one model's.
-How a comparison is configured (PUT) differs between the two, so the caller gives it; both
-take the numeric tolerance (`atol`, `rtol`: the rollout's `shadow.numeric`; unset, a
-multiple of the canary's export tolerance)."""
+"""The admin API's parts shared by the gateway (locally) and the comparator service (in a
+cluster): the bearer token check, the body limit, and the routes of the shadow
+comparisons: list them, and read, replace or end one model's. How a comparison is
+configured (PUT) differs between the two, so the caller gives it; both take the numeric
+tolerance (`atol`, `rtol`: the rollout's `shadow.numeric`; unset, a multiple of the
+canary's export tolerance)."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelcanary.gateway.asgi import Send, respond_error, respond_json
 from modelcanary.shadow.comparator import Comparator
+
+NEEDS_TOKEN = "the admin API needs 'Authorization: Bearer <token>'"
+MAX_ADMIN_BODY = 64 * 1024
+
+
+def authorized(headers: dict[str, str], token: bytes) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>` (constant-time)."""
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token)
 
 
 class ToleranceFields(BaseModel):
