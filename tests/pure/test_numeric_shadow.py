@@ -4,6 +4,8 @@ counting pairs within the tolerance it is given. Pure, table-driven."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -214,3 +216,23 @@ def test_a_numeric_pair_needs_both_answers_of_one_shape() -> None:
     canary = {**answers(), "price": np.zeros((64, 2), np.float32)}
     with pytest.raises(Incomparable, match="output 'price'"):
         compare_answers(answers(), canary, KINDS, Tolerance(0.1, 0.1))
+
+
+@pytest.mark.parametrize(
+    ("move", "result"),
+    [
+        (lambda v: v + v.std(), "fail"),  # the mean moved by one standard deviation
+        (lambda v: v * 1.2, "fail"),  # the spread grew by a fifth
+        (lambda v: v + np.float32(2e-4), "pass"),  # alike: well within the tolerance
+    ],
+    ids=["mean", "spread", "alike"],
+)
+def test_one_batch_of_moved_predictions_is_evidence_enough(
+    move: Callable[[np.ndarray], np.ndarray], result: str
+) -> None:
+    stable = answers()
+    canary = {k: move(v) for k, v in stable.items()}
+    compared = compare_answers(stable, canary, KINDS, Tolerance.of(KINDS, None, None))
+    numeric = tuple(NumericCounts(o.output, o.pairs, o.agreeing) for o in compared)
+    counts = ShadowCounts(0, 0, 128, numeric, classifies=False)
+    assert check(judge(S, SEEN, None, 0, counts)).result == result
