@@ -14,7 +14,7 @@ import pytest
 from modelcanary.adapters import file_store
 from modelcanary.adapters.file_store import FileStateStore
 from modelcanary.rollout.engine import Engine, Rollout
-from modelcanary.rollout.ports import FiringAlert, Split
+from modelcanary.rollout.ports import FiringAlert, Observations, Split, VersionStats
 from modelcanary.rollout.reconcile import split_mismatch, wanted_split
 from modelcanary.rollout.state import (
     RolloutState,
@@ -65,7 +65,9 @@ def test_a_full_disk_holds_the_step_rolls_back_anyway_and_is_written_once_it_can
     assert held.state.weight == 10 and store.load() == held.state
 
     alert = FiringAlert("ModelVersionHighErrorRatio", "critical", "2")
-    source.seen = replace(source.seen, alerts=(alert,))  # Prometheus has it: a real alert
+    # Prometheus fires it too (a real alert), on enough canary requests to be evidence
+    busy = Observations(VersionStats(20_000, 0, 0.01), VersionStats(2000, 0, 0.01))
+    source.seen = replace(busy, alerts=(alert,))
     alerted = Engine(source, Notifier(), pushed=lambda model: [alert], clock=clock)
     rolled = alerted.tick([rollout])[0]
     assert rolled.state.phase == "RolledBack" and router.calls[-1] == (0, False)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from modelcanary.errors import ModelcanaryError
-from modelcanary.rollout.evidence import advance, shadow_since, start
+from modelcanary.rollout.evidence import advance, open_ledger, shadow_since, unread, watch
 from modelcanary.rollout.intents import FINISHED
 from modelcanary.rollout.judge import judge
 from modelcanary.rollout.ports import (
@@ -189,8 +189,13 @@ class Engine:
         if seen.problem:
             problems.append(seen.problem)
         now = self.clock()
+        counters = unread(seen)  # why the counters cannot open a ledger now
         baseline, evidence = state.baseline, None
-        if baseline is not None and not seen.problem:  # an outage moves no mark
+        if state.step < 0:
+            baseline = baseline if seen.problem else watch(baseline, seen, now)
+        elif baseline is None and counters is None:
+            baseline = open_ledger(None, seen, now)  # a step taken unread, or an old state
+        elif baseline is not None and not seen.problem:  # an outage moves no mark
             baseline, evidence = advance(baseline, seen, now)
         shadow_base, shadow = state.shadow_baseline, None
         if shadow_base is not None and seen.shadow is not None and not seen.problem:
@@ -212,13 +217,16 @@ class Engine:
                     problems.append(f"holdout gate: {exc}")
 
         available = rollout.shadow is not None
-        decision = decide(spec, state, verdict, alerts, intent, now, golden, gate, available)
+        decision = decide(
+            spec, state, verdict, alerts, intent, now, golden, gate, available, counters
+        )  # fmt: skip
         new = apply(state, decision, now)
         if golden is not None:
             new = replace(new, golden=golden, gate=gate or new.gate)
         if state.step < 0 <= new.step:  # the first step: every request from here on counts once
-            new = replace(new, baseline=start(seen, now))
-        elif new.baseline is not None:
+            opened = open_ledger(baseline, seen, now) if counters is None else None
+            new = replace(new, baseline=opened)
+        elif decision.action != "restart":  # a new attempt watches its counters anew
             new = replace(new, baseline=baseline)
         if decision.action == "shadow":
             new = replace(new, shadow_baseline=seen.shadow or ShadowCounts(0.0, 0.0, 0.0))

@@ -32,11 +32,11 @@ class RolloutKey:
 
 @dataclass(frozen=True)
 class Counts:
-    """Cumulative counters of one version, as Prometheus last scraped them: requests,
-    server errors, and the latency histogram's finite cumulative buckets `(le seconds,
-    count)` with its total (`observed`, the +Inf bucket; empty and 0 when the source has no
-    histogram). They only grow, except when a serving process restarts; the judge takes
-    differences since the rollout began."""
+    """Cumulative counters of one replica of a version as Prometheus last scraped them (or,
+    as evidence, a version's counts since the rollout began): requests, server errors, and
+    the latency histogram's finite cumulative buckets `(le seconds, count)` with its total
+    (`observed`, the +Inf bucket; empty and 0 when the source has no histogram). They only
+    grow, except when the replica restarts; the ledger (evidence.py) takes differences."""
 
     requests: float
     errors: float
@@ -46,13 +46,14 @@ class Counts:
 
 @dataclass(frozen=True)
 class VersionStats:
-    """Requests, server errors and P99 of one version over the analysis window, and its
-    cumulative counters (None when the source could not give them)."""
+    """Requests, server errors and P99 of one version over the analysis window, and the
+    cumulative counters of each replica serving it, by series (its `instance`; None when
+    the source could not give them)."""
 
     requests: float
     errors: float
     p99_s: float | None = None
-    totals: Counts | None = None
+    replicas: Mapping[str, Counts] | None = None
 
     @property
     def error_ratio(self) -> float:

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from modelcanary.rollout.evidence import Baseline
+from modelcanary.rollout.evidence import Ledger
 from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.judge import Check
 from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult, ShadowCounts
@@ -64,7 +64,7 @@ class RolloutState:
     applied: bool = True  # False between deciding a new weight and the router confirming it
     handled_intent: str = ""  # id of the last operator intent acted on
     analysis: LastAnalysis | None = None
-    baseline: Baseline | None = None  # counters at the canary's first step (evidence.py)
+    baseline: Ledger | None = None  # each replica's counts since the first step (evidence.py)
     unready_since: float | None = None  # when the canary, holding weight, stopped being ready
     created_at: float | None = None  # when the rollout was first seen (Pending's deadline)
     golden: GoldenResult | None = None  # the latest golden-sample check before traffic
@@ -95,7 +95,7 @@ class StateError(ValueError):
 def parse_state(data: object, steps: int | None = None) -> RolloutState:
     """A state from parsed JSON, with types checked (strictly: "3" is not a step) and
     ranges: `steps`, the spec's number of steps, bounds the step (-1 is before the first)."""
-    state = _validated(_state_schema(), _with_check_values(data))
+    state = _validated(_state_schema(), _without_summed_baseline(_with_check_values(data)))
     last = f"{steps - 1}" if steps is not None else None
     problems = [
         f"{name}: must be an integer {what}, got {value}"
@@ -150,6 +150,16 @@ def _with_check_values(data: object) -> object:
         return data
     filled = [{"value": None, **c} if isinstance(c, dict) else c for c in checks]
     return {**data, "analysis": {**data["analysis"], "checks": filled}}
+
+
+def _without_summed_baseline(data: object) -> object:
+    """A state written before ledgers kept a summed baseline: read it as none, and the
+    engine opens a new ledger (which never counts traffic from before the rollout)."""
+    if not isinstance(data, dict) or not isinstance(data.get("baseline"), dict):
+        return data
+    if Ledger.from_json(data["baseline"]) is not None:
+        return data
+    return {**data, "baseline": None}
 
 
 def _describe(error: Any) -> str:
