@@ -151,13 +151,15 @@ def test_a_full_queue_drops_and_never_fails_users(
     silent.listen(16)
     try:
         canary = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        url = start_gateway({"2": triton_shadow, "4": canary}, queue=1, workers=1, timeout_s=1).url
+        # the worker waits 5 s on the silent canary: longer than the 20 requests take, even
+        # on a loaded machine, so the queue is full for all but the first two
+        url = start_gateway({"2": triton_shadow, "4": canary}, queue=1, workers=1, timeout_s=5).url
         assert shadow(url, canary="4", percent=100).status_code == 200
         for start in range(0, 20 * BATCH, BATCH):
             assert infer(url, holdout[start : start + BATCH]).status_code == 200
         # one request waits on the silent canary, one in the queue; the rest were dropped
         assert value(url, "modelcanary_shadow_dropped", reason="queue_full") == 18
-        assert wait_until(lambda: value(url, "modelcanary_shadow_dropped") == 20, timeout=10)
+        assert wait_until(lambda: value(url, "modelcanary_shadow_dropped") == 20, timeout=20)
         assert value(url, "modelcanary_shadow_dropped", reason="canary_failed") == 2
         assert value(url, "modelcanary_gateway_requests", version="2", code="200") == 20
     finally:
