@@ -5,6 +5,8 @@ Open Inference Protocol (KServe v2) paths the clients use:
     POST /v2/models/{m}/infer                  weighted choice of a version
     POST /v2/models/{m}/versions/{v}/infer     that version (as does header x-modelcanary-version)
     GET  /v2/models/{m}[/versions/{v}][/ready] metadata and readiness, from the upstream
+    GET  /v2/models/{m}[/versions/{v}]/stats   Triton's statistics (unversioned: every
+                                               version stable's upstream serves)
     GET  /v2/health/live, /v2/health/ready, /v2
     GET  /metrics                              per-version requests, latency, weights
 
@@ -72,6 +74,9 @@ from modelcanary.shadow.comparator import Comparator
 from modelcanary.shadow.metrics import ShadowMetrics
 
 METRICS_CONTENT = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+# What GET /v2/models/{m}/versions/{v}/... may read from the upstream: metadata, readiness
+# and inference statistics; never the model config (a control API).
+READ_ONLY: tuple[list[str], ...] = ([], ["ready"], ["stats"])
 
 
 class Gateway:
@@ -271,9 +276,9 @@ class Gateway:
         if rest == ["ready"]:
             await self._readiness(send, await unready(self.upstream, route))
             return
-        if rest == []:
+        if rest in ([], ["stats"]):
             version = route.config.stable
-        elif len(rest) in (2, 3) and rest[0] == "versions" and rest[2:] in ([], ["ready"]):
+        elif len(rest) in (2, 3) and rest[0] == "versions" and rest[2:] in READ_ONLY:
             version = rest[1]
             if version not in route.config.upstreams:
                 await respond_error(
@@ -286,7 +291,10 @@ class Gateway:
         else:
             await respond_error(send, 404, f"no route for GET /{'/'.join(parts)}")
             return
-        url = route.version_url(version, "/" + rest[0] if rest else "")
+        if parts[3:] == ["stats"]:  # every version stable's upstream serves
+            url = f"{route.config.upstreams[version]}/v2/models/{route.name}/stats"
+        else:
+            url = route.version_url(version, "/" + rest[0] if rest else "")
         try:
             response = await self.upstream.request("GET", url, None, {})
         except UpstreamRefused as exc:
