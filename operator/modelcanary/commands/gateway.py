@@ -33,9 +33,10 @@ def add(commands: Commands) -> None:
     )
     p.add_argument("--weights", metavar="V=P,...", help="initial split, e.g. 1=90,2=10")
     p.add_argument(
-        "--retry-on-refused",
+        "--no-retry",
         action="store_true",
-        help="retry a request refused by a non-stable version once on stable",
+        help="do not retry on stable a request another version failed (default: retry, "
+        "within a budget of 20%% of requests plus 10 per second over 10 s)",
     )
     p.add_argument(
         "--listen",
@@ -65,11 +66,13 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     else:
         config = parse_config({"models": {_required(args.model, "--model"): _route(args)}}, "flags")
-    overrides = {}
+    overrides: dict[str, object] = {}
     if args.max_body_bytes is not None:
         overrides["max_body_bytes"] = args.max_body_bytes
     if args.timeout is not None:
         overrides["upstream_timeout_s"] = args.timeout
+    if args.no_retry:
+        overrides["retry"] = {**config.retry.model_dump(), "enabled": False}
     if overrides:
         config = parse_config({**config.model_dump(), **overrides}, "flags")
     host, port = listen_address(args.listen)
@@ -106,7 +109,6 @@ def _route(args: argparse.Namespace) -> dict[str, object]:
     route: dict[str, object] = {
         "stable": _required(args.stable, "--stable"),
         "upstreams": upstreams,
-        "retry_on_refused": args.retry_on_refused,
     }
     if args.weights:
         weights = {}

@@ -61,6 +61,7 @@ from modelcanary.gateway.config import GatewayConfig
 from modelcanary.gateway.infer_checks import check_infer_request, model_limits
 from modelcanary.gateway.metrics import GatewayMetrics
 from modelcanary.gateway.readiness import ReadinessWatch
+from modelcanary.gateway.retry import ANSWERED, FAILED, OVER_BUDGET, RetryBudget
 from modelcanary.gateway.routes import Route, unknown_model, unready
 from modelcanary.gateway.upstream import (
     PASSED_HEADERS,
@@ -101,6 +102,7 @@ class Gateway:
             table = WeightTable.parse(route.initial_weights(), route.upstreams)
             self.routes[name] = Route(name, route, table)
             self.metrics.set_weights(name, route, table)
+        self.budgets = {name: RetryBudget(config.retry) for name in config.models}
         self.limits = {
             name: model_limits(config.shadow.repository, name, config.max_body_bytes)
             for name in config.models
@@ -197,6 +199,8 @@ class Gateway:
             self.metrics.probes.labels(model, version, str(response.status)).inc()
             await respond(send, response.status, response.body, response.headers + routed_to)
             return
+        if pinned is None:
+            self.budgets[model].request(time.monotonic())
         response, answered_by, retried = await self._send_infer(
             route, version, body, forward, pinned is None
         )
@@ -212,10 +216,27 @@ class Gateway:
     async def _send_infer(
         self, route: Route, version: str, body: bytes, headers: dict[str, str], may_retry: bool
     ) -> tuple[UpstreamResponse, str, bool]:
-        """Send to one version; on a refused canary, once more to stable if configured.
-        Returns the answer, the version that gave it, and whether it is a retry's.
+        """Send to one version; when a canary fails a request that may be retried, once
+        more to stable within the budget (modelcanary.gateway.retry). Returns the answer,
+        the version that gave it, and whether it is a retry's."""
+        response, failed = await self._attempt(route, version, body, headers)
+        stable = route.config.stable
+        if not (failed and may_retry and version != stable and self.config.retry.enabled):
+            return response, version, False
+        if not self.budgets[route.name].allow(time.monotonic()):
+            self.metrics.retries.labels(route.name, version, stable, OVER_BUDGET).inc()
+            return response, version, False
+        retried, stable_failed = await self._attempt(route, stable, body, headers)
+        outcome = FAILED if stable_failed else ANSWERED
+        self.metrics.retries.labels(route.name, version, stable, outcome).inc()
+        return retried, stable, True
 
-        An answer that blames the request is a client error, answered 400."""
+    async def _attempt(
+        self, route: Route, version: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[UpstreamResponse, bool]:
+        """One version's answer, counted in its metrics, and whether it is the version's
+        failure (a server error, a refused connection, a timeout). An answer that blames
+        the request is a client error, answered 400."""
         started = time.perf_counter()
         url = route.version_url(version, "/infer")
         try:
@@ -223,24 +244,20 @@ class Gateway:
         except UpstreamRefused as exc:
             self.metrics.observe(route.name, version, 502, time.perf_counter() - started)
             self.readiness.refused(route, version)
-            stable = route.config.stable
-            if may_retry and route.config.retry_on_refused and version != stable:
-                retried, _, _ = await self._send_infer(route, stable, body, headers, False)
-                return retried, stable, True
             message = f"version {version} of {route.name} at {url} refused the connection: {exc}"
-            return error_response(502, message), version, False
+            return error_response(502, message), True
         except UpstreamTimeout:
             self.metrics.observe(route.name, version, 504, time.perf_counter() - started)
             timeout = self.config.upstream_timeout_s
             message = (
                 f"version {version} of {route.name} at {url} did not answer within {timeout:g} s"
             )
-            return error_response(504, message), version, False
+            return error_response(504, message), True
         if blames_request(response):
             self.metrics.client_error(route.name, version, INVALID_REQUEST, answered=400)
-            return replace(response, status=400), version, False
+            return replace(response, status=400), False
         self.metrics.observe(route.name, version, response.status, time.perf_counter() - started)
-        return response, version, False
+        return response, response.status >= 500
 
     # -- metadata, readiness, health --------------------------------------------------------
 

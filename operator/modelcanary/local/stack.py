@@ -123,7 +123,6 @@ class LocalStack:
                         "stable": str(o.stable),
                         "upstreams": {str(v): endpoints.http for v in served},
                         "weights": weights,
-                        "retry_on_refused": True,
                     }
                 },
                 "shadow": {"repository": str(o.repo.resolve())},
