@@ -8,6 +8,7 @@ models:
     stable: "1"
     upstreams: {"1": http://127.0.0.1:8000, "2": http://127.0.0.1:8000}
     weights: {"1": 90, "2": 10}        # default: all traffic to stable
+    grpc_upstreams: {"1": 127.0.0.1:8001, "2": 127.0.0.1:8001}  # for the gateway's gRPC
 max_body_bytes: 8388608
 upstream_timeout_s: 30
 readiness_interval_s: 1                # probe each version's readiness; 0: never
@@ -48,6 +49,18 @@ class ModelRoute(BaseModel):
     stable: str
     upstreams: dict[str, str] = Field(min_length=1)
     weights: dict[str, int] | None = None
+    grpc_upstreams: dict[str, str] = {}  # version: host:port of its KServe v2 gRPC
+
+    @field_validator("grpc_upstreams")
+    @classmethod
+    def _addresses(cls, upstreams: dict[str, str]) -> dict[str, str]:
+        for version, address in upstreams.items():
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"gRPC upstream of version {version!r} must be HOST:PORT: {address!r}"
+                )
+        return {str(v): a for v, a in upstreams.items()}
 
     @field_validator("upstreams")
     @classmethod

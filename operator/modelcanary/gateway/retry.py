@@ -17,6 +17,7 @@ passed in.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,20 +51,23 @@ class RetryBudget:
         self.floor = settings.min_per_s * settings.window_s
         self.slots: deque[list[int]] = deque()  # [slot number, requests, retries]
         self.requests = self.retries = 0
+        self.lock = threading.Lock()  # the HTTP and the gRPC server share the budget
 
     def request(self, now: float) -> None:
         """One request that may be retried."""
-        self._current(now)[1] += 1
-        self.requests += 1
+        with self.lock:
+            self._current(now)[1] += 1
+            self.requests += 1
 
     def allow(self, now: float) -> bool:
         """Whether one more retry is within the budget; if so it is counted as spent."""
-        slot = self._current(now)
-        if self.retries + 1 > self.settings.ratio * self.requests + self.floor:
-            return False
-        slot[2] += 1
-        self.retries += 1
-        return True
+        with self.lock:
+            slot = self._current(now)
+            if self.retries + 1 > self.settings.ratio * self.requests + self.floor:
+                return False
+            slot[2] += 1
+            self.retries += 1
+            return True
 
     def _current(self, now: float) -> list[int]:
         number = int(now / self.slot_s)
