@@ -45,13 +45,14 @@ demo: model-repo ## five local rollouts end to end (promote; roll back by the ga
 	$(BIN)/modelcanary repo verify --repo $(REPO)
 	$(BIN)/modelcanary demo --repo $(REPO)
 
-bench: model-repo ## export time; gateway overhead; fault-to-rollback; the gate; decisions; the soak (MINUTES=10)
+bench: model-repo ## export time; gateway overhead; fault-to-rollback; the gate; decisions; the judge's CPU; the soak (MINUTES=10)
 	$(PY) benchmarks/bench_export.py
 	$(PY) benchmarks/bench_gateway.py
 	$(PY) benchmarks/bench_rollback.py --repo $(REPO)
 	$(PY) benchmarks/bench_gate.py --repo $(REPO)
 	$(PY) benchmarks/bench_shadow.py --repo $(REPO)
 	$(PY) benchmarks/bench_decisions.py
+	$(PY) benchmarks/bench_judge.py
 	$(PY) benchmarks/bench_soak.py --repo $(REPO) --minutes $(MINUTES)
 
 soak: model-repo ## 200 requests/s, rollouts, a monitor killed every minute, for MINUTES (10)

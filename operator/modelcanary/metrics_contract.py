@@ -66,6 +66,13 @@ COMPARATOR_OUTCOMES = (
     "paired", "waiting", "invalid", "too_large", "expired", "evicted", "duplicate", "ignored",
 )  # fmt: skip
 
+# The operator (kube.rollout_metrics), per rollout, for the chart's Grafana dashboards:
+# 1 for the rollout's phase and 0 for the others (labels namespace, model, phase); the
+# holdout gate's last accuracies and difference interval (labels namespace, model, version,
+# value: canary, stable, difference_low, difference_high)
+ROLLOUT_PHASE = "modelcanary_rollout_phase"
+ROLLOUT_HOLDOUT = "modelcanary_rollout_holdout"
+
 
 def set_role(gauge: Gauge, labels: tuple[str, ...], role: str) -> None:
     """Mark a version `stable` or `canary` on a role gauge whose last label is the role,

@@ -391,3 +391,35 @@ def test_a_tick_reads_readiness_from_one_list_of_inference_services(
     assert ticks >= 2, served
     assert served["GET inferenceservices"] == 0, served
     assert abs(served["LIST inferenceservices"] - ticks) <= 1, served
+
+
+def test_a_new_rollout_is_written_without_a_conflict(
+    apiserver: ApiServer, cluster: Cluster, start_operator: Start,
+    monitoring: tuple[Prometheus, Traffic],
+) -> None:  # fmt: skip
+    """kopf puts its finalizer on a new ModelCanary as the tick that the same event woke
+    reads it (and used to record the spec it handled in an annotation right after): the
+    rollout's first status write must not be refused (409) because it carried the
+    resourceVersion from before."""
+    start_operator()
+    ticked = apiserver.requests()["LIST modelcanaries"]
+    until(lambda: apiserver.requests()["LIST modelcanaries"] > ticked + 1, 60, "no tick")
+    before, refused_before = apiserver.requests(), apiserver.requests(code="409")
+    names = [f"newts-{index}" for index in range(4)]
+    for name in names:
+        monitoring[1].serve(name)
+        create_ready_service(cluster.api, cluster.ns, name, after_canary_install(name))
+        create_canary(cluster.api, cluster.ns, model_canary(name, name, interval="1h"))
+        time.sleep(1.5)  # one at a time, each in a tick of its own
+
+    def started() -> bool:
+        return all(cluster.status(name).get("phase") == "Progressing" for name in names)
+
+    until(started, 60, "not every rollout started")
+    time.sleep(2)
+    refused = apiserver.requests(code="409") - refused_before
+    assert refused["PATCH modelcanaries/status"] == 0, refused
+    # kopf wrote to each once, its finalizer (and no record of the spec it handled)
+    assert (apiserver.requests() - before)["PATCH modelcanaries"] == len(names)
+    assert all("modelcanary.io/finalizer" in cluster.canary(n)["metadata"]["finalizers"]
+               for n in names)  # fmt: skip

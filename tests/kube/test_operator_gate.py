@@ -22,8 +22,11 @@ from kubernetes import client, config
 
 from modelcanary.adapters.kserve_router import KSERVE
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
+from modelcanary.metrics_contract import ROLLOUT_HOLDOUT
 from modelcanary.process import free_ports
 from modelcanary.serving.triton_home import TritonHome
+from modelcanary.waiting import wait_until
+from tests.conftest import metric_value
 from tests.support.apiserver import ApiServer
 from tests.support.file_server import FileServer
 from tests.support.operator_process import OperatorProcess
@@ -153,3 +156,8 @@ def test_an_honest_improvement_passes_the_gate_and_starts(
     start = state["history"][0]
     assert start["action"] == "start" and "holdout not worse" in start["reason"]
     assert start["numbers"]["holdout_stable"] == state["gate"]["numbers"]["holdout_stable"]
+    # the operator exports the gate's numbers, for the chart's Grafana panel
+    labels = {"namespace": namespace, "model": "digits", "version": "2", "value": "canary"}
+    wait_until(lambda: metric_value(operator.metrics_url, ROLLOUT_HOLDOUT, **labels) > 0, 10)
+    exported = metric_value(operator.metrics_url, ROLLOUT_HOLDOUT, **labels)
+    assert exported == pytest.approx(state["gate"]["numbers"]["holdout_canary"])

@@ -62,6 +62,10 @@ def violations(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
         ("modelcanary.local", ("modelcanary.kube", "modelcanary.kubectl")),
         ("modelcanary.kube", ("modelcanary.local", "modelcanary.gateway", "modelcanary.serving")),
         ("modelcanary.kubectl", ("modelcanary.local",)),
+        # the dashboard serves both modes through their backends (local.dashboard,
+        # kubectl.dashboard), and the chart's Grafana dashboards, never reaching into either
+        ("modelcanary.dashboard", ("modelcanary.local", "modelcanary.kube",
+                                   "modelcanary.kubectl", "modelcanary.commands")),
         # serving is used by the local stack, not the other way round
         ("modelcanary.serving", ("modelcanary.local",)),
         # adapters are chosen by the modes; they do not reach back into them

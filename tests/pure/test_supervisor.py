@@ -1,15 +1,23 @@
-"""The stack's supervisor: a part that dies is restarted with backoff, and logged."""
+"""The stack's supervisor: a part that dies, or hangs (stops answering its health check),
+is restarted with backoff, and logged."""
 
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from modelcanary.asgi_server import AppServer
-from modelcanary.local.supervisor import Backoff, Supervisor
+from modelcanary.local.supervisor import Backoff, HealthCheck, Supervisor
+from modelcanary.process import exit_reason
 from modelcanary.waiting import wait_until
 
 QUICK = Backoff(first_s=0.01, cap_s=0.04, reset_after_s=60)
@@ -119,3 +127,82 @@ def test_an_in_process_server_whose_thread_ended_comes_back_on_its_port() -> Non
         supervisor.stop()
         server.stop()
         supervisor.join()
+
+
+async def unavailable(scope: dict[str, object], receive: object, send: Any) -> None:
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": b"not ready"})
+
+
+@contextmanager
+def silent_url() -> Iterator[str]:
+    """A port that accepts connections (the kernel does) and never answers: a hung server."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        yield f"http://127.0.0.1:{silent.getsockname()[1]}/ready"
+
+
+def test_a_part_that_stops_answering_is_hung_and_one_that_answers_503_is_not() -> None:
+    with silent_url() as url:
+        check = HealthCheck(url, timeout_s=0.1, failures=3, every_s=0)
+        assert [check.hung(float(n)) for n in range(2)] == [None, None]
+        assert check.hung(2.0) == (
+            f"hung: 3 health checks of {url} failed in a row (no answer within 0.1 s)"
+        )
+        assert check.hung(3.0) is None  # counting starts again
+    server = AppServer(unavailable, name="triton")
+    url = server.start() + "/ready"
+    try:
+        assert httpx.get(url).status_code == 503
+        check = HealthCheck(url, timeout_s=1, failures=2, every_s=10)
+        assert [check.hung(t) for t in (0.0, 10.0, 20.0, 30.0)] == [None] * 4
+        assert check.hung(35.0) is None and check.failed == 0  # not due: nothing asked
+    finally:
+        server.stop()
+
+
+class SleepingPart:
+    """A real process (`sleep`) standing for a part whose health URL never answers."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(["sleep", "60"])
+        self.started = [self.process.pid]
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def exited(self) -> str | None:
+        return exit_reason(self.process)
+
+    def restart(self) -> None:
+        self.process = subprocess.Popen(["sleep", "60"])
+        self.started.append(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def test_a_hung_part_is_killed_and_restarted(tmp_path: Path) -> None:
+    lines: list[str] = []
+    supervisor = Supervisor(tmp_path, lines.append, QUICK, every_s=0.01)
+    part = SleepingPart()
+    first = part.process
+    with silent_url() as url:
+        supervisor.watch("triton", part, HealthCheck(url, timeout_s=0.1, failures=2, every_s=0))
+        try:
+            assert wait_until(lambda: supervisor.status()["triton"].restarts == 1, 10), lines
+        finally:
+            supervisor.stop()
+            supervisor.join()
+            part.stop()
+    assert first.returncode == -signal.SIGKILL  # killed: a stopped process ignores SIGTERM
+    assert lines[0] == (
+        f"supervisor: triton hung: 2 health checks of {url} failed in a row "
+        f"(no answer within 0.1 s); killing it (pid {first.pid})"
+    )
+    assert lines[1].startswith("supervisor: triton died (hung: 2 health checks")
+    assert supervisor.status()["triton"].last_exit.startswith("hung: ")

@@ -10,14 +10,12 @@ back with its versions, and serving with it. `up` itself must keep running.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -29,6 +27,7 @@ from modelcanary.load.report import LoadReport
 from modelcanary.local.controller import LocalRollout
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.waiting import wait_until
+from tests.support.up_process import Up, start_up
 
 pytestmark = pytest.mark.slow
 RATE = 20.0
@@ -39,70 +38,18 @@ PROGRAMS = {
 }
 
 
-@dataclass
-class Up:
-    """A running `modelcanary up` and what it wrote."""
-
-    process: subprocess.Popen[bytes]
-    run_dir: Path
-    urls: dict[str, str]
-
-    def output(self) -> str:
-        return (self.run_dir / "up.out").read_text(errors="replace")
-
-    def child(self, part: str) -> int | None:
-        """The pid of the part's process among `up`'s children (None while there is none)."""
-        for pid, program in children(self.process.pid):
-            if program in PROGRAMS[part]:
-                return pid
-        return None
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-
-def children(parent: int) -> list[tuple[int, str]]:
-    """(pid, program name) of each live child process of `parent`."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            argv0 = (stat.parent / "cmdline").read_bytes().split(b"\0", 1)[0]
-        except OSError:
-            continue
-        if int(fields[1]) == parent and fields[0] != "Z":
-            found.append((int(stat.parent.name), Path(argv0.decode()).name))
-    return found
-
-
 @pytest.fixture(scope="module")
 def up(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Up]:
-    run_dir = tmp_path_factory.mktemp("chaos")
-    command = [
-        sys.executable, "-m", "modelcanary", "up", "--repo", str(digits_repo),
-        "--model", "digits", "--stable", "1", "--canary", "2", "--canary-weight", "30",
-        "--run-dir", str(run_dir),
-    ]  # fmt: skip
-    with (run_dir / "up.out").open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    stack = Up(process, run_dir, {})
+    stack = start_up(
+        tmp_path_factory.mktemp("chaos") / "run", "--repo", str(digits_repo), "--model",
+        "digits", "--stable", "1", "--canary", "2", "--canary-weight", "30",
+    )  # fmt: skip
     try:
-        started = wait_until(
-            lambda: (run_dir / "up.json").exists() or not stack.running(), 240, every=0.5
-        )
-        assert started and stack.running(), f"modelcanary up did not start:\n{stack.output()}"
-        stack.urls = json.loads((run_dir / "up.json").read_text())
         yield stack
     finally:
-        if stack.running():
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(90)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        stack.stop()
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +86,15 @@ def query(up: Up, expression: str) -> float | None:
 
 def kill_and_wait(up: Up, part: str, ready_url: str, timeout: float) -> float:
     """SIGKILL the part; seconds until a new process of it answers `ready_url`."""
-    before = up.child(part)
+    before = up.child(PROGRAMS[part])
     assert before is not None, f"no {part} process under modelcanary up:\n{up.output()}"
     os.kill(before, signal.SIGKILL)
     killed = time.monotonic()
     back = wait_until(
-        lambda: not up.running() or (up.child(part) not in (None, before) and ready(ready_url)),
+        lambda: (
+            not up.running()
+            or (up.child(PROGRAMS[part]) not in (None, before) and ready(ready_url))
+        ),
         timeout,
         every=0.2,
     )

@@ -315,6 +315,7 @@ def test_dead_and_silent_upstreams_give_502_and_504(start_gateway: StartGateway)
                 },
             },
             upstream_timeout_s=0.5,
+            readiness_interval_s=0,  # probes would find both unready: 503 without sending
         )
         response = httpx.post(f"{url}/v2/models/digits/infer", json=body(X))
         assert response.status_code == 502

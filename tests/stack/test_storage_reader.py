@@ -2,20 +2,25 @@
 HTTP server on 127.0.0.1 holding the example repository, a local path, `file://`, and a
 `pvc://` claim mounted where the operator mounts claims. Every file must come back as
 stored (an .npz is a zip archive: it must not be unpacked), pass its manifest's sha256,
-and leave no file behind; a failed read is one CheckUnavailable line naming the URI."""
+and leave no file behind; a failed read is one CheckUnavailable line naming the URI.
+With a cache, a pinned file is downloaded once while its manifest pins the same bytes."""
 
 from __future__ import annotations
 
+import json
 import mimetypes
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from modelcanary.adapters.file_cache import FileCache
 from modelcanary.adapters.repo_reader import CheckUnavailable, pinned_file, version_manifest
 from modelcanary.adapters.storage_reader import ByVersion, StorageRepository
-from modelcanary.modelrepo.manifest import GOLDEN, MANIFEST
+from modelcanary.modelrepo.manifest import GOLDEN, MANIFEST, sha256_bytes
 from tests.support.file_server import FileServer
 
 VERSIONS = ("1", "2", "5")
@@ -138,3 +143,82 @@ def test_versions_at_different_roots(digits_repo: Path, http_root: str) -> None:
         )
     with pytest.raises(CheckUnavailable, match="no storageUri known for digits:5"):
         reader.read("digits", "5", MANIFEST)
+
+
+def _read_checked_files(reader: StorageRepository, version: str) -> tuple[bytes, bytes]:
+    """What the golden check and the holdout gate read: the manifest, then its pinned files."""
+    manifest = version_manifest(reader, "digits", version)
+    assert manifest.holdout_file is not None
+    return pinned_file(reader, manifest, GOLDEN), pinned_file(
+        reader, manifest, manifest.holdout_file
+    )
+
+
+def test_pinned_files_are_downloaded_once(digits_repo: Path, own_tmp: Path, tmp_path: Path) -> None:
+    """The operator builds a reader per tick; the cache outlives them: a second tick reads
+    the manifest again, and the pinned files from the cache."""
+    cache = FileCache(tmp_path / "cache")
+    with FileServer(digits_repo.parent) as server:
+        root = f"{server.url}/{digits_repo.name}"
+        first = _read_checked_files(StorageRepository(root, cache=cache), "1")
+        downloads = len(server.served)
+        second = _read_checked_files(StorageRepository(root, cache=cache), "1")
+        again = server.served[downloads:]
+    assert (
+        first
+        == second
+        == (
+            (digits_repo / "digits" / "1" / GOLDEN).read_bytes(),
+            (digits_repo / "digits" / "1" / first_holdout(digits_repo)).read_bytes(),
+        )
+    )
+    assert downloads == 3 and again == [f"/{digits_repo.name}/digits/1/{MANIFEST}"], again
+    assert list(own_tmp.iterdir()) == []  # the downloads' temporary directories are gone
+
+
+def first_holdout(repo: Path) -> str:
+    holdout = json.loads((repo / "digits" / "1" / MANIFEST).read_text())["holdout"]["file"]
+    return str(holdout)
+
+
+def test_a_version_exported_again_is_read_again(
+    digits_repo: Path, own_tmp: Path, tmp_path: Path
+) -> None:
+    """New golden samples, and the manifest pinning them: the next read downloads them."""
+    repo = tmp_path / "served" / "model_repo"
+    shutil.copytree(digits_repo, repo)
+    cache = FileCache(tmp_path / "cache")
+    with FileServer(repo.parent) as server:
+        reader = StorageRepository(f"{server.url}/model_repo", cache=cache)
+        old, _ = _read_checked_files(reader, "1")
+        golden, manifest = repo / "digits" / "1" / GOLDEN, repo / "digits" / "1" / MANIFEST
+        golden.write_bytes((repo / "digits" / "2" / GOLDEN).read_bytes())
+        pins = json.loads(manifest.read_text())
+        pins["files"][f"1/{GOLDEN}"] = sha256_bytes(golden.read_bytes())
+        manifest.write_text(json.dumps(pins))
+        new, _ = _read_checked_files(reader, "1")
+    assert new == golden.read_bytes() != old
+    assert server.served.count(f"/model_repo/digits/1/{GOLDEN}") == 2
+
+
+def test_the_cache_keeps_to_its_bound_dropping_the_least_recently_used(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path / "cache", max_bytes=2500)
+    blobs = {name: bytes([index]) * 1000 for index, name in enumerate("abc")}
+    for name in ("a", "b"):
+        cache.put(f"http://store/{name}", sha256_bytes(blobs[name]), blobs[name])
+    assert cache.get("http://store/a", sha256_bytes(blobs["a"])) == blobs["a"]  # a used last
+    os.utime(next((tmp_path / "cache").glob(f"*-{sha256_bytes(blobs['b'])}")), (0, 0))
+    cache.put("http://store/c", sha256_bytes(blobs["c"]), blobs["c"])
+    kept = {name for name in blobs if cache.get(f"http://store/{name}", sha256_bytes(blobs[name]))}
+    assert kept == {"a", "c"}
+    assert sum(p.stat().st_size for p in (tmp_path / "cache").iterdir()) <= 2500
+    assert cache.get("http://elsewhere/a", sha256_bytes(blobs["a"])) is None  # by URI too
+
+
+def test_a_damaged_cached_file_is_dropped(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path / "cache")
+    data = b"golden samples"
+    cache.put("http://store/g", sha256_bytes(data), data)
+    next((tmp_path / "cache").iterdir()).write_bytes(b"golden sampled")
+    assert cache.get("http://store/g", sha256_bytes(data)) is None
+    assert list((tmp_path / "cache").iterdir()) == []

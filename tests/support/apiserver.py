@@ -122,13 +122,15 @@ def _answers(client: httpx.Client, url: str, ok: Callable[[httpx.Response], bool
         return False
 
 
-def request_counts(metrics: str) -> Counter[str]:
+def request_counts(metrics: str, code: str | None = None) -> Counter[str]:
     """apiserver_request_total in a /metrics text by 'VERB resource[/subresource]', watches
-    excluded (they are counted when they end)."""
+    excluded (they are counted when they end); only those answered with `code`, if given."""
     counts: Counter[str] = Counter()
     for match in _REQUEST.finditer(metrics):
         labels = dict(_LABEL.findall(match["labels"]))
         if labels.get("verb", "WATCH") == "WATCH" or not labels.get("resource"):
+            continue
+        if code is not None and labels.get("code") != code:
             continue
         resource = "/".join(filter(None, (labels["resource"], labels.get("subresource"))))
         counts[f"{labels['verb']} {resource}"] += int(float(match["value"]))
@@ -295,12 +297,13 @@ class ApiServer:
             timeout=60,
         )
 
-    def requests(self) -> Counter[str]:
-        """The requests it has served so far (`request_counts` of its /metrics)."""
+    def requests(self, code: str | None = None) -> Counter[str]:
+        """The requests it has served so far (`request_counts` of its /metrics), or those
+        it answered with `code`."""
         tls = ssl.create_default_context(cafile=str(self.ca_file))
         auth = {"Authorization": f"Bearer {self.admin_token}"}
         metrics = httpx.get(f"{self.url}/metrics", verify=tls, headers=auth, timeout=30)
-        return request_counts(metrics.raise_for_status().text)
+        return request_counts(metrics.raise_for_status().text, code)
 
     def token_for(self, service_account: str, namespace: str) -> Path:
         """A kubeconfig acting as NAMESPACE/SERVICE_ACCOUNT (created if missing)."""

@@ -1,5 +1,6 @@
 """A static file server on 127.0.0.1 (a free port), as an object store's HTTP endpoint
-would serve a model repository: every file as `application/octet-stream`."""
+would serve a model repository: every file as `application/octet-stream`. It keeps the
+paths it was asked for (`served`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from typing import Any
 
 class _Handler(SimpleHTTPRequestHandler):
     content_type = "application/octet-stream"
+    served: list[str]
+
+    def send_head(self) -> Any:
+        self.served.append(self.path)
+        return super().send_head()
 
     def guess_type(self, path: Any) -> str:
         return self.content_type
@@ -25,7 +31,10 @@ class FileServer:
     """Serves ROOT over HTTP while in a `with` block; `url` is its base URL."""
 
     def __init__(self, root: Path, content_type: str = "application/octet-stream") -> None:
-        handler = type("Handler", (_Handler,), {"content_type": content_type})
+        self.served: list[str] = []
+        handler = type(
+            "Handler", (_Handler,), {"content_type": content_type, "served": self.served}
+        )
         self.server = ThreadingHTTPServer(
             ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
         )

@@ -1,6 +1,8 @@
 """A TCP forwarder on 127.0.0.1 that a test can cut: every connection is refused or
-dropped while it is down, as during an API server restart. TLS passes through untouched
-(the API server's certificate names 127.0.0.1, whatever the port)."""
+dropped while it is down, as during an API server restart. It can also hold: connections
+stay open and are accepted, but nothing crosses until it is released, as with an API server
+that hangs (a request without a timeout waits for as long as it holds). TLS passes through
+untouched (the API server's certificate names 127.0.0.1, whatever the port)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,15 @@ class TcpProxy:
         self.connections: list[socket.socket] = []
         self.listener: socket.socket | None = None
         self.thread: threading.Thread | None = None
+        self.flowing = threading.Event()
+        self.flowing.set()
+
+    def hold(self) -> None:
+        """Forward nothing more (either way) until `release`."""
+        self.flowing.clear()
+
+    def release(self) -> None:
+        self.flowing.set()
 
     def start(self) -> TcpProxy:
         listener = socket.socket()
@@ -47,6 +58,7 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+        self.flowing.set()  # held pumps go on, to the closed sockets, and end
 
     stop = cut
 
@@ -65,12 +77,15 @@ class TcpProxy:
             with self.lock:
                 self.connections += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+                threading.Thread(
+                    target=_pump, args=(source, sink, self.flowing), daemon=True
+                ).start()
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def _pump(source: socket.socket, sink: socket.socket, flowing: threading.Event) -> None:
     with contextlib.suppress(OSError):
         while data := source.recv(65536):
+            flowing.wait()
             sink.sendall(data)
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)

@@ -24,7 +24,7 @@ CHART = PROJECT / "charts" / "modelcanary"
 UPSTREAM = Path(__file__).parents[1] / "crds"
 HELM = str(Path(sys.executable).with_name("helm"))
 KUBERNETES = "1.30.0"
-CORE = {"Deployment", "Service", "ServiceAccount", "Secret", "Role", "RoleBinding",
+CORE = {"Deployment", "Service", "ServiceAccount", "Secret", "Role", "RoleBinding", "ConfigMap",
         "NetworkPolicy", "CustomResourceDefinition"}  # fmt: skip
 
 COMBINATIONS = {
@@ -281,6 +281,21 @@ def test_operator_pod_is_locked_down_and_probed() -> None:
         for (g, r), v in verbs.items()
         if r not in ("events", "leases")
     )
+
+
+def test_operator_probes_follow_the_tick_loop_and_the_lease() -> None:
+    """Liveness: the tick loop goes round (/livez); readiness: holding the Lease (/readyz).
+    A new pod is not Ready while an old one holds the Lease, so an update replaces the
+    old pods first, whatever the number of replicas."""
+    for name, replicas in (("serverless-canary", 1), ("ha-servicemonitor-demo", 2)):
+        deployment = operator_deployment(kinds(render(COMBINATIONS[name])))
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        assert deployment["spec"]["replicas"] == replicas
+        assert deployment["spec"]["strategy"] == {
+            "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "100%"}
+        }  # fmt: skip
 
 
 def test_prometheus_rule_embeds_the_generated_rules() -> None:

@@ -21,8 +21,9 @@ class CheckUnavailable(ModelcanaryError):
 
 
 class RepositoryReader(Protocol):
-    def read(self, model: str, version: str, name: str) -> bytes:
-        """The file `name` of the version's directory; CheckUnavailable when it cannot."""
+    def read(self, model: str, version: str, name: str, sha256: str | None = None) -> bytes:
+        """The file `name` of the version's directory; CheckUnavailable when it cannot.
+        `sha256`: what its manifest pins, if it does (a reader may keep files by it)."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class LocalRepository:
 
     root: Path
 
-    def read(self, model: str, version: str, name: str) -> bytes:
+    def read(self, model: str, version: str, name: str, sha256: str | None = None) -> bytes:
         path = self.root / model / version / name
         try:
             return path.read_bytes()
@@ -54,8 +55,8 @@ def version_manifest(reader: RepositoryReader, model: str, version: str) -> Mani
 
 def pinned_file(reader: RepositoryReader, manifest: Manifest, name: str) -> bytes:
     """A data file of the version, checked against the sha256 in its manifest."""
-    data = reader.read(manifest.model, str(manifest.version), name)
     pinned = manifest.files.get(f"{manifest.version}/{name}")
+    data = reader.read(manifest.model, str(manifest.version), name, pinned)
     if pinned is not None and sha256_bytes(data) != pinned:
         raise CheckUnavailable(
             f"{manifest.model}:{manifest.version} {name} does not match the sha256 in its "

@@ -8,7 +8,10 @@ STORAGE_CONFIG).
 
 Each read downloads one file, `{storageUri}/{model}/{version}/{name}`, into a temporary
 directory removed before it returns; the bytes come back as stored (an archive, such as an
-`.npz`, is never unpacked: a file the library would unpack is refused).
+`.npz`, is never unpacked: a file the library would unpack is refused). A file its
+manifest pins is kept in a `FileCache` (the operator's: `operator_cache()`) and not
+downloaded again while the manifest pins the same bytes; the manifest itself is read
+every time, so a version exported again is read again.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from pathlib import Path
 
 from kserve_storage import Storage
 
+from modelcanary.adapters.file_cache import FileCache
 from modelcanary.adapters.repo_reader import CheckUnavailable, RepositoryReader
 from modelcanary.errors import one_line
+from modelcanary.modelrepo.manifest import sha256_bytes
 
 PVC_PREFIX = "pvc://"
 PVC_MOUNTS = "/mnt/pvc"  # where the operator mounts a claim: /mnt/pvc/<claim>
@@ -51,17 +56,24 @@ class StorageRepository:
 
     root: str
     pvc_mounts: str = PVC_MOUNTS
+    cache: FileCache | None = None
 
-    def read(self, model: str, version: str, name: str) -> bytes:
+    def read(self, model: str, version: str, name: str, sha256: str | None = None) -> bytes:
         uri = file_uri(self.root, model, version, name)
         if mimetypes.guess_type(name)[0] in ARCHIVES:
             raise CheckUnavailable(f"{uri}: KServe's storage library would unpack {name}")
+        kept = self.cache.get(uri, sha256) if self.cache and sha256 else None
+        if kept is not None:
+            return kept
         with tempfile.TemporaryDirectory(prefix="modelcanary-read-") as out:
             try:
                 where = Storage.download(local_form(uri, self.pvc_mounts), out)
-                return (Path(where) / name).read_bytes()
+                data = (Path(where) / name).read_bytes()
             except Exception as exc:  # the library raises bare Exceptions for many causes
                 raise CheckUnavailable(f"{uri}: {one_line(exc)}") from None
+        if self.cache and sha256 and sha256_bytes(data) == sha256:
+            self.cache.put(uri, sha256, data)
+        return data
 
 
 @dataclass(frozen=True)
@@ -71,8 +83,8 @@ class ByVersion:
 
     readers: Mapping[str, RepositoryReader] = field(default_factory=dict)
 
-    def read(self, model: str, version: str, name: str) -> bytes:
+    def read(self, model: str, version: str, name: str, sha256: str | None = None) -> bytes:
         reader = self.readers.get(version)
         if reader is None:
             raise CheckUnavailable(f"no storageUri known for {model}:{version}")
-        return reader.read(model, version, name)
+        return reader.read(model, version, name, sha256)

@@ -28,6 +28,12 @@ def add(commands: Commands) -> None:
         help="rate window of the recording rules (default: the production profile's)",
     )
     p.add_argument("--tick", default="10s", help="time between ticks")
+    p.add_argument(
+        "--stalled-after",
+        metavar="DURATION",
+        help="the liveness probe (/livez) fails once the tick loop has not gone round for "
+        "this long (default: 5 ticks, at least 60s)",
+    )
     p.add_argument("--metrics-port", type=integer, default=8080)
     p.add_argument("--webhook-port", type=integer, default=8081)
     p.add_argument("--webhook-token-file", type=Path, help="bearer token Alertmanager sends")
@@ -64,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
         window, tick = parse_duration(args.window), parse_duration(args.tick)
     except ValueError as exc:
         raise UsageError(f"--window/--tick: {exc}") from None
+    try:
+        stalled = parse_duration(args.stalled_after) if args.stalled_after else None
+    except ValueError as exc:
+        raise UsageError(f"--stalled-after: {exc}") from None
+    if stalled is not None and stalled <= 0:
+        raise UsageError(f"--stalled-after {args.stalled_after}: must be longer than 0s")
     token = _token(args.webhook_token_file, "--webhook-token-file")
     comparator_token = _token(args.comparator_token_file, "--comparator-token-file")
     if args.comparator and not comparator_token:
@@ -75,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, webhook_token=token, alertmanager=args.alertmanager,
         model_repo=args.model_repo, leader_lease=args.leader_election,
         identity=args.identity or socket.gethostname(), comparator=args.comparator,
-        comparator_token=comparator_token,
+        comparator_token=comparator_token, stalled_after_s=stalled,
     )  # fmt: skip
     operator.run(config)
     return 0

@@ -24,13 +24,20 @@ def add(commands: Commands) -> None:
         "the gateway, the controller's webhook receiver, a local on-call receiver, "
         "Alertmanager and Prometheus; wait until all are ready, print their URLs, restart "
         "any that dies (with backoff, on the same port), and stop them all on Ctrl-C or "
-        "SIGTERM.",
+        "SIGTERM. The ports are kept in the run directory: the next `up` there (also after "
+        "this one was killed) serves on the same URLs.",
     )
     p.add_argument("--repo", type=Path, default=Path("model_repo"))
     p.add_argument("--model", required=True)
     p.add_argument("--stable", type=integer, required=True, help="stable version")
     p.add_argument("--canary", type=integer, help="a canary version with an initial weight")
-    p.add_argument("--canary-weight", type=integer, default=0, help="initial canary percent")
+    p.add_argument(
+        "--canary-weight",
+        type=integer,
+        default=0,
+        help="initial canary percent (an unfinished rollout in the run directory sets the split "
+        "it recorded instead)",
+    )
     p.add_argument(
         "--versions",
         type=int_list,
@@ -47,6 +54,12 @@ def add(commands: Commands) -> None:
         help="override a threshold or window of the profile",
     )
     p.add_argument("--run-dir", type=directory, default=".modelcanary/up")
+    p.add_argument(
+        "--port",
+        type=integer,
+        help="the gateway's port (default: the one kept in RUN_DIR/ports.json, where every "
+        "part's port is kept so that the next `up` serves on the same URLs)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -59,11 +72,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--canary-weight must be between 0 and 100")
     if args.canary_weight and args.canary is None:
         raise UsageError("--canary-weight needs --canary")
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: not a port number (1 to 65535)")
     stop = stop_requested()
     options = StackOptions(
         repo=args.repo, model=args.model, stable=args.stable, canary=args.canary,
         run_dir=args.run_dir, profile=args.profile, canary_weight=args.canary_weight,
-        profile_overrides=tuple(args.overrides), versions=tuple(args.versions),
+        profile_overrides=tuple(args.overrides), versions=tuple(args.versions), port=args.port,
     )  # fmt: skip
     stack = LocalStack(options, say=say)
     try:

@@ -8,8 +8,10 @@
 
 `stable` is optional: the version a promotion made stable (weights), the version whose
 requests are mirrored (shadow; default the route's stable). Any other field is refused
-(400, naming it), as is a body over 64 KiB (413). A split is applied only once every
-version it gives traffic to is ready. A comparison (modelcanary.shadow.comparator)
+(400, naming it), as is a body over 64 KiB (413). A split that gives a version other
+than stable more traffic is applied only if that version answers ready within a second;
+one that only moves traffic back to stable (a rollback) is applied at once, whatever the
+upstreams do. A comparison (modelcanary.shadow.comparator)
 mirrors `percent` of the requests the stable version answers to the canary; DELETE ends it.
 """
 
@@ -134,7 +136,10 @@ class AdminApi:
         except UsageError as exc:
             await respond_error(send, 400, str(exc))
             return
-        problems = await unready(self.upstream, route, table)
+        gaining = {  # a split that only moves traffic to stable (a rollback) never waits
+            v for v, w in table.weights if w > route.table.percent(v) and v != route.config.stable
+        }
+        problems = await unready(self.upstream, route, table, gaining) if gaining else []
         if problems:
             await respond_error(send, 400, "; ".join(problems) + "; weights unchanged")
             return

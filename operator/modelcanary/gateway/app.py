@@ -26,6 +26,7 @@ path pays for what the framework does; the routes are few and fixed.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -60,9 +61,9 @@ from modelcanary.gateway.client_errors import (
 from modelcanary.gateway.config import GatewayConfig
 from modelcanary.gateway.infer_checks import check_infer_request, model_limits
 from modelcanary.gateway.metrics import GatewayMetrics
-from modelcanary.gateway.readiness import ReadinessWatch
+from modelcanary.gateway.readiness import Abandoned, ReadinessWatch
 from modelcanary.gateway.retry import ANSWERED, FAILED, OVER_BUDGET, RetryBudget
-from modelcanary.gateway.routes import Route, unknown_model, unready
+from modelcanary.gateway.routes import READY_TIMEOUT_S, Route, unknown_model, unready
 from modelcanary.gateway.upstream import (
     PASSED_HEADERS,
     Upstream,
@@ -199,6 +200,11 @@ class Gateway:
             self.metrics.probes.labels(model, version, str(response.status)).inc()
             await respond(send, response.status, response.body, response.headers + routed_to)
             return
+        not_ready = self.readiness.is_unready(route, version)
+        if not_ready is not None:  # a hung upstream would hold the request for the timeout
+            self.metrics.observe(route.name, version, 503, 0.0)
+            await respond_error(send, 503, not_ready, routed_to)
+            return
         if pinned is None:
             self.budgets[model].request(time.monotonic())
         response, answered_by, retried = await self._send_infer(
@@ -240,7 +246,12 @@ class Gateway:
         started = time.perf_counter()
         url = route.version_url(version, "/infer")
         try:
-            response = await self.upstream.request("POST", url, body, headers)
+            response = await self.readiness.send(
+                route, version, self.upstream.request("POST", url, body, headers)
+            )
+        except Abandoned as exc:
+            self.metrics.observe(route.name, version, 503, time.perf_counter() - started)
+            return error_response(503, str(exc)), True  # hung: like a timeout
         except UpstreamRefused as exc:
             self.metrics.observe(route.name, version, 502, time.perf_counter() - started)
             self.readiness.refused(route, version)
@@ -312,8 +323,14 @@ class Gateway:
             url = f"{route.config.upstreams[version]}/v2/models/{route.name}/stats"
         else:
             url = route.version_url(version, "/" + rest[0] if rest else "")
+        probe = rest == ["ready"]  # asked live, like the readiness probes, and as briefly
+        not_ready = None if probe else self.readiness.is_unready(route, version)
+        if not_ready is not None:
+            await respond_error(send, 503, not_ready)
+            return
         try:
-            response = await self.upstream.request("GET", url, None, {})
+            async with asyncio.timeout(READY_TIMEOUT_S if probe else None):
+                response = await self.upstream.request("GET", url, None, {})
         except UpstreamRefused as exc:
             await respond_error(
                 send,
@@ -321,7 +338,7 @@ class Gateway:
                 f"version {version} of {route.name} at {url} refused the connection: {exc}",
             )
             return
-        except UpstreamTimeout:
+        except (UpstreamTimeout, TimeoutError):
             await respond_error(
                 send, 504, f"version {version} of {route.name} at {url} did not answer in time"
             )

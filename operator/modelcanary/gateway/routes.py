@@ -8,12 +8,15 @@ that have traffic, until it is ready again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from typing import Any
 
 from modelcanary.gateway.config import ModelRoute
 from modelcanary.gateway.upstream import Upstream, UpstreamRefused, UpstreamTimeout
 from modelcanary.gateway.weights import WeightTable
+
+READY_TIMEOUT_S = 1.0  # a version whose upstream does not answer /ready this fast is unready
 
 
 class Route:
@@ -63,20 +66,30 @@ def unknown_model(routes: dict[str, Route], model: str) -> str:
     return f"unknown model {model!r}; this gateway routes: {', '.join(routes)}"
 
 
-async def unready(upstream: Upstream, route: Route, table: WeightTable | None = None) -> list[str]:
-    """Why the versions that receive traffic under `table` (default: the current split)
-    are not all ready; empty when they are."""
+async def unready(
+    upstream: Upstream, route: Route, table: WeightTable | None = None,
+    versions: Collection[str] | None = None,
+) -> list[str]:  # fmt: skip
+    """Why the versions that receive traffic under `table` (default: the current split;
+    only those among `versions`, if given) are not all ready; empty when they are. Each
+    upstream has READY_TIMEOUT_S to answer: a hung one is unready, not waited for."""
     problems = []
     for version, weight in (table or route.table).weights:
-        if weight == 0:
+        if weight == 0 or (versions is not None and version not in versions):
             continue
         url = route.version_url(version, "/ready")
         try:
-            response = await upstream.request("GET", url, None, {})
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                response = await upstream.request("GET", url, None, {})
             if response.status != 200:
                 problems.append(
                     f"{route.name} version {version} is not ready ({url}: {response.status})"
                 )
         except (UpstreamRefused, UpstreamTimeout) as exc:
             problems.append(f"{route.name} version {version} is unreachable at {url}: {exc}")
+        except TimeoutError:
+            problems.append(
+                f"{route.name} version {version} at {url} did not answer within "
+                f"{READY_TIMEOUT_S:g} s"
+            )
     return problems

@@ -15,6 +15,7 @@ from pathlib import Path
 from kubernetes import client
 
 from modelcanary.adapters import factory
+from modelcanary.adapters.file_cache import operator_cache
 from modelcanary.adapters.kserve_router import KSERVE, Services, listed
 from modelcanary.adapters.kserve_status import predictor_address, revision_urls, storage_uri
 from modelcanary.adapters.repo_reader import LocalRepository, RepositoryReader
@@ -64,5 +65,6 @@ def check_target(
     if model_repo is not None:
         repo = LocalRepository(model_repo)
     elif all(uris.values()):
-        repo = ByVersion({v: StorageRepository(str(uri)) for v, uri in uris.items()})
+        stores = {v: StorageRepository(str(uri), cache=operator_cache()) for v, uri in uris.items()}
+        repo = ByVersion(stores)
     return (stable_url, canary_url), repo

@@ -10,6 +10,8 @@ every replica when two have the same priority.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelcanary.kube.api import describe
+from modelcanary.kube.health import lease_problem
 
 log = logging.getLogger("modelcanary.operator")
 
@@ -36,14 +39,16 @@ class LeaseElector:
 
     def __init__(
         self, api: client.CoordinationV1Api, namespace: str, name: str, identity: str,
-        lease_s: int = 15,
+        lease_s: int = 15, clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.api, self.namespace, self.name = api, namespace, name
-        self.identity, self.lease_s = identity, lease_s
+        self.identity, self.lease_s, self.clock = identity, lease_s, clock
         self.leading = False
+        self.renewed_at: float | None = None  # by `clock`, when the last held renewal began
 
     def acquire_or_renew(self) -> bool:
         """True while this replica holds the Lease (API errors count as not holding)."""
+        began = self.clock()
         try:
             leading = self._attempt()
         except ApiException as exc:
@@ -59,7 +64,14 @@ class LeaseElector:
                 "%s %s the lease %s", self.identity, "acquired" if leading else "lost", self.name
             )
         self.leading = leading
+        self.renewed_at = began if leading else None
         return leading
+
+    def not_ready(self) -> str | None:
+        """Why this replica does not act now (readiness); None while it holds the Lease."""
+        return lease_problem(
+            self.identity, self.name, self.leading, self.renewed_at, self.lease_s, self.clock()
+        )
 
     def release(self) -> None:
         """Give the Lease up at shutdown so a standby takes over at once."""
@@ -73,7 +85,7 @@ class LeaseElector:
                 self.api.replace_namespaced_lease(self.name, self.namespace, lease)
         except ApiException:
             pass
-        self.leading = False
+        self.leading, self.renewed_at = False, None
 
     def _attempt(self) -> bool:
         now = _now()

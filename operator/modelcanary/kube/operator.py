@@ -12,8 +12,9 @@ refuse gets phase Invalid and a condition naming the field. Deleting a ModelCana
 was not promoted puts all traffic back on the stable version.
 
 With several replicas, a coordination.k8s.io Lease elects the one whose loop acts; the
-others stand by and take over when it stops renewing. What the handlers share lives in
-kopf's memo.
+others stand by and take over when it stops renewing. The liveness probe follows the tick
+loop (it fails once the loop ended or stalled), the readiness probe the Lease (see
+modelcanary.kube.health). What the handlers share lives in kopf's memo.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from modelcanary.kube.api import (
 )
 from modelcanary.kube.check_target import NO_REPOSITORY, check_target
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
+from modelcanary.kube.health import LoopPulse, stalled_after
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
 from modelcanary.rollout.engine import Engine, Rollout, TickFailure
@@ -56,6 +58,10 @@ from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
 
 MODE_ANNOTATION = "modelcanary.io/mode"
+# kopf puts it on every ModelCanary, so that deleting one runs `deleted` (traffic back on
+# stable). Its patch changes the resourceVersion and would refuse (409) a status write that
+# read the resource before it, so a rollout is ticked only once the finalizer is there.
+FINALIZER = "modelcanary.io/finalizer"
 ISVC_ANNOTATION = "modelcanary.io/inference-service"
 log = logging.getLogger("modelcanary.operator")
 # A rollout whose tick changed nothing but its numbers is written at most this often.
@@ -83,6 +89,7 @@ class OperatorConfig:
     bind: str = "0.0.0.0"  # where the webhook and metrics servers listen
     comparator: str | None = None  # the shadow comparator's URL; None: no shadow phase
     comparator_token: str = ""  # bearer token of its admin API
+    stalled_after_s: float | None = None  # liveness fails after; None: stalled_after(tick_s)
 
 
 @dataclass
@@ -102,6 +109,14 @@ class Runtime:
     loop: threading.Thread | None = None
     lease: threading.Thread | None = None
     comparator: httpx.Client | None = None  # shared by the rollouts' shadow controls
+    pulse: LoopPulse = field(init=False)  # the tick loop's, for the liveness probe
+
+    def __post_init__(self) -> None:
+        self.pulse = LoopPulse(self.config.stalled_after_s or stalled_after(self.config.tick_s))
+
+    def not_ready(self) -> str | None:
+        """The readiness probe: why this replica does not act (None: it does)."""
+        return None if self.elector is None else self.elector.not_ready()
 
 
 def build_runtime(config: OperatorConfig) -> Runtime:
@@ -173,8 +188,12 @@ def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     # The operator's Role is namespaced: it may not list namespaces, so it does not try.
     settings.scanning.disabled = True
-    settings.persistence.finalizer = "modelcanary.io/finalizer"
-    memo.servers = operator_servers.start(memo.config, memo.book, memo.metrics.registry)
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.diffbase_storage = NoDiffBase()
+    memo.pulse.beat()  # the loop starts below; the time kopf took to get here is no stall
+    memo.servers = operator_servers.start(
+        memo.config, memo.book, memo.metrics.registry, memo.pulse.problem, memo.not_ready
+    )
     if memo.elector is not None:
         memo.elector.acquire_or_renew()
         memo.lease = threading.Thread(
@@ -183,6 +202,19 @@ def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
         memo.lease.start()
     memo.loop = threading.Thread(target=tick_loop, args=(memo,), name="ticks", daemon=True)
     memo.loop.start()
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf records no "last handled" spec: the operator has no handler for a change of
+    spec (`changed` sees every event), and kopf would write one to the resource after each
+    change (of spec, or of the intent annotation), refusing (409) the tick's status write
+    that read it before. A create or update handler would need kopf's default back."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 @kopf.on.cleanup()
@@ -206,6 +238,8 @@ def changed(body: kopf.Body, memo: Runtime, **_: Any) -> None:
     """A new spec or a new intent: tick now rather than at the next tick. The operator's
     own status writes change neither, so they do not wake it."""
     metadata = body.get("metadata", {})
+    if FINALIZER not in (metadata.get("finalizers") or ()):
+        return  # kopf adds it next, and that change wakes the loop
     key = f"{metadata.get('namespace')}/{metadata.get('name')}"
     seen = (metadata.get("generation"), (metadata.get("annotations") or {}).get(INTENT_ANNOTATION))
     if memo.seen.get(key) != seen:
@@ -224,17 +258,22 @@ def lease_loop(runtime: Runtime, elector: LeaseElector) -> None:
 
 
 def tick_loop(runtime: Runtime) -> None:
-    """Tick every rollout while this replica leads, until the operator stops."""
-    while not runtime.stop.is_set():
-        runtime.wake.clear()
-        if runtime.elector is None or runtime.elector.leading:
-            try:
-                tick(runtime)
-            except ModelcanaryError as exc:
-                log.warning("%s", exc)
-            except Exception:  # a bug must not stop every rollout; log it and go on
-                log.exception("tick failed")
-        runtime.wake.wait(runtime.config.tick_s)
+    """Tick every rollout while this replica leads, until the operator stops. Each round
+    is a beat of the pulse the liveness probe reads."""
+    try:
+        while not runtime.stop.is_set():
+            runtime.pulse.beat()
+            runtime.wake.clear()
+            if runtime.elector is None or runtime.elector.leading:
+                try:
+                    tick(runtime)
+                except ModelcanaryError as exc:
+                    log.warning("%s", exc)
+                except Exception:  # a bug must not stop every rollout; log it and go on
+                    log.exception("tick failed")
+            runtime.wake.wait(runtime.config.tick_s)
+    finally:
+        runtime.pulse.end()
 
 
 def tick(runtime: Runtime) -> None:
@@ -251,9 +290,10 @@ def tick(runtime: Runtime) -> None:
         services = exc
     rollouts = []
     for body in cast(dict[str, Any], listed).get("items", []):
-        if body["metadata"].get("deletionTimestamp"):
+        metadata = body["metadata"]
+        if metadata.get("deletionTimestamp") or FINALIZER not in (metadata.get("finalizers") or ()):
             continue
-        name = body["metadata"]["name"]
+        name = metadata["name"]
         try:
             spec = parse_spec(body.get("spec"), f"ModelCanary {namespace}/{name}")
         except UsageError as exc:
@@ -267,7 +307,9 @@ def tick(runtime: Runtime) -> None:
             continue
         for problem in result.problems:
             log.warning("%s: %s", result.rollout, problem)
-        runtime.metrics.export(namespace, rollout.spec, result.state.weight, result.state.phase)
+        runtime.metrics.export(
+            namespace, rollout.spec, result.state.weight, result.state.phase, result.state.gate
+        )
 
 
 def build_rollout(

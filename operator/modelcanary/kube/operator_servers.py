@@ -1,8 +1,14 @@
 """The HTTP servers beside the operator: the Alertmanager webhook receiver and `/metrics`
-(prometheus_client's own ASGI app) with `/healthz`."""
+(prometheus_client's own ASGI app) with the probes (see modelcanary.kube.health):
+
+    GET /livez    200 while the tick loop goes round, else 503 saying why
+    GET /readyz   200 while this replica holds the Lease (or runs without election)
+    GET /healthz  200 while the server answers (the process is up)
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, make_asgi_app
@@ -18,16 +24,35 @@ if TYPE_CHECKING:
     from modelcanary.kube.operator import OperatorConfig
 
 
-def metrics_app(registry: CollectorRegistry) -> Starlette:
-    async def healthz(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
+Problem = Callable[[], str | None]  # why a probe fails; None: it passes
+
+
+def metrics_app(
+    registry: CollectorRegistry, live: Problem = lambda: None, ready: Problem = lambda: None
+) -> Starlette:
+    def probe(problem: Problem) -> Callable[[Request], Any]:
+        async def answer(request: Request) -> PlainTextResponse:
+            found = problem()
+            if found is None:
+                return PlainTextResponse("ok")
+            return PlainTextResponse(found, 503)
+
+        return answer
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Mount("/metrics", app=make_asgi_app(registry))]
+        routes=[
+            Route("/healthz", probe(lambda: None)),
+            Route("/livez", probe(live)),
+            Route("/readyz", probe(ready)),
+            Mount("/metrics", app=make_asgi_app(registry)),
+        ]
     )
 
 
-def start(config: OperatorConfig, book: AlertBook, registry: CollectorRegistry) -> list[Any]:
+def start(
+    config: OperatorConfig, book: AlertBook, registry: CollectorRegistry,
+    live: Problem = lambda: None, ready: Problem = lambda: None,
+) -> list[Any]:  # fmt: skip
     """Start the webhook (when a token is configured) and the metrics server."""
     servers = []
     if config.webhook_token:
@@ -39,7 +64,7 @@ def start(config: OperatorConfig, book: AlertBook, registry: CollectorRegistry) 
         )  # fmt: skip
     servers.append(
         AppServer(
-            metrics_app(registry), host=config.bind, port=config.metrics_port,
+            metrics_app(registry, live, ready), host=config.bind, port=config.metrics_port,
             name="operator metrics",
         )
     )  # fmt: skip

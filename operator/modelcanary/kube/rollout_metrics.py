@@ -1,4 +1,5 @@
-"""The operator's own series: each version's weight and role, per rollout."""
+"""The operator's own series: each version's weight and role, each rollout's phase, and
+the holdout gate's last result, per rollout (the Grafana dashboards chart them)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Gauge
 
 from modelcanary.alerts import promql as q
-from modelcanary.metrics_contract import set_role
+from modelcanary.metrics_contract import ROLLOUT_HOLDOUT, ROLLOUT_PHASE, set_role
+from modelcanary.rollout.intents import FINISHED, UNFINISHED
+from modelcanary.rollout.ports import GateResult
 from modelcanary.rollout.spec import RolloutSpec
+
+# the gate's numbers (GateResult.numbers) exported, by the `value` label they get
+HOLDOUT_VALUES = {
+    "canary": "holdout_canary", "stable": "holdout_stable",
+    "difference_low": "holdout_difference_low", "difference_high": "holdout_difference_high",
+}  # fmt: skip
 
 
 @dataclass
@@ -27,8 +36,27 @@ class RolloutMetrics:
             ["namespace", "model", "version", "role"], registry=self.registry,
         )  # fmt: skip
 
-    def export(self, namespace: str, spec: RolloutSpec, weight: int, phase: str) -> None:
+        self.phase = Gauge(
+            ROLLOUT_PHASE, "1 for the rollout's phase, 0 for the others",
+            ["namespace", "model", "phase"], registry=self.registry,
+        )  # fmt: skip
+        self.holdout = Gauge(
+            ROLLOUT_HOLDOUT, "The holdout gate's accuracies (canary, stable) and the interval "
+            "of their difference (difference_low, difference_high), canary version labelled",
+            ["namespace", "model", "version", "value"], registry=self.registry,
+        )  # fmt: skip
+
+    def export(
+        self, namespace: str, spec: RolloutSpec, weight: int, phase: str,
+        gate: GateResult | None = None,
+    ) -> None:  # fmt: skip
         stable, canary = spec.stable.version, spec.canary.version
+        for each in (*UNFINISHED, *FINISHED):
+            self.phase.labels(namespace, spec.model, each).set(1 if each == phase else 0)
+        numbers = gate.numbers if gate is not None else {}
+        for value, key in HOLDOUT_VALUES.items():
+            if key in numbers:
+                self.holdout.labels(namespace, spec.model, canary, value).set(float(numbers[key]))
         promoted = phase == "Promoted"
         self.weight.labels(namespace, spec.model, stable).set(0 if promoted else 100 - weight)
         self.weight.labels(namespace, spec.model, canary).set(100 if promoted else weight)

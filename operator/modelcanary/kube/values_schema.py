@@ -142,6 +142,21 @@ def schema() -> dict[str, Any]:
                         "ruleLabels": labels,
                     }
                 ),
+                "grafana": _object(
+                    {
+                        "dashboards": _object(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "labels": labels,
+                                "annotations": labels,
+                                "namespace": _string(
+                                    "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+                                    description="the ConfigMap's namespace; empty: the release's",
+                                ),
+                            }
+                        )
+                    }
+                ),
                 "prometheus": _object(
                     {"url": _string("^https?://"), "namespace": _string(), "podLabels": labels}
                 ),

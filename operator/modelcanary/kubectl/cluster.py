@@ -59,9 +59,10 @@ class Cluster:
             raise ModelcanaryError(f"listing modelcanaries: {exc}") from None
         return cast(list[dict[str, Any]], cast(dict[str, Any], found).get("items", []))
 
-    def annotate(self, name: str, value: str) -> None:
+    def annotate(self, name: str, value: str, namespace: str | None = None) -> None:
+        """Record an intent on the resource (in the context's namespace, or NAMESPACE)."""
         body = {"metadata": {"annotations": {INTENT_ANNOTATION: value}}}
-        model_canary(self.api, self.namespace, name).patch(body)
+        model_canary(self.api, namespace or self.namespace, name).patch(body)
 
 
 def loaded(resource: dict[str, Any]) -> tuple[RolloutSpec | None, RolloutState, Phase | None]:

@@ -22,7 +22,15 @@ from typing import Any
 
 import yaml
 
+from modelcanary.alerts.promql import SOURCES
 from modelcanary.commands.arguments import Parser, add_intent_verbs, intent_action
+from modelcanary.dashboard.serving import (
+    DEFAULT_LISTEN,
+    listen_address,
+    serve,
+    session_token,
+    window_text,
+)
 from modelcanary.errors import ModelcanaryError, NotAllowed
 from modelcanary.kubectl.cluster import Cluster, list_rows, loaded
 from modelcanary.rollout.intents import BY_ACTION, Intent, refusal
@@ -69,6 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
     history = verbs.add_parser("history", help="every transition", parents=[common])
     history.add_argument("name")
     add_intent_verbs(verbs, run, lambda p: p.add_argument("name"), parents=[common])
+    dashboard = verbs.add_parser(
+        "dashboard", parents=[common],
+        help="a live web page of the rollouts",
+        description="Serve a page on 127.0.0.1 that shows the namespace's rollouts (or all, "
+        "with -A) as they happen, read through the API server with the kubeconfig's "
+        "credentials. Read-only unless --allow-actions; then its buttons record the intents "
+        "the other verbs record, with a token printed in the page's URL.",
+    )  # fmt: skip
+    dashboard.add_argument("-A", "--all-namespaces", action="store_true")
+    dashboard.add_argument(
+        "--listen", type=listen_address, default=listen_address(DEFAULT_LISTEN),
+        metavar="127.0.0.1:PORT", help=f"address (default {DEFAULT_LISTEN}; port 0: any free)",
+    )  # fmt: skip
+    dashboard.add_argument("--allow-actions", action="store_true",
+                           help="let the page promote, pause, resume and roll back")  # fmt: skip
+    dashboard.add_argument(
+        "--prometheus", metavar="URL",
+        help="Prometheus for the traffic charts, e.g. http://127.0.0.1:9090 through "
+        "`kubectl port-forward svc/prometheus-operated 9090 -n monitoring`",
+    )  # fmt: skip
+    dashboard.add_argument("--source", choices=sorted(SOURCES), default="triton",
+                           help="which normalized series to chart (default triton)")  # fmt: skip
+    dashboard.add_argument("--window", default="1m", type=window_text,
+                           help="window of the error and latency charts (default 1m)")  # fmt: skip
     return parser
 
 
@@ -105,6 +137,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(formatted(items, args.output))
         return 0
+    if args.verb == "dashboard":
+        from modelcanary.kubectl.dashboard import ClusterBackend
+
+        backend = ClusterBackend(
+            cluster, args.all_namespaces, args.prometheus, args.source, args.window
+        )
+        token = session_token() if args.allow_actions else None
+        return serve(backend, args.listen, token, lambda line: print(line, flush=True))
     if args.verb == "status":
         last = None
         while True:

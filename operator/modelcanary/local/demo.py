@@ -25,7 +25,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelcanary import metrics_contract
 from modelcanary.adapters.prometheus import PrometheusSource
-from modelcanary.alerts import promql as q
 from modelcanary.alerts.profile import Profile, load_profile
 from modelcanary.load.generator import BackgroundLoad, request_bodies
 from modelcanary.local import report
@@ -209,25 +208,7 @@ class Demo:
         self, urls: dict[str, str], outcomes: list[Outcome], start: float, end: float
     ) -> Path:
         source = PrometheusSource(urls["prometheus"], SOURCE, 0)
-        model = f'model="{MODEL}"'
-
-        def series(expression: str) -> dict[str, report.Points]:
-            return {
-                labels.get("version", "?"): points
-                for labels, points in source.query_range(expression, start, end, 1.0)
-            }
-
-        charts = [
-            report.Chart("Canary and stable weight", "%",
-                         series(f"{metrics_contract.GATEWAY_WEIGHT}{{{model}}}"), floor_max=100),
-            report.Chart("Error ratio (15 s window)", "%",
-                         series(f'{q.ERROR_RATIO}{{{model}, source="{SOURCE}"}}'), 100, 5),
-            report.Chart("P99 latency (15 s window)", " ms",
-                         series(f'{q.LATENCY_P99}{{{model}, source="{SOURCE}"}}'), 1000, 10),
-            report.Chart("Shadow: canary's top-1 agreement with stable", "%",
-                         series(f'{q.SHADOW_AGREEMENT}{{{model}, kind="classification"}}'),
-                         100, 100),
-        ]  # fmt: skip
+        charts = report.charts(source.query_range, report.version_panels(MODEL, SOURCE), start, end)
         markers = []
         summary = [list(HEADER)]
         for o in outcomes:

@@ -98,12 +98,12 @@ class _Daemon:
 
 
 class Prometheus(_Daemon):
-    """The real `prometheus` binary on a free loopback port."""
+    """The real `prometheus` binary on a loopback port (a free one unless given)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, port: int | None = None) -> None:
         self.binary = find_binary(("prometheus",), "prometheus")
         self.run_dir = run_dir
-        (self.port,) = free_ports(1)
+        self.port = port or free_ports(1)[0]
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.config_path = run_dir / "prometheus.yml"
         self.process = ManagedProcess(
@@ -149,14 +149,15 @@ class Prometheus(_Daemon):
 
 
 class Alertmanager(_Daemon):
-    """The real Alertmanager (Debian names it prometheus-alertmanager) on a free port."""
+    """The real Alertmanager (Debian names it prometheus-alertmanager) on a loopback port
+    (a free one unless given)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, port: int | None = None) -> None:
         self.binary = find_binary(
             ("alertmanager", "prometheus-alertmanager"), "prometheus-alertmanager"
         )
         self.run_dir = run_dir
-        (self.port,) = free_ports(1)
+        self.port = port or free_ports(1)[0]
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.config_path = run_dir / "alertmanager.yml"
         self.password_file = run_dir / "alertmanager.password"

@@ -4,9 +4,11 @@ Triton (every version of the model side by side), the gateway in front of it wit
 comparator inside it (it reads the repository's manifests), the controller's
 Alertmanager webhook receiver, a local on-call receiver, Alertmanager routing to them,
 and Prometheus scraping Triton and the gateway and evaluating the rules of a profile.
-Everything listens on 127.0.0.1, on free ports, and lives in one run directory. Once all
-run, a supervisor (modelcanary.local.supervisor) restarts any part that dies, on the same
-ports, so the URLs in up.json stay valid for the whole run.
+Everything listens on 127.0.0.1 and lives in one run directory, on the ports kept in its
+ports.json (free ones the first time; see modelcanary.local.run_dir), so the URLs in
+up.json stay the same from one `up` to the next, also after `up` was killed. Once all
+run, a supervisor (modelcanary.local.supervisor) restarts any part that dies or hangs
+(fails its health check a few times in a row), on the same ports.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.local.monitoring import Alertmanager, Prometheus, ScrapeTarget, prometheus_config
-from modelcanary.local.supervisor import Part, Supervisor
+from modelcanary.local.run_dir import PortBook, RunDirLock, resumed_split, stop_leftovers
+from modelcanary.local.supervisor import HealthCheck, Part, Supervisor
 from modelcanary.modelrepo.repository import ModelRepository
-from modelcanary.serving.triton_server import TritonServer
+from modelcanary.serving.triton_server import Endpoints, TritonServer
 
 SCRAPE_INTERVAL = {"demo": "1s", "production": "15s"}
 
@@ -53,6 +56,7 @@ class StackOptions:
     canary_weight: int = 0
     versions: tuple[int, ...] = ()  # served versions; empty: every version in the repository
     profile_overrides: tuple[str, ...] = ()
+    port: int | None = None  # the gateway's; default: kept in ports.json, or a free one
 
 
 @dataclass
@@ -68,8 +72,10 @@ class LocalStack:
     prometheus: Prometheus | None = None
     alertmanager: Alertmanager | None = None
     supervisor: Supervisor = field(init=False)
+    lock: RunDirLock | None = None
     _running: list[_Stoppable] = field(default_factory=list)
     _parts: dict[str, Part] = field(default_factory=dict)
+    _health: dict[str, HealthCheck] = field(default_factory=dict)  # of the process parts
 
     def __post_init__(self) -> None:
         self.book = AlertBook(listener=self._heard)
@@ -93,7 +99,12 @@ class LocalStack:
         o = self.options
         profile = load_profile(o.profile, list(o.profile_overrides))
         run = o.run_dir.resolve()
-        run.mkdir(parents=True, exist_ok=True)
+        lock = RunDirLock(run)
+        previous_up = lock.acquire()  # refused while another `up` runs here
+        self.lock = lock
+        stop_leftovers(run, previous_up, self.say)
+        ports = PortBook(run, {"gateway": o.port} if o.port else None)
+        ports.check()
         served = sorted(set(o.versions or ModelRepository(o.repo).versions(o.model)))
         missing = [v for v in (o.stable, o.canary) if v is not None and v not in served]
         if missing:
@@ -101,18 +112,24 @@ class LocalStack:
                 f"{o.model} version {missing[0]} is not among the served versions "
                 f"{', '.join(map(str, served)) or '(none)'} of {o.repo}"
             )
-        weights = {str(o.stable): 100}
+        stable, weights = str(o.stable), {str(o.stable): 100}
         if o.canary is not None:
             weights = {str(o.stable): 100 - o.canary_weight, str(o.canary): o.canary_weight}
+        stable, weights = resumed_split(run, o.model, served, self.say) or (stable, weights)
 
         shutil.rmtree(run / "faults", ignore_errors=True)  # faults never outlive a run
         (run / "oncall.jsonl").unlink(missing_ok=True)  # nor do the last run's pages
         self.triton = TritonServer(o.repo, run / "triton", faults_dir=run / "faults")
         (run / "triton").mkdir(exist_ok=True)
         self._running.append(self.triton)
-        endpoints = self.triton.start()
+        endpoints = self.triton.start(
+            endpoints=Endpoints(
+                ports.port("triton_http"), ports.port("triton_grpc"), ports.port("triton_metrics")
+            )
+        )
         self.triton.load(o.model, served)
         self._parts["triton"] = self.triton
+        self._health["triton"] = HealthCheck(f"{endpoints.http}/v2/health/ready")
         self.say(f"Triton ready: {o.model} versions {', '.join(map(str, served))}")
 
         gateway_token = token_file(run / "gateway.token")
@@ -120,7 +137,7 @@ class LocalStack:
             {
                 "models": {
                     o.model: {
-                        "stable": str(o.stable),
+                        "stable": stable,
                         "upstreams": {str(v): endpoints.http for v in served},
                         "weights": weights,
                     }
@@ -129,14 +146,18 @@ class LocalStack:
             },
             "up",
         )
-        self.gateway = GatewayServer(Gateway(config, gateway_token, say=self.say))
+        self.gateway = GatewayServer(
+            Gateway(config, gateway_token, say=self.say), port=ports.port("gateway")
+        )
         self._running.append(self.gateway)
         self.gateway.start()
         self._parts["gateway"] = self.gateway
 
         controller_token_path = run / "controller.token"
         controller = AppServer(
-            create_app(self.book, token_file(controller_token_path)), name="controller webhook"
+            create_app(self.book, token_file(controller_token_path)),
+            port=ports.port("controller_webhook"),
+            name="controller webhook",
         )
         self._running.append(controller)
         controller.start()
@@ -144,13 +165,14 @@ class LocalStack:
         pager_token_path = run / "oncall.token"
         pager = AppServer(
             oncall.create_app(run / "oncall.jsonl", token_file(pager_token_path), sys.stdout),
+            port=ports.port("oncall"),
             name="on-call receiver",
         )
         self._running.append(pager)
         pager.start()
         self._parts["on-call receiver"] = pager
 
-        self.alertmanager = Alertmanager(run)
+        self.alertmanager = Alertmanager(run, ports.port("alertmanager"))
         self._running.append(self.alertmanager)
         routing = Routing(
             controller=Webhook(
@@ -168,10 +190,11 @@ class LocalStack:
         )
         self.alertmanager.start(render_routing(routing))
         self._parts["alertmanager"] = self.alertmanager
+        self._health["alertmanager"] = HealthCheck(f"{self.alertmanager.url}/-/ready")
 
         rule_file = run / "rules.yml"
         rule_file.write_text(rules.render(profile))
-        self.prometheus = Prometheus(run)
+        self.prometheus = Prometheus(run, ports.port("prometheus"))
         self._running.append(self.prometheus)
         self.prometheus.start(
             prometheus_config(
@@ -186,6 +209,7 @@ class LocalStack:
             )
         )
         self._parts["prometheus"] = self.prometheus
+        self._health["prometheus"] = HealthCheck(f"{self.prometheus.url}/-/ready")
         self.prometheus.wait_for_targets()
 
         self.urls = {
@@ -208,7 +232,7 @@ class LocalStack:
         }
         self.supervisor = Supervisor(run, self.say)
         for name, part in self._parts.items():
-            self.supervisor.watch(name, part)
+            self.supervisor.watch(name, part, self._health.get(name))
         (run / "up.json").write_text(json.dumps(self.urls, indent=2) + "\n")
         return self.urls
 
@@ -222,7 +246,10 @@ class LocalStack:
             except Exception as exc:  # keep stopping the others
                 self.say(f"stopping {type(part).__name__} failed: {exc}")
         self.supervisor.join()
-        (self.options.run_dir / "up.json").unlink(missing_ok=True)
+        if self.lock is not None:  # the run directory is this `up`'s
+            (self.options.run_dir / "up.json").unlink(missing_ok=True)
+            self.lock.release()
+            self.lock = None
 
 
 def describe(urls: dict[str, Any]) -> list[str]:

@@ -5,7 +5,10 @@ A watcher thread per part polls it; when it died, the watcher restarts it after 
 that doubles with each restart (0.5 s up to 30 s) and falls back to the first once the
 part has run for a minute. A failed restart is retried the same way, for as long as `up`
 runs: serving (Triton, the gateway) never stops because a monitor (Prometheus,
-Alertmanager, a receiver) did. `RUN_DIR/parts.json` shows each part's pid, state and
+Alertmanager, a receiver) did. A process part can have a health check (`HealthCheck`: its
+ready URL, a short timeout): one that fails a few checks in a row is hung (stopped,
+deadlocked, swapping), so the supervisor kills it (SIGKILL) and restarts it like a part
+that died. `RUN_DIR/parts.json` shows each part's pid, state and
 restarts; `RUN_DIR/supervisor.log` keeps the events.
 
 Why not supervisord or circus: half of the stack is not a process (the gateway and the
@@ -20,6 +23,8 @@ supervision is this loop, inside `up`, over objects that know how to restart the
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +32,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+import httpx
+
 from modelcanary.errors import one_line
 from modelcanary.files import write_atomically
+from modelcanary.waiting import wait_until
 
 State = Literal["running", "restarting", "stopped"]
 
@@ -60,6 +68,38 @@ class Backoff:
 
 
 @dataclass
+class HealthCheck:
+    """GET `url` every `every_s`; `failures` checks in a row that get no answer within
+    `timeout_s` mean the part is hung. Any answer, even 503 (Triton with a version not
+    ready), means it is not: a restart is for a process that stopped answering."""
+
+    url: str
+    timeout_s: float = 2.0
+    failures: int = 3
+    every_s: float = 1.0
+    failed: int = 0
+    next_at: float = 0.0
+
+    def hung(self, now: float) -> str | None:
+        """Check when due; why the part is hung once it failed `failures` checks in a row."""
+        if now < self.next_at:
+            return None
+        self.next_at = now + self.every_s
+        try:
+            httpx.get(self.url, timeout=self.timeout_s)
+            problem = ""
+        except httpx.TimeoutException:
+            problem = f"no answer within {self.timeout_s:g} s"
+        except httpx.HTTPError as exc:
+            problem = one_line(exc)
+        self.failed = self.failed + 1 if problem else 0
+        if self.failed < self.failures:
+            return None
+        self.failed = 0
+        return f"hung: {self.failures} health checks of {self.url} failed in a row ({problem})"
+
+
+@dataclass
 class PartStatus:
     """One line of parts.json."""
 
@@ -84,11 +124,11 @@ class Supervisor:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def watch(self, name: str, part: Part) -> None:
-        """Start watching a part that runs now."""
+    def watch(self, name: str, part: Part, health: HealthCheck | None = None) -> None:
+        """Start watching a part that runs now (a process of its own, if `health`)."""
         self._update(name, PartStatus(part.pid))
         thread = threading.Thread(
-            target=self._watch, args=(name, part), name=f"supervise {name}", daemon=True
+            target=self._watch, args=(name, part, health), name=f"supervise {name}", daemon=True
         )
         self._threads.append(thread)
         thread.start()
@@ -107,10 +147,14 @@ class Supervisor:
         with self._lock:
             return dict(self.parts)
 
-    def _watch(self, name: str, part: Part) -> None:
+    def _watch(self, name: str, part: Part, health: HealthCheck | None) -> None:
         delay, up_since = self.backoff.first_s, time.monotonic()
         while not self._stopping.wait(self.every_s):
             reason = part.exited()
+            if reason is None and health is not None:
+                reason = health.hung(time.monotonic())
+                if reason is not None and not self._stopping.is_set():
+                    self._kill_hung(name, part, reason)
             if reason is None:
                 if time.monotonic() - up_since >= self.backoff.reset_after_s:
                     delay = self.backoff.first_s
@@ -144,6 +188,14 @@ class Supervisor:
                 f"{name} restarted (pid {part.pid}) {up_since - died:.1f} s after it died "
                 f"(restart {status.restarts + 1})"
             )
+
+    def _kill_hung(self, name: str, part: Part, reason: str) -> None:
+        """SIGKILL a hung part (a stopped process ignores SIGTERM until it resumes) and wait
+        until it is gone, so that its restart finds its ports free."""
+        self._log(f"{name} {reason}; killing it (pid {part.pid})")
+        if part.pid is not None and part.pid != os.getpid():
+            os.kill(part.pid, signal.SIGKILL)
+            wait_until(lambda: part.exited() is not None, 10.0, every=0.05)
 
     def _event(self, name: str, message: str, reason: str) -> None:
         status = self.status()[name]

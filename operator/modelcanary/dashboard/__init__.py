@@ -1,0 +1,1 @@
+"""What a person watches of rollouts: a live web page and Grafana dashboards."""

@@ -1,0 +1,85 @@
+"""The operator's probes on a real API server: readiness says which replica holds the
+Lease, liveness fails when the tick loop stalls.
+
+Two `modelcanary operator` processes share a Lease. The leader reaches the API server
+through a TCP proxy that the test holds (connections stay open, nothing crosses: an API
+server that hangs), so its tick loop stalls on a request that never returns, as do its
+Lease renewals. Its liveness must fail (the kubelet would restart it) while the standby,
+whose loop goes round, stays live, takes the Lease once it expires, and becomes the ready
+one. Released, the old leader's loop goes round again and it is live, as a standby.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelcanary.waiting import wait_until
+from tests.support.apiserver import ApiServer, write_kubeconfig
+from tests.support.operator_process import OperatorProcess
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.traffic import SOURCE, WINDOW
+
+pytestmark = pytest.mark.slow
+LEASE = "modelcanary-probes"
+STALLED_AFTER_S = 3  # the leader's loop ticks every second; three without a round: stalled
+
+
+def probe(replica: OperatorProcess, path: str) -> tuple[int, str]:
+    reply = httpx.get(f"http://127.0.0.1:{replica.metrics_port}{path}", timeout=5)
+    return reply.status_code, reply.text
+
+
+def test_the_leader_is_ready_the_standby_not_and_a_stalled_loop_is_not_live(
+    apiserver: ApiServer, namespace: str, crds: None, tmp_path: Path
+) -> None:
+    proxy = TcpProxy(int(apiserver.url.rsplit(":", 1)[1])).start()
+    proxied = write_kubeconfig(
+        tmp_path / "proxy.kubeconfig", f"https://127.0.0.1:{proxy.port}", apiserver.ca_file,
+        "admin", apiserver.admin_token,
+    )  # fmt: skip
+
+    def replica(identity: str, kubeconfig: Path) -> OperatorProcess:
+        return OperatorProcess(
+            kubeconfig, namespace, "http://127.0.0.1:9", tmp_path / f"{identity}.log",
+            f"--source={SOURCE}", f"--window={WINDOW}", "--tick=1s",
+            f"--stalled-after={STALLED_AFTER_S}s", f"--leader-election={LEASE}",
+            f"--identity={identity}",
+        )  # fmt: skip
+
+    leader, standby = replica("leader", proxied), replica("standby", apiserver.kubeconfig)
+    try:
+        leader.start()
+        assert wait_until(lambda: probe(leader, "/readyz")[0] == 200, 30), leader.tail()
+        standby.start()
+        assert probe(leader, "/readyz") == (200, "ok")
+        assert probe(standby, "/readyz") == (
+            503,
+            f"standby: standby does not hold the Lease {LEASE}",
+        )
+        assert probe(leader, "/livez") == (200, "ok") and probe(standby, "/livez") == (200, "ok")
+
+        proxy.hold()  # the leader's next request waits for as long as the API server hangs
+        assert wait_until(lambda: probe(leader, "/livez")[0] == 503, 30), leader.tail()
+        _, why = probe(leader, "/livez")
+        assert why.startswith("the tick loop has not gone round for ") and why.endswith(
+            f"(stalled after {STALLED_AFTER_S} s)"
+        ), why
+        assert probe(standby, "/livez") == (200, "ok")  # its loop goes round
+        # the Lease (15 s) expires unrenewed: the standby takes it and is the ready one
+        assert wait_until(lambda: probe(standby, "/readyz")[0] == 200, 60), standby.tail()
+        assert probe(leader, "/readyz")[0] == 503
+        assert probe(leader, "/healthz") == (200, "ok")  # the process itself still answers
+
+        proxy.release()
+        assert wait_until(lambda: probe(leader, "/livez")[0] == 200, 30), leader.tail()
+        assert wait_until(lambda: probe(leader, "/readyz")[0] == 503, 30)
+        assert probe(standby, "/readyz") == (200, "ok")
+    finally:
+        proxy.release()
+        leader.stop()
+        standby.stop()
+        proxy.stop()
+        print(f"--- leader log ends:\n{leader.tail()}\n--- standby log ends:\n{standby.tail()}")
