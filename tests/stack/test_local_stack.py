@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import tritonclient.grpc as grpcclient
 import yaml
 
 from modelcanary.adapters.alertmanager_notifier import NotifyError
@@ -137,6 +138,12 @@ def test_up_wrote_its_urls(stack: LocalStack) -> None:
     assert {t["labels"]["job"]: t["health"] for t in targets} == {"triton": "up", "gateway": "up"}
     ready = f"{stack.urls['alertmanager']}/-/ready"
     assert httpx.get(ready, auth=alertmanager_auth(stack.urls)).status_code == 200
+    # gRPC: the gateway's (split like HTTP) and Triton's own
+    for address in (stack.urls["gateway_grpc"], stack.urls["triton_grpc"]):
+        client = grpcclient.InferenceServerClient(address)
+        assert client.is_server_live() and client.is_model_ready("digits")
+    ports = json.loads((Path(stack.urls["run_dir"]) / "ports.json").read_text())
+    assert stack.urls["gateway_grpc"] == f"127.0.0.1:{ports['gateway_grpc']}"
 
 
 def test_alertmanager_and_the_pager_refuse_what_the_stack_did_not_send(
