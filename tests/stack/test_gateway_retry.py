@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from modelcanary.local.demo import _answered, _retried
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import TritonServer
@@ -88,6 +89,8 @@ def test_a_failing_canary_fails_no_user(
     assert server_errors(url, "2") == retried
     assert retries(url, "answered") == retried
     assert retries(url, "failed") == retries(url, "over_budget") == 0
+    # what the demo reports: the canary's failed attempts, none of them a user's failure
+    assert _answered(url, "2", errors_only=True) - _retried(url, "2") == 0 < _retried(url, "2")
     # pinned to the canary by the client: its failure is the client's answer, no retry
     pinned = send(url, 3, {HEADER: "2"})
     assert [r.status_code for r in pinned] == [500] * 3
