@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -24,32 +25,43 @@ async def closed_loop(
 ) -> dict[str, float]:
     """`concurrency` clients sending back to back for `seconds` after `warmup_s` unrecorded;
     latency in ms, and the requests sent in all (with the warm-up)."""
-    latencies: list[float] = []
-    errors = sent = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def client(offset: int, until: float, record: bool) -> None:
-            nonlocal errors, sent
-            index = offset
-            while time.perf_counter() < until:
-                body = bodies[index % len(bodies)]
-                index += concurrency
-                started = time.perf_counter()
-                async with session.post(
-                    url, data=body, headers={"content-type": "application/json"}
-                ) as response:
-                    await response.read()
-                    sent += 1
-                    if record:
-                        latencies.append((time.perf_counter() - started) * 1000)
-                        errors += response.status != 200
+        async def send(index: int) -> bool:
+            body = bodies[index % len(bodies)]
+            headers = {"content-type": "application/json"}
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                return response.status != 200
 
-        warm = time.perf_counter() + warmup_s
-        await asyncio.gather(*(client(i, warm, False) for i in range(concurrency)))
-        start = time.perf_counter()
-        await asyncio.gather(*(client(i, start + seconds, True) for i in range(concurrency)))
-        elapsed = time.perf_counter() - start
+        return await _drive(send, concurrency, seconds, warmup_s)
+
+
+async def _drive(
+    send: Callable[[int], Awaitable[bool]], concurrency: int, seconds: float, warmup_s: float
+) -> dict[str, float]:
+    """Run the closed loop over `send(index)`, which answers whether the request failed."""
+    latencies: list[float] = []
+    errors = sent = 0
+
+    async def client(offset: int, until: float, record: bool) -> None:
+        nonlocal errors, sent
+        index = offset
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            failed = await send(index)
+            index += concurrency
+            sent += 1
+            if record:
+                latencies.append((time.perf_counter() - started) * 1000)
+                errors += failed
+
+    warm = time.perf_counter() + warmup_s
+    await asyncio.gather(*(client(i, warm, False) for i in range(concurrency)))
+    start = time.perf_counter()
+    await asyncio.gather(*(client(i, start + seconds, True) for i in range(concurrency)))
+    elapsed = time.perf_counter() - start
     latencies.sort()
     return {
         "requests": len(latencies),
@@ -82,41 +94,16 @@ async def grpc_closed_loop(
 ) -> dict[str, float]:  # fmt: skip
     """As `closed_loop`, over gRPC (ModelInfer) on one channel; `version` pins the requests
     ("" lets the gateway choose)."""
-    latencies: list[float] = []
-    errors = sent = 0
     for request in requests:
         request.model_version = version
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
 
-        async def client(offset: int, until: float, record: bool) -> None:
-            nonlocal errors, sent
-            index = offset
-            while time.perf_counter() < until:
-                request = requests[index % len(requests)]
-                index += concurrency
-                started = time.perf_counter()
-                try:
-                    await stub.ModelInfer(request)
-                    failed = False
-                except grpc.aio.AioRpcError:
-                    failed = True
-                sent += 1
-                if record:
-                    latencies.append((time.perf_counter() - started) * 1000)
-                    errors += failed
+        async def send(index: int) -> bool:
+            try:
+                await stub.ModelInfer(requests[index % len(requests)])
+            except grpc.aio.AioRpcError:
+                return True
+            return False
 
-        warm = time.perf_counter() + warmup_s
-        await asyncio.gather(*(client(i, warm, False) for i in range(concurrency)))
-        start = time.perf_counter()
-        await asyncio.gather(*(client(i, start + seconds, True) for i in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "sent": sent,
-        "errors": errors,
-        "throughput": len(latencies) / elapsed,
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
-    }
+        return await _drive(send, concurrency, seconds, warmup_s)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -21,8 +22,8 @@ from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.grpc_server import GrpcServer
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.serving.faults import FaultSpec, set_faults
-from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import TritonServer
+from modelcanary.waiting import wait_until
 from tests.conftest import metric_value
 from tests.stack.test_gateway import CLIENT_ERRORS, HEADER, X
 
@@ -31,26 +32,12 @@ REQUESTS = "modelcanary_gateway_requests_total"
 Start = Callable[..., tuple[str, str]]
 
 
-@pytest.fixture(scope="module")
-def triton(
-    digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TritonServer]:
-    """A Triton serving digits 1 and 2 whose versions fail as a test injects."""
-    run_dir = tmp_path_factory.mktemp("run")
-    with TritonServer(digits_repo, run_dir, triton_home, faults_dir=run_dir / "faults") as server:
-        server.start()
-        server.load("digits", [1, 2])
-        yield server
-        assert server.faults_dir is not None
-        set_faults(server.faults_dir, "digits", 2, FaultSpec())
-
-
 @pytest.fixture
-def start(triton: TritonServer, digits_repo: Path) -> Iterator[Start]:
+def start(faulty_triton: TritonServer, digits_repo: Path) -> Iterator[Start]:
     """Start a gateway for digits 1 and 2 with these weights; (HTTP URL, gRPC address)."""
     servers: list[GatewayServer | GrpcServer] = []
-    assert triton.endpoints is not None
-    endpoints = triton.endpoints
+    assert faulty_triton.endpoints is not None
+    endpoints = faulty_triton.endpoints
 
     def start(weights: dict[str, int], **limits: object) -> tuple[str, str]:
         route = {
@@ -136,10 +123,11 @@ def test_grpc_client_errors_are_not_the_versions(start: Start) -> None:
     assert server_errors == 0
 
 
-def test_a_failing_canary_fails_no_grpc_user(start: Start, triton: TritonServer) -> None:
+def test_a_failing_canary_fails_no_grpc_user(start: Start, faulty_triton: TritonServer) -> None:
     url, address = start({"1": 50, "2": 50})
-    assert triton.faults_dir is not None
-    set_faults(triton.faults_dir, "digits", 2, FaultSpec(error_ratio=1.0))
+    faults_dir = faulty_triton.faults_dir
+    assert faults_dir is not None
+    set_faults(faults_dir, "digits", 2, FaultSpec(error_ratio=1.0))
     try:
         client = grpcclient.InferenceServerClient(address)
         served = Counter(served_by(infer(client)) for _ in range(100))
@@ -151,7 +139,7 @@ def test_a_failing_canary_fails_no_grpc_user(start: Start, triton: TritonServer)
         with pytest.raises(InferenceServerException, match="injected fault"):
             infer(client, model_version="2")  # pinned: the client's choice, no retry
     finally:
-        set_faults(triton.faults_dir, "digits", 2, FaultSpec())
+        set_faults(faults_dir, "digits", 2, FaultSpec())
 
 
 def test_grpc_reads_pass_through_and_control_is_refused(start: Start) -> None:
@@ -183,3 +171,17 @@ def test_grpc_reads_pass_through_and_control_is_refused(start: Start) -> None:
     assert stream.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "does not split streams" in stream.value.details()
     assert client.is_model_ready("digits")  # Triton unchanged
+
+
+def test_grpc_requests_are_mirrored_to_the_shadow_canary(start: Start) -> None:
+    url, address = start({"1": 100, "2": 0})
+    auth = {"Authorization": "Bearer token"}
+    shadow = {"canary": "2", "percent": 100}
+    assert httpx.put(f"{url}/admin/shadow/digits", json=shadow, headers=auth).status_code == 200
+    client = grpcclient.InferenceServerClient(address)
+    for _ in range(10):
+        assert served_by(infer(client)) == "1"  # one sample each
+    pairs = "modelcanary_shadow_pairs"
+    assert wait_until(lambda: metric(url, pairs, version="2") >= 10, timeout=30)
+    assert metric(url, pairs, version="2", output="logits") == 10
+    assert metric(url, "modelcanary_shadow_dropped", version="2") == 0

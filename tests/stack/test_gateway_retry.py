@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from modelcanary.local.demo import _answered, _retried
 from modelcanary.serving.faults import FaultSpec, set_faults
-from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import TritonServer
 from tests.stack.test_gateway import (  # gateways in front of the real Triton
     HEADER,
@@ -32,23 +30,11 @@ RETRIES = "modelcanary_gateway_retries_total"
 RETRIED_FROM = "x-modelcanary-retried-from"
 
 
-@pytest.fixture(scope="module")
-def faulty(
-    digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TritonServer]:
-    """A Triton serving digits 1 and 2 whose versions fail as the test injects."""
-    run_dir = tmp_path_factory.mktemp("run")
-    with TritonServer(digits_repo, run_dir, triton_home, faults_dir=run_dir / "faults") as server:
-        server.start()
-        server.load("digits", [1, 2])
-        yield server
-
-
 @pytest.fixture
-def failing(faulty: TritonServer) -> Iterator[Callable[[int], None]]:
+def failing(faulty_triton: TritonServer) -> Iterator[Callable[[int], None]]:
     """Make a version fail every request; the faults are cleared after the test."""
-    assert faulty.faults_dir is not None
-    faults_dir = faulty.faults_dir
+    assert faulty_triton.faults_dir is not None
+    faults_dir = faulty_triton.faults_dir
 
     def fail(version: int) -> None:
         set_faults(faults_dir, "digits", version, FaultSpec(error_ratio=1.0))
@@ -76,9 +62,9 @@ def retries(url: str, outcome: str) -> float:
 
 
 def test_a_failing_canary_fails_no_user(
-    faulty: TritonServer, failing: Callable[[int], None], start_gateway: StartGateway
+    faulty_triton: TritonServer, failing: Callable[[int], None], start_gateway: StartGateway
 ) -> None:
-    url = start_gateway(digits_route(http(faulty), {"1": 50, "2": 50}))
+    url = start_gateway(digits_route(http(faulty_triton), {"1": 50, "2": 50}))
     failing(2)
     responses = send(url, 100)
     assert Counter(r.status_code for r in responses) == {200: 100}
@@ -99,9 +85,9 @@ def test_a_failing_canary_fails_no_user(
 
 
 def test_when_stable_fails_too_the_user_gets_its_error_once(
-    faulty: TritonServer, failing: Callable[[int], None], start_gateway: StartGateway
+    faulty_triton: TritonServer, failing: Callable[[int], None], start_gateway: StartGateway
 ) -> None:
-    url = start_gateway(digits_route(http(faulty), {"1": 50, "2": 50}))
+    url = start_gateway(digits_route(http(faulty_triton), {"1": 50, "2": 50}))
     failing(2)
     failing(1)
     responses = send(url, 40)
@@ -115,10 +101,10 @@ def test_when_stable_fails_too_the_user_gets_its_error_once(
 
 
 def test_the_budget_caps_the_retries(
-    faulty: TritonServer, failing: Callable[[int], None], start_gateway: StartGateway
+    faulty_triton: TritonServer, failing: Callable[[int], None], start_gateway: StartGateway
 ) -> None:
     retry = {"ratio": 0.2, "min_per_s": 0, "window_s": 600}
-    url = start_gateway(digits_route(http(faulty), {"1": 50, "2": 50}), retry=retry)
+    url = start_gateway(digits_route(http(faulty_triton), {"1": 50, "2": 50}), retry=retry)
     failing(2)
     responses = send(url, 100)
     to_canary = server_errors(url, "2")
@@ -129,9 +115,11 @@ def test_the_budget_caps_the_retries(
 
 
 def test_retry_can_be_turned_off(
-    faulty: TritonServer, failing: Callable[[int], None], start_gateway: StartGateway
+    faulty_triton: TritonServer, failing: Callable[[int], None], start_gateway: StartGateway
 ) -> None:
-    url = start_gateway(digits_route(http(faulty), {"1": 50, "2": 50}), retry={"enabled": False})
+    url = start_gateway(
+        digits_route(http(faulty_triton), {"1": 50, "2": 50}), retry={"enabled": False}
+    )
     failing(2)
     responses = send(url, 20)
     assert sum(r.status_code == 500 for r in responses) == server_errors(url, "2") > 0

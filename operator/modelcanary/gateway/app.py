@@ -112,6 +112,7 @@ class Gateway:
         self.admin = AdminApi(
             admin_token, self.routes, self.metrics, self.upstream, self.comparator
         )
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.readiness = ReadinessWatch(
             self.routes, self.upstream, config.readiness_interval_s, say
         )
@@ -139,6 +140,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.loop = asyncio.get_running_loop()  # the gRPC server mirrors into it
                 await self.upstream.open()
                 await self.readiness.start()
                 await self.comparator.start()

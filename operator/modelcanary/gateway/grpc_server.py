@@ -8,7 +8,8 @@ any other failure 500), client errors (INVALID_ARGUMENT, OUT_OF_RANGE, NOT_FOUND
 version are the client's) and the retry on stable within the same budget. The answer's
 initial metadata names the version (`x-modelcanary-version`, and
 `x-modelcanary-retried-from` after a retry); the response's `model_version` does too.
-Not mirrored to the shadow comparator (it compares HTTP bodies). ModelStreamInfer is
+A stable answer is mirrored to the shadow comparator as HTTP does, its tensors converted
+to JSON (modelcanary.gateway.grpc_json). ModelStreamInfer is
 refused (UNIMPLEMENTED), the control RPCs too (PERMISSION_DENIED: repository, model config,
 shared memory, trace, logging). Metadata, readiness and statistics come from an upstream.
 
@@ -34,12 +35,14 @@ from modelcanary.errors import UsageError
 from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.client_errors import INVALID_REQUEST
 from modelcanary.gateway.grpc_checks import check_grpc_request
+from modelcanary.gateway.grpc_json import request_json, response_json
 from modelcanary.gateway.retry import ANSWERED, FAILED, OVER_BUDGET
 from modelcanary.gateway.routes import Route, unknown_model
 
 Code = grpc.StatusCode
 CLIENT_CODES = (Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.NOT_FOUND)
 AS_HTTP = {Code.OK: 200, Code.UNAVAILABLE: 502, Code.DEADLINE_EXCEEDED: 504}
+JSON_HEADERS = {"content-type": "application/json"}
 CONTROL = (
     "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "ModelConfig",
     "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
@@ -108,7 +111,22 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
                 outcome = OVER_BUDGET
             g.metrics.retries.labels(route.name, version, stable, outcome).inc()
         retried = version if answered_by != version else None
+        if answer.response is not None and retried is None:
+            self._mirror(route.name, version, request, answer.response)
         return await self._reply(context, answer, answered_by, retried)
+
+    def _mirror(self, model: str, version: str, request: Any, response: Any) -> None:
+        """Offer a stable answer to the shadow comparator (on the HTTP server's loop), as
+        JSON; only when the model is shadowed by a canary of this stable version."""
+        g = self.gateway
+        target = g.comparator.targets.get(model)
+        if target is None or target.stable != version or g.loop is None:
+            return
+        # a tensor not converted: empty bodies, which the comparator counts as unparseable
+        body, answer = request_json(request) or b"", response_json(response) or b""
+        g.loop.call_soon_threadsafe(
+            g.comparator.offer, model, version, body, JSON_HEADERS, answer, []
+        )
 
     async def _attempt(self, route: Route, version: str, request: Any) -> Answer:
         """One version's answer, counted in its metrics as the HTTP gateway counts."""
