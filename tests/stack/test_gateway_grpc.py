@@ -39,11 +39,13 @@ def start(faulty_triton: TritonServer, digits_repo: Path) -> Iterator[Start]:
     assert faulty_triton.endpoints is not None
     endpoints = faulty_triton.endpoints
 
-    def start(weights: dict[str, int], **limits: object) -> tuple[str, str]:
+    def start(
+        weights: dict[str, int], grpc_versions: tuple[str, ...] = ("1", "2"), **limits: object
+    ) -> tuple[str, str]:
         route = {
             "stable": "1",
             "upstreams": {"1": endpoints.http, "2": endpoints.http},
-            "grpc_upstreams": {"1": endpoints.grpc, "2": endpoints.grpc},
+            "grpc_upstreams": {v: endpoints.grpc for v in grpc_versions},
             "weights": weights,
         }
         config = parse_config(
@@ -97,6 +99,17 @@ def test_grpc_requests_pinned_to_a_version(start: Start) -> None:
     with pytest.raises(InferenceServerException, match="has no version '9'") as caught:
         infer(client, model_version="9")
     assert caught.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_a_version_without_a_grpc_upstream_is_a_configuration_error(start: Start) -> None:
+    url, address = start({"1": 0, "2": 100}, grpc_versions=("1",))
+    client = grpcclient.InferenceServerClient(address)
+    with pytest.raises(InferenceServerException, match="has no gRPC upstream") as caught:
+        infer(client)
+    assert caught.value.status() == "StatusCode.FAILED_PRECONDITION"
+    assert metric(url, REQUESTS, version="2") == 0  # not the version's failure, no retry
+    assert metric(url, "modelcanary_gateway_retries_total") == 0
+    assert served_by(infer(client, model_version="1")) == "1"
 
 
 def test_grpc_client_errors_are_not_the_versions(start: Start) -> None:

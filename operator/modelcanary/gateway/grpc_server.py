@@ -42,6 +42,7 @@ from modelcanary.gateway.routes import Route, unknown_model
 Code = grpc.StatusCode
 CLIENT_CODES = (Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.NOT_FOUND)
 AS_HTTP = {Code.OK: 200, Code.UNAVAILABLE: 502, Code.DEADLINE_EXCEEDED: 504}
+NO_UPSTREAM = Code.FAILED_PRECONDITION  # a version without grpc_upstreams: never counted
 JSON_HEADERS = {"content-type": "application/json"}
 CONTROL = (
     "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "ModelConfig",
@@ -133,6 +134,8 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         started = time.perf_counter()
         answer = await self._call(route, version, "ModelInfer", request)
         metrics = self.gateway.metrics
+        if answer.code == NO_UPSTREAM:  # the gateway's configuration, not the version
+            return answer
         if answer.code in CLIENT_CODES:
             metrics.client_error(route.name, version, INVALID_REQUEST, answered=400)
             return answer
@@ -149,7 +152,7 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         if target is None:
             return Answer(
                 None,
-                Code.UNAVAILABLE,
+                NO_UPSTREAM,
                 f"version {version} of {route.name} has no gRPC upstream in the gateway's config",
             )
         if method == "ModelInfer":
