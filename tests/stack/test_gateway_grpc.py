@@ -21,6 +21,7 @@ from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.grpc_server import GrpcServer
 from modelcanary.gateway.server import GatewayServer
+from modelcanary.process import free_ports
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_server import TritonServer
 from modelcanary.waiting import wait_until
@@ -40,11 +41,14 @@ def start(faulty_triton: TritonServer, digits_repo: Path) -> Iterator[Start]:
     endpoints = faulty_triton.endpoints
 
     def start(
-        weights: dict[str, int], grpc_versions: tuple[str, ...] = ("1", "2"), **limits: object
+        weights: dict[str, int],
+        grpc_versions: tuple[str, ...] = ("1", "2"),
+        http_upstreams: dict[str, str] | None = None,
+        **limits: object,
     ) -> tuple[str, str]:
         route = {
             "stable": "1",
-            "upstreams": {"1": endpoints.http, "2": endpoints.http},
+            "upstreams": http_upstreams or {"1": endpoints.http, "2": endpoints.http},
             "grpc_upstreams": {v: endpoints.grpc for v in grpc_versions},
             "weights": weights,
         }
@@ -110,6 +114,28 @@ def test_a_version_without_a_grpc_upstream_is_a_configuration_error(start: Start
     assert metric(url, REQUESTS, version="2") == 0  # not the version's failure, no retry
     assert metric(url, "modelcanary_gateway_retries_total") == 0
     assert served_by(infer(client, model_version="1")) == "1"
+
+
+def test_a_version_found_unready_is_not_waited_for(
+    start: Start, faulty_triton: TritonServer
+) -> None:
+    """Version 2's readiness probes (over HTTP) fail: a gRPC request pinned to it is
+    UNAVAILABLE at once, as HTTP's 503, instead of waiting for the upstream."""
+    (dead,) = free_ports(1)
+    assert faulty_triton.endpoints is not None
+    upstreams = {"1": faulty_triton.endpoints.http, "2": f"http://127.0.0.1:{dead}"}
+    url, address = start({"1": 50, "2": 50}, http_upstreams=upstreams, readiness_interval_s=0.2)
+    admin = f"{url}/admin/models/digits/weights"
+    auth = {"Authorization": "Bearer token"}
+    assert wait_until(lambda: httpx.get(admin, headers=auth).json()["unready"] == ["2"], 10)
+    client = grpcclient.InferenceServerClient(address)
+    with pytest.raises(
+        InferenceServerException, match="version 2 of digits is not ready"
+    ) as caught:
+        infer(client, model_version="2")
+    assert caught.value.status() == "StatusCode.UNAVAILABLE"
+    assert metric(url, REQUESTS, version="2", code="503") == 1
+    assert {served_by(infer(client)) for _ in range(10)} == {"1"}  # the split skips it
 
 
 def test_grpc_client_errors_are_not_the_versions(start: Start) -> None:

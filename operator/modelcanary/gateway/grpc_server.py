@@ -100,6 +100,10 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             code = AS_HTTP.get(answer.code, 400 if answer.code in CLIENT_CODES else 500)
             g.metrics.probes.labels(route.name, version, str(code)).inc()
             return await self._reply(context, answer, version, None)
+        not_ready = g.readiness.is_unready(route, version)
+        if not_ready is not None:  # as HTTP's 503: not held for the timeout
+            g.metrics.observe(route.name, version, 503, 0.0)
+            await context.abort(Code.UNAVAILABLE, not_ready)
         if not pinned:
             g.budgets[route.name].request(time.monotonic())
         answer, answered_by = await self._attempt(route, version, request), version
