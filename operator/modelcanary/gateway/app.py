@@ -228,16 +228,27 @@ class Gateway:
         more to stable within the budget (modelcanary.gateway.retry). Returns the answer,
         the version that gave it, and whether it is a retry's."""
         response, failed = await self._attempt(route, version, body, headers)
+        if not (failed and may_retry and self.retry_on_stable(route, version)):
+            return response, version, False
+        retried, stable_failed = await self._attempt(route, route.config.stable, body, headers)
+        self.count_retry(route, version, stable_failed)
+        return retried, route.config.stable, True
+
+    def retry_on_stable(self, route: Route, version: str) -> bool:
+        """Whether a request `version` failed (not pinned by the client) goes once more to
+        stable: a canary's, with retries on and within the budget (else counted
+        over_budget). Shared by the HTTP and the gRPC server."""
         stable = route.config.stable
-        if not (failed and may_retry and version != stable and self.config.retry.enabled):
-            return response, version, False
-        if not self.budgets[route.name].allow(time.monotonic()):
-            self.metrics.retries.labels(route.name, version, stable, OVER_BUDGET).inc()
-            return response, version, False
-        retried, stable_failed = await self._attempt(route, stable, body, headers)
+        if version == stable or not self.config.retry.enabled:
+            return False
+        if self.budgets[route.name].allow(time.monotonic()):
+            return True
+        self.metrics.retries.labels(route.name, version, stable, OVER_BUDGET).inc()
+        return False
+
+    def count_retry(self, route: Route, version: str, stable_failed: bool) -> None:
         outcome = FAILED if stable_failed else ANSWERED
-        self.metrics.retries.labels(route.name, version, stable, outcome).inc()
-        return retried, stable, True
+        self.metrics.retries.labels(route.name, version, route.config.stable, outcome).inc()
 
     async def _attempt(
         self, route: Route, version: str, body: bytes, headers: dict[str, str]

@@ -36,7 +36,6 @@ from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.client_errors import INVALID_REQUEST
 from modelcanary.gateway.grpc_checks import check_grpc_request
 from modelcanary.gateway.grpc_json import request_json, response_json
-from modelcanary.gateway.retry import ANSWERED, FAILED, OVER_BUDGET
 from modelcanary.gateway.routes import Route, unknown_model
 
 Code = grpc.StatusCode
@@ -107,14 +106,10 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         if not pinned:
             g.budgets[route.name].request(time.monotonic())
         answer, answered_by = await self._attempt(route, version, request), version
-        stable = route.config.stable
-        if answer.failed and not pinned and version != stable and g.config.retry.enabled:
-            if g.budgets[route.name].allow(time.monotonic()):
-                answer, answered_by = await self._attempt(route, stable, request), stable
-                outcome = FAILED if answer.failed else ANSWERED
-            else:
-                outcome = OVER_BUDGET
-            g.metrics.retries.labels(route.name, version, stable, outcome).inc()
+        if answer.failed and not pinned and g.retry_on_stable(route, version):
+            answered_by = route.config.stable
+            answer = await self._attempt(route, answered_by, request)
+            g.count_retry(route, version, answer.failed)
         retried = version if answered_by != version else None
         if answer.response is not None and retried is None:
             self._mirror(route.name, version, request, answer.response)
