@@ -20,6 +20,7 @@ shares with the HTTP side (routes, metrics, budgets) is thread-safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -124,9 +125,10 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             return
         # a tensor not converted: empty bodies, which the comparator counts as unparseable
         body, answer = request_json(request) or b"", response_json(response) or b""
-        g.loop.call_soon_threadsafe(
-            g.comparator.offer, model, version, body, JSON_HEADERS, answer, []
-        )
+        with contextlib.suppress(RuntimeError):  # the HTTP server's loop closed (a restart)
+            g.loop.call_soon_threadsafe(
+                g.comparator.offer, model, version, body, JSON_HEADERS, answer, []
+            )
 
     async def _attempt(self, route: Route, version: str, request: Any) -> Answer:
         """One version's answer, counted in its metrics as the HTTP gateway counts."""
