@@ -5,6 +5,7 @@ gets stable's answer, the canary's failure still counts against it, within a bud
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -124,3 +125,22 @@ def test_retry_can_be_turned_off(
     responses = send(url, 20)
     assert sum(r.status_code == 500 for r in responses) == server_errors(url, "2") > 0
     assert RETRIED_FROM not in {k for r in responses for k in r.headers}
+
+
+def test_a_canary_that_does_not_answer_in_time_is_retried_on_stable(
+    faulty_triton: TritonServer, start_gateway: StartGateway
+) -> None:
+    silent = socket.socket()  # accepts connections (the kernel does), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        canary = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        route = {"stable": "1", "upstreams": {"1": http(faulty_triton), "2": canary},
+                 "weights": {"1": 50, "2": 50}}  # fmt: skip
+        url = start_gateway({"digits": route}, upstream_timeout_s=0.5, readiness_interval_s=0)
+        responses = send(url, 16)
+        assert {(r.status_code, r.headers[HEADER]) for r in responses} == {(200, "1")}
+        timed_out = value(url, "modelcanary_gateway_requests_total", version="2", code="504")
+        assert timed_out == retries(url, "answered") > 0
+    finally:
+        silent.close()
