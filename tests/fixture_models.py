@@ -114,3 +114,10 @@ class TokenClassifier(nn.Module):
 def token_classifier() -> nn.Module:
     torch.manual_seed(0)
     return TokenClassifier()
+
+
+def regressor() -> nn.Module:
+    """A small regression model, 8 features to one value: the versions of the numeric
+    shadow rollouts load weights derived from its seeded ones."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))

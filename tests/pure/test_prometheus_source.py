@@ -7,7 +7,7 @@ import json
 import httpx
 
 from modelcanary.adapters.prometheus import PrometheusSource
-from modelcanary.rollout.ports import Counts, InputDrift, RolloutKey, ShadowCounts
+from modelcanary.rollout.ports import Counts, InputDrift, NumericCounts, RolloutKey, ShadowCounts
 
 KEY = RolloutKey("digits", "1", "2")
 
@@ -50,7 +50,7 @@ def test_ten_grouped_queries_serve_every_rollout() -> None:
             "modelcanary:errors:total": vector((pod(mv("digits", "2"), "c"), 30.0)),
             "modelcanary:latency_buckets:total": vector((pod({**mv("digits", "2"), "le": "0.1"}, "c"), 850.0), (pod({**mv("digits", "2"), "le": "+Inf"}, "c"), 900.0), (pod({**mv("digits", "2"), "le": "0.05"}, "c"), 700.0)),
             "ALERTS": vector(({"alertname": "ModelVersionHighErrorRatio", "severity": "critical", "model": "digits", "version": "2", "alertstate": "firing"}, 1)),
-            "sum by (__name__, model, version, kind) ({__name__=~\"modelcanary_shadow_pairs_total|modelcanary_shadow_agreeing_pairs_total\"})": vector(({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "classification"}, 200.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "numeric"}, 50.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "classification"}, 3.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "numeric"}, 49.0)),
+            "sum by (__name__, model, version, kind, output) ({__name__=~\"modelcanary_shadow_pairs_total|modelcanary_shadow_agreeing_pairs_total\"})": vector(({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "classification", "output": "logits"}, 200.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "numeric", "output": "embedding"}, 50.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "classification", "output": "logits"}, 3.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "numeric", "output": "embedding"}, 49.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "other", "version": "8", "kind": "numeric", "output": "price"}, 7.0)),
             "max by (model, version) (modelcanary_shadow_input_drift_samples)": vector(({"model": "digits", "version": "2"}, 1000.0)),
             "topk by (model, version) (1, modelcanary_shadow_input_drift_psi)": vector(({"model": "digits", "version": "2", "feature": "pixels[12]"}, 0.4)),
         },
@@ -59,8 +59,14 @@ def test_ten_grouped_queries_serve_every_rollout() -> None:
     other = RolloutKey("other", "6", "7")
     seen = prom.observe([KEY, other])
     assert len(queries) == 10 and all('{source="gateway"}' in q for q in queries[:6])
-    # the shadow comparator's pairs of the canary: classification ones, agreeing, any
-    assert seen[KEY].shadow == ShadowCounts(200, 3, 250) and seen[other].shadow is None
+    # the shadow comparator's pairs of the canary: classification ones, agreeing, any, and
+    # each numeric output's pairs with those within tolerance
+    numeric = (NumericCounts("embedding", 50, 49),)
+    assert seen[KEY].shadow == ShadowCounts(200, 3, 250, numeric) and seen[other].shadow is None
+    # a regression model: numeric outputs only
+    regression = prom.observe([RolloutKey("other", "6", "8")])[RolloutKey("other", "6", "8")]
+    price = (NumericCounts("price", 7, 0),)
+    assert regression.shadow == ShadowCounts(0, 0, 7, price, classifies=False)
     # and the worst input feature's drift, with the samples it was scored on
     assert seen[KEY].drift == InputDrift(0.4, "pixels[12]", 1000) and seen[other].drift is None
     assert (

@@ -15,11 +15,18 @@ from modelcanary.modelrepo.drift import profile_inputs
 from modelcanary.modelrepo.oip import infer_body
 from modelcanary.shadow.comparator import Comparator, Mirrored, ShadowTarget
 from modelcanary.shadow.metrics import WORST_FEATURES, ShadowMetrics
-from modelcanary.shadow.pairs import DriftWindow, Incomparable, VersionPair, compare_answers
+from modelcanary.shadow.pairs import (
+    DriftWindow,
+    Incomparable,
+    Tolerance,
+    VersionPair,
+    compare_answers,
+)
 from modelcanary.shadow.payload import Unparseable, tensors
 from modelcanary.shadow.settings import ShadowSettings
 
 CLASSIFY = VersionPair({"logits": "classification"}, 1e-3, 1e-2, None)
+TOL = Tolerance(1e-3, 1e-2)
 
 
 def answer(outputs: dict[str, np.ndarray]) -> bytes:
@@ -82,7 +89,9 @@ def logits(classes: list[int], confidence: float = 0.9) -> np.ndarray:
 def test_classification_pairs_count_top1_agreement(
     stable: list[int], canary: list[int], agreeing: int
 ) -> None:
-    [pairs] = compare_answers({"logits": logits(stable)}, {"logits": logits(canary, 0.7)}, CLASSIFY)
+    [pairs] = compare_answers(
+        {"logits": logits(stable)}, {"logits": logits(canary, 0.7)}, CLASSIFY, TOL
+    )
     assert (pairs.kind, pairs.pairs, pairs.agreeing) == ("classification", 4, agreeing)
     assert pairs.confidence_stable == pytest.approx(3.6)
     assert pairs.confidence_canary == pytest.approx(2.8)
@@ -91,8 +100,8 @@ def test_classification_pairs_count_top1_agreement(
 def test_numeric_pairs_agree_when_every_element_is_within_tolerance() -> None:
     a = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     b = a + np.array([[0.0, 0.0], [0.0, 0.5], [1e-4, 1e-4]])
-    versions = VersionPair({}, 1e-3, 1e-2, None)  # undeclared: numeric
-    [pairs] = compare_answers({"y": a}, {"y": b}, versions)
+    versions = VersionPair({}, 1.0, 1.0, None)  # undeclared: numeric
+    [pairs] = compare_answers({"y": a}, {"y": b}, versions, Tolerance(1e-3, 1e-2))
     assert (pairs.kind, pairs.pairs, pairs.agreeing) == ("numeric", 3, 2)
     assert samples_within("y", np.zeros((0, 2)), np.zeros((0, 2)), 1e-3, 1e-2) == 0
 
@@ -109,7 +118,7 @@ def test_answers_that_do_not_fit_are_incomparable(
     canary: dict[str, np.ndarray], reason: str
 ) -> None:
     with pytest.raises(Incomparable, match=reason):
-        compare_answers({"logits": logits([0])}, canary, CLASSIFY)
+        compare_answers({"logits": logits([0])}, canary, CLASSIFY, TOL)
 
 
 def reference(seed: int = 1, shift: float = 0.0) -> np.ndarray:
@@ -211,7 +220,9 @@ def comparator(queue: int, percent: float = 100) -> tuple[Comparator, CollectorR
     registry = CollectorRegistry()
     draws = iter([0.05, 0.5, 0.95] * 10)
     found = Comparator(ShadowSettings(queue=queue), ShadowMetrics(registry), lambda: next(draws))
-    found.targets["m"] = ShadowTarget("m", "1", "2", percent, "http://127.0.0.1:1", CLASSIFY, None)
+    found.targets["m"] = ShadowTarget(
+        "m", "1", "2", percent, "http://127.0.0.1:1", CLASSIFY, TOL, None
+    )
     return found, registry
 
 

@@ -62,10 +62,12 @@ def test_the_label_bug_disagrees_on_logged_traffic(
     triton_24: str, comparator: str, holdout: np.ndarray
 ) -> None:
     canary_url = f"{triton_24}/v2/models/digits/versions/4/infer"
-    body = {"stable": "2", "canary": "4", "percent": 100, "canary_url": canary_url}
+    body = {"stable": "2", "canary": "4", "percent": 100, "canary_url": canary_url,
+            "atol": 0.002, "rtol": 0.05}  # fmt: skip
     put = httpx.put(f"{comparator}/admin/shadow/digits", json=body, headers=AUTH)
     assert put.status_code == 200, put.text
     assert put.json()["kinds"] == {"logits": "classification"}
+    assert (put.json()["atol"], put.json()["rtol"]) == (0.002, 0.05)  # the rollout's tolerance
     with httpx.Client(timeout=10) as client:
         for start in range(0, REQUESTS * BATCH, BATCH):
             answer = serve_and_log(
@@ -137,6 +139,10 @@ def test_bad_events_are_counted_and_the_comparator_goes_on(
             "must be an http(s) URL",
         ),
         ({"stable": "2", "canary": "4", "percent": 10}, "canary_url: Field required"),
+        (
+            {"stable": "2", "canary": "4", "percent": 10, "canary_url": "http://x", "atol": -1},
+            "atol: Input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_bad_comparisons_get_one_line(

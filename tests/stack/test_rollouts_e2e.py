@@ -503,7 +503,8 @@ def test_a_state_that_cannot_be_written_keeps_the_controller_watching_and_rollin
 ) -> None:
     """Issue 25 finding 6: a failed state write ended the controller with exit 1 (the code
     for rolled back), the canary left at its weight with no one watching. Here the
-    rollout's directory is made immutable (`chattr +i`) at the first step."""
+    rollout's directory is made immutable (`chattr +i`) at the first step, and then the
+    canary fails every request: real evidence, which Prometheus and the judge both see."""
     stable, canary, _ = versions(stack)
     quiet(stack, canary)
     rollout = LocalRollout.of(Path(stack.urls["run_dir"]), "digits")
@@ -517,24 +518,16 @@ def test_a_state_that_cannot_be_written_keeps_the_controller_watching_and_rollin
 
     wait_for(first_step, 90, "the canary never got its first step")
     subprocess.run(["chattr", "+i", str(rollout.directory)], check=True)
-    alert = {
-        "status": "firing", "startsAt": datetime.now(UTC).isoformat(),
-        "endsAt": "0001-01-01T00:00:00Z",
-        "labels": {"alertname": "ModelVersionHighErrorRatio", "severity": "critical",
-                   "model": "digits", "version": canary, "source": "gateway"},
-        "annotations": {}, "fingerprint": f"unwritable-digits-{canary}",
-    }  # fmt: skip
+    faults = Path(stack.urls["faults_dir"])
     try:
-        notify(stack, alert)
-        wait_for(lambda: canary_weight(stack, canary) == 0, 30, "not rolled back")
+        set_faults(faults, "digits", int(canary), FaultSpec(error_ratio=1.0))
+        wait_for(lambda: canary_weight(stack, canary) == 0, 60, "not rolled back")
         assert process.poll() is None  # still running: the rollback is not written yet
         assert (state(stack).phase, state(stack).weight) == ("Progressing", 20)  # on disk
     finally:
         subprocess.run(["chattr", "-i", str(rollout.directory)], check=True)
-    try:
-        code, output = finish(process)
-    finally:
-        notify(stack, {**alert, "status": "resolved"})
+        set_faults(faults, "digits", int(canary), FaultSpec())
+    code, output = finish(process)
     assert code == 1, output
     written = f"! state: cannot write {rollout.store.state_path}: Operation not permitted"
     assert written in output

@@ -113,9 +113,15 @@ def test_label_bug_disagrees_and_a_sibling_agrees(
     assert mirror(url, "3", holdout) > 0.9  # retrained from another seed: about 98.6%
     view = httpx.get(f"{url}/admin/shadow", headers=AUTH).json()["shadow"]["digits"]
     assert view == {
-        "model": "digits", "stable": "2", "canary": "3", "percent": 100.0,
-        "kinds": {"logits": "classification"}, "drift": True,
-    }  # fmt: skip
+        "model": "digits",
+        "stable": "2",
+        "canary": "3",
+        "percent": 100.0,
+        "kinds": {"logits": "classification"},
+        "atol": 1e-3,
+        "rtol": 1e-2,
+        "drift": True,
+    }  # fmt: skip  (numeric tolerance unset: ten times the export's 1e-4 and 1e-3)
     assert value(url, "modelcanary_shadow_dropped") == 0
     # mirrored requests are no user traffic: the canaries answered none through the gateway
     assert value(url, "modelcanary_gateway_requests", version="3") == 0
@@ -186,6 +192,16 @@ def test_payloads_it_cannot_compare_are_counted_and_dropped(
         ({"canary": "2", "percent": 10}, 400, "canary '2' is the stable version itself"),
         ({"canary": "4", "percent": 101}, 400, "percent: Input should be less than or equal"),
         ({"canary": "4", "percent": 10, "x": 1}, 400, "x: Extra inputs are not permitted"),
+        (
+            {"canary": "4", "percent": 10, "atol": -1},
+            400,
+            "atol: Input should be greater than or equal to 0",
+        ),
+        (
+            {"canary": "4", "percent": 10, "rtol": "wide"},
+            400,
+            "rtol: Input should be a valid number",
+        ),
     ],
 )
 def test_bad_shadow_settings_get_one_line(

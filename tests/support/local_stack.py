@@ -1,4 +1,5 @@
-"""A quiet local stack (`modelcanary up`) of digits for a test module, stopped after it."""
+"""A quiet local stack (`modelcanary up`) of digits (or another model) for a test module,
+stopped after it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from modelcanary.local.stack import LocalStack, StackOptions
 
 @contextmanager
 def digits_stack(
-    repo: Path, run_dir: Path, stable: int, versions: tuple[int, ...]
+    repo: Path, run_dir: Path, stable: int, versions: tuple[int, ...], model: str = "digits"
 ) -> Iterator[LocalStack]:
-    """The stack serving VERSIONS of digits, STABLE taking all the traffic."""
-    local = LocalStack(StackOptions(repo, "digits", stable, run_dir=run_dir, versions=versions),
+    """The stack serving VERSIONS of MODEL, STABLE taking all the traffic."""
+    local = LocalStack(StackOptions(repo, model, stable, run_dir=run_dir, versions=versions),
                        say=lambda line: None)  # fmt: skip
     local.start()
     try:

@@ -62,6 +62,21 @@ def low_agreement(version: str, value: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def outside_tolerance(version: str, value: str) -> dict[str, Any]:
+    return {
+        "exp_labels": {"severity": "critical", "model": "m", "version": version,
+                       "output": "logits", "kind": "numeric"},
+        "exp_annotations": {
+            "summary": f"Canary m version {version} answers within tolerance of stable on only "
+            f"{value} of samples",
+            "description": f"The numeric answers of canary m version {version} (output logits) "
+            "are within the shadow tolerance of the stable version's on only "
+            f"{value} of the samples compared over the last 1m; at most 5% may be outside.",
+            "runbook_url": f"{RUNBOOK}#modelversionnumericoutsidetolerance",
+        },
+    }  # fmt: skip
+
+
 def input_drift(version: str, value: str) -> dict[str, Any]:
     return {
         "exp_labels": {"severity": "warning", "model": "m", "version": version},
@@ -82,9 +97,12 @@ def test_low_agreement_rolls_back_the_label_bug_not_an_improvement(tmp_path: Pat
         *pairs("3", 16, 14),  # exactly at the minimum (87.5%): quiet
         *pairs("2", 16, 15),  # an honest improvement (93.75%): quiet
         *pairs("6", 1, 0),  # 60 pairs in the window, fewer than 100: not judged
-        *pairs("7", 16, 0, kind="numeric"),  # numeric outputs are recorded, never alerted
+        *pairs("7", 16, 0, kind="numeric"),  # a numeric output: its tolerance alert instead
     ]
-    alerts = {"ModelVersionLowAgreement": [low_agreement("4", "0%"), low_agreement("5", "75%")]}
+    alerts = {
+        "ModelVersionLowAgreement": [low_agreement("4", "0%"), low_agreement("5", "75%")],
+        "ModelVersionNumericOutsideTolerance": [outside_tolerance("7", "0%")],
+    }
     recorded = [
         {
             "expr": 'modelcanary:shadow_agreement:ratio{version=~"[2-5]"}',
@@ -110,6 +128,25 @@ def test_low_agreement_rolls_back_the_label_bug_not_an_improvement(tmp_path: Pat
         },
     ]  # fmt: skip
     run_rule_tests(tmp_path, PROFILE, series, alerts, "2m", recorded)
+
+
+def test_numeric_answers_outside_tolerance_roll_back_and_a_classifier_is_not_judged_so(
+    tmp_path: Path,
+) -> None:
+    series = [
+        *pairs("4", 16, 0, kind="numeric"),  # every prediction moved
+        *pairs("5", 16, 14, kind="numeric"),  # 12.5% outside
+        *pairs("3", 20, 19, kind="numeric"),  # exactly 5% outside: quiet
+        *pairs("2", 16, 16, kind="numeric"),  # retrained-alike: all within
+        *pairs("6", 1, 0, kind="numeric"),  # 60 pairs in the window, fewer than 100
+        *pairs("7", 16, 14),  # classification, 12.5% disagreeing: the agreement alert's
+    ]
+    alerts = {
+        "ModelVersionNumericOutsideTolerance": [
+            outside_tolerance("4", "0%"), outside_tolerance("5", "87.5%"),
+        ]
+    }  # fmt: skip
+    run_rule_tests(tmp_path, PROFILE, series, alerts, "2m")
 
 
 def test_confidence_shift_is_the_canarys_mean_minus_stables(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import httpx
 
 from modelcanary.adapters.gateway_shadow import GatewayShadow, ShadowError
 from modelcanary.errors import ModelcanaryError
+from modelcanary.rollout.spec import NumericShadow
 
 
 def infer_url(predictor: str, model: str, version: str) -> str:
@@ -30,8 +31,9 @@ class ComparatorShadow(GatewayShadow):
     def __init__(
         self, url: str, token: str, model: str, stable: str, canary: str,
         canary_predictor: Callable[[], str], client: httpx.Client | None = None,
+        numeric: NumericShadow | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(url, token, model, stable, canary, client)
+        super().__init__(url, token, model, stable, canary, client, numeric)
         self.model, self.canary_predictor = model, canary_predictor
 
     def start(self, percent: int) -> None:
@@ -44,5 +46,6 @@ class ComparatorShadow(GatewayShadow):
             "canary": self.canary,
             "percent": percent,
             "canary_url": infer_url(predictor, self.model, self.canary),
+            **self.tolerance,
         }
         self._send("PUT", body)

@@ -1,12 +1,13 @@
 """The shadow control port on the local gateway's admin API: the gateway mirrors a share
 of the requests stable answers to its comparator, which asks the canary pinned and compares
-the two answers (modelcanary.shadow)."""
+the two answers (modelcanary.shadow), numeric outputs within the rollout's tolerance."""
 
 from __future__ import annotations
 
 import httpx
 
 from modelcanary.errors import ModelcanaryError, one_line
+from modelcanary.rollout.spec import NumericShadow
 
 
 class ShadowError(ModelcanaryError):
@@ -14,21 +15,26 @@ class ShadowError(ModelcanaryError):
 
 
 class GatewayShadow:
-    """Starts and stops the comparison of one model's canary with its stable version."""
+    """Starts and stops the comparison of one model's canary with its stable version;
+    `numeric`: the rollout's tolerance of numeric outputs (unset fields: the export's)."""
 
     service = "gateway"  # named in errors
 
     def __init__(
         self, url: str, token: str, model: str, stable: str, canary: str,
-        client: httpx.Client | None = None,
+        client: httpx.Client | None = None, numeric: NumericShadow | None = None,
     ) -> None:  # fmt: skip
         self.endpoint = f"{url.rstrip('/')}/admin/shadow/{model}"
         self.headers = {"Authorization": f"Bearer {token}"}
         self.stable, self.canary = stable, canary
+        given = numeric or NumericShadow()
+        self.tolerance = {
+            k: v for k, v in (("atol", given.atol), ("rtol", given.rtol)) if v is not None
+        }
         self.client = client or httpx.Client(timeout=5.0)
 
     def start(self, percent: int) -> None:
-        body = {"canary": self.canary, "stable": self.stable, "percent": percent}
+        body = {"canary": self.canary, "stable": self.stable, "percent": percent, **self.tolerance}
         self._send("PUT", body)
 
     def stop(self) -> None:

@@ -20,6 +20,7 @@ from modelcanary.rollout.ports import (
     Counts,
     FiringAlert,
     InputDrift,
+    NumericCounts,
     Observations,
     RolloutKey,
     ShadowCounts,
@@ -125,26 +126,24 @@ class PrometheusSource:
         return found
 
     def _shadow(self) -> dict[tuple[str, str], ShadowCounts]:
-        """Every canary's compared pairs (all outputs, and classification ones) and agreeing
-        pairs, in one query of the comparator's counters: both from the same scrapes, so
-        the agreeing pairs never outnumber the pairs. (Two queries, or two recorded series,
-        may straddle a scrape that Prometheus ingests in between.)"""
+        """Every canary's compared pairs (all outputs, and classification ones), agreeing
+        pairs, and each numeric output's pairs and pairs within tolerance, in one query of
+        the comparator's counters: all from the same scrapes, so the agreeing pairs never
+        outnumber the pairs. (Two queries, or two recorded series, may straddle a scrape
+        that Prometheus ingests in between.)"""
         names = f"{mc.SHADOW_PAIRS}_total|{mc.SHADOW_AGREEING}_total"
-        expression = f'sum by (__name__, model, version, kind) ({{__name__=~"{names}"}})'
-        pairs: dict[tuple[str, str], dict[str, float]] = {}
-        agreeing: dict[tuple[str, str], float] = {}
+        by = "__name__, model, version, kind, output"
+        expression = f'sum by ({by}) ({{__name__=~"{names}"}})'
+        found: dict[tuple[str, str], dict[tuple[str, str, bool], float]] = {}
         for labels, value in self.query(expression):
             version = (labels.get("model", ""), labels.get("version", ""))
-            kind = labels.get("kind", "")
-            if labels.get("__name__") == f"{mc.SHADOW_PAIRS}_total":
-                pairs.setdefault(version, {})[kind] = value
-            elif kind == "classification":
-                agreeing[version] = value
+            paired = labels.get("__name__") == f"{mc.SHADOW_PAIRS}_total"
+            key = (labels.get("kind", ""), labels.get("output", ""), paired)
+            found.setdefault(version, {})[key] = value
         return {
-            version: ShadowCounts(
-                kinds.get("classification", 0.0), agreeing.get(version, 0.0), sum(kinds.values())
-            )
-            for version, kinds in pairs.items()
+            version: _shadow_counts(counters)
+            for version, counters in found.items()
+            if any(paired for _, _, paired in counters)
         }
 
     def _totals(self) -> dict[tuple[str, str], dict[str, Counts]]:
@@ -203,3 +202,23 @@ class PrometheusSource:
             p99_s=latency if latency is not None and latency == latency else None,  # NaN: none
             replicas=totals.get((model, version)),
         )
+
+
+def _shadow_counts(counters: dict[tuple[str, str, bool], float]) -> ShadowCounts:
+    """One canary's counters by (kind, output, pairs or agreeing) as the judge takes them."""
+
+    def total(kind: str, paired: bool) -> float:
+        return sum(v for (k, _, p), v in counters.items() if p == paired and k == kind)
+
+    numeric = tuple(
+        NumericCounts(output, value, counters.get((kind, output, False), 0.0))
+        for (kind, output, paired), value in sorted(counters.items())
+        if paired and kind == "numeric"
+    )
+    return ShadowCounts(
+        total("classification", True),
+        total("classification", False),
+        sum(v for (_, _, paired), v in counters.items() if paired),
+        numeric,
+        classifies=any(k == "classification" for k, _, _ in counters),
+    )

@@ -50,6 +50,9 @@ class Profile(BaseModel):
         gt=0, description="compared pairs in the shadow window before agreement is judged"
     )
     agreement_for: str
+    numeric_outside_max: float = Field(
+        gt=0, lt=1, description="critical above this share of numeric pairs out of tolerance"
+    )
     drift_psi_max: float = Field(gt=0, description="warn above this input drift (PSI)")
     drift_min_samples: int = Field(gt=0, description="live samples before drift is judged")
     drift_for: str
@@ -79,7 +82,13 @@ class Profile(BaseModel):
 # windows) and 2.5 above 77.5% (the swap is caught in most windows, and surely by the
 # `for:`). A PSI above 0.25 is the usual "major shift"; 200 samples make a noise of about
 # 0.07 against a 360-sample profile.
-SHADOW: dict[str, Any] = {"agreement_min": 0.85, "drift_psi_max": 0.25}
+# A numeric output's pairs differ beyond the rollout's tolerance (ten times the export's
+# parity tolerance by default) on no sample for a version whose weights moved by 1e-4 (the
+# largest difference is half the tolerance), and on nearly every sample for a prediction
+# moved by a standard deviation: at most 5% outside leaves room for a few outliers.
+SHADOW: dict[str, Any] = {
+    "agreement_min": 0.85, "drift_psi_max": 0.25, "numeric_outside_max": 0.05,
+}  # fmt: skip
 
 PROFILES: dict[str, dict[str, Any]] = {
     # Seconds-long windows so that a local rollout finishes in a minute or two.

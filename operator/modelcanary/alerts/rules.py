@@ -238,5 +238,6 @@ ALERT_NAMES = (
     "ModelCanaryErrorRatioAboveStable",
     "ModelCanaryLatencyAboveStable",
     "ModelVersionLowAgreement",
+    "ModelVersionNumericOutsideTolerance",
     "ModelInputDrift",
 )

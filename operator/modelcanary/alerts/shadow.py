@@ -1,15 +1,16 @@
 """The rules of the shadow comparison (modelcanary.shadow): recording rules over the
-comparator's counters, and two alerts for the canary version. Pure.
+comparator's counters, and three alerts for the canary version. Pure.
 
 - ModelVersionLowAgreement (critical: the rollout rolls back): over the shadow window, the
   canary's top-1 answers agree with stable's on less than `agreement_min` of at least
   `agreement_min_pairs` compared pairs, on some classification output.
+- ModelVersionNumericOutsideTolerance (critical): over the shadow window, more than
+  `numeric_outside_max` of at least `agreement_min_pairs` compared pairs of some numeric
+  output differ from stable's beyond the tolerance the comparator applies (the
+  rollout's `shadow.numeric`, by default ten times the canary's export tolerance).
 - ModelInputDrift (warning: the rollout holds, on-call hears): the live inputs moved from
   stable's reference profile by a PSI above `drift_psi_max` on some feature, scored on at
   least `drift_min_samples` samples.
-
-Numeric outputs are recorded (the share within the canary's export tolerance) but not
-alerted on: two trainings of a regression model differ by more than an export tolerance.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def recording_group(profile: Profile) -> dict[str, Any]:
 
 
 def alerts(profile: Profile) -> list[dict[str, Any]]:
-    """The two alerts, in the form of modelcanary.alerts.rules' others."""
+    """The three alerts, in the form of modelcanary.alerts.rules' others."""
     p = profile
     return [
         {
@@ -83,6 +84,22 @@ def alerts(profile: Profile) -> list[dict[str, Any]]:
                 "{{ $value | humanizePercentage }} of the samples compared in shadow over the "
                 f"last {p.shadow_window}; the minimum is {p.agreement_min:.0%}.",
                 "runbook_url": f"{p.runbook_url}#modelversionlowagreement",
+            },
+        },
+        {
+            "alert": "ModelVersionNumericOutsideTolerance",
+            "expr": f'{q.SHADOW_AGREEMENT}{{kind="numeric"}} < {1 - p.numeric_outside_max:g} '
+            f"and on ({BY_OUTPUT}) {q.SHADOW_PAIRS} >= {p.agreement_min_pairs}",
+            "for": p.agreement_for,
+            "labels": {"severity": "critical"},
+            "annotations": {
+                "summary": f"Canary {CANARY} answers within tolerance of stable on only "
+                "{{ $value | humanizePercentage }} of samples",
+                "description": f"The numeric answers of canary {CANARY} (output "
+                "{{ $labels.output }}) are within the shadow tolerance of the stable version's "
+                "on only {{ $value | humanizePercentage }} of the samples compared over the "
+                f"last {p.shadow_window}; at most {p.numeric_outside_max:.0%} may be outside.",
+                "runbook_url": f"{p.runbook_url}#modelversionnumericoutsidetolerance",
             },
         },
         {

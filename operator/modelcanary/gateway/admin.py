@@ -4,10 +4,12 @@
     GET /admin/models/{m}/weights        one route
     PUT /admin/models/{m}/weights        {"weights": {"1": 90, "2": 10}, "stable": "1"}
     GET /admin/shadow                    every comparison the comparator runs
-    GET, PUT, DELETE /admin/shadow/{m}   {"canary": "2", "percent": 10, "stable": "1"}
+    GET, PUT, DELETE /admin/shadow/{m}   {"canary": "2", "percent": 10, "stable": "1",
+                                          "atol": 0.001, "rtol": 0.01}
 
 `stable` is optional: the version a promotion made stable (weights), the version whose
-requests are mirrored (shadow; default the route's stable). Any other field is refused
+requests are mirrored (shadow; default the route's stable). `atol` and `rtol` (optional):
+the tolerance of numeric outputs (modelcanary.shadow.pairs). Any other field is refused
 (400, naming it), as is a body over 64 KiB (413). A split that gives a version other
 than stable more traffic is applied only if that version answers ready within a second;
 one that only moves traffic back to stable (a rollback) is applied at once, whatever the
@@ -38,6 +40,7 @@ from modelcanary.gateway.weights import WeightTable
 from modelcanary.shadow.admin import (
     MAX_ADMIN_BODY,
     NEEDS_TOKEN,
+    ToleranceFields,
     authorized,
     list_comparisons,
     one_comparison,
@@ -57,10 +60,8 @@ class WeightUpdate(BaseModel):
     stable: str | None = None
 
 
-class ShadowUpdate(BaseModel):
+class ShadowUpdate(ToleranceFields):
     """The body of PUT /admin/shadow/{m}."""
-
-    model_config = ConfigDict(extra="forbid")
 
     canary: str
     percent: float = Field(ge=0, le=100)
@@ -191,6 +192,8 @@ class AdminApi:
                 update.canary,
                 update.percent,
                 route.version_url(update.canary, "/infer"),
+                atol=update.atol,
+                rtol=update.rtol,
             )
         except UsageError as exc:
             await respond_error(send, 400, str(exc))

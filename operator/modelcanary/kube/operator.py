@@ -356,6 +356,7 @@ def build_rollout(
         shadow = ComparatorShadow(
             config.comparator, config.comparator_token, spec.model, stable, canary,
             canary_predictor=lambda: target()[0][1], client=runtime.comparator,
+            numeric=spec.shadow.numeric,
         )  # fmt: skip
     return Rollout(
         name=f"{namespace}/{name}",

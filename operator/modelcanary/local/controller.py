@@ -170,7 +170,9 @@ class LocalController:
             gate=lambda: run_holdout_gate(
                 (gateway, gateway), repo, spec.model, versions, holdout.margin, holdout.confidence
             ),
-            shadow=GatewayShadow(gateway, token, spec.model, *versions),
+            shadow=GatewayShadow(
+                gateway, token, spec.model, *versions, numeric=spec.shadow.numeric
+            ),
         )
         self.wake = threading.Event()
         self.feed = stack_alert_feed(urls, self.wake)

@@ -29,7 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from modelcanary.rollout.ports import Counts, Observations, ShadowCounts, VersionStats
+from modelcanary.rollout.ports import (
+    Counts,
+    NumericCounts,
+    Observations,
+    ShadowCounts,
+    VersionStats,
+)
 
 NOTHING = Counts(0.0, 0.0)
 MAX_SERIES = 32  # per version: replicas kept by name; the longest gone fold into `retired`
@@ -246,14 +252,29 @@ def advance(ledger: Ledger, seen: Observations, now: float) -> tuple[Ledger, Evi
 def shadow_since(baseline: ShadowCounts, now: ShadowCounts) -> tuple[ShadowCounts, ShadowCounts]:
     """The comparator's pairs since the shadow comparison began, and the baseline to keep
     (from zero again when a counter went down: the comparator restarted)."""
+    before = {n.output: n for n in baseline.numeric}
+    zero = NumericCounts("", 0.0, 0.0)
     if (
         now.pairs < baseline.pairs
         or now.agreeing < baseline.agreeing
         or (now.compared < baseline.compared)
+        or any(
+            n.pairs < before.get(n.output, zero).pairs
+            or n.within < before.get(n.output, zero).within
+            for n in now.numeric
+        )
     ):
-        baseline = ShadowCounts(0.0, 0.0, 0.0)
+        baseline, before = ShadowCounts(0.0, 0.0, 0.0), {}
+    numeric = tuple(
+        NumericCounts(
+            n.output,
+            n.pairs - before.get(n.output, zero).pairs,
+            n.within - before.get(n.output, zero).within,
+        )
+        for n in now.numeric
+    )
     since = ShadowCounts(
         now.pairs - baseline.pairs, now.agreeing - baseline.agreeing,
-        now.compared - baseline.compared,
+        now.compared - baseline.compared, numeric, now.classifies,
     )  # fmt: skip
     return since, baseline

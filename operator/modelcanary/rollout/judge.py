@@ -18,6 +18,11 @@ counts and what it rules out so far. Windowed P99s are shown beside them for peo
 - `prediction_agreement`: while the rollout shadows (from before the first step on), the
   canary's top-1 answers agree with stable's on the same requests less often than
   `shadow.minAgreement`; inconclusive while the comparator reports nothing.
+- `numeric_tolerance`: while the rollout shadows, for a model with numeric outputs: more
+  than `shadow.numeric.maxOutside` of some numeric output's pairs differ from stable's by
+  more than the tolerance the comparator applies (`shadow.numeric.atol` and `rtol`).
+  The shadow comparison's share of alpha is split among its outputs (the top-1
+  agreement, if the model classifies, and each numeric output).
 - `input_drift`: while the rollout shadows, the live inputs' worst-feature PSI against
   stable's reference profile above `shadow.maxInputDrift` holds (inconclusive: not a
   verdict on the canary, a reason to look); skipped without a profile.
@@ -38,6 +43,7 @@ from modelcanary.rollout.spec import RolloutSpec
 Result = Literal["pass", "fail", "inconclusive", "skipped"]
 SLOW_SHARE = 0.01  # of canary requests allowed above latencyP99.maxSeconds: a P99
 NONE_LOG = math.log(1e8)  # a silent canary fails when P(none | healthy) < 1e-8
+SHADOW_CHECKS = ("prediction_agreement", "numeric_tolerance")  # the answers compared
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,10 @@ def judge(
             checks.append(_traffic(evidence, weight))
         checks += tests.run(evidence, p99, ratio)
     if shadow != "off":
-        checks += [tests.agreement(shadow), _drift(spec, seen.drift)]
+        checks.append(tests.agreement(shadow))
+        if shadow is not None and shadow.numeric:
+            checks.append(tests.numeric(shadow))
+        checks.append(_drift(spec, seen.drift))
     problems = (seen.problem,) if seen.problem else ()
     return Verdict(tuple(checks), window, problems)
 
@@ -209,6 +218,8 @@ class _Tests:
         if since is None:
             return Check(name, None, floor, 0, "inconclusive",
                          "no data from the shadow comparator")  # fmt: skip
+        if not since.classifies:
+            return Check(name, None, floor, 0, "skipped", "no classification output to compare")
         pairs = since.pairs
         if pairs <= 0:
             why = ("no classification output to compare" if since.compared > 0
@@ -216,7 +227,7 @@ class _Tests:
             return Check(name, None, floor, 0, "pass", why)
         disagreeing = pairs - since.agreeing
         log_e = float(seq.log_e_above(pairs, disagreeing, 1 - floor))
-        result, e, bound = self._decided(log_e)
+        result, e, bound = self._decided(log_e, _outputs(since))
         share = since.agreeing / pairs
         detail = (
             f"the canary agrees with stable on {since.agreeing:g} of {pairs:g} pairs "
@@ -225,8 +236,32 @@ class _Tests:
         )
         return Check(name, share, floor, int(pairs), result, detail, e, bound)
 
-    def _decided(self, log_e: float) -> tuple[Result, float, float]:
-        limit = 1 / self.alpha
+    def numeric(self, since: ShadowCounts) -> Check:
+        """Each numeric output's pairs outside the tolerance: fails on evidence that more
+        than `maxOutside` of some output's pairs are; shows the output with most evidence."""
+        limit, name = self.shadow.numeric.max_outside, "numeric_tolerance"
+        tested = [
+            (float(seq.log_e_above(n.pairs, n.pairs - n.within, limit)), n) for n in since.numeric
+        ]
+        samples = int(min(n.pairs for n in since.numeric))
+        log_e, worst = max(tested, key=lambda t: (t[0], t[1].pairs - t[1].within))
+        if all(n.pairs <= 0 for n in since.numeric):
+            return Check(name, None, limit, 0, "pass", "no pairs compared yet")
+        result, e, bound = self._decided(log_e, _outputs(since))
+        outside = worst.pairs - worst.within
+        share = outside / worst.pairs
+        detail = (
+            f"{outside:g} of {worst.pairs:g} pairs of output {worst.output!r} differ from "
+            f"stable's beyond the tolerance ({share:.1%}); e-value {e:.3g} that more than "
+            f"{limit:.0%} do, rollback at {bound:g}"
+        )
+        if len(since.numeric) > 1:
+            detail += f" (the worst of {len(since.numeric)} numeric outputs)"
+        return Check(name, share, limit, samples, result, detail, e, bound)
+
+    def _decided(self, log_e: float, among: int = 1) -> tuple[Result, float, float]:
+        """The test's verdict at its share of alpha, split `among` tests of one family."""
+        limit = among / self.alpha
         return ("fail" if log_e >= math.log(limit) else "pass"), _exp(log_e), limit
 
     def _guard_errors(self, canary: Counts) -> Check:
@@ -296,6 +331,12 @@ class _Tests:
         result, e, bound = self._decided(test.log_e)
         return Check(name, ratio, limit, int(canary.observed), result, test.explain(), e,
                      bound)  # fmt: skip
+
+
+def _outputs(since: ShadowCounts) -> int:
+    """How many tests share the shadow comparison's alpha: one per numeric output, and
+    the top-1 agreement if the model classifies."""
+    return len(since.numeric) + since.classifies
 
 
 def _exp(log_e: float) -> float:

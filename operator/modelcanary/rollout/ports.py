@@ -61,15 +61,27 @@ class VersionStats:
 
 
 @dataclass(frozen=True)
+class NumericCounts:
+    """One numeric output's compared pairs, and those within the rollout's tolerance."""
+
+    output: str
+    pairs: float
+    within: float
+
+
+@dataclass(frozen=True)
 class ShadowCounts:
     """The shadow comparator's cumulative counters for one canary: pairs of answers
     (stable's and the canary's to the same request) compared on classification outputs and
-    how many of them agreed on the top-1 class, and pairs compared on any output (numeric
-    ones too: data is arriving). They only grow, except when the comparator restarts."""
+    how many of them agreed on the top-1 class, pairs compared on any output (data is
+    arriving), and each numeric output's pairs within tolerance. `classifies`: the model
+    has a classification output. They only grow, except when the comparator restarts."""
 
     pairs: float
     agreeing: float
     compared: float
+    numeric: tuple[NumericCounts, ...] = ()
+    classifies: bool = True
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from modelcanary.rollout.judge import Verdict
+from modelcanary.rollout.judge import SHADOW_CHECKS, Verdict
 from modelcanary.rollout.ports import FiringAlert
 from modelcanary.rollout.spec import RolloutSpec
 from modelcanary.rollout.state import RolloutState
@@ -43,7 +43,8 @@ def shadowing(
     now: float,
     make: Callable[..., Decision],
 ) -> Decision:
-    """Roll back on evidence of disagreement; start the first step after enough pairs (or
+    """Roll back on evidence of disagreement (top-1 classes, or numeric answers beyond
+    tolerance); start the first step after enough pairs of every output compared (or
     `maxDuration` with no evidence against the canary) once the counters are read; hold
     otherwise."""
     shadow = spec.shadow
@@ -52,12 +53,14 @@ def shadowing(
         return make(
             "rollback", f"not promoted within progressDeadline {spec.progress_deadline}", weight=0
         )
-    check = next((c for c in verdict.checks if c.name == "prediction_agreement"), None)
-    if check is not None and check.result == "fail":
-        return make("rollback", f"shadow comparison: {check.detail}", weight=0)
+    compared = [c for c in verdict.checks if c.name in SHADOW_CHECKS and c.result != "skipped"]
+    failed = next((c for c in compared if c.result == "fail"), None)
+    if failed is not None:
+        return make("rollback", f"shadow comparison: {failed.detail}", weight=0)
     since = now - (state.shadow_started_at if state.shadow_started_at is not None else now)
-    if check is None or check.result == "inconclusive":
-        why = check.detail if check is not None else "no shadow comparison"
+    waiting = next((c for c in compared if c.result == "inconclusive"), None)
+    if not compared or waiting is not None:
+        why = waiting.detail if waiting is not None else "no shadow comparison"
         if since > spec.no_data_after_s and spec.analysis.no_data.action == "rollback":
             return make(
                 "rollback",
@@ -71,13 +74,15 @@ def shadowing(
     drift = next((c for c in verdict.checks if c.name == "input_drift"), None)
     if drift is not None and drift.result == "inconclusive":
         return make("hold", f"shadowing: holding: {drift.detail}")
-    if check.samples >= shadow.min_samples or since >= spec.shadow_max_s:
+    pairs = min(c.samples for c in compared)  # every output compared judges from minSamples
+    if pairs >= shadow.min_samples or since >= spec.shadow_max_s:
         if counters is not None:
             return make("hold", f"shadowing: waiting for the counters ({counters})")
-        return make("start", f"shadow comparison: {check.detail}; step 1", 0, spec.steps[0])
+        found = "; ".join(c.detail for c in compared)
+        return make("start", f"shadow comparison: {found}; step 1", 0, spec.steps[0])
     return make(
         "hold",
-        f"shadowing: {check.samples} of {shadow.min_samples} pairs "
+        f"shadowing: {pairs} of {shadow.min_samples} pairs "
         f"({spec.shadow_max_s - since:.0f}s left of maxDuration {shadow.max_duration})",
     )
 

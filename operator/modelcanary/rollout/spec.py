@@ -120,13 +120,31 @@ class HoldoutGate(_Strict):
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
 
 
+class NumericShadow(_Strict):
+    """How close the canary's numeric answers (regression values, scores, embeddings,
+    probabilities of a binary model) must stay to stable's on the same requests.
+
+    A pair is outside when some element differs by more than `atol + rtol * |stable|`;
+    the canary is rolled back on evidence that more than `maxOutside` of an output's pairs
+    are (a sequential test at the spec's alpha). An unset `atol` or `rtol` is ten times the
+    canary's export parity tolerance (its manifest's `atol` and `rtol`)."""
+
+    atol: float | None = Field(default=None, ge=0)
+    rtol: float | None = Field(default=None, ge=0)
+    max_outside: float = Field(
+        default=_PRODUCTION["numeric_outside_max"], gt=0, lt=1, alias="maxOutside"
+    )
+
+
 class Shadow(_Strict):
     """Before the first step, `percent` of the requests stable serves are also sent to the
     canary (its answers never reach users) and each pair of answers is compared; it goes on
     during the steps. The canary starts its first step after `minSamples` compared pairs
     with no evidence that it agrees with stable on the top-1 class less often than
     `minAgreement` (a sequential test at the spec's alpha), or after `maxDuration` at low
-    traffic with no such evidence. Evidence rolls back, at any step. Live inputs that
+    traffic with no such evidence; numeric outputs likewise, on evidence that more than
+    `numeric.maxOutside` of their pairs differ beyond a tolerance. Evidence rolls back, at
+    any step. Live inputs that
     drifted from stable's reference profile by more than `maxInputDrift` (PSI of the worst
     feature, once `minDriftSamples` were scored) hold the rollout."""
 
@@ -144,6 +162,7 @@ class Shadow(_Strict):
     min_drift_samples: int = Field(
         default=_PRODUCTION["drift_min_samples"], ge=1, alias="minDriftSamples"
     )
+    numeric: NumericShadow = Field(default_factory=NumericShadow)
 
 
 class Analysis(_Strict):

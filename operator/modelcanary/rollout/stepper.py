@@ -20,9 +20,10 @@ Rules, in order of precedence:
    at `progressDeadline` from when the rollout was first seen, with a rollback. Then, with
    a shadow comparison (spec `shadow`, and a platform that mirrors), the rollout shadows.
 4b. Shadowing: the canary takes no user traffic while its answers to a share of stable's
-   requests are compared with stable's. Evidence of disagreement rolls back; a `holdOn`
-   alert or no data holds (no data past `noData.after` with action rollback rolls back);
-   after `shadow.minSamples` pairs, or `shadow.maxDuration` with no evidence against it,
+   requests are compared with stable's. Evidence of disagreement (top-1 classes, or
+   numeric answers beyond tolerance) rolls back; a `holdOn` alert or no data holds (no
+   data past `noData.after` with action rollback rolls back); after `shadow.minSamples`
+   pairs of every output compared, or `shadow.maxDuration` with no evidence against it,
    the canary takes its first step.
 5. A rollout paused by hand holds, past `progressDeadline` too. Past `progressDeadline`,
    any other rolls back; one the controller paused (noData) also rolls back on rules 6

@@ -1,12 +1,16 @@
 """The admin API's parts shared by the gateway (locally) and the comparator service (in a
 cluster): the bearer token check, the body limit, and the routes of the shadow
 comparisons: list them, and read, replace or end one model's. How a comparison is
-configured (PUT) differs between the two, so the caller gives it."""
+configured (PUT) differs between the two, so the caller gives it; both take the numeric
+tolerance (`atol`, `rtol`: the rollout's `shadow.numeric`; unset, a multiple of the
+canary's export tolerance)."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from modelcanary.gateway.asgi import Send, respond_error, respond_json
 from modelcanary.shadow.comparator import Comparator
@@ -19,6 +23,15 @@ def authorized(headers: dict[str, str], token: bytes) -> bool:
     """Whether the request carries `Authorization: Bearer <token>` (constant-time)."""
     scheme, _, given = headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token)
+
+
+class ToleranceFields(BaseModel):
+    """The numeric tolerance of a PUT /admin/shadow/{m} body; unset: from the export's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    atol: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    rtol: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 async def list_comparisons(comparator: Comparator, send: Send) -> None:

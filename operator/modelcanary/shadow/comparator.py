@@ -30,7 +30,13 @@ from modelcanary.errors import UsageError, one_line
 from modelcanary.gateway.upstream import Upstream, UpstreamRefused, UpstreamTimeout
 from modelcanary.shadow.catalog import version_pair
 from modelcanary.shadow.metrics import ShadowMetrics
-from modelcanary.shadow.pairs import DriftWindow, Incomparable, VersionPair, compare_answers
+from modelcanary.shadow.pairs import (
+    DriftWindow,
+    Incomparable,
+    Tolerance,
+    VersionPair,
+    compare_answers,
+)
 from modelcanary.shadow.payload import Unparseable, tensors
 from modelcanary.shadow.settings import ShadowSettings
 
@@ -47,6 +53,7 @@ class ShadowTarget:
     percent: float
     canary_url: str  # the canary's OIP infer URL
     versions: VersionPair
+    tolerance: Tolerance  # of numeric outputs
     window: DriftWindow | None  # None: stable has no reference profile
 
     def view(self) -> dict[str, Any]:
@@ -56,6 +63,8 @@ class ShadowTarget:
             "canary": self.canary,
             "percent": self.percent,
             "kinds": dict(self.versions.kinds),
+            "atol": self.tolerance.atol,
+            "rtol": self.tolerance.rtol,
             "drift": self.window is not None,
         }
 
@@ -92,11 +101,13 @@ class Comparator:
 
     def configure(
         self, model: str, stable: str, canary: str, percent: float, canary_url: str,
-        versions: VersionPair | None = None,
+        versions: VersionPair | None = None, atol: float | None = None,
+        rtol: float | None = None,
     ) -> ShadowTarget:  # fmt: skip
         """Compare `percent` of stable's requests with the canary; UsageError if the
         repository cannot say how (no repository, no manifest, a modified profile).
-        `versions`: what the manifests say, read by the caller (else from the repository)."""
+        `versions`: what the manifests say, read by the caller (else from the repository);
+        `atol`, `rtol`: the numeric tolerance (unset: from the canary's export's)."""
         if versions is None:
             repo = self.settings.repository
             if repo is None:
@@ -111,7 +122,10 @@ class Comparator:
             else DriftWindow(versions.profile, s.drift_window, s.drift_every)
         )  # fmt: skip
         self.remove(model)
-        target = ShadowTarget(model, stable, canary, percent, canary_url, versions, window)
+        tolerance = Tolerance.of(versions, atol, rtol)
+        target = ShadowTarget(
+            model, stable, canary, percent, canary_url, versions, tolerance, window
+        )
         self.targets[model] = target
         self.metrics.started(model, canary, versions.kinds)
         return target
@@ -196,7 +210,7 @@ class Comparator:
         if self.targets.get(target.model) is not target:
             return None  # reconfigured meanwhile: the pair belongs to no comparison
         try:
-            outputs = compare_answers(stable, canary, target.versions)
+            outputs = compare_answers(stable, canary, target.versions, target.tolerance)
             report = target.window.add(inputs) if target.window is not None else None
         except Incomparable:
             return "incomparable"

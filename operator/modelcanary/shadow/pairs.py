@@ -3,8 +3,11 @@ window scored for drift. Pure numpy, on top of modelrepo.comparison and modelrep
 
 A pair is one sample answered by both versions: a request with a batch of 8 samples
 makes 8 pairs per output. A classification pair agrees when both versions' top-1 classes
-are equal; a numeric pair agrees when every element of the canary's answer is within
-the canary's export tolerance (`|b - a| <= atol + rtol * |a|`) of stable's.
+are equal; a numeric pair agrees when every element of the canary's answer is within the
+comparison's tolerance (`|b - a| <= atol + rtol * |a|`) of stable's: the rollout's
+`shadow.numeric` atol and rtol, each defaulting to `PARITY_MULTIPLE` times the canary's
+export parity tolerance. Elementwise, for embeddings too: a vector is within when each of
+its elements is, so a changed norm is caught as well as a changed direction.
 """
 
 from __future__ import annotations
@@ -36,6 +39,28 @@ class VersionPair:
     profile: InputProfile | None
 
 
+# What a version alike to stable (weights within 1e-4 of its own) differs by is about half
+# of ten times the export's parity tolerance (1e-4, 1e-3 by default), which only covers
+# the rounding of one graph against PyTorch: the default tolerance of a shadow comparison.
+PARITY_MULTIPLE = 10.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a numeric answer of the canary may be from stable's: `atol + rtol * |a|`."""
+
+    atol: float
+    rtol: float
+
+    @classmethod
+    def of(cls, versions: VersionPair, atol: float | None, rtol: float | None) -> Tolerance:
+        """The rollout's tolerance; an unset one is a multiple of the canary's export's."""
+        return cls(
+            versions.atol * PARITY_MULTIPLE if atol is None else atol,
+            versions.rtol * PARITY_MULTIPLE if rtol is None else rtol,
+        )
+
+
 @dataclass(frozen=True)
 class OutputPairs:
     """One output of one request: its pairs, those that agree, and (classification) the
@@ -50,7 +75,10 @@ class OutputPairs:
 
 
 def compare_answers(
-    stable: Mapping[str, np.ndarray], canary: Mapping[str, np.ndarray], versions: VersionPair
+    stable: Mapping[str, np.ndarray],
+    canary: Mapping[str, np.ndarray],
+    versions: VersionPair,
+    tolerance: Tolerance,
 ) -> list[OutputPairs]:
     """Every output of stable's answer against the canary's, by its kind."""
     found = []
@@ -73,7 +101,7 @@ def compare_answers(
                     )
                 )
             else:
-                within = samples_within(name, a, b, versions.atol, versions.rtol)
+                within = samples_within(name, a, b, tolerance.atol, tolerance.rtol)
                 found.append(OutputPairs(name, kind, len(a) if a.ndim else 1, within))
         except UsageError as exc:
             raise Incomparable(str(exc)) from None

@@ -5,7 +5,8 @@
     GET  /healthz                         200 while it serves
     GET  /admin/shadow                    every comparison it runs
     GET, PUT, DELETE /admin/shadow/{m}    {"stable": "2", "canary": "4", "percent": 10,
-                                           "canary_url": "http://.../v2/models/m/versions/4/infer"}
+                                           "canary_url": "http://.../v2/models/m/versions/4/infer",
+                                           "atol": 0.001, "rtol": 0.01}
 
 The stable predictor's logger (`spec.predictor.logger`, `mode: all`) posts each request
 and its 200 answer; they are paired by id (modelcanary.shadow.cloudevents) and the pair is
@@ -48,6 +49,7 @@ from modelcanary.gateway.asgi import (
 from modelcanary.shadow.admin import (
     MAX_ADMIN_BODY,
     NEEDS_TOKEN,
+    ToleranceFields,
     authorized,
     list_comparisons,
     one_comparison,
@@ -78,10 +80,8 @@ class ServiceSettings(BaseModel):
     pending_s: float = Field(default=30.0, gt=0)
 
 
-class ComparisonUpdate(BaseModel):
-    """The body of PUT /admin/shadow/{m}."""
-
-    model_config = ConfigDict(extra="forbid")
+class ComparisonUpdate(ToleranceFields):
+    """The body of PUT /admin/shadow/{m}; `atol` and `rtol` are optional."""
 
     stable: str
     canary: str
@@ -219,8 +219,9 @@ class ComparatorService:
         try:
             versions = await asyncio.to_thread(self.catalog, model, update.stable, update.canary)
             target = self.comparator.configure(
-                model, update.stable, update.canary, update.percent, update.canary_url, versions
-            )
+                model, update.stable, update.canary, update.percent, update.canary_url, versions,
+                update.atol, update.rtol,
+            )  # fmt: skip
         except UsageError as exc:
             await respond_error(send, 400, str(exc))
             return
