@@ -3,14 +3,17 @@
 Run with `make bench`. Starts the real Triton (digits version 1 from the example
 repository, built if missing) and `modelcanary gateway` as its own process, then drives
 each with closed-loop clients (each sends its next request when the last one is
-answered) at concurrency 1 and 8, alternating direct and gateway over several rounds
+answered), over HTTP and over gRPC (KServe v2 ModelInfer, raw tensors, one channel), at
+concurrency 1 and 8, alternating direct and gateway over several rounds
 and reporting the median of each. Prints a table, checks the targets (the gateway adds at
-most 1 ms to p50 and keeps at least 70% of direct throughput at concurrency 8) and writes
+most 1 ms to p50 and keeps at least 70% of direct throughput at concurrency 8, over HTTP;
+gRPC's numbers are reported) and writes
 benchmarks/results/gateway.json. Everything runs on this machine's cores together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -20,16 +23,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import uvloop
 
-from closed_loop import closed_loop
+from closed_loop import closed_loop, grpc_closed_loop, grpc_requests
 from modelcanary.examples import digits
 from modelcanary.load.generator import request_bodies
 from modelcanary.process import free_ports
-from modelcanary.serving.triton_server import TritonServer
+from modelcanary.serving.triton_server import Endpoints, TritonServer
 from modelcanary.tables import format_table
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
@@ -48,11 +52,13 @@ def median_of(results: list[dict[str, float]]) -> dict[str, float]:
     return merged
 
 
-def start_gateway(triton_url: str, work: Path) -> tuple[subprocess.Popen[str], str]:
-    (port,) = free_ports(1)
+def start_gateway(endpoints: Endpoints, work: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """The gateway's process, its HTTP URL and its gRPC address."""
+    port, grpc_port = free_ports(2)
     process = subprocess.Popen(
         [sys.executable, "-m", "modelcanary", "gateway", "--model", "digits", "--stable", "1",
-         "--upstream", f"1={triton_url}", "--listen", f"127.0.0.1:{port}",
+         "--upstream", f"1={endpoints.http}", "--listen", f"127.0.0.1:{port}",
+         "--grpc-upstream", f"1={endpoints.grpc}", "--grpc-listen", f"127.0.0.1:{grpc_port}",
          "--admin-token-file", str(work / "token")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -61,7 +67,7 @@ def start_gateway(triton_url: str, work: Path) -> tuple[subprocess.Popen[str], s
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/v2/health/live", timeout=1).status_code == 200:
-                return process, url
+                return process, url, f"127.0.0.1:{grpc_port}"
         except httpx.HTTPError:
             time.sleep(0.1)
     process.kill()
@@ -81,48 +87,59 @@ def main() -> None:
             (work / "triton").mkdir(exist_ok=True)
             endpoints = triton.start()
             triton.load("digits", [1])
-            gateway, gateway_url = start_gateway(endpoints.http, work)
+            gateway, gateway_url, gateway_grpc = start_gateway(endpoints, work)
+            grpc_bodies = grpc_requests(bodies, "digits")
             try:
-                targets = {
-                    "direct": f"{endpoints.http}/v2/models/digits/versions/1/infer",
-                    "gateway": f"{gateway_url}/v2/models/digits/infer",
-                }
+                runs: dict[tuple[str, str], Callable[[int], dict[str, float]]] = {
+                    ("direct", "http"): lambda c: uvloop.run(closed_loop(
+                        f"{endpoints.http}/v2/models/digits/versions/1/infer", bodies, c,
+                        SECONDS, WARMUP)),
+                    ("gateway", "http"): lambda c: uvloop.run(closed_loop(
+                        f"{gateway_url}/v2/models/digits/infer", bodies, c, SECONDS, WARMUP)),
+                    ("direct", "grpc"): lambda c: asyncio.run(grpc_closed_loop(
+                        endpoints.grpc, grpc_bodies, "1", c, SECONDS, WARMUP)),
+                    ("gateway", "grpc"): lambda c: asyncio.run(grpc_closed_loop(
+                        gateway_grpc, grpc_bodies, "", c, SECONDS, WARMUP)),
+                }  # fmt: skip
                 for concurrency in (1, 8):
-                    rounds: dict[str, list[dict[str, float]]] = {p: [] for p in targets}
-                    for _ in range(ROUNDS):  # alternate, so drifts in machine load hit both
-                        for path, url in targets.items():
-                            result = uvloop.run(
-                                closed_loop(url, bodies, concurrency, SECONDS, WARMUP)
-                            )
-                            rounds[path].append(result)
-                    for path, results in rounds.items():
+                    rounds: dict[tuple[str, str], list[dict[str, float]]] = {p: [] for p in runs}
+                    for _ in range(ROUNDS):  # alternate, so drifts in machine load hit all
+                        for key, run in runs.items():
+                            rounds[key].append(run(concurrency))
+                    for (path, protocol), results in rounds.items():
                         rows.append(
-                            {"path": path, "concurrency": concurrency, **median_of(results)}
-                        )
+                            {"path": path, "protocol": protocol, "concurrency": concurrency,
+                             **median_of(results)}
+                        )  # fmt: skip
             finally:
                 gateway.send_signal(signal.SIGTERM)
                 gateway.wait(10)
 
-    table = [("path", "concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms")]
+    table = [("path", "protocol", "concurrency", "requests", "errors", "req/s", "p50 ms",
+              "p99 ms")]  # fmt: skip
     print(f"median of {ROUNDS} rounds of {SECONDS:g} s each")
     for r in rows:
         table.append(
-            (str(r["path"]), str(r["concurrency"]), str(r["requests"]), str(r["errors"]),
+            (str(r["path"]), str(r["protocol"]), str(r["concurrency"]), str(r["requests"]),
+             str(r["errors"]),
              f"{r['throughput']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}")
         )  # fmt: skip
     print(format_table(table))
-    by = {(r["path"], r["concurrency"]): r for r in rows}
+    by = {(r["path"], r["protocol"], r["concurrency"]): r for r in rows}
     checks = {}
-    for concurrency in (1, 8):
-        direct, through = by[("direct", concurrency)], by[("gateway", concurrency)]
-        added = float(through["p50_ms"]) - float(direct["p50_ms"])  # type: ignore[arg-type]
-        kept = float(through["throughput"]) / float(direct["throughput"])  # type: ignore[arg-type]
-        checks[f"c{concurrency}_added_p50_ms"] = added
-        checks[f"c{concurrency}_throughput_kept"] = kept
-        print(
-            f"concurrency {concurrency}: gateway adds {added:.2f} ms to p50, "
-            f"keeps {kept:.0%} of direct throughput"
-        )
+    for protocol in ("http", "grpc"):
+        for concurrency in (1, 8):
+            direct = by[("direct", protocol, concurrency)]
+            through = by[("gateway", protocol, concurrency)]
+            added = float(through["p50_ms"]) - float(direct["p50_ms"])  # type: ignore[arg-type]
+            kept = float(through["throughput"]) / float(direct["throughput"])  # type: ignore[arg-type]
+            prefix = "" if protocol == "http" else "grpc_"
+            checks[f"{prefix}c{concurrency}_added_p50_ms"] = added
+            checks[f"{prefix}c{concurrency}_throughput_kept"] = kept
+            print(
+                f"{protocol} concurrency {concurrency}: gateway adds {added:.2f} ms to p50, "
+                f"keeps {kept:.0%} of direct throughput"
+            )
     verdict = {
         "added_p50_at_most_1ms": checks["c1_added_p50_ms"] <= 1.0
         and checks["c8_added_p50_ms"] <= 1.0,

@@ -30,6 +30,11 @@ VERSION_HEADER = "x-modelcanary-version"
 # other, counted apart (GATEWAY_PROBES), never as the version's user traffic.
 PROBE_HEADER = "x-modelcanary-probe"
 GATEWAY_PROBES = "modelcanary_gateway_probe_requests"  # counter; labels model, version, code
+# counter of requests a canary failed that the gateway sent (or, over its budget, would
+# have sent) once more to stable; labels model, from_version, to_version, outcome
+# (answered, failed, over_budget; see modelcanary.gateway.retry). The failed attempt is
+# also counted in GATEWAY_REQUESTS as the canary's error.
+GATEWAY_RETRIES = "modelcanary_gateway_retries"
 
 
 # The shadow comparator (modelcanary.shadow), per model and canary version: the version

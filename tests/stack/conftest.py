@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from modelcanary.serving.triton_home import TritonHome
+from modelcanary.serving.triton_server import TritonServer
 from tests.support.triton import serving_digits
 
 
@@ -18,3 +19,16 @@ def triton(
     """A real Triton serving digits 1 and 2 (one per test module); its HTTP base URL."""
     with serving_digits(digits_repo, triton_home, tmp_path_factory.mktemp("run"), [1, 2]) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def faulty_triton(
+    digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer]:
+    """A real Triton serving digits 1 and 2 whose versions fail as a test injects
+    (modelcanary.serving.faults; one per test module)."""
+    run_dir = tmp_path_factory.mktemp("run")
+    with TritonServer(digits_repo, run_dir, triton_home, faults_dir=run_dir / "faults") as server:
+        server.start()
+        server.load("digits", [1, 2])
+        yield server

@@ -352,7 +352,7 @@ def test_a_refused_canary_request_is_retried_on_stable(
 ) -> None:
     (dead,) = free_ports(1)
     route = {"stable": "1", "upstreams": {"1": triton, "2": f"http://127.0.0.1:{dead}"},
-             "weights": {"1": 50, "2": 50}, "retry_on_refused": True}  # fmt: skip
+             "weights": {"1": 50, "2": 50}}  # fmt: skip
     # no readiness probes, which would take the dead canary out of the split before any request
     url = start_gateway({"digits": route}, readiness_interval_s=0)
     retried = 0

@@ -13,6 +13,7 @@ from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.waiting import wait_until
+from tests.conftest import metric_value
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token"
@@ -91,7 +92,11 @@ def test_a_refused_request_marks_its_version_unready_at_once(triton: str) -> Non
     try:
         relay.stop()
         outcomes = answered_by(front.url, 40)  # long before the next probe
-        assert outcomes["502 2"] == 1 and outcomes["200 1"] == 39, outcomes
+        # the one refused request was retried on stable; only it reached version 2
+        assert outcomes == {"200 1": 40}, outcomes
+        metrics = f"{front.url}/metrics"
+        assert metric_value(metrics, "modelcanary_gateway_requests", version="2") == 1
+        assert metric_value(metrics, "modelcanary_gateway_requests", code="502") == 1
         assert view(front.url)["unready"] == ["2"]
     finally:
         front.stop()

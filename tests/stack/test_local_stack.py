@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import tritonclient.grpc as grpcclient
 import yaml
 
 from modelcanary.adapters.alertmanager_notifier import NotifyError
@@ -31,7 +32,7 @@ from modelcanary.rollout.ports import RolloutEvent
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.waiting import wait_until
-from tests.conftest import CliResult
+from tests.conftest import CliResult, metric_value
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +120,13 @@ def test_a_failing_canary_alerts_the_controller_and_on_call(
         load.join()
     (report,) = reports
     by_version = {v.version: v for v in report.versions}
-    assert by_version["1"].errors == 0 and by_version["2"].errors > 0
+    # the canary's failures reached the users only over the retry budget: the rest were
+    # retried on stable (and still counted against the canary, which raised the alert)
+    retries = f"{urls['gateway']}/metrics"
+    assert metric_value(retries, "modelcanary_gateway_retries_total", outcome="answered") > 0
+    over_budget = metric_value(retries, "modelcanary_gateway_retries_total", outcome="over_budget")
+    assert by_version["1"].errors == 0
+    assert sum(v.errors for v in report.versions) == over_budget
 
 
 def test_up_wrote_its_urls(stack: LocalStack) -> None:
@@ -131,6 +138,12 @@ def test_up_wrote_its_urls(stack: LocalStack) -> None:
     assert {t["labels"]["job"]: t["health"] for t in targets} == {"triton": "up", "gateway": "up"}
     ready = f"{stack.urls['alertmanager']}/-/ready"
     assert httpx.get(ready, auth=alertmanager_auth(stack.urls)).status_code == 200
+    # gRPC: the gateway's (split like HTTP) and Triton's own
+    for address in (stack.urls["gateway_grpc"], stack.urls["triton_grpc"]):
+        client = grpcclient.InferenceServerClient(address)
+        assert client.is_server_live() and client.is_model_ready("digits")
+    ports = json.loads((Path(stack.urls["run_dir"]) / "ports.json").read_text())
+    assert stack.urls["gateway_grpc"] == f"127.0.0.1:{ports['gateway_grpc']}"
 
 
 def test_alertmanager_and_the_pager_refuse_what_the_stack_did_not_send(

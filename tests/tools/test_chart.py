@@ -30,6 +30,10 @@ CORE = {"Deployment", "Service", "ServiceAccount", "Secret", "Role", "RoleBindin
 COMBINATIONS = {
     "serverless-canary": ["--set", "model.canary=2"],
     "standard-canary": ["--set", "model.canary=2", "--set", "mode=standard"],
+    "standard-retry": [
+        "--set", "model.canary=2", "--set", "mode=standard", "--set", "gateway.retry.attempts=1",
+        "--set", "gateway.retry.codes={500,502,503,504}", "--set", "gateway.retry.backoff=50ms",
+    ],
     "stable-only": [],
     "standard-stable-only": ["--set", "mode=standard"],
     "ha-servicemonitor-demo": [
@@ -157,6 +161,16 @@ def test_standard_mode_routes_between_two_inference_services() -> None:
     ]  # fmt: skip
     role = next(d for d in found["Role"])
     assert any("httproutes" in rule["resources"] for rule in role["rules"])
+    assert "retry" not in route["spec"]["rules"][0]  # only when asked for
+
+
+def test_the_routes_retry_is_a_value() -> None:
+    (route,) = kinds(render(COMBINATIONS["standard-retry"]))["HTTPRoute"]
+    retry = route["spec"]["rules"][0]["retry"]
+    assert retry == {"attempts": 1, "codes": [500, 502, 503, 504], "backoff": "50ms"}
+    refused = helm("template", "rel", str(CHART), "--set", "mode=standard",
+                   "--set", "gateway.retry.codes={200}")  # fmt: skip
+    assert refused.returncode != 0 and "gateway.retry.codes.0" in refused.stderr
 
 
 RESTRICTED = "model-repository,model-config,shared-memory,logging,trace"

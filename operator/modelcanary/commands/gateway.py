@@ -33,15 +33,29 @@ def add(commands: Commands) -> None:
     )
     p.add_argument("--weights", metavar="V=P,...", help="initial split, e.g. 1=90,2=10")
     p.add_argument(
-        "--retry-on-refused",
+        "--no-retry",
         action="store_true",
-        help="retry a request refused by a non-stable version once on stable",
+        help="do not retry on stable a request another version failed (default: retry, "
+        "within a budget of 20%% of requests plus 10 per second over 10 s)",
     )
     p.add_argument(
         "--listen",
         default="127.0.0.1:8080",
         metavar="HOST:PORT",
         help="address to listen on; port 0 picks a free one (default 127.0.0.1:8080)",
+    )
+    p.add_argument(
+        "--grpc-listen",
+        metavar="HOST:PORT",
+        help="also serve KServe v2 gRPC on this address (port 0: a free one); needs each "
+        "version's gRPC upstream (--grpc-upstream, or grpc_upstreams in the config)",
+    )
+    p.add_argument(
+        "--grpc-upstream",
+        action="append",
+        default=[],
+        metavar="VERSION=HOST:PORT",
+        help="where a version's gRPC is served, e.g. 2=127.0.0.1:8001; repeat",
     )
     p.add_argument("--max-body-bytes", type=integer, help="largest request body (default 8 MiB)")
     p.add_argument("--timeout", type=number, help="upstream timeout in seconds (default 30)")
@@ -57,6 +71,7 @@ def add(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from modelcanary.gateway.app import Gateway
     from modelcanary.gateway.config import load_config, parse_config
+    from modelcanary.gateway.grpc_server import GrpcServer
     from modelcanary.gateway.server import GatewayServer
 
     if args.config is not None:
@@ -65,17 +80,24 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     else:
         config = parse_config({"models": {_required(args.model, "--model"): _route(args)}}, "flags")
-    overrides = {}
+    overrides: dict[str, object] = {}
     if args.max_body_bytes is not None:
         overrides["max_body_bytes"] = args.max_body_bytes
     if args.timeout is not None:
         overrides["upstream_timeout_s"] = args.timeout
+    if args.no_retry:
+        overrides["retry"] = {**config.retry.model_dump(), "enabled": False}
     if overrides:
         config = parse_config({**config.model_dump(), **overrides}, "flags")
     host, port = listen_address(args.listen)
     token = token_file(args.admin_token_file, "--admin-token-file")
-    server = GatewayServer(Gateway(config, token, say=say), host, port)
+    gateway = Gateway(config, token, say=say)
+    server = GatewayServer(gateway, host, port)
     say(f"gateway listening on {server.url}")
+    grpc_server = None
+    if args.grpc_listen is not None:
+        grpc_server = GrpcServer(gateway, *listen_address(args.grpc_listen, "--grpc-listen"))
+        say(f"gateway gRPC (KServe v2) listening on {grpc_server.start()}")
     for name, route in config.models.items():
         weights = ", ".join(f"{v}={w}" for v, w in route.initial_weights().items())
         say(f"  {name}: {weights} (stable {route.stable}); {server.url}/v2/models/{name}/infer")
@@ -84,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal it caught
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
+    if grpc_server is not None:
+        grpc_server.stop()
     say("gateway stopped")
     return 0
 
@@ -95,18 +119,13 @@ def _required(value: str | None, flag: str) -> str:
 
 
 def _route(args: argparse.Namespace) -> dict[str, object]:
-    upstreams = {}
-    for item in args.upstream:
-        version, sep, url = item.partition("=")
-        if not sep or not version or not url:
-            raise UsageError(f"--upstream {item!r} is not VERSION=URL")
-        upstreams[version] = url
+    upstreams = _pairs(args.upstream, "--upstream", "VERSION=URL")
     if not upstreams:
         raise UsageError("--upstream VERSION=URL is required without --config")
     route: dict[str, object] = {
         "stable": _required(args.stable, "--stable"),
         "upstreams": upstreams,
-        "retry_on_refused": args.retry_on_refused,
+        "grpc_upstreams": _pairs(args.grpc_upstream, "--grpc-upstream", "VERSION=HOST:PORT"),
     }
     if args.weights:
         weights = {}
@@ -119,8 +138,18 @@ def _route(args: argparse.Namespace) -> dict[str, object]:
     return route
 
 
-def listen_address(text: str) -> tuple[str, int]:
+def _pairs(items: list[str], flag: str, form: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        version, sep, where = item.partition("=")
+        if not sep or not version or not where:
+            raise UsageError(f"{flag} {item!r} is not {form}")
+        pairs[version] = where
+    return pairs
+
+
+def listen_address(text: str, flag: str = "--listen") -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"--listen {text!r} is not HOST:PORT")
+        raise UsageError(f"{flag} {text!r} is not HOST:PORT")
     return host, int(port)

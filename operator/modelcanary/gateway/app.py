@@ -5,6 +5,8 @@ Open Inference Protocol (KServe v2) paths the clients use:
     POST /v2/models/{m}/infer                  weighted choice of a version
     POST /v2/models/{m}/versions/{v}/infer     that version (as does header x-modelcanary-version)
     GET  /v2/models/{m}[/versions/{v}][/ready] metadata and readiness, from the upstream
+    GET  /v2/models/{m}[/versions/{v}]/stats   Triton's statistics (unversioned: every
+                                               version stable's upstream serves)
     GET  /v2/health/live, /v2/health/ready, /v2
     GET  /metrics                              per-version requests, latency, weights
 
@@ -60,6 +62,7 @@ from modelcanary.gateway.config import GatewayConfig
 from modelcanary.gateway.infer_checks import check_infer_request, model_limits
 from modelcanary.gateway.metrics import GatewayMetrics
 from modelcanary.gateway.readiness import Abandoned, ReadinessWatch
+from modelcanary.gateway.retry import ANSWERED, FAILED, OVER_BUDGET, RetryBudget
 from modelcanary.gateway.routes import READY_TIMEOUT_S, Route, unknown_model, unready
 from modelcanary.gateway.upstream import (
     PASSED_HEADERS,
@@ -73,6 +76,9 @@ from modelcanary.shadow.comparator import Comparator
 from modelcanary.shadow.metrics import ShadowMetrics
 
 METRICS_CONTENT = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+# What GET /v2/models/{m}/versions/{v}/... may read from the upstream: metadata, readiness
+# and inference statistics; never the model config (a control API).
+READ_ONLY: tuple[list[str], ...] = ([], ["ready"], ["stats"])
 
 
 class Gateway:
@@ -97,6 +103,7 @@ class Gateway:
             table = WeightTable.parse(route.initial_weights(), route.upstreams)
             self.routes[name] = Route(name, route, table)
             self.metrics.set_weights(name, route, table)
+        self.budgets = {name: RetryBudget(config.retry) for name in config.models}
         self.limits = {
             name: model_limits(config.shadow.repository, name, config.max_body_bytes)
             for name in config.models
@@ -105,6 +112,7 @@ class Gateway:
         self.admin = AdminApi(
             admin_token, self.routes, self.metrics, self.upstream, self.comparator
         )
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.readiness = ReadinessWatch(
             self.routes, self.upstream, config.readiness_interval_s, say
         )
@@ -132,6 +140,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.loop = asyncio.get_running_loop()  # the gRPC server mirrors into it
                 await self.upstream.open()
                 await self.readiness.start()
                 await self.comparator.start()
@@ -198,6 +207,8 @@ class Gateway:
             self.metrics.observe(route.name, version, 503, 0.0)
             await respond_error(send, 503, not_ready, routed_to)
             return
+        if pinned is None:
+            self.budgets[model].request(time.monotonic())
         response, answered_by, retried = await self._send_infer(
             route, version, body, forward, pinned is None
         )
@@ -213,10 +224,38 @@ class Gateway:
     async def _send_infer(
         self, route: Route, version: str, body: bytes, headers: dict[str, str], may_retry: bool
     ) -> tuple[UpstreamResponse, str, bool]:
-        """Send to one version; on a refused canary, once more to stable if configured.
-        Returns the answer, the version that gave it, and whether it is a retry's.
+        """Send to one version; when a canary fails a request that may be retried, once
+        more to stable within the budget (modelcanary.gateway.retry). Returns the answer,
+        the version that gave it, and whether it is a retry's."""
+        response, failed = await self._attempt(route, version, body, headers)
+        if not (failed and may_retry and self.retry_on_stable(route, version)):
+            return response, version, False
+        retried, stable_failed = await self._attempt(route, route.config.stable, body, headers)
+        self.count_retry(route, version, stable_failed)
+        return retried, route.config.stable, True
 
-        An answer that blames the request is a client error, answered 400."""
+    def retry_on_stable(self, route: Route, version: str) -> bool:
+        """Whether a request `version` failed (not pinned by the client) goes once more to
+        stable: a canary's, with retries on and within the budget (else counted
+        over_budget). Shared by the HTTP and the gRPC server."""
+        stable = route.config.stable
+        if version == stable or not self.config.retry.enabled:
+            return False
+        if self.budgets[route.name].allow(time.monotonic()):
+            return True
+        self.metrics.retries.labels(route.name, version, stable, OVER_BUDGET).inc()
+        return False
+
+    def count_retry(self, route: Route, version: str, stable_failed: bool) -> None:
+        outcome = FAILED if stable_failed else ANSWERED
+        self.metrics.retries.labels(route.name, version, route.config.stable, outcome).inc()
+
+    async def _attempt(
+        self, route: Route, version: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[UpstreamResponse, bool]:
+        """One version's answer, counted in its metrics, and whether it is the version's
+        failure (a server error, a refused connection, a timeout). An answer that blames
+        the request is a client error, answered 400."""
         started = time.perf_counter()
         url = route.version_url(version, "/infer")
         try:
@@ -225,28 +264,24 @@ class Gateway:
             )
         except Abandoned as exc:
             self.metrics.observe(route.name, version, 503, time.perf_counter() - started)
-            return error_response(503, str(exc)), version, False
+            return error_response(503, str(exc)), True  # hung: like a timeout
         except UpstreamRefused as exc:
             self.metrics.observe(route.name, version, 502, time.perf_counter() - started)
             self.readiness.refused(route, version)
-            stable = route.config.stable
-            if may_retry and route.config.retry_on_refused and version != stable:
-                retried, _, _ = await self._send_infer(route, stable, body, headers, False)
-                return retried, stable, True
             message = f"version {version} of {route.name} at {url} refused the connection: {exc}"
-            return error_response(502, message), version, False
+            return error_response(502, message), True
         except UpstreamTimeout:
             self.metrics.observe(route.name, version, 504, time.perf_counter() - started)
             timeout = self.config.upstream_timeout_s
             message = (
                 f"version {version} of {route.name} at {url} did not answer within {timeout:g} s"
             )
-            return error_response(504, message), version, False
+            return error_response(504, message), True
         if blames_request(response):
             self.metrics.client_error(route.name, version, INVALID_REQUEST, answered=400)
-            return replace(response, status=400), version, False
+            return replace(response, status=400), False
         self.metrics.observe(route.name, version, response.status, time.perf_counter() - started)
-        return response, version, False
+        return response, response.status >= 500
 
     # -- metadata, readiness, health --------------------------------------------------------
 
@@ -282,9 +317,9 @@ class Gateway:
         if rest == ["ready"]:
             await self._readiness(send, await unready(self.upstream, route))
             return
-        if rest == []:
+        if rest in ([], ["stats"]):
             version = route.config.stable
-        elif len(rest) in (2, 3) and rest[0] == "versions" and rest[2:] in ([], ["ready"]):
+        elif len(rest) in (2, 3) and rest[0] == "versions" and rest[2:] in READ_ONLY:
             version = rest[1]
             if version not in route.config.upstreams:
                 await respond_error(
@@ -297,7 +332,10 @@ class Gateway:
         else:
             await respond_error(send, 404, f"no route for GET /{'/'.join(parts)}")
             return
-        url = route.version_url(version, "/" + rest[0] if rest else "")
+        if parts[3:] == ["stats"]:  # every version stable's upstream serves
+            url = f"{route.config.upstreams[version]}/v2/models/{route.name}/stats"
+        else:
+            url = route.version_url(version, "/" + rest[0] if rest else "")
         probe = rest == ["ready"]  # asked live, like the readiness probes, and as briefly
         not_ready = None if probe else self.readiness.is_unready(route, version)
         if not_ready is not None:

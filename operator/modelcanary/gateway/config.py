@@ -8,10 +8,15 @@ models:
     stable: "1"
     upstreams: {"1": http://127.0.0.1:8000, "2": http://127.0.0.1:8000}
     weights: {"1": 90, "2": 10}        # default: all traffic to stable
-    retry_on_refused: true             # a refused canary request is retried on stable
+    grpc_upstreams: {"1": 127.0.0.1:8001, "2": 127.0.0.1:8001}  # for the gateway's gRPC
 max_body_bytes: 8388608
 upstream_timeout_s: 30
 readiness_interval_s: 1                # probe each version's readiness; 0: never
+retry:                                 # a request a canary failed, once more on stable
+  enabled: true
+  ratio: 0.2                           # budget: retries per request over the window
+  min_per_s: 10                        # ... plus this many per second
+  window_s: 10
 shadow:                                # the comparator (modelcanary.shadow), all optional
   repository: model_repo               # manifests: output kinds, tolerances, input profiles
   queue: 256                           # mirrored requests waiting; more are dropped
@@ -31,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modelcanary.errors import UsageError, describe_validation_errors
 from modelcanary.files import read_text
+from modelcanary.gateway.retry import RetrySettings
 from modelcanary.shadow.settings import ShadowSettings
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
@@ -44,7 +50,18 @@ class ModelRoute(BaseModel):
     stable: str
     upstreams: dict[str, str] = Field(min_length=1)
     weights: dict[str, int] | None = None
-    retry_on_refused: bool = False
+    grpc_upstreams: dict[str, str] = {}  # version: host:port of its KServe v2 gRPC
+
+    @field_validator("grpc_upstreams")
+    @classmethod
+    def _addresses(cls, upstreams: dict[str, str]) -> dict[str, str]:
+        for version, address in upstreams.items():
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"gRPC upstream of version {version!r} must be HOST:PORT: {address!r}"
+                )
+        return {str(v): a for v, a in upstreams.items()}
 
     @field_validator("upstreams")
     @classmethod
@@ -76,6 +93,7 @@ class GatewayConfig(BaseModel):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, gt=0)
     upstream_timeout_s: float = Field(default=30.0, gt=0)
     readiness_interval_s: float = Field(default=1.0, ge=0)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
 
 

@@ -38,6 +38,13 @@ class GatewayMetrics:
             ["model", "version", "code"],
             registry=self.registry,
         )
+        self.retries = Counter(
+            metrics_contract.GATEWAY_RETRIES,
+            "Requests a canary failed that were retried on stable, by model, the failed and "
+            "the retried version, and outcome (answered, failed, over_budget)",
+            ["model", "from_version", "to_version", "outcome"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             metrics_contract.GATEWAY_LATENCY,
             "Time from request to response through the gateway, by model and version",

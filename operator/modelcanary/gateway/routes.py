@@ -59,7 +59,6 @@ class Route:
             "serving": self.serving.as_dict(),
             "unready": sorted(self.unready),
             "upstreams": self.config.upstreams,
-            "retry_on_refused": self.config.retry_on_refused,
         }
 
 

@@ -15,6 +15,7 @@ from modelcanary.kube.crd import spec_schema
 
 DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 VERSION = "^[0-9]+$"
+GATEWAY_DURATION = "^([0-9]{1,5}(h|m|s|ms)){1,4}$"  # the Gateway API's Duration
 
 
 def json_schema(openapi: Any) -> Any:
@@ -113,6 +114,16 @@ def schema() -> dict[str, Any]:
                             {"name": _string(minLength=1), "namespace": _string()}, ("name",)
                         ),
                         "hostnames": {"type": "array", "items": _string()},
+                        "retry": _object(  # Gateway API HTTPRouteRetry
+                            {
+                                "attempts": {"type": "integer", "minimum": 0},
+                                "codes": {
+                                    "type": "array",
+                                    "items": {"type": "integer", "minimum": 400, "maximum": 599},
+                                },
+                                "backoff": _string(GATEWAY_DURATION),
+                            }
+                        ),
                     }
                 ),
                 "rollout": _object(

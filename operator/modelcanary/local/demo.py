@@ -75,7 +75,8 @@ class Outcome:
     canary_requests: int  # user requests the canary answered
     gate: str  # the holdout gate's verdict in short
     shadow: str  # the shadow comparison's agreement at the end
-    failed_requests: int
+    failed_requests: int  # the canary's failed attempts (its server errors)
+    failed_user_requests: int  # of those, the ones no retry on stable answered: goal 0
     reason: str
     started_at: float
     ended_at: float
@@ -170,6 +171,7 @@ class Demo:
         canary = str(scenario.canary)
         answered_before = _answered(urls["gateway"], canary)
         failed_before = _answered(urls["gateway"], canary, errors_only=True)
+        rescued_before = _retried(urls["gateway"], canary)
         started = time.time()
 
         def on_tick(result: TickResult) -> None:
@@ -187,6 +189,8 @@ class Demo:
         ended = time.time()
         if scenario.fault is not None:
             set_faults(Path(urls["faults_dir"]), MODEL, scenario.canary, FaultSpec())
+        failed = _answered(urls["gateway"], canary, errors_only=True) - failed_before
+        rescued = _retried(urls["gateway"], canary) - rescued_before
         reached = max((t.step for t in state.history if t.action in ("start", "advance")),
                       default=-1)  # fmt: skip
         return Outcome(
@@ -198,7 +202,8 @@ class Demo:
             canary_requests=_answered(urls["gateway"], canary) - answered_before,
             gate=_gate(state.gate),
             shadow=_agreement(state),
-            failed_requests=_answered(urls["gateway"], canary, errors_only=True) - failed_before,
+            failed_requests=failed,
+            failed_user_requests=failed - rescued,
             reason=state.history[-1].reason if state.history else "",
             started_at=started,
             ended_at=ended,
@@ -245,13 +250,15 @@ class Demo:
 
 
 HEADER = ("rollout", "outcome", "holdout gate", "shadow agreement", "steps", "duration",
-          "fault to weight 0", "canary requests", "failed canary requests", "why")  # fmt: skip
+          "fault to weight 0", "canary requests", "failed canary requests",
+          "failed user requests", "why")  # fmt: skip
 
 
 def _row(o: Outcome) -> list[str]:
     fault = "-" if o.fault_to_zero_s is None else f"{o.fault_to_zero_s:.1f}s"
     return [o.scenario.title, o.phase, o.gate, o.shadow, o.steps, f"{o.duration_s:.0f}s", fault,
-            str(o.canary_requests), str(o.failed_requests), o.reason]  # fmt: skip
+            str(o.canary_requests), str(o.failed_requests), str(o.failed_user_requests),
+            o.reason]  # fmt: skip
 
 
 def _row_json(o: Outcome) -> dict[str, object]:
@@ -262,7 +269,8 @@ def _row_json(o: Outcome) -> dict[str, object]:
         "steps": o.steps,
         "duration_s": round(o.duration_s, 2),
         "fault_to_weight_zero_s": fault, "canary_requests": o.canary_requests,
-        "failed_canary_requests": o.failed_requests, "reason": o.reason,
+        "failed_canary_requests": o.failed_requests,
+        "failed_user_requests": o.failed_user_requests, "reason": o.reason,
     }  # fmt: skip
 
 
@@ -292,17 +300,33 @@ def _agreement(state: RolloutState) -> str:
 def _answered(gateway: str, version: str, errors_only: bool = False) -> int:
     """User requests (or only server errors) the gateway has answered for a version of the
     model so far."""
-    text = httpx.get(f"{gateway}/metrics").text
+    return _summed(
+        gateway,
+        f"{metrics_contract.GATEWAY_REQUESTS}_total",
+        lambda labels: (
+            labels.get("version") == version
+            and (not errors_only or labels.get("code", "").startswith("5"))
+        ),
+    )
+
+
+def _retried(gateway: str, version: str) -> int:
+    """Requests the version failed that the gateway's retry on stable answered so far."""
+    return _summed(
+        gateway,
+        f"{metrics_contract.GATEWAY_RETRIES}_total",
+        lambda labels: (
+            labels.get("from_version") == version and labels.get("outcome") == "answered"
+        ),
+    )
+
+
+def _summed(gateway: str, name: str, keep: Callable[[dict[str, str]], bool]) -> int:
+    """The sum of the gateway's samples of one counter of the model that `keep` keeps."""
     total = 0.0
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(httpx.get(f"{gateway}/metrics").text):
         for sample in family.samples:
-            labels = sample.labels
-            if (
-                sample.name == f"{metrics_contract.GATEWAY_REQUESTS}_total"
-                and labels.get("model") == MODEL
-                and labels.get("version") == version
-                and (not errors_only or labels.get("code", "").startswith("5"))
-            ):
+            if sample.name == name and sample.labels.get("model") == MODEL and keep(sample.labels):
                 total += sample.value
     return int(total)
 

@@ -31,6 +31,7 @@ from modelcanary.errors import UsageError
 from modelcanary.files import token_file
 from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
+from modelcanary.gateway.grpc_server import GrpcServer
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.local.monitoring import Alertmanager, Prometheus, ScrapeTarget, prometheus_config
 from modelcanary.local.run_dir import PortBook, RunDirLock, resumed_split, stop_leftovers
@@ -139,20 +140,22 @@ class LocalStack:
                     o.model: {
                         "stable": stable,
                         "upstreams": {str(v): endpoints.http for v in served},
+                        "grpc_upstreams": {str(v): endpoints.grpc for v in served},
                         "weights": weights,
-                        "retry_on_refused": True,
                     }
                 },
                 "shadow": {"repository": str(o.repo.resolve())},
             },
             "up",
         )
-        self.gateway = GatewayServer(
-            Gateway(config, gateway_token, say=self.say), port=ports.port("gateway")
-        )
+        gateway = Gateway(config, gateway_token, say=self.say)
+        self.gateway = GatewayServer(gateway, port=ports.port("gateway"))
         self._running.append(self.gateway)
         self.gateway.start()
         self._parts["gateway"] = self.gateway
+        gateway_grpc = GrpcServer(gateway, port=ports.port("gateway_grpc"))
+        self._running.append(gateway_grpc)
+        gateway_grpc.start()
 
         controller_token_path = run / "controller.token"
         controller = AppServer(
@@ -215,8 +218,10 @@ class LocalStack:
 
         self.urls = {
             "gateway": self.gateway.url,
+            "gateway_grpc": gateway_grpc.address,
             "gateway_admin_token_file": str(run / "gateway.token"),
             "triton_http": endpoints.http,
+            "triton_grpc": endpoints.grpc,
             "triton_metrics": endpoints.metrics,
             "prometheus": self.prometheus.url,
             "alertmanager": self.alertmanager.url,

@@ -1,0 +1,346 @@
+"""KServe v2 gRPC (GRPCInferenceService) beside HTTP, in the gateway's process.
+
+ModelInfer gets what the HTTP routes get: the model's weighted split, a version pinned
+by the request's `model_version` or the metadata key `x-modelcanary-version`, the header
+checks (modelcanary.gateway.grpc_checks), the same per-version metrics (a gRPC answer
+counts as the HTTP code it stands for: OK 200, UNAVAILABLE 502, DEADLINE_EXCEEDED 504,
+any other failure 500), client errors (INVALID_ARGUMENT, OUT_OF_RANGE, NOT_FOUND from the
+version are the client's) and the retry on stable within the same budget. The answer's
+initial metadata names the version (`x-modelcanary-version`, and
+`x-modelcanary-retried-from` after a retry); the response's `model_version` does too.
+A stable answer is mirrored to the shadow comparator as HTTP does, its tensors converted
+to JSON (modelcanary.gateway.grpc_json). ModelStreamInfer is
+refused (UNIMPLEMENTED), the control RPCs too (PERMISSION_DENIED: repository, model config,
+shared memory, trace, logging). Metadata, readiness and statistics come from an upstream.
+
+The server runs its own event loop in a thread (grpc.aio is not tied to uvloop); what it
+shares with the HTTP side (routes, metrics, budgets) is thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from modelcanary import __version__, metrics_contract
+from modelcanary.errors import UsageError
+from modelcanary.gateway.app import Gateway
+from modelcanary.gateway.client_errors import INVALID_REQUEST
+from modelcanary.gateway.grpc_checks import check_grpc_request
+from modelcanary.gateway.grpc_json import request_json, response_json
+from modelcanary.gateway.routes import Route, unknown_model
+
+Code = grpc.StatusCode
+CLIENT_CODES = (Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.NOT_FOUND)
+AS_HTTP = {Code.OK: 200, Code.UNAVAILABLE: 502, Code.DEADLINE_EXCEEDED: 504}
+NO_UPSTREAM = Code.FAILED_PRECONDITION  # a version without grpc_upstreams: never counted
+JSON_HEADERS = {"content-type": "application/json"}
+CONTROL = (
+    "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "ModelConfig",
+    "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
+    "TraceSetting", "LogSettings",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One version's answer: a response, or an error code and message."""
+
+    response: Any
+    code: grpc.StatusCode = Code.OK
+    details: str = ""
+    failed: bool = False  # the version's failure (retried on stable from a canary)
+
+
+class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+    """The gRPC service, over the HTTP gateway's routes, metrics and budgets."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.stubs: dict[str, Any] = {}
+        self.channels: list[grpc.aio.Channel] = []
+
+    def _stub(self, target: str) -> Any:
+        stub = self.stubs.get(target)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(target)
+            self.channels.append(channel)
+            stub = self.stubs[target] = pb_grpc.GRPCInferenceServiceStub(channel)
+        return stub
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+
+    # -- inference ----------------------------------------------------------------------
+
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        g = self.gateway
+        route = await self._route(request.model_name, context)
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        pinned = request.model_version or metadata.get(metrics_contract.VERSION_HEADER)
+        await self._known(route, pinned, context)
+        version = pinned or route.serving.choose(g.draw())
+        rejection = check_grpc_request(request, g.limits[route.name])
+        if rejection is not None:
+            g.metrics.client_error(route.name, version, rejection.reason)
+            await context.abort(Code.INVALID_ARGUMENT, rejection.message)
+        if metrics_contract.PROBE_HEADER in metadata and pinned:
+            answer = await self._call(route, version, "ModelInfer", request)
+            code = AS_HTTP.get(answer.code, 400 if answer.code in CLIENT_CODES else 500)
+            g.metrics.probes.labels(route.name, version, str(code)).inc()
+            return await self._reply(context, answer, version, None)
+        not_ready = g.readiness.is_unready(route, version)
+        if not_ready is not None:  # as HTTP's 503: not held for the timeout
+            g.metrics.observe(route.name, version, 503, 0.0)
+            await context.abort(Code.UNAVAILABLE, not_ready)
+        if not pinned:
+            g.budgets[route.name].request(time.monotonic())
+        answer, answered_by = await self._attempt(route, version, request), version
+        if answer.failed and not pinned and g.retry_on_stable(route, version):
+            answered_by = route.config.stable
+            answer = await self._attempt(route, answered_by, request)
+            g.count_retry(route, version, answer.failed)
+        retried = version if answered_by != version else None
+        if answer.response is not None and retried is None:
+            self._mirror(route.name, version, request, answer.response)
+        return await self._reply(context, answer, answered_by, retried)
+
+    def _mirror(self, model: str, version: str, request: Any, response: Any) -> None:
+        """Offer a stable answer to the shadow comparator (on the HTTP server's loop), as
+        JSON; only when the model is shadowed by a canary of this stable version."""
+        g = self.gateway
+        target = g.comparator.targets.get(model)
+        if target is None or target.stable != version or g.loop is None:
+            return
+        # a tensor not converted: empty bodies, which the comparator counts as unparseable
+        body, answer = request_json(request) or b"", response_json(response) or b""
+        with contextlib.suppress(RuntimeError):  # the HTTP server's loop closed (a restart)
+            g.loop.call_soon_threadsafe(
+                g.comparator.offer, model, version, body, JSON_HEADERS, answer, []
+            )
+
+    async def _attempt(self, route: Route, version: str, request: Any) -> Answer:
+        """One version's answer, counted in its metrics as the HTTP gateway counts."""
+        started = time.perf_counter()
+        answer = await self._call(route, version, "ModelInfer", request)
+        metrics = self.gateway.metrics
+        if answer.code == NO_UPSTREAM:  # the gateway's configuration, not the version
+            return answer
+        if answer.code in CLIENT_CODES:
+            metrics.client_error(route.name, version, INVALID_REQUEST, answered=400)
+            return answer
+        code = AS_HTTP.get(answer.code, 500)
+        metrics.observe(route.name, version, code, time.perf_counter() - started)
+        return Answer(answer.response, answer.code, answer.details, failed=code >= 500)
+
+    async def _call(
+        self, route: Route, version: str, method: str, request: Any, named: str | None = None
+    ) -> Answer:
+        """One RPC to a version's upstream, the request naming that version (or `named`:
+        "" for every version the upstream serves)."""
+        target = route.config.grpc_upstreams.get(version)
+        if target is None:
+            return Answer(
+                None,
+                NO_UPSTREAM,
+                f"version {version} of {route.name} has no gRPC upstream in the gateway's config",
+            )
+        if method == "ModelInfer":
+            request.model_version = version
+        else:
+            request.version = version if named is None else named
+        try:
+            response = await getattr(self._stub(target), method)(
+                request, timeout=self.gateway.config.upstream_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            details = f"version {version} of {route.name} at {target}: {exc.details()}"
+            return Answer(None, exc.code(), details)
+        return Answer(response)
+
+    async def _reply(
+        self,
+        context: grpc.aio.ServicerContext,
+        answer: Answer,
+        version: str,
+        retried_from: str | None,
+    ) -> Any:
+        metadata = [(metrics_contract.VERSION_HEADER, version)]
+        if retried_from is not None:
+            metadata.append(("x-modelcanary-retried-from", retried_from))
+        await context.send_initial_metadata(metadata)
+        if answer.response is None:
+            await context.abort(answer.code, answer.details)
+        return answer.response
+
+    async def ModelStreamInfer(  # noqa: N802
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        await context.abort(
+            Code.UNIMPLEMENTED,
+            "the modelcanary gateway does not split streams (ModelStreamInfer); "
+            "use ModelInfer, or Triton's own gRPC port",
+        )
+        yield  # an async generator, as a streaming method must be
+
+    # -- metadata, readiness, health, statistics -------------------------------------------
+
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        routes = self.gateway.routes.values()
+        return pb.ServerReadyResponse(ready=all([await self._ready(r) for r in routes]))
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return pb.ServerMetadataResponse(name="modelcanary-gateway", version=__version__)
+
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        route = await self._route(request.name, context)
+        if not request.version:
+            return pb.ModelReadyResponse(ready=await self._ready(route))
+        return await self._forward(route, request, "ModelReady", context)
+
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._forward(
+            await self._route(request.name, context), request, "ModelMetadata", context
+        )
+
+    async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """A version's statistics; unversioned, every version stable's upstream serves."""
+        if not request.name:
+            await context.abort(Code.INVALID_ARGUMENT, "name a model: the gateway routes models")
+        route = await self._route(request.name, context)
+        if request.version:
+            return await self._forward(route, request, "ModelStatistics", context)
+        answer = await self._call(route, route.config.stable, "ModelStatistics", request, "")
+        return await self._unwrap(answer, context)
+
+    async def _forward(
+        self, route: Route, request: Any, method: str, context: grpc.aio.ServicerContext
+    ) -> Any:
+        """A read-only RPC to the version named (default: stable)."""
+        version = request.version or route.config.stable
+        await self._known(route, version, context)
+        return await self._unwrap(await self._call(route, version, method, request), context)
+
+    async def _unwrap(self, answer: Answer, context: grpc.aio.ServicerContext) -> Any:
+        if answer.response is None:
+            await context.abort(answer.code, answer.details)
+        return answer.response
+
+    async def _ready(self, route: Route) -> bool:
+        """Whether every version with traffic is ready."""
+        for version, weight in route.table.weights:
+            if weight == 0:
+                continue
+            request = pb.ModelReadyRequest(name=route.name)
+            answer = await self._call(route, version, "ModelReady", request)
+            if answer.response is None or not answer.response.ready:
+                return False
+        return True
+
+    async def _route(self, model: str, context: grpc.aio.ServicerContext) -> Route:
+        route = self.gateway.routes.get(model)
+        if route is None:
+            await context.abort(Code.NOT_FOUND, unknown_model(self.gateway.routes, model))
+        assert route is not None
+        return route
+
+    async def _known(self, route: Route, version: str | None, context: Any) -> None:
+        if version is not None and version not in route.config.upstreams:
+            versions = ", ".join(route.config.upstreams)
+            await context.abort(
+                Code.NOT_FOUND,
+                f"model {route.name!r} has no version {version!r} behind this gateway "
+                f"(versions: {versions})",
+            )
+
+
+def _refuse(name: str) -> Any:
+    async def refuse(self: GrpcGateway, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(
+            Code.PERMISSION_DENIED,
+            f"{name} is a Triton control API; the modelcanary gateway does not forward it",
+        )
+
+    refuse.__name__ = name
+    return refuse
+
+
+for _name in CONTROL:
+    setattr(GrpcGateway, _name, _refuse(_name))
+
+
+class GrpcServer:
+    """The gRPC service on one address, in a thread with its own event loop."""
+
+    def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.gateway, self.host, self.port = gateway, host, port
+        self.thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+        self.ready = threading.Event()
+        self.error: str | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Serve in a background thread; return host:port once it listens."""
+        self.ready.clear()
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self._serve()), name="gateway-grpc", daemon=True
+        )
+        self.thread.start()
+        if not self.ready.wait(timeout) or self.error is not None:
+            raise UsageError(
+                f"the gateway's gRPC server cannot listen on {self.address}: "
+                f"{self.error or 'it did not start in time'}"
+            )
+        return self.address
+
+    async def _serve(self) -> None:
+        limit = self.gateway.config.max_body_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", -1),
+            ]
+        )
+        service = GrpcGateway(self.gateway)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)
+        try:
+            self.port = server.add_insecure_port(f"{self.host}:{self.port}")
+        except RuntimeError as exc:
+            self.error = str(exc)
+        if self.error is not None or self.port == 0:
+            self.error = self.error or "the port is taken"
+            self.ready.set()
+            return
+        await server.start()
+        self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
+        self.ready.set()
+        await self.stopping.wait()
+        await server.stop(1)
+        await service.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.loop is not None and self.stopping is not None:
+            self.loop.call_soon_threadsafe(self.stopping.set)
+        if self.thread is not None:
+            self.thread.join(timeout)
+            self.thread = None
+        self.loop = self.stopping = None
