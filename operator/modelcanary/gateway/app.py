@@ -221,14 +221,14 @@ class Gateway:
         url = route.version_url(version, "/infer")
         try:
             response = await self.readiness.send(
-                route, version, self.upstream.request("POST", url, body, headers)
+                route, version, self.upstream.request("POST", url, body, headers), url
             )
         except Abandoned as exc:
             self.metrics.observe(route.name, version, 503, time.perf_counter() - started)
             return error_response(503, str(exc)), version, False
         except UpstreamRefused as exc:
             self.metrics.observe(route.name, version, 502, time.perf_counter() - started)
-            self.readiness.refused(route, version)
+            self.readiness.refused(route, version, url)
             stable = route.config.stable
             if may_retry and route.config.retry_on_refused and version != stable:
                 retried, _, _ = await self._send_infer(route, stable, body, headers, False)
