@@ -141,7 +141,7 @@ def test_up_restarts_a_hung_triton_and_serving_resumes(
             assert wait_until(restarted, 120), up.output()
             assert not alive(hung)  # the supervisor killed it
         log = (up.run_dir / "supervisor.log").read_text()
-        assert "triton hung: 3 health checks of" in log and "killing it" in log, log
+        assert "triton-0 hung: 3 health checks of" in log and "killing it" in log, log
         assert wait_until(lambda: infer(gateway, body).status_code == 200, 30)
     finally:
         up.stop()
