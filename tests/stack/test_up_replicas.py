@@ -96,7 +96,7 @@ def test_two_replicas_serve_every_version_and_one_killed_is_skipped_then_restart
         assert wait_until(
             lambda: (
                 send(client, up.urls["gateway"], body, 2, version=1) == [200, 200]
-                and inferences(https[1], 1) > 0
+                and inferences(https[1], 1) > before
             ),
             15,
         ), up.output()
