@@ -1,0 +1,189 @@
+"""Rollouts on `modelcanary up --replicas 2` while Triton replicas are killed (issue 20).
+
+One `up` process with two Triton replicas, steady load through the gateway, the controller
+as a process of its own. During a healthy rollout both replicas are killed with SIGKILL,
+one after the other: the canary is still promoted, the canary requests the checks count
+never go down, and hardly a user request fails. During an erroring one (a fault, which
+every replica reads) a replica is killed too: it is still rolled back, on counts that
+were not reset.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelcanary.load.generator import BackgroundLoad, request_bodies
+from modelcanary.load.report import LoadReport
+from modelcanary.local.controller import LocalRollout
+from modelcanary.rollout.state import RolloutState
+from modelcanary.serving.faults import FaultSpec, set_faults
+from modelcanary.serving.triton_home import TritonHome
+from modelcanary.waiting import wait_until
+from tests.support.up_process import Up, alive, start_up
+
+pytestmark = pytest.mark.slow
+RATE = 30.0
+MODELCANARY = [sys.executable, "-m", "modelcanary"]
+
+
+@pytest.fixture(scope="module")
+def up(
+    digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Up]:
+    stack = start_up(
+        tmp_path_factory.mktemp("replicas") / "run", "--repo", str(digits_repo), "--model",
+        "digits", "--stable", "1", "--versions", "1,2,3", "--replicas", "2",
+    )  # fmt: skip
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def spec(stable: int, canary: int) -> dict[str, object]:
+    return {
+        "model": "digits",
+        "stable": {"version": str(stable)},
+        "canary": {"version": str(canary)},
+        "steps": [10, 25, 50, 75, 100],
+        "interval": "5s",
+        "analysis": {
+            "failureLimit": 0,
+            "errorRatio": {"max": 0.05, "maxAboveStable": 0.02},
+            "noData": {"after": "30s", "action": "pause"},
+            "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "5s"},
+        },
+        "progressDeadline": "3m",
+    }
+
+
+def state(up: Up) -> RolloutState:
+    return LocalRollout.of(up.run_dir, "digits").store.load() or RolloutState()
+
+
+def counted(current: RolloutState) -> float | None:
+    """The canary requests the checks counted (the error-ratio check's samples)."""
+    if current.analysis is None:
+        return None
+    found = [c.samples for c in current.analysis.checks if c.name == "error_ratio"]
+    return float(found[0]) if found and found[0] else None
+
+
+class Watch:
+    """Reads the rollout's state every 0.2 s: the counted canary requests, in order."""
+
+    def __init__(self, up: Up) -> None:
+        self.up = up
+        self.counts: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.2):
+            try:
+                count = counted(state(self.up))
+            except Exception:  # a state file being replaced: read it again
+                continue
+            if count is not None:
+                self.counts.append(count)
+
+    def done(self) -> list[float]:
+        self.stop.set()
+        self.thread.join(5)
+        return self.counts
+
+
+def start_controller(up: Up, tmp_path: Path, document: dict[str, object]) -> subprocess.Popen[str]:
+    path = tmp_path / "canary.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return subprocess.Popen(
+        [*MODELCANARY, "rollout", "start", "-f", str(path), "--run-dir", str(up.run_dir),
+         "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def kill_replica(up: Up, part: str) -> None:
+    """SIGKILL a Triton replica and wait until the supervisor has it running again."""
+    before = up.parts()[part]
+    pid, restarts = int(str(before["pid"])), int(str(before["restarts"]))
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: not alive(pid), 10)
+    assert wait_until(
+        lambda: (
+            up.parts()[part]["state"] == "running" and up.parts()[part]["restarts"] == restarts + 1
+        ),
+        120,
+    ), up.output()
+
+
+def failed_share(report: LoadReport | None) -> float:
+    assert report is not None and report.sent > 0
+    return (report.total.errors + report.skipped) / report.sent
+
+
+def test_a_healthy_canary_is_promoted_while_both_replicas_are_killed(
+    up: Up, digits_repo: Path, tmp_path: Path
+) -> None:
+    load = BackgroundLoad(
+        up.urls["gateway"], "digits", request_bodies(digits_repo, "digits"), RATE
+    ).start()
+    watch = Watch(up)
+    process = start_controller(up, tmp_path, spec(1, 2))
+    try:
+        assert wait_until(lambda: state(up).phase == "Progressing", 90), up.output()
+        assert wait_until(lambda: (counted(state(up)) or 0) > 0, 60)
+        killed_during = []
+        for part in ("triton-0", "triton-1"):
+            kill_replica(up, part)
+            killed_during.append(state(up).phase)
+        output, _ = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        report = load.stop()
+        counts = watch.done()
+    final = state(up)
+    assert killed_during == ["Progressing", "Progressing"], (killed_during, output)
+    assert final.phase == "Promoted", output
+    assert len(counts) > 10 and all(a <= b for a, b in pairwise(counts)), counts
+    share = failed_share(report)
+    print(f"user requests failed: {share:.2%} of {report.sent if report else 0}")
+    assert share <= 0.02, report.table() if report else None
+
+
+def test_an_erroring_canary_is_rolled_back_with_a_replica_killed(
+    up: Up, digits_repo: Path, tmp_path: Path
+) -> None:
+    load = BackgroundLoad(
+        up.urls["gateway"], "digits", request_bodies(digits_repo, "digits"), RATE
+    ).start()
+    watch = Watch(up)
+    faults = Path(up.urls["faults_dir"])
+    process = start_controller(up, tmp_path, spec(2, 3))
+    try:
+        assert wait_until(lambda: state(up).phase == "Progressing", 90), up.output()
+        set_faults(faults, "digits", 3, FaultSpec(error_ratio=0.5))
+        kill_replica(up, "triton-1")
+        output, _ = process.communicate(timeout=240)
+    finally:
+        set_faults(faults, "digits", 3, FaultSpec())
+        if process.poll() is None:
+            process.kill()
+        load.stop()
+        counts = watch.done()
+    final = state(up)
+    assert final.phase == "RolledBack", output
+    assert "error" in final.history[-1].reason.lower(), final.history[-1].reason
+    assert counts and all(a <= b for a, b in pairwise(counts)), counts
