@@ -221,7 +221,7 @@ class Gateway:
         url = route.version_url(version, "/infer")
         try:
             response = await self.readiness.send(
-                route, version, self.upstream.request("POST", url, body, headers), url
+                route, version, url, lambda url: self.upstream.request("POST", url, body, headers)
             )
         except Abandoned as exc:
             self.metrics.observe(route.name, version, 503, time.perf_counter() - started)

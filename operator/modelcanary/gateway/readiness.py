@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 from modelcanary.gateway.routes import READY_TIMEOUT_S, Route
@@ -77,10 +77,35 @@ class ReadinessWatch:
                         request.cancel()
 
     async def send(
-        self, route: Route, version: str, request: Coroutine[Any, Any, T], url: str
+        self, route: Route, version: str, url: str, request: Callable[[str], Awaitable[T]]
     ) -> T:
-        """Await a request to `url` on a replica of the version; Abandoned when a probe
-        finds that replica hung meanwhile (only while probes run)."""
+        """Await `request(url)`, a request to a replica of the version; when that replica
+        refuses it (it died) or a probe finds it hung meanwhile, `request` again on each
+        other replica of the version that is not down, until one answers: while one
+        replica serves, another's death costs the version and its clients no request.
+        Raises the last replica's UpstreamRefused, or Abandoned."""
+        replicas = route.replicas[version]
+        first = replicas.of(url)
+        path = url[len(first) :] if first is not None else ""
+        others = [base + path for base in replicas.urls if first is not None and base != first]
+        try:
+            return await self._send(route, version, url, request(url))
+        except (UpstreamRefused, Abandoned) as exc:
+            failure: UpstreamRefused | Abandoned = exc
+            self.refused(route, version, url)
+        for other in others:
+            if replicas.of(other) in replicas.down:
+                continue
+            try:
+                return await self._send(route, version, other, request(other))
+            except (UpstreamRefused, Abandoned) as exc:
+                failure = exc
+                self.refused(route, version, other)
+        raise failure
+
+    async def _send(self, route: Route, version: str, url: str, request: Awaitable[T]) -> T:
+        """Await one request to a replica; Abandoned when a probe finds that replica hung
+        meanwhile (only while probes run)."""
         current = asyncio.current_task()
         if self.task is None or current is None:
             return await request
