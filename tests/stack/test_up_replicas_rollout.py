@@ -15,7 +15,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
@@ -80,10 +83,11 @@ def counted(current: RolloutState) -> float | None:
 
 
 class Watch:
-    """Reads the rollout's state every 0.2 s: the counted canary requests, in order."""
+    """Reads the rollout's state every 0.2 s: the canary requests the checks counted, in
+    order, for the rollout started after the watch (not the one before it)."""
 
     def __init__(self, up: Up) -> None:
-        self.up = up
+        self.up, self.since = up, time.time()
         self.counts: list[float] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -92,10 +96,11 @@ class Watch:
     def _run(self) -> None:
         while not self.stop.wait(0.2):
             try:
-                count = counted(state(self.up))
+                current = state(self.up)
             except Exception:  # a state file being replaced: read it again
                 continue
-            if count is not None:
+            count = counted(current)
+            if count is not None and current.history and current.history[0].at >= self.since:
                 self.counts.append(count)
 
     def done(self) -> list[float]:
@@ -128,62 +133,71 @@ def kill_replica(up: Up, part: str) -> None:
     ), up.output()
 
 
-def failed_share(report: LoadReport | None) -> float:
-    assert report is not None and report.sent > 0
-    return (report.total.errors + report.skipped) / report.sent
+@dataclass
+class Rollout:
+    """A rollout under load: the load's report, the controller's output, the counts."""
+
+    report: LoadReport | None = None
+    output: str = ""
+    counts: list[float] = field(default_factory=list)
+
+
+@contextmanager
+def rollout(
+    up: Up, bodies: list[bytes], tmp_path: Path, document: dict[str, object]
+) -> Iterator[Rollout]:
+    """Load through the gateway, the controller on DOCUMENT and a watch of its counts;
+    the block waits for what it needs; the controller's end is awaited after it."""
+    found = Rollout()
+    load = BackgroundLoad(up.urls["gateway"], "digits", bodies, RATE).start()
+    watch = Watch(up)
+    process = start_controller(up, tmp_path, document)
+    try:
+        assert wait_until(lambda: state(up).phase == "Progressing", 90), up.output()
+        assert wait_until(lambda: (counted(state(up)) or 0) > 0, 60)
+        yield found
+        found.output, _ = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        found.report, found.counts = load.stop(), watch.done()
+
+
+def never_down(counts: list[float]) -> None:
+    assert len(counts) > 10 and all(a <= b for a, b in pairwise(counts)), counts
 
 
 def test_a_healthy_canary_is_promoted_while_both_replicas_are_killed(
     up: Up, digits_repo: Path, tmp_path: Path
 ) -> None:
-    load = BackgroundLoad(
-        up.urls["gateway"], "digits", request_bodies(digits_repo, "digits"), RATE
-    ).start()
-    watch = Watch(up)
-    process = start_controller(up, tmp_path, spec(1, 2))
-    try:
-        assert wait_until(lambda: state(up).phase == "Progressing", 90), up.output()
-        assert wait_until(lambda: (counted(state(up)) or 0) > 0, 60)
-        killed_during = []
+    killed_during = []
+    with rollout(up, request_bodies(digits_repo, "digits"), tmp_path, spec(1, 2)) as run:
         for part in ("triton-0", "triton-1"):
             kill_replica(up, part)
             killed_during.append(state(up).phase)
-        output, _ = process.communicate(timeout=240)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        report = load.stop()
-        counts = watch.done()
-    final = state(up)
-    assert killed_during == ["Progressing", "Progressing"], (killed_during, output)
-    assert final.phase == "Promoted", output
-    assert len(counts) > 10 and all(a <= b for a, b in pairwise(counts)), counts
-    share = failed_share(report)
-    print(f"user requests failed: {share:.2%} of {report.sent if report else 0}")
-    assert share <= 0.02, report.table() if report else None
+    assert killed_during == ["Progressing", "Progressing"], (killed_during, run.output)
+    assert state(up).phase == "Promoted", run.output
+    never_down(run.counts)
+    report = run.report
+    assert report is not None and report.sent > 0
+    failed = (report.total.errors + report.skipped) / report.sent
+    print(f"user requests failed: {failed:.2%} of {report.sent}; counted {run.counts[-1]:g}")
+    print("\n".join(report.first_errors))
+    assert failed <= 0.02, report.table()
 
 
 def test_an_erroring_canary_is_rolled_back_with_a_replica_killed(
     up: Up, digits_repo: Path, tmp_path: Path
 ) -> None:
-    load = BackgroundLoad(
-        up.urls["gateway"], "digits", request_bodies(digits_repo, "digits"), RATE
-    ).start()
-    watch = Watch(up)
     faults = Path(up.urls["faults_dir"])
-    process = start_controller(up, tmp_path, spec(2, 3))
     try:
-        assert wait_until(lambda: state(up).phase == "Progressing", 90), up.output()
-        set_faults(faults, "digits", 3, FaultSpec(error_ratio=0.5))
-        kill_replica(up, "triton-1")
-        output, _ = process.communicate(timeout=240)
+        with rollout(up, request_bodies(digits_repo, "digits"), tmp_path, spec(2, 3)) as run:
+            set_faults(faults, "digits", 3, FaultSpec(error_ratio=0.5))
+            kill_replica(up, "triton-1")
     finally:
         set_faults(faults, "digits", 3, FaultSpec())
-        if process.poll() is None:
-            process.kill()
-        load.stop()
-        counts = watch.done()
     final = state(up)
-    assert final.phase == "RolledBack", output
+    assert final.phase == "RolledBack", run.output
     assert "error" in final.history[-1].reason.lower(), final.history[-1].reason
-    assert counts and all(a <= b for a, b in pairwise(counts)), counts
+    never_down(run.counts)
