@@ -83,12 +83,14 @@ def counted(current: RolloutState) -> float | None:
 
 
 class Watch:
-    """Reads the rollout's state every 0.2 s: the canary requests the checks counted, in
-    order, for the rollout started after the watch (not the one before it)."""
+    """Reads the rollout's state every 0.2 s, for the rollout started after the watch (not
+    the one before it): the canary requests the checks counted and the ledger's count of
+    them (rollout/evidence.py, summed over the replicas' series), in order."""
 
     def __init__(self, up: Up) -> None:
         self.up, self.since = up, time.time()
         self.counts: list[float] = []
+        self.ledger: list[float] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -99,14 +101,18 @@ class Watch:
                 current = state(self.up)
             except Exception:  # a state file being replaced: read it again
                 continue
+            if not current.history or current.history[0].at < self.since:
+                continue
             count = counted(current)
-            if count is not None and current.history and current.history[0].at >= self.since:
+            if count is not None:
                 self.counts.append(count)
+            if current.baseline is not None:
+                self.ledger.append(current.baseline.canary.total.requests)
 
-    def done(self) -> list[float]:
+    def done(self) -> Watch:
         self.stop.set()
         self.thread.join(5)
-        return self.counts
+        return self
 
 
 def start_controller(up: Up, tmp_path: Path, document: dict[str, object]) -> subprocess.Popen[str]:
@@ -139,7 +145,8 @@ class Rollout:
 
     report: LoadReport | None = None
     output: str = ""
-    counts: list[float] = field(default_factory=list)
+    counts: list[float] = field(default_factory=list)  # the checks' canary requests
+    ledger: list[float] = field(default_factory=list)  # the ledger's
 
 
 @contextmanager
@@ -161,11 +168,15 @@ def rollout(
         if process.poll() is None:
             process.kill()
             process.wait(10)
-        found.report, found.counts = load.stop(), watch.done()
+        found.report, watched = load.stop(), watch.done()
+        found.counts, found.ledger = watched.counts, watched.ledger
 
 
-def never_down(counts: list[float]) -> None:
-    assert len(counts) > 10 and all(a <= b for a, b in pairwise(counts)), counts
+def never_down(run: Rollout) -> None:
+    """The canary requests counted only grow, in the checks and in the ledger."""
+    for counts in (run.counts, run.ledger):
+        assert len(counts) > 10 and all(a <= b for a, b in pairwise(counts)), counts
+    assert run.ledger[-1] >= run.counts[-1] > 0
 
 
 def test_a_healthy_canary_is_promoted_while_both_replicas_are_killed(
@@ -178,7 +189,7 @@ def test_a_healthy_canary_is_promoted_while_both_replicas_are_killed(
             killed_during.append(state(up).phase)
     assert killed_during == ["Progressing", "Progressing"], (killed_during, run.output)
     assert state(up).phase == "Promoted", run.output
-    never_down(run.counts)
+    never_down(run)
     report = run.report
     assert report is not None and report.sent > 0
     failed = (report.total.errors + report.skipped) / report.sent
@@ -200,4 +211,4 @@ def test_an_erroring_canary_is_rolled_back_with_a_replica_killed(
     final = state(up)
     assert final.phase == "RolledBack", run.output
     assert "error" in final.history[-1].reason.lower(), final.history[-1].reason
-    never_down(run.counts)
+    never_down(run)
