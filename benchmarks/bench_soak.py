@@ -82,7 +82,7 @@ def memory(run_dir: Path, up: subprocess.Popen[bytes]) -> dict[str, float]:
     and this process (the load generator)."""
     pids = {name: int(str(status["pid"] or 0)) for name, status in parts(run_dir).items()}
     found = {"modelcanary up (gateway, receivers)": rss_mib(up.pid)}
-    triton = pids.get("triton", 0)
+    triton = pids.get("triton-0", 0)
     found["triton (with backend stubs)"] = group_rss_mib(triton) if triton else 0.0
     for name in MONITORS:
         pid = pids.get(name, 0)
@@ -260,7 +260,7 @@ def soak(args: argparse.Namespace, run_dir: Path) -> int:
         time.sleep(max(0.0, end - time.monotonic()))
         memory_end = memory(run_dir, up)
         attacks = hostile.stop() if args.hostile else None
-        triton_restarts = int(str(parts(run_dir)["triton"]["restarts"]))
+        triton_restarts = int(str(parts(run_dir)["triton-0"]["restarts"]))
         rollouts.finish()
         rolling.join(timeout=60)
         report = load.stop()

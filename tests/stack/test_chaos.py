@@ -220,4 +220,4 @@ def test_a_killed_triton_comes_back_with_its_versions(up: Up, bodies: list[bytes
     after = asyncio.run(run_load(gateway, "digits", bodies, RATE, 4))
     no_failures(after)
     assert {v.version for v in after.versions} == {v for v, w in asked.items() if w}
-    assert "triton died" in up.output() and "triton restarted" in up.output()
+    assert "triton-0 died" in up.output() and "triton-0 restarted" in up.output()

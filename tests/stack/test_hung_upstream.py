@@ -120,7 +120,7 @@ def test_up_restarts_a_hung_triton_and_serving_resumes(
     try:
         gateway = up.urls["gateway"]
         token = Path(up.urls["gateway_admin_token_file"]).read_text().strip()
-        hung = int(str(up.parts()["triton"]["pid"]))
+        hung = int(str(up.parts()["triton-0"]["pid"]))
         assert infer(gateway, body).status_code == 200
         with stopped(hung):
             rollback = weights(gateway, token, {"1": 100})
@@ -133,7 +133,7 @@ def test_up_restarts_a_hung_triton_and_serving_resumes(
                 return view.json()["unready"]
 
             def restarted() -> bool:
-                triton = up.parts()["triton"]
+                triton = up.parts()["triton-0"]
                 return triton["state"] == "running" and triton["restarts"] == 1
 
             assert wait_until(lambda: unready() == ["1", "2"], 30), up.output()
@@ -141,7 +141,7 @@ def test_up_restarts_a_hung_triton_and_serving_resumes(
             assert wait_until(restarted, 120), up.output()
             assert not alive(hung)  # the supervisor killed it
         log = (up.run_dir / "supervisor.log").read_text()
-        assert "triton hung: 3 health checks of" in log and "killing it" in log, log
+        assert "triton-0 hung: 3 health checks of" in log and "killing it" in log, log
         assert wait_until(lambda: infer(gateway, body).status_code == 200, 30)
     finally:
         up.stop()

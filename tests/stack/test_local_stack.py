@@ -131,7 +131,7 @@ def test_a_failing_canary_alerts_the_controller_and_on_call(
 
 def test_up_wrote_its_urls(stack: LocalStack) -> None:
     written = json.loads((Path(stack.urls["run_dir"]) / "up.json").read_text())
-    assert written == stack.urls
+    assert written == {**stack.urls, "triton": stack.replicas}
     targets = httpx.get(f"{stack.urls['prometheus']}/api/v1/targets").json()["data"][
         "activeTargets"
     ]

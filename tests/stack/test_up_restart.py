@@ -52,7 +52,7 @@ def test_a_killed_up_started_again_serves_on_the_same_urls(
         leftovers = {
             name: int(str(part["pid"]))
             for name, part in first.parts().items()
-            if name in ("triton", "prometheus", "alertmanager")
+            if name in ("triton-0", "prometheus", "alertmanager")
         }
         command = [sys.executable, "-m", "modelcanary", "up", "--run-dir", str(run_dir),
                    "--repo", str(digits_repo), *UP]  # fmt: skip

@@ -15,6 +15,8 @@ from modelcanary.commands.arguments import (
 )
 from modelcanary.errors import UsageError
 
+MAX_REPLICAS = 16
+
 
 def add(commands: Commands) -> None:
     p = commands.add_parser(
@@ -60,6 +62,13 @@ def add(commands: Commands) -> None:
         help="the gateway's port (default: the one kept in RUN_DIR/ports.json, where every "
         "part's port is kept so that the next `up` serves on the same URLs)",
     )
+    p.add_argument(
+        "--replicas",
+        type=integer,
+        default=1,
+        help=f"Triton processes, each serving every version (1 to {MAX_REPLICAS}; default 1); "
+        "the gateway balances each version over them and the supervisor restarts each",
+    )
     p.set_defaults(handler=run)
 
 
@@ -74,11 +83,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--canary-weight needs --canary")
     if args.port is not None and not 1 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: not a port number (1 to 65535)")
+    if not 1 <= args.replicas <= MAX_REPLICAS:
+        raise UsageError(f"--replicas {args.replicas}: must be between 1 and {MAX_REPLICAS}")
     stop = stop_requested()
     options = StackOptions(
         repo=args.repo, model=args.model, stable=args.stable, canary=args.canary,
         run_dir=args.run_dir, profile=args.profile, canary_weight=args.canary_weight,
         profile_overrides=tuple(args.overrides), versions=tuple(args.versions), port=args.port,
+        replicas=args.replicas,
     )  # fmt: skip
     stack = LocalStack(options, say=say)
     try:
@@ -86,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         say("modelcanary is up:")
         for line in describe(urls):
             say(line)
+        for replica in stack.replicas if len(stack.replicas) > 1 else []:
+            say(f"  {replica['part']:<25} {replica['http']} (metrics {replica['metrics']})")
         say("A part that dies is restarted (see parts.json and supervisor.log in the run "
             "directory); Ctrl-C stops everything.")  # fmt: skip
         while not stop.wait(0.5):

@@ -260,14 +260,14 @@ class Gateway:
         url = route.version_url(version, "/infer")
         try:
             response = await self.readiness.send(
-                route, version, self.upstream.request("POST", url, body, headers)
+                route, version, url, lambda url: self.upstream.request("POST", url, body, headers)
             )
         except Abandoned as exc:
             self.metrics.observe(route.name, version, 503, time.perf_counter() - started)
             return error_response(503, str(exc)), True  # hung: like a timeout
         except UpstreamRefused as exc:
             self.metrics.observe(route.name, version, 502, time.perf_counter() - started)
-            self.readiness.refused(route, version)
+            self.readiness.refused(route, version, url)
             message = f"version {version} of {route.name} at {url} refused the connection: {exc}"
             return error_response(502, message), True
         except UpstreamTimeout:

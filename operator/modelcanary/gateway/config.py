@@ -7,6 +7,8 @@ models:
   digits:
     stable: "1"
     upstreams: {"1": http://127.0.0.1:8000, "2": http://127.0.0.1:8000}
+    # or a list per version: its replicas, balanced round-robin (modelcanary.gateway.replicas)
+    # upstreams: {"1": [http://127.0.0.1:8000, http://127.0.0.1:8100]}
     weights: {"1": 90, "2": 10}        # default: all traffic to stable
     grpc_upstreams: {"1": 127.0.0.1:8001, "2": 127.0.0.1:8001}  # for the gateway's gRPC
 max_body_bytes: 8388608
@@ -30,6 +32,7 @@ shadow:                                # the comparator (modelcanary.shadow), al
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -48,7 +51,8 @@ class ModelRoute(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stable: str
-    upstreams: dict[str, str] = Field(min_length=1)
+    upstreams: dict[str, str] = Field(min_length=1)  # each version's (first replica's) URL
+    replicas: dict[str, list[str]] = Field(default_factory=dict)  # from upstreams' lists
     weights: dict[str, int] | None = None
     grpc_upstreams: dict[str, str] = {}  # version: host:port of its KServe v2 gRPC
 
@@ -63,13 +67,38 @@ class ModelRoute(BaseModel):
                 )
         return {str(v): a for v, a in upstreams.items()}
 
-    @field_validator("upstreams")
+    @model_validator(mode="before")
     @classmethod
-    def _urls(cls, upstreams: dict[str, str]) -> dict[str, str]:
-        for version, url in upstreams.items():
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"upstream of version {version!r} must be an http(s) URL: {url!r}")
-        return {str(v): url.rstrip("/") for v, url in upstreams.items()}
+    def _replica_lists(cls, data: Any) -> Any:
+        """A version's upstream may be a list of its replicas' URLs: the first is its
+        `upstreams` entry, all are its `replicas`."""
+        if not isinstance(data, dict) or not isinstance(data.get("upstreams"), dict):
+            return data
+        if "replicas" in data:
+            raise ValueError("give a version's replicas as a list of URLs in upstreams")
+        upstreams, replicas = {}, {}
+        for version, urls in data["upstreams"].items():
+            if isinstance(urls, list):
+                if not urls:
+                    raise ValueError(f"upstream of version {version!r} is an empty list")
+                upstreams[version], replicas[str(version)] = urls[0], urls
+            else:
+                upstreams[version], replicas[str(version)] = urls, [urls]
+        return {**data, "upstreams": upstreams, "replicas": replicas}
+
+    @field_validator("upstreams", "replicas")
+    @classmethod
+    def _urls(cls, upstreams: dict[str, Any]) -> dict[str, Any]:
+        for version, urls in upstreams.items():
+            for url in urls if isinstance(urls, list) else [urls]:
+                if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                    raise ValueError(
+                        f"upstream of version {version!r} must be an http(s) URL: {url!r}"
+                    )
+        return {
+            str(v): [u.rstrip("/") for u in urls] if isinstance(urls, list) else urls.rstrip("/")
+            for v, urls in upstreams.items()
+        }
 
     @model_validator(mode="after")
     def _stable_is_served(self) -> ModelRoute:
@@ -79,6 +108,10 @@ class ModelRoute(BaseModel):
                 f"(upstreams: {', '.join(self.upstreams)})"
             )
         return self
+
+    def replica_urls(self, version: str) -> list[str]:
+        """The URLs of the version's replicas (its upstream alone, when not a list)."""
+        return self.replicas.get(version) or [self.upstreams[version]]
 
     def initial_weights(self) -> dict[str, int]:
         return self.weights or {self.stable: 100}

@@ -11,13 +11,18 @@ to it) is answered 503 at once instead of being sent, and a probe that gets no a
 time (a hung upstream: a stopped Triton accepts connections and answers nothing) abandons
 the requests waiting on that version (503 too): a hung upstream costs a client about a
 probe interval and a probe timeout, not the upstream timeout (30 s).
+
+A version served by several replicas (modelcanary.gateway.replicas) has each replica
+probed: one that is down or hung is skipped by its version's requests (and a hung one's
+waiting requests abandoned) while the others serve; the version is unready only when all
+its replicas are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 from modelcanary.gateway.routes import READY_TIMEOUT_S, Route
@@ -41,7 +46,7 @@ class ReadinessWatch:
         self.routes, self.upstream, self.every_s = routes, upstream, every_s
         self.say = say
         self.task: asyncio.Task[None] | None = None
-        self.waiting: dict[tuple[str, str], set[asyncio.Task[Any]]] = {}
+        self.waiting: dict[tuple[str, str], set[asyncio.Task[Any]]] = {}  # by replica URL
         self.abandoned: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -58,30 +63,56 @@ class ReadinessWatch:
     async def check(self) -> None:
         """Probe once and update each route."""
         for route in self.routes.values():
-            versions = list(route.config.upstreams)
-            probed = dict(
-                zip(
-                    versions,
-                    await asyncio.gather(*(self._probe(route, v) for v in versions)),
-                    strict=True,
-                )
-            )
-            self.mark(route, {v for v, found in probed.items() if found != "ready"})
-            for version in (v for v, found in probed.items() if found == "hung"):
-                for request in self.waiting.get((route.name, version), ()):
+            replicas = [(v, url) for v, r in route.replicas.items() for url in r.urls]
+            found = await asyncio.gather(*(self._probe(route, v, url) for v, url in replicas))
+            probed = dict(zip(replicas, found, strict=True))
+            for version in route.replicas:
+                down = {url for (v, url), f in probed.items() if v == version and f != "ready"}
+                self._set_down(route, version, down)
+            self.mark(route, {v for v, r in route.replicas.items() if r.all_down})
+            for _, replica in (pair for pair, f in probed.items() if f == "hung"):
+                for request in self.waiting.get((route.name, replica), ()):
                     if request not in self.abandoned:
                         self.abandoned.add(request)
                         request.cancel()
 
-    async def send(self, route: Route, version: str, request: Coroutine[Any, Any, T]) -> T:
-        """Await a request to the version's upstream; Abandoned when a probe finds that
-        upstream hung meanwhile (only while probes run)."""
+    async def send(
+        self, route: Route, version: str, url: str, request: Callable[[str], Awaitable[T]]
+    ) -> T:
+        """Await `request(url)`, a request to a replica of the version; when that replica
+        refuses it (it died) or a probe finds it hung meanwhile, `request` again on each
+        other replica of the version that is not down, until one answers: while one
+        replica serves, another's death costs the version and its clients no request.
+        Raises the last replica's UpstreamRefused, or Abandoned."""
+        replicas = route.replicas[version]
+        first = replicas.of(url)
+        path = url[len(first) :] if first is not None else ""
+        others = [base + path for base in replicas.urls if first is not None and base != first]
+        try:
+            return await self._send(route, version, url, request(url))
+        except (UpstreamRefused, Abandoned) as exc:
+            failure: UpstreamRefused | Abandoned = exc
+            self.refused(route, version, url)
+        for other in others:
+            if replicas.of(other) in replicas.down:
+                continue
+            try:
+                return await self._send(route, version, other, request(other))
+            except (UpstreamRefused, Abandoned) as exc:
+                failure = exc
+                self.refused(route, version, other)
+        raise failure
+
+    async def _send(self, route: Route, version: str, url: str, request: Awaitable[T]) -> T:
+        """Await one request to a replica; Abandoned when a probe finds that replica hung
+        meanwhile (only while probes run)."""
         current = asyncio.current_task()
         if self.task is None or current is None:
             return await request
         # The request's own task is what a probe cancels (cheaper than a task per request);
         # it waits in this `await` whenever it is in `waiting`, so the cancellation lands here.
-        waiting = self.waiting.setdefault((route.name, version), set())
+        replica = route.replicas[version].of(url) or url
+        waiting = self.waiting.setdefault((route.name, replica), set())
         waiting.add(current)
         try:
             return await request
@@ -102,11 +133,32 @@ class ReadinessWatch:
             return None
         return f"version {version} of {route.name} is not ready (its last readiness probe failed)"
 
-    def refused(self, route: Route, version: str) -> None:
-        """An upstream refused a request: unready until a probe finds it ready (only while
-        probes run, or nothing would bring it back)."""
-        if self.task is not None and version not in route.unready:
+    def refused(self, route: Route, version: str, url: str) -> None:
+        """A replica refused a request to `url`: down until a probe finds it ready, and its
+        version unready once all its replicas are (only while probes run, or nothing would
+        bring it back)."""
+        replicas = route.replicas[version]
+        replica = replicas.of(url)
+        if self.task is None or replica is None or replica in replicas.down:
+            return
+        self._set_down(route, version, {*replicas.down, replica})
+        if replicas.all_down and version not in route.unready:
             self.mark(route, {*route.unready, version})
+
+    def _set_down(self, route: Route, version: str, down: set[str]) -> None:
+        """Set the version's down replicas; say what changed (when it has several)."""
+        replicas = route.replicas[version]
+        lost, back = replicas.set_down(down)
+        if (lost or back) and len(replicas.urls) > 1 and self.say is not None:
+            change = "; ".join(
+                [f"replica {url} not ready" for url in lost]
+                + [f"replica {url} ready again" for url in back]
+            )
+            ready = len(replicas.urls) - len(replicas.down)
+            self.say(
+                f"gateway: {route.name} version {version} {change}; "
+                f"{ready} of {len(replicas.urls)} replicas ready"
+            )
 
     def mark(self, route: Route, unready: set[str]) -> None:
         """Set the route's unready versions; say what changed."""
@@ -124,11 +176,11 @@ class ReadinessWatch:
             await self.check()
             await asyncio.sleep(self.every_s)
 
-    async def _probe(self, route: Route, version: str) -> Probed:
+    async def _probe(self, route: Route, version: str, replica: str) -> Probed:
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
                 response = await self.upstream.request(
-                    "GET", route.version_url(version, "/ready"), None, {}
+                    "GET", route.version_url(version, "/ready", replica), None, {}
                 )
         except UpstreamRefused:
             return "unready"

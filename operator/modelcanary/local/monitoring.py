@@ -50,7 +50,8 @@ def prometheus_config(
     targets: list[ScrapeTarget], rule_files: list[Path], alertmanager: str, interval: str,
     alertmanager_password_file: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """prometheus.yml: every target scraped and every rule evaluated each `interval`."""
+    """prometheus.yml: every target scraped and every rule evaluated each `interval`;
+    targets of one job (Triton's replicas) are one job's targets, told apart by `instance`."""
     sending: dict[str, Any] = {"static_configs": [{"targets": [alertmanager]}]}
     if alertmanager_password_file is not None:
         sending["basic_auth"] = {
@@ -62,11 +63,13 @@ def prometheus_config(
         "alerting": {"alertmanagers": [sending]},
         "scrape_configs": [
             {
-                "job_name": t.job,
-                "metrics_path": t.path,
-                "static_configs": [{"targets": [t.address]}],
+                "job_name": job,
+                "metrics_path": path,
+                "static_configs": [
+                    {"targets": [t.address for t in targets if (t.job, t.path) == (job, path)]}
+                ],
             }
-            for t in targets
+            for job, path in dict.fromkeys((t.job, t.path) for t in targets)
         ],
     }
 

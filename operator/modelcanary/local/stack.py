@@ -9,6 +9,14 @@ ports.json (free ones the first time; see modelcanary.local.run_dir), so the URL
 up.json stay the same from one `up` to the next, also after `up` was killed. Once all
 run, a supervisor (modelcanary.local.supervisor) restarts any part that dies or hangs
 (fails its health check a few times in a row), on the same ports.
+
+With `replicas` > 1, Triton runs as that many processes (parts `triton-0`, `triton-1`,
+...; each with its own ports, run directory and shared-memory prefix, the same
+repository, versions and fault directory), the gateway balances each version over them
+(modelcanary.gateway.replicas) and Prometheus scrapes each as a target of its own (its
+`instance` label tells their counters apart, as the rules' per-replica counters need).
+The gateway's own series need no replica label: the gateway is one process, whose
+counters a Triton replica's restart does not reset.
 """
 
 from __future__ import annotations
@@ -58,6 +66,19 @@ class StackOptions:
     versions: tuple[int, ...] = ()  # served versions; empty: every version in the repository
     profile_overrides: tuple[str, ...] = ()
     port: int | None = None  # the gateway's; default: kept in ports.json, or a free one
+    replicas: int = 1  # Triton processes, each serving every version
+
+
+def replica_name(index: int) -> str:
+    """A Triton replica's part name (parts.json, supervisor.log)."""
+    return f"triton-{index}"
+
+
+def replica_ports(index: int) -> tuple[str, str, str]:
+    """A Triton replica's names in ports.json: replica 0 keeps the names of the single
+    Triton (`triton_http`, ...), so a run directory's URLs stay as they were."""
+    prefix = "triton" if index == 0 else replica_name(index)
+    return f"{prefix}_http", f"{prefix}_grpc", f"{prefix}_metrics"
 
 
 @dataclass
@@ -68,7 +89,8 @@ class LocalStack:
     say: Callable[[str], None] = print
     book: AlertBook = field(init=False)
     urls: dict[str, str] = field(default_factory=dict)
-    triton: TritonServer | None = None
+    tritons: list[TritonServer] = field(default_factory=list)  # its replicas
+    replicas: list[dict[str, str]] = field(default_factory=list)  # up.json's `triton`
     gateway: GatewayServer | None = None
     prometheus: Prometheus | None = None
     alertmanager: Alertmanager | None = None
@@ -120,18 +142,8 @@ class LocalStack:
 
         shutil.rmtree(run / "faults", ignore_errors=True)  # faults never outlive a run
         (run / "oncall.jsonl").unlink(missing_ok=True)  # nor do the last run's pages
-        self.triton = TritonServer(o.repo, run / "triton", faults_dir=run / "faults")
-        (run / "triton").mkdir(exist_ok=True)
-        self._running.append(self.triton)
-        endpoints = self.triton.start(
-            endpoints=Endpoints(
-                ports.port("triton_http"), ports.port("triton_grpc"), ports.port("triton_metrics")
-            )
-        )
-        self.triton.load(o.model, served)
-        self._parts["triton"] = self.triton
-        self._health["triton"] = HealthCheck(f"{endpoints.http}/v2/health/ready")
-        self.say(f"Triton ready: {o.model} versions {', '.join(map(str, served))}")
+        replicas = [self._start_triton(i, ports, served) for i in range(o.replicas)]
+        endpoints = replicas[0]
 
         gateway_token = token_file(run / "gateway.token")
         config = parse_config(
@@ -139,7 +151,8 @@ class LocalStack:
                 "models": {
                     o.model: {
                         "stable": stable,
-                        "upstreams": {str(v): endpoints.http for v in served},
+                        "upstreams": {str(v): [e.http for e in replicas] for v in served},
+                        # gRPC goes to replica 0 (the gRPC proxy takes one upstream a version)
                         "grpc_upstreams": {str(v): endpoints.grpc for v in served},
                         "weights": weights,
                     }
@@ -203,7 +216,7 @@ class LocalStack:
         self.prometheus.start(
             prometheus_config(
                 [
-                    ScrapeTarget("triton", f"127.0.0.1:{endpoints.metrics_port}"),
+                    *(ScrapeTarget("triton", f"127.0.0.1:{e.metrics_port}") for e in replicas),
                     ScrapeTarget("gateway", f"{self.gateway.host}:{self.gateway.port}"),
                 ],
                 [rule_file],
@@ -220,7 +233,7 @@ class LocalStack:
             "gateway": self.gateway.url,
             "gateway_grpc": gateway_grpc.address,
             "gateway_admin_token_file": str(run / "gateway.token"),
-            "triton_http": endpoints.http,
+            "triton_http": endpoints.http,  # replica 0's (see `triton` for every replica)
             "triton_grpc": endpoints.grpc,
             "triton_metrics": endpoints.metrics,
             "prometheus": self.prometheus.url,
@@ -239,8 +252,31 @@ class LocalStack:
         self.supervisor = Supervisor(run, self.say)
         for name, part in self._parts.items():
             self.supervisor.watch(name, part, self._health.get(name))
-        (run / "up.json").write_text(json.dumps(self.urls, indent=2) + "\n")
+        self.replicas = [
+            {"part": replica_name(i), "http": e.http, "grpc": e.grpc, "metrics": e.metrics}
+            for i, e in enumerate(replicas)
+        ]
+        document = {**self.urls, "triton": self.replicas}
+        (run / "up.json").write_text(json.dumps(document, indent=2) + "\n")
         return self.urls
+
+    def _start_triton(self, index: int, ports: PortBook, served: list[int]) -> Endpoints:
+        """Start replica `index` of Triton, serving every version; a supervised part."""
+        o, run = self.options, self.options.run_dir.resolve()
+        directory = run / ("triton" if index == 0 else replica_name(index))
+        directory.mkdir(exist_ok=True)
+        triton = TritonServer(o.repo, directory, faults_dir=run / "faults")
+        self._running.append(triton)
+        self.tritons.append(triton)
+        http, grpc, metrics = (ports.port(name) for name in replica_ports(index))
+        endpoints = triton.start(endpoints=Endpoints(http, grpc, metrics))
+        triton.load(o.model, served)
+        name = replica_name(index)
+        self._parts[name] = triton
+        self._health[name] = HealthCheck(f"{endpoints.http}/v2/health/ready")
+        served_text = ", ".join(map(str, served))
+        self.say(f"Triton ready ({name}): {o.model} versions {served_text}")
+        return endpoints
 
     def stop(self) -> None:
         self.supervisor.stop()  # no restarts from here on
