@@ -196,7 +196,9 @@ def test_one_release_holds_the_crd_and_its_first_modelcanary(
     release = installed(first_release)
     manifest = helm.manifest(release)
     made = objects(manifest)
-    assert len(made) == 20  # 15, and the shadow comparator's 5; and each exists:
+    # 15, the shadow comparator's 5, the Triton control key's Secret and the Grafana
+    # dashboards' ConfigMap; and each exists:
+    assert len(made) == 22
     assert existing(cluster, manifest, release.namespace) == [(k.lower(), n) for k, n in made]
     assert canary_version(cluster, release.namespace) == "2"
     assert ("CustomResourceDefinition", CRD) not in objects(manifest)  # crds/, not a template

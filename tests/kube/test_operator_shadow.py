@@ -29,6 +29,7 @@ from modelcanary.modelrepo.holdout_store import read_holdout
 from modelcanary.process import free_ports
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.shadow.service import ComparatorService, ServiceSettings
+from modelcanary.waiting import wait_until
 from tests.kube.test_operator_gate import admin, published_status
 from tests.support.apiserver import ApiServer
 from tests.support.file_server import FileServer
@@ -159,8 +160,13 @@ def test_the_label_bug_is_rolled_back_while_shadowing_before_any_traffic(
     assert actions == ["shadow", "rollback"], actions
     reason = state["history"][-1]["reason"]
     assert "shadow comparison: the canary agrees with stable on 0 of" in reason, reason
-    isvc_now: Any = api.get_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], name)
-    assert isvc_now["spec"]["predictor"]["canaryTrafficPercent"] == 0
+
+    # the state is written (applied: false) before the router is asked, then again: wait
+    def canary_percent() -> object:
+        isvc: Any = api.get_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], name)
+        return isvc["spec"]["predictor"].get("canaryTrafficPercent")
+
+    assert wait_until(lambda: canary_percent() == 0, 10), canary_percent()
     # the rollout ended: the operator stopped the comparison
     shadows = httpx.get(f"{comparator}/admin/shadow", headers=auth).json()["shadow"]
     assert shadows == {}
