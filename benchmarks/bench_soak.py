@@ -3,7 +3,7 @@ killed every minute.
 
 Run with `make soak` (`--minutes 10` by default; CI does not run it). Starts `modelcanary up`
 (real Triton, gateway, Prometheus, Alertmanager) as a user would, offers --rate requests/s
-through the gateway (open loop), runs healthy rollouts one after another (1 -> 2 -> 3 -> 1
+through the gateway (open loop), runs healthy rollouts one after another (1 -> 2 -> 3 -> 2
 ...; each step changes the weights at the gateway) and every --kill-every seconds kills
 Prometheus or Alertmanager (in turn) with SIGKILL. Reports requests sent, lost (no answer,
 or skipped at the concurrency limit) and failed (an error status), latency percentiles,
@@ -39,6 +39,7 @@ from modelcanary.examples import digits
 from modelcanary.load.generator import BackgroundLoad, request_bodies
 from modelcanary.load.report import LoadReport
 from modelcanary.local.controller import LocalRollout
+from modelcanary.local.monitoring import alertmanager_auth
 from modelcanary.tables import format_table
 from modelcanary.waiting import wait_until
 
@@ -105,9 +106,11 @@ class Rollouts:
     canary: str = "2"  # the version under rollout now
 
     def run(self) -> None:
-        stable, versions = 1, (1, 2, 3)
+        """1 -> 2, then 2 and 3 in turn: version 1 is worse than both on the holdout, so
+        the gate (rightly) refuses it as a canary."""
+        stable = 1
         while not self.stop.is_set():
-            canary = versions[(versions.index(stable) + 1) % len(versions)]
+            canary = 2 if stable != 2 else 3
             self.canary = str(canary)
             outcome = self.once(stable, canary)
             if self.stop.is_set():
@@ -182,7 +185,8 @@ def kill_monitor(run_dir: Path, urls: dict[str, str], name: str) -> dict[str, ob
         if status["state"] != "running" or status["pid"] in (None, before):
             return False
         try:
-            return httpx.get(f"{urls[name]}/-/ready", timeout=1).status_code == 200
+            auth = alertmanager_auth(urls) if name == "alertmanager" else None
+            return httpx.get(f"{urls[name]}/-/ready", auth=auth, timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
