@@ -33,10 +33,11 @@ test: setup ## run the test suite
 chaos: setup ## kill parts of a real `modelcanary up` under load (kill -9); serving must go on
 	$(PY) -m pytest -q tests/stack/test_chaos.py
 
-lint: setup ## ruff (lint and format check) and mypy
+lint: setup ## ruff (lint and format check), mypy and the import contracts (lint-imports)
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
 	$(BIN)/mypy
+	PYTHONPATH=operator $(BIN)/lint-imports --no-cache --no-logo
 
 model-repo: setup ## build the example model repository (digits v1 to v5) in $(REPO)
 	$(BIN)/modelcanary examples build --repo $(REPO)

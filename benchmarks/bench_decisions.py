@@ -44,6 +44,14 @@ out, as after a staleness marker); prom-gap-2m stops Prometheus from 60 s to 180
 scrape, no evaluation, every query fails: the engine sees "Prometheus unreachable");
 burst-20s makes the canary fail every request from 60 s to 80 s.
 
+Replicas (issue 20): each replica of a version is its own series, as Prometheus scrapes
+pods; the recording rules' rates are per-series increases (with counter resets) summed.
+scale-1-3-1 scales both versions from 1 to 3 replicas at 60 s and back to 1 at 180 s
+(the new ones count from zero; the gone ones are no longer scraped); replica-restart runs
+2 replicas of each and restarts replica 0 of both at 120 s (its counters from zero); each
+healthy and with 5% canary errors. scrape-60s-offset-30s scrapes every 60 s, the canary's
+targets 30 s after stable's, at 40 requests/s with failureLimit 0.
+
 Right outcome: healthy (and low traffic, gap) -> promoted; a regression beyond the
 production tolerances -> rolled back; "either" (promoted or rolled back, not paused or
 running) for the 20 s burst and for regressions at or within the tolerances: 1% errors
@@ -74,6 +82,7 @@ import numpy as np
 
 from decision_sim import (
     CANARY,
+    STABLE,
     Behaviour,
     Prometheus,
     PrometheusDown,
@@ -120,8 +129,15 @@ class Scenario:
     crash_at: int | None = None  # the canary's target is gone: its requests fail, unrecorded
     gap: tuple[int, int] | None = None  # Prometheus down
     burst: tuple[int, int] | None = None  # the canary fails every request
+    replicas: int = 1  # of each version at the start
+    scale: tuple[tuple[int, int], ...] = ()  # (at, replicas): both versions scale
+    restart_at: int | None = None  # replica 0 of both versions restarts (counters from 0)
+    scrape_s: int | None = None  # this scenario's scrape interval (default: the setting's)
+    canary_offset: int = 0  # the canary's targets are scraped this much after stable's
     spec: dict[str, Any] = field(default_factory=dict)  # rollout spec overrides
 
+
+SCALING = ((60, 3), (180, 1))  # both versions: 1 -> 3 replicas at 60 s, back to 1 at 180 s
 
 SCENARIOS = [
     Scenario("healthy", "promote"),
@@ -140,7 +156,16 @@ SCENARIOS = [
     Scenario("silent-crash", "rollback", crash_at=90),
     Scenario("prom-gap-2m", "promote", gap=(60, 180)),
     Scenario("burst-20s", "either", burst=(60, 80)),
-]
+    Scenario("rate-40", "promote", rate=40.0),
+    Scenario("scale-1-3-1", "promote", scale=SCALING),
+    Scenario("scale-1-3-1-errors-5%", "rollback", stable_error=0.005, canary_error=0.05,
+             scale=SCALING),
+    Scenario("replica-restart", "promote", replicas=2, restart_at=120),
+    Scenario("replica-restart-errors-5%", "rollback", stable_error=0.005, canary_error=0.05,
+             replicas=2, restart_at=120),
+    Scenario("scrape-60s-offset-30s", "promote", rate=40.0, scrape_s=60, canary_offset=30,
+             spec={"analysis": {"failureLimit": 0}}),
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -331,8 +356,8 @@ def make_spec(profile: Profile, overrides: dict[str, Any]) -> RolloutSpec:
         "model": "bench",
         "stable": {"version": "1"},
         "canary": {"version": "2"},
-        "analysis": analysis,
         **overrides,
+        "analysis": {**analysis, **overrides.get("analysis", {})},
     }
     return parse_spec(data, "bench_decisions")
 
@@ -357,30 +382,39 @@ def simulate(scenario: Scenario, controller: str, seed: int, settings: Settings)
     index = next(i for i, s in enumerate(SCENARIOS) if s.name == scenario.name)
     rng = np.random.default_rng([seed, index])
     stable = Behaviour(scenario.stable_error, latency_probs(MEDIAN_S, P99_S))
-    world = World(rng, scenario.rate, stable)
+    world = World(rng, scenario.rate, stable, scenario.replicas)
     slower = scenario.canary_slower
     world.behaviour[CANARY] = Behaviour(
         scenario.canary_error,
         latency_probs(MEDIAN_S * slower, P99_S * slower, scenario.slow_share, scenario.slow_factor),
     )
-    scrape = settings.scrape_s
+    scrape, offset = scenario.scrape_s or settings.scrape_s, scenario.canary_offset
     evaluation_offset = scrape // 3
     horizon = int(spec.progress_deadline_s) + 300
     key = RolloutKey(spec.model, spec.stable.version, spec.canary.version)
     capacity = (HISTORY_S + horizon) // scrape + 4
     prom = Prometheus(world, profile, key, capacity, scenario.gap)
     for k, sample in enumerate(world.history(HISTORY_S, scrape)[:-1]):
-        prom.add(0, -HISTORY_S + (k + 1) * scrape, sample)
+        for slot in range(scenario.replicas):
+            prom.add(0, slot, -HISTORY_S + (k + 1) * scrape, sample[slot])
     agent = CONTROLLERS[controller](world, prom, spec)
     times = [scrape, TICK_S, agent.period, *(scenario.gap or ()), *(scenario.burst or ())]
+    times += [at for at, _ in scenario.scale] + [scenario.restart_at or 0, offset]
     dt = math.gcd(evaluation_offset or scrape, *times, scenario.crash_at or 0)
+    scaling = dict(scenario.scale)
     t = 0
     while t < horizon:
         if scenario.crash_at is not None and t >= scenario.crash_at:
             world.down[CANARY] = True
+        if t in scaling:
+            world.scale(scaling[t])
+        if t == scenario.restart_at:
+            world.restart(0)
         world.burst = scenario.burst is not None and scenario.burst[0] <= t < scenario.burst[1]
         if t % scrape == 0:
-            prom.scrape(t)
+            prom.scrape(t, (STABLE,) if offset else (STABLE, CANARY))
+        if offset and t % scrape == offset:
+            prom.scrape(t, (CANARY,))
         if agent.rules and t % scrape == evaluation_offset:
             prom.evaluate(t)
         if t % agent.period == 0:

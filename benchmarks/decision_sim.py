@@ -41,6 +41,7 @@ BOUNDS = np.array(LATENCY_BUCKETS)
 REQ, ERR, BUCKETS = 0, 1, 2  # counter columns; BUCKETS.. are the `le` buckets, +Inf last
 WIDTH = BUCKETS + len(BOUNDS) + 1
 STABLE, CANARY = 0, 1
+SLOTS = 3  # replicas a version may have (each its own series, as Prometheus scrapes pods)
 UNREACHABLE = "Prometheus unreachable"
 
 
@@ -69,16 +70,28 @@ class Behaviour:
     probs: Floats
 
 
-class World:
-    """Both versions' traffic and counters, the split the router set, and the canary's
-    failed requests (including those lost to a crashed canary, which no series records)."""
+def replica(version: int, slot: int) -> str:
+    """A replica's series name (its `instance`)."""
+    return f"10.0.{version}.{slot}:8000"
 
-    def __init__(self, rng: np.random.Generator, rate: float, stable: Behaviour) -> None:
+
+class World:
+    """Both versions' traffic and per-replica counters, the split the router set, and the
+    canary's failed requests (including those lost to a crashed canary, which no series
+    records). Each version's requests spread evenly over its live replicas; a replica that
+    restarts counts from zero, one scaled away is no longer scraped."""
+
+    def __init__(
+        self, rng: np.random.Generator, rate: float, stable: Behaviour, replicas: int = 1
+    ) -> None:
         self.rng = rng
         self.rate = rate
         self.behaviour = [stable, stable]
-        self.counters = np.zeros((2, WIDTH))
-        self.exists = [True, False]  # a version's series exist from its first request
+        self.counters = np.zeros((2, SLOTS, WIDTH))
+        self.live = np.zeros((2, SLOTS), dtype=bool)
+        self.live[:, :replicas] = True
+        self.exists = np.zeros((2, SLOTS), dtype=bool)  # series exist from the first request
+        self.exists[STABLE, :replicas] = True
         self.down = [False, False]  # a crashed target: requests fail, nothing is scraped
         self.burst = False  # the canary fails every request
         self.weight = 0  # canary percent
@@ -97,17 +110,31 @@ class World:
         out[:, BUCKETS:] = np.cumsum(self.rng.multinomial(requests, behaviour.probs), axis=1)
         return out
 
+    def scale(self, replicas: int) -> None:
+        """Both versions to this many replicas: new ones count from zero."""
+        for slot in range(SLOTS):
+            if slot < replicas and not self.live[0, slot]:
+                self.counters[:, slot] = 0.0
+            self.live[:, slot] = slot < replicas
+
+    def restart(self, slot: int) -> None:
+        """Both versions' replica in this slot restarts: its counters start from zero."""
+        self.counters[:, slot] = 0.0
+
     def history(self, seconds: int, scrape_s: int) -> Floats:
-        """Stable alone for `seconds` before the rollout: its counters at every scrape."""
-        requests = self.rng.poisson(self.rate, seconds)
+        """Stable alone for `seconds` before the rollout: its replicas' counters at every
+        scrape (scrapes x SLOTS x WIDTH)."""
         stable = self.behaviour[STABLE]
-        steps = self.draw(requests, stable, stable.error).reshape(-1, scrape_s, WIDTH)
-        samples = np.cumsum(steps.sum(axis=1), axis=0)
+        samples = np.zeros((seconds // scrape_s, SLOTS, WIDTH))
+        for slot in np.flatnonzero(self.live[STABLE]):
+            requests = self.rng.poisson(self.rate / self.live[STABLE].sum(), seconds)
+            steps = self.draw(requests, stable, stable.error).reshape(-1, scrape_s, WIDTH)
+            samples[:, slot] = np.cumsum(steps.sum(axis=1), axis=0)
         self.counters[STABLE] = samples[-1]
         return samples
 
     def serve(self, seconds: int) -> None:
-        """`seconds` of traffic at the current split."""
+        """`seconds` of traffic at the current split, spread over the live replicas."""
         total = self.rng.poisson(self.rate, seconds)
         canary = self.rng.binomial(total, self.weight / 100)
         for version, requests in ((STABLE, total - canary), (CANARY, canary)):
@@ -118,11 +145,14 @@ class World:
                 continue
             behaviour = self.behaviour[version]
             error = 1.0 if version == CANARY and self.burst else behaviour.error
-            increments = self.draw(requests, behaviour, error).sum(axis=0)
-            self.counters[version] += increments
-            self.exists[version] = True
-            if version == CANARY:
-                self.canary_failed += int(increments[ERR])
+            slots = np.flatnonzero(self.live[version])
+            shares = self.rng.multinomial(requests, np.full(len(slots), 1 / len(slots)))
+            for k, slot in enumerate(slots):
+                increments = self.draw(shares[:, k], behaviour, error).sum(axis=0)
+                self.counters[version, slot] += increments
+                self.exists[version, slot] |= bool(shares[:, k].any())
+                if version == CANARY:
+                    self.canary_failed += int(increments[ERR])
 
 
 @dataclass(frozen=True)
@@ -184,10 +214,10 @@ class Prometheus:
         self.window_s = parse_duration(profile.window)
         self.baseline_s = parse_duration(profile.baseline_window)
         self.gap = gap
-        self.times = np.full((2, capacity), -np.inf)
-        self.samples = np.zeros((2, capacity, WIDTH))
-        self.count = [0, 0]
-        self.fresh = [False, False]  # scraped at the last scrape (not stale)
+        self.times = np.full((2, SLOTS, capacity), -np.inf)
+        self.samples = np.zeros((2, SLOTS, capacity, WIDTH))
+        self.count = np.zeros((2, SLOTS), dtype=int)
+        self.fresh = np.zeros((2, SLOTS), dtype=bool)  # scraped at the last scrape (not stale)
         self.weight = 0  # the split's gauge at the last scrape
         self.now = 0.0
         self.recorded: dict[int, Recorded] = {}
@@ -198,32 +228,49 @@ class Prometheus:
     def is_down(self, t: float) -> bool:
         return self.gap is not None and self.gap[0] <= t < self.gap[1]
 
-    def add(self, version: int, t: float, values: Floats) -> None:
-        n = self.count[version]
-        self.times[version, n] = t
-        self.samples[version, n] = values
-        self.count[version] = n + 1
+    def add(self, version: int, slot: int, t: float, values: Floats) -> None:
+        n = self.count[version, slot]
+        self.times[version, slot, n] = t
+        self.samples[version, slot, n] = values
+        self.count[version, slot] = n + 1
 
-    def scrape(self, t: float) -> None:
+    def scrape(self, t: float, versions: tuple[int, ...] = (STABLE, CANARY)) -> None:
+        """Scrape these versions' targets (the split's gauge with stable's)."""
         if self.is_down(t):
             return
-        self.weight = self.world.weight
-        for version in (STABLE, CANARY):
-            up = self.world.exists[version] and not self.world.down[version]
-            self.fresh[version] = up
-            if up:
-                self.add(version, t, self.world.counters[version].copy())
+        if STABLE in versions:
+            self.weight = self.world.weight
+        for version in versions:
+            for slot in range(SLOTS):
+                up = (
+                    self.world.exists[version, slot]
+                    and self.world.live[version, slot]
+                    and not self.world.down[version]
+                )
+                self.fresh[version, slot] = up
+                if up:
+                    self.add(version, slot, t, self.world.counters[version, slot].copy())
 
     def increase(self, version: int, t: float, window: float) -> Floats | None:
-        """Prometheus' extrapolated `increase` of every counter over (t - window, t]."""
-        n = self.count[version]
-        times = self.times[version, :n]
+        """`sum(increase(...))` over the version's replicas: each series' extrapolated
+        increase over (t - window, t] (None without a series of two samples in it)."""
+        found = [self._increase(version, s, t, window) for s in range(SLOTS)]
+        present = [f for f in found if f is not None]
+        return np.sum(present, axis=0) if present else None
+
+    def _increase(self, version: int, slot: int, t: float, window: float) -> Floats | None:
+        """Prometheus' extrapolated `increase` of every counter of one series, with its
+        counter resets (a value below the one before: the counter restarted from zero)."""
+        n = self.count[version, slot]
+        times = self.times[version, slot, :n]
         lo = int(np.searchsorted(times, t - window, side="right"))
         hi = int(np.searchsorted(times, t, side="right"))
         if hi - lo < 2:
             return None
-        first, last = self.samples[version, lo], self.samples[version, hi - 1]
-        delta = last - first
+        values = self.samples[version, slot, lo:hi]
+        first, last = values[0], values[-1]
+        steps = np.diff(values, axis=0)
+        delta = last - first + np.where(steps < 0, values[:-1], 0.0).sum(axis=0)
         sampled = times[hi - 1] - times[lo]
         average = sampled / (hi - lo - 1)
         to_start, to_end = times[lo] - (t - window), t - times[hi - 1]
@@ -279,14 +326,15 @@ class Prometheus:
     def expected_share(self, version: int) -> float:
         return (self.weight if version == CANARY else 100 - self.weight) / 100
 
-    def totals(self, version: int) -> Counts | None:
-        n = self.count[version]
-        if not self.fresh[version] or n == 0:
-            return None
-        row = self.samples[version, n - 1].tolist()
-        buckets = row[BUCKETS:]  # the finite bounds, then +Inf: the histogram's total
-        finite = tuple(zip(LATENCY_BUCKETS, buckets[:-1], strict=True))
-        return Counts(row[REQ], row[ERR], finite, buckets[-1])
+    def totals(self, version: int) -> dict[str, Counts] | None:
+        """Each fresh replica's counters as last scraped (None: no series)."""
+        found = {}
+        for slot in np.flatnonzero(self.fresh[version]):
+            row = self.samples[version, slot, self.count[version, slot] - 1].tolist()
+            buckets = row[BUCKETS:]  # the finite bounds, then +Inf: the histogram's total
+            finite = tuple(zip(LATENCY_BUCKETS, buckets[:-1], strict=True))
+            found[replica(version, int(slot))] = Counts(row[REQ], row[ERR], finite, buckets[-1])
+        return found or None
 
     def stats(self, version: int) -> VersionStats | None:
         r = self.recorded.get(version)

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client, config
 
+from modelcanary.adapters.kube_client import ConflictError, KubeError, Resource
 from modelcanary.adapters.status_store import StatusStore
-from modelcanary.kube.api import ConflictError, KubeError, Resource, model_canary
+from modelcanary.kube.api import model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.rollout.state import RolloutState
 from tests.support.apiserver import ApiServer

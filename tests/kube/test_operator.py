@@ -21,6 +21,7 @@ from kubernetes import client, config
 
 from modelcanary.adapters.gateway_api_router import ROUTES
 from modelcanary.adapters.kserve_router import KSERVE
+from modelcanary.adapters.prometheus import PrometheusSource
 from modelcanary.adapters.status_store import INTENT_ANNOTATION
 from modelcanary.durations import parse_duration
 from modelcanary.kube import operator
@@ -33,7 +34,7 @@ from tests.support.rollouts import (
     inference_service,
     model_canary,
 )
-from tests.support.traffic import SOURCE, WINDOW, Traffic, traffic_prometheus
+from tests.support.traffic import SOURCE, WINDOW, Series, Traffic, traffic_prometheus
 
 pytestmark = pytest.mark.slow
 Start = Callable[[], Callable[[], None]]
@@ -201,10 +202,15 @@ def test_a_rollback_before_the_first_step_restores_the_stable_model(
 
 
 def test_no_data_pauses_the_rollout_after_no_data_after(
-    cluster: Cluster, start_operator: Start
+    cluster: Cluster, start_operator: Start, monitoring: tuple[Prometheus, Traffic]
 ) -> None:
-    """Issue 12 defect 3: with no requests at all, the rollout starts, then pauses once
-    noData.after has passed (it does not stay at the first step for ever)."""
+    """Issue 12 defect 3: with no canary requests at all, the rollout starts, then pauses
+    once noData.after has passed (it does not stay at the first step for ever). Stable
+    serves: the first step waits for its counters (issue 20)."""
+    monitoring[1].series[("moths", "1")] = Series(time.time())
+    prometheus = PrometheusSource(monitoring[0].url, SOURCE, 15)
+    until(lambda: prometheus.query('modelcanary:requests:total{model="moths"}'), 30,
+          "stable's counters were never recorded")  # fmt: skip
     create_ready_service(cluster.api, cluster.ns, "moths", after_canary_install("moths"))
     analysis = {"failureLimit": 0, "noData": {"after": "5s", "action": "pause"}}
     body = model_canary("moths", "moths", steps=[50, 100], interval="2s", analysis=analysis)

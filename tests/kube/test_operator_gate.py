@@ -22,6 +22,7 @@ from kubernetes import client, config
 
 from modelcanary.adapters.kserve_router import KSERVE
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
+from modelcanary.local.monitoring import Prometheus
 from modelcanary.metrics_contract import ROLLOUT_HOLDOUT
 from modelcanary.process import free_ports
 from modelcanary.serving.triton_home import TritonHome
@@ -31,6 +32,7 @@ from tests.support.apiserver import ApiServer
 from tests.support.file_server import FileServer
 from tests.support.operator_process import OperatorProcess
 from tests.support.rollouts import inference_service, model_canary, ready_status
+from tests.support.traffic import WINDOW, traffic_prometheus
 from tests.support.triton import serving_digits
 
 pytestmark = pytest.mark.slow
@@ -52,14 +54,23 @@ def storage_uri(digits_repo: Path) -> Iterator[str]:
         yield f"{server.url}/{digits_repo.name}"
 
 
+@pytest.fixture(scope="module")
+def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """Prometheus with counters for digits 1 and 2: the checks before traffic need none,
+    but the first step waits for stable's (issue 20)."""
+    with traffic_prometheus(tmp_path_factory.mktemp("prometheus")) as (server, traffic):
+        traffic.serve("digits")
+        yield server
+
+
 @pytest.fixture
 def operator(
-    apiserver: ApiServer, namespace: str, crds: None, tmp_path: Path
+    apiserver: ApiServer, namespace: str, crds: None, tmp_path: Path, monitoring: Prometheus
 ) -> Iterator[OperatorProcess]:
-    prometheus, webhook = free_ports(2)  # no Prometheus: the checks before traffic need none
+    (webhook,) = free_ports(1)
     process = OperatorProcess(
-        apiserver.kubeconfig, namespace, f"http://127.0.0.1:{prometheus}",
-        tmp_path / "operator.log", "--tick=1s", f"--webhook-port={webhook}",
+        apiserver.kubeconfig, namespace, monitoring.url, tmp_path / "operator.log",
+        "--tick=1s", f"--webhook-port={webhook}", f"--window={WINDOW}",
     )  # fmt: skip
     process.start()
     try:

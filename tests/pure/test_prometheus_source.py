@@ -17,6 +17,14 @@ def vector(*items: tuple[dict[str, str], float]) -> dict[str, object]:
         {"metric": labels, "value": [1700000000, str(value)]} for labels, value in items]}}  # fmt: skip
 
 
+def pod(labels: dict[str, str], name: str) -> dict[str, str]:
+    """The labels of one replica's series (Prometheus' `instance` of its scrape target)."""
+    return {
+        **labels,
+        "instance": {"a": "10.0.0.1:8000", "b": "10.0.0.2:8000", "c": "10.0.0.3:8000"}[name],
+    }
+
+
 def source(answers: dict[str, dict[str, object]], queries: list[str]) -> PrometheusSource:
     def handler(request: httpx.Request) -> httpx.Response:
         query = request.url.params["query"]
@@ -38,9 +46,9 @@ def test_ten_grouped_queries_serve_every_rollout() -> None:
             "modelcanary:requests:rate": vector((mv("digits", "1"), 20.0), (mv("digits", "2"), 4.0), (mv("other", "7"), 1.0)),
             "modelcanary:errors:rate": vector((mv("digits", "2"), 1.0)),
             "modelcanary:latency_p99:seconds": vector((mv("digits", "1"), 0.1), (mv("digits", "2"), float("nan"))),
-            "modelcanary:requests:total": vector((mv("digits", "1"), 5000.0), (mv("digits", "2"), 900.0)),
-            "modelcanary:errors:total": vector((mv("digits", "2"), 30.0)),
-            "modelcanary:latency_buckets:total": vector(({**mv("digits", "2"), "le": "0.1"}, 850.0), ({**mv("digits", "2"), "le": "+Inf"}, 900.0), ({**mv("digits", "2"), "le": "0.05"}, 700.0)),
+            "modelcanary:requests:total": vector((pod(mv("digits", "1"), "a"), 5000.0), (pod(mv("digits", "1"), "b"), 70.0), (pod(mv("digits", "2"), "c"), 900.0)),
+            "modelcanary:errors:total": vector((pod(mv("digits", "2"), "c"), 30.0)),
+            "modelcanary:latency_buckets:total": vector((pod({**mv("digits", "2"), "le": "0.1"}, "c"), 850.0), (pod({**mv("digits", "2"), "le": "+Inf"}, "c"), 900.0), (pod({**mv("digits", "2"), "le": "0.05"}, "c"), 700.0)),
             "ALERTS": vector(({"alertname": "ModelVersionHighErrorRatio", "severity": "critical", "model": "digits", "version": "2", "alertstate": "firing"}, 1)),
             "sum by (__name__, model, version, kind) ({__name__=~\"modelcanary_shadow_pairs_total|modelcanary_shadow_agreeing_pairs_total\"})": vector(({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "classification"}, 200.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "numeric"}, 50.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "classification"}, 3.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "numeric"}, 49.0)),
             "max by (model, version) (modelcanary_shadow_input_drift_samples)": vector(({"model": "digits", "version": "2"}, 1000.0)),
@@ -62,9 +70,13 @@ def test_ten_grouped_queries_serve_every_rollout() -> None:
     )
     canary = seen[KEY].canary
     assert canary is not None and (canary.requests, canary.errors, canary.p99_s) == (60, 15, None)
-    # the cumulative counters: finite buckets in order of their bound, +Inf as `observed`
-    assert canary.totals == Counts(900, 30, ((0.05, 700), (0.1, 850)), 900)
-    assert seen[KEY].stable is not None and seen[KEY].stable.totals == Counts(5000, 0, ())
+    # the cumulative counters per replica: finite buckets in order of their bound, +Inf as
+    # `observed`
+    assert canary.replicas == {"10.0.0.3:8000": Counts(900, 30, ((0.05, 700), (0.1, 850)), 900)}
+    assert seen[KEY].stable is not None and seen[KEY].stable.replicas == {
+        "10.0.0.1:8000": Counts(5000, 0, ()),
+        "10.0.0.2:8000": Counts(70, 0, ()),
+    }
     assert [(a.name, a.severity, a.version, a.state) for a in seen[KEY].alerts] == [
         ("ModelVersionHighErrorRatio", "critical", "2", "firing")
     ]

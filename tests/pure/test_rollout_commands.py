@@ -160,3 +160,66 @@ def test_begin_resumes_refuses_or_archives(tmp_path: Path) -> None:
     assert [p.name for p in (rollout.directory / "finished").iterdir()] == [
         "20261118T110640-1-to-2.json"
     ]
+
+
+@pytest.mark.parametrize(
+    ("written", "named"),
+    [("[]", "the state: must be an object, got []"),
+     ('{"step": "x"}', 'step: must be a valid integer, got "x"'),
+     ('{"phase": "Bogus"}', "phase: must be 'Pending'")],
+)  # fmt: skip
+def test_a_corrupt_state_is_one_line_in_status_history_rollback_and_start(
+    cli: Cli, tmp_path: Path, written: str, named: str
+) -> None:
+    """Issue 25 finding 7: `[]` and a step "x" gave tracebacks in start, status and rollback."""
+    rollout = saved(tmp_path)
+    rollout.store.state_path.write_text(written)
+    (tmp_path / "up.json").write_text(json.dumps({
+        "model": "digits", "gateway": "http://127.0.0.1:9", "repo": str(tmp_path),
+        "gateway_admin_token_file": str(tmp_path / "token"), "run_dir": str(tmp_path),
+        "controller_webhook": "http://127.0.0.1:9/alertmanager/webhook",
+        "prometheus": "http://127.0.0.1:9", "alertmanager": "http://127.0.0.1:9",
+        "alertmanager_password_file": str(tmp_path / "alertmanager.password"),
+    }))  # fmt: skip
+    (tmp_path / "token").write_text("t0k\n")
+    (tmp_path / "controller.token").write_text("t0k\n")
+    (tmp_path / "alertmanager.password").write_text("pa55\n")
+    spec = tmp_path / "canary.yaml"
+    spec.write_text(json.dumps(SPEC.model_dump(mode="json", by_alias=True)))
+    for args in (("status",), ("history",), ("rollback", "--reason", "bad"),
+                 ("rollout", "start", "-f", spec)):  # fmt: skip
+        refused = cli(*args, "--run-dir", tmp_path)
+        assert refused.code == 2, (args, refused.err)
+        assert f"{rollout.store.state_path}: {named}" in refused.err
+        assert "rollout repair" in refused.err and len(refused.err.splitlines()) == 1
+    assert rollout.store.state_path.read_text() == written  # nothing changed
+    assert rollout.store.read_intent() is None
+
+
+def test_repair_keeps_the_history_that_reads_and_rolls_back(cli: Cli, tmp_path: Path) -> None:
+    """Issue 25 finding 7: a corrupt state could only be fixed by deleting it."""
+    rollout = saved(tmp_path)
+    corrupt = {**STATE.to_json(), "step": 99}
+    corrupt["history"] = [*corrupt["history"], {"at": "noon"}]
+    written = json.dumps(corrupt)
+    rollout.store.state_path.write_text(written)
+    repaired = cli("rollout", "repair", "--run-dir", tmp_path)
+    assert repaired.code == 0, repaired.err
+    lines = repaired.out.splitlines()
+    assert lines[0].startswith(
+        f'{rollout.store.state_path}: history.3.at: must be a valid number, got "noon"'
+    )
+    assert "wrote a RolledBack state at 0% with 3 of 4 history entries" in lines[1]
+    assert "the gateway was not changed (UsageError: no local stack" in lines[2]
+    aside = [p for p in rollout.directory.iterdir() if p.name.startswith("state.json.unread")]
+    assert len(aside) == 1 and aside[0].read_text() == written
+    state = rollout.load()
+    assert state is not None and (state.phase, state.weight, state.applied) == (
+        "RolledBack", 0, False,
+    )  # fmt: skip
+    assert state.history[:3] == STATE.history and state.history[3].action == "rollback"
+    assert 'history.3.at: must be a valid number, got "noon"' in state.history[3].reason
+    assert cli("status", "--run-dir", tmp_path).code == 0
+    assert "retry recorded" in cli("retry", "--run-dir", tmp_path).out
+    again = cli("rollout", "repair", "--run-dir", tmp_path)
+    assert again.code == 0 and "a valid RolledBack state; nothing to repair" in again.out

@@ -94,10 +94,11 @@ class Source:
 
 
 def grown(stats: VersionStats | None, times: int) -> VersionStats | None:
-    if stats is None or stats.totals is not None:
+    """One replica whose counters grow by the window's requests at every observation."""
+    if stats is None or stats.replicas is not None:
         return stats
     totals = Counts(stats.requests * times, stats.errors * times)
-    return replace(stats, totals=totals)
+    return replace(stats, replicas={"10.0.0.1:8000": totals})
 
 
 @dataclass
@@ -275,13 +276,31 @@ def test_a_pushed_critical_alert_rolls_back_at_once() -> None:
     store, router, clock = MemoryStore(), Router(), Clock()
     Engine(Source(), Notifier(), clock=clock).tick([make(store, router)])
     alert = FiringAlert("ModelCanaryErrorRatioHigh", "critical", "2")
-    pending = Source(replace(HEALTHY, alerts=(replace(alert, state="pending"),)))
+    pending = (replace(alert, state="pending"),)  # Prometheus has it, not yet firing
+    busy = Observations(VersionStats(20_000, 0, 0.01), VersionStats(2000, 0, 0.01))
     engine = Engine(
-        pending, Notifier(), pushed=lambda model: [alert] if model == "digits" else [], clock=clock
+        Source(replace(busy, alerts=pending)),
+        Notifier(),
+        pushed=lambda model: [alert] if model == "digits" else [],
+        clock=clock,
     )
     result = engine.tick([make(store, router)])[0]
     assert result.state.phase == "RolledBack" and router.calls[-1] == (0, False)
     assert "ModelCanaryErrorRatioHigh" in result.state.history[-1].reason
+
+
+def test_a_critical_alert_on_too_few_requests_holds_and_the_checks_decide() -> None:
+    """Issue 20 item 5: at 1 req/s an error-ratio alert fired on 2 errors in ~150 canary
+    requests and rolled a healthy canary back."""
+    store, router, clock = MemoryStore(), Router(), Clock()
+    Engine(Source(), Notifier(), clock=clock).tick([make(store, router)])
+    alert = FiringAlert("ModelVersionHighErrorRatio", "critical", "2")
+    firing = Source(replace(HEALTHY, alerts=(alert,)))  # Prometheus fires it: a real alert
+    engine = Engine(firing, Notifier(), pushed=lambda model: [alert], clock=clock)
+    clock.now += 10
+    result = engine.tick([make(store, router)])[0]
+    assert result.state.phase == "Progressing" and result.decision is not None
+    assert "on 100 canary requests, too few to roll back on" in result.decision.reason
 
 
 def test_a_stale_pushed_alert_does_not_roll_a_new_rollout_back() -> None:
@@ -516,3 +535,21 @@ def test_a_failed_shadow_start_is_retried_and_a_new_engine_starts_it_again() -> 
     assert mirror.calls == ["refused", "start 10"]  # once more, then never again
     Engine(source, Notifier(), clock=clock).tick([rollout])  # a restarted controller
     assert mirror.calls == ["refused", "start 10", "start 10"]
+
+
+def test_the_first_step_waits_until_prometheus_gave_both_versions_counters() -> None:
+    """Issue 20 item 2: a first step during an outage took zeros for a baseline, and the
+    judge then counted stable's whole history."""
+    store, clock = MemoryStore(), Clock()
+    down = Source(Observations(None, None, problem="Prometheus at http://prom is unreachable"))
+    result = Engine(down, Notifier(), clock=clock).tick([make(store)])[0]
+    assert result.state.phase == "Pending" and result.state.baseline is None
+    assert result.decision is not None
+    assert "waiting for the counters before the first step (Prometheus at " in (
+        result.decision.reason
+    )
+    clock.now += 10
+    result = Engine(Source(), Notifier(), clock=clock).tick([make(store)])[0]
+    assert result.state.phase == "Progressing" and result.state.baseline is not None
+    (series,) = result.state.baseline.stable.series
+    assert (series.name, series.last.requests) == ("10.0.0.1:8000", 500)

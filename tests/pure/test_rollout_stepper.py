@@ -10,7 +10,7 @@ from modelcanary.rollout.intents import Intent
 from modelcanary.rollout.judge import Check, Verdict
 from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
-from modelcanary.rollout.state import RolloutState
+from modelcanary.rollout.state import RolloutState, Transition
 from modelcanary.rollout.stepper import apply, decide
 
 SPEC = parse_spec(
@@ -39,7 +39,7 @@ def verdict(result: str, samples: int = 500, problem: str | None = None) -> Verd
     return Verdict((check,), samples, (problem,) if problem else ())
 
 
-PASS, FAIL = verdict("pass"), verdict("fail")
+PASS, FAIL, MANY = verdict("pass"), verdict("fail"), verdict("pass", samples=5000)
 NO_DATA = verdict("inconclusive", samples=0)
 
 
@@ -57,6 +57,15 @@ def at_step(
     )  # type: ignore[arg-type]
 
 
+def paused_by(who: str, data_ago: float = 0) -> RolloutState:
+    """At step 2, paused by a person or by the controller (no data)."""
+    reason = "pause requested by ana" if who != "controller" else (
+        "no data for more than 1m (no canary requests)"
+    )  # fmt: skip
+    pause = Transition(T0 - 60, "pause", "Paused", 1, 50, reason, by=who)
+    return replace(at_step(1, since=300, phase="Paused", data_ago=data_ago), history=(pause,))
+
+
 def run(
     state: RolloutState,
     v: Verdict = PASS,
@@ -65,10 +74,11 @@ def run(
     golden: GoldenResult | None = None,
     spec: RolloutSpec = SPEC,
     gate: GateResult | str | None = "asked",
+    counters: str | None = None,
 ):  # type: ignore[no-untyped-def]
     if gate == "asked":  # the engine asks the gate once the golden samples match
         gate = NOT_CHECKED if golden is not None and golden.passed else None
-    return decide(spec, state, v, alerts, intent, T0, golden, gate)
+    return decide(spec, state, v, alerts, intent, T0, golden, gate, False, counters)
 
 
 NOT_CHECKED = GateResult("not checked", "neither digits:1 nor digits:2 has a labelled holdout")
@@ -109,9 +119,14 @@ WARNING = FiringAlert("ModelVersionTrafficBelowShare", "warning", "2")
         (at_step(0, since=40), {}, "advance", 50, "checks passed; step 2"),
         (at_step(2, since=40), {}, "promote", 100, "all checks passed at every step"),
         # a critical alert for the canary rolls back at once, at any step, even paused
-        (at_step(0, since=1), {"alerts": (CRITICAL,)}, "rollback", 0, "alert ModelVersionHighErrorRatio (critical) fired for version 2"),
-        (at_step(1, phase="Paused"), {"alerts": (CRITICAL,)}, "rollback", 0, "fired for version 2"),
+        (at_step(0, since=1), {"alerts": (CRITICAL,), "v": MANY}, "rollback", 0, "alert ModelVersionHighErrorRatio (critical) fired for version 2"),
+        (at_step(1, phase="Paused"), {"alerts": (CRITICAL,), "v": MANY}, "rollback", 0, "fired for version 2"),
         (RolloutState(), {"alerts": (CRITICAL,)}, "rollback", 0, "fired for version 2"),
+        # ... unless the canary served too few requests for it to be evidence: the checks decide
+        (at_step(1, since=40), {"alerts": (CRITICAL,), "v": verdict("pass", samples=150)}, "hold", 50, "holding: alert ModelVersionHighErrorRatio (critical) for version 2 on 150 canary requests, too few to roll back on: the checks decide"),
+        (at_step(1, failures=2), {"alerts": (CRITICAL,), "v": verdict("fail", samples=150)}, "rollback", 0, "checks failed 3 times (limit 2)"),
+        # ... and without data (Prometheus unreachable, a crashed canary) it still rolls back
+        (at_step(1), {"alerts": (CRITICAL,), "v": verdict("inconclusive", 0, "Prometheus at http://127.0.0.1:9 is unreachable")}, "rollback", 0, "fired for version 2"),
         # ... but not one for the stable version, nor a pending one
         (at_step(0, since=40), {"alerts": (FiringAlert("X", "critical", "1"),)}, "advance", 50, "checks passed"),
         (at_step(0, since=40), {"alerts": (FiringAlert("X", "critical", "2", "pending"),)}, "advance", 50, "checks passed"),
@@ -126,8 +141,16 @@ WARNING = FiringAlert("ModelVersionTrafficBelowShare", "warning", "2")
         (at_step(2, since=300, data_ago=90), {"v": NO_DATA}, "pause", 100, "no data for more than 1m (no canary requests)"),
         (at_step(2, since=300, data_ago=30), {"v": NO_DATA}, "hold", 100, "waiting"),
         (at_step(1, since=300, data_ago=90), {"v": verdict("inconclusive", 0, "Prometheus at http://127.0.0.1:9 is unreachable")}, "pause", 50, "(Prometheus at http://127.0.0.1:9 is unreachable)"),
-        # paused rollouts hold
+        # paused rollouts hold ...
         (at_step(1, since=300, phase="Paused"), {}, "hold", 50, "paused"),
+        (paused_by("ana"), {"v": FAIL}, "hold", 50, "paused"),
+        (replace(paused_by("ana"), started_at=T0 - 601), {}, "hold", 50, "paused"),  # by hand: past the deadline too
+        (paused_by("controller"), {}, "hold", 50, "paused: no data for more than 1m (no canary requests)"),
+        (paused_by("controller", data_ago=300), {"v": NO_DATA}, "hold", 50, "paused: no data"),
+        # ... but a pause for no data is no hiding place: evidence and the deadline roll back
+        (paused_by("controller"), {"v": FAIL}, "hold", 50, "check failed (1 of 2 tolerated)"),
+        (replace(paused_by("controller"), failures=2), {"v": FAIL}, "rollback", 0, "checks failed 3 times (limit 2)"),
+        (replace(paused_by("controller"), started_at=T0 - 601), {}, "rollback", 0, "not promoted within progressDeadline 10m"),
         # past the progress deadline
         (RolloutState(phase="Progressing", step=0, weight=5, started_at=T0 - 601, step_started_at=T0 - 1), {}, "rollback", 0, "not promoted within progressDeadline 10m"),
     ],
@@ -323,3 +346,36 @@ def test_a_passed_gate_shadows_first_where_the_platform_mirrors() -> None:
     promote = Intent("promote", by="ana")
     decision = decide(SPEC, state, PASS, (), promote, T0 + 1)
     assert (decision.action, decision.weight) == ("advance", 5)
+
+
+UNREACHABLE = "Prometheus at http://127.0.0.1:9 is unreachable"
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "reason"),
+    [
+        # the first step waits for a real observation of the versions' counters
+        (RolloutState(created_at=T0 - 10), "hold", f"waiting for the counters before the first step ({UNREACHABLE}) (590s left of progressDeadline 10m)"),
+        (shadowing(301), "hold", f"shadowing: waiting for the counters ({UNREACHABLE})"),
+        # ... at most until progressDeadline
+        (RolloutState(created_at=T0 - 601), "rollback", f"the counters were never read ({UNREACHABLE}) within progressDeadline 10m"),
+    ],
+)  # fmt: skip
+def test_the_first_step_waits_for_both_versions_counters(
+    state: RolloutState, action: str, reason: str
+) -> None:
+    """Issue 20 item 2: a first step taken while Prometheus was unreachable counted every
+    request of a version's history from a baseline of zeros."""
+    v = agreement("pass", 250, "agrees on 240 of 250") if state.phase == "Shadowing" else PASS
+    decision = run(state, v, golden=GOLDEN_OK, counters=UNREACHABLE)
+    assert (decision.action, decision.weight) == (action, 0), decision.reason
+    assert reason in decision.reason
+    assert run(state, v, golden=GOLDEN_OK).action in ("start", "rollback")
+
+
+def test_the_shadow_phase_needs_no_counters() -> None:
+    """No user traffic while shadowing: only the first step waits for the counters."""
+    decision = decide(
+        SPEC, RolloutState(), PASS, (), None, T0, GOLDEN_OK, NOT_WORSE, True, UNREACHABLE
+    )
+    assert (decision.action, decision.weight) == ("shadow", 0), decision.reason

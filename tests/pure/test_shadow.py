@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modelcanary.gateway.config import ShadowSettings
 from modelcanary.modelrepo.comparison import samples_within
 from modelcanary.modelrepo.drift import profile_inputs
 from modelcanary.modelrepo.oip import infer_body
@@ -18,6 +17,7 @@ from modelcanary.shadow.comparator import Comparator, Mirrored, ShadowTarget
 from modelcanary.shadow.metrics import WORST_FEATURES, ShadowMetrics
 from modelcanary.shadow.pairs import DriftWindow, Incomparable, VersionPair, compare_answers
 from modelcanary.shadow.payload import Unparseable, tensors
+from modelcanary.shadow.settings import ShadowSettings
 
 CLASSIFY = VersionPair({"logits": "classification"}, 1e-3, 1e-2, None)
 

@@ -441,3 +441,43 @@ def test_render_command_and_bad_settings(
     assert "window: 'soon' is not a duration like 30s, 5m or 1h30m" in capsys.readouterr().err
     assert main(["alerts", "render", "--set", "colour=red"]) == 2
     assert "--set colour: not a profile setting" in capsys.readouterr().err
+
+
+def on_replica(series: list[dict[str, str]], instance: str) -> list[dict[str, str]]:
+    """The same series as scraped from one replica: Prometheus adds its `instance`."""
+    return [
+        {**s, "series": s["series"].replace("{", f'{{instance="{instance}",', 1)} for s in series
+    ]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_cumulative_counters_are_recorded_per_replica(tmp_path: Path, source: str) -> None:
+    """Issue 20: summed across replicas, the counters dropped when a pod went away and the
+    controller took it for a restart. Each replica's series stays its own, in every source."""
+    a = Version("n", "1", ok=15, errors=1)  # 1 error in 21 requests: no alert fires
+    b = Version("n", "1", ok=5)
+    series = on_replica(source_series(source, a), "10.0.0.1:8000")
+    series += on_replica(source_series(source, b), "10.0.0.2:8000")
+
+    def sample(name: str, instance: str, value: float, le: str = "") -> dict[str, Any]:
+        bucket = f'le="{le}",' if le else ""
+        labels = f'{name}{{instance="{instance}",{bucket}model="n",source="{source}",version="1"}}'
+        return {"labels": labels, "value": value}
+
+    minute = 60
+    recorded = [
+        {"expr": f'modelcanary:requests:total{{source="{source}"}}', "eval_time": "1m",
+         "exp_samples": [sample("modelcanary:requests:total", "10.0.0.1:8000", 16 * minute),
+                         sample("modelcanary:requests:total", "10.0.0.2:8000", 5 * minute)]},
+        # a replica without a single error has an error series of 0 all the same
+        {"expr": f'modelcanary:errors:total{{source="{source}"}}', "eval_time": "1m",
+         "exp_samples": [sample("modelcanary:errors:total", "10.0.0.1:8000", 1 * minute),
+                         sample("modelcanary:errors:total", "10.0.0.2:8000", 0)]},
+        {"expr": f'modelcanary:latency_buckets:total{{source="{source}",le="+Inf"}}',
+         "eval_time": "1m",
+         "exp_samples": [
+             sample("modelcanary:latency_buckets:total", "10.0.0.1:8000", 16 * minute, "+Inf"),
+             sample("modelcanary:latency_buckets:total", "10.0.0.2:8000", 5 * minute, "+Inf"),
+         ]},
+    ]  # fmt: skip
+    run_rule_tests(tmp_path, PROFILE, series, {}, "1m", recorded)

@@ -4,6 +4,11 @@
 moment leaves either the old state or the new one, never half of one. `intent.json` is
 written by the local commands (`modelcanary promote`, ...), read by the controller, and
 removed only after the state that records it as handled is saved.
+
+A state that cannot be written (a read-only or full disk, an immutable file) raises
+`StateNotSaved` naming the file and the system's reason, and is kept in memory: `load`
+returns it and every later `save` tries the disk again. A write-ahead record
+(`applied=False`) is not kept: the move it announces is made only once it is written.
 """
 
 from __future__ import annotations
@@ -16,29 +21,59 @@ from pathlib import Path
 from modelcanary.errors import UsageError, one_line
 from modelcanary.files import write_atomically
 from modelcanary.rollout.intents import Intent
-from modelcanary.rollout.state import RolloutState
+from modelcanary.rollout.ports import StateNotSaved
+from modelcanary.rollout.state import RolloutState, StateError, parse_state
+
+REPAIR = "`modelcanary rollout repair` rolls it back keeping its history"
 
 
 class FileStateStore:
-    """State and intent of one rollout in a directory."""
+    """State and intent of one rollout in a directory; `steps`, the spec's number of
+    steps, bounds the state's step when given."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, steps: int | None = None) -> None:
         self.directory = directory
+        self.steps = steps
         self.state_path = directory / "state.json"
         self.intent_path = directory / "intent.json"
+        self.unsaved: RolloutState | None = None  # saved in memory only: the disk failed
 
     def load(self) -> RolloutState | None:
-        if not self.state_path.exists():
+        if self.unsaved is not None:
+            return self.unsaved
+        text = self.read_state_text()
+        if text is None:
             return None
         try:
-            return RolloutState.from_json(json.loads(self.state_path.read_text()))
-        except (ValueError, TypeError, KeyError) as exc:
+            return parse_state(json.loads(text), self.steps)
+        except StateError as exc:
+            raise UsageError(f"{self.state_path}: {exc}; {REPAIR}") from None
+        except ValueError as exc:
             raise UsageError(
-                f"{self.state_path}: not a readable rollout state: {one_line(exc)}"
+                f"{self.state_path}: not a readable rollout state: {one_line(exc)}; {REPAIR}"
+            ) from None
+
+    def read_state_text(self) -> str | None:
+        """state.json as it is on disk; None when there is none."""
+        try:
+            return self.state_path.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"{self.state_path}: not readable: {_reason(exc, self.directory)}"
             ) from None
 
     def save(self, state: RolloutState) -> None:
-        write_atomically(self.state_path, state.dumps())
+        try:
+            write_atomically(self.state_path, state.dumps())
+        except OSError as exc:
+            if state.applied:
+                self.unsaved = state
+            raise StateNotSaved(
+                f"cannot write {self.state_path}: {_reason(exc, self.directory)}"
+            ) from None
+        self.unsaved = None
 
     def record_intent(self, intent: Intent) -> Intent:
         """Record an intent with a fresh id (replacing one not yet acted on)."""
@@ -53,6 +88,9 @@ class FileStateStore:
             return Intent(**data)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            reason = _reason(exc, self.directory)
+            raise UsageError(f"{self.intent_path}: not readable: {reason}") from None
         except (ValueError, TypeError) as exc:
             self.intent_path.unlink(missing_ok=True)
             raise UsageError(
@@ -66,4 +104,16 @@ class FileStateStore:
         except UsageError:
             return
         if current is not None and current.id == intent.id:
-            self.intent_path.unlink(missing_ok=True)
+            try:
+                self.intent_path.unlink(missing_ok=True)
+            except OSError:
+                return  # a read-only disk: the state records the intent as handled
+
+
+def _reason(exc: OSError | UnicodeDecodeError, directory: Path) -> str:
+    """The system's reason, and the path it names when that is not a file of the directory
+    (the directory itself, when its parent is a file)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    named = exc.filename and Path(exc.filename).parent != directory
+    return f"{exc.strerror or one_line(exc)}" + (f" ({exc.filename})" if named else "")

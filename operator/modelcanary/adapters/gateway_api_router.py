@@ -6,7 +6,7 @@ from __future__ import annotations
 from kubernetes import client
 
 from modelcanary.adapters.kserve_router import KSERVE, Services, isvc_ready, listed
-from modelcanary.kube.api import Resource
+from modelcanary.adapters.kube_client import Resource
 
 ROUTES = ("gateway.networking.k8s.io", "v1", "httproutes")
 

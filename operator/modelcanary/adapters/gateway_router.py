@@ -3,9 +3,12 @@ as the gateway sees it (Triton's, through the gateway's route pinned to the vers
 
 from __future__ import annotations
 
+import math
+
 import httpx
 
 from modelcanary.errors import ModelcanaryError, one_line
+from modelcanary.rollout.ports import Split
 
 
 class RouterError(ModelcanaryError):
@@ -50,11 +53,18 @@ class GatewayRouter:
                 f"the gateway refused weights {weights}: {response.status_code} {reason}"
             )
 
-    def weight(self) -> int:
+    def split(self) -> Split:
+        """The split the gateway applies now (GET of the weights)."""
         try:
             response = self.client.get(self.endpoint, headers=self.headers)
-            return int(response.json()["weights"].get(self.canary, 0))
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            view = response.json()
+            weights, stable = view["weights"], view["stable"]
+            if response.status_code != 200 or not isinstance(weights, dict):
+                raise ValueError(f"{response.status_code} {response.text[:200]}")
+            if not all(isinstance(w, int | float) and math.isfinite(w) for w in weights.values()):
+                raise ValueError(f"weights {weights} are not all numbers")
+            return Split({str(v): round(w) for v, w in weights.items()}, str(stable))
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise RouterError(
                 f"the gateway at {self.endpoint} gave no weights: {one_line(exc)}"
             ) from None

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from kubernetes import client
 
-from modelcanary.kube.api import NotFoundError, Resource, describe
+from modelcanary.adapters.kube_client import NotFoundError, Resource, describe
 
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
 

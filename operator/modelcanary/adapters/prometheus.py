@@ -147,26 +147,35 @@ class PrometheusSource:
             for version, kinds in pairs.items()
         }
 
-    def _totals(self) -> dict[tuple[str, str], Counts]:
-        """Every version's cumulative counters: three queries for all rollouts."""
-        requests = self._by_version(q.selector(q.REQUESTS_TOTAL, self.source))
-        errors = self._by_version(q.selector(q.ERRORS_TOTAL, self.source))
+    def _totals(self) -> dict[tuple[str, str], dict[str, Counts]]:
+        """Every version's cumulative counters per replica series: three queries for all
+        rollouts."""
+        replica = q.REPLICA
+        requests = self._by_replica(q.selector(q.REQUESTS_TOTAL, self.source))
+        errors = self._by_replica(q.selector(q.ERRORS_TOTAL, self.source))
         unit = q.SOURCES[self.source].latency_unit_s if self.source in q.SOURCES else 1.0
-        buckets: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        buckets: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
         for labels, value in self.query(q.selector(q.LATENCY_BUCKETS_TOTAL, self.source)):
-            version = (labels.get("model", ""), labels.get("version", ""))
+            series = (labels.get("model", ""), labels.get("version", ""), labels.get(replica, ""))
             try:
                 bound = float(labels.get("le", "")) * unit
             except ValueError:
                 continue
-            buckets.setdefault(version, []).append((bound, value))
-        found = {}
-        for version, count in requests.items():
-            histogram = sorted(buckets.get(version, []))
+            buckets.setdefault(series, []).append((bound, value))
+        found: dict[tuple[str, str], dict[str, Counts]] = {}
+        for (model, version, name), count in requests.items():
+            histogram = sorted(buckets.get((model, version, name), []))
             finite = tuple(b for b in histogram if b[0] != float("inf"))
             observed = next((n for le, n in histogram if le == float("inf")), 0.0)
-            found[version] = Counts(count, errors.get(version, 0.0), finite, observed)
+            counts = Counts(count, errors.get((model, version, name), 0.0), finite, observed)
+            found.setdefault((model, version), {})[name] = counts
         return found
+
+    def _by_replica(self, expression: str) -> dict[tuple[str, str, str], float]:
+        return {
+            (labels.get("model", ""), labels.get("version", ""), labels.get(q.REPLICA, "")): value
+            for labels, value in self.query(expression)
+        }
 
     def _by_version(self, expression: str) -> dict[tuple[str, str], float]:
         return {
@@ -181,7 +190,7 @@ class PrometheusSource:
         requests: dict[tuple[str, str], float],
         errors: dict[tuple[str, str], float],
         p99: dict[tuple[str, str], float],
-        totals: dict[tuple[str, str], Counts],
+        totals: dict[tuple[str, str], dict[str, Counts]],
     ) -> VersionStats | None:
         rate = requests.get((model, version))
         if rate is None:  # a new series has counters one scrape before it has a rate
@@ -192,5 +201,5 @@ class PrometheusSource:
             requests=rate * self.window_s,
             errors=errors.get((model, version), 0.0) * self.window_s,
             p99_s=latency if latency is not None and latency == latency else None,  # NaN: none
-            totals=totals.get((model, version)),
+            replicas=totals.get((model, version)),
         )

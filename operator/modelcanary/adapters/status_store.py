@@ -13,8 +13,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from modelcanary.adapters.kube_client import Resource
 from modelcanary.errors import ModelcanaryError
-from modelcanary.kube.api import Resource
 from modelcanary.rollout.intents import FINISHED, Intent
 from modelcanary.rollout.state import RolloutState
 

@@ -23,11 +23,14 @@ LATENCY_P99 = "modelcanary:latency_p99:seconds"
 TRAFFIC_SHARE = "modelcanary:traffic_share"  # a version's share of its model's requests
 EXPECTED_SHARE = "modelcanary:expected_share"  # the share the traffic split gives it
 ROLE = "modelcanary:role"  # {model, version, role="stable"|"canary"} 1
-# Cumulative counters, for the controller's sequential tests: counts since a rollout began
-# are differences of these (each request counted once, however often they are read).
+# Cumulative counters per serving replica (by `instance` too: the series Prometheus scraped
+# from one process), for the controller's sequential tests: counts since a rollout began
+# are per-replica differences of these, with Prometheus' reset rule (evidence.py), so a
+# replica that restarts, leaves or joins changes nothing already counted.
 REQUESTS_TOTAL = "modelcanary:requests:total"
 ERRORS_TOTAL = "modelcanary:errors:total"
 LATENCY_BUCKETS_TOTAL = "modelcanary:latency_buckets:total"  # by le, in the source's unit
+REPLICA = "instance"  # the label that tells a version's replicas apart in the counters
 
 # The shadow comparison, per model and canary version (output and kind where they apply),
 # over the profile's shadow window: pairs compared, the share that agree, the canary's mean
@@ -53,18 +56,20 @@ class Source:
 
     name: str
     description: str
-    requests: str  # a PromQL template with {w} for the window, by (model, version)
+    # PromQL templates with {w} for the window, summed by (model, version{i}): {i} adds
+    # the replica label for the cumulative counters
+    requests: str
     errors: str
     latency_p99: str
-    latency_buckets: str | None = None  # rate of the histogram's buckets, by (..., le)
+    latency_buckets: str | None = None  # rate of the histogram's buckets, by (..., le{i})
     latency_unit_s: float = 1.0  # seconds per unit of the histogram's `le`
 
     def expressions(self, window: str, baseline: str) -> dict[str, str]:
         found = {
-            REQUESTS: self.requests.format(w=window),
-            REQUESTS_BASELINE: self.requests.format(w=baseline),
-            ERRORS: self.errors.format(w=window),
-            LATENCY_P99: self.latency_p99.format(w=window),
+            REQUESTS: self.requests.format(w=window, i=""),
+            REQUESTS_BASELINE: self.requests.format(w=baseline, i=""),
+            ERRORS: self.errors.format(w=window, i=""),
+            LATENCY_P99: self.latency_p99.format(w=window, i=""),
             REQUESTS_TOTAL: _counter(self.requests),
             ERRORS_TOTAL: _counter(self.errors),
         }
@@ -74,16 +79,17 @@ class Source:
 
 
 def _counter(template: str) -> str:
-    """The cumulative form of a rate template: the counters themselves, summed alike."""
-    return template.replace("rate(", "(").replace("[{w}]", "").format()
+    """The cumulative form of a rate template: the counters themselves, summed alike but
+    per replica."""
+    return template.replace("rate(", "(").replace("[{w}]", "").format(i=f", {REPLICA}")
 
 
 def _by(expression: str) -> str:
-    return f"sum by (model, version) ({expression})"
+    return f"sum by (model, version{{i}}) ({expression})"
 
 
 def _buckets(bucket: str) -> str:
-    return f"sum by (model, version, le) (rate({bucket}[{{w}}]))"
+    return f"sum by (model, version, le{{i}}) (rate({bucket}[{{w}}]))"
 
 
 def _p99(bucket: str, scale: str = "") -> str:
@@ -94,7 +100,7 @@ def _istio(expression: str, extra: str = "") -> str:
     """Istio names workloads by canonical service and revision (pod labels
     app.kubernetes.io/name and app.kubernetes.io/version): map them to model and version."""
     grouped = (
-        f"sum by (destination_canonical_service, destination_canonical_revision{extra}) "
+        f"sum by (destination_canonical_service, destination_canonical_revision{extra}{{i}}) "
         f"({expression})"
     )
     relabelled = (
@@ -102,7 +108,7 @@ def _istio(expression: str, extra: str = "") -> str:
         f'"destination_canonical_service", "(.+)"), "version", "$1", '
         f'"destination_canonical_revision", "(.+)")'
     )
-    return f"sum by (model, version{extra}) ({relabelled})"
+    return f"sum by (model, version{extra}{{i}}) ({relabelled})"
 
 
 # Triton's failure reasons (label `reason` of nv_inference_request_failure, 2.51) that are

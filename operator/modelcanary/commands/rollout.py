@@ -1,5 +1,5 @@
-"""Local rollouts: `rollout start -f`, and `status`, `history`, `promote`, `rollback`,
-`pause`, `resume`, `retry` from another terminal."""
+"""Local rollouts: `rollout start -f` and `rollout repair`, and `status`, `history`,
+`promote`, `rollback`, `pause`, `resume`, `retry` from another terminal."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from modelcanary.commands.arguments import (
     say,
     stop_requested,
 )
-from modelcanary.errors import NotAllowed, UsageError
+from modelcanary.errors import ModelcanaryError, NotAllowed, UsageError
 from modelcanary.files import read_text
 
 if TYPE_CHECKING:
@@ -43,14 +43,27 @@ def add(commands: Commands) -> None:
         help="run the controller on a rollout spec until the rollout finishes",
         description="Run the controller: golden-sample check, then step by step while the "
         "checks pass and no alert fires; roll back at once when one does. Started again "
-        "with the same spec, it resumes from the persisted state. Exit 0 when promoted, "
-        "1 when rolled back, 130 when stopped (the rollout stays where it is).",
+        "with the same spec, it resumes from the persisted state. Before the first tick it "
+        "reads the gateway's split back and sets it to the one the state stands for. Exit 0 "
+        "when promoted, 1 when rolled back, 2 on bad input (the spec, the state, no stack), "
+        "3 when the controller could not start (the gateway, a file it cannot write), 130 "
+        "when stopped (the rollout stays where it is).",
     )
     start.add_argument("-f", "--file", type=Path, required=True, help="rollout spec (YAML)")
     start.add_argument("--run-dir", type=directory, default=str(RUN_DIR))
     start.add_argument("--tick", type=number, default=1.0, help="seconds between ticks (1)")
     start.add_argument("--quiet", action="store_true", help="print transitions only")
     start.set_defaults(handler=_start)
+    repair = verbs.add_parser(
+        "repair",
+        help="make an unreadable rollout state a rolled-back one, keeping its history",
+        description="When state.json is not a valid rollout state: keep it aside as "
+        "state.json.unreadable-TIME, and write a RolledBack state at 0% that keeps every "
+        "history entry that reads, and send all traffic to stable (now if the stack runs, "
+        "else at the next `rollout start`). A valid state is left as it is.",
+    )
+    _target(repair)
+    repair.set_defaults(handler=_repair)
 
     status = commands.add_parser("status", help="show a local rollout")
     _target(status)
@@ -70,7 +83,7 @@ def _target(parser: argparse.ArgumentParser) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from modelcanary.local.controller import LocalController, LocalRollout, ProgressPrinter
+    from modelcanary.local.controller import ControllerError, LocalController, ProgressPrinter
     from modelcanary.rollout.spec import load_spec
 
     if not args.file.is_file():
@@ -78,12 +91,21 @@ def _start(args: argparse.Namespace) -> int:
     if args.tick <= 0:
         raise UsageError("--tick must be positive")
     spec = load_spec(read_text(args.file, f"-f {args.file}"), str(args.file))
-    controller = LocalController(args.run_dir, spec, args.tick)
-    say(LocalRollout.of(args.run_dir, spec.model).begin(spec))
+    try:
+        controller = LocalController(args.run_dir, spec, args.tick)
+        for line in controller.prepare():
+            say(line)
+        before = controller.store.load()
+    except ModelcanaryError as exc:
+        if exc.exit_code == 1:  # 1 means rolled back
+            raise ControllerError(str(exc)) from None
+        raise
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        raise ControllerError(f"{exc.strerror or exc}{where}") from None
     stop = stop_requested()
-    before = controller.files.store.load()
     show = ProgressPrinter(spec, len(before.history) if before else 0, say, args.quiet)
-    state = controller.run(stop, show)
+    state = controller.run(stop, show, show.trouble)
     if stop.is_set():
         say(
             f"controller stopped; the rollout stays {state.phase} at {state.weight}%; "
@@ -92,6 +114,15 @@ def _start(args: argparse.Namespace) -> int:
         return 130
     say(f"rollout {state.phase}: {state.history[-1].reason if state.history else ''}")
     return 0 if state.phase == "Promoted" else 1
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from modelcanary.local.repair import repair
+
+    rollout = _resolve(args)
+    for line in repair(rollout, time.time()):
+        say(line)
+    return 0
 
 
 def _resolve(args: argparse.Namespace) -> LocalRollout:
@@ -115,7 +146,7 @@ def _loaded(args: argparse.Namespace) -> tuple[LocalRollout, RolloutSpec, Rollou
     from modelcanary.rollout.state import RolloutState
 
     rollout = _resolve(args)
-    return rollout, rollout.spec(), rollout.store.load() or RolloutState()
+    return rollout, rollout.spec(), rollout.load() or RolloutState()
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -17,7 +17,6 @@ mirrors `percent` of the requests the stable version answers to the canary; DELE
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,19 +35,17 @@ from modelcanary.gateway.metrics import GatewayMetrics
 from modelcanary.gateway.routes import Route, unknown_model, unready
 from modelcanary.gateway.upstream import Upstream
 from modelcanary.gateway.weights import WeightTable
-from modelcanary.shadow.admin import list_comparisons, one_comparison
+from modelcanary.shadow.admin import (
+    MAX_ADMIN_BODY,
+    NEEDS_TOKEN,
+    authorized,
+    list_comparisons,
+    one_comparison,
+)
 from modelcanary.shadow.comparator import Comparator
 
-NEEDS_TOKEN = "the admin API needs 'Authorization: Bearer <token>'"
-MAX_ADMIN_BODY = 64 * 1024
 WEIGHTS_EXAMPLE = '{"weights": {"1": 90, "2": 10}, "stable": "1"}'
 SHADOW_EXAMPLE = '{"canary": "2", "percent": 10}'
-
-
-def authorized(headers: dict[str, str], token: bytes) -> bool:
-    """Whether the request carries `Authorization: Bearer <token>` (constant-time)."""
-    scheme, _, given = headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token)
 
 
 class WeightUpdate(BaseModel):

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modelcanary.errors import UsageError, describe_validation_errors
 from modelcanary.files import read_text
+from modelcanary.shadow.settings import ShadowSettings
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
@@ -64,19 +65,6 @@ class ModelRoute(BaseModel):
 
     def initial_weights(self) -> dict[str, int]:
         return self.weights or {self.stable: 100}
-
-
-class ShadowSettings(BaseModel):
-    """The comparator's limits, and the repository whose manifests it reads."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    repository: Path | None = None
-    queue: int = Field(default=256, gt=0)
-    workers: int = Field(default=2, gt=0, le=64)
-    timeout_s: float = Field(default=5.0, gt=0)
-    drift_window: int = Field(default=1000, gt=0)
-    drift_every: int = Field(default=200, gt=0)
 
 
 class GatewayConfig(BaseModel):

@@ -18,9 +18,9 @@ from modelcanary.adapters import factory
 from modelcanary.adapters.file_cache import operator_cache
 from modelcanary.adapters.kserve_router import KSERVE, Services, listed
 from modelcanary.adapters.kserve_status import predictor_address, revision_urls, storage_uri
+from modelcanary.adapters.kube_client import KubeError, Resource
 from modelcanary.adapters.repo_reader import LocalRepository, RepositoryReader
 from modelcanary.adapters.storage_reader import ByVersion, StorageRepository
-from modelcanary.kube.api import KubeError, Resource
 from modelcanary.rollout.spec import RolloutSpec
 
 NO_REPOSITORY = "no --model-repo and no storageUri on the InferenceService"

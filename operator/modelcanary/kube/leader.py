@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelcanary.kube.api import describe
+from modelcanary.adapters.kube_client import describe
 from modelcanary.kube.health import lease_problem
 
 log = logging.getLogger("modelcanary.operator")

@@ -38,17 +38,13 @@ from modelcanary.adapters.comparator_shadow import ComparatorShadow
 from modelcanary.adapters.golden_check import run_golden_check
 from modelcanary.adapters.holdout_gate import run_holdout_gate
 from modelcanary.adapters.kserve_router import KSERVE, Services
+from modelcanary.adapters.kube_client import KubeError, api_client, kubeconfig_configuration
 from modelcanary.adapters.prometheus import PrometheusSource
 from modelcanary.adapters.status_store import INTENT_ANNOTATION, StatusStore, mark_invalid
 from modelcanary.alerts.webhook import AlertBook, WebhookAlert
 from modelcanary.errors import ModelcanaryError, UsageError
 from modelcanary.kube import operator_servers
-from modelcanary.kube.api import (
-    KubeError,
-    api_client,
-    kubeconfig_configuration,
-    model_canary,
-)
+from modelcanary.kube.api import model_canary
 from modelcanary.kube.check_target import NO_REPOSITORY, check_target
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.health import LoopPulse, stalled_after

@@ -21,7 +21,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.watch import watch
 
-from modelcanary.kube.api import KubeError, describe
+from modelcanary.adapters.kube_client import KubeError, describe
 
 Body = dict[str, Any]
 log = logging.getLogger("modelcanary.watched")

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from modelcanary.adapters.kube_client import NotFoundError
 from modelcanary.adapters.status_store import INTENT_ANNOTATION
 from modelcanary.errors import ModelcanaryError, NotAllowed, UsageError
-from modelcanary.kube.api import NotFoundError, model_canary
+from modelcanary.kube.api import model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.spec import RolloutSpec, parse_spec

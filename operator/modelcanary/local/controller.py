@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,19 @@ from modelcanary.files import write_atomically
 from modelcanary.local.monitoring import notifier_for
 from modelcanary.rollout.engine import Engine, Rollout, TickResult
 from modelcanary.rollout.intents import FINISHED
+from modelcanary.rollout.reconcile import describe_split, split_mismatch, wanted_split
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
 from modelcanary.rollout.state import RolloutState
 from modelcanary.rollout.view import progress_line
 from modelcanary.waiting import wait_until
 
 SOURCE = "gateway"  # which normalized series the local controller reads
+
+
+class ControllerError(ModelcanaryError):
+    """The controller could not start or go on (exit 3: not 1, which means rolled back)."""
+
+    exit_code = 3
 
 
 def stack_alert_feed(urls: dict[str, str], wake: threading.Event) -> AlertFeed:
@@ -75,6 +83,12 @@ class LocalRollout:
     def store(self) -> FileStateStore:
         return FileStateStore(self.directory)
 
+    def load(self) -> RolloutState | None:
+        """The state, validated against the spec's steps; None when there is none."""
+        if not self.store.state_path.exists():
+            return None
+        return FileStateStore(self.directory, len(self.spec().steps)).load()
+
     def spec(self) -> RolloutSpec:
         path = self.directory / "spec.json"
         try:
@@ -88,7 +102,7 @@ class LocalRollout:
     def begin(self, spec: RolloutSpec) -> str:
         """Resume the same unfinished rollout, or start this one; say which."""
         store = self.store
-        state = store.load()
+        state = self.load()
         if state is not None:
             current = self.spec()
             same = current == spec
@@ -103,17 +117,28 @@ class LocalRollout:
             if same and store.read_intent() is not None:
                 return f"acting on the pending intent of the {state.phase} rollout"
             archive = self.directory / "finished"
-            archive.mkdir(parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(state.started_at or time.time()))
             name = f"{stamp}-{current.stable.version}-to-{current.canary.version}.json"
-            store.state_path.replace(archive / name)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        store.intent_path.unlink(missing_ok=True)
-        write_atomically(
-            self.directory / "spec.json",
-            json.dumps(spec.model_dump(mode="json", by_alias=True), indent=2) + "\n",
-        )
+            with _writing(archive / name):
+                archive.mkdir(parents=True, exist_ok=True)
+                store.state_path.replace(archive / name)
+        with _writing(self.directory / "spec.json"):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            store.intent_path.unlink(missing_ok=True)
+            write_atomically(
+                self.directory / "spec.json",
+                json.dumps(spec.model_dump(mode="json", by_alias=True), indent=2) + "\n",
+            )
         return f"starting: {spec.model} {spec.stable.version} -> {spec.canary.version}"
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError while writing `path` as a one-line error naming it and the reason."""
+    try:
+        yield
+    except OSError as exc:
+        raise ControllerError(f"cannot write {path}: {exc.strerror or one_line(exc)}") from None
 
 
 class LocalController:
@@ -128,17 +153,17 @@ class LocalController:
             )
         self.spec, self.tick_s = spec, tick_s
         self.files = LocalRollout.of(run_dir, spec.model)
+        self.store = FileStateStore(self.files.directory, len(spec.steps))
         token = Path(urls["gateway_admin_token_file"]).read_text().strip()
-        router = GatewayRouter(
-            urls["gateway"], token, spec.model, spec.stable.version, spec.canary.version
-        )
+        self.gateway, self.token = urls["gateway"], token
+        self.router = router = self.router_for(spec)
         repo = LocalRepository(Path(urls["repo"]))
         gateway, versions = urls["gateway"], (spec.stable.version, spec.canary.version)
         holdout = spec.analysis.holdout
         self.rollout = Rollout(
             name=spec.model,
             spec=spec,
-            store=self.files.store,
+            store=self.store,
             router=router,
             golden=lambda: run_golden_check(gateway, repo, spec.model, spec.canary.version),
             readiness=router.canary_ready,
@@ -156,24 +181,65 @@ class LocalController:
             pushed=self.feed.firing,
         )
 
+    def router_for(self, spec: RolloutSpec) -> GatewayRouter:
+        return GatewayRouter(
+            self.gateway, self.token, spec.model, spec.stable.version, spec.canary.version
+        )
+
+    def prepare(self) -> list[str]:
+        """Before the first tick, what was done, in words: a finished rollout's split that was
+        never applied is applied (before it is archived), the rollout begins or resumes,
+        and the gateway's split, read back, is set to the one the state stands for."""
+        said = []
+        before = self.files.load()
+        if before is not None and before.phase in FINISHED and not before.applied:
+            old = self.files.spec()
+            promoted = before.phase == "Promoted"
+            self.router_for(old).route(before.weight, promoted)
+            self.files.store.save(replace(before, applied=True))
+            said.append(
+                f"the {before.phase} rollout of {old.model} {old.stable.version} -> "
+                f"{old.canary.version} was not applied; applied it first: "
+                f"{describe_split(wanted_split(old, before))}"
+            )
+        said.append(self.files.begin(self.spec))
+        state = self.store.load()
+        mismatch = split_mismatch(self.spec, state, self.router.split())
+        if mismatch is not None:
+            promoted = state is not None and state.phase == "Promoted"
+            self.router.route(state.weight if state else 0, promoted)
+            wanted = describe_split(wanted_split(self.spec, state))
+            said.append(f"{mismatch}: set the split to {wanted} first")
+        return said
+
     def run(
-        self, stop: threading.Event, on_tick: Callable[[TickResult], None] = lambda r: None
-    ) -> RolloutState:
-        """Tick every `tick_s` (at once when an alert is pushed) until finished or stopped."""
+        self, stop: threading.Event, on_tick: Callable[[TickResult], None] = lambda r: None,
+        on_problem: Callable[[str], None] = lambda problem: None,
+    ) -> RolloutState:  # fmt: skip
+        """Tick every `tick_s` (at once when an alert is pushed) until finished (and its
+        state written) or stopped; a tick that cannot run (an unreadable state) is reported
+        and tried again. The last state a tick saw (else the one at the start)."""
+        last = self.store.load() or RolloutState()
         self.feed.start()
         try:
             while True:
                 self.wake.clear()
-                result = self.engine.tick([self.rollout])[0]
-                on_tick(result)
-                finished = result.state.phase in FINISHED and result.state.applied
-                if finished and self.files.store.read_intent() is None:
-                    return result.state
+                try:
+                    result = self.engine.tick([self.rollout])[0]
+                except ModelcanaryError as exc:
+                    on_problem(str(exc))
+                else:
+                    on_tick(result)
+                    last = result.state
+                    written = self.store.unsaved is None
+                    finished = last.phase in FINISHED and last.applied and written
+                    if finished and self.store.read_intent() is None:
+                        return last
                 if stop.is_set():
-                    return result.state
+                    return last
                 self.wake.wait(self.tick_s)
                 if stop.is_set():
-                    return result.state
+                    return last
         finally:
             self.feed.stop()
 
@@ -198,10 +264,14 @@ class ProgressPrinter:
         if not self.quiet and now - self.printed_at >= self.every_s:
             self.say(progress_line(self.spec, state, now))
             self.printed_at = now
-        if result.problems != self.problems:
-            for problem in result.problems:
+        self.trouble(*result.problems)
+
+    def trouble(self, *problems: str) -> None:
+        """The problems, once each time they change."""
+        if problems != self.problems:
+            for problem in problems:
                 self.say(f"    ! {problem}")
-            self.problems = result.problems
+            self.problems = problems
 
 
 def wait_until_quiet(

@@ -31,7 +31,6 @@ from modelcanary.local import report
 from modelcanary.local.controller import (
     SOURCE,
     LocalController,
-    LocalRollout,
     ProgressPrinter,
     wait_until_quiet,
 )
@@ -163,7 +162,8 @@ class Demo:
         if not wait_until_quiet(urls, MODEL, str(scenario.canary), self.stop, self.say):
             self.say(f"alerts for version {scenario.canary} did not resolve; starting anyway")
         controller = LocalController(self.run_dir, spec)
-        self.say(LocalRollout.of(self.run_dir, MODEL).begin(spec))
+        for line in controller.prepare():
+            self.say(line)
         printer = ProgressPrinter(spec, 0, self.say)
         fault_at: list[float] = []
         zero_at: list[float] = []

@@ -19,7 +19,9 @@ applies the recorded weight again, which is idempotent: no step is skipped or re
 An engine also applies each rollout's recorded weight once when it first sees it, so a
 router that restarted meanwhile (a new gateway, a re-applied manifest) gets it back.
 An intent is acted on and recorded as handled in the same write, and only then removed,
-so a restart never acts on it twice.
+so a restart never acts on it twice. A store that cannot write (`StateNotSaved`) does not
+stop the engine: a rollback is routed without its record (stable is safe to send users to
+unrecorded), any other move waits until it can be recorded, and the problem is reported.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from modelcanary.errors import ModelcanaryError
-from modelcanary.rollout.evidence import advance, shadow_since, start
+from modelcanary.rollout.evidence import advance, open_ledger, shadow_since, unread, watch
 from modelcanary.rollout.intents import FINISHED
 from modelcanary.rollout.judge import judge
 from modelcanary.rollout.ports import (
@@ -48,6 +50,7 @@ from modelcanary.rollout.ports import (
     Router,
     ShadowControl,
     ShadowCounts,
+    StateNotSaved,
     StateStore,
 )
 from modelcanary.rollout.spec import RolloutSpec
@@ -164,7 +167,7 @@ class Engine:
                 return TickResult(rollout.name, state, None, (f"router: {exc}",))
             if not state.applied:
                 state = replace(state, applied=True)
-                store.save(state)
+                problems += _save(store, state)
         self._synced.add(rollout.name)
         shadowing = _mirrors(spec, state) and state.phase not in FINISHED
         if shadowing:
@@ -186,8 +189,13 @@ class Engine:
         if seen.problem:
             problems.append(seen.problem)
         now = self.clock()
+        counters = unread(seen)  # why the counters cannot open a ledger now
         baseline, evidence = state.baseline, None
-        if baseline is not None and not seen.problem:  # an outage moves no mark
+        if state.step < 0:
+            baseline = baseline if seen.problem else watch(baseline, seen, now)
+        elif baseline is None and counters is None:
+            baseline = open_ledger(None, seen, now)  # a step taken unread, or an old state
+        elif baseline is not None and not seen.problem:  # an outage moves no mark
             baseline, evidence = advance(baseline, seen, now)
         shadow_base, shadow = state.shadow_baseline, None
         if shadow_base is not None and seen.shadow is not None and not seen.problem:
@@ -209,13 +217,16 @@ class Engine:
                     problems.append(f"holdout gate: {exc}")
 
         available = rollout.shadow is not None
-        decision = decide(spec, state, verdict, alerts, intent, now, golden, gate, available)
+        decision = decide(
+            spec, state, verdict, alerts, intent, now, golden, gate, available, counters
+        )  # fmt: skip
         new = apply(state, decision, now)
         if golden is not None:
             new = replace(new, golden=golden, gate=gate or new.gate)
         if state.step < 0 <= new.step:  # the first step: every request from here on counts once
-            new = replace(new, baseline=start(seen, now))
-        elif new.baseline is not None:
+            opened = open_ledger(baseline, seen, now) if counters is None else None
+            new = replace(new, baseline=opened)
+        elif decision.action != "restart":  # a new attempt watches its counters anew
             new = replace(new, baseline=baseline)
         if decision.action == "shadow":
             new = replace(new, shadow_baseline=seen.shadow or ShadowCounts(0.0, 0.0, 0.0))
@@ -236,7 +247,11 @@ class Engine:
         # InferenceService already serves the canary's model spec)
         rolled_back = new.phase == "RolledBack" and state.phase != "RolledBack"
         if new.weight != state.weight or promoted != (state.phase == "Promoted") or rolled_back:
-            store.save(replace(new, applied=False))
+            unsaved = _save(store, replace(new, applied=False))
+            if unsaved and not rolled_back:  # a restart would not know of the move: wait
+                held = (*problems, *unsaved, f"holding at {state.weight}% until it is written")
+                return TickResult(rollout.name, state, None, held)
+            problems += unsaved
             try:
                 rollout.router.route(new.weight, promoted)
             except ModelcanaryError as exc:
@@ -247,7 +262,7 @@ class Engine:
                     rollout.name, replace(new, applied=False), decision, tuple(problems)
                 )
         if not self._unchanged(state, new, now):
-            store.save(new)
+            problems += _save(store, new)
         if intent is not None:
             store.clear_intent(intent)
         kind = EVENTS.get(decision.action)
@@ -257,6 +272,15 @@ class Engine:
             except ModelcanaryError as exc:
                 problems.append(f"notify: {exc}")
         return TickResult(rollout.name, new, decision, tuple(problems))
+
+
+def _save(store: StateStore, state: RolloutState) -> list[str]:
+    """Save the state; a store that cannot write is a problem to report, not a crash."""
+    try:
+        store.save(state)
+    except StateNotSaved as exc:
+        return [f"state: {exc}"]
+    return []
 
 
 def _settled(state: RolloutState) -> RolloutState:

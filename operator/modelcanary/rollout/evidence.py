@@ -1,102 +1,246 @@
-"""What each version served since the rollout began: cumulative counters minus a baseline.
+"""What each version served since the rollout began: a ledger of per-replica increments.
 
-The baseline is taken when the canary gets its first step, and kept in the rollout's
-state, so every request is counted once however often the judge looks. A counter that went
-down (a serving process restarted) is counted again from zero. The baseline also marks
-where the canary last received a request, so a canary that stops answering while it holds
-weight shows as stable requests served without it. Pure.
+Prometheus' counters belong to one serving replica each (one series per `instance`) and
+restart from zero with it. The ledger takes differences per series, with Prometheus'
+reset rule, and sums them per version:
+
+- a series that went down restarted from zero: all it shows now is new, and what it had
+  counted before stays counted;
+- a series that appears after the ledger opened starts from zero (a new replica);
+- a series that disappears keeps what it contributed, and continues from its last value
+  if it comes back (a missed scrape).
+
+So replicas may come and go, restart and scale without losing a counted request or
+counting one from before the rollout. Before the first step the ledger only watches
+(each series' latest counters, nothing counted); it opens when the canary gets its first
+step, from a real observation (`unread` says why there is none), and lives in the
+rollout's state, so a restarted controller carries on; it keeps at most `MAX_SERIES`
+series per version (those gone longest fold into `retired`).
+
+It also follows the canary's silence in counts, not clocks: stable's requests served
+while the canary's counters stood still, counted per stable series from its first value
+read after the canary's last movement up to the value before its latest, so scrapes of
+the two versions up to an interval apart never fake a silence. Pure.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelcanary.rollout.ports import Counts, Observations, ShadowCounts, VersionStats
 
 NOTHING = Counts(0.0, 0.0)
+MAX_SERIES = 32  # per version: replicas kept by name; the longest gone fold into `retired`
+
+
+def _counts(raw: dict[str, Any]) -> Counts:
+    buckets = tuple((float(le), float(n)) for le, n in raw.get("buckets", ()))
+    return Counts(
+        float(raw["requests"]), float(raw["errors"]), buckets, float(raw.get("observed", 0.0))
+    )
+
+
+def _add(a: Counts, b: Counts) -> Counts:
+    """The sum of two counts; buckets by bound (one side without a histogram adds none)."""
+    merged = dict(a.buckets)
+    for le, n in b.buckets:
+        merged[le] = merged.get(le, 0.0) + n
+    return Counts(
+        a.requests + b.requests, a.errors + b.errors, tuple(sorted(merged.items())),
+        a.observed + b.observed,
+    )  # fmt: skip
+
+
+def _increment(last: Counts | None, now: Counts) -> Counts:
+    """What one series counted since it was last read; all of it after a restart (a
+    counter went down) or for a series not read before."""
+    before = dict(last.buckets) if last is not None else {}
+    if (
+        last is None
+        or now.requests < last.requests
+        or now.errors < last.errors
+        or now.observed < last.observed
+        or any(n < before.get(le, 0.0) for le, n in now.buckets)
+    ):
+        return now
+    buckets = tuple((le, n - before.get(le, 0.0)) for le, n in now.buckets)
+    return Counts(
+        now.requests - last.requests, now.errors - last.errors, buckets,
+        now.observed - last.observed,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
-class Baseline:
-    """The counters at the rollout's start, and both versions' request counters when the
-    canary last received a request."""
+class Series:
+    """One replica's counters as last read, what they added since the ledger opened, when
+    they were last read, and the requests counted before their latest change."""
 
-    stable: Counts
-    canary: Counts
-    canary_seen: Counts  # the canary's counters when last seen (kept while its series are gone)
-    mark_stable: float = 0.0  # stable's requests when the canary last received one
-    mark_at: float = 0.0  # and when that was
-    stable_seen: Counts | None = None  # stable's counters when last seen
+    name: str
+    last: Counts
+    counted: Counts
+    seen_at: float
+    previous: float = 0.0
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Baseline:
-        def counts(raw: dict[str, Any]) -> Counts:
-            buckets = tuple((float(le), float(n)) for le, n in raw.get("buckets", ()))
-            return Counts(
-                float(raw["requests"]), float(raw["errors"]), buckets,
-                float(raw.get("observed", 0.0)),
-            )  # fmt: skip
-
+    def from_json(cls, data: dict[str, Any]) -> Series:
         return cls(
-            counts(data["stable"]), counts(data["canary"]), counts(data["canary_seen"]),
-            float(data.get("mark_stable", 0.0)), float(data.get("mark_at", 0.0)),
-            counts(data["stable_seen"]) if data.get("stable_seen") else None,
+            str(data["name"]), _counts(data["last"]), _counts(data["counted"]),
+            float(data["seen_at"]), float(data.get("previous", 0.0)),
+        )  # fmt: skip
+
+
+def _pairs(raw: Any) -> tuple[tuple[str, float], ...]:
+    return tuple((str(name), float(n)) for name, n in raw or ())
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One version's series, and what series no longer kept had counted. (Lists, never
+    maps by name: a merge patch of a status would keep the names a new map dropped.)"""
+
+    series: tuple[Series, ...] = ()
+    retired: Counts = NOTHING
+
+    @property
+    def total(self) -> Counts:
+        total = self.retired
+        for one in self.series:
+            total = _add(total, one.counted)
+        return total
+
+    def read(self, replicas: Mapping[str, Counts], now: float, opening: bool) -> Tally:
+        """The tally after reading these series (`opening`: they count from here)."""
+        series = {s.name: s for s in self.series}
+        for name, counts in replicas.items():
+            old = series.get(name) or Series(name, NOTHING, NOTHING, now)
+            counted, previous = old.counted, old.previous
+            if not opening:
+                counted = _add(counted, _increment(old.last if name in series else None, counts))
+                if counted.requests != old.counted.requests:
+                    previous = old.counted.requests
+            series[name] = Series(name, counts, counted, now, previous)
+        kept = sorted(series.values(), key=lambda s: s.seen_at)
+        excess = max(len(kept) - MAX_SERIES, 0)
+        retired = self.retired
+        for gone in kept[:excess]:  # those gone longest
+            retired = _add(retired, gone.counted)
+        return Tally(tuple(kept[excess:]), retired)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Tally:
+        series = tuple(Series.from_json(s) for s in data.get("series", ()))
+        return cls(series, _counts(data.get("retired", {"requests": 0, "errors": 0})))
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Where the canary's silence began, per stable series: `canary` its requests when
+    its counters last moved, `anchors` each stable series' requests then, `since` each
+    one's first value read after its anchor (read after the canary's, however the two
+    versions' scrapes are offset)."""
+
+    canary: float = 0.0
+    anchors: tuple[tuple[str, float], ...] = ()
+    since: tuple[tuple[str, float], ...] = ()
+
+    def read(self, stable: Tally, canary: float) -> Silence:
+        counted = {s.name: s.counted.requests for s in stable.series}
+        if canary != self.canary:  # the canary served: its silence starts over
+            return Silence(canary, tuple(counted.items()))
+        before, began = dict(self.anchors), dict(self.since)
+        anchors = {name: before.get(name, n) for name, n in counted.items()}
+        since = tuple(
+            (name, began.get(name, n))
+            for name, n in counted.items()
+            if name in began or n > anchors[name]
+        )
+        return Silence(canary, tuple(anchors.items()), since)
+
+    def stable_served(self, stable: Tally) -> float:
+        """Stable's requests surely served while the canary's counters stood still: each
+        series' from its first value after the canary's last movement up to the value
+        before its latest (one scrape behind, so the canary's own scrape has caught up)."""
+        began = dict(self.since)
+        return sum(max(s.previous - began[s.name], 0.0) for s in stable.series if s.name in began)
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Both versions' tallies since the canary's first step, and the canary's silence."""
+
+    stable: Tally
+    canary: Tally
+    silence: Silence = field(default_factory=Silence)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Ledger | None:
+        """The ledger, or None for a state written before ledgers (a summed baseline):
+        the engine opens a new one, which never counts traffic from before the rollout."""
+        if "series" not in data.get("stable", {}):
+            return None
+        silence = data.get("silence") or {}
+        return cls(
+            Tally.from_json(data["stable"]), Tally.from_json(data["canary"]),
+            Silence(
+                float(silence.get("canary", 0.0)), _pairs(silence.get("anchors")),
+                _pairs(silence.get("since")),
+            ),
         )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Counts since the rollout began, and the stable requests served since the canary last
-    received one."""
+    """Counts since the rollout began, and the stable requests surely served since the
+    canary last received one."""
 
     stable: Counts
     canary: Counts
     stable_since_canary: float
-    stalled_s: float = 0.0  # seconds since the canary last received a request
 
 
-def _totals(stats: VersionStats | None) -> Counts | None:
-    return stats.totals if stats is not None else None
+def _replicas(stats: VersionStats | None) -> Mapping[str, Counts] | None:
+    return stats.replicas if stats is not None else None
 
 
-def start(seen: Observations, now: float) -> Baseline:
-    """The baseline when the canary gets its first step (a missing version counts from 0)."""
-    stable = _totals(seen.stable) or NOTHING
-    canary = _totals(seen.canary) or NOTHING
-    return Baseline(stable, canary, canary, stable.requests, now, stable)
+def unread(seen: Observations) -> str | None:
+    """Why the counters cannot open a ledger now, or None when they can: Prometheus
+    answered and listed stable's series. (The canary's may be missing: one that never
+    served has none yet, and its first series counts from zero.)"""
+    if seen.problem:
+        return seen.problem
+    return None if _replicas(seen.stable) else "no stable counters in Prometheus yet"
 
 
-def _since(now: Counts, then: Counts) -> tuple[Counts, Counts]:
-    """(counts since `then`, the baseline to keep); a counter that went down restarted."""
-    if now.requests < then.requests or now.errors < then.errors or now.observed < then.observed:
-        then = replace(NOTHING, buckets=tuple((le, 0.0) for le, _ in now.buckets))
-    before = dict(then.buckets)
-    observed = now.observed - then.observed
-    buckets = tuple(
-        (le, min(max(n - before.get(le, 0.0), 0.0), observed))
-        for le, n in now.buckets
-        if le in before or not then.buckets
+def watch(ledger: Ledger | None, seen: Observations, now: float) -> Ledger:
+    """Before the first step: each series' latest counters, nothing counted, so a series
+    seen then (the canary's, serving mirrored requests) never counts its past."""
+    if ledger is None:
+        ledger = Ledger(Tally(), Tally())
+    stable = ledger.stable.read(_replicas(seen.stable) or {}, now, opening=True)
+    canary = ledger.canary.read(_replicas(seen.canary) or {}, now, opening=True)
+    return Ledger(stable, canary)
+
+
+def open_ledger(ledger: Ledger | None, seen: Observations, now: float) -> Ledger:
+    """The ledger when the canary gets its first step: each series counts from its latest
+    counters (read now, or before when missing now)."""
+    watched = watch(ledger, seen, now)
+    return replace(
+        watched, silence=Silence(0.0, tuple((s.name, 0.0) for s in watched.stable.series))
     )
-    since = Counts(now.requests - then.requests, now.errors - then.errors, buckets, observed)
-    return since, then
 
 
-def advance(baseline: Baseline, seen: Observations, now: float) -> tuple[Baseline, Evidence]:
-    """The counts since the baseline, and the baseline to keep (rebased after a restart,
-    marked where the canary last received a request). A version whose series are missing
-    served nothing new."""
-    stable_now = _totals(seen.stable) or baseline.stable_seen or baseline.stable
-    canary_now = _totals(seen.canary) or baseline.canary_seen
-    stable, stable_base = _since(stable_now, baseline.stable)
-    canary, canary_base = _since(canary_now, baseline.canary)
-    mark, mark_at = baseline.mark_stable, baseline.mark_at
-    progressed = canary_now.requests != baseline.canary_seen.requests  # more, or restarted
-    if progressed or stable_now.requests < mark:
-        mark, mark_at = stable_now.requests, now
-    kept = Baseline(stable_base, canary_base, canary_now, mark, mark_at, stable_now)
-    stalled = max(stable_now.requests - mark, 0.0)
-    return kept, Evidence(stable, canary, stalled, max(now - mark_at, 0.0))
+def advance(ledger: Ledger, seen: Observations, now: float) -> tuple[Ledger, Evidence]:
+    """The ledger after this observation, and the evidence since the rollout began. A
+    version whose series are missing served nothing new."""
+    stable = ledger.stable.read(_replicas(seen.stable) or {}, now, opening=False)
+    canary = ledger.canary.read(_replicas(seen.canary) or {}, now, opening=False)
+    canary_total = canary.total
+    silence = ledger.silence.read(stable, canary_total.requests)
+    kept = replace(ledger, stable=stable, canary=canary, silence=silence)
+    return kept, Evidence(stable.total, canary_total, silence.stable_served(stable))
 
 
 def shadow_since(baseline: ShadowCounts, now: ShadowCounts) -> tuple[ShadowCounts, ShadowCounts]:

@@ -37,7 +37,7 @@ from modelcanary.rollout.spec import RolloutSpec
 
 Result = Literal["pass", "fail", "inconclusive", "skipped"]
 SLOW_SHARE = 0.01  # of canary requests allowed above latencyP99.maxSeconds: a P99
-UNMISTAKABLE = 20.0  # canary requests expected but not received: P(none | healthy) < 1e-8
+NONE_LOG = math.log(1e8)  # a silent canary fails when P(none | healthy) < 1e-8
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def judge(
         ]
     else:
         if 0 < weight < 100:
-            checks.append(_traffic(evidence, weight, spec.interval_s))
+            checks.append(_traffic(evidence, weight))
         checks += tests.run(evidence, p99, ratio)
     if shadow != "off":
         checks += [tests.agreement(shadow), _drift(spec, seen.drift)]
@@ -132,19 +132,21 @@ def judge(
     return Verdict(tuple(checks), window, problems)
 
 
-def _traffic(evidence: Evidence, weight: int, interval_s: float) -> Check:
-    """Fails a canary that stopped receiving requests: unmistakably many expected, none
-    received, for at least an interval (a missed scrape is not a crash)."""
+def _traffic(evidence: Evidence, weight: int) -> Check:
+    """Fails a canary that stopped receiving requests: stable served so many requests while
+    the canary's counters stood still that a canary taking its share would have received
+    none of them with probability below 1e-8 (counted conservatively: evidence.py)."""
     share = weight / 100
-    expected = evidence.stable_since_canary * share / (1 - share)
+    served = evidence.stable_since_canary
+    expected = served * share / (1 - share)
+    unmistakable = NONE_LOG * share / ((1 - share) * -math.log1p(-share))
     samples = int(evidence.canary.requests)
-    if expected < UNMISTAKABLE or evidence.stalled_s < interval_s:
-        return Check("canary_traffic", expected, UNMISTAKABLE, samples, "pass")
+    if served * -math.log1p(-share) < NONE_LOG:
+        return Check("canary_traffic", expected, unmistakable, samples, "pass")
     return Check(
-        "canary_traffic", expected, UNMISTAKABLE, samples, "fail",
+        "canary_traffic", expected, unmistakable, samples, "fail",
         f"the canary received none of the {expected:.0f} requests its {weight}% share implies "
-        f"in {evidence.stalled_s:.0f}s while stable served {evidence.stable_since_canary:.0f}: "
-        "it stopped answering",
+        f"while stable served {served:.0f}: it stopped answering",
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from modelcanary.errors import ModelcanaryError
 from modelcanary.rollout.intents import Intent
 
 if TYPE_CHECKING:
@@ -31,11 +32,11 @@ class RolloutKey:
 
 @dataclass(frozen=True)
 class Counts:
-    """Cumulative counters of one version, as Prometheus last scraped them: requests,
-    server errors, and the latency histogram's finite cumulative buckets `(le seconds,
-    count)` with its total (`observed`, the +Inf bucket; empty and 0 when the source has no
-    histogram). They only grow, except when a serving process restarts; the judge takes
-    differences since the rollout began."""
+    """Cumulative counters of one replica of a version as Prometheus last scraped them (or,
+    as evidence, a version's counts since the rollout began): requests, server errors, and
+    the latency histogram's finite cumulative buckets `(le seconds, count)` with its total
+    (`observed`, the +Inf bucket; empty and 0 when the source has no histogram). They only
+    grow, except when the replica restarts; the ledger (evidence.py) takes differences."""
 
     requests: float
     errors: float
@@ -45,13 +46,14 @@ class Counts:
 
 @dataclass(frozen=True)
 class VersionStats:
-    """Requests, server errors and P99 of one version over the analysis window, and its
-    cumulative counters (None when the source could not give them)."""
+    """Requests, server errors and P99 of one version over the analysis window, and the
+    cumulative counters of each replica serving it, by series (its `instance`; None when
+    the source could not give them)."""
 
     requests: float
     errors: float
     p99_s: float | None = None
-    totals: Counts | None = None
+    replicas: Mapping[str, Counts] | None = None
 
     @property
     def error_ratio(self) -> float:
@@ -164,6 +166,19 @@ class Router(Protocol):
         """Send `weight` percent to the canary; `promoted` makes the canary the stable one."""
 
 
+@dataclass(frozen=True)
+class Split:
+    """How a router splits a model's traffic now: percent per version, and its stable one."""
+
+    weights: Mapping[str, int]
+    stable: str
+
+
+class SplitReader(Protocol):
+    def split(self) -> Split:
+        """The split the router applies now (read back, not what was last asked for)."""
+
+
 class ShadowControl(Protocol):
     """Where the platform mirrors a share of stable's requests to the canary for the
     shadow comparison (the local gateway; a cluster's comparator)."""
@@ -173,6 +188,11 @@ class ShadowControl(Protocol):
 
     def stop(self) -> None:
         """Mirror nothing (idempotent)."""
+
+
+class StateNotSaved(ModelcanaryError):
+    """The store could not save a state (a read-only or full disk); the message names where
+    and why. The engine goes on: it rolls back without the record, and holds otherwise."""
 
 
 class StateStore(Protocol):

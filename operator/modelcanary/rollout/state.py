@@ -1,16 +1,27 @@
-"""A rollout's state: where it is, what happened, and what the last tick saw. Pure."""
+"""A rollout's state: where it is, what happened, and what the last tick saw. Pure.
+
+The persisted form is validated against the dataclasses' own annotations (pydantic), so a
+field added with a default is read and written with no other change, an absent one takes
+its default, and one this version does not know is ignored (a newer controller's state
+stays readable). `parse_state` adds the ranges: the phase, the step against the spec's
+steps, the weight 0..100. Each problem is one line naming the field.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from functools import cache
+from typing import Any, Literal, TypeVar
 
-from modelcanary.rollout.evidence import Baseline
+from pydantic import TypeAdapter, ValidationError
+
+from modelcanary.rollout.evidence import Ledger
 from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.judge import Check
 from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult, ShadowCounts
 
+T = TypeVar("T")
 Action = Literal[
     "shadow", "start", "advance", "hold", "pause", "resume", "promote", "rollback", "restart"
 ]
@@ -38,16 +49,6 @@ class LastAnalysis:
     alerts: tuple[FiringAlert, ...]
     reason: str
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LastAnalysis:
-        return cls(
-            at=data["at"],
-            result=data["result"],
-            checks=tuple(Check(**{"value": None, **c}) for c in data.get("checks", ())),
-            alerts=tuple(FiringAlert(**a) for a in data.get("alerts", ())),
-            reason=data["reason"],
-        )
-
 
 @dataclass(frozen=True)
 class RolloutState:
@@ -63,7 +64,7 @@ class RolloutState:
     applied: bool = True  # False between deciding a new weight and the router confirming it
     handled_intent: str = ""  # id of the last operator intent acted on
     analysis: LastAnalysis | None = None
-    baseline: Baseline | None = None  # counters at the canary's first step (evidence.py)
+    baseline: Ledger | None = None  # each replica's counts since the first step (evidence.py)
     unready_since: float | None = None  # when the canary, holding weight, stopped being ready
     created_at: float | None = None  # when the rollout was first seen (Pending's deadline)
     golden: GoldenResult | None = None  # the latest golden-sample check before traffic
@@ -79,25 +80,98 @@ class RolloutState:
         return written
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RolloutState:
-        history = tuple(Transition(**t) for t in data.get("history", ()))
-        analysis, baseline = data.get("analysis"), data.get("baseline")
-        golden, gate = data.get("golden"), data.get("gate")
-        shadow = data.get("shadow_baseline")
-        return cls(
-            **{
-                **data,
-                "history": history,
-                "analysis": LastAnalysis.from_json(analysis) if analysis else None,
-                "baseline": Baseline.from_json(baseline) if baseline else None,
-                "golden": GoldenResult(**golden) if golden else None,
-                "gate": GateResult(**gate) if gate else None,
-                "shadow_baseline": ShadowCounts(**shadow) if shadow else None,
-            }
-        )
+    def from_json(cls, data: object) -> RolloutState:
+        """The state as `to_json` wrote it; a StateError (one line) when it is not one."""
+        return parse_state(data)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"
+
+
+class StateError(ValueError):
+    """A persisted state that is not a valid rollout state; the message names the field."""
+
+
+def parse_state(data: object, steps: int | None = None) -> RolloutState:
+    """A state from parsed JSON, with types checked (strictly: "3" is not a step) and
+    ranges: `steps`, the spec's number of steps, bounds the step (-1 is before the first)."""
+    state = _validated(_state_schema(), _without_summed_baseline(_with_check_values(data)))
+    last = f"{steps - 1}" if steps is not None else None
+    problems = [
+        f"{name}: must be an integer {what}, got {value}"
+        for name, what, value, ok in (
+            ("weight", "between 0 and 100", state.weight, 0 <= state.weight <= 100),
+            ("step", f"between -1 (before the first step) and {last}" if last
+             else "of at least -1", state.step,
+             state.step >= -1 and (steps is None or state.step < steps)),
+            ("failures", "of at least 0", state.failures, state.failures >= 0),
+        )
+        if not ok
+    ]  # fmt: skip
+    wanted = 100 if state.phase == "Promoted" else 0 if state.phase in _NO_CANARY else None
+    if not problems and wanted is not None and state.weight != wanted:
+        problems.append(f"weight: a {state.phase} rollout has weight {wanted}, got {state.weight}")
+    if problems:
+        raise StateError("; ".join(problems))
+    return state
+
+
+def parse_transition(data: object) -> Transition:
+    """One history entry (`rollout repair` keeps those that read)."""
+    return _validated(_transition_schema(), data)
+
+
+def _validated(schema: TypeAdapter[T], data: object) -> T:
+    try:
+        return schema.validate_json(json.dumps(data), strict=True)
+    except ValidationError as exc:
+        raise StateError("; ".join(_describe(e) for e in exc.errors()[:3])) from None
+
+
+_NO_CANARY = ("Pending", "Shadowing", "RolledBack")  # phases whose canary has no traffic
+
+
+@cache
+def _state_schema() -> TypeAdapter[RolloutState]:
+    return TypeAdapter(RolloutState)
+
+
+@cache
+def _transition_schema() -> TypeAdapter[Transition]:
+    return TypeAdapter(Transition)
+
+
+def _with_check_values(data: object) -> object:
+    """A check's `value` may be null, which a server drops inside lists: put it back."""
+    if not isinstance(data, dict) or not isinstance(data.get("analysis"), dict):
+        return data
+    checks = data["analysis"].get("checks")
+    if not isinstance(checks, list):
+        return data
+    filled = [{"value": None, **c} if isinstance(c, dict) else c for c in checks]
+    return {**data, "analysis": {**data["analysis"], "checks": filled}}
+
+
+def _without_summed_baseline(data: object) -> object:
+    """A state written before ledgers kept a summed baseline: read it as none, and the
+    engine opens a new ledger (which never counts traffic from before the rollout)."""
+    if not isinstance(data, dict) or not isinstance(data.get("baseline"), dict):
+        return data
+    if Ledger.from_json(data["baseline"]) is not None:
+        return data
+    return {**data, "baseline": None}
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error as `path: must be ..., got <the JSON value>`."""
+    where = ".".join(str(part) for part in error["loc"]) or "the state"
+    if error["type"] == "missing":
+        return f"{where}: missing"
+    message = str(error["msg"]).replace("Input should be", "must be")
+    if error["type"] == "dataclass_type":
+        message = "must be an object"
+    given = json.dumps(error.get("input"), default=str)
+    return f"{where}: {message}, got {given if len(given) <= 60 else given[:57] + '...'}"
 
 
 def _without_nulls_in_lists(value: Any, in_list: bool = False) -> Any:

@@ -7,11 +7,16 @@ Rules, in order of precedence:
    retry, which restarts a rolled-back rollout from the first step.
 2. A finished rollout (promoted, rolled back) holds.
 3. A firing alert of a `rollbackOn` severity for the canary rolls back at once, whatever
-   the step or phase.
+   the step or phase, unless the canary holds weight and served fewer than
+   `ALERT_MIN_REQUESTS` in the analysis window: too few to be evidence, so it holds
+   (rule 9) and the checks decide.
 4. Before the first step, the canary must be ready, the golden-sample check must pass and
    the holdout gate must not find the canary worse than stable on labelled data; either
    failure rolls back before any user traffic reaches the canary ("not checked", for
-   versions without a holdout, lets it start and says so). Waiting for any of them ends
+   versions without a holdout, lets it start and says so). The first step also waits until
+   Prometheus has answered with stable's counters (the canary's are read whenever they
+   exist: evidence.watch), so evidence counts from a real observation, never from zeros.
+   Waiting for any of them ends
    at `progressDeadline` from when the rollout was first seen, with a rollback. Then, with
    a shadow comparison (spec `shadow`, and a platform that mirrors), the rollout shadows.
 4b. Shadowing: the canary takes no user traffic while its answers to a share of stable's
@@ -19,13 +24,16 @@ Rules, in order of precedence:
    alert or no data holds (no data past `noData.after` with action rollback rolls back);
    after `shadow.minSamples` pairs, or `shadow.maxDuration` with no evidence against it,
    the canary takes its first step.
-5. A paused rollout holds. Past `progressDeadline`, it rolls back.
+5. A rollout paused by hand holds, past `progressDeadline` too. Past `progressDeadline`,
+   any other rolls back; one the controller paused (noData) also rolls back on rules 6
+   and 7 (evidence of a regression), and otherwise holds.
 6. A canary that holds weight and has not been ready for an `interval` rolls back.
 7. A failed verdict (evidence of a regression at level alpha) rolls back, or with
    `failureLimit` > 0 counts towards it, at most once per `interval`. Passing checks reset
    the count only with `resetFailuresOnPass`.
 8. No data for longer than `noData.after` pauses or rolls back, as configured.
-9. A firing `holdOn` alert holds. An inconclusive verdict holds.
+9. A firing `holdOn` alert holds, as does a `rollbackOn` one on too few requests (rule 3).
+   An inconclusive verdict holds.
 10. A passing verdict after `interval` at the step advances, or at the last step promotes:
    with no evidence against it, a canary at low traffic advances as one at high traffic.
    Before the step to full traffic it waits, up to `beforeFull.maxWait`, until its error
@@ -36,15 +44,19 @@ Pure; `apply` turns a decision into the next state and records it in the history
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from modelcanary.durations import parse_duration
 from modelcanary.rollout.intents import FINISHED, Intent, Phase, refusal
 from modelcanary.rollout.judge import Verdict
 from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
+from modelcanary.rollout.pretraffic import firing, pending, shadowing
 from modelcanary.rollout.spec import RolloutSpec
 from modelcanary.rollout.state import Action, RolloutState, Transition
+
+# A rollback alert on fewer canary requests over its window holds instead, and the checks
+# decide: ten at the production limits (errors above 1%, requests slower than the P99).
+ALERT_MIN_REQUESTS = 1000
 
 
 @dataclass(frozen=True)
@@ -71,8 +83,10 @@ def decide(
     golden: GoldenResult | None = None,
     gate: GateResult | None = None,
     shadow_available: bool = False,
+    counters: str | None = None,
 ) -> Decision:
-    """The one thing to do now."""
+    """The one thing to do now; `counters` says why the versions' counters could not be
+    read (None: they were)."""
     last = len(spec.steps) - 1
     data_at = now if verdict.has_data and not verdict.problems else state.last_data_at
     numbers = verdict.numbers() | (gate.numbers if gate is not None else {})
@@ -130,15 +144,17 @@ def decide(
     if state.phase in FINISHED:
         return make("hold", f"rollout is {state.phase}")
 
-    # 3. alerts that roll back, whatever the step
+    # 3. alerts that roll back, whatever the step, but on too few requests to be evidence
     canary = spec.canary.version
-    alert = _firing(alerts, canary, spec.analysis.alerts.rollback_on)
-    if alert is not None:
+    alert = firing(alerts, canary, spec.analysis.alerts.rollback_on)
+    few = verdict.has_data and verdict.canary_samples < ALERT_MIN_REQUESTS and state.weight > 0
+    if alert is not None and not few:
         return make(
             "rollback",
             f"alert {alert.name} ({alert.severity}) fired for version {canary}",
             weight=0,
         )
+    held = alert  # a rollback alert on too few requests: it holds (rule 9)
 
     # 4. before the first step: a ready canary, its golden samples, the holdout gate
     if state.phase == "Pending":
@@ -149,12 +165,14 @@ def decide(
         if gate is not None and gate.outcome == "worse":
             return make("rollback", f"worse than stable on the holdout: {gate.summary}", weight=0)
         if ready and golden is not None and gate is not None:
-            if shadow_available and spec.shadow.enabled:
+            if shadow_available and spec.shadow.enabled:  # no traffic yet: no counters needed
                 return make(
                     "shadow",
                     f"golden samples match ({golden.worst}); holdout {gate.outcome}: "
                     f"{gate.summary}; shadowing {spec.shadow.percent}% of stable's requests",
                 )
+            if counters is not None:  # evidence counts from a real observation
+                return pending(spec, state, _unread(counters), now, make)
             unmirrored = "; no shadow comparison here" if spec.shadow.enabled else ""
             return make(
                 "start",
@@ -163,14 +181,15 @@ def decide(
                 0,
                 spec.steps[0],
             )
-        return _pending(spec, state, ready, golden is not None, now, make)
+        return pending(spec, state, _missing(ready, golden), now, make)
 
     # 4b. shadowing: compared on a share of stable's requests, before any user traffic
     if state.phase == "Shadowing":
-        return _shadowing(spec, state, verdict, alerts, now, make)
+        return shadowing(spec, state, verdict, alerts, counters, now, make)
 
-    # 5. paused, deadline
-    if state.phase == "Paused":
+    # 5. paused by hand, deadline
+    paused = _pause(state)
+    if state.phase == "Paused" and (paused is None or paused.by != "controller"):
         return make("hold", "paused")
     if state.started_at is not None and now - state.started_at > spec.progress_deadline_s:
         return make(
@@ -215,6 +234,8 @@ def decide(
         )
     if verdict.result == "pass" and spec.analysis.reset_failures_on_pass:
         failures = 0
+    if paused is not None:  # paused by the controller: only evidence or the deadline ends it
+        return make("hold", f"paused: {paused.reason}", failures=failures)
 
     # 8. no data
     since = data_at if data_at is not None else state.step_started_at
@@ -226,12 +247,20 @@ def decide(
             return make("rollback", reason, weight=0, failures=failures)
         return make("pause", reason, failures=failures)
 
-    # 9. holding alerts, inconclusive verdicts
-    alert = _firing(alerts, canary, spec.analysis.alerts.hold_on)
+    # 9. holding alerts (and rollback alerts on too few requests), inconclusive verdicts
+    alert = firing(alerts, canary, spec.analysis.alerts.hold_on)
     if alert is not None:
         return make(
             "hold",
             f"holding: alert {alert.name} ({alert.severity}) for version {canary}",
+            failures=failures,
+        )
+    if held is not None:
+        return make(
+            "hold",
+            f"holding: alert {held.name} ({held.severity}) for version {canary} on "
+            f"{verdict.canary_samples} canary requests, too few to roll back on: the checks "
+            "decide",
             failures=failures,
         )
     if verdict.result == "inconclusive":
@@ -261,76 +290,6 @@ def decide(
     )
 
 
-def _pending(
-    spec: RolloutSpec,
-    state: RolloutState,
-    ready: bool,
-    golden_ran: bool,
-    now: float,
-    make: Callable[..., Decision],
-) -> Decision:
-    """Wait for a ready canary, its golden-sample check and the holdout gate, up to
-    `progressDeadline` from when the rollout was first seen; then roll back, saying what
-    never came."""
-    deadline = spec.progress_deadline
-    begun = state.created_at if state.created_at is not None else now
-    left = spec.progress_deadline_s - (now - begun)
-    if not ready:
-        never, what = "the canary was not ready", "the canary to be ready"
-    elif not golden_ran:
-        never = "the golden-sample check did not run"
-        what = "the golden-sample check of the canary"
-    else:
-        never, what = "the holdout gate did not run", "the holdout gate"
-    if left < 0:
-        return make("rollback", f"{never} within progressDeadline {deadline}", weight=0)
-    return make("hold", f"waiting for {what} ({left:.0f}s left of progressDeadline {deadline})")
-
-
-def _shadowing(
-    spec: RolloutSpec,
-    state: RolloutState,
-    verdict: Verdict,
-    alerts: tuple[FiringAlert, ...],
-    now: float,
-    make: Callable[..., Decision],
-) -> Decision:
-    """Roll back on evidence of disagreement; start the first step after enough pairs (or
-    `maxDuration` with no evidence against the canary); hold otherwise."""
-    shadow = spec.shadow
-    begun = state.created_at if state.created_at is not None else now
-    if now - begun > spec.progress_deadline_s:
-        return make(
-            "rollback", f"not promoted within progressDeadline {spec.progress_deadline}", weight=0
-        )
-    check = next((c for c in verdict.checks if c.name == "prediction_agreement"), None)
-    if check is not None and check.result == "fail":
-        return make("rollback", f"shadow comparison: {check.detail}", weight=0)
-    since = now - (state.shadow_started_at if state.shadow_started_at is not None else now)
-    if check is None or check.result == "inconclusive":
-        why = check.detail if check is not None else "no shadow comparison"
-        if since > spec.no_data_after_s and spec.analysis.no_data.action == "rollback":
-            return make(
-                "rollback",
-                f"no data for more than {spec.analysis.no_data.after} ({why})",
-                weight=0,
-            )
-        return make("hold", f"shadowing: waiting: {why}")
-    alert = _firing(alerts, spec.canary.version, spec.analysis.alerts.hold_on)
-    if alert is not None:
-        return make("hold", f"shadowing: holding: alert {alert.name} ({alert.severity})")
-    drift = next((c for c in verdict.checks if c.name == "input_drift"), None)
-    if drift is not None and drift.result == "inconclusive":
-        return make("hold", f"shadowing: holding: {drift.detail}")
-    if check.samples >= shadow.min_samples or since >= spec.shadow_max_s:
-        return make("start", f"shadow comparison: {check.detail}; step 1", 0, spec.steps[0])
-    return make(
-        "hold",
-        f"shadowing: {check.samples} of {shadow.min_samples} pairs "
-        f"({spec.shadow_max_s - since:.0f}s left of maxDuration {shadow.max_duration})",
-    )
-
-
 def _before_full(
     spec: RolloutSpec, state: RolloutState, verdict: Verdict, at_step: float
 ) -> str | None:
@@ -349,14 +308,27 @@ def _before_full(
     )
 
 
-def _firing(
-    alerts: tuple[FiringAlert, ...], version: str, severities: tuple[str, ...]
-) -> FiringAlert | None:
-    """The first firing alert for the version with one of the severities."""
-    for alert in alerts:
-        if alert.version == version and alert.state == "firing" and alert.severity in severities:
-            return alert
-    return None
+def _missing(ready: bool, golden: GoldenResult | None) -> tuple[str, str]:
+    """What a pending rollout never got, and what it waits for, first."""
+    if not ready:
+        return "the canary was not ready", "the canary to be ready"
+    if golden is None:
+        return "the golden-sample check did not run", "the golden-sample check of the canary"
+    return "the holdout gate did not run", "the holdout gate"
+
+
+def _unread(counters: str) -> tuple[str, str]:
+    return (
+        f"the counters were never read ({counters})",
+        f"the counters before the first step ({counters})",
+    )
+
+
+def _pause(state: RolloutState) -> Transition | None:
+    """The pause that holds the rollout, if it is paused and its history says so."""
+    if state.phase != "Paused":
+        return None
+    return next((t for t in reversed(state.history) if t.action == "pause"), None)
 
 
 def _asked(intent: Intent, what: str) -> str:

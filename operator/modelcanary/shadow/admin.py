@@ -1,13 +1,24 @@
-"""The admin routes of the shadow comparisons, the same on the gateway (locally) and on
-the comparator service (in a cluster): list them, and read, replace or end one model's.
-How a comparison is configured (PUT) differs between the two, so the caller gives it."""
+"""The admin API's parts shared by the gateway (locally) and the comparator service (in a
+cluster): the bearer token check, the body limit, and the routes of the shadow
+comparisons: list them, and read, replace or end one model's. How a comparison is
+configured (PUT) differs between the two, so the caller gives it."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 
 from modelcanary.gateway.asgi import Send, respond_error, respond_json
 from modelcanary.shadow.comparator import Comparator
+
+NEEDS_TOKEN = "the admin API needs 'Authorization: Bearer <token>'"
+MAX_ADMIN_BODY = 64 * 1024
+
+
+def authorized(headers: dict[str, str], token: bytes) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>` (constant-time)."""
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token)
 
 
 async def list_comparisons(comparator: Comparator, send: Send) -> None:

@@ -27,12 +27,12 @@ from typing import Any
 
 from modelcanary import metrics_contract
 from modelcanary.errors import UsageError, one_line
-from modelcanary.gateway.config import ShadowSettings
 from modelcanary.gateway.upstream import Upstream, UpstreamRefused, UpstreamTimeout
 from modelcanary.shadow.catalog import version_pair
 from modelcanary.shadow.metrics import ShadowMetrics
 from modelcanary.shadow.pairs import DriftWindow, Incomparable, VersionPair, compare_answers
 from modelcanary.shadow.payload import Unparseable, tensors
+from modelcanary.shadow.settings import ShadowSettings
 
 PROBE = {metrics_contract.PROBE_HEADER: "shadow"}
 

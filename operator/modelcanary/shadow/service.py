@@ -32,7 +32,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from modelcanary import metrics_contract as mc
 from modelcanary.errors import UsageError
-from modelcanary.gateway.admin import MAX_ADMIN_BODY, NEEDS_TOKEN, authorized
 from modelcanary.gateway.asgi import (
     BodyTooLarge,
     ClientGone,
@@ -46,12 +45,18 @@ from modelcanary.gateway.asgi import (
     respond_error,
     respond_json,
 )
-from modelcanary.gateway.config import ShadowSettings
-from modelcanary.shadow.admin import list_comparisons, one_comparison
+from modelcanary.shadow.admin import (
+    MAX_ADMIN_BODY,
+    NEEDS_TOKEN,
+    authorized,
+    list_comparisons,
+    one_comparison,
+)
 from modelcanary.shadow.cloudevents import Event, InvalidEvent, Pair, Pairer, parse_event
 from modelcanary.shadow.comparator import Comparator
 from modelcanary.shadow.metrics import ShadowMetrics
 from modelcanary.shadow.pairs import VersionPair
+from modelcanary.shadow.settings import ShadowSettings
 
 Catalog = Callable[[str, str, str], VersionPair]  # (model, stable, canary); UsageError
 METRICS_CONTENT = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
