@@ -444,6 +444,7 @@ def main() -> int:
         return 2
     started = time.monotonic()
     results: list[SizeResult] = []
+    failed: list[dict[str, Any]] = []  # a size that did not get every rollout through
     with (
         tempfile.TemporaryDirectory(prefix="modelcanary-scale-") as tmp,
         ApiServer(assets) as server,
@@ -453,7 +454,14 @@ def main() -> int:
         install_crds(server, UPSTREAM_CRDS)
         cluster = Cluster(server, prometheus.url)
         for size in args.sizes:
-            results.append(run_size(cluster, traffic, size, Path(tmp), print))
+            try:
+                results.append(run_size(cluster, traffic, size, Path(tmp), print))
+            except RuntimeError as exc:  # recorded; a larger size would fail the same way
+                print(f"{size} rollouts failed: {exc}")
+                load = round(os.getloadavg()[0], 2)
+                failed.append({"rollouts": size, "load_average_1m": load,
+                               "failure": str(exc).split("; the operator's log")[0]})  # fmt: skip
+                break
     print(tables(results))
     print(f"slowest snapshot of the counters: {cluster.slowest_snapshot_s:.2f} s (must fit "
           "between two ticks: 1 s)")  # fmt: skip
@@ -501,6 +509,7 @@ def main() -> int:
                     }
                     for r in results
                 ],
+                "failed": failed,
                 "runtime_s": round(time.monotonic() - started, 1),
             },
             indent=2,
