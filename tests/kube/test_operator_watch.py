@@ -163,3 +163,32 @@ def test_a_spec_change_and_a_delete_reach_the_tick(
     until(lambda: metric_value(operator.metrics_url, TICKS) >= ticks + 3, 30, "no ticks")
     assert canary_percent(api, namespace, "mice") == 0
     assert (apiserver.requests(code="404") - missing)["PATCH modelcanaries/status"] == 0
+
+
+def test_the_copy_keeps_our_last_write_over_an_earlier_one_not_over_someone_elses(
+    api: client.CustomObjectsApi, namespace: str, crds: None
+) -> None:
+    """A tick that wrote twice may see the watch bring its first write after the tick read
+    the copy: its last write replaces that one, but not a body it did not write."""
+    create_canary(api, namespace, model_canary("stoats", "stoats"))
+    copy = Watched(api, (GROUP, VERSION, PLURAL), namespace).start()
+
+    def written(message: str) -> dict[str, Any]:
+        found: dict[str, Any] = api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, "stoats", {"status": {"message": message}}
+        )
+        return found
+
+    try:
+        read = until(lambda: copy.items(timeout=30).get("stoats"), 30, "not in the copy")
+        first = written("first")
+        until(lambda: copy.items()["stoats"].get("status", {}).get("message") == "first", 30,
+              "the watch did not bring the first write")  # fmt: skip
+    finally:
+        copy.stop()  # nothing more from the watch: the copy holds the first write
+    second = written("second")
+    versions = [body["metadata"]["resourceVersion"] for body in (first, second)]
+    copy.wrote(read, second, versions[1:])  # the first write was not ours: kept
+    assert copy.items()["stoats"]["status"]["message"] == "first"
+    copy.wrote(read, second, versions)  # it was ours, and older than the second
+    assert copy.items()["stoats"]["status"]["message"] == "second"

@@ -69,6 +69,7 @@ class StatusStore:
         self.body: dict[str, Any] = {}
         self.listed = listed
         self.parsed = parsed
+        self.written: list[str] = []  # the resourceVersions this store's writes made
 
     def _version(self) -> dict[str, Any]:
         version = self.body.get("metadata", {}).get("resourceVersion")
@@ -95,6 +96,7 @@ class StatusStore:
     def save(self, state: RolloutState) -> None:
         body = {"metadata": self._version(), "status": status_fields(state)}
         self.body = self.resource.patch(body, status=True)
+        self.written.append(self._version().get("resourceVersion", ""))
         self._remember(state)
 
     def _remember(self, state: RolloutState) -> None:
@@ -124,6 +126,7 @@ class StatusStore:
             if version:
                 metadata["resourceVersion"] = version
             self.body = self.resource.patch({"metadata": metadata})
+            self.written.append(self._version().get("resourceVersion", ""))
 
 
 def mark_invalid(resource: Resource, message: str, body: dict[str, Any]) -> None:

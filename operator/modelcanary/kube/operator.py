@@ -322,7 +322,8 @@ def tick(runtime: Runtime) -> None:
         runtime.states.pop(gone, None)
     results = runtime.engine.tick_each(rollouts)
     for rollout, body in zip(rollouts, read, strict=True):  # the next tick reads our writes
-        runtime.canaries.wrote(body, cast(StatusStore, rollout.store).body)
+        store = cast(StatusStore, rollout.store)
+        runtime.canaries.wrote(body, store.body, store.written)
     for rollout, result in zip(rollouts, results, strict=True):
         if isinstance(result, TickFailure):
             log.warning("%s: %s", result.rollout, result.problem)

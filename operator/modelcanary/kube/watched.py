@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from kubernetes import client
@@ -73,12 +73,15 @@ class Watched:
         with self._lock:
             return dict(self._items)
 
-    def wrote(self, read: Body, written: Body) -> None:
-        """WRITTEN is what the server answered to a write of an object read as READ: it
-        replaces READ unless the watch brought a newer body meanwhile."""
+    def wrote(self, read: Body, written: Body, versions: Sequence[str] = ()) -> None:
+        """WRITTEN is what the server answered to the last of the writes (at VERSIONS) of an
+        object read as READ: it replaces READ, or the watch's copy of an earlier one of
+        those writes, but not a body someone else wrote since."""
         name = written.get("metadata", {}).get("name")
         with self._lock:
-            if name and self._items.get(name) is read:
+            current = self._items.get(name or "")
+            ours = current is not None and _version(current) in versions
+            if name and (current is read or ours):
                 self._items[name] = written
 
     def _run(self) -> None:
@@ -145,3 +148,8 @@ class Watched:
                 self._items[name] = body
         if kind != "DELETED":
             self.noticed(body)
+
+
+def _version(body: Body) -> str | None:
+    version = body.get("metadata", {}).get("resourceVersion")
+    return str(version) if version is not None else None
