@@ -1,6 +1,7 @@
-"""What one operator costs per tick with 1, 50 and 200 rollouts in one namespace.
+"""What one operator costs per tick with 1, 200, 1,000 and 2,000 rollouts in one namespace.
 
-Run with `python benchmarks/bench_operator_scale.py` (about three minutes). Starts a real
+Run with `python benchmarks/bench_operator_scale.py` (about fifteen minutes; `--sizes` to
+choose). Starts a real
 kube-apiserver and etcd (tests/support/apiserver.py; KUBEBUILDER_ASSETS or .venv/envtest),
 a real Prometheus scraping an exporter that makes every canary healthy (demo rules, 1 s
 scrape), and for each size a fresh namespace with that many ModelCanaries, each with its
@@ -12,8 +13,9 @@ ticks fall in two kinds: those where every rollout holds (the window between the
 start and the first advance), and those where weights change (until every rollout has
 advanced). Per tick it measures the operator's CPU seconds (/proc), Prometheus queries
 (Prometheus' own prometheus_http_requests_total{handler="/api/v1/query"}), API requests
-by verb and resource (the kube-apiserver's apiserver_request_total before and after; a
-tick is one LIST of modelcanaries), and the operator's resident memory at the end. The
+by verb and resource (the kube-apiserver's apiserver_request_total before and after; the
+operator reads the rollouts from a watch, so ticks are counted by its own
+modelcanary_operator_ticks_total), and the operator's resident memory at the end. The
 harness itself only watches while it measures. A watch on the InferenceServices times
 each weight decision (the transition's timestamp in status.state.history) until its
 canaryTrafficPercent changed. Prints the tables and writes
@@ -56,7 +58,7 @@ from modelcanary.adapters.kserve_router import KSERVE  # noqa: E402
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION  # noqa: E402
 from modelcanary.tables import format_table  # noqa: E402
 
-SIZES = (1, 50, 200)
+SIZES = (1, 200, 1000, 2000)
 STEPS = [20, 100]
 RESULTS = Path(__file__).parent / "results" / "operator_scale.json"
 RESOURCES = ("modelcanaries", "inferenceservices", "leases", "events")
@@ -70,6 +72,7 @@ class Snapshot:
     """Counters at one moment: API requests by (verb, resource), queries, operator usage."""
 
     at: float
+    ticks: float
     requests: Counter[str]
     queries: float
     usage: Usage
@@ -89,7 +92,7 @@ class Window:
     def between(cls, before: Snapshot, after: Snapshot) -> Window:
         delta = after.requests - before.requests
         return cls(
-            ticks=int(delta["LIST modelcanaries"]),  # the tick loop lists once per tick
+            ticks=int(after.ticks - before.ticks),
             seconds=after.at - before.at,
             cpu_s=after.usage.cpu_s - before.usage.cpu_s,
             queries=after.queries - before.queries,
@@ -151,6 +154,7 @@ class SizeResult:
     decision_to_isvc_ms: dict[str, float]
     transitions_timed: int
     conflicts: int  # status writes refused with 409 (each ends that tick for all rollouts)
+    load: list[float]  # the machine's 1-minute load average as the hold and changing ticks end
     log: list[str] = field(default_factory=list)
 
     def per_change(self) -> dict[str, float]:
@@ -167,7 +171,7 @@ class SizeResult:
 
 def interval_s(rollouts: int) -> int:
     """Long enough for several hold ticks after the last rollout has started."""
-    return max(25, rollouts // 3)
+    return max(25, rollouts // 4)
 
 
 class Cluster:
@@ -195,7 +199,8 @@ class Cluster:
     def snapshot(self, operator: OperatorProcess) -> Snapshot:
         """Taken between two ticks; it must be done before the next one begins."""
         at = time.time()
-        found = Snapshot(at, self.requests(), self.queries(), operator.usage())
+        ticks = ticks_so_far(operator)
+        found = Snapshot(at, ticks, self.requests(), self.queries(), operator.usage())
         self.slowest_snapshot_s = max(self.slowest_snapshot_s, time.time() - at)
         return found
 
@@ -278,23 +283,23 @@ def all_at(canaries: Watcher, rollouts: int, phase: str, step: int) -> bool:
     )
 
 
+def ticks_so_far(operator: OperatorProcess) -> float:
+    """The operator's modelcanary_operator_ticks_total (counted as each tick begins)."""
+    text = httpx.get(operator.metrics_url, timeout=10).text
+    found = re.search(r"^modelcanary_operator_ticks_total (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def tick_end(cluster: Cluster, operator: OperatorProcess) -> None:
-    """Return once the operator has begun a new tick (its one LIST of modelcanaries).
-
-    A tick that changes nothing writes no status (the engine's heartbeat), so the API
-    server's count of LIST requests is the one sign of every tick; window edges fall at
-    tick starts, within a tick's work."""
-
-    def lists() -> float:
-        return cluster.snapshot(operator).requests["LIST modelcanaries"]
-
-    before = lists()
-    wait_for(lambda: lists() > before, 60, "a tick", operator)
+    """Return once the operator has begun a new tick; window edges fall at tick starts,
+    within a tick's work."""
+    before = ticks_so_far(operator)
+    wait_for(lambda: ticks_so_far(operator) > before, 60, "a tick", operator)
 
 
 def measure(
     cluster: Cluster, operator: OperatorProcess, canaries: Watcher, interval: int
-) -> tuple[Window, Window]:
+) -> tuple[Window, Window, list[float]]:
     """The hold ticks (from the first tick after the last start to two ticks before the
     first rollout's interval is up), then the changing ones (on until every rollout has
     advanced). Each window begins and ends between two ticks."""
@@ -307,13 +312,15 @@ def measure(
     time.sleep(max(0.0, min(started) + interval - 2.5 * period - time.time()))
     tick_end(cluster, operator)
     middle = cluster.snapshot(operator)
+    load = [round(os.getloadavg()[0], 2)]
     if not all_at(canaries, len(started), "Progressing", 0):
         raise RuntimeError("a rollout advanced within the hold window")
     advanced = partial(all_at, canaries, len(started), "Progressing", 1)
     wait_for(advanced, interval + 60, "every rollout advanced", operator, canaries)
     tick_end(cluster, operator)
     end = cluster.snapshot(operator)
-    return Window.between(start, middle), Window.between(middle, end)
+    load.append(round(os.getloadavg()[0], 2))
+    return Window.between(start, middle), Window.between(middle, end), load
 
 
 def decision_delays(
@@ -357,14 +364,13 @@ def run_size(
         "--leader-election=modelcanary-operator", "--identity=bench",
     )  # fmt: skip
     try:
-        lists = cluster.requests()["LIST modelcanaries"]
         operator.start()
         say(f"{rollouts} rollouts: operator up, waiting for every rollout to start")
         started = partial(all_at, canaries, rollouts, "Progressing", 0)
-        wait_for(started, 120, "every rollout started", operator, canaries)
-        start_ticks = int(cluster.requests()["LIST modelcanaries"] - lists) - 1  # and kopf's
+        wait_for(started, 60 + rollouts / 4, "every rollout started", operator, canaries)
+        start_ticks = int(ticks_so_far(operator))
         say(f"{rollouts} rollouts: all started; measuring until every rollout has advanced")
-        hold, changing = measure(cluster, operator, canaries, interval)
+        hold, changing, load = measure(cluster, operator, canaries, interval)
         rss_mb = round(operator.usage().rss_bytes / 2**20, 1)
     finally:
         operator.stop()
@@ -378,7 +384,7 @@ def run_size(
     return SizeResult(
         rollouts=rollouts, interval_s=interval, start_ticks=start_ticks, hold=hold,
         changing=changing, rss_mb=rss_mb, decision_to_isvc_ms=summary_ms(delays),
-        transitions_timed=len(delays), conflicts=sum("409" in line for line in log),
+        transitions_timed=len(delays), conflicts=sum("409" in line for line in log), load=load,
         log=sorted({re.sub(r"m\d+-\d+", "<model>", line)[:200] for line in log})[:10],
     )  # fmt: skip
 
@@ -438,6 +444,7 @@ def main() -> int:
         return 2
     started = time.monotonic()
     results: list[SizeResult] = []
+    failed: list[dict[str, Any]] = []  # a size that did not get every rollout through
     with (
         tempfile.TemporaryDirectory(prefix="modelcanary-scale-") as tmp,
         ApiServer(assets) as server,
@@ -447,13 +454,20 @@ def main() -> int:
         install_crds(server, UPSTREAM_CRDS)
         cluster = Cluster(server, prometheus.url)
         for size in args.sizes:
-            results.append(run_size(cluster, traffic, size, Path(tmp), print))
+            try:
+                results.append(run_size(cluster, traffic, size, Path(tmp), print))
+            except RuntimeError as exc:  # recorded; a larger size would fail the same way
+                print(f"{size} rollouts failed: {exc}")
+                load = round(os.getloadavg()[0], 2)
+                failed.append({"rollouts": size, "load_average_1m": load,
+                               "failure": str(exc).split("; the operator's log")[0]})  # fmt: skip
+                break
     print(tables(results))
     print(f"slowest snapshot of the counters: {cluster.slowest_snapshot_s:.2f} s (must fit "
           "between two ticks: 1 s)")  # fmt: skip
     for r in results:
         print(f"{r.rollouts} rollouts: every rollout started after {r.start_ticks} tick(s); "
-              f"{r.conflicts} status writes refused with 409")  # fmt: skip
+              f"{r.conflicts} status writes refused with 409; machine load {r.load}")  # fmt: skip
         for line in r.log:
             print(f"  operator log: {line}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -462,12 +476,13 @@ def main() -> int:
             {
                 "setup": f"kube-apiserver {server_version(assets)} + etcd, Prometheus (1 s "
                 f"scrape, demo rules), one operator process (tick 1 s, leader election), "
-                f"steps {STEPS}, interval max(25 s, rollouts/3 s); every canary healthy",
+                f"steps {STEPS}, interval max(25 s, rollouts/4 s); every canary healthy",
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-                f"Python {platform.python_version()}",
+                f"Python {platform.python_version()}, shared with other engineers' work "
+                "(load_average_1m per size)",
                 "notes": [
-                    "a tick is one LIST of modelcanaries; window edges cut ticks, so "
-                    "per-tick numbers are +-1 tick",
+                    "ticks: the operator's modelcanary_operator_ticks_total; window edges "
+                    "cut ticks, so per-tick numbers are +-1 tick",
                     "hold: ticks where every rollout holds; changing: from 1.5 s before "
                     "the first advance until every rollout's new weight is applied",
                     "API requests of the resources modelcanaries, inferenceservices, "
@@ -483,6 +498,7 @@ def main() -> int:
                         "interval_s": r.interval_s,
                         "start_ticks": r.start_ticks,
                         "status_conflicts": r.conflicts,
+                        "load_average_1m": r.load,
                         "rss_mb": r.rss_mb,
                         "decision_to_isvc_ms": r.decision_to_isvc_ms,
                         "transitions_timed": r.transitions_timed,
@@ -493,6 +509,7 @@ def main() -> int:
                     }
                     for r in results
                 ],
+                "failed": failed,
                 "runtime_s": round(time.monotonic() - started, 1),
             },
             indent=2,

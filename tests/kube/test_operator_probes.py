@@ -1,10 +1,11 @@
 """The operator's probes on a real API server: readiness says which replica holds the
 Lease, liveness fails when the tick loop stalls.
 
-Two `modelcanary operator` processes share a Lease. The leader reaches the API server
-through a TCP proxy that the test holds (connections stay open, nothing crosses: an API
-server that hangs), so its tick loop stalls on a request that never returns, as do its
-Lease renewals. Its liveness must fail (the kubelet would restart it) while the standby,
+Two `modelcanary operator` processes share a Lease. The leader reaches the API server,
+and its Prometheus, through a TCP proxy that the test holds (connections stay open,
+nothing crosses: servers that hang), so its tick loop stalls on queries that do not
+return in time (the ticks read the rollouts from a watch, so a tick with nothing to write
+sends the API server nothing), and its Lease renewals hang. Its liveness must fail (the kubelet would restart it) while the standby,
 whose loop goes round, stays live, takes the Lease once it expires, and becomes the ready
 one. Released, the old leader's loop goes round again and it is live, as a standby.
 """
@@ -41,15 +42,16 @@ def test_the_leader_is_ready_the_standby_not_and_a_stalled_loop_is_not_live(
         "admin", apiserver.admin_token,
     )  # fmt: skip
 
-    def replica(identity: str, kubeconfig: Path) -> OperatorProcess:
+    def replica(identity: str, kubeconfig: Path, prometheus: str) -> OperatorProcess:
         return OperatorProcess(
-            kubeconfig, namespace, "http://127.0.0.1:9", tmp_path / f"{identity}.log",
+            kubeconfig, namespace, prometheus, tmp_path / f"{identity}.log",
             f"--source={SOURCE}", f"--window={WINDOW}", "--tick=1s",
             f"--stalled-after={STALLED_AFTER_S}s", f"--leader-election={LEASE}",
             f"--identity={identity}",
         )  # fmt: skip
 
-    leader, standby = replica("leader", proxied), replica("standby", apiserver.kubeconfig)
+    leader = replica("leader", proxied, f"http://127.0.0.1:{proxy.port}")
+    standby = replica("standby", apiserver.kubeconfig, "http://127.0.0.1:9")
     try:
         leader.start()
         assert wait_until(lambda: probe(leader, "/readyz")[0] == 200, 30), leader.tail()
@@ -62,8 +64,10 @@ def test_the_leader_is_ready_the_standby_not_and_a_stalled_loop_is_not_live(
         assert probe(leader, "/livez") == (200, "ok") and probe(standby, "/livez") == (200, "ok")
 
         proxy.hold()  # the leader's next request waits for as long as the API server hangs
-        assert wait_until(lambda: probe(leader, "/livez")[0] == 503, 30), leader.tail()
-        _, why = probe(leader, "/livez")
+        answers: list[tuple[int, str]] = []
+        assert wait_until(lambda: answers.append(probe(leader, "/livez")) or
+                          answers[-1][0] == 503, 30), leader.tail()  # fmt: skip
+        why = answers[-1][1]
         assert why.startswith("the tick loop has not gone round for ") and why.endswith(
             f"(stalled after {STALLED_AFTER_S} s)"
         ), why

@@ -38,7 +38,7 @@ def source(answers: dict[str, dict[str, object]], queries: list[str]) -> Prometh
     return PrometheusSource("http://prometheus:9090", "gateway", window_s=15, client=client)
 
 
-def test_ten_grouped_queries_serve_every_rollout() -> None:
+def test_eleven_grouped_queries_serve_every_rollout() -> None:
     queries: list[str] = []
     mv = lambda m, v: {"model": m, "version": v, "source": "gateway"}  # noqa: E731
     prom = source(
@@ -58,7 +58,9 @@ def test_ten_grouped_queries_serve_every_rollout() -> None:
     )  # fmt: skip
     other = RolloutKey("other", "6", "7")
     seen = prom.observe([KEY, other])
-    assert len(queries) == 10 and all('{source="gateway"}' in q for q in queries[:6])
+    # when the series were last written, then the ten that read them
+    assert len(queries) == 11 and queries[0].startswith("label_replace(max(timestamp(")
+    assert all('{source="gateway"}' in q for q in queries[:7])
     # the shadow comparator's pairs of the canary: classification ones, agreeing, any, and
     # each numeric output's pairs with those within tolerance
     numeric = (NumericCounts("embedding", 50, 49),)
@@ -113,5 +115,7 @@ def test_a_rejected_query_names_it() -> None:
     problem = prom.observe([KEY])[KEY].problem
     assert (
         problem is not None
-        and "rejected 'modelcanary:requests:rate{source=\"gateway\"}': parse error" in problem
+        and 'rejected \'label_replace(max(timestamp(modelcanary:requests:total{source="gateway"}))'
+        in problem
+        and problem.endswith("': parse error")
     )

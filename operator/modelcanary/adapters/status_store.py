@@ -58,11 +58,18 @@ def progressing_condition(
 class StatusStore:
     """State in the resource's status; intent in an annotation."""
 
-    def __init__(self, resource: Resource, listed: dict[str, Any] | None = None) -> None:
-        """`listed`: the resource as a list call just returned it (saves the first read)."""
+    def __init__(
+        self, resource: Resource, listed: dict[str, Any] | None = None,
+        parsed: dict[str, tuple[str, RolloutState]] | None = None,
+    ) -> None:  # fmt: skip
+        """`listed`: the resource as a list or watch just returned it (saves the first
+        read); `parsed`: states already read, by name, with their resourceVersion (a state
+        is parsed once per version; the store keeps it current)."""
         self.resource = resource
         self.body: dict[str, Any] = {}
         self.listed = listed
+        self.parsed = parsed
+        self.written: list[str] = []  # the resourceVersions this store's writes made
 
     def _version(self) -> dict[str, Any]:
         version = self.body.get("metadata", {}).get("resourceVersion")
@@ -73,16 +80,29 @@ class StatusStore:
         state = self.body.get("status", {}).get("state")
         if not state:
             return None
+        version = self._version().get("resourceVersion", "")
+        known = self.parsed.get(self.resource.name) if self.parsed is not None else None
+        if known is not None and version and known[0] == version:
+            return known[1]
         try:
-            return RolloutState.from_json(state)
+            found = RolloutState.from_json(state)
         except (TypeError, KeyError, ValueError) as exc:
             raise ModelcanaryError(
                 f"{self.resource.where}: unreadable status.state: {exc}"
             ) from None
+        self._remember(found)
+        return found
 
     def save(self, state: RolloutState) -> None:
         body = {"metadata": self._version(), "status": status_fields(state)}
         self.body = self.resource.patch(body, status=True)
+        self.written.append(self._version().get("resourceVersion", ""))
+        self._remember(state)
+
+    def _remember(self, state: RolloutState) -> None:
+        version = self._version().get("resourceVersion")
+        if self.parsed is not None and version:
+            self.parsed[self.resource.name] = (version, state)
 
     def read_intent(self) -> Intent | None:
         text = self.body.get("metadata", {}).get("annotations", {}).get(INTENT_ANNOTATION)
@@ -106,6 +126,7 @@ class StatusStore:
             if version:
                 metadata["resourceVersion"] = version
             self.body = self.resource.patch({"metadata": metadata})
+            self.written.append(self._version().get("resourceVersion", ""))
 
 
 def mark_invalid(resource: Resource, message: str, body: dict[str, Any]) -> None:

@@ -1,15 +1,16 @@
 """The ModelCanary operator: kopf watches the resources, one loop ticks them all.
 
-One tick loop lists the namespace's ModelCanaries and its InferenceServices (two API
-requests: the canaries' readiness comes from the second) and runs the shared engine over
-all of them at once, so a tick costs one grouped set of Prometheus queries whatever the
-number of rollouts. It ticks every `--tick`, and at once when kopf sees a
-ModelCanary change (a new rollout, a `kubectl canary` intent) or the Alertmanager
-webhook, served beside it, hears an alert for a model. State lives in each resource's
-status (written with resourceVersion preconditions); traffic is routed on the
-InferenceService (Serverless) or the HTTPRoute (Standard). A spec the engine would
-refuse gets phase Invalid and a condition naming the field. Deleting a ModelCanary that
-was not promoted puts all traffic back on the stable version.
+One tick loop runs the shared engine over all the namespace's ModelCanaries at once, so
+a tick costs one grouped set of Prometheus queries whatever the number of rollouts. It
+reads the ModelCanaries and InferenceServices (the canaries' readiness) from watch-fed
+copies (modelcanary.kube.watched), not a LIST per tick, and parses each spec once per
+`generation`, each `status.state` once per `resourceVersion`. It ticks every `--tick`,
+and at once when the watch sees a new spec or intent (a new rollout, a `kubectl canary`
+intent) or the Alertmanager webhook, served beside it, hears an alert for a model. State
+lives in each resource's status (written with resourceVersion preconditions); traffic is
+routed on the InferenceService (Serverless) or the HTTPRoute (Standard). A spec the
+engine would refuse gets phase Invalid and a condition naming the field. Deleting a
+ModelCanary that was not promoted puts all traffic back on the stable version.
 
 With several replicas, a coordination.k8s.io Lease elects the one whose loop acts; the
 others stand by and take over when it stops renewing. The liveness probe follows the tick
@@ -29,19 +30,15 @@ from typing import Any, cast
 import httpx
 import kopf
 from kubernetes import client
+from prometheus_client import Counter
 
 from modelcanary.adapters import factory
 from modelcanary.adapters.alert_feed import pushed_alerts
 from modelcanary.adapters.comparator_shadow import ComparatorShadow
 from modelcanary.adapters.golden_check import run_golden_check
 from modelcanary.adapters.holdout_gate import run_holdout_gate
-from modelcanary.adapters.kserve_router import Services, inference_services
-from modelcanary.adapters.kube_client import (
-    KubeError,
-    api_client,
-    describe,
-    kubeconfig_configuration,
-)
+from modelcanary.adapters.kserve_router import KSERVE, Services
+from modelcanary.adapters.kube_client import KubeError, api_client, kubeconfig_configuration
 from modelcanary.adapters.prometheus import PrometheusSource
 from modelcanary.adapters.status_store import INTENT_ANNOTATION, StatusStore, mark_invalid
 from modelcanary.alerts.webhook import AlertBook, WebhookAlert
@@ -53,9 +50,11 @@ from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.health import LoopPulse, stalled_after
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
+from modelcanary.kube.watched import Watched
 from modelcanary.rollout.engine import Engine, Rollout, TickFailure
 from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
+from modelcanary.rollout.state import RolloutState
 
 MODE_ANNOTATION = "modelcanary.io/mode"
 # kopf puts it on every ModelCanary, so that deleting one runs `deleted` (traffic back on
@@ -106,13 +105,29 @@ class Runtime:
     stop: threading.Event = field(default_factory=threading.Event)
     servers: list[Any] = field(default_factory=list)
     seen: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # generation, intent
+    # each ModelCanary's spec parsed, by (uid, generation); its state, by resourceVersion
+    specs: dict[str, tuple[tuple[Any, Any], RolloutSpec | UsageError]] = field(default_factory=dict)
+    states: dict[str, tuple[str, RolloutState]] = field(default_factory=dict)
     loop: threading.Thread | None = None
     lease: threading.Thread | None = None
     comparator: httpx.Client | None = None  # shared by the rollouts' shadow controls
     pulse: LoopPulse = field(init=False)  # the tick loop's, for the liveness probe
+    canaries: Watched = field(init=False)  # the namespace's ModelCanaries, watch-fed
+    services: Watched = field(init=False)  # and its InferenceServices
+    ticks: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         self.pulse = LoopPulse(self.config.stalled_after_s or stalled_after(self.config.tick_s))
+        watching = client.CustomObjectsApi(api_client(self.config.kubeconfig))
+        namespace = self.config.namespace
+        self.canaries = Watched(
+            watching, (GROUP, VERSION, PLURAL), namespace, lambda body: noticed(self, body)
+        )
+        self.services = Watched(watching, KSERVE, namespace)
+        self.ticks = Counter(
+            "modelcanary_operator_ticks", "Ticks of the rollouts this replica ran",
+            registry=self.metrics.registry,
+        )  # fmt: skip
 
     def not_ready(self) -> str | None:
         """The readiness probe: why this replica does not act (None: it does)."""
@@ -191,6 +206,8 @@ def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.diffbase_storage = NoDiffBase()
     memo.pulse.beat()  # the loop starts below; the time kopf took to get here is no stall
+    memo.canaries.start()
+    memo.services.start()
     memo.servers = operator_servers.start(
         memo.config, memo.book, memo.metrics.registry, memo.pulse.problem, memo.not_ready
     )
@@ -226,6 +243,8 @@ def cleanup(memo: Runtime, **_: Any) -> None:
             thread.join(30)
     if memo.elector is not None:
         memo.elector.release()
+    memo.canaries.stop()
+    memo.services.stop()
     memo.book.closed = True
     if memo.comparator is not None:
         memo.comparator.close()
@@ -233,18 +252,16 @@ def cleanup(memo: Runtime, **_: Any) -> None:
         memo.servers.pop().stop()
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-def changed(body: kopf.Body, memo: Runtime, **_: Any) -> None:
-    """A new spec or a new intent: tick now rather than at the next tick. The operator's
-    own status writes change neither, so they do not wake it."""
+def noticed(runtime: Runtime, body: dict[str, Any]) -> None:
+    """The watch saw a ModelCanary: a new spec or a new intent ticks now rather than at the
+    next tick. The operator's own status writes change neither, so they do not wake it."""
     metadata = body.get("metadata", {})
     if FINALIZER not in (metadata.get("finalizers") or ()):
         return  # kopf adds it next, and that change wakes the loop
-    key = f"{metadata.get('namespace')}/{metadata.get('name')}"
     seen = (metadata.get("generation"), (metadata.get("annotations") or {}).get(INTENT_ANNOTATION))
-    if memo.seen.get(key) != seen:
-        memo.seen[key] = seen
-        memo.wake.set()
+    if runtime.seen.get(metadata.get("name", "")) != seen:
+        runtime.seen[metadata.get("name", "")] = seen
+        runtime.wake.set()
 
 
 def lease_loop(runtime: Runtime, elector: LeaseElector) -> None:
@@ -259,12 +276,14 @@ def lease_loop(runtime: Runtime, elector: LeaseElector) -> None:
 
 def tick_loop(runtime: Runtime) -> None:
     """Tick every rollout while this replica leads, until the operator stops. Each round
-    is a beat of the pulse the liveness probe reads."""
+    is a beat of the pulse the liveness probe reads. A leader whose renewals hang stops
+    acting once its Lease may have expired (its ticks read the watch's copy, which sends
+    no request that would hang too)."""
     try:
         while not runtime.stop.is_set():
             runtime.pulse.beat()
             runtime.wake.clear()
-            if runtime.elector is None or runtime.elector.leading:
+            if runtime.not_ready() is None:
                 try:
                     tick(runtime)
                 except ModelcanaryError as exc:
@@ -279,29 +298,33 @@ def tick_loop(runtime: Runtime) -> None:
 def tick(runtime: Runtime) -> None:
     """One engine tick for every valid ModelCanary in the namespace."""
     namespace = runtime.config.namespace
-    try:
-        listed = runtime.api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-    except Exception as exc:
-        raise describe(exc, f"listing {PLURAL} in {namespace}") from None
+    runtime.ticks.inc()
+    listed = runtime.canaries.items(timeout=runtime.config.tick_s)
     services: Services | KubeError
     try:
-        services = inference_services(runtime.api, namespace)
+        services = runtime.services.items(timeout=runtime.config.tick_s)
     except KubeError as exc:  # each rollout's readiness says so; alerts still roll back
         services = exc
-    rollouts = []
-    for body in cast(dict[str, Any], listed).get("items", []):
+    rollouts, read = [], []
+    for name, body in listed.items():
         metadata = body["metadata"]
         if metadata.get("deletionTimestamp") or FINALIZER not in (metadata.get("finalizers") or ()):
             continue
-        name = metadata["name"]
-        try:
-            spec = parse_spec(body.get("spec"), f"ModelCanary {namespace}/{name}")
-        except UsageError as exc:
-            mark_invalid(model_canary(runtime.api, namespace, name), str(exc), body)
-            log.warning("%s", exc)
+        spec = parsed_spec(runtime, name, body)
+        if isinstance(spec, UsageError):
+            mark_invalid(model_canary(runtime.api, namespace, name), str(spec), body)
+            log.warning("%s", spec)
             continue
         rollouts.append(build_rollout(runtime, namespace, name, spec, body, services))
-    for rollout, result in zip(rollouts, runtime.engine.tick_each(rollouts), strict=True):
+        read.append(body)
+    for gone in (runtime.specs.keys() | runtime.states.keys()) - listed.keys():
+        runtime.specs.pop(gone, None)
+        runtime.states.pop(gone, None)
+    results = runtime.engine.tick_each(rollouts)
+    for rollout, body in zip(rollouts, read, strict=True):  # the next tick reads our writes
+        store = cast(StatusStore, rollout.store)
+        runtime.canaries.wrote(body, store.body, store.written)
+    for rollout, result in zip(rollouts, results, strict=True):
         if isinstance(result, TickFailure):
             log.warning("%s: %s", result.rollout, result.problem)
             continue
@@ -310,6 +333,23 @@ def tick(runtime: Runtime) -> None:
         runtime.metrics.export(
             namespace, rollout.spec, result.state.weight, result.state.phase, result.state.gate
         )
+
+
+def parsed_spec(runtime: Runtime, name: str, body: dict[str, Any]) -> RolloutSpec | UsageError:
+    """BODY's spec, parsed once per generation (or why the engine refuses it)."""
+    metadata = body["metadata"]
+    version = (metadata.get("uid"), metadata.get("generation"))
+    known = runtime.specs.get(name)
+    if known is not None and known[0] == version:
+        return known[1]
+    try:
+        spec: RolloutSpec | UsageError = parse_spec(
+            body.get("spec"), f"ModelCanary {runtime.config.namespace}/{name}"
+        )
+    except UsageError as exc:
+        spec = exc
+    runtime.specs[name] = (version, spec)
+    return spec
 
 
 def build_rollout(
@@ -361,7 +401,9 @@ def build_rollout(
     return Rollout(
         name=f"{namespace}/{name}",
         spec=spec,
-        store=StatusStore(model_canary(runtime.api, namespace, name), listed=body),
+        store=StatusStore(
+            model_canary(runtime.api, namespace, name), listed=body, parsed=runtime.states
+        ),
         router=router,
         golden=golden,
         readiness=ready,

@@ -29,11 +29,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from modelcanary.errors import ModelcanaryError
 from modelcanary.rollout.evidence import advance, open_ledger, shadow_since, unread, watch
 from modelcanary.rollout.intents import FINISHED
-from modelcanary.rollout.judge import judge
+from modelcanary.rollout.judge import Verdict, judge
 from modelcanary.rollout.ports import (
     Clock,
     EventKind,
@@ -119,6 +120,7 @@ class Engine:
         self.heartbeat_s = heartbeat_s
         self._synced: set[str] = set()  # rollouts whose recorded weight this engine applied
         self._mirroring: set[str] = set()  # rollouts whose shadow this engine started
+        self._verdicts: dict[str, tuple[tuple[object, ...], Verdict]] = {}  # by rollout
 
     def tick(self, rollouts: Sequence[Rollout]) -> list[TickResult]:
         seen = self.source.observe([r.key for r in rollouts])
@@ -144,6 +146,16 @@ class Engine:
         if not problems:
             self._mirroring.add(rollout.name)
         return problems
+
+    def _judge(self, name: str, given: tuple[Any, ...]) -> Verdict:
+        """The judge's verdict on GIVEN (its arguments), judged again only when they
+        changed: the counts move once per rule evaluation, and ticks come more often."""
+        known = self._verdicts.get(name)
+        if known is not None and known[0] == given:
+            return known[1]
+        verdict = judge(*given)
+        self._verdicts[name] = (given, verdict)
+        return verdict
 
     def _unchanged(self, old: RolloutState, new: RolloutState, now: float) -> bool:
         """Nothing but the latest numbers changed, and they were saved recently enough."""
@@ -200,7 +212,8 @@ class Engine:
         shadow_base, shadow = state.shadow_baseline, None
         if shadow_base is not None and seen.shadow is not None and not seen.problem:
             shadow, shadow_base = shadow_since(shadow_base, seen.shadow)
-        verdict = judge(spec, seen, evidence, state.weight, shadow if shadowing else "off")
+        verdict = self._judge(rollout.name, (spec, seen, evidence, state.weight,
+                                             shadow if shadowing else "off"))  # fmt: skip
         golden, gate = None, None
         if state.phase == "Pending" and intent is None:
             try:

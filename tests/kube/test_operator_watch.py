@@ -1,0 +1,194 @@
+"""The operator reads ModelCanaries and InferenceServices from a watch, not a LIST per
+tick: on a real API server (counting its requests) and a real Prometheus, with the
+operator as its own process (its /metrics counts its ticks).
+
+The watch-fed copy (modelcanary.kube.watched) on its own: it follows a create, a spec
+change and a delete with one LIST in all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from modelcanary.adapters.kserve_router import KSERVE
+from modelcanary.kube.crd import GROUP, PLURAL, VERSION
+from modelcanary.kube.watched import Watched
+from modelcanary.local.monitoring import Prometheus
+from tests.conftest import metric_value
+from tests.support.apiserver import ApiServer
+from tests.support.operator_process import OperatorProcess
+from tests.support.rollouts import (
+    create_canary,
+    create_ready_service,
+    inference_service,
+    model_canary,
+)
+from tests.support.traffic import SOURCE, WINDOW, Traffic, traffic_prometheus
+
+pytestmark = pytest.mark.slow
+TICKS = "modelcanary_operator_ticks"
+
+
+@pytest.fixture(scope="module")
+def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus, Traffic]]:
+    with traffic_prometheus(tmp_path_factory.mktemp("prometheus")) as found:
+        yield found
+
+
+@pytest.fixture
+def api(apiserver: ApiServer) -> Iterator[client.CustomObjectsApi]:
+    with config.new_client_from_config(config_file=str(apiserver.kubeconfig)) as admin:
+        yield client.CustomObjectsApi(admin)
+
+
+@pytest.fixture
+def operator(
+    apiserver: ApiServer, namespace: str, crds: None, monitoring: tuple[Prometheus, Traffic],
+    tmp_path: Path,
+) -> Iterator[OperatorProcess]:  # fmt: skip
+    process = OperatorProcess(
+        apiserver.kubeconfig, namespace, monitoring[0].url, tmp_path / "operator.log",
+        f"--source={SOURCE}", f"--window={WINDOW}", "--tick=1s",
+    )  # fmt: skip
+    yield process
+    process.stop()
+
+
+def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+    return found
+
+
+def status(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+    body: Any = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    found: dict[str, Any] = body.get("status") or {}
+    return found
+
+
+def canary_percent(api: client.CustomObjectsApi, namespace: str, name: str) -> object:
+    body: Any = api.get_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], name)
+    return body["spec"]["predictor"].get("canaryTrafficPercent", "absent")
+
+
+def start_rollouts(
+    api: client.CustomObjectsApi, namespace: str, traffic: Traffic, names: list[str], **spec: Any
+) -> None:
+    for name in names:
+        traffic.serve(name)
+        create_ready_service(api, namespace, name, inference_service(name, "2", canary_percent=0))
+        create_canary(api, namespace, model_canary(name, name, **spec))
+
+
+def started(api: client.CustomObjectsApi, namespace: str, names: list[str]) -> bool:
+    return all(
+        (found := status(api, namespace, name)).get("phase") == "Progressing"
+        and found["state"]["applied"]
+        for name in names
+    )
+
+
+def test_the_watched_copy_follows_a_create_a_change_and_a_delete(
+    apiserver: ApiServer, api: client.CustomObjectsApi, namespace: str, crds: None
+) -> None:
+    noticed: list[int] = []
+    before = apiserver.requests()
+    copy = Watched(api, (GROUP, VERSION, PLURAL), namespace,
+                   lambda body: noticed.append(body["metadata"]["generation"])).start()  # fmt: skip
+    try:
+        assert copy.items(timeout=30) == {}
+        create_canary(api, namespace, model_canary("hares", "hares"))
+        until(lambda: "hares" in copy.items(), 30, "the new ModelCanary is not in the copy")
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "hares", {"spec": {"interval": "9s"}}
+        )
+        changed = until(lambda: copy.items().get("hares", {}).get("spec", {}).get("interval")
+                        == "9s", 30, "the spec change did not reach the copy")  # fmt: skip
+        assert changed and copy.items()["hares"]["metadata"]["generation"] == 2
+        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "hares")
+        until(lambda: "hares" not in copy.items(), 30, "the deleted ModelCanary stayed")
+    finally:
+        copy.stop()
+    assert noticed == [1, 2], noticed
+    assert (apiserver.requests() - before)["LIST modelcanaries"] == 1
+
+
+def test_a_steady_tick_lists_nothing_and_reads_nothing(
+    apiserver: ApiServer, api: client.CustomObjectsApi, namespace: str,
+    operator: OperatorProcess, monitoring: tuple[Prometheus, Traffic],
+) -> None:  # fmt: skip
+    """Readiness, specs and states come from the watch: once every rollout has started, a
+    tick sends no LIST and no GET of ModelCanaries or InferenceServices."""
+    names = [f"yaks-{index}" for index in range(3)]
+    start_rollouts(api, namespace, monitoring[1], names, interval="1h")
+    operator.start()
+    until(lambda: started(api, namespace, names), 60, "not every rollout started")
+    before, ticks = apiserver.requests(), metric_value(operator.metrics_url, TICKS)
+    time.sleep(4)
+    served = apiserver.requests() - before
+    assert metric_value(operator.metrics_url, TICKS) - ticks >= 2
+    for verb in ("LIST", "GET"):
+        for resource in ("modelcanaries", "inferenceservices"):
+            assert served[f"{verb} {resource}"] == 0, served
+
+
+def test_a_spec_change_and_a_delete_reach_the_tick(
+    apiserver: ApiServer, api: client.CustomObjectsApi, namespace: str,
+    operator: OperatorProcess, monitoring: tuple[Prometheus, Traffic],
+) -> None:  # fmt: skip
+    """A rollout waiting an hour is promoted once its interval is changed to 2 s; a deleted
+    one is back on stable and no tick writes to it after."""
+    start_rollouts(api, namespace, monitoring[1], ["lynx", "mice"], steps=[30, 100],
+                   interval="1h")  # fmt: skip
+    operator.start()
+    until(lambda: started(api, namespace, ["lynx", "mice"]), 60, "not every rollout started")
+    api.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "lynx", {"spec": {"interval": "2s"}}
+    )
+    until(lambda: status(api, namespace, "lynx").get("phase") == "Promoted", 60,
+          "the new interval was not used")  # fmt: skip
+    assert canary_percent(api, namespace, "mice") == 30
+    api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "mice")
+    until(lambda: canary_percent(api, namespace, "mice") == 0, 30, "not back on stable")
+    missing = apiserver.requests(code="404")
+    ticks = metric_value(operator.metrics_url, TICKS)
+    until(lambda: metric_value(operator.metrics_url, TICKS) >= ticks + 3, 30, "no ticks")
+    assert canary_percent(api, namespace, "mice") == 0
+    assert (apiserver.requests(code="404") - missing)["PATCH modelcanaries/status"] == 0
+
+
+def test_the_copy_keeps_our_last_write_over_an_earlier_one_not_over_someone_elses(
+    api: client.CustomObjectsApi, namespace: str, crds: None
+) -> None:
+    """A tick that wrote twice may see the watch bring its first write after the tick read
+    the copy: its last write replaces that one, but not a body it did not write."""
+    create_canary(api, namespace, model_canary("stoats", "stoats"))
+    copy = Watched(api, (GROUP, VERSION, PLURAL), namespace).start()
+
+    def written(message: str) -> dict[str, Any]:
+        found: dict[str, Any] = api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, "stoats", {"status": {"message": message}}
+        )
+        return found
+
+    try:
+        read = until(lambda: copy.items(timeout=30).get("stoats"), 30, "not in the copy")
+        first = written("first")
+        until(lambda: copy.items()["stoats"].get("status", {}).get("message") == "first", 30,
+              "the watch did not bring the first write")  # fmt: skip
+    finally:
+        copy.stop()  # nothing more from the watch: the copy holds the first write
+    second = written("second")
+    versions = [body["metadata"]["resourceVersion"] for body in (first, second)]
+    copy.wrote(read, second, versions[1:])  # the first write was not ours: kept
+    assert copy.items()["stoats"]["status"]["message"] == "first"
+    copy.wrote(read, second, versions)  # it was ours, and older than the second
+    assert copy.items()["stoats"]["status"]["message"] == "second"
