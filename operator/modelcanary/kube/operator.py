@@ -48,6 +48,7 @@ from modelcanary.kube.api import model_canary
 from modelcanary.kube.check_target import NO_REPOSITORY, check_target
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.health import LoopPulse, stalled_after
+from modelcanary.kube.kopf_glue import NoDiffBase, connection_info
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
 from modelcanary.kube.watched import Watched
@@ -187,17 +188,6 @@ def login(memo: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
-    """kopf's credentials from a client configuration (a bearer token or a client cert)."""
-    header = configuration.get_api_key_with_prefix("BearerToken") or ""
-    scheme, _, token = header.partition(" ")
-    return kopf.ConnectionInfo(
-        server=configuration.host, ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl, scheme=scheme or None, token=token or None,
-        certificate_path=configuration.cert_file, private_key_path=configuration.key_file,
-    )  # fmt: skip
-
-
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     settings.posting.level = logging.WARNING
@@ -219,19 +209,6 @@ def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
         memo.lease.start()
     memo.loop = threading.Thread(target=tick_loop, args=(memo,), name="ticks", daemon=True)
     memo.loop.start()
-
-
-class NoDiffBase(kopf.DiffBaseStorage):
-    """kopf records no "last handled" spec: the operator has no handler for a change of
-    spec (`changed` sees every event), and kopf would write one to the resource after each
-    change (of spec, or of the intent annotation), refusing (409) the tick's status write
-    that read it before. A create or update handler would need kopf's default back."""
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        return None
 
 
 @kopf.on.cleanup()
