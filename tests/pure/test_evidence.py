@@ -9,8 +9,8 @@ from typing import Any
 
 from modelcanary.rollout.evidence import (
     MAX_SERIES,
-    Ledger,
     advance,
+    is_ledger,
     open_ledger,
     unread,
     watch,
@@ -142,7 +142,7 @@ def test_a_state_from_before_ledgers_opens_a_new_one() -> None:
     """A summed baseline cannot be split into replicas: the engine counts from now."""
     old = {"stable": {"requests": 1000, "errors": 5}, "canary": {"requests": 0, "errors": 0},
            "canary_seen": {"requests": 0, "errors": 0}}  # fmt: skip
-    assert Ledger.from_json(old) is None
+    assert not is_ledger(old)
     assert RolloutState.from_json({"step": 0, "baseline": old}).baseline is None
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from modelcanary.rollout.ports import (
     Counts,
@@ -39,13 +38,6 @@ from modelcanary.rollout.ports import (
 
 NOTHING = Counts(0.0, 0.0)
 MAX_SERIES = 32  # per version: replicas kept by name; the longest gone fold into `retired`
-
-
-def _counts(raw: dict[str, Any]) -> Counts:
-    buckets = tuple((float(le), float(n)) for le, n in raw.get("buckets", ()))
-    return Counts(
-        float(raw["requests"]), float(raw["errors"]), buckets, float(raw.get("observed", 0.0))
-    )
 
 
 def _add(a: Counts, b: Counts) -> Counts:
@@ -89,17 +81,6 @@ class Series:
     seen_at: float
     previous: float = 0.0
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Series:
-        return cls(
-            str(data["name"]), _counts(data["last"]), _counts(data["counted"]),
-            float(data["seen_at"]), float(data.get("previous", 0.0)),
-        )  # fmt: skip
-
-
-def _pairs(raw: Any) -> tuple[tuple[str, float], ...]:
-    return tuple((str(name), float(n)) for name, n in raw or ())
-
 
 @dataclass(frozen=True)
 class Tally:
@@ -133,11 +114,6 @@ class Tally:
         for gone in kept[:excess]:  # those gone longest
             retired = _add(retired, gone.counted)
         return Tally(tuple(kept[excess:]), retired)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Tally:
-        series = tuple(Series.from_json(s) for s in data.get("series", ()))
-        return cls(series, _counts(data.get("retired", {"requests": 0, "errors": 0})))
 
 
 @dataclass(frozen=True)
@@ -180,20 +156,12 @@ class Ledger:
     canary: Tally
     silence: Silence = field(default_factory=Silence)
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Ledger | None:
-        """The ledger, or None for a state written before ledgers (a summed baseline):
-        the engine opens a new one, which never counts traffic from before the rollout."""
-        if "series" not in data.get("stable", {}):
-            return None
-        silence = data.get("silence") or {}
-        return cls(
-            Tally.from_json(data["stable"]), Tally.from_json(data["canary"]),
-            Silence(
-                float(silence.get("canary", 0.0)), _pairs(silence.get("anchors")),
-                _pairs(silence.get("since")),
-            ),
-        )  # fmt: skip
+
+def is_ledger(data: object) -> bool:
+    """Whether a persisted baseline is a ledger (the state's schema reads it), not the
+    summed baseline of a release before ledgers, which cannot be split into replicas."""
+    stable = data.get("stable") if isinstance(data, dict) else None
+    return isinstance(stable, dict) and "series" in stable
 
 
 @dataclass(frozen=True)

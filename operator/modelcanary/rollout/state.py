@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from modelcanary.rollout.evidence import Ledger
+from modelcanary.rollout.evidence import Ledger, is_ledger
 from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.judge import Check
 from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult, ShadowCounts
@@ -157,7 +157,7 @@ def _without_summed_baseline(data: object) -> object:
     engine opens a new ledger (which never counts traffic from before the rollout)."""
     if not isinstance(data, dict) or not isinstance(data.get("baseline"), dict):
         return data
-    if Ledger.from_json(data["baseline"]) is not None:
+    if is_ledger(data["baseline"]):
         return data
     return {**data, "baseline": None}
 
