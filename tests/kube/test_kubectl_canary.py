@@ -285,3 +285,23 @@ def test_status_watch_redraws_only_on_change(
     assert watched.code == 130
     assert watched.out.count("rollout digits:") == 2  # drawn, then redrawn once after the change
     assert "step      3/3 (100%)" in watched.out
+
+
+def test_an_unreadable_state_is_one_line_everywhere(kubectl: Kubectl) -> None:
+    """A status.state that is not a rollout state (written by hand, or by a release with
+    another format) is named in one line by every verb; the others still list and show."""
+    kubectl.create(resource("garbled", kubectl.dev, None))
+    kubectl.write_status(kubectl.dev, "garbled", {"state": {"phase": "Exploding", "step": "x"}})
+    shown = kubectl("status", "garbled")
+    assert shown.code == 0, shown.err
+    assert "rollout garbled: Unreadable" in shown.out and "status.state" in shown.out
+    assert "Traceback" not in shown.out + shown.err
+    as_json = json.loads(kubectl("status", "garbled", "-o", "json").out)
+    assert as_json["phase"] == "Unreadable" and "status.state" in as_json["message"]
+    history = kubectl("history", "garbled")
+    assert history.code == 0 and "no history: status.state" in history.out
+    refused = kubectl("rollback", "garbled", "--reason", "r")
+    assert refused.code == 1 and len(refused.err.strip().splitlines()) == 1
+    assert "cannot rollback: modelcanary garbled: status.state is unreadable: phase:" in refused.err
+    listed = kubectl("list")
+    assert listed.code == 0 and "garbled" in listed.out and "digits" in listed.out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from modelcanary.adapters.kube_client import NotFoundError
 from modelcanary.adapters.status_store import INTENT_ANNOTATION
@@ -15,7 +15,7 @@ from modelcanary.kube.api import model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.rollout.intents import Phase
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
-from modelcanary.rollout.state import RolloutState
+from modelcanary.rollout.state import RolloutState, StateError
 
 
 class Cluster:
@@ -66,19 +66,34 @@ class Cluster:
         model_canary(self.api, namespace or self.namespace, name).patch(body)
 
 
-def loaded(resource: dict[str, Any]) -> tuple[RolloutSpec | None, RolloutState, Phase | None]:
-    """The spec (None when invalid), the state and the phase of a resource."""
+class Loaded(NamedTuple):
+    """What a resource says of its rollout: `spec` and `phase` are None when the rollout
+    cannot be acted on, and `problem` says why in one line."""
+
+    spec: RolloutSpec | None
+    state: RolloutState
+    phase: Phase | None
+    problem: str
+    unreadable: bool = False
+
+
+def loaded(resource: dict[str, Any]) -> Loaded:
+    """The spec, the state and the phase of a resource; an invalid spec or a status.state
+    that is not a rollout state is a `problem`, never an exception."""
     name = resource.get("metadata", {}).get("name", "?")
     status = resource.get("status", {})
+    raw = status.get("state")
     try:
-        spec: RolloutSpec | None = parse_spec(resource.get("spec"), f"modelcanary {name}")
+        state = RolloutState.from_json(raw) if raw else RolloutState()
+    except StateError as exc:
+        return Loaded(None, RolloutState(), None, f"status.state is unreadable: {exc}", True)
+    try:
+        spec = parse_spec(resource.get("spec"), f"modelcanary {name}")
     except UsageError:
         spec = None
-    raw = status.get("state")
-    state = RolloutState.from_json(raw) if raw else RolloutState()
     if spec is None or status.get("phase") == "Invalid":
-        return None, state, None
-    return spec, state, state.phase
+        return Loaded(None, state, None, status.get("message", "the spec is not valid"))
+    return Loaded(spec, state, state.phase, "")
 
 
 def list_rows(items: Sequence[dict[str, Any]], all_namespaces: bool, now: float) -> list[list[str]]:

@@ -37,10 +37,7 @@ class ClusterBackend:
         for item in self.cluster.list(self.all_namespaces):
             meta = item.get("metadata", {})
             name, namespace = meta.get("name", "?"), meta.get("namespace", "")
-            spec, state, _ = loaded(item)
-            problem = ""
-            if spec is None:
-                problem = item.get("status", {}).get("message", "the spec is not valid")
+            spec, state, _, problem, _ = loaded(item)
             found.append(Found(f"{namespace}/{name}", name, namespace, spec, state, problem))
         return sorted(found, key=lambda f: f.key)
 

@@ -112,13 +112,13 @@ def formatted(document: Any, output: str) -> str:
 
 
 def show_status(resource: dict[str, Any], name: str, output: str) -> str:
-    spec, state, _ = loaded(resource)
+    spec, state, _, problem, unreadable = loaded(resource)
     now = time.time()
     if spec is None:
-        message = resource.get("status", {}).get("message", "the spec is not valid")
+        phase = "Unreadable" if unreadable else "Invalid"
         if output == "table":
-            return f"rollout {name}: Invalid\n  {message}"
-        return formatted({"name": name, "phase": "Invalid", "message": message}, output)
+            return f"rollout {name}: {phase}\n  {problem}"
+        return formatted({"name": name, "phase": phase, "message": problem}, output)
     if output == "table":
         return render_status(name, spec, state, now)
     return formatted(status_document(name, spec, state, now), output)
@@ -162,16 +162,18 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             pause(WATCH_EVERY_S)
     resource = cluster.get(args.name)
-    spec, state, phase = loaded(resource)
+    spec, state, phase, problem, unreadable = loaded(resource)
     if args.verb == "history":
         if args.output == "table":
-            print(render_history(state, spec) if spec else "no history: the spec is not valid")
+            print(render_history(state, spec) if spec else f"no history: {problem}")
         else:
             print(formatted([asdict(t) for t in state.history], args.output))
         return 0
     action = intent_action(args)
-    if phase is None:
-        refused: str | None = (
+    if unreadable:
+        refused: str | None = f"cannot {BY_ACTION[action].name}: modelcanary {args.name}: {problem}"
+    elif phase is None:
+        refused = (
             f"cannot {BY_ACTION[action].name}: the spec of modelcanary {args.name} is invalid; "
             "fix it first"
         )
