@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from modelcanary.commands.arguments import (
     Commands,
@@ -16,9 +14,6 @@ from modelcanary.commands.arguments import (
     stop_requested,
 )
 from modelcanary.errors import UsageError
-
-if TYPE_CHECKING:
-    from modelcanary.local.stack_models import ServedModel
 
 MAX_REPLICAS = 16
 MODEL_FORM = "NAME:STABLE[:CANARY[:WEIGHT]]"
@@ -40,10 +35,17 @@ def add(commands: Commands) -> None:
         "--model",
         dest="models",
         action="append",
-        required=True,
         metavar=MODEL_FORM,
         help="a model to serve, with its stable version (and a canary at an initial weight); "
         "repeat for several models. One model may also be given as --model NAME --stable N",
+    )
+    p.add_argument(
+        "--models",
+        dest="models_file",
+        type=Path,
+        metavar="FILE",
+        help="the models to serve, from a YAML file: `models:`, a list of `name`, `stable` "
+        "and optionally `canary` and `canaryWeight` (instead of --model)",
     )
     p.add_argument("--stable", type=integer, help="stable version (with a single --model NAME)")
     p.add_argument("--canary", type=integer, help="a canary version with an initial weight")
@@ -88,12 +90,12 @@ def add(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from modelcanary.commands.up_models import given_models
     from modelcanary.local.stack import LocalStack, StackOptions, describe
-    from modelcanary.local.stack_models import describe_model
 
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
-    models = served_models(args.models, args.stable, args.canary, args.canary_weight)
+    models = given_models(args)
     if args.port is not None and not 1 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: not a port number (1 to 65535)")
     if not 1 <= args.replicas <= MAX_REPLICAS:
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         for line in describe(urls):
             say(line)
         for model in stack.models:
-            say(f"  {describe_model(model)}")
+            say(f"  {model.describe()}")
         for replica in stack.replicas if len(stack.replicas) > 1 else []:
             say(f"  {replica['part']:<25} {replica['http']} (metrics {replica['metrics']})")
         say("A part that dies is restarted (see parts.json and supervisor.log in the run "
@@ -124,77 +126,3 @@ def run(args: argparse.Namespace) -> int:
         stack.stop()
     say("stopped")
     return 0
-
-
-def served_models(
-    models: Sequence[str], stable: int | None, canary: int | None, canary_weight: int
-) -> tuple[ServedModel, ...]:
-    """The models `--model` names (`NAME:STABLE[:CANARY[:WEIGHT]]`, or a single NAME with
-    --stable, --canary and --canary-weight), checked: each once, each with a stable version."""
-    from modelcanary.local.stack_models import ServedModel
-
-    options = stable is not None or canary is not None or bool(canary_weight)
-    if len(models) > 1 and options:
-        raise UsageError(
-            "--stable, --canary and --canary-weight go with a single --model; with several, "
-            f"give each its own: --model {MODEL_FORM}"
-        )
-    if len(models) == 1 and ":" not in models[0]:
-        if stable is None:
-            raise UsageError(
-                f"--model {models[0]}: no stable version; give --stable, or --model "
-                f"{models[0]}:STABLE"
-            )
-        if not 0 <= canary_weight <= 100:
-            raise UsageError("--canary-weight must be between 0 and 100")
-        if canary_weight and canary is None:
-            raise UsageError("--canary-weight needs --canary")
-        if canary == stable:
-            raise UsageError("--canary must differ from --stable")
-        return (ServedModel(_parse_model(models[0]).name, stable, canary, canary_weight),)
-    found: list[ServedModel] = []
-    for text in models:
-        if stable is not None:
-            raise UsageError(f"--model {text} gives the stable version already; drop --stable")
-        if options:
-            raise UsageError(f"--model {text}: give its canary as --model {MODEL_FORM}")
-        model = _parse_model(text)
-        if model.stable < 1:
-            raise UsageError(f"--model {text}: no stable version; give --model {text}:STABLE")
-        if model.name in (m.name for m in found):
-            raise UsageError(f"--model {model.name} is given twice")
-        found.append(model)
-    return tuple(found)
-
-
-def _parse_model(text: str) -> ServedModel:
-    """One `--model NAME[:STABLE[:CANARY[:WEIGHT]]]` (stable 0 when it names none)."""
-    from modelcanary.local.stack_models import ServedModel
-    from modelcanary.modelrepo.repository import check_model_name
-
-    name, *fields = text.split(":")
-    if len(fields) > 3:
-        raise UsageError(f"--model {text}: expected {MODEL_FORM}")
-    try:
-        check_model_name(name)
-    except UsageError as exc:
-        raise UsageError(str(exc).replace("--name", "--model", 1)) from None
-    numbers: list[int | None] = []
-    for field, what in zip(fields, ("stable version", "canary", "canary weight"), strict=False):
-        if field == "" and what != "stable version":
-            numbers.append(None)
-        elif what == "canary weight" and field.isdigit():
-            numbers.append(int(field))
-        elif not field.isdigit() or int(field) < 1:
-            kind = "whole number" if what == "canary weight" else "version (1 or more)"
-            raise UsageError(f"--model {text}: the {what} {field!r} is not a {kind}")
-        else:
-            numbers.append(int(field))
-    stable, canary, weight = [*numbers, None, None, None][:3]
-    if weight is not None and not 0 <= weight <= 100:
-        raise UsageError(f"--model {text}: the canary weight must be between 0 and 100")
-    if weight and canary is None:
-        raise UsageError(f"--model {text}: a canary weight needs a canary")
-    if canary is not None and canary == stable:
-        raise UsageError(f"--model {text}: the canary must differ from stable")
-    return ServedModel(name, stable or 0, canary, weight or 0)

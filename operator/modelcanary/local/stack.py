@@ -46,8 +46,8 @@ from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.grpc_server import GrpcServer
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.local.monitoring import Alertmanager, Prometheus, ScrapeTarget, prometheus_config
-from modelcanary.local.run_dir import PortBook, RunDirLock, stop_leftovers
-from modelcanary.local.stack_models import ModelPlan, ServedModel, plan, resumed
+from modelcanary.local.run_dir import PortBook, RunDirLock, resumed_split, stop_leftovers
+from modelcanary.local.stack_models import ModelPlan, ServedModel, plan
 from modelcanary.local.supervisor import HealthCheck, Part, Supervisor
 from modelcanary.serving.triton_server import Endpoints, TritonServer
 
@@ -101,7 +101,7 @@ class LocalStack:
     urls: dict[str, str] = field(default_factory=dict)
     tritons: list[TritonServer] = field(default_factory=list)  # its replicas
     replicas: list[dict[str, str]] = field(default_factory=list)  # up.json's `triton`
-    models: list[dict[str, Any]] = field(default_factory=list)  # up.json's `models`
+    models: list[ModelPlan] = field(default_factory=list)  # as it started serving them
     gateway: GatewayServer | None = None
     prometheus: Prometheus | None = None
     alertmanager: Alertmanager | None = None
@@ -140,7 +140,7 @@ class LocalStack:
         stop_leftovers(run, previous_up, self.say)
         ports = PortBook(run, {"gateway": o.port} if o.port else None)
         ports.check()
-        models = [resumed(model, run, self.say) for model in models]
+        models = [resumed_plan(model, run, self.say) for model in models]
 
         shutil.rmtree(run / "faults", ignore_errors=True)  # faults never outlive a run
         (run / "oncall.jsonl").unlink(missing_ok=True)  # nor do the last run's pages
@@ -259,8 +259,8 @@ class LocalStack:
             {"part": replica_name(i), "http": e.http, "grpc": e.grpc, "metrics": e.metrics}
             for i, e in enumerate(replicas)
         ]
-        self.models = [model.document() for model in models]
-        document = {**self.urls, "triton": self.replicas, "models": self.models}
+        self.models = models
+        document = {**self.urls, "triton": self.replicas, "models": [m.document() for m in models]}
         (run / "up.json").write_text(json.dumps(document, indent=2) + "\n")
         return self.urls
 
@@ -297,6 +297,16 @@ class LocalStack:
             (self.options.run_dir / "up.json").unlink(missing_ok=True)
             self.lock.release()
             self.lock = None
+
+
+def resumed_plan(model: ModelPlan, run_dir: Path, say: Callable[[str], None]) -> ModelPlan:
+    """The model with the split its unfinished rollout in the run directory left, if any."""
+    found = resumed_split(run_dir, model.name, model.versions, say)
+    if found is None:
+        return model
+    stable, weights = found
+    every = {version: 0 for version in model.weights} | weights
+    return ModelPlan(model.name, model.versions, stable, every)
 
 
 def describe(urls: dict[str, Any]) -> list[str]:

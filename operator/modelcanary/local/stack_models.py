@@ -1,20 +1,19 @@
 """The models of one `modelcanary up`: each one's served versions, stable version and split.
 
 `plan` checks every model against the repository before anything starts (an unknown model,
-a version the repository or `--versions` lacks), so a bad `--model` starts nothing. `split`
-then gives each model its gateway split: the one asked for, or the one its unfinished
-rollout in the run directory left (modelcanary.local.run_dir.resumed_split).
+a version the repository or `--versions` lacks), so a bad `--model` starts nothing, and
+gives each the split asked for (the stack then takes the one its unfinished rollout in
+the run directory left instead, if any: modelcanary.local.run_dir.resumed_split).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelcanary.errors import UsageError
-from modelcanary.local.run_dir import resumed_split
 from modelcanary.modelrepo.repository import ModelRepository
 
 
@@ -38,11 +37,18 @@ class ModelPlan:
     weights: dict[str, int]
 
     def document(self) -> dict[str, Any]:
-        """The model in up.json's `models`."""
-        return {
-            "name": self.name, "stable": self.stable, "versions": self.versions,
-            "weights": self.weights,
-        }  # fmt: skip
+        """The model in up.json's `models`: what does not change while `up` runs (the
+        split does: the gateway's admin API has it)."""
+        return {"name": self.name, "versions": self.versions}
+
+    def describe(self) -> str:
+        """One line of `up`'s summary."""
+        versions = ", ".join(map(str, self.versions))
+        line = f"model {self.name}: stable {self.stable} (versions {versions})"
+        taking = {v: w for v, w in self.weights.items() if w}
+        if list(taking) != [self.stable]:
+            line += ", split " + ", ".join(f"{v}={w}" for v, w in taking.items())
+        return line
 
 
 def plan(repo: Path, models: Sequence[ServedModel], versions: Sequence[int]) -> list[ModelPlan]:
@@ -54,10 +60,16 @@ def plan(repo: Path, models: Sequence[ServedModel], versions: Sequence[int]) -> 
     for model in models:
         if model.name not in known:
             raise UsageError(
-                f"--model {model.name}: no such model in {repo} (its models: "
-                f"{', '.join(known) or 'none'})"
+                f"no model {model.name} in {repo} (its models: {', '.join(known) or 'none'})"
             )
-        served = sorted(set(versions or repository.versions(model.name)))
+        stored = repository.versions(model.name)
+        served = sorted(set(versions or stored))
+        absent = [v for v in served if v not in stored]
+        if absent:
+            raise UsageError(
+                f"--versions: {model.name} has no version {absent[0]} in {repo} (its versions: "
+                f"{', '.join(map(str, stored)) or 'none'})"
+            )
         missing = [v for v in (model.stable, model.canary) if v is not None and v not in served]
         if missing:
             raise UsageError(
@@ -70,23 +82,3 @@ def plan(repo: Path, models: Sequence[ServedModel], versions: Sequence[int]) -> 
             weights[str(model.canary)] = model.canary_weight
         plans.append(ModelPlan(model.name, served, str(model.stable), weights))
     return plans
-
-
-def resumed(model: ModelPlan, run_dir: Path, say: Callable[[str], None]) -> ModelPlan:
-    """The model with the split its unfinished rollout in the run directory left, if any."""
-    found = resumed_split(run_dir, model.name, model.versions, say)
-    if found is None:
-        return model
-    stable, weights = found
-    every = {str(v): 0 for v in model.versions} | weights
-    return ModelPlan(model.name, model.versions, stable, every)
-
-
-def describe_model(model: dict[str, Any]) -> str:
-    """One line of `up`'s summary for a model of up.json."""
-    versions = ", ".join(map(str, model["versions"]))
-    line = f"model {model['name']}: stable {model['stable']} (versions {versions})"
-    taking = {v: w for v, w in model["weights"].items() if w}
-    if list(taking) != [model["stable"]]:
-        line += ", split " + ", ".join(f"{v}={w}" for v, w in taking.items())
-    return line
