@@ -20,6 +20,7 @@ import yaml
 from modelcanary.load.generator import BackgroundLoad, request_bodies
 from modelcanary.local.controller import LocalRollout
 from modelcanary.local.dashboard import LocalBackend
+from modelcanary.metrics_contract import VERSION_HEADER
 from modelcanary.modelrepo.manifest import sha256_file
 from modelcanary.rollout.state import RolloutState
 from modelcanary.serving.faults import FaultSpec, set_faults
@@ -119,6 +120,15 @@ def test_up_serves_and_lists_every_model(up: Up) -> None:
         body = request_bodies(Path(up.urls["repo"]), name)[0]
         reply = httpx.post(f"{up.urls['gateway']}/v2/models/{name}/infer", content=body)
         assert reply.status_code == 200, reply.text
+    # a pin is the model's own: digits-b version 3 answers, and only its series counts it
+    metrics, requests = f"{up.urls['gateway']}/metrics", "modelcanary_gateway_requests_total"
+    pinned = httpx.post(
+        f"{up.urls['gateway']}/v2/models/digits-b/infer", content=body,
+        headers={VERSION_HEADER: "3"},
+    )  # fmt: skip
+    assert pinned.status_code == 200 and pinned.headers[VERSION_HEADER] == "3", pinned.text
+    assert metric_value(metrics, requests, model="digits-b", version="3") == 1
+    assert metric_value(metrics, requests, model="digits", version="3") == 0
 
 
 def test_two_rollouts_run_at_once_and_each_touches_only_its_model(up: Up, tmp_path: Path) -> None:
