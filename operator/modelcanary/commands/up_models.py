@@ -24,9 +24,9 @@ from modelcanary.modelrepo.repository import check_model_name
 
 def given_models(args: argparse.Namespace) -> tuple[ServedModel, ...]:
     """The models of `up`'s `--model` options or of its `--models` file (not both)."""
-    single = (args.stable, args.canary, args.canary_weight or None)
+    flags = (args.stable, args.canary, args.canary_weight or None)
     if args.models_file is not None:
-        if args.models or any(option is not None for option in single):
+        if args.models or any(flag is not None for flag in flags):
             raise UsageError("give the models with --model or with --models, not both")
         return models_file(args.models_file)
     if not args.models:
