@@ -15,7 +15,7 @@ from modelcanary.asgi_server import AppServer
 from tests.conftest import CliResult
 
 Cli = Callable[..., CliResult]
-SERVED = {("digits", "1"), ("digits", "2")}
+SERVED = {("digits", "1"), ("digits", "2"), ("ranker", "3")}
 
 
 def fake_triton() -> FastAPI:
@@ -96,6 +96,19 @@ def test_an_unknown_model_or_version_is_refused(
 ) -> None:
     refused(fault(cli, run_dir, model, version, "--error-ratio", "0.5"), message)
     assert not (run_dir / "faults").exists()
+
+
+def test_a_stack_of_several_models_names_what_each_serves(cli: Cli, run_dir: Path) -> None:
+    urls = json.loads((run_dir / "up.json").read_text())
+    del urls["model"]
+    urls["models"] = [{"name": "digits", "versions": [1, 2]}, {"name": "ranker", "versions": [3]}]
+    (run_dir / "up.json").write_text(json.dumps(urls))
+    refused(
+        fault(cli, run_dir, "ranker", "7", "--error-ratio", "0.5"),
+        "does not serve ranker version 7 (it serves digits 1, 2; ranker 3)",
+    )
+    assert fault(cli, run_dir, "ranker", "3", "--error-ratio", "0.5").code == 0
+    assert (run_dir / "faults" / "ranker" / "3.json").exists()
 
 
 def test_no_running_stack_is_refused(cli: Cli, tmp_path: Path) -> None:

@@ -131,7 +131,8 @@ def test_a_failing_canary_alerts_the_controller_and_on_call(
 
 def test_up_wrote_its_urls(stack: LocalStack) -> None:
     written = json.loads((Path(stack.urls["run_dir"]) / "up.json").read_text())
-    assert written == {**stack.urls, "triton": stack.replicas}
+    models = [{"name": "digits", "versions": [1, 2, 3]}]
+    assert written == {**stack.urls, "triton": stack.replicas, "models": models}
     targets = httpx.get(f"{stack.urls['prometheus']}/api/v1/targets").json()["data"][
         "activeTargets"
     ]

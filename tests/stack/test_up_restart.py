@@ -97,12 +97,14 @@ def test_a_killed_up_started_again_serves_on_the_same_urls(
             second.stop()
 
 
-def test_up_names_a_port_that_is_taken(cli: Callable[..., CliResult], tmp_path: Path) -> None:
+def test_up_names_a_port_that_is_taken(
+    cli: Callable[..., CliResult], digits_repo: Path, tmp_path: Path
+) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = cli("up", "--repo", tmp_path, "--run-dir", tmp_path / "run", "--port", port,
+        result = cli("up", "--repo", digits_repo, "--run-dir", tmp_path / "run", "--port", port,
                      "--model", "digits", "--stable", "1")  # fmt: skip
     assert result.code == 2
     assert result.err == (

@@ -49,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def running_stack(run_dir: Path | None) -> tuple[str, Path, list[str]]:
-    """Triton's URL, the fault directory and the model of the stack in `run_dir` (by
+    """Triton's URL, the fault directory and the models of the stack in `run_dir` (by
     default, in the first of `up`'s and `serve`'s run directories that has one)."""
+    from modelcanary.local.controller import stack_models
+
     places = (run_dir,) if run_dir is not None else RUN_DIRS
     for where in places:
         for name, key in STACK_FILES:
@@ -59,7 +61,7 @@ def running_stack(run_dir: Path | None) -> tuple[str, Path, list[str]]:
                 continue
             try:
                 found = json.loads(path.read_text())
-                models = [str(found["model"])] if "model" in found else []
+                models = stack_models(found)
                 return str(found[key]), Path(found["faults_dir"]), models
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise UsageError(f"{path}: not readable: {one_line(exc)}") from None

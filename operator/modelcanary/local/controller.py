@@ -69,6 +69,15 @@ def read_stack(run_dir: Path) -> dict[str, str]:
     return urls
 
 
+def stack_models(urls: dict[str, Any]) -> list[str]:
+    """The names of the models the stack serves (up.json's `models`; `model` from an `up`
+    of one model before there was a list)."""
+    models = urls.get("models")
+    if isinstance(models, list):
+        return [str(m.get("name")) for m in models if isinstance(m, dict)]
+    return [str(urls["model"])] if "model" in urls else []
+
+
 @dataclass(frozen=True)
 class LocalRollout:
     """A rollout's files: spec.json, state.json, intent.json, and finished rollouts."""
@@ -146,10 +155,11 @@ class LocalController:
 
     def __init__(self, run_dir: Path, spec: RolloutSpec, tick_s: float = 1.0) -> None:
         urls = read_stack(run_dir)
-        if urls.get("model") != spec.model:
+        served = stack_models(urls)
+        if spec.model not in served:
             raise UsageError(
                 f"the spec rolls out {spec.model!r} but the stack in {run_dir} serves "
-                f"{urls.get('model')!r}"
+                f"{', '.join(served) or 'no model'}"
             )
         self.spec, self.tick_s = spec, tick_s
         self.files = LocalRollout.of(run_dir, spec.model)

@@ -1,7 +1,7 @@
 """`modelcanary up`: the whole local serving and alerting loop, on one machine.
 
-Triton (every version of the model side by side), the gateway in front of it with the shadow
-comparator inside it (it reads the repository's manifests), the controller's
+Triton (every version of each model side by side), the gateway in front of it with the
+shadow comparator inside it (it reads the repository's manifests), the controller's
 Alertmanager webhook receiver, a local on-call receiver, Alertmanager routing to them,
 and Prometheus scraping Triton and the gateway and evaluating the rules of a profile.
 Everything listens on 127.0.0.1 and lives in one run directory, on the ports kept in its
@@ -17,6 +17,11 @@ repository, versions and fault directory), the gateway balances each version ove
 `instance` label tells their counters apart, as the rules' per-replica counters need).
 The gateway's own series need no replica label: the gateway is one process, whose
 counters a Triton replica's restart does not reset.
+
+Several models (`StackOptions.other_models`) share every part: Triton loads each, the
+gateway routes each with its own split, and the rules, labelled by model, judge each
+apart; each model's rollouts live under `<run dir>/rollouts/<model>/`
+(modelcanary.local.controller).
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ from modelcanary.alerts.alertmanager import render as render_routing
 from modelcanary.alerts.profile import load_profile
 from modelcanary.alerts.webhook import AlertBook, WebhookAlert, create_app
 from modelcanary.asgi_server import AppServer
-from modelcanary.errors import UsageError
 from modelcanary.files import token_file
 from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
@@ -43,8 +47,8 @@ from modelcanary.gateway.grpc_server import GrpcServer
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.local.monitoring import Alertmanager, Prometheus, ScrapeTarget, prometheus_config
 from modelcanary.local.run_dir import PortBook, RunDirLock, resumed_split, stop_leftovers
+from modelcanary.local.stack_models import ModelPlan, ServedModel, plan
 from modelcanary.local.supervisor import HealthCheck, Part, Supervisor
-from modelcanary.modelrepo.repository import ModelRepository
 from modelcanary.serving.triton_server import Endpoints, TritonServer
 
 SCRAPE_INTERVAL = {"demo": "1s", "production": "15s"}
@@ -67,6 +71,12 @@ class StackOptions:
     profile_overrides: tuple[str, ...] = ()
     port: int | None = None  # the gateway's; default: kept in ports.json, or a free one
     replicas: int = 1  # Triton processes, each serving every version
+    other_models: tuple[ServedModel, ...] = ()  # served beside `model`, each its own split
+
+    @property
+    def models(self) -> tuple[ServedModel, ...]:
+        first = ServedModel(self.model, self.stable, self.canary, self.canary_weight)
+        return (first, *self.other_models)
 
 
 def replica_name(index: int) -> str:
@@ -91,6 +101,7 @@ class LocalStack:
     urls: dict[str, str] = field(default_factory=dict)
     tritons: list[TritonServer] = field(default_factory=list)  # its replicas
     replicas: list[dict[str, str]] = field(default_factory=list)  # up.json's `triton`
+    models: list[ModelPlan] = field(default_factory=list)  # as it started serving them
     gateway: GatewayServer | None = None
     prometheus: Prometheus | None = None
     alertmanager: Alertmanager | None = None
@@ -121,6 +132,7 @@ class LocalStack:
     def _start(self) -> dict[str, str]:
         o = self.options
         profile = load_profile(o.profile, list(o.profile_overrides))
+        models = plan(o.repo, o.models, o.versions)  # checked before anything starts
         run = o.run_dir.resolve()
         lock = RunDirLock(run)
         previous_up = lock.acquire()  # refused while another `up` runs here
@@ -128,34 +140,25 @@ class LocalStack:
         stop_leftovers(run, previous_up, self.say)
         ports = PortBook(run, {"gateway": o.port} if o.port else None)
         ports.check()
-        served = sorted(set(o.versions or ModelRepository(o.repo).versions(o.model)))
-        missing = [v for v in (o.stable, o.canary) if v is not None and v not in served]
-        if missing:
-            raise UsageError(
-                f"{o.model} version {missing[0]} is not among the served versions "
-                f"{', '.join(map(str, served)) or '(none)'} of {o.repo}"
-            )
-        stable, weights = str(o.stable), {str(o.stable): 100}
-        if o.canary is not None:
-            weights = {str(o.stable): 100 - o.canary_weight, str(o.canary): o.canary_weight}
-        stable, weights = resumed_split(run, o.model, served, self.say) or (stable, weights)
+        models = [resumed_plan(model, run, self.say) for model in models]
 
         shutil.rmtree(run / "faults", ignore_errors=True)  # faults never outlive a run
         (run / "oncall.jsonl").unlink(missing_ok=True)  # nor do the last run's pages
-        replicas = [self._start_triton(i, ports, served) for i in range(o.replicas)]
+        replicas = [self._start_triton(i, ports, models) for i in range(o.replicas)]
         endpoints = replicas[0]
 
         gateway_token = token_file(run / "gateway.token")
         config = parse_config(
             {
                 "models": {
-                    o.model: {
-                        "stable": stable,
-                        "upstreams": {str(v): [e.http for e in replicas] for v in served},
+                    model.name: {
+                        "stable": model.stable,
+                        "upstreams": {str(v): [e.http for e in replicas] for v in model.versions},
                         # gRPC goes to replica 0 (the gRPC proxy takes one upstream a version)
-                        "grpc_upstreams": {str(v): endpoints.grpc for v in served},
-                        "weights": weights,
+                        "grpc_upstreams": {str(v): endpoints.grpc for v in model.versions},
+                        "weights": model.weights,
                     }
+                    for model in models
                 },
                 "shadow": {"repository": str(o.repo.resolve())},
             },
@@ -245,7 +248,7 @@ class LocalStack:
             "faults_dir": str(run / "faults"),
             "run_dir": str(run),
             "repo": str(o.repo.resolve()),
-            "model": o.model,
+            **({"model": o.model} if len(models) == 1 else {}),  # see `models` for every one
             "profile": o.profile,
             "prometheus_window": profile.window,
         }
@@ -256,12 +259,13 @@ class LocalStack:
             {"part": replica_name(i), "http": e.http, "grpc": e.grpc, "metrics": e.metrics}
             for i, e in enumerate(replicas)
         ]
-        document = {**self.urls, "triton": self.replicas}
+        self.models = models
+        document = {**self.urls, "triton": self.replicas, "models": [m.document() for m in models]}
         (run / "up.json").write_text(json.dumps(document, indent=2) + "\n")
         return self.urls
 
-    def _start_triton(self, index: int, ports: PortBook, served: list[int]) -> Endpoints:
-        """Start replica `index` of Triton, serving every version; a supervised part."""
+    def _start_triton(self, index: int, ports: PortBook, models: list[ModelPlan]) -> Endpoints:
+        """Start replica `index` of Triton, serving every model; a supervised part."""
         o, run = self.options, self.options.run_dir.resolve()
         directory = run / ("triton" if index == 0 else replica_name(index))
         directory.mkdir(exist_ok=True)
@@ -270,12 +274,13 @@ class LocalStack:
         self.tritons.append(triton)
         http, grpc, metrics = (ports.port(name) for name in replica_ports(index))
         endpoints = triton.start(endpoints=Endpoints(http, grpc, metrics))
-        triton.load(o.model, served)
+        for model in models:
+            triton.load(model.name, model.versions)
         name = replica_name(index)
         self._parts[name] = triton
         self._health[name] = HealthCheck(f"{endpoints.http}/v2/health/ready")
-        served_text = ", ".join(map(str, served))
-        self.say(f"Triton ready ({name}): {o.model} versions {served_text}")
+        served = "; ".join(f"{m.name} versions {', '.join(map(str, m.versions))}" for m in models)
+        self.say(f"Triton ready ({name}): {served}")
         return endpoints
 
     def stop(self) -> None:
@@ -292,6 +297,16 @@ class LocalStack:
             (self.options.run_dir / "up.json").unlink(missing_ok=True)
             self.lock.release()
             self.lock = None
+
+
+def resumed_plan(model: ModelPlan, run_dir: Path, say: Callable[[str], None]) -> ModelPlan:
+    """The model with the split its unfinished rollout in the run directory left, if any."""
+    found = resumed_split(run_dir, model.name, model.versions, say)
+    if found is None:
+        return model
+    stable, weights = found
+    every = {version: 0 for version in model.weights} | weights
+    return ModelPlan(model.name, model.versions, stable, every)
 
 
 def describe(urls: dict[str, Any]) -> list[str]:
