@@ -13,14 +13,8 @@ KEY = RolloutKey("digits", "1", "2")
 
 
 def vector(*items: tuple[dict[str, str], float]) -> dict[str, object]:
-    result = [{"metric": labels, "value": [1700000000, str(value)]} for labels, value in items]
-    return {"status": "success", "data": {"resultType": "vector", "result": result}}
-
-
-def shadow(name: str, model: str, version: str, kind: str, output: str) -> dict[str, str]:
-    """The labels of the shadow comparator's counter NAME."""
-    labels = {"model": model, "version": version, "kind": kind, "output": output}
-    return {"__name__": f"modelcanary_shadow_{name}_total", **labels}
+    return {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": labels, "value": [1700000000, str(value)]} for labels, value in items]}}  # fmt: skip
 
 
 def pod(labels: dict[str, str], name: str) -> dict[str, str]:
@@ -47,42 +41,21 @@ def source(answers: dict[str, dict[str, object]], queries: list[str]) -> Prometh
 def test_eleven_grouped_queries_serve_every_rollout() -> None:
     queries: list[str] = []
     mv = lambda m, v: {"model": m, "version": v, "source": "gateway"}  # noqa: E731
-    digits = mv("digits", "2")
-    alert = {"alertname": "ModelVersionHighErrorRatio", "severity": "critical"}
-    pairs = 'sum by (__name__, model, version, kind, output) ({__name__=~"modelcanary_shadow_pairs_total|modelcanary_shadow_agreeing_pairs_total"})'
-    answers = {
-        "modelcanary:requests:rate": vector(
-            (mv("digits", "1"), 20.0), (digits, 4.0), (mv("other", "7"), 1.0)
-        ),
-        "modelcanary:errors:rate": vector((digits, 1.0)),
-        "modelcanary:latency_p99:seconds": vector((mv("digits", "1"), 0.1), (digits, float("nan"))),
-        "modelcanary:requests:total": vector(
-            (pod(mv("digits", "1"), "a"), 5000.0),
-            (pod(mv("digits", "1"), "b"), 70.0),
-            (pod(digits, "c"), 900.0),
-        ),
-        "modelcanary:errors:total": vector((pod(digits, "c"), 30.0)),
-        "modelcanary:latency_buckets:total": vector(
-            (pod({**digits, "le": "0.1"}, "c"), 850.0),
-            (pod({**digits, "le": "+Inf"}, "c"), 900.0),
-            (pod({**digits, "le": "0.05"}, "c"), 700.0),
-        ),
-        "ALERTS": vector(({**alert, "model": "digits", "version": "2", "alertstate": "firing"}, 1)),
-        pairs: vector(
-            (shadow("pairs", "digits", "2", "classification", "logits"), 200.0),
-            (shadow("pairs", "digits", "2", "numeric", "embedding"), 50.0),
-            (shadow("agreeing_pairs", "digits", "2", "classification", "logits"), 3.0),
-            (shadow("agreeing_pairs", "digits", "2", "numeric", "embedding"), 49.0),
-            (shadow("pairs", "other", "8", "numeric", "price"), 7.0),
-        ),
-        "max by (model, version) (modelcanary_shadow_input_drift_samples)": vector(
-            ({"model": "digits", "version": "2"}, 1000.0)
-        ),
-        "topk by (model, version) (1, modelcanary_shadow_input_drift_psi)": vector(
-            ({"model": "digits", "version": "2", "feature": "pixels[12]"}, 0.4)
-        ),
-    }
-    prom = source(answers, queries)
+    prom = source(
+        {
+            "modelcanary:requests:rate": vector((mv("digits", "1"), 20.0), (mv("digits", "2"), 4.0), (mv("other", "7"), 1.0)),
+            "modelcanary:errors:rate": vector((mv("digits", "2"), 1.0)),
+            "modelcanary:latency_p99:seconds": vector((mv("digits", "1"), 0.1), (mv("digits", "2"), float("nan"))),
+            "modelcanary:requests:total": vector((pod(mv("digits", "1"), "a"), 5000.0), (pod(mv("digits", "1"), "b"), 70.0), (pod(mv("digits", "2"), "c"), 900.0)),
+            "modelcanary:errors:total": vector((pod(mv("digits", "2"), "c"), 30.0)),
+            "modelcanary:latency_buckets:total": vector((pod({**mv("digits", "2"), "le": "0.1"}, "c"), 850.0), (pod({**mv("digits", "2"), "le": "+Inf"}, "c"), 900.0), (pod({**mv("digits", "2"), "le": "0.05"}, "c"), 700.0)),
+            "ALERTS": vector(({"alertname": "ModelVersionHighErrorRatio", "severity": "critical", "model": "digits", "version": "2", "alertstate": "firing"}, 1)),
+            "sum by (__name__, model, version, kind, output) ({__name__=~\"modelcanary_shadow_pairs_total|modelcanary_shadow_agreeing_pairs_total\"})": vector(({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "classification", "output": "logits"}, 200.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "numeric", "output": "embedding"}, 50.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "classification", "output": "logits"}, 3.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "numeric", "output": "embedding"}, 49.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "other", "version": "8", "kind": "numeric", "output": "price"}, 7.0)),
+            "max by (model, version) (modelcanary_shadow_input_drift_samples)": vector(({"model": "digits", "version": "2"}, 1000.0)),
+            "topk by (model, version) (1, modelcanary_shadow_input_drift_psi)": vector(({"model": "digits", "version": "2", "feature": "pixels[12]"}, 0.4)),
+        },
+        queries,
+    )  # fmt: skip
     other = RolloutKey("other", "6", "7")
     seen = prom.observe([KEY, other])
     # when the series were last written, then the ten that read them
