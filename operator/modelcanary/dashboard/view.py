@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from modelcanary.dashboard.queries import Panel, Points
@@ -101,37 +102,17 @@ def card(
     ]
     start, end = window(state, now)
     colors = {_label(spec, "stable"): STABLE_COLOR, _label(spec, "canary"): CANARY_COLOR}
-    charts = [  # the weight is known between transitions: one line, however far apart
-        line_chart(
-            "Weight",
-            "%",
-            weight_series(spec, state, end),
-            start,
-            end,
-            floor_max=100,
-            markers=_markers(state),
-            frame=FRAME,
-            colors=colors,
-            gap_s=math.inf,
-        )
-    ]
+    marks = _markers(state)
+    chart = partial(line_chart, start=start, end=end, markers=marks, frame=FRAME, colors=colors)
+    weight = weight_series(spec, state, end)
+    # the weight is known between transitions: one line, however far apart
+    charts = [chart("Weight", "%", weight, floor_max=100, gap_s=math.inf)]
     gap = max(5.0, 2.5 * step_s(start, end))
     for panel in [] if traffic_problem else panels:
         series = _by_role(spec, traffic.get(panel.title, {}))
+        scale, floor_max = panel.scale, panel.floor_max
         charts.append(
-            line_chart(
-                panel.title,
-                panel.unit,
-                series,
-                start,
-                end,
-                panel.scale,
-                panel.floor_max,
-                _markers(state),
-                FRAME,
-                colors,
-                gap,
-            )
+            chart(panel.title, panel.unit, series, scale=scale, floor_max=floor_max, gap_s=gap)
         )
     base["html"] = _card_html(base, charts)
     return base
