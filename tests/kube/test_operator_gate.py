@@ -69,14 +69,9 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     (webhook,) = free_ports(1)
     process = OperatorProcess(
-        apiserver.kubeconfig,
-        namespace,
-        monitoring.url,
-        tmp_path / "operator.log",
-        "--tick=1s",
-        f"--webhook-port={webhook}",
-        f"--window={WINDOW}",
-    )
+        apiserver.kubeconfig, namespace, monitoring.url, tmp_path / "operator.log",
+        "--tick=1s", f"--webhook-port={webhook}", f"--window={WINDOW}",
+    )  # fmt: skip
     process.start()
     try:
         yield process
