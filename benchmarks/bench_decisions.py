@@ -158,14 +158,27 @@ SCENARIOS = [
     Scenario("burst-20s", "either", burst=(60, 80)),
     Scenario("rate-40", "promote", rate=40.0),
     Scenario("scale-1-3-1", "promote", scale=SCALING),
-    Scenario("scale-1-3-1-errors-5%", "rollback", stable_error=0.005, canary_error=0.05,
-             scale=SCALING),
+    Scenario(
+        "scale-1-3-1-errors-5%", "rollback", stable_error=0.005, canary_error=0.05, scale=SCALING
+    ),
     Scenario("replica-restart", "promote", replicas=2, restart_at=120),
-    Scenario("replica-restart-errors-5%", "rollback", stable_error=0.005, canary_error=0.05,
-             replicas=2, restart_at=120),
-    Scenario("scrape-60s-offset-30s", "promote", rate=40.0, scrape_s=60, canary_offset=30,
-             spec={"analysis": {"failureLimit": 0}}),
-]  # fmt: skip
+    Scenario(
+        "replica-restart-errors-5%",
+        "rollback",
+        stable_error=0.005,
+        canary_error=0.05,
+        replicas=2,
+        restart_at=120,
+    ),
+    Scenario(
+        "scrape-60s-offset-30s",
+        "promote",
+        rate=40.0,
+        scrape_s=60,
+        canary_offset=30,
+        spec={"analysis": {"failureLimit": 0}},
+    ),
+]
 
 
 @dataclass(frozen=True)

@@ -99,8 +99,9 @@ def main() -> int:
             endpoints = triton.start()
             triton.load("digits", [1, 2, 5])
             upstreams = {v: endpoints.http for v in ("1", "2", "5")}
-            config = parse_config({"models": {"digits": {"stable": "1", "upstreams": upstreams}}},
-                                  "bench")  # fmt: skip
+            config = parse_config(
+                {"models": {"digits": {"stable": "1", "upstreams": upstreams}}}, "bench"
+            )
             gateway = GatewayServer(Gateway(config, "bench"))
             url = gateway.start()
             try:
@@ -111,21 +112,31 @@ def main() -> int:
                     )
                     for stable, canary in PAIRS:
                         gate = partial(
-                            run_holdout_gate, (url, url), reader, "digits", (stable, canary),
-                            0.01, 0.95,
-                        )  # fmt: skip
+                            run_holdout_gate,
+                            (url, url),
+                            reader,
+                            "digits",
+                            (stable, canary),
+                            0.01,
+                            0.95,
+                        )
                         times, result = timed(gate, args.runs)
                         rows.append(_row(size, stable, canary, result, times, golden))
-                        print(f"{size} samples, {stable} -> {canary}: {rows[-1]['outcome']}, "
-                              f"median {rows[-1]['gate_median_s']} s")  # fmt: skip
+                        print(
+                            f"{size} samples, {stable} -> {canary}: {rows[-1]['outcome']}, "
+                            f"median {rows[-1]['gate_median_s']} s"
+                        )
             finally:
                 gateway.stop()
+    # a table: each row's cells in the header's order
+    # fmt: off
     table = [["holdout", "rollout", "gate", "canary", "stable", "golden check s", "gate median s",
-              "gate worst s"]]  # fmt: skip
+              "gate worst s"]]
     for r in rows:
         table.append([str(r["samples"]), str(r["rollout"]), str(r["outcome"]),
                       f"{r['canary']:.4f}", f"{r['stable']:.4f}", f"{r['golden_median_s']:.3f}",
-                      f"{r['gate_median_s']:.3f}", f"{r['gate_worst_s']:.3f}"])  # fmt: skip
+                      f"{r['gate_median_s']:.3f}", f"{r['gate_worst_s']:.3f}"])
+    # fmt: on
     print(format_table(table))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -147,9 +158,8 @@ def main() -> int:
 
 
 def _row(
-    size: int, stable: str, canary: str, result: GateResult, times: list[float],
-    golden: list[float],
-) -> dict[str, object]:  # fmt: skip
+    size: int, stable: str, canary: str, result: GateResult, times: list[float], golden: list[float]
+) -> dict[str, object]:
     return {
         "samples": size,
         "rollout": f"{stable} -> {canary}",

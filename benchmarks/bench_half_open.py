@@ -109,9 +109,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=3_000)
     parser.add_argument(
-        "--unguarded", action="store_true",
+        "--unguarded",
+        action="store_true",
         help="no header timeout and no connection limit: as before modelcanary.http_guard",
-    )  # fmt: skip
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--attack", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -123,8 +124,9 @@ def main() -> int:
         return 0
     me = [sys.executable, __file__]
     serve_args = ["--serve", "--unguarded"] if args.unguarded else ["--serve"]
-    server = subprocess.Popen([*me, *serve_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [*me, *serve_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert server.stdout is not None and server.stdin is not None
     gateway, webhook = json.loads(server.stdout.readline())
     counts = [PER_ATTACKER] * (args.connections // PER_ATTACKER)
@@ -151,21 +153,29 @@ def main() -> int:
     server.stdin.close()
     stats = json.loads(server.stdout.readline())
     server.wait(30)
+    # a table: each row's cells in the header's order
+    # fmt: off
     rows = [
         [name, str(r["requests"]), str(r["failed"]), f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
          str(s["limit"]), str(s["displaced"])]
         for (name, r), s in zip(results.items(), stats, strict=True)
-    ]  # fmt: skip
-    print(f"{args.connections} half-open connections opened to the gateway, "
-          f"{closed} of them closed by it to make room")  # fmt: skip
+    ]
+    # fmt: on
+    print(
+        f"{args.connections} half-open connections opened to the gateway, "
+        f"{closed} of them closed by it to make room"
+    )
     header = ["server", "requests", "failed", "p50 ms", "p99 ms", "limit", "displaced"]
     print(format_table([header, *rows]))
     RESULTS.parent.mkdir(exist_ok=True)
     document = {
-        "connections": args.connections, "unguarded": args.unguarded,
-        "closed_by_server": closed, "servers": results, "guards": stats,
+        "connections": args.connections,
+        "unguarded": args.unguarded,
+        "closed_by_server": closed,
+        "servers": results,
+        "guards": stats,
         "machine": platform.platform(),
-    }  # fmt: skip
+    }
     results_file = RESULTS.with_stem("half_open_unguarded") if args.unguarded else RESULTS
     results_file.write_text(json.dumps(document, indent=2) + "\n")
     return 1 if any(r["failed"] for r in results.values()) else 0

@@ -45,8 +45,9 @@ from modelcanary.tables import format_table  # noqa: E402
 RESULTS = Path(__file__).parent / "results" / "judge.json"
 CANARY, STABLE = 3_000, 12_000
 GOAL_MS = 0.5
-SPEC = parse_spec({"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"}},
-                  "bench")  # fmt: skip
+SPEC = parse_spec(
+    {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"}}, "bench"
+)
 
 
 def _lognormal_cdf(seconds: float, median: float, sigma: float = 0.5) -> float:
@@ -56,10 +57,18 @@ def _lognormal_cdf(seconds: float, median: float, sigma: float = 0.5) -> float:
 def _counts(requests: int, error_ratio: float, slow_share: float = 0.0) -> Counts:
     """Expected cumulative counts: lognormal latency, `slow_share` ten times slower."""
     buckets = tuple(
-        (le, round(requests * ((1 - slow_share) * _lognormal_cdf(le, 0.02)
-                               + slow_share * _lognormal_cdf(le, 0.2))))
+        (
+            le,
+            round(
+                requests
+                * (
+                    (1 - slow_share) * _lognormal_cdf(le, 0.02)
+                    + slow_share * _lognormal_cdf(le, 0.2)
+                )
+            ),
+        )
         for le in LATENCY_BUCKETS
-    )  # fmt: skip
+    )
     return Counts(float(requests), round(requests * error_ratio), buckets, float(requests))
 
 
@@ -76,8 +85,10 @@ def _calls(canary: Callable[[int], Counts], count: int) -> Iterator[Callable[[],
     for k in range(count):
         counts = canary(CANARY + k)
         evidence = Evidence(stable=stable, canary=counts, stable_since_canary=0.0)
-        seen = Observations(stable=VersionStats(400.0, 2.0, 0.064, stable),
-                            canary=VersionStats(100.0, 1.0, 0.064, counts))  # fmt: skip
+        seen = Observations(
+            stable=VersionStats(400.0, 2.0, 0.064, stable),
+            canary=VersionStats(100.0, 1.0, 0.064, counts),
+        )
         yield partial(judge, SPEC, seen, evidence, weight=20)
 
 
@@ -116,27 +127,37 @@ def main() -> int:
             before, before_verdict = _median_ms(case, args.rounds, max(args.calls // 8, 1))
         after, verdict = _median_ms(case, args.rounds, args.calls)
         same = [c.result for c in verdict.checks] == [c.result for c in before_verdict.checks]
-        rows.append({"case": name, "verdict": verdict.result, "same_verdict": same,
-                     "numpy_ms": round(before, 3), "closed_form_ms": round(after, 3)})  # fmt: skip
+        rows.append(
+            {
+                "case": name,
+                "verdict": verdict.result,
+                "same_verdict": same,
+                "numpy_ms": round(before, 3),
+                "closed_form_ms": round(after, 3),
+            }
+        )
+    # a table: each row's cells in the header's order
+    # fmt: off
     table = [["case", "verdict", "same checks", "numpy ms", "closed form ms", "speed-up"]]
     for r in rows:
         table.append([str(r["case"]), str(r["verdict"]), "yes" if r["same_verdict"] else "NO",
                       f"{r['numpy_ms']:.2f}", f"{r['closed_form_ms']:.3f}",
-                      f"{float(r['numpy_ms']) / float(r['closed_form_ms']):.0f}x"])  # fmt: skip
+                      f"{float(r['numpy_ms']) / float(r['closed_form_ms']):.0f}x"])
+    # fmt: on
     print(format_table(table))
     worst = max(float(r["closed_form_ms"]) for r in rows)
     met = worst <= GOAL_MS
     verdict = "met" if met else "NOT met"
     print(f"goal: at most {GOAL_MS} ms per judge: {verdict} (worst {worst:.3f} ms)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "what": f"median CPU per judge(...) call, {CANARY} canary and {STABLE} stable requests "
-                f"since the rollout began, {len(LATENCY_BUCKETS)} latency buckets, production "
-                "spec defaults; numpy: the implementation before the closed form",
-        "rounds": args.rounds, "calls": args.calls,
-        "machine": f"{platform.machine()}, Python {platform.python_version()}",
-        "goal_ms": GOAL_MS, "rows": rows,
-    }, indent=2) + "\n")  # fmt: skip
+    what = (
+        f"median CPU per judge(...) call, {CANARY} canary and {STABLE} stable requests since "
+        f"the rollout began, {len(LATENCY_BUCKETS)} latency buckets, production spec defaults; "
+        "numpy: the implementation before the closed form"
+    )
+    machine = f"{platform.machine()}, Python {platform.python_version()}"
+    report = {"what": what, "rounds": args.rounds, "calls": args.calls, "machine": machine}
+    RESULTS.write_text(json.dumps({**report, "goal_ms": GOAL_MS, "rows": rows}, indent=2) + "\n")
     print(f"wrote {RESULTS}")
     return 0 if met and all(r["same_verdict"] for r in rows) else 1
 

@@ -81,17 +81,22 @@ def grpc_requests(bodies: list[bytes], model: str) -> list[Any]:
         request = pb.ModelInferRequest(model_name=model)
         for tensor in document["inputs"]:
             array = np.asarray(tensor["data"], dtype=triton_to_np_dtype(tensor["datatype"]))
-            request.inputs.add(name=tensor["name"], datatype=tensor["datatype"],
-                               shape=tensor["shape"])  # fmt: skip
+            request.inputs.add(
+                name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"]
+            )
             request.raw_input_contents.append(array.tobytes())
         requests.append(request)
     return requests
 
 
 async def grpc_closed_loop(
-    address: str, requests: list[Any], version: str, concurrency: int, seconds: float,
+    address: str,
+    requests: list[Any],
+    version: str,
+    concurrency: int,
+    seconds: float,
     warmup_s: float,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """As `closed_loop`, over gRPC (ModelInfer) on one channel; `version` pins the requests
     ("" lets the gateway choose)."""
     for request in requests:

@@ -401,7 +401,11 @@ def _rules(p: Profile) -> list[Rule]:
         ("ModelVersionHighLatencyP99", "critical", seconds(p.latency_for), slow),
         ("ModelVersionTrafficBelowShare", "warning", seconds(p.qps_for), below_share),
         ("ModelVersionTrafficDrop", "warning", seconds(p.qps_for), dropped),
-        ("ModelCanaryErrorRatioAboveStable", "critical", seconds(p.canary_for),
-         errors_above_stable),
+        (
+            "ModelCanaryErrorRatioAboveStable",
+            "critical",
+            seconds(p.canary_for),
+            errors_above_stable,
+        ),
         ("ModelCanaryLatencyAboveStable", "critical", seconds(p.canary_for), slower_than_stable),
-    ]  # fmt: skip
+    ]

@@ -6,11 +6,14 @@ from __future__ import annotations
 from prometheus_client import Gauge
 
 # Seconds; fine enough for a meaningful P99 from 1 ms to 10 s.
+# a table of bucket bounds, read across
+# fmt: off
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04,
     0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0,
     7.5, 10.0,
-)  # fmt: skip
+)
+# fmt: on
 
 # The gateway, per model and version (labels: model, version[, code | reason]).
 GATEWAY_REQUESTS = "modelcanary_gateway_requests"  # counter of answered requests; ..._total
@@ -63,8 +66,15 @@ SHADOW_DROP_REASONS = ("queue_full", "unparseable", "canary_failed", "incomparab
 # component than the predictor); label outcome
 COMPARATOR_EVENTS = "modelcanary_comparator_events"
 COMPARATOR_OUTCOMES = (
-    "paired", "waiting", "invalid", "too_large", "expired", "evicted", "duplicate", "ignored",
-)  # fmt: skip
+    "paired",
+    "waiting",
+    "invalid",
+    "too_large",
+    "expired",
+    "evicted",
+    "duplicate",
+    "ignored",
+)
 
 # The operator (kube.rollout_metrics), per rollout, for the chart's Grafana dashboards:
 # 1 for the rollout's phase and 0 for the others (labels namespace, model, phase); the

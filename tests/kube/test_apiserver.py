@@ -52,22 +52,31 @@ def test_namespace_and_configmap_round_trip(admin: client.CoreV1Api) -> None:
 
 
 def _rendered_crd() -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-        str(REPO / "operator"), os.environ.get("PYTHONPATH")
-    ]))}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")])
+        ),
+    }
     return subprocess.run(
         [sys.executable, "-m", "modelcanary", "crd", "render", "--out", "-"],
-        capture_output=True, text=True, check=True, env=env, cwd=REPO,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=REPO,
+    ).stdout
 
 
 def _apply_rendered_crd(apiserver: ApiServer) -> subprocess.CompletedProcess[str]:
     applied = apiserver.kubectl("apply", "-f", "-", input=_rendered_crd(), check=False)
     if applied.returncode == 0:
         apiserver.kubectl(
-            "wait", "--for=condition=Established", "--timeout=30s",
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
             "crd/modelcanaries.modelcanary.io",
-        )  # fmt: skip
+        )
     return applied
 
 
@@ -86,11 +95,16 @@ def create_canary(apiserver: ApiServer, namespace: str) -> Callable[..., str]:
 
     def create(**spec: Any) -> str:
         body = {
-            "apiVersion": "modelcanary.io/v1alpha1", "kind": "ModelCanary",
+            "apiVersion": "modelcanary.io/v1alpha1",
+            "kind": "ModelCanary",
             "metadata": {"name": f"mc-{uuid.uuid4().hex[:8]}", "namespace": namespace},
-            "spec": {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
-                     **spec},
-        }  # fmt: skip
+            "spec": {
+                "model": "digits",
+                "stable": {"version": "1"},
+                "canary": {"version": "2"},
+                **spec,
+            },
+        }
         created = apiserver.kubectl("create", "-f", "-", input=json.dumps(body), check=False)
         return "" if created.returncode == 0 else created.stderr
 
@@ -103,10 +117,14 @@ def create_canary(apiserver: ApiServer, namespace: str) -> Callable[..., str]:
         # defect 6: the last-step rule indexed an empty list ("index out of bounds: -1")
         ({"steps": []}, "spec.steps in body should have at least 1 items"),
         # defect 6: 2 and "2" are one version (the engine says so and marked it Invalid)
-        ({"stable": {"version": 2}, "canary": {"version": "2"}},
-         "canary.version must differ from stable.version"),
-        ({"stable": {"version": "2"}, "canary": {"version": 2}},
-         "canary.version must differ from stable.version"),
+        (
+            {"stable": {"version": 2}, "canary": {"version": "2"}},
+            "canary.version must differ from stable.version",
+        ),
+        (
+            {"stable": {"version": "2"}, "canary": {"version": 2}},
+            "canary.version must differ from stable.version",
+        ),
         ({"canary": {"version": "1"}}, "canary.version must differ from stable.version"),
         # defect 1: maxItems bounds the rules' cost
         ({"steps": [*range(1, 21), 100]}, "spec.steps: Too many: 21: must have at most 20 items"),
@@ -114,7 +132,7 @@ def create_canary(apiserver: ApiServer, namespace: str) -> Callable[..., str]:
         ({"steps": [10, 10, 100]}, "steps must increase"),
         ({"steps": [10, 50]}, "the last step must be 100 (full traffic)"),
     ],
-)  # fmt: skip
+)
 def test_the_api_server_rejects_what_the_engine_rejects(
     create_canary: Callable[..., str], spec: dict[str, Any], error: str
 ) -> None:
@@ -155,9 +173,14 @@ def test_role_binding_grants_the_service_account(apiserver: ApiServer, namespace
         "create", "role", "cm-reader", "--verb=list", "--resource=configmaps", "-n", namespace
     )
     apiserver.kubectl(
-        "create", "rolebinding", "cm-reader", "--role=cm-reader",
-        f"--serviceaccount={namespace}:reader", "-n", namespace,
-    )  # fmt: skip
+        "create",
+        "rolebinding",
+        "cm-reader",
+        "--role=cm-reader",
+        f"--serviceaccount={namespace}:reader",
+        "-n",
+        namespace,
+    )
     with _api(kubeconfig) as api:
         core = client.CoreV1Api(api)
         deadline = time.monotonic() + 10  # the authorizer reads RBAC from an informer cache

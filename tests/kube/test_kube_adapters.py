@@ -25,10 +25,11 @@ def objects_api(apiserver: ApiServer) -> Iterator[client.CustomObjectsApi]:
 @pytest.fixture
 def digits(objects_api: client.CustomObjectsApi, modelcanary_crd: str, namespace: str) -> Resource:
     body = {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelCanary",
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelCanary",
         "metadata": {"name": "digits", "namespace": namespace},
         "spec": {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"}},
-    }  # fmt: skip
+    }
     objects_api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     return model_canary(objects_api, namespace, "digits")
 

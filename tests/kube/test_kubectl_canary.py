@@ -38,42 +38,63 @@ class Run:
 
 def resource(name: str, ns: str, state: RolloutState | None, **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "apiVersion": "modelcanary.io/v1alpha1", "kind": "ModelCanary",
+        "apiVersion": "modelcanary.io/v1alpha1",
+        "kind": "ModelCanary",
         "metadata": {"name": name, "namespace": ns, "creationTimestamp": "2026-11-18T11:06:40Z"},
-        "spec": {"model": name, "stable": {"version": "1"}, "canary": {"version": "2"},
-                 "steps": [10, 50, 100], "interval": "30s", **spec},
-    }  # fmt: skip
+        "spec": {
+            "model": name,
+            "stable": {"version": "1"},
+            "canary": {"version": "2"},
+            "steps": [10, 50, 100],
+            "interval": "30s",
+            **spec,
+        },
+    }
     if state is not None:
         body["status"] = status_fields(state)
     return body
 
 
 PROGRESSING = RolloutState(
-    phase="Progressing", step=1, weight=50, started_at=T0 - 60, step_started_at=T0 - 12,
-    history=(Transition(T0 - 60, "start", "Progressing", 0, 10, "golden samples match"),
-             Transition(T0 - 12, "advance", "Progressing", 1, 50, "checks passed; step 2")),
-    analysis=LastAnalysis(T0 - 1, "pass", (Check("error_ratio", 0.002, 0.01, 140, "pass"),), (),
-                          "step 2 healthy; 18s left"),
-)  # fmt: skip
+    phase="Progressing",
+    step=1,
+    weight=50,
+    started_at=T0 - 60,
+    step_started_at=T0 - 12,
+    history=(
+        Transition(T0 - 60, "start", "Progressing", 0, 10, "golden samples match"),
+        Transition(T0 - 12, "advance", "Progressing", 1, 50, "checks passed; step 2"),
+    ),
+    analysis=LastAnalysis(
+        T0 - 1,
+        "pass",
+        (Check("error_ratio", 0.002, 0.01, 140, "pass"),),
+        (),
+        "step 2 healthy; 18s left",
+    ),
+)
 ROLLED_BACK = RolloutState(
-    phase="RolledBack", step=0, weight=0, started_at=T0 - 60,
+    phase="RolledBack",
+    step=0,
+    weight=0,
+    started_at=T0 - 60,
     history=(Transition(T0 - 5, "rollback", "RolledBack", 0, 0, "alert X fired", by="controller"),),
-)  # fmt: skip
+)
 
 
 def write_kubeconfig(path: Path, server: ApiServer, dev: str, prod: str) -> Path:
     """Two contexts on the server, as two people's: dev (user ana, namespace DEV, the current
     one) and prod (user bo, namespace PROD); both hold the admin's token."""
     cluster = {"server": server.url, "certificate-authority": str(server.ca_file)}
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "dev",
-        "clusters": [{"name": "envtest", "cluster": cluster}],
-        "users": [{"name": user, "user": {"token": server.admin_token}} for user in ("ana", "bo")],
-        "contexts": [
-            {"name": "dev", "context": {"cluster": "envtest", "user": "ana", "namespace": dev}},
-            {"name": "prod", "context": {"cluster": "envtest", "user": "bo", "namespace": prod}},
-        ],
-    }))  # fmt: skip
+    contexts = [
+        {"name": "dev", "context": {"cluster": "envtest", "user": "ana", "namespace": dev}},
+        {"name": "prod", "context": {"cluster": "envtest", "user": "bo", "namespace": prod}},
+    ]
+    users = [{"name": user, "user": {"token": server.admin_token}} for user in ("ana", "bo")]
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "dev"}
+    clusters = [{"name": "envtest", "cluster": cluster}]
+    config |= {"clusters": clusters, "users": users, "contexts": contexts}
+    path.write_text(yaml.safe_dump(config))
     return path
 
 
@@ -116,9 +137,12 @@ class Kubectl:
 
 @pytest.fixture
 def kubectl(
-    apiserver: ApiServer, modelcanary_crd: str, namespace: str, tmp_path: Path,
+    apiserver: ApiServer,
+    modelcanary_crd: str,
+    namespace: str,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> Iterator[Kubectl]:  # fmt: skip
+) -> Iterator[Kubectl]:
     """Contexts dev (this test's namespace) and prod (another fresh one), with four
     rollouts: digits (Progressing), cats (RolledBack) and bad (Invalid) in dev, owls
     (Pending) in prod."""
@@ -141,11 +165,13 @@ def kubectl(
 def test_list_table_snapshot() -> None:
     items = [resource("digits", "default", PROGRESSING), resource("cats", "prod", ROLLED_BACK)]
     rows = list_rows(items, all_namespaces=True, now=T0 + 3 * 3600)
-    assert "\n".join("  ".join(r) for r in rows) == "\n".join([
-        "NAMESPACE  NAME  PHASE  MODEL  STABLE  CANARY  WEIGHT  STEP  AGE",
-        "default  digits  Progressing  digits  1  2  50%  2/3  3h",
-        "prod  cats  RolledBack  cats  1  2  0%  1/3  3h",
-    ])  # fmt: skip
+    assert "\n".join("  ".join(r) for r in rows) == "\n".join(
+        [
+            "NAMESPACE  NAME  PHASE  MODEL  STABLE  CANARY  WEIGHT  STEP  AGE",
+            "default  digits  Progressing  digits  1  2  50%  2/3  3h",
+            "prod  cats  RolledBack  cats  1  2  0%  1/3  3h",
+        ]
+    )
 
 
 def test_list_in_a_namespace_and_everywhere(kubectl: Kubectl) -> None:
@@ -173,8 +199,13 @@ def test_list_in_a_namespace_and_everywhere(kubectl: Kubectl) -> None:
 def test_status_shows_checks_time_left_and_history(kubectl: Kubectl) -> None:
     shown = kubectl("status", "digits")
     assert shown.code == 0, shown.err
-    for line in ("phase     Progressing", "step      2/3 (50%)", "error_ratio", "history:",
-                 "checks passed; step 2"):  # fmt: skip
+    for line in (
+        "phase     Progressing",
+        "step      2/3 (50%)",
+        "error_ratio",
+        "history:",
+        "checks passed; step 2",
+    ):
         assert line in shown.out
     as_json = json.loads(kubectl("status", "digits", "-o", "json").out)
     assert as_json["weight"] == 50 and as_json["checks"][0]["samples"] == 140
@@ -219,13 +250,26 @@ def test_verbs_record_intents_only_where_allowed(kubectl: Kubectl) -> None:
 def test_kubectl_lists_the_plugin(tmp_path: Path) -> None:
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "kubectl-canary").exists(), "pip install -e . creates kubectl-canary"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
-           "KUBECONFIG": str(tmp_path / "none")}  # fmt: skip
-    listed = subprocess.run([str(bin_dir / "kubectl"), "plugin", "list"], capture_output=True,
-                            text=True, env=env, check=False)  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        "KUBECONFIG": str(tmp_path / "none"),
+    }
+    listed = subprocess.run(
+        [str(bin_dir / "kubectl"), "plugin", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert str(bin_dir / "kubectl-canary") in listed.stdout, listed.stdout + listed.stderr
-    helped = subprocess.run([str(bin_dir / "kubectl"), "canary", "--help"], capture_output=True,
-                            text=True, env=env, check=False)  # fmt: skip
+    helped = subprocess.run(
+        [str(bin_dir / "kubectl"), "canary", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert helped.returncode == 0 and "promote" in helped.stdout
 
 

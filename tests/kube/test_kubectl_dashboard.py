@@ -26,11 +26,13 @@ PLUGIN = str(Path(sys.executable).with_name("kubectl-canary"))
 @pytest.fixture
 def dashboard(kubectl: Kubectl) -> Iterator[str]:  # noqa: F811
     """`kubectl canary dashboard --allow-actions` in the dev context: its URL with the token."""
+    options = ["--listen", "127.0.0.1:0", "--allow-actions"]
     process = subprocess.Popen(
-        [PLUGIN, "--kubeconfig", str(kubectl.config_file), "dashboard", "--listen",
-         "127.0.0.1:0", "--allow-actions"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [PLUGIN, "--kubeconfig", str(kubectl.config_file), "dashboard", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-    )  # fmt: skip
+    )
     assert process.stdout is not None
     lines = [process.stdout.readline() for _ in range(2)]
     try:
@@ -69,13 +71,14 @@ def test_the_page_shows_the_namespace_and_records_intents_on_the_resource(
         button = f'section[data-key="{digits}"] button[data-action="pause"]'
         browser.evaluate(f"document.querySelector('{button}').click()")
         assert browser.wait_for(f"{text(digits, '.message')}.includes('pause requested')", 10)
-        intent = json.loads(kubectl.get(kubectl.dev, "digits")["metadata"]["annotations"][
-            INTENT_ANNOTATION])  # fmt: skip
+        intent = json.loads(
+            kubectl.get(kubectl.dev, "digits")["metadata"]["annotations"][INTENT_ANNOTATION]
+        )
         assert intent["action"] == "pause" and intent["by"] == "ana (dashboard)"
         # the operator acts on it: the page follows the new status without a reload
-        paused = replace(PROGRESSING, phase="Paused", history=(*PROGRESSING.history,
-            Transition(T0, "pause", "Paused", 1, 50, "pause requested by ana (dashboard)",
-                       by="ana (dashboard)")))  # fmt: skip
+        by = "ana (dashboard)"
+        pause = Transition(T0, "pause", "Paused", 1, 50, f"pause requested by {by}", by=by)
+        paused = replace(PROGRESSING, phase="Paused", history=(*PROGRESSING.history, pause))
         kubectl.write_status(kubectl.dev, "digits", status_fields(paused))
         assert browser.wait_for(f"{text(digits, '.phase')} === 'Paused'", 10)
         assert "pause requested by ana (dashboard)" in browser.evaluate(

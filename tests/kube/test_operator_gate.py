@@ -83,19 +83,34 @@ def published_status(name: str, triton: str) -> dict[str, Any]:
     """Ready, with the revision URLs KServe publishes under tag routing."""
     status = ready_status(name)
     status["components"]["predictor"]["traffic"] = [
-        {"tag": "prev", "revisionName": f"{name}-predictor-00001", "percent": 100,
-         "latestRevision": False, "url": triton},
-        {"tag": "latest", "revisionName": f"{name}-predictor-00002", "percent": 0,
-         "latestRevision": True, "url": triton},
-    ]  # fmt: skip
+        {
+            "tag": "prev",
+            "revisionName": f"{name}-predictor-00001",
+            "percent": 100,
+            "latestRevision": False,
+            "url": triton,
+        },
+        {
+            "tag": "latest",
+            "revisionName": f"{name}-predictor-00002",
+            "percent": 0,
+            "latestRevision": True,
+            "url": triton,
+        },
+    ]
     status["components"]["predictor"]["url"] = "http://digits-predictor.nowhere.invalid"
     return status
 
 
 def start_rollout(
-    api: client.CustomObjectsApi, namespace: str, name: str, uri: str, triton: str,
-    stable: str, canary: str,
-) -> None:  # fmt: skip
+    api: client.CustomObjectsApi,
+    namespace: str,
+    name: str,
+    uri: str,
+    triton: str,
+    stable: str,
+    canary: str,
+) -> None:
     isvc = inference_service(name, stable)
     isvc["spec"]["predictor"]["model"]["storageUri"] = uri
     api.create_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], isvc)
@@ -107,9 +122,13 @@ def start_rollout(
 
 
 def wait_for_phase(
-    api: client.CustomObjectsApi, namespace: str, name: str, phases: set[str],
-    operator: OperatorProcess, timeout: float = 90.0,
-) -> dict[str, Any]:  # fmt: skip
+    api: client.CustomObjectsApi,
+    namespace: str,
+    name: str,
+    phases: set[str],
+    operator: OperatorProcess,
+    timeout: float = 90.0,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         body: Any = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
@@ -127,9 +146,8 @@ def admin(apiserver: ApiServer) -> client.CustomObjectsApi:
 
 
 def test_two_classes_swapped_is_rolled_back_before_any_traffic(
-    apiserver: ApiServer, namespace: str, operator: OperatorProcess, triton: str,
-    storage_uri: str,
-) -> None:  # fmt: skip
+    apiserver: ApiServer, namespace: str, operator: OperatorProcess, triton: str, storage_uri: str
+) -> None:
     api = admin(apiserver)
     start_rollout(api, namespace, "swapped", storage_uri, triton, "2", "5")
     status = wait_for_phase(api, namespace, "swapped", {"RolledBack", "Progressing"}, operator)
@@ -153,9 +171,8 @@ def test_two_classes_swapped_is_rolled_back_before_any_traffic(
 
 
 def test_an_honest_improvement_passes_the_gate_and_starts(
-    apiserver: ApiServer, namespace: str, operator: OperatorProcess, triton: str,
-    storage_uri: str,
-) -> None:  # fmt: skip
+    apiserver: ApiServer, namespace: str, operator: OperatorProcess, triton: str, storage_uri: str
+) -> None:
     api = admin(apiserver)
     start_rollout(api, namespace, "improved", storage_uri, triton, "1", "2")
     status = wait_for_phase(api, namespace, "improved", {"RolledBack", "Progressing"}, operator)

@@ -71,10 +71,12 @@ def _loglik(n: Floats, x: Floats, p: Floats) -> Floats:
 
 def _log_mixture(n: Floats, x: Floats) -> Floats:
     """log ∫ q^x (1-q)^(n-x) dπ(q) for the mixture prior."""
-    terms = np.stack([
-        _lgamma(a + x) + _lgamma(b + n - x) - _lgamma(a + b + n) - prior
-        for (a, b), prior in zip(PRIOR, _PRIOR_LBETA, strict=True)
-    ])  # fmt: skip
+    terms = np.stack(
+        [
+            _lgamma(a + x) + _lgamma(b + n - x) - _lgamma(a + b + n) - prior
+            for (a, b), prior in zip(PRIOR, _PRIOR_LBETA, strict=True)
+        ]
+    )
     top: Floats = terms.max(axis=0)
     mean: Floats = np.exp(terms - top).mean(axis=0)
     return top + np.log(mean)
@@ -82,7 +84,7 @@ def _log_mixture(n: Floats, x: Floats) -> Floats:
 
 def _line_maximiser(
     nc: Floats, xc: Floats, ns: Floats, xs: Floats, d: Floats | float
-) -> tuple[Floats, Floats]:  # fmt: skip
+) -> tuple[Floats, Floats]:
     """The bisection's last midpoint for the maximum over p_s on the line, and half its last
     bracket."""
     fc, fs = nc - xc, ns - xs
@@ -130,9 +132,12 @@ def _rate(n: Floats, x: Floats) -> Floats:
 
 
 def log_e_value(
-    canary_requests: ArrayLike, canary_hits: ArrayLike,
-    stable_requests: ArrayLike, stable_hits: ArrayLike, margin: float,
-) -> Floats:  # fmt: skip
+    canary_requests: ArrayLike,
+    canary_hits: ArrayLike,
+    stable_requests: ArrayLike,
+    stable_hits: ArrayLike,
+    margin: float,
+) -> Floats:
     """log E against `p_c <= p_s + margin`, elementwise. At most 0 when the observed
     difference is within the margin; a regression at level alpha when >= log(1/alpha)."""
     nc, xc, ns, xs = _counts(canary_requests, canary_hits, stable_requests, stable_hits)
@@ -145,9 +150,12 @@ def log_e_value(
 
 
 def upper_bound(
-    canary_requests: ArrayLike, canary_hits: ArrayLike,
-    stable_requests: ArrayLike, stable_hits: ArrayLike, alpha: float,
-) -> Floats:  # fmt: skip
+    canary_requests: ArrayLike,
+    canary_hits: ArrayLike,
+    stable_requests: ArrayLike,
+    stable_hits: ArrayLike,
+    alpha: float,
+) -> Floats:
     """Anytime-valid upper confidence bound on p_c - p_s at 1 - alpha, elementwise."""
     nc, xc, ns, xs = _counts(canary_requests, canary_hits, stable_requests, stable_hits)
     level, mixture = math.log(1 / alpha), _log_mixture(nc, xc) + _log_mixture(ns, xs)
@@ -208,9 +216,14 @@ class Comparison:
 
 
 def compare(
-    canary_requests: float, canary_errors: float,
-    stable_requests: float, stable_errors: float, *, alpha: float, margin: float,
-) -> Comparison:  # fmt: skip
+    canary_requests: float,
+    canary_errors: float,
+    stable_requests: float,
+    stable_errors: float,
+    *,
+    alpha: float,
+    margin: float,
+) -> Comparison:
     """The error test on counts accumulated since the step (or rollout) began."""
     _check(alpha, margin)
     nc, xc, ns, xs = _counts(canary_requests, canary_errors, stable_requests, stable_errors)
@@ -312,18 +325,19 @@ def compare_latency(
     nc, xc, ns, xs = _counts(c[-1], c[-1] - c[j], s[-1], s[-1] - s[i])
     logs, each = log_e_value(nc, xc, ns, xs, margin), alpha / len(index)
     at = next((k for k, q in enumerate(s) if q >= quantile * s[-1]), len(s) - 1)
-    shown = [int(np.argmax(logs)), next((k for k, (a, _) in enumerate(index)
-                                         if bounds[a] >= bounds[at]), len(index) - 1)]  # fmt: skip
+    shown = [
+        int(np.argmax(logs)),
+        next((k for k, (a, _) in enumerate(index) if bounds[a] >= bounds[at]), len(index) - 1),
+    ]
     # the bound is a bisection: computed for the pairs an explanation shows, not all
     uppers = np.full(len(index), np.nan)
     uppers[shown] = upper_bound(nc[shown], xc[shown], ns[shown], xs[shown], each)
-    pairs = tuple(
-        TailPair(bounds[a], bounds[b], Comparison(
-            float(nc[k]), float(xc[k]), float(ns[k]), float(xs[k]),
-            margin, each, float(logs[k]), float(uppers[k]),
-        ))
-        for k, (a, b) in enumerate(index)
-    )  # fmt: skip
+
+    def compared(k: int) -> Comparison:
+        counts = float(nc[k]), float(xc[k]), float(ns[k]), float(xs[k])
+        return Comparison(*counts, margin, each, float(logs[k]), float(uppers[k]))
+
+    pairs = tuple(TailPair(bounds[a], bounds[b], compared(k)) for k, (a, b) in enumerate(index))
     top = float(logs.max())
     log_e = top + math.log(float(np.exp(logs - top).mean()))
     return LatencyComparison(log_e, alpha, pairs, pairs[shown[1]])

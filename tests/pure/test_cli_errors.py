@@ -85,8 +85,8 @@ def test_load_refuses_a_report_it_could_not_write_before_sending(
 ) -> None:
     report = tmp_path / "missing" / "report.json"
     started = time.monotonic()
-    result = cli("load", "--url", REFUSED, "--model", "digits", "--repo", repo,
-                 "--rate", "5", "--duration", "2", "--json", report)  # fmt: skip
+    line = f"load --url {REFUSED} --model digits --rate 5 --duration 2"
+    result = cli(*line.split(), "--repo", repo, "--json", report)
     err = one_line(result)
     assert f"--json {report}: no directory {report.parent}" in err
     assert time.monotonic() - started < 2  # refused before the run, not after it
@@ -96,12 +96,16 @@ def test_load_refuses_a_report_it_could_not_write_before_sending(
 def test_load_stopped_by_sigterm_keeps_its_report(repo: Path, tmp_path: Path) -> None:
     """Issue 13 defect 8: SIGTERM lost the whole run's report."""
     report = tmp_path / "report.json"
+    line = f"-m modelcanary load --url {REFUSED} --model digits --rate 20 --duration 60"
+    argv = [sys.executable, *line.split(), "--repo", str(repo), "--json", str(report)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelcanary", "load", "--url", REFUSED, "--model", "digits",
-         "--repo", str(repo), "--rate", "20", "--duration", "60", "--json", str(report)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT,
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
         env={**os.environ, "PYTHONPATH": str(PROJECT / "operator")},
-    )  # fmt: skip
+    )
     time.sleep(4)  # the interpreter starts, then sends for a while
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)

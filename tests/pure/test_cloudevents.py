@@ -26,11 +26,18 @@ from tests.pure.test_shadow import sample_value
 def headers(kind: str = REQUEST_TYPE, id: str = "r1", **extra: str) -> dict[str, str]:
     """The headers KServe's logger (cloudevents sdk-go, binary mode) sends."""
     return {
-        "ce-specversion": "1.0", "ce-id": id, "ce-type": kind,
-        "ce-source": "http://localhost:9081/", "ce-inferenceservicename": "digits",
-        "ce-namespace": "models", "ce-component": "predictor", "ce-endpoint": "",
-        "ce-metadata": "{}", "content-type": "application/json", **extra,
-    }  # fmt: skip
+        "ce-specversion": "1.0",
+        "ce-id": id,
+        "ce-type": kind,
+        "ce-source": "http://localhost:9081/",
+        "ce-inferenceservicename": "digits",
+        "ce-namespace": "models",
+        "ce-component": "predictor",
+        "ce-endpoint": "",
+        "ce-metadata": "{}",
+        "content-type": "application/json",
+        **extra,
+    }
 
 
 def event(kind: str = "request", id: str = "r1", size: int = 10, source: str = "s") -> Event:
@@ -132,9 +139,11 @@ def post(app: ComparatorService, head: dict[str, str], body: bytes) -> int:
     """POST one event; the status answered."""
     sent: list[dict[str, Any]] = []
     scope = {
-        "type": "http", "method": "POST", "path": "/",
+        "type": "http",
+        "method": "POST",
+        "path": "/",
         "headers": [(k.encode(), v.encode()) for k, v in head.items()],
-    }  # fmt: skip
+    }
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}

@@ -21,14 +21,24 @@ from modelcanary.rollout.spec import parse_spec
 from modelcanary.rollout.state import RolloutState, Transition
 
 SPEC = parse_spec(
-    {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
-     "steps": [20, 50, 100], "interval": "10s"}, "test",
-)  # fmt: skip
+    {
+        "model": "digits",
+        "stable": {"version": "1"},
+        "canary": {"version": "2"},
+        "steps": [20, 50, 100],
+        "interval": "10s",
+    },
+    "test",
+)
 STARTED = Transition(100.0, "start", "Progressing", 0, 20, "step 1")
 PROGRESSING = RolloutState(
-    phase="Progressing", step=0, weight=20, started_at=100.0, step_started_at=100.0,
+    phase="Progressing",
+    step=0,
+    weight=20,
+    started_at=100.0,
+    step_started_at=100.0,
     history=(STARTED,),
-)  # fmt: skip
+)
 
 
 @pytest.fixture
@@ -91,22 +101,25 @@ def test_an_intent_is_recorded_as_the_command_line_records_it(run_dir: Path) -> 
     assert intent["by"].endswith("(dashboard)") and intent["id"]
 
 
-@pytest.mark.parametrize(
-    ("body", "token", "status", "message"),
-    [
-        ({"key": "digits", "action": "pause"}, "wrong", 401, "missing or wrong token"),
-        ({"key": "digits", "action": "resume"}, "stack-token", 409,
-         "cannot resume: the rollout is Progressing"),
-        ({"key": "digits", "action": "rollback", "reason": " "}, "stack-token", 400,
-         "rollback needs a reason"),
-        ({"key": "other", "action": "pause"}, "stack-token", 404, "no rollout 'other'"),
-        ({"key": "digits", "action": "retry"}, "stack-token", 400,
-         "action: one of promote, pause, resume, rollback"),
-        (["digits"], "stack-token", 400, "the body must be a JSON object"),
-        ({"key": "digits", "action": "pause", "reason": "x" * 501}, "stack-token", 400,
-         "reason: a string of at most 500 characters"),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+WRONG_INTENTS = [
+    ({"key": "digits", "action": "pause"}, "wrong", 401, "missing or wrong token"),
+    ({"key": "digits", "action": "resume"}, "stack-token", 409,
+     "cannot resume: the rollout is Progressing"),
+    ({"key": "digits", "action": "rollback", "reason": " "}, "stack-token", 400,
+     "rollback needs a reason"),
+    ({"key": "other", "action": "pause"}, "stack-token", 404, "no rollout 'other'"),
+    ({"key": "digits", "action": "retry"}, "stack-token", 400,
+     "action: one of promote, pause, resume, rollback"),
+    (["digits"], "stack-token", 400, "the body must be a JSON object"),
+    ({"key": "digits", "action": "pause", "reason": "x" * 501}, "stack-token", 400,
+     "reason: a string of at most 500 characters"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("body", "token", "status", "message"), WRONG_INTENTS)
 def test_a_wrong_intent_is_refused_and_nothing_is_recorded(
     run_dir: Path, body: object, token: str, status: int, message: str
 ) -> None:
@@ -117,9 +130,10 @@ def test_a_wrong_intent_is_refused_and_nothing_is_recorded(
 
 def test_a_body_over_the_limit_is_refused(run_dir: Path) -> None:
     reply = client(run_dir).post(
-        "/api/intents", content=b"{" + b" " * 5000 + b"}",
+        "/api/intents",
+        content=b"{" + b" " * 5000 + b"}",
         headers={"Authorization": "Bearer stack-token", "Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     assert reply.status_code == 413 and "over 4096 bytes" in reply.json()["error"]
 
 

@@ -33,10 +33,10 @@ def n(requests: float, errors: float = 0) -> Counts:
 
 
 def test_counts_are_per_replica_differences_since_the_start() -> None:
-    ledger = open_ledger(None, seen({"a": Counts(1000, 5, ((0.1, 900),), 1000), "b": n(300)},
-                              {"c": Counts(40, 1, ((0.1, 30),), 40)}), 0)  # fmt: skip
-    _, evidence = advance(ledger, seen({"a": Counts(1500, 6, ((0.1, 1380),), 1500), "b": n(350)},
-                                       {"c": Counts(140, 3, ((0.1, 125),), 140)}), 10)  # fmt: skip
+    stable = {"a": Counts(1000, 5, ((0.1, 900),), 1000), "b": n(300)}
+    ledger = open_ledger(None, seen(stable, {"c": Counts(40, 1, ((0.1, 30),), 40)}), 0)
+    stable = {"a": Counts(1500, 6, ((0.1, 1380),), 1500), "b": n(350)}
+    _, evidence = advance(ledger, seen(stable, {"c": Counts(140, 3, ((0.1, 125),), 140)}), 10)
     assert evidence.stable == Counts(550, 1, ((0.1, 480),), 500)
     assert evidence.canary == Counts(100, 2, ((0.1, 95),), 100)
 
@@ -106,8 +106,9 @@ def test_a_restarted_controller_carries_on_from_the_ledger_in_the_state() -> Non
     restored = RolloutState.from_json(written).baseline
     assert restored == ledger
     assert restored is not None
-    _, evidence = advance(restored, seen({"a": n(1300), "b": n(600)},
-                                         {"x": Counts(80, 1, ((0.1, 70),), 80)}), 20)  # fmt: skip
+    _, evidence = advance(
+        restored, seen({"a": n(1300), "b": n(600)}, {"x": Counts(80, 1, ((0.1, 70),), 80)}), 20
+    )
     assert evidence.stable.requests == 400 and evidence.canary == Counts(75, 1, ((0.1, 66),), 75)
 
 
@@ -140,8 +141,11 @@ def test_the_ledger_reads_back_after_merge_patches_of_the_status() -> None:
 
 def test_a_state_from_before_ledgers_opens_a_new_one() -> None:
     """A summed baseline cannot be split into replicas: the engine counts from now."""
-    old = {"stable": {"requests": 1000, "errors": 5}, "canary": {"requests": 0, "errors": 0},
-           "canary_seen": {"requests": 0, "errors": 0}}  # fmt: skip
+    old = {
+        "stable": {"requests": 1000, "errors": 5},
+        "canary": {"requests": 0, "errors": 0},
+        "canary_seen": {"requests": 0, "errors": 0},
+    }
     assert not is_ledger(old)
     assert RolloutState.from_json({"step": 0, "baseline": old}).baseline is None
 
@@ -181,8 +185,9 @@ def test_a_silent_canary_is_counted_in_stable_requests_across_offset_scrapes() -
     for t in range(10, 1200, 10):
         stable_at = (t - 30) // 60 * 60 + 30  # stable scraped at 30, 90, 150, ...
         canary_at = t // 60 * 60  # the canary at 0, 60, 120, ...
-        ledger, evidence = advance(ledger, seen({"a": n(stable_rate * stable_at)},
-                                                {"x": n(canary_rate * canary_at)}), t)  # fmt: skip
+        ledger, evidence = advance(
+            ledger, seen({"a": n(stable_rate * stable_at)}, {"x": n(canary_rate * canary_at)}), t
+        )
         worst = max(worst, evidence.stable_since_canary)
     assert worst == 0  # what stable served since the canary's last scrape is not silence
     for t in range(1200, 1400, 10):  # the canary crashed at 1200: its series are gone

@@ -118,9 +118,12 @@ def test_digits_decisions(case: str, table: tuple[int, int, int, int], decision:
     stable_right, canary_right = correctness(*table)
     labels = np.arange(360) % 10
     result = paired(
-        "logits", Metric("accuracy"), labels,
-        class_outputs(stable_right, labels), class_outputs(canary_right, labels),
-    )  # fmt: skip
+        "logits",
+        Metric("accuracy"),
+        labels,
+        class_outputs(stable_right, labels),
+        class_outputs(canary_right, labels),
+    )
     assert result.decision == decision, result
     assert result.stable is not None and result.canary is not None and result.difference is not None
     assert result.difference.value == pytest.approx(result.canary.value - result.stable.value)
@@ -142,9 +145,13 @@ def test_the_margin_and_the_confidence(
     stable, canary = correctness(*table)
     labels = np.arange(len(stable)) % 10
     result = paired(
-        "y", Metric("accuracy"), labels, class_outputs(stable, labels),
-        class_outputs(canary, labels), margin=margin,
-    )  # fmt: skip
+        "y",
+        Metric("accuracy"),
+        labels,
+        class_outputs(stable, labels),
+        class_outputs(canary, labels),
+        margin=margin,
+    )
     assert result.decision == decision
 
 

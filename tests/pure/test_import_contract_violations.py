@@ -17,35 +17,36 @@ from tests.support.lint_imports import lint_imports
 def checkout(tmp_path: Path) -> Path:
     """The repository's package and contracts, copied."""
     shutil.copytree(
-        PROJECT / "operator", tmp_path / "operator",
+        PROJECT / "operator",
+        tmp_path / "operator",
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-    )  # fmt: skip
+    )
     shutil.copy(PROJECT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
 
 
-@pytest.mark.parametrize(
-    ("module", "source", "broken"),
-    [
-        # the operator's image has no model tooling
-        ("kube/planted.py", "import torch\n", "no-model-tooling"),
-        ("adapters/planted.py", "def load():\n    import onnxruntime\n", "no-model-tooling"),
-        # the pure core does no I/O, not even lazily
-        ("rollout/planted.py", "import socket\n", "pure-core"),
-        ("rollout/planted.py", "def run():\n    import subprocess\n", "pure-core"),
-        ("rollout/planted.py", "import httpx\n", "pure-core"),
-        # the two modes never import each other, relatively or not
-        ("kube/planted.py", "from ..local import controller\n", "modes"),
-        ("local/planted.py", "from modelcanary.kube import operator\n", "modes"),
-        # a lower layer never imports a higher one
-        ("adapters/planted.py", "from modelcanary.kube import crd\n", "layers"),
-        ("rollout/planted.py", "from modelcanary.adapters import factory\n", "layers"),
-        # the kubectl plugin never reaches the local stack
-        ("kubectl/planted.py", "from modelcanary.local import stack\n", "kubectl-cluster-only"),
-        # a new cycle: tables is imported by rollout.view, and now imports it
-        ("tables.py", "from modelcanary.rollout import view\n", "acyclic"),
-    ],
-)  # fmt: skip
+PLANTED_VIOLATIONS = [
+    # the operator's image has no model tooling
+    ("kube/planted.py", "import torch\n", "no-model-tooling"),
+    ("adapters/planted.py", "def load():\n    import onnxruntime\n", "no-model-tooling"),
+    # the pure core does no I/O, not even lazily
+    ("rollout/planted.py", "import socket\n", "pure-core"),
+    ("rollout/planted.py", "def run():\n    import subprocess\n", "pure-core"),
+    ("rollout/planted.py", "import httpx\n", "pure-core"),
+    # the two modes never import each other, relatively or not
+    ("kube/planted.py", "from ..local import controller\n", "modes"),
+    ("local/planted.py", "from modelcanary.kube import operator\n", "modes"),
+    # a lower layer never imports a higher one
+    ("adapters/planted.py", "from modelcanary.kube import crd\n", "layers"),
+    ("rollout/planted.py", "from modelcanary.adapters import factory\n", "layers"),
+    # the kubectl plugin never reaches the local stack
+    ("kubectl/planted.py", "from modelcanary.local import stack\n", "kubectl-cluster-only"),
+    # a new cycle: tables is imported by rollout.view, and now imports it
+    ("tables.py", "from modelcanary.rollout import view\n", "acyclic"),
+]
+
+
+@pytest.mark.parametrize(("module", "source", "broken"), PLANTED_VIOLATIONS)
 def test_a_planted_violation_breaks_its_contract(
     checkout: Path, module: str, source: str, broken: str
 ) -> None:

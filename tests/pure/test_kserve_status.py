@@ -72,13 +72,23 @@ def serverless(traffic: list[dict[str, Any]], **predictor: Any) -> dict[str, Any
 def test_tagged_revisions_are_stable_and_canary() -> None:
     isvc = serverless(
         [
-            {"tag": "latest", "revisionName": "r2", "percent": 0, "latestRevision": True,
-             "url": "http://latest-digits-predictor.models.example.com"},
-            {"tag": "prev", "revisionName": "r1", "percent": 100, "latestRevision": False,
-             "url": "http://prev-digits-predictor.models.example.com"},
+            {
+                "tag": "latest",
+                "revisionName": "r2",
+                "percent": 0,
+                "latestRevision": True,
+                "url": "http://latest-digits-predictor.models.example.com",
+            },
+            {
+                "tag": "prev",
+                "revisionName": "r1",
+                "percent": 100,
+                "latestRevision": False,
+                "url": "http://prev-digits-predictor.models.example.com",
+            },
         ],
         address={"url": INTERNAL},
-    )  # fmt: skip
+    )
     assert revision_urls(isvc) == (
         "http://prev-digits-predictor.models.example.com",
         "http://latest-digits-predictor.models.example.com",

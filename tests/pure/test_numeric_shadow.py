@@ -56,16 +56,16 @@ def test_the_numeric_fields_default_to_the_export_tolerance_and_five_percent() -
     assert (given.atol, given.rtol, given.max_outside) == (0.01, 0.05, 0.1)
 
 
-@pytest.mark.parametrize(
-    ("numeric", "message"),
-    [
-        ({"atol": -1}, "shadow.numeric.atol: Input should be greater than or equal to 0"),
-        ({"rtol": "wide"}, "shadow.numeric.rtol: Input should be a valid number"),
-        ({"maxOutside": 1}, "shadow.numeric.maxOutside: Input should be less than 1"),
-        ({"maxOutside": 0}, "shadow.numeric.maxOutside: Input should be greater than 0"),
-        ({"tolerance": 0.1}, "shadow.numeric.tolerance: Extra inputs are not permitted"),
-    ],
-)  # fmt: skip
+BAD_NUMERIC_FIELDS = [
+    ({"atol": -1}, "shadow.numeric.atol: Input should be greater than or equal to 0"),
+    ({"rtol": "wide"}, "shadow.numeric.rtol: Input should be a valid number"),
+    ({"maxOutside": 1}, "shadow.numeric.maxOutside: Input should be less than 1"),
+    ({"maxOutside": 0}, "shadow.numeric.maxOutside: Input should be greater than 0"),
+    ({"tolerance": 0.1}, "shadow.numeric.tolerance: Extra inputs are not permitted"),
+]
+
+
+@pytest.mark.parametrize(("numeric", "message"), BAD_NUMERIC_FIELDS)
 def test_bad_numeric_fields_get_one_line(numeric: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError) as error:
         spec(numeric=numeric)
@@ -75,19 +75,19 @@ def test_bad_numeric_fields_get_one_line(numeric: dict[str, object], message: st
 # -- the judge ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("pairs", "within", "result"),
-    [
-        (8, 0, "fail"),  # every prediction moved: a handful of pairs is evidence enough
-        (200, 0, "fail"),
-        (200, 200, "pass"),  # retrained-alike: every pair within
-        (200, 190, "pass"),  # 5% outside: at the limit, no evidence above it
-        (200, 170, "fail"),  # 15% outside on 200 pairs
-        (1000, 920, "pass"),  # 8%: not yet evidence of more than 5% at this alpha share
-        (1000, 850, "fail"),
-        (0, 0, "pass"),  # no pairs yet: nothing against it
-    ],
-)  # fmt: skip
+TOLERANCE_CASES = [
+    (8, 0, "fail"),  # every prediction moved: a handful of pairs is evidence enough
+    (200, 0, "fail"),
+    (200, 200, "pass"),  # retrained-alike: every pair within
+    (200, 190, "pass"),  # 5% outside: at the limit, no evidence above it
+    (200, 170, "fail"),  # 15% outside on 200 pairs
+    (1000, 920, "pass"),  # 8%: not yet evidence of more than 5% at this alpha share
+    (1000, 850, "fail"),
+    (0, 0, "pass"),  # no pairs yet: nothing against it
+]
+
+
+@pytest.mark.parametrize(("pairs", "within", "result"), TOLERANCE_CASES)
 def test_the_numeric_tolerance_check(pairs: int, within: int, result: str) -> None:
     verdict = judge(S, SEEN, None, 0, numeric(pairs, within))
     found = check(verdict)
@@ -133,17 +133,17 @@ def shadowing(since: float) -> RolloutState:
     return RolloutState(phase="Shadowing", shadow_started_at=T0 - since, created_at=T0 - since)
 
 
-@pytest.mark.parametrize(
-    ("counts", "action", "reason"),
-    [
-        # enough pairs of the numeric output, none outside: the first step, long before maxDuration
-        (numeric(200, 200), "start", "shadow comparison: 0 of 200 pairs of output 'price'"),
-        (numeric(60, 60), "hold", "shadowing: 60 of 200 pairs"),
-        (numeric(20, 0), "rollback", "shadow comparison: 20 of 20 pairs of output 'price' differ"),
-        # a classifier with a numeric output too: both must have their pairs
-        (ShadowCounts(200, 200, 260, (NumericCounts("score", 60, 60),)), "hold", "60 of 200"),
-    ],
-)  # fmt: skip
+SHADOW_PHASES = [
+    # enough pairs of the numeric output, none outside: the first step, long before maxDuration
+    (numeric(200, 200), "start", "shadow comparison: 0 of 200 pairs of output 'price'"),
+    (numeric(60, 60), "hold", "shadowing: 60 of 200 pairs"),
+    (numeric(20, 0), "rollback", "shadow comparison: 20 of 20 pairs of output 'price' differ"),
+    # a classifier with a numeric output too: both must have their pairs
+    (ShadowCounts(200, 200, 260, (NumericCounts("score", 60, 60),)), "hold", "60 of 200"),
+]
+
+
+@pytest.mark.parametrize(("counts", "action", "reason"), SHADOW_PHASES)
 def test_the_shadow_phase_of_a_numeric_model_ends_on_evidence(
     counts: ShadowCounts, action: str, reason: str
 ) -> None:
@@ -158,9 +158,10 @@ def test_pairs_are_counted_per_output_since_the_comparison_began() -> None:
     since, kept = shadow_since(base, now)
     assert kept == base and not since.classifies
     assert since.numeric == (
-        NumericCounts("price", 200, 110), NumericCounts("embedding", 200, 200),
+        NumericCounts("price", 200, 110),
+        NumericCounts("embedding", 200, 200),
         NumericCounts("new", 5, 5),
-    )  # fmt: skip
+    )
     # a counter that went down: the comparator restarted, counted from zero again
     restarted, kept = shadow_since(base, numeric(10, 10, NumericCounts("embedding", 10, 10)))
     assert restarted.numeric[0] == NumericCounts("price", 10, 10) and kept.numeric == ()

@@ -48,16 +48,19 @@ def test_the_default_stall_limit_is_five_ticks_and_at_least_a_minute(
     assert stalled_after(tick_s) == limit_s
 
 
-@pytest.mark.parametrize(
-    ("leading", "renewed_at", "now", "problem"),
-    [
-        (True, 100.0, 110.0, None),
-        (True, 100.0, 115.0, None),  # the Lease's duration: still its own
-        (True, 100.0, 116.0, "a last renewed the Lease op 16 s ago, longer than its 15 s: "
-                             "another replica may hold it"),
-        (False, None, 110.0, "standby: a does not hold the Lease op"),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+READINESS_CASES = [
+    (True, 100.0, 110.0, None),
+    (True, 100.0, 115.0, None),  # the Lease's duration: still its own
+    (True, 100.0, 116.0, "a last renewed the Lease op 16 s ago, longer than its 15 s: "
+                         "another replica may hold it"),
+    (False, None, 110.0, "standby: a does not hold the Lease op"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("leading", "renewed_at", "now", "problem"), READINESS_CASES)
 def test_readiness_is_holding_the_lease_renewed_in_time(
     leading: bool, renewed_at: float | None, now: float, problem: str | None
 ) -> None:

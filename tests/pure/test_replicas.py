@@ -64,10 +64,15 @@ def test_requests_go_round_robin_over_the_replicas_that_are_not_down() -> None:
 
 def test_the_replicas_of_triton_are_one_jobs_targets() -> None:
     config = prometheus_config(
-        [ScrapeTarget("triton", "127.0.0.1:1"), ScrapeTarget("gateway", "127.0.0.1:2"),
-         ScrapeTarget("triton", "127.0.0.1:3")],
-        [], "127.0.0.1:4", "1s",
-    )  # fmt: skip
+        [
+            ScrapeTarget("triton", "127.0.0.1:1"),
+            ScrapeTarget("gateway", "127.0.0.1:2"),
+            ScrapeTarget("triton", "127.0.0.1:3"),
+        ],
+        [],
+        "127.0.0.1:4",
+        "1s",
+    )
     jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
     assert jobs == {"triton": ["127.0.0.1:1", "127.0.0.1:3"], "gateway": ["127.0.0.1:2"]}
 
@@ -83,8 +88,8 @@ def test_up_refuses_a_replica_count_out_of_range(
     cli: Callable[..., CliResult], tmp_path: Path, replicas: str
 ) -> None:
     (tmp_path / "repo").mkdir()
-    result = cli("up", "--repo", tmp_path / "repo", "--model", "digits", "--stable", "1",
-                 "--run-dir", tmp_path / "run", "--replicas", replicas)  # fmt: skip
+    paths = ("--repo", tmp_path / "repo", "--run-dir", tmp_path / "run")
+    result = cli("up", *paths, "--model", "digits", "--stable", "1", "--replicas", replicas)
     assert result.code == 2 and result.err.count("\n") == 1, result.err
     assert "--replicas" in result.err and "Traceback" not in result.err
     assert not (tmp_path / "run" / "up.lock").exists()  # nothing started

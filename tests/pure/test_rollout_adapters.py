@@ -21,8 +21,18 @@ from modelcanary.rollout.state import RolloutState, Transition
 def test_state_roundtrips_and_leaves_no_temporary_files(tmp_path: Path) -> None:
     store = FileStateStore(tmp_path / "digits")
     assert store.load() is None
-    state = RolloutState(phase="Progressing", step=1, weight=50, started_at=1.0, step_started_at=2.0,
-                         history=(Transition(2.0, "advance", "Progressing", 1, 50, "checks passed", {"error_ratio": 0.001}),))  # fmt: skip
+    state = RolloutState(
+        phase="Progressing",
+        step=1,
+        weight=50,
+        started_at=1.0,
+        step_started_at=2.0,
+        history=(
+            Transition(
+                2.0, "advance", "Progressing", 1, 50, "checks passed", {"error_ratio": 0.001}
+            ),
+        ),
+    )
     store.save(state)
     assert store.load() == state
     assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == ["state.json"]
@@ -35,18 +45,21 @@ def test_a_corrupt_state_is_named(tmp_path: Path) -> None:
         store.load()
 
 
-@pytest.mark.parametrize(
-    ("written", "message"),
-    [
-        ("[]", "state.json: the state: must be an object, got []"),
-        ('{"step": "x"}', 'state.json: step: must be a valid integer, got "x"'),
-        ('{"phase": "Progressing", "step": 99, "weight": 50}',
-         "state.json: step: must be an integer between -1 (before the first step) and 2, got 99"),
-        ('{"phase": "Progressing", "step": 1, "weight": 150}',
-         "state.json: weight: must be an integer between 0 and 100, got 150"),
-        ('{"phase": "Bogus"}', "state.json: phase: must be 'Pending', 'Shadowing', "),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+BAD_STATES = [
+    ("[]", "state.json: the state: must be an object, got []"),
+    ('{"step": "x"}', 'state.json: step: must be a valid integer, got "x"'),
+    ('{"phase": "Progressing", "step": 99, "weight": 50}',
+     "state.json: step: must be an integer between -1 (before the first step) and 2, got 99"),
+    ('{"phase": "Progressing", "step": 1, "weight": 150}',
+     "state.json: weight: must be an integer between 0 and 100, got 150"),
+    ('{"phase": "Bogus"}', "state.json: phase: must be 'Pending', 'Shadowing', "),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("written", "message"), BAD_STATES)
 def test_a_state_that_is_not_one_is_refused_naming_the_field(
     tmp_path: Path, written: str, message: str
 ) -> None:

@@ -21,29 +21,42 @@ from tests.conftest import CliResult
 
 Cli = Callable[..., CliResult]
 T0 = 1_795_000_000.0  # 2026-11-18 11:06:40 UTC
-SPEC = parse_spec(
-    {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
-     "steps": [10, 50, 100], "interval": "30s", "analysis": {"failureLimit": 2}},
-    "test",
-)  # fmt: skip
+VERSIONS = {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"}}
+TIMING = {"steps": [10, 50, 100], "interval": "30s", "analysis": {"failureLimit": 2}}
+SPEC = parse_spec({**VERSIONS, **TIMING}, "test")
 STATE = RolloutState(
-    phase="Progressing", step=1, weight=50, started_at=T0 - 60, step_started_at=T0 - 12,
+    phase="Progressing",
+    step=1,
+    weight=50,
+    started_at=T0 - 60,
+    step_started_at=T0 - 12,
     failures=1,
     history=(
         Transition(T0 - 60, "start", "Progressing", 0, 10, "golden samples match"),
-        Transition(T0 - 40, "hold", "Progressing", 0, 10, "check failed (1 of 2 tolerated)",
-                   {"error_ratio": 0.0125}),
-        Transition(T0 - 12, "advance", "Progressing", 1, 50, "step 2 now requested by ana",
-                   by="ana"),
+        Transition(
+            T0 - 40,
+            "hold",
+            "Progressing",
+            0,
+            10,
+            "check failed (1 of 2 tolerated)",
+            {"error_ratio": 0.0125},
+        ),
+        Transition(
+            T0 - 12, "advance", "Progressing", 1, 50, "step 2 now requested by ana", by="ana"
+        ),
     ),
     analysis=LastAnalysis(
-        T0 - 1, "inconclusive",
-        (Check("error_ratio", 0.002, 0.01, 140, "pass", "", 0.031, 400),
-         Check("latency_p99_s", None, 0.5, 80, "inconclusive", "no canary requests yet")),
+        T0 - 1,
+        "inconclusive",
+        (
+            Check("error_ratio", 0.002, 0.01, 140, "pass", "", 0.031, 400),
+            Check("latency_p99_s", None, 0.5, 80, "inconclusive", "no canary requests yet"),
+        ),
         (FiringAlert("ModelVersionTrafficBelowShare", "warning", "2", "pending"),),
         "waiting: no canary requests yet",
     ),
-)  # fmt: skip
+)
 
 
 @pytest.fixture(autouse=True)
@@ -87,10 +100,16 @@ def test_status_document_for_scripts() -> None:
     assert document["phase"] == "Progressing" and document["step"] == 2
     assert document["step_time_left_s"] == 18.0 and document["earliest_full_traffic_s"] == 18.0
     assert document["checks"][1] == {
-        "name": "latency_p99_s", "value": None, "threshold": 0.5, "samples": 80,
-        "result": "inconclusive", "detail": "no canary requests yet",
-        "evidence": None, "evidence_limit": None, "ruled_out": None,
-    }  # fmt: skip
+        "name": "latency_p99_s",
+        "value": None,
+        "threshold": 0.5,
+        "samples": 80,
+        "result": "inconclusive",
+        "detail": "no canary requests yet",
+        "evidence": None,
+        "evidence_limit": None,
+        "ruled_out": None,
+    }
     assert [t["by"] for t in document["history"]] == ["controller", "controller", "ana"]
     json.dumps(document)
 
@@ -164,30 +183,41 @@ def test_begin_resumes_refuses_or_archives(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("written", "named"),
-    [("[]", "the state: must be an object, got []"),
-     ('{"step": "x"}', 'step: must be a valid integer, got "x"'),
-     ('{"phase": "Bogus"}', "phase: must be 'Pending'")],
-)  # fmt: skip
+    [
+        ("[]", "the state: must be an object, got []"),
+        ('{"step": "x"}', 'step: must be a valid integer, got "x"'),
+        ('{"phase": "Bogus"}', "phase: must be 'Pending'"),
+    ],
+)
 def test_a_corrupt_state_is_one_line_in_status_history_rollback_and_start(
     cli: Cli, tmp_path: Path, written: str, named: str
 ) -> None:
     """Issue 25 finding 7: `[]` and a step "x" gave tracebacks in start, status and rollback."""
     rollout = saved(tmp_path)
     rollout.store.state_path.write_text(written)
-    (tmp_path / "up.json").write_text(json.dumps({
-        "model": "digits", "gateway": "http://127.0.0.1:9", "repo": str(tmp_path),
-        "gateway_admin_token_file": str(tmp_path / "token"), "run_dir": str(tmp_path),
+    up = {
+        "model": "digits",
+        "gateway": "http://127.0.0.1:9",
+        "repo": str(tmp_path),
+        "gateway_admin_token_file": str(tmp_path / "token"),
+        "run_dir": str(tmp_path),
         "controller_webhook": "http://127.0.0.1:9/alertmanager/webhook",
-        "prometheus": "http://127.0.0.1:9", "alertmanager": "http://127.0.0.1:9",
+        "prometheus": "http://127.0.0.1:9",
+        "alertmanager": "http://127.0.0.1:9",
         "alertmanager_password_file": str(tmp_path / "alertmanager.password"),
-    }))  # fmt: skip
+    }
+    (tmp_path / "up.json").write_text(json.dumps(up))
     (tmp_path / "token").write_text("t0k\n")
     (tmp_path / "controller.token").write_text("t0k\n")
     (tmp_path / "alertmanager.password").write_text("pa55\n")
     spec = tmp_path / "canary.yaml"
     spec.write_text(json.dumps(SPEC.model_dump(mode="json", by_alias=True)))
-    for args in (("status",), ("history",), ("rollback", "--reason", "bad"),
-                 ("rollout", "start", "-f", spec)):  # fmt: skip
+    for args in (
+        ("status",),
+        ("history",),
+        ("rollback", "--reason", "bad"),
+        ("rollout", "start", "-f", spec),
+    ):
         refused = cli(*args, "--run-dir", tmp_path)
         assert refused.code == 2, (args, refused.err)
         assert f"{rollout.store.state_path}: {named}" in refused.err
@@ -214,9 +244,8 @@ def test_repair_keeps_the_history_that_reads_and_rolls_back(cli: Cli, tmp_path: 
     aside = [p for p in rollout.directory.iterdir() if p.name.startswith("state.json.unread")]
     assert len(aside) == 1 and aside[0].read_text() == written
     state = rollout.load()
-    assert state is not None and (state.phase, state.weight, state.applied) == (
-        "RolledBack", 0, False,
-    )  # fmt: skip
+    assert state is not None
+    assert (state.phase, state.weight, state.applied) == ("RolledBack", 0, False)
     assert state.history[:3] == STATE.history and state.history[3].action == "rollback"
     assert 'history.3.at: must be a valid number, got "noon"' in state.history[3].reason
     assert cli("status", "--run-dir", tmp_path).code == 0

@@ -31,11 +31,16 @@ from modelcanary.rollout.spec import parse_spec
 from modelcanary.rollout.state import RolloutState
 
 SPEC = parse_spec(
-    {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
-     "steps": [10, 50, 100], "interval": "10s",
-     "analysis": {"failureLimit": 0, "beforeFull": {"errorRatioAboveStable": None}}},
+    {
+        "model": "digits",
+        "stable": {"version": "1"},
+        "canary": {"version": "2"},
+        "steps": [10, 50, 100],
+        "interval": "10s",
+        "analysis": {"failureLimit": 0, "beforeFull": {"errorRatioAboveStable": None}},
+    },
     "test",
-)  # fmt: skip
+)
 HEALTHY = Observations(VersionStats(500, 0, 0.01), VersionStats(100, 0, 0.01))
 
 
@@ -408,8 +413,11 @@ def test_the_state_reads_back_equal_without_the_nulls_a_server_drops_from_lists(
 
     def drop_nulls_in_lists(value: Any, in_list: bool = False) -> Any:
         if isinstance(value, dict):
-            return {k: drop_nulls_in_lists(v, in_list) for k, v in value.items()
-                    if not (in_list and v is None)}  # fmt: skip
+            return {
+                k: drop_nulls_in_lists(v, in_list)
+                for k, v in value.items()
+                if not (in_list and v is None)
+            }
         if isinstance(value, list):
             return [drop_nulls_in_lists(v, True) for v in value]
         return value

@@ -52,24 +52,27 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"steps": [5, 10, 10, 100]}, "steps: steps must increase, got [5, 10, 10, 100]"),
-        ({"steps": [5, 50]}, "steps: the last step must be 100 (full traffic), got 50"),
-        ({"steps": [0, 100]}, "steps: each step is a canary percent from 1 to 100, not 0"),
-        ({"steps": [*range(1, 21), 100]}, "steps: give at most 20 steps, got 21"),
-        ({"stable": {"version": 2}, "canary": {"version": "2"}}, "canary.version must differ from stable.version (2)"),
-        ({"interval": "soon"}, "interval: 'soon' is not a duration like 30s, 5m or 1h30m"),
-        ({"analysis": {"alpha": 0}}, "analysis.alpha: Input should be greater than 0"),
-        ({"analysis": {"minRequests": 100}}, "analysis.minRequests: Extra inputs are not permitted"),
-        ({"analysis": {"errorRatio": {"max": 2}}}, "analysis.errorRatio.max: Input should be less than 1"),
-        ({"analysis": {"noData": {"action": "promote"}}}, "analysis.noData.action: Input should be 'pause' or 'rollback'"),
-        ({"analysis": {"latencyP99": {"maxRatioToStable": 0.5}}}, "analysis.latencyP99.maxRatioToStable: Input should be greater than 1"),
-        ({"canary": {"version": "1"}}, "canary.version must differ from stable.version (1)"),
-        ({"colour": "red"}, "colour: Extra inputs are not permitted"),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+INVALID_FIELDS = [
+    ({"steps": [5, 10, 10, 100]}, "steps: steps must increase, got [5, 10, 10, 100]"),
+    ({"steps": [5, 50]}, "steps: the last step must be 100 (full traffic), got 50"),
+    ({"steps": [0, 100]}, "steps: each step is a canary percent from 1 to 100, not 0"),
+    ({"steps": [*range(1, 21), 100]}, "steps: give at most 20 steps, got 21"),
+    ({"stable": {"version": 2}, "canary": {"version": "2"}}, "canary.version must differ from stable.version (2)"),
+    ({"interval": "soon"}, "interval: 'soon' is not a duration like 30s, 5m or 1h30m"),
+    ({"analysis": {"alpha": 0}}, "analysis.alpha: Input should be greater than 0"),
+    ({"analysis": {"minRequests": 100}}, "analysis.minRequests: Extra inputs are not permitted"),
+    ({"analysis": {"errorRatio": {"max": 2}}}, "analysis.errorRatio.max: Input should be less than 1"),
+    ({"analysis": {"noData": {"action": "promote"}}}, "analysis.noData.action: Input should be 'pause' or 'rollback'"),
+    ({"analysis": {"latencyP99": {"maxRatioToStable": 0.5}}}, "analysis.latencyP99.maxRatioToStable: Input should be greater than 1"),
+    ({"canary": {"version": "1"}}, "canary.version must differ from stable.version (1)"),
+    ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("changes", "message"), INVALID_FIELDS)
 def test_invalid_fields_are_reported_by_path(changes: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError) as error:
         spec(**changes)
@@ -116,25 +119,28 @@ SEEN = Observations(stable=VersionStats(1000, 2, 0.1), canary=VersionStats(200, 
 STABLE = counts(20000, 100, {0.1: 100, 0.25: 10})  # 0.5% errors; 0.5% slower than 100 ms
 
 
-@pytest.mark.parametrize(
-    ("canary", "expected"),
-    [
-        # healthy: the same as stable, however little of it there is
-        (counts(4000, 20, {0.1: 20, 0.25: 2}), {"error_ratio": "pass", "error_ratio_above_stable": "pass", "latency_p99_s": "pass", "latency_p99_ratio_to_stable": "pass"}),
-        (counts(3, 0), {"error_ratio": "pass", "error_ratio_above_stable": "pass", "latency_p99_s": "pass", "latency_p99_ratio_to_stable": "pass"}),
-        # 30% errors: decided on a few dozen requests
-        (counts(40, 12), {"error_ratio": "fail", "error_ratio_above_stable": "fail"}),
-        # 2% against stable's 0.5%, with enough requests
-        (counts(8000, 160, {0.1: 40, 0.25: 4}), {"error_ratio": "fail", "error_ratio_above_stable": "fail", "latency_p99_s": "pass"}),
-        # 2% on a handful of requests: no evidence yet, so no verdict against it
-        (counts(50, 1), {"error_ratio": "pass", "error_ratio_above_stable": "pass"}),
-        # three times slower: a tenth of its requests over 250 ms
-        (counts(2000, 10, {0.1: 400, 0.25: 200, 0.5: 5}), {"error_ratio": "pass", "latency_p99_s": "pass", "latency_p99_ratio_to_stable": "fail"}),
-        # slower than the absolute limit
-        (counts(2000, 10, {0.1: 2000, 0.25: 1500, 0.5: 300}), {"latency_p99_s": "fail", "latency_p99_ratio_to_stable": "fail"}),
-    ],
-    ids=["healthy", "healthy-few", "errors-30pct", "errors-2pct", "errors-few", "latency-x3", "latency-absolute"],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+CHECKS = [
+    # healthy: the same as stable, however little of it there is
+    (counts(4000, 20, {0.1: 20, 0.25: 2}), {"error_ratio": "pass", "error_ratio_above_stable": "pass", "latency_p99_s": "pass", "latency_p99_ratio_to_stable": "pass"}),
+    (counts(3, 0), {"error_ratio": "pass", "error_ratio_above_stable": "pass", "latency_p99_s": "pass", "latency_p99_ratio_to_stable": "pass"}),
+    # 30% errors: decided on a few dozen requests
+    (counts(40, 12), {"error_ratio": "fail", "error_ratio_above_stable": "fail"}),
+    # 2% against stable's 0.5%, with enough requests
+    (counts(8000, 160, {0.1: 40, 0.25: 4}), {"error_ratio": "fail", "error_ratio_above_stable": "fail", "latency_p99_s": "pass"}),
+    # 2% on a handful of requests: no evidence yet, so no verdict against it
+    (counts(50, 1), {"error_ratio": "pass", "error_ratio_above_stable": "pass"}),
+    # three times slower: a tenth of its requests over 250 ms
+    (counts(2000, 10, {0.1: 400, 0.25: 200, 0.5: 5}), {"error_ratio": "pass", "latency_p99_s": "pass", "latency_p99_ratio_to_stable": "fail"}),
+    # slower than the absolute limit
+    (counts(2000, 10, {0.1: 2000, 0.25: 1500, 0.5: 300}), {"latency_p99_s": "fail", "latency_p99_ratio_to_stable": "fail"}),
+]
+CHECKS_IDS = ["healthy", "healthy-few", "errors-30pct", "errors-2pct", "errors-few", "latency-x3", "latency-absolute"]
+# fmt: on
+
+
+@pytest.mark.parametrize(("canary", "expected"), CHECKS, ids=CHECKS_IDS)
 def test_checks(canary: Counts, expected: dict[str, str]) -> None:
     got = results(judge(S, SEEN, evidence(canary, STABLE), weight=10))
     assert {k: got[k] for k in expected} == expected
@@ -200,18 +206,18 @@ def test_unreachable_prometheus_is_no_data_never_healthy() -> None:
     assert verdict.result == "inconclusive" and verdict.problems == (seen.problem,)
 
 
-@pytest.mark.parametrize(
-    ("pairs", "agreeing", "result"),
-    [
-        (8, 0, "fail"),  # a label bug: a handful of pairs is evidence enough
-        (200, 0, "fail"),
-        (200, 155, "pass"),  # 77.5% (two classes swapped): 200 pairs are not evidence yet
-        (1000, 775, "fail"),  # ... 1,000 are (the holdout gate stops this one earlier)
-        (200, 183, "pass"),  # 91.5% (an honest improvement, v1 -> v2)
-        (30, 24, "pass"),  # 80% on 30 pairs is not yet evidence of less than 85%
-        (0, 0, "pass"),  # no pairs yet: nothing against it (no data is `None`)
-    ],
-)  # fmt: skip
+AGREEMENT_CASES = [
+    (8, 0, "fail"),  # a label bug: a handful of pairs is evidence enough
+    (200, 0, "fail"),
+    (200, 155, "pass"),  # 77.5% (two classes swapped): 200 pairs are not evidence yet
+    (1000, 775, "fail"),  # ... 1,000 are (the holdout gate stops this one earlier)
+    (200, 183, "pass"),  # 91.5% (an honest improvement, v1 -> v2)
+    (30, 24, "pass"),  # 80% on 30 pairs is not yet evidence of less than 85%
+    (0, 0, "pass"),  # no pairs yet: nothing against it (no data is `None`)
+]
+
+
+@pytest.mark.parametrize(("pairs", "agreeing", "result"), AGREEMENT_CASES)
 def test_the_shadow_agreement_check(pairs: int, agreeing: int, result: str) -> None:
     verdict = judge(S, SEEN, None, 0, ShadowCounts(pairs, agreeing, pairs))
     check = next(c for c in verdict.checks if c.name == "prediction_agreement")
@@ -231,15 +237,18 @@ def test_a_silent_comparator_is_no_data_and_no_shadow_is_no_check() -> None:
     assert all(c.name != "prediction_agreement" for c in judge(S, SEEN, None, 0).checks)
 
 
-@pytest.mark.parametrize(
-    ("drift", "result", "detail"),
-    [
-        (InputDrift(0.41, "pixels[12]", 1000), "inconclusive", "live inputs drifted from stable's profile: PSI 0.410 on 'pixels[12]' over 1000 live samples, above 0.25"),
-        (InputDrift(0.41, "pixels[12]", 120), "pass", "judged from 500"),
-        (InputDrift(0.05, "pixels[3]", 1000), "pass", "PSI 0.050 on 'pixels[3]'"),
-        (None, "skipped", "no input profile scored"),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+DRIFT_CASES = [
+    (InputDrift(0.41, "pixels[12]", 1000), "inconclusive", "live inputs drifted from stable's profile: PSI 0.410 on 'pixels[12]' over 1000 live samples, above 0.25"),
+    (InputDrift(0.41, "pixels[12]", 120), "pass", "judged from 500"),
+    (InputDrift(0.05, "pixels[3]", 1000), "pass", "PSI 0.050 on 'pixels[3]'"),
+    (None, "skipped", "no input profile scored"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("drift", "result", "detail"), DRIFT_CASES)
 def test_drifted_live_inputs_hold_the_rollout(
     drift: InputDrift | None, result: str, detail: str
 ) -> None:

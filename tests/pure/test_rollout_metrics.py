@@ -9,11 +9,11 @@ from modelcanary.kube.rollout_metrics import RolloutMetrics
 from modelcanary.rollout.ports import GateResult
 from modelcanary.rollout.spec import parse_spec
 
-SPEC = parse_spec({"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
-                   "steps": [50, 100], "interval": "10s"}, "test")  # fmt: skip
-GATE = GateResult("not worse", "…", {"holdout_canary": 0.98, "holdout_stable": 0.91,
-                                      "holdout_difference_low": 0.04,
-                                      "holdout_difference_high": 0.09, "holdout_samples": 360})  # fmt: skip
+VERSIONS = {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"}}
+SPEC = parse_spec({**VERSIONS, "steps": [50, 100], "interval": "10s"}, "test")
+DIFFERENCE = {"holdout_difference_low": 0.04, "holdout_difference_high": 0.09}
+HOLDOUT = {"holdout_canary": 0.98, "holdout_stable": 0.91, **DIFFERENCE, "holdout_samples": 360}
+GATE = GateResult("not worse", "…", HOLDOUT)
 
 
 def samples(metrics: RolloutMetrics, name: str, key: str) -> dict[str, float]:
@@ -43,9 +43,13 @@ def test_the_holdout_gate_is_exported_for_the_canary_when_it_ran() -> None:
     assert samples(metrics, "modelcanary_rollout_holdout", "value") == {}
     metrics.export("models", SPEC, 0, "Shadowing", GATE)
     holdout = samples(metrics, "modelcanary_rollout_holdout", "value")
-    assert holdout == {"canary": 0.98, "stable": 0.91, "difference_low": 0.04,
-                       "difference_high": 0.09}  # fmt: skip
-    versions = {s.labels["version"] for f in metrics.registry.collect() for s in f.samples
-                if s.name == "modelcanary_rollout_holdout"}  # fmt: skip
+    expected = {"canary": 0.98, "stable": 0.91, "difference_low": 0.04, "difference_high": 0.09}
+    assert holdout == expected
+    versions = {
+        s.labels["version"]
+        for f in metrics.registry.collect()
+        for s in f.samples
+        if s.name == "modelcanary_rollout_holdout"
+    }
     assert versions == {"2"}
     assert b"modelcanary_rollout_weight_percent" in generate_latest(metrics.registry)

@@ -81,35 +81,42 @@ def test_a_full_disk_holds_the_step_rolls_back_anyway_and_is_written_once_it_can
     assert after.problems == () and store.unsaved is None
     saved = FileStateStore(tmp_path).load()
     assert saved is not None and (saved.phase, saved.weight, saved.applied) == (
-        "RolledBack", 0, True,
-    )  # fmt: skip
+        "RolledBack",
+        0,
+        True,
+    )
 
 
 def test_the_schema_reads_every_field_the_engine_writes_and_ignores_unknown_ones() -> None:
     """New optional fields need nothing but a default in the dataclass; a field this
     version does not know (a newer controller's) is ignored."""
     state = RolloutState(
-        phase="Progressing", step=1, weight=50, history=(
+        phase="Progressing",
+        step=1,
+        weight=50,
+        history=(
             Transition(1.0, "start", "Progressing", 0, 10, "ok", {"p": 0.5, "n": 3, "s": "x"}),
         ),
-    )  # fmt: skip
+    )
     assert parse_state({**state.to_json(), "from_a_newer_version": [1]}, steps=3) == state
     assert parse_state({}) == RolloutState()
 
 
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ({"applied": "yes"}, 'applied: must be a valid boolean, got "yes"'),
-        ({"step": "3"}, 'step: must be a valid integer, got "3"'),
-        ({"step": -2}, "step: must be an integer of at least -1, got -2"),
-        ({"phase": "RolledBack", "weight": 20}, "weight: a RolledBack rollout has weight 0, got 20"),
-        ({"phase": "Promoted", "step": 2, "weight": 50},
-         "weight: a Promoted rollout has weight 100, got 50"),
-        ({"history": [{"at": 1.0}]}, "history.0.action: missing"),
-        ({"history": "lots"}, 'history: must be a valid array, got "lots"'),
-    ],
-)  # fmt: skip
+STATE_ERRORS = [
+    ({"applied": "yes"}, 'applied: must be a valid boolean, got "yes"'),
+    ({"step": "3"}, 'step: must be a valid integer, got "3"'),
+    ({"step": -2}, "step: must be an integer of at least -1, got -2"),
+    ({"phase": "RolledBack", "weight": 20}, "weight: a RolledBack rollout has weight 0, got 20"),
+    (
+        {"phase": "Promoted", "step": 2, "weight": 50},
+        "weight: a Promoted rollout has weight 100, got 50",
+    ),
+    ({"history": [{"at": 1.0}]}, "history.0.action: missing"),
+    ({"history": "lots"}, 'history: must be a valid array, got "lots"'),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), STATE_ERRORS)
 def test_state_errors_are_one_line_naming_the_field(data: object, message: str) -> None:
     with pytest.raises(StateError) as refused:
         parse_state(data)

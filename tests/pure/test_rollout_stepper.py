@@ -13,12 +13,10 @@ from modelcanary.rollout.spec import RolloutSpec, parse_spec
 from modelcanary.rollout.state import RolloutState, Transition
 from modelcanary.rollout.stepper import apply, decide
 
-SPEC = parse_spec(
-    {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"},
-     "steps": [5, 50, 100], "interval": "30s", "progressDeadline": "10m",
-     "analysis": {"failureLimit": 2, "noData": {"after": "1m", "action": "pause"}}},
-    "test",
-)  # fmt: skip
+ANALYSIS = {"failureLimit": 2, "noData": {"after": "1m", "action": "pause"}}
+VERSIONS = {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"}}
+TIMING = {"steps": [5, 50, 100], "interval": "30s", "progressDeadline": "10m"}
+SPEC = parse_spec({**VERSIONS, **TIMING, "analysis": ANALYSIS}, "test")
 T0 = 1_000_000.0
 
 
@@ -59,9 +57,9 @@ def at_step(
 
 def paused_by(who: str, data_ago: float = 0) -> RolloutState:
     """At step 2, paused by a person or by the controller (no data)."""
-    reason = "pause requested by ana" if who != "controller" else (
-        "no data for more than 1m (no canary requests)"
-    )  # fmt: skip
+    reason = "pause requested by ana"
+    if who == "controller":
+        reason = "no data for more than 1m (no canary requests)"
     pause = Transition(T0 - 60, "pause", "Paused", 1, 50, reason, by=who)
     return replace(at_step(1, since=300, phase="Paused", data_ago=data_ago), history=(pause,))
 
@@ -100,61 +98,64 @@ CRITICAL = FiringAlert("ModelVersionHighErrorRatio", "critical", "2")
 WARNING = FiringAlert("ModelVersionTrafficBelowShare", "warning", "2")
 
 
-@pytest.mark.parametrize(
-    ("state", "kwargs", "action", "weight", "reason"),
-    [
-        # golden samples before any user traffic
-        (RolloutState(), {}, "hold", 0, "waiting for the golden-sample check"),
-        (RolloutState(), {"golden": GoldenResult(False, "output 'logits' off by 3.1e-01 at sample 7")}, "rollback", 0, "golden samples do not match PyTorch: output 'logits' off by 3.1e-01"),
-        (RolloutState(), {"golden": GoldenResult(True, "max abs err 0")}, "start", 5, "golden samples match"),
-        # the holdout gate: a canary worse than stable on labelled data never takes traffic
-        (RolloutState(), {"golden": GOLDEN_OK, "gate": WORSE}, "rollback", 0, "worse than stable on the holdout: accuracy of 'logits' on 360 labelled samples: canary 0.7639"),
-        (RolloutState(), {"golden": GOLDEN_OK, "gate": NOT_WORSE}, "start", 5, "holdout not worse: accuracy"),
-        (RolloutState(), {"golden": GOLDEN_OK, "gate": NOT_CHECKED}, "start", 5, "holdout not checked: neither digits:1 nor digits:2 has a labelled holdout"),
-        # ... even while the canary is not yet ready; a gate that could not run waits
-        (RolloutState(), {"v": NOT_READY, "golden": GOLDEN_OK, "gate": WORSE}, "rollback", 0, "worse than stable"),
-        (RolloutState(), {"golden": GOLDEN_OK, "gate": None}, "hold", 0, "waiting for the holdout gate"),
-        # healthy steps: hold for the interval, then advance, then promote
-        (at_step(0, since=10), {}, "hold", 5, "step 1 healthy; 20s left"),
-        (at_step(0, since=40), {}, "advance", 50, "checks passed; step 2"),
-        (at_step(2, since=40), {}, "promote", 100, "all checks passed at every step"),
-        # a critical alert for the canary rolls back at once, at any step, even paused
-        (at_step(0, since=1), {"alerts": (CRITICAL,), "v": MANY}, "rollback", 0, "alert ModelVersionHighErrorRatio (critical) fired for version 2"),
-        (at_step(1, phase="Paused"), {"alerts": (CRITICAL,), "v": MANY}, "rollback", 0, "fired for version 2"),
-        (RolloutState(), {"alerts": (CRITICAL,)}, "rollback", 0, "fired for version 2"),
-        # ... unless the canary served too few requests for it to be evidence: the checks decide
-        (at_step(1, since=40), {"alerts": (CRITICAL,), "v": verdict("pass", samples=150)}, "hold", 50, "holding: alert ModelVersionHighErrorRatio (critical) for version 2 on 150 canary requests, too few to roll back on: the checks decide"),
-        (at_step(1, failures=2), {"alerts": (CRITICAL,), "v": verdict("fail", samples=150)}, "rollback", 0, "checks failed 3 times (limit 2)"),
-        # ... and without data (Prometheus unreachable, a crashed canary) it still rolls back
-        (at_step(1), {"alerts": (CRITICAL,), "v": verdict("inconclusive", 0, "Prometheus at http://127.0.0.1:9 is unreachable")}, "rollback", 0, "fired for version 2"),
-        # ... but not one for the stable version, nor a pending one
-        (at_step(0, since=40), {"alerts": (FiringAlert("X", "critical", "1"),)}, "advance", 50, "checks passed"),
-        (at_step(0, since=40), {"alerts": (FiringAlert("X", "critical", "2", "pending"),)}, "advance", 50, "checks passed"),
-        # warnings hold
-        (at_step(0, since=40), {"alerts": (WARNING,)}, "hold", 5, "holding: alert ModelVersionTrafficBelowShare (warning)"),
-        # failed checks count; over the limit, roll back
-        (at_step(1, failures=0), {"v": FAIL}, "hold", 50, "check failed (1 of 2 tolerated): error_ratio: 20 errors in 100 canary requests"),
-        (at_step(1, failures=2), {"v": FAIL}, "rollback", 0, "checks failed 3 times (limit 2): error_ratio: 20 errors in 100 canary requests"),
-        # too few samples: hold, never advance
-        (at_step(0, since=40), {"v": verdict("inconclusive", samples=12)}, "hold", 5, "waiting: no canary requests yet"),
-        # no data for longer than noData.after pauses, never promotes
-        (at_step(2, since=300, data_ago=90), {"v": NO_DATA}, "pause", 100, "no data for more than 1m (no canary requests)"),
-        (at_step(2, since=300, data_ago=30), {"v": NO_DATA}, "hold", 100, "waiting"),
-        (at_step(1, since=300, data_ago=90), {"v": verdict("inconclusive", 0, "Prometheus at http://127.0.0.1:9 is unreachable")}, "pause", 50, "(Prometheus at http://127.0.0.1:9 is unreachable)"),
-        # paused rollouts hold ...
-        (at_step(1, since=300, phase="Paused"), {}, "hold", 50, "paused"),
-        (paused_by("ana"), {"v": FAIL}, "hold", 50, "paused"),
-        (replace(paused_by("ana"), started_at=T0 - 601), {}, "hold", 50, "paused"),  # by hand: past the deadline too
-        (paused_by("controller"), {}, "hold", 50, "paused: no data for more than 1m (no canary requests)"),
-        (paused_by("controller", data_ago=300), {"v": NO_DATA}, "hold", 50, "paused: no data"),
-        # ... but a pause for no data is no hiding place: evidence and the deadline roll back
-        (paused_by("controller"), {"v": FAIL}, "hold", 50, "check failed (1 of 2 tolerated)"),
-        (replace(paused_by("controller"), failures=2), {"v": FAIL}, "rollback", 0, "checks failed 3 times (limit 2)"),
-        (replace(paused_by("controller"), started_at=T0 - 601), {}, "rollback", 0, "not promoted within progressDeadline 10m"),
-        # past the progress deadline
-        (RolloutState(phase="Progressing", step=0, weight=5, started_at=T0 - 601, step_started_at=T0 - 1), {}, "rollback", 0, "not promoted within progressDeadline 10m"),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+RULES = [
+    # golden samples before any user traffic
+    (RolloutState(), {}, "hold", 0, "waiting for the golden-sample check"),
+    (RolloutState(), {"golden": GoldenResult(False, "output 'logits' off by 3.1e-01 at sample 7")}, "rollback", 0, "golden samples do not match PyTorch: output 'logits' off by 3.1e-01"),
+    (RolloutState(), {"golden": GoldenResult(True, "max abs err 0")}, "start", 5, "golden samples match"),
+    # the holdout gate: a canary worse than stable on labelled data never takes traffic
+    (RolloutState(), {"golden": GOLDEN_OK, "gate": WORSE}, "rollback", 0, "worse than stable on the holdout: accuracy of 'logits' on 360 labelled samples: canary 0.7639"),
+    (RolloutState(), {"golden": GOLDEN_OK, "gate": NOT_WORSE}, "start", 5, "holdout not worse: accuracy"),
+    (RolloutState(), {"golden": GOLDEN_OK, "gate": NOT_CHECKED}, "start", 5, "holdout not checked: neither digits:1 nor digits:2 has a labelled holdout"),
+    # ... even while the canary is not yet ready; a gate that could not run waits
+    (RolloutState(), {"v": NOT_READY, "golden": GOLDEN_OK, "gate": WORSE}, "rollback", 0, "worse than stable"),
+    (RolloutState(), {"golden": GOLDEN_OK, "gate": None}, "hold", 0, "waiting for the holdout gate"),
+    # healthy steps: hold for the interval, then advance, then promote
+    (at_step(0, since=10), {}, "hold", 5, "step 1 healthy; 20s left"),
+    (at_step(0, since=40), {}, "advance", 50, "checks passed; step 2"),
+    (at_step(2, since=40), {}, "promote", 100, "all checks passed at every step"),
+    # a critical alert for the canary rolls back at once, at any step, even paused
+    (at_step(0, since=1), {"alerts": (CRITICAL,), "v": MANY}, "rollback", 0, "alert ModelVersionHighErrorRatio (critical) fired for version 2"),
+    (at_step(1, phase="Paused"), {"alerts": (CRITICAL,), "v": MANY}, "rollback", 0, "fired for version 2"),
+    (RolloutState(), {"alerts": (CRITICAL,)}, "rollback", 0, "fired for version 2"),
+    # ... unless the canary served too few requests for it to be evidence: the checks decide
+    (at_step(1, since=40), {"alerts": (CRITICAL,), "v": verdict("pass", samples=150)}, "hold", 50, "holding: alert ModelVersionHighErrorRatio (critical) for version 2 on 150 canary requests, too few to roll back on: the checks decide"),
+    (at_step(1, failures=2), {"alerts": (CRITICAL,), "v": verdict("fail", samples=150)}, "rollback", 0, "checks failed 3 times (limit 2)"),
+    # ... and without data (Prometheus unreachable, a crashed canary) it still rolls back
+    (at_step(1), {"alerts": (CRITICAL,), "v": verdict("inconclusive", 0, "Prometheus at http://127.0.0.1:9 is unreachable")}, "rollback", 0, "fired for version 2"),
+    # ... but not one for the stable version, nor a pending one
+    (at_step(0, since=40), {"alerts": (FiringAlert("X", "critical", "1"),)}, "advance", 50, "checks passed"),
+    (at_step(0, since=40), {"alerts": (FiringAlert("X", "critical", "2", "pending"),)}, "advance", 50, "checks passed"),
+    # warnings hold
+    (at_step(0, since=40), {"alerts": (WARNING,)}, "hold", 5, "holding: alert ModelVersionTrafficBelowShare (warning)"),
+    # failed checks count; over the limit, roll back
+    (at_step(1, failures=0), {"v": FAIL}, "hold", 50, "check failed (1 of 2 tolerated): error_ratio: 20 errors in 100 canary requests"),
+    (at_step(1, failures=2), {"v": FAIL}, "rollback", 0, "checks failed 3 times (limit 2): error_ratio: 20 errors in 100 canary requests"),
+    # too few samples: hold, never advance
+    (at_step(0, since=40), {"v": verdict("inconclusive", samples=12)}, "hold", 5, "waiting: no canary requests yet"),
+    # no data for longer than noData.after pauses, never promotes
+    (at_step(2, since=300, data_ago=90), {"v": NO_DATA}, "pause", 100, "no data for more than 1m (no canary requests)"),
+    (at_step(2, since=300, data_ago=30), {"v": NO_DATA}, "hold", 100, "waiting"),
+    (at_step(1, since=300, data_ago=90), {"v": verdict("inconclusive", 0, "Prometheus at http://127.0.0.1:9 is unreachable")}, "pause", 50, "(Prometheus at http://127.0.0.1:9 is unreachable)"),
+    # paused rollouts hold ...
+    (at_step(1, since=300, phase="Paused"), {}, "hold", 50, "paused"),
+    (paused_by("ana"), {"v": FAIL}, "hold", 50, "paused"),
+    (replace(paused_by("ana"), started_at=T0 - 601), {}, "hold", 50, "paused"),  # by hand: past the deadline too
+    (paused_by("controller"), {}, "hold", 50, "paused: no data for more than 1m (no canary requests)"),
+    (paused_by("controller", data_ago=300), {"v": NO_DATA}, "hold", 50, "paused: no data"),
+    # ... but a pause for no data is no hiding place: evidence and the deadline roll back
+    (paused_by("controller"), {"v": FAIL}, "hold", 50, "check failed (1 of 2 tolerated)"),
+    (replace(paused_by("controller"), failures=2), {"v": FAIL}, "rollback", 0, "checks failed 3 times (limit 2)"),
+    (replace(paused_by("controller"), started_at=T0 - 601), {}, "rollback", 0, "not promoted within progressDeadline 10m"),
+    # past the progress deadline
+    (RolloutState(phase="Progressing", step=0, weight=5, started_at=T0 - 601, step_started_at=T0 - 1), {}, "rollback", 0, "not promoted within progressDeadline 10m"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("state", "kwargs", "action", "weight", "reason"), RULES)
 def test_rules(
     state: RolloutState, kwargs: dict[str, object], action: str, weight: int, reason: str
 ) -> None:
@@ -182,23 +183,26 @@ def test_passing_checks_reset_failures_only_when_configured() -> None:
     assert run(at_step(1, since=10, failures=2), spec=spec).failures == 0
 
 
-@pytest.mark.parametrize(
-    ("state", "intent", "action", "weight", "reason"),
-    [
-        (at_step(0, since=1), Intent("promote", by="ana"), "advance", 50, "step 2 now requested by ana"),
-        (at_step(2, since=1), Intent("promote", by="ana"), "promote", 100, "promotion requested by ana"),
-        (at_step(0, since=1), Intent("promote_full", "hotfix", "ana"), "promote", 100, "full promotion requested by ana: hotfix"),
-        (at_step(1), Intent("rollback", "wrong outputs for class 7", "ana"), "rollback", 0, "rollback requested by ana: wrong outputs for class 7"),
-        (at_step(1), Intent("pause", by="ana"), "pause", 50, "pause requested by ana"),
-        (at_step(1, phase="Paused"), Intent("resume", by="ana"), "resume", 50, "resume requested by ana"),
-        (at_step(1), Intent("resume", by="ana"), "hold", 50, "resume ignored: cannot resume: the rollout is Progressing; resume needs Paused"),
-        (RolloutState(phase="RolledBack", step=1, weight=0), Intent("retry", by="ana"), "restart", 0, "retry from the first step requested by ana"),
-        (at_step(1), Intent("retry", by="ana"), "hold", 50, "retry ignored"),
-        (RolloutState(phase="Promoted", step=2, weight=100), Intent("rollback", by="ana"), "hold", 100, "rollback ignored: cannot rollback: the rollout is Promoted"),
-        # after a promotion the canary is the stable version: retry would undo it
-        (RolloutState(phase="Promoted", step=2, weight=100), Intent("retry", by="ana"), "hold", 100, "retry ignored: cannot retry: the rollout is Promoted (the canary is already the stable version)"),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+INTENTS = [
+    (at_step(0, since=1), Intent("promote", by="ana"), "advance", 50, "step 2 now requested by ana"),
+    (at_step(2, since=1), Intent("promote", by="ana"), "promote", 100, "promotion requested by ana"),
+    (at_step(0, since=1), Intent("promote_full", "hotfix", "ana"), "promote", 100, "full promotion requested by ana: hotfix"),
+    (at_step(1), Intent("rollback", "wrong outputs for class 7", "ana"), "rollback", 0, "rollback requested by ana: wrong outputs for class 7"),
+    (at_step(1), Intent("pause", by="ana"), "pause", 50, "pause requested by ana"),
+    (at_step(1, phase="Paused"), Intent("resume", by="ana"), "resume", 50, "resume requested by ana"),
+    (at_step(1), Intent("resume", by="ana"), "hold", 50, "resume ignored: cannot resume: the rollout is Progressing; resume needs Paused"),
+    (RolloutState(phase="RolledBack", step=1, weight=0), Intent("retry", by="ana"), "restart", 0, "retry from the first step requested by ana"),
+    (at_step(1), Intent("retry", by="ana"), "hold", 50, "retry ignored"),
+    (RolloutState(phase="Promoted", step=2, weight=100), Intent("rollback", by="ana"), "hold", 100, "rollback ignored: cannot rollback: the rollout is Promoted"),
+    # after a promotion the canary is the stable version: retry would undo it
+    (RolloutState(phase="Promoted", step=2, weight=100), Intent("retry", by="ana"), "hold", 100, "retry ignored: cannot retry: the rollout is Promoted (the canary is already the stable version)"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("state", "intent", "action", "weight", "reason"), INTENTS)
 def test_intents(
     state: RolloutState, intent: Intent, action: str, weight: int, reason: str
 ) -> None:
@@ -254,20 +258,23 @@ def test_a_failed_check_counts_once_per_interval() -> None:
     assert (after.failures, after.last_failure_at) == (2, T0)
 
 
-@pytest.mark.parametrize(
-    ("state", "v", "golden", "action", "reason"),
-    [
-        # a canary that is not served waits, and says so, whatever the golden check says
-        (RolloutState(created_at=T0 - 10), NOT_READY, None, "hold", "waiting for the canary to be ready"),
-        (RolloutState(created_at=T0 - 10), NOT_READY, GoldenResult(True, "exact"), "hold", "waiting for the canary to be ready"),
-        # ... at most until progressDeadline, measured from when the rollout was first seen
-        (RolloutState(created_at=T0 - 601), NOT_READY, None, "rollback", "the canary was not ready within progressDeadline 10m"),
-        (RolloutState(created_at=T0 - 601), PASS, None, "rollback", "the golden-sample check did not run within progressDeadline 10m"),
-        (RolloutState(created_at=T0 - 599), PASS, None, "hold", "waiting for the golden-sample check"),
-        # a ready canary whose golden samples match starts, however long the wait was
-        (RolloutState(created_at=T0 - 601), PASS, GoldenResult(True, "exact"), "start", "golden samples match"),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+PENDING = [
+    # a canary that is not served waits, and says so, whatever the golden check says
+    (RolloutState(created_at=T0 - 10), NOT_READY, None, "hold", "waiting for the canary to be ready"),
+    (RolloutState(created_at=T0 - 10), NOT_READY, GoldenResult(True, "exact"), "hold", "waiting for the canary to be ready"),
+    # ... at most until progressDeadline, measured from when the rollout was first seen
+    (RolloutState(created_at=T0 - 601), NOT_READY, None, "rollback", "the canary was not ready within progressDeadline 10m"),
+    (RolloutState(created_at=T0 - 601), PASS, None, "rollback", "the golden-sample check did not run within progressDeadline 10m"),
+    (RolloutState(created_at=T0 - 599), PASS, None, "hold", "waiting for the golden-sample check"),
+    # a ready canary whose golden samples match starts, however long the wait was
+    (RolloutState(created_at=T0 - 601), PASS, GoldenResult(True, "exact"), "start", "golden samples match"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("state", "v", "golden", "action", "reason"), PENDING)
 def test_pending_ends_at_the_deadline(
     state: RolloutState, v: Verdict, golden: GoldenResult | None, action: str, reason: str
 ) -> None:
@@ -303,27 +310,30 @@ def shadowing(since: float, created: float = 30) -> RolloutState:
     )
 
 
-@pytest.mark.parametrize(
-    ("state", "v", "alerts", "action", "reason"),
-    [
-        # disagreement on the same requests rolls back, before any user saw the canary
-        (shadowing(5), agreement("fail", 8, "agrees with stable on 0 of 8 pairs"), (), "rollback", "shadow comparison: agrees with stable on 0 of 8 pairs"),
-        # enough pairs with no evidence against it: the first step
-        (shadowing(60), agreement("pass", 200, "agrees on 190 of 200"), (), "start", "shadow comparison: agrees on 190 of 200; step 1"),
-        # too few pairs: wait, up to maxDuration, then go on (low traffic is not evidence)
-        (shadowing(60), agreement("pass", 37), (), "hold", "shadowing: 37 of 200 pairs (240s left of maxDuration 5m)"),
-        (shadowing(301), agreement("pass", 37, "agrees on 37 of 37"), (), "start", "step 1"),
-        # a comparator that says nothing is no data, never healthy
-        (shadowing(400), agreement("inconclusive", 0, "no data from the shadow comparator"), (), "hold", "shadowing: waiting: no data from the shadow comparator"),
-        # a holdOn alert (input drift) holds; a critical one (low agreement) rolls back
-        (shadowing(301), agreement("pass", 250), (WARNING,), "hold", "shadowing: holding: alert ModelVersionTrafficBelowShare"),
-        (shadowing(30), agreement("pass", 5), (CRITICAL,), "rollback", "alert ModelVersionHighErrorRatio (critical) fired"),
-        # live inputs that drifted from stable's profile hold, even with enough pairs
-        (shadowing(60), Verdict((Check("prediction_agreement", 0.95, 0.85, 250, "pass"), Check("input_drift", 0.4, 0.25, 900, "inconclusive", "live inputs drifted"))), (), "hold", "shadowing: holding: live inputs drifted"),
-        # the deadline counts here too
-        (shadowing(100, created=600), agreement("pass", 5), (), "rollback", "not promoted within progressDeadline 10m"),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+SHADOWING = [
+    # disagreement on the same requests rolls back, before any user saw the canary
+    (shadowing(5), agreement("fail", 8, "agrees with stable on 0 of 8 pairs"), (), "rollback", "shadow comparison: agrees with stable on 0 of 8 pairs"),
+    # enough pairs with no evidence against it: the first step
+    (shadowing(60), agreement("pass", 200, "agrees on 190 of 200"), (), "start", "shadow comparison: agrees on 190 of 200; step 1"),
+    # too few pairs: wait, up to maxDuration, then go on (low traffic is not evidence)
+    (shadowing(60), agreement("pass", 37), (), "hold", "shadowing: 37 of 200 pairs (240s left of maxDuration 5m)"),
+    (shadowing(301), agreement("pass", 37, "agrees on 37 of 37"), (), "start", "step 1"),
+    # a comparator that says nothing is no data, never healthy
+    (shadowing(400), agreement("inconclusive", 0, "no data from the shadow comparator"), (), "hold", "shadowing: waiting: no data from the shadow comparator"),
+    # a holdOn alert (input drift) holds; a critical one (low agreement) rolls back
+    (shadowing(301), agreement("pass", 250), (WARNING,), "hold", "shadowing: holding: alert ModelVersionTrafficBelowShare"),
+    (shadowing(30), agreement("pass", 5), (CRITICAL,), "rollback", "alert ModelVersionHighErrorRatio (critical) fired"),
+    # live inputs that drifted from stable's profile hold, even with enough pairs
+    (shadowing(60), Verdict((Check("prediction_agreement", 0.95, 0.85, 250, "pass"), Check("input_drift", 0.4, 0.25, 900, "inconclusive", "live inputs drifted"))), (), "hold", "shadowing: holding: live inputs drifted"),
+    # the deadline counts here too
+    (shadowing(100, created=600), agreement("pass", 5), (), "rollback", "not promoted within progressDeadline 10m"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("state", "v", "alerts", "action", "reason"), SHADOWING)
 def test_shadowing(
     state: RolloutState, v: Verdict, alerts: tuple[FiringAlert, ...], action: str, reason: str
 ) -> None:
@@ -351,16 +361,19 @@ def test_a_passed_gate_shadows_first_where_the_platform_mirrors() -> None:
 UNREACHABLE = "Prometheus at http://127.0.0.1:9 is unreachable"
 
 
-@pytest.mark.parametrize(
-    ("state", "action", "reason"),
-    [
-        # the first step waits for a real observation of the versions' counters
-        (RolloutState(created_at=T0 - 10), "hold", f"waiting for the counters before the first step ({UNREACHABLE}) (590s left of progressDeadline 10m)"),
-        (shadowing(301), "hold", f"shadowing: waiting for the counters ({UNREACHABLE})"),
-        # ... at most until progressDeadline
-        (RolloutState(created_at=T0 - 601), "rollback", f"the counters were never read ({UNREACHABLE}) within progressDeadline 10m"),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+COUNTERS_WAIT = [
+    # the first step waits for a real observation of the versions' counters
+    (RolloutState(created_at=T0 - 10), "hold", f"waiting for the counters before the first step ({UNREACHABLE}) (590s left of progressDeadline 10m)"),
+    (shadowing(301), "hold", f"shadowing: waiting for the counters ({UNREACHABLE})"),
+    # ... at most until progressDeadline
+    (RolloutState(created_at=T0 - 601), "rollback", f"the counters were never read ({UNREACHABLE}) within progressDeadline 10m"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("state", "action", "reason"), COUNTERS_WAIT)
 def test_the_first_step_waits_for_both_versions_counters(
     state: RolloutState, action: str, reason: str
 ) -> None:

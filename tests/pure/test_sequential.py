@@ -84,10 +84,12 @@ def _brute_log_e(nc: int, xc: int, ns: int, xs: int, margin: float) -> float:
 
     def mixture(n: int, x: int) -> float:
         terms = [
-            math.lgamma(a + x) + math.lgamma(b + n - x) - math.lgamma(a + b + n)
+            math.lgamma(a + x)
+            + math.lgamma(b + n - x)
+            - math.lgamma(a + b + n)
             - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
             for a, b in PRIOR
-        ]  # fmt: skip
+        ]
         top = max(terms)
         return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
 
@@ -102,9 +104,14 @@ def _brute_log_e(nc: int, xc: int, ns: int, xs: int, margin: float) -> float:
 
 @pytest.mark.parametrize(
     "counts",
-    [(100, 30, 1900, 10, 0.005), (2000, 40, 38000, 190, 0.005), (50, 0, 900, 4, 0.0),
-     (300, 12, 300, 2, 0.01), (7, 3, 140, 1, 0.005)],
-)  # fmt: skip
+    [
+        (100, 30, 1900, 10, 0.005),
+        (2000, 40, 38000, 190, 0.005),
+        (50, 0, 900, 4, 0.0),
+        (300, 12, 300, 2, 0.01),
+        (7, 3, 140, 1, 0.005),
+    ],
+)
 def test_the_e_value_matches_a_brute_force_infimum(
     counts: tuple[int, int, int, int, float],
 ) -> None:
@@ -197,15 +204,23 @@ def _scan(fires: Callable[[np.ndarray, slice], np.ndarray], looks: int, every: i
     if not len(requests):
         return Outcome(0.0, math.nan, math.nan, math.nan)
     return Outcome(
-        float((first >= 0).mean()), float(np.median(requests)),
-        float(np.quantile(requests, 0.95)), float(requests.max()),
-    )  # fmt: skip
+        float((first >= 0).mean()),
+        float(np.median(requests)),
+        float(np.quantile(requests, 0.95)),
+        float(requests.max()),
+    )
 
 
 def simulate_errors(
-    canary_rate: float, stable_rate: float, share: float, total: int, margin: float,
-    alpha: float, seed: int, every: int = EVERY,
-) -> Outcome:  # fmt: skip
+    canary_rate: float,
+    stable_rate: float,
+    share: float,
+    total: int,
+    margin: float,
+    alpha: float,
+    seed: int,
+    every: int = EVERY,
+) -> Outcome:
     """Error ratios `canary_rate` and `stable_rate`, `share` of the requests to the canary."""
     rng = np.random.default_rng(seed)
     nc = rng.binomial(every, share, size=(RUNS, total // every))
@@ -241,9 +256,15 @@ CANARY_LATENCY = {
 
 
 def simulate_latency(
-    canary: str, share: float, total: int, alpha: float, seed: int,
-    ratio: float = 1.5, margin: float = 0.0, floor: float = 0.05,
-) -> Outcome:  # fmt: skip
+    canary: str,
+    share: float,
+    total: int,
+    alpha: float,
+    seed: int,
+    ratio: float = 1.5,
+    margin: float = 0.0,
+    floor: float = 0.05,
+) -> Outcome:
     """Stable's latency lognormal, median 20 ms, P99 64 ms; the canary's one of
     CANARY_LATENCY; both bucketed into LATENCY_BUCKETS and tested as compare_latency
     does (the average of the pairs' e-values)."""

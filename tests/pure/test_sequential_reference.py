@@ -39,10 +39,17 @@ def _requests(rng: np.random.Generator, size: int) -> np.ndarray:
     kind = rng.integers(0, 8, size)
     return np.select(
         [kind == 0, kind == 1, kind == 2, kind == 3, kind == 4, kind == 5, kind == 6],
-        [0.0, 1.0, 1e9, rng.integers(2, 101, size), rng.integers(100, 100_001, size),
-         rng.integers(1000, 20_001, size), rng.uniform(0, 5000, size)],
+        [
+            0.0,
+            1.0,
+            1e9,
+            rng.integers(2, 101, size),
+            rng.integers(100, 100_001, size),
+            rng.integers(1000, 20_001, size),
+            rng.uniform(0, 5000, size),
+        ],
         np.floor(10 ** rng.uniform(5, 9, size)),
-    )  # fmt: skip
+    )
 
 
 def _hits(rng: np.random.Generator, n: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
@@ -151,8 +158,9 @@ def test_latency_and_error_verdicts_read_as_the_reference_ones(seed: int) -> Non
     assert [(p.stable_bound, p.canary_bound) for p in new.pairs] == [
         (p.stable_bound, p.canary_bound) for p in old.pairs
     ]
-    assert [p.test.log_e for p in new.pairs] == pytest.approx([p.test.log_e for p in old.pairs],
-                                                              rel=1e-9, abs=1e-9)  # fmt: skip
+    assert [p.test.log_e for p in new.pairs] == pytest.approx(
+        [p.test.log_e for p in old.pairs], rel=1e-9, abs=1e-9
+    )
     assert new.explain() == old.explain()
     nc, xc = float(rng.integers(1, 20_000)), 0.0
     xc, ns = float(rng.binomial(int(nc), rng.choice([0.001, 0.01, 0.05]))), 10 * nc
@@ -167,8 +175,9 @@ def _version(rng: np.random.Generator, requests: int, error: float, slow: float)
     """Counts since the rollout began: errors, and cumulative latency buckets."""
     buckets = _histograms(rng, requests, slow) if requests else [0.0] * (len(LATENCY_BUCKETS) + 1)
     errors = float(rng.binomial(requests, error))
-    return Counts(float(requests), errors, tuple(zip(LATENCY_BUCKETS, buckets[:-1], strict=True)),
-                  buckets[-1])  # fmt: skip
+    return Counts(
+        float(requests), errors, tuple(zip(LATENCY_BUCKETS, buckets[:-1], strict=True)), buckets[-1]
+    )
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -183,11 +192,13 @@ def test_the_judge_gives_the_reference_check_results(
         float(rng.choice([0.0, 0.005, 0.02, 0.3])),
         float(rng.choice([0, 0.05])),
     )
-    stable = _version(rng, int(rng.choice([0, 12, 12_000, 400_000])), 0.005, 0.0)  # fmt: skip
-    spec = parse_spec({"model": "m", "stable": {"version": "1"}, "canary": {"version": "2"},
-                       "analysis": {"alpha": float(rng.choice(ALPHAS[:3]))}}, "test")  # fmt: skip
-    seen = Observations(VersionStats(stable.requests, stable.errors, 0.06, stable),
-                        VersionStats(canary.requests, canary.errors, 0.06, canary))  # fmt: skip
+    stable = _version(rng, int(rng.choice([0, 12, 12_000, 400_000])), 0.005, 0.0)
+    versions = {"model": "m", "stable": {"version": "1"}, "canary": {"version": "2"}}
+    spec = parse_spec({**versions, "analysis": {"alpha": float(rng.choice(ALPHAS[:3]))}}, "test")
+    seen = Observations(
+        VersionStats(stable.requests, stable.errors, 0.06, stable),
+        VersionStats(canary.requests, canary.errors, 0.06, canary),
+    )
     evidence = Evidence(stable=stable, canary=canary, stable_since_canary=0.0)
     new = judge(spec, seen, evidence, weight=20)
     monkeypatch.setattr(judge_module, "seq", reference)

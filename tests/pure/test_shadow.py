@@ -35,35 +35,40 @@ def answer(outputs: dict[str, np.ndarray]) -> bytes:
 
 def test_tensors_reads_flat_and_nested_data() -> None:
     body = json.dumps(
-        {"inputs": [
-            {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]},
-            {"name": "y", "shape": [2, 1], "datatype": "INT64", "data": [[1], [2]]},
-        ]}
-    ).encode()  # fmt: skip
+        {
+            "inputs": [
+                {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]},
+                {"name": "y", "shape": [2, 1], "datatype": "INT64", "data": [[1], [2]]},
+            ]
+        }
+    ).encode()
     found = tensors(body, {}, "inputs")
     assert found["x"].dtype == np.float32 and found["x"].tolist() == [[1, 2], [3, 4]]
     assert found["y"].dtype == np.int64 and found["y"].shape == (2, 1)
 
 
-@pytest.mark.parametrize(
-    ("body", "headers", "reason"),
-    [
-        (b"{not json", {}, "not JSON"),
-        (b"[1, 2]", {}, "no 'inputs' list"),
-        (b'{"inputs": []}', {}, "no 'inputs' list"),
-        (b'{"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}', {}, "has no name"),
-        (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}', {},
-         "datatype 'BYTES' is not compared"),
-        (b'{"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32", "data": [1]}]}', {},
-         "is not a list of sizes"),
-        (b'{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32"}]}', {}, "has no data"),
-        (b'{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2]}]}', {},
-         "do not fit shape [3]"),
-        (b'{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [[1], 2]}]}', {},
-         "do not fit shape [2]"),
-        (b"{}", {"inference-header-content-length": "2"}, "binary tensor extension"),
-    ],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+REFUSED_TENSORS = [
+    (b"{not json", {}, "not JSON"),
+    (b"[1, 2]", {}, "no 'inputs' list"),
+    (b'{"inputs": []}', {}, "no 'inputs' list"),
+    (b'{"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}', {}, "has no name"),
+    (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}', {},
+     "datatype 'BYTES' is not compared"),
+    (b'{"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32", "data": [1]}]}', {},
+     "is not a list of sizes"),
+    (b'{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32"}]}', {}, "has no data"),
+    (b'{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2]}]}', {},
+     "do not fit shape [3]"),
+    (b'{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [[1], 2]}]}', {},
+     "do not fit shape [2]"),
+    (b"{}", {"inference-header-content-length": "2"}, "binary tensor extension"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("body", "headers", "reason"), REFUSED_TENSORS)
 def test_tensors_refuses_what_it_cannot_compare(
     body: bytes, headers: dict[str, str], reason: str
 ) -> None:

@@ -23,10 +23,17 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 def payload(*alerts: dict[str, Any], status: str = "firing") -> dict[str, Any]:
     return {
-        "version": "4", "status": status, "receiver": "controller", "groupKey": "{}:{}",
-        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
-        "truncatedAlerts": 0, "alerts": list(alerts),
-    }  # fmt: skip
+        "version": "4",
+        "status": status,
+        "receiver": "controller",
+        "groupKey": "{}:{}",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://am",
+        "truncatedAlerts": 0,
+        "alerts": list(alerts),
+    }
 
 
 def alert(fingerprint: str, status: str = "firing", **labels: str) -> dict[str, Any]:
@@ -34,9 +41,11 @@ def alert(fingerprint: str, status: str = "firing", **labels: str) -> dict[str, 
         "status": status,
         "labels": {"alertname": "ModelVersionHighErrorRatio", "severity": "critical", **labels},
         "annotations": {"description": "digits version 2 failed 30% of its requests"},
-        "startsAt": "2026-11-22T03:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint,
-    }  # fmt: skip
+        "startsAt": "2026-11-22T03:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": fingerprint,
+    }
 
 
 @pytest.fixture
@@ -72,19 +81,22 @@ def test_firing_alerts_are_recorded_and_heard_once(
     assert book.firing() == []
 
 
-@pytest.mark.parametrize(
-    ("headers", "body", "status", "message"),
-    [
-        ({}, payload(alert("x")), 401, "Bearer"),
-        ({"Authorization": "Bearer wrong"}, payload(alert("x")), 401, "Bearer"),
-        ({"Authorization": f"Basic {TOKEN}"}, payload(alert("x")), 401, "Bearer"),
-        (AUTH, {"version": "4"}, 400, "not an Alertmanager webhook payload"),
-        (AUTH, {**payload(alert("x")), "version": "3"}, 400, "version"),
-        (AUTH, payload({**alert("x"), "status": "exploding"}), 400, "alerts.0.status"),
-        (AUTH, payload({**alert("x"), "fingerprint": ""}), 400, "fingerprint"),
-    ],
-    ids=["no-token", "wrong-token", "wrong-scheme", "missing-fields", "old-version", "bad-status", "no-fingerprint"],
-)  # fmt: skip
+# a table: one case per line, read across
+# fmt: off
+BAD_POSTS = [
+    ({}, payload(alert("x")), 401, "Bearer"),
+    ({"Authorization": "Bearer wrong"}, payload(alert("x")), 401, "Bearer"),
+    ({"Authorization": f"Basic {TOKEN}"}, payload(alert("x")), 401, "Bearer"),
+    (AUTH, {"version": "4"}, 400, "not an Alertmanager webhook payload"),
+    (AUTH, {**payload(alert("x")), "version": "3"}, 400, "version"),
+    (AUTH, payload({**alert("x"), "status": "exploding"}), 400, "alerts.0.status"),
+    (AUTH, payload({**alert("x"), "fingerprint": ""}), 400, "fingerprint"),
+]
+BAD_POSTS_IDS = ["no-token", "wrong-token", "wrong-scheme", "missing-fields", "old-version", "bad-status", "no-fingerprint"]
+# fmt: on
+
+
+@pytest.mark.parametrize(("headers", "body", "status", "message"), BAD_POSTS, ids=BAD_POSTS_IDS)
 def test_bad_posts_change_nothing(
     client: TestClient,
     book: AlertBook,
@@ -108,11 +120,15 @@ def test_an_alert_past_its_end_is_no_longer_firing(book: AlertBook, client: Test
     resolution a stalled Alertmanager never sent fired for ever. It ends at its endsAt
     (Go's zero time, which Alertmanager sends for a firing alert, is no end)."""
     now = datetime.now(UTC)
-    lapsed = {**alert("old", model="digits", version="3"),
-              "startsAt": (now - timedelta(minutes=10)).isoformat(),
-              "endsAt": (now - timedelta(minutes=1)).isoformat()}  # fmt: skip
-    lasting = {**alert("new", model="digits", version="3"),
-               "endsAt": (now + timedelta(minutes=5)).isoformat()}  # fmt: skip
+    lapsed = {
+        **alert("old", model="digits", version="3"),
+        "startsAt": (now - timedelta(minutes=10)).isoformat(),
+        "endsAt": (now - timedelta(minutes=1)).isoformat(),
+    }
+    lasting = {
+        **alert("new", model="digits", version="3"),
+        "endsAt": (now + timedelta(minutes=5)).isoformat(),
+    }
     firing = alert("open", model="digits", version="3")  # endsAt 0001-01-01: no end
     response = client.post(WEBHOOK_PATH, json=payload(lapsed, lasting, firing), headers=AUTH)
     assert response.status_code == 200
@@ -129,10 +145,14 @@ def test_an_alert_that_starts_in_the_future_is_not_recorded(
     """Issue 25 probe 3b: an alert dated later than now rolled back every later rollout of
     its version (Prometheus dates an alert when its rule became active: never ahead)."""
     now = datetime.now(UTC)
-    future = {**alert("later", model="digits", version="3"),
-              "startsAt": (now + timedelta(days=30)).isoformat()}  # fmt: skip
-    skewed = {**alert("skewed", model="digits", version="3"),
-              "startsAt": (now + timedelta(seconds=5)).isoformat()}  # fmt: skip
+    future = {
+        **alert("later", model="digits", version="3"),
+        "startsAt": (now + timedelta(days=30)).isoformat(),
+    }
+    skewed = {
+        **alert("skewed", model="digits", version="3"),
+        "startsAt": (now + timedelta(seconds=5)).isoformat(),
+    }
     response = client.post(WEBHOOK_PATH, json=payload(future, skewed), headers=AUTH)
     assert response.status_code == 200 and response.json()["newly_firing"] == 1
     assert [a.fingerprint for a in book.firing()] == ["skewed"]
@@ -148,8 +168,8 @@ def test_a_body_over_the_limit_is_a_413(
     from modelcanary.alerts.webhook import MAX_BODY_BYTES
 
     padding = "x" * MAX_BODY_BYTES
-    body = json.dumps(payload({**alert("big", model="digits", version="2"),
-                               "annotations": {"description": padding}})).encode()  # fmt: skip
+    big = {**alert("big", model="digits", version="2"), "annotations": {"description": padding}}
+    body = json.dumps(payload(big)).encode()
     content = body if declared else iter([body[: len(body) // 2], body[len(body) // 2 :]])
     response = client.post(WEBHOOK_PATH, content=content, headers=AUTH)
     assert response.status_code == 413
@@ -200,16 +220,25 @@ def test_the_oncall_receiver_pages_only_for_alertmanager(tmp_path: Path) -> None
 
 def test_rollback_events_page_with_the_numbers() -> None:
     event = RolloutEvent(
-        kind="rolled_back", rollout="digits", model="digits", stable="1", canary="2",
-        reason="error ratio 0.31 above 0.05", numbers={"error_ratio": 0.31, "requests": 412},
+        kind="rolled_back",
+        rollout="digits",
+        model="digits",
+        stable="1",
+        canary="2",
+        reason="error ratio 0.31 above 0.05",
+        numbers={"error_ratio": 0.31, "requests": 412},
         at=datetime(2026, 11, 22, 3, 0, tzinfo=UTC),
-    )  # fmt: skip
+    )
     body = alert_for(event)
     assert body["labels"] == {
-        "alertname": "ModelCanaryRolledBack", "severity": "critical", "origin": "modelcanary-controller",
-        "rollout": "digits", "model": "digits", "version": "2",
+        "alertname": "ModelCanaryRolledBack",
+        "severity": "critical",
+        "origin": "modelcanary-controller",
+        "rollout": "digits",
+        "model": "digits",
+        "version": "2",
         "event_id": "20261122T030000.000000Z",
-    }  # fmt: skip
+    }
     assert body["annotations"]["description"] == (
         "Rollout digits rolled back canary version 2 (stable was 1): error ratio 0.31 above 0.05 "
         "[error_ratio=0.31, requests=412]"
@@ -230,10 +259,10 @@ def test_rollback_events_page_with_the_numbers() -> None:
 def test_every_rollback_is_an_alert_of_its_own() -> None:
     """Issue 13 defect 3: two rollbacks of one version carried the same labels, so
     Alertmanager took the second for the first and never paged again."""
-    first = RolloutEvent("rolled_back", "digits", "digits", "2", "3", "error ratio",
-                         at=datetime(2026, 11, 22, 3, 0, tzinfo=UTC))  # fmt: skip
-    second = RolloutEvent("rolled_back", "digits", "digits", "2", "3", "latency",
-                          at=datetime(2026, 11, 22, 3, 0, 40, tzinfo=UTC))  # fmt: skip
+    at = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+    first = RolloutEvent("rolled_back", "digits", "digits", "2", "3", "error ratio", at=at)
+    later = at + timedelta(seconds=40)
+    second = RolloutEvent("rolled_back", "digits", "digits", "2", "3", "latency", at=later)
     assert alert_for(first)["labels"] != alert_for(second)["labels"]
     assert alert_for(first)["labels"] == alert_for(first)["labels"]  # a retried post is one alert
 

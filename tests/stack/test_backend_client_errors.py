@@ -32,12 +32,12 @@ def server(
     repo = tmp_path_factory.mktemp("tokens") / "repo"
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(PROJECT)
-        code = main(
-            ["export", "--model", "tests.fixture_models:token_classifier", "--name", "tokens",
-             "--input", "input_ids:int64:-1", "--input", "attention_mask:int64:-1",
-             "--repo", str(repo), "--golden-samples", "4", "--instances", "1",
-             "--dynamic-batching", "--preferred-batch-size", "2", "--max-queue-delay-us", "1000000"]
-        )  # fmt: skip
+        line = (
+            "export --model tests.fixture_models:token_classifier --name tokens"
+            " --input input_ids:int64:-1 --input attention_mask:int64:-1 --golden-samples 4"
+            " --instances 1 --dynamic-batching --preferred-batch-size 2 --max-queue-delay-us 1000000"
+        )
+        code = main([*line.split(), "--repo", str(repo)])
     assert code == 0
     run_dir = tmp_path_factory.mktemp("run")
     with TritonServer(repo, run_dir, triton_home) as server:
@@ -65,16 +65,22 @@ def failures(server: TritonServer) -> float:
 @pytest.mark.parametrize(
     ("ids", "mask", "message"),
     [
-        ([1] * 8, [1] * 6,
-         "invalid input for tokens:1 (input_ids int64 (1, 8), attention_mask int64 (1, 6)): "
-         "Mul: Attempting to broadcast an axis by a dimension other than 1. 6 by 8"),
-        ([1, 2, 150, 3], [1] * 4,
-         "invalid input for tokens:1 (input_ids int64 (1, 4), attention_mask int64 (1, 4)): "
-         "Gather: indices element out of data bounds, idx=150 must be within the inclusive "
-         "range [-100,99]"),
+        (
+            [1] * 8,
+            [1] * 6,
+            "invalid input for tokens:1 (input_ids int64 (1, 8), attention_mask int64 (1, 6)): "
+            "Mul: Attempting to broadcast an axis by a dimension other than 1. 6 by 8",
+        ),
+        (
+            [1, 2, 150, 3],
+            [1] * 4,
+            "invalid input for tokens:1 (input_ids int64 (1, 4), attention_mask int64 (1, 4)): "
+            "Gather: indices element out of data bounds, idx=150 must be within the inclusive "
+            "range [-100,99]",
+        ),
     ],
     ids=["lengths-differ", "id-beyond-vocabulary"],
-)  # fmt: skip
+)
 def test_inputs_the_runtime_rejects_are_400_and_not_the_versions_failures(
     server: TritonServer, ids: list[int], mask: list[int], message: str
 ) -> None:

@@ -70,8 +70,9 @@ def test_the_check_is_not_counted_as_the_canarys_traffic(
     url, _ = served
     run_golden_check(url, LocalRepository(digits_repo), "digits", "2")
     requests = metric_value(f"{url}/metrics", "modelcanary_gateway_requests_total", version="2")
-    probes = metric_value(f"{url}/metrics", "modelcanary_gateway_probe_requests_total",
-                          version="2", code="200")  # fmt: skip
+    probes = metric_value(
+        f"{url}/metrics", "modelcanary_gateway_probe_requests_total", version="2", code="200"
+    )
     assert requests == 0 and probes > 0
 
 

@@ -62,8 +62,14 @@ def test_the_label_bug_disagrees_on_logged_traffic(
     triton_24: str, comparator: str, holdout: np.ndarray
 ) -> None:
     canary_url = f"{triton_24}/v2/models/digits/versions/4/infer"
-    body = {"stable": "2", "canary": "4", "percent": 100, "canary_url": canary_url,
-            "atol": 0.002, "rtol": 0.05}  # fmt: skip
+    body = {
+        "stable": "2",
+        "canary": "4",
+        "percent": 100,
+        "canary_url": canary_url,
+        "atol": 0.002,
+        "rtol": 0.05,
+    }
     put = httpx.put(f"{comparator}/admin/shadow/digits", json=body, headers=AUTH)
     assert put.status_code == 200, put.text
     assert put.json()["kinds"] == {"logits": "classification"}
@@ -71,9 +77,13 @@ def test_the_label_bug_disagrees_on_logged_traffic(
     with httpx.Client(timeout=10) as client:
         for start in range(0, REQUESTS * BATCH, BATCH):
             answer = serve_and_log(
-                client, triton_24, f"{comparator}/", "digits", holdout[start : start + BATCH],
+                client,
+                triton_24,
+                f"{comparator}/",
+                "digits",
+                holdout[start : start + BATCH],
                 version="2",
-            )  # fmt: skip
+            )
             assert answer.status_code == 200
     pairs = lambda: value(comparator, "modelcanary_shadow_pairs", model="digits", version="4")  # noqa: E731
     assert wait_until(lambda: pairs() == REQUESTS * BATCH, timeout=30)
@@ -109,8 +119,13 @@ def test_bad_events_are_counted_and_the_comparator_goes_on(
     for head, content, status in bad:
         assert httpx.post(f"{comparator}/", content=content, headers=head).status_code == status
     # a request and a garbage "response": paired, then dropped as unparseable or invalid
-    for kind, content in ((REQUEST_TYPE, b'{"inputs": 1}'), ("org.kubeflow.serving.inference.response",
-                          b'{"model_name": "digits", "model_version": "2", "outputs": 3}')):  # fmt: skip
+    for kind, content in (
+        (REQUEST_TYPE, b'{"inputs": 1}'),
+        (
+            "org.kubeflow.serving.inference.response",
+            b'{"model_name": "digits", "model_version": "2", "outputs": 3}',
+        ),
+    ):
         head = ce_headers(kind, "junk", "digits", "s")
         assert httpx.post(f"{comparator}/", content=content, headers=head).status_code == 202
     assert wait_until(

@@ -85,10 +85,15 @@ def test_a_dead_versions_share_goes_to_the_ready_one_until_it_is_back(triton: st
 def test_a_refused_request_marks_its_version_unready_at_once(triton: str) -> None:
     relay = gateway({"digits": {"stable": "2", "upstreams": {"2": triton}}})
     front = gateway(
-        {"digits": {"stable": "1", "upstreams": {"1": triton, "2": relay.url},
-                    "weights": {"1": 50, "2": 50}}},
+        {
+            "digits": {
+                "stable": "1",
+                "upstreams": {"1": triton, "2": relay.url},
+                "weights": {"1": 50, "2": 50},
+            }
+        },
         readiness_interval_s=30,
-    )  # fmt: skip
+    )
     try:
         relay.stop()
         outcomes = answered_by(front.url, 40)  # long before the next probe

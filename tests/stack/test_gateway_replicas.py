@@ -63,11 +63,16 @@ def test_a_refused_request_goes_to_another_replica_and_only_all_refusing_is_unre
     relays = [gateway({"digits": {"stable": "2", "upstreams": {"2": triton}}}) for _ in "ab"]
     urls = [r.url for r in relays]
     front = gateway(
-        {"digits": {"stable": "1", "upstreams": {"1": triton, "2": urls},
-                    "weights": {"1": 50, "2": 50}}},
+        {
+            "digits": {
+                "stable": "1",
+                "upstreams": {"1": triton, "2": urls},
+                "weights": {"1": 50, "2": 50},
+            }
+        },
         readiness_interval_s=30,
         retry={"enabled": False},  # the replicas alone: no second chance on stable
-    )  # fmt: skip
+    )
     try:
         relays[0].stop()
         outcomes = answered_by(front.url, 40)  # long before the next probe

@@ -46,9 +46,11 @@ def stopped(pid: int) -> Iterator[None]:
 
 def weights(url: str, token: str, split: dict[str, int]) -> httpx.Response:
     return httpx.put(
-        f"{url}/admin/models/digits/weights", json={"weights": split},
-        headers={"Authorization": f"Bearer {token}"}, timeout=BOUNDED,
-    )  # fmt: skip
+        f"{url}/admin/models/digits/weights",
+        json={"weights": split},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=BOUNDED,
+    )
 
 
 def infer(url: str, body: bytes) -> httpx.Response:
@@ -63,8 +65,11 @@ def test_the_gateway_routes_around_a_hung_triton_and_rolls_back_at_once(
         endpoints = triton.start()
         triton.load("digits", [1, 2])
         assert triton.pid is not None
-        route = {"stable": "1", "upstreams": {"1": endpoints.http, "2": endpoints.http},
-                 "weights": {"1": 70, "2": 30}}  # fmt: skip
+        route = {
+            "stable": "1",
+            "upstreams": {"1": endpoints.http, "2": endpoints.http},
+            "weights": {"1": 70, "2": 30},
+        }
         config = parse_config({"models": {"digits": route}, "readiness_interval_s": 0.2}, "test")
         front = GatewayServer(Gateway(config, TOKEN))
         front.start()
@@ -115,8 +120,9 @@ def test_up_restarts_a_hung_triton_and_serving_resumes(
     digits_repo: Path, triton_home: TritonHome, tmp_path: Path
 ) -> None:
     body = request_bodies(digits_repo, "digits")[0]
-    up = start_up(tmp_path / "run", "--repo", str(digits_repo), "--model", "digits",
-                  "--stable", "1", "--canary", "2", "--canary-weight", "30", "--versions", "1,2")  # fmt: skip
+    stable = ("--model", "digits", "--stable", "1")
+    canary = ("--canary", "2", "--canary-weight", "30", "--versions", "1,2")
+    up = start_up(tmp_path / "run", "--repo", str(digits_repo), *stable, *canary)
     try:
         gateway = up.urls["gateway"]
         token = Path(up.urls["gateway_admin_token_file"]).read_text().strip()
@@ -128,8 +134,10 @@ def test_up_restarts_a_hung_triton_and_serving_resumes(
             assert rollback.json()["weights"] == {"1": 100, "2": 0}
 
             def unready() -> object:
-                view = httpx.get(f"{gateway}/admin/models/digits/weights",
-                                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+                view = httpx.get(
+                    f"{gateway}/admin/models/digits/weights",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
                 return view.json()["unready"]
 
             def restarted() -> bool:

@@ -48,10 +48,14 @@ from tests.support.local_stack import digits_stack
 from tests.support.traffic import demo_prometheus
 
 pytestmark = pytest.mark.slow
-SPEC = parse_spec({"model": "digits", "stable": {"version": "2"}, "canary": {"version": "3"},
-                   "steps": [10, 100], "interval": "10s"}, "test")  # fmt: skip
-GRAFANA_VARIABLES = {"namespace": ".*", "model": "digits", "source": SOURCE,
-                     "__rate_interval": "15s"}  # fmt: skip
+VERSIONS = {"model": "digits", "stable": {"version": "2"}, "canary": {"version": "3"}}
+SPEC = parse_spec({**VERSIONS, "steps": [10, 100], "interval": "10s"}, "test")
+GRAFANA_VARIABLES = {
+    "namespace": ".*",
+    "model": "digits",
+    "source": SOURCE,
+    "__rate_interval": "15s",
+}
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +80,10 @@ def operator_metrics() -> Iterator[tuple[RolloutMetrics, str]]:
 
 @pytest.fixture(scope="module")
 def grafana_prometheus(
-    stack: LocalStack, operator_metrics: tuple[RolloutMetrics, str],
+    stack: LocalStack,
+    operator_metrics: tuple[RolloutMetrics, str],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:  # fmt: skip
+) -> Iterator[str]:
     """A second real Prometheus over the live stack and the operator's series."""
     urls = stack.urls
     targets = [
@@ -98,16 +103,24 @@ def grafana_prometheus(
 
 @pytest.fixture(scope="module")
 def incident(
-    stack: LocalStack, digits_repo: Path, operator_metrics: tuple[RolloutMetrics, str],
+    stack: LocalStack,
+    digits_repo: Path,
+    operator_metrics: tuple[RolloutMetrics, str],
     grafana_prometheus: str,
-) -> tuple[float, float, float]:  # fmt: skip
+) -> tuple[float, float, float]:
     """The incident, once for the module: when it began, the fault, and its end."""
     urls, metrics = stack.urls, operator_metrics[0]
     token = Path(urls["gateway_admin_token_file"]).read_text().strip()
     router = GatewayRouter(urls["gateway"], token, "digits", "2", "3")
     shadow = GatewayShadow(urls["gateway"], token, "digits", "2", "3")
-    gate = run_holdout_gate((urls["gateway"], urls["gateway"]), LocalRepository(digits_repo),
-                            "digits", ("2", "3"), 0.01, 0.95)  # fmt: skip
+    gate = run_holdout_gate(
+        (urls["gateway"], urls["gateway"]),
+        LocalRepository(digits_repo),
+        "digits",
+        ("2", "3"),
+        0.01,
+        0.95,
+    )
     load = BackgroundLoad(urls["gateway"], "digits", request_bodies(digits_repo, "digits"), 40)
     start = time.time()
     load.start()
@@ -166,8 +179,10 @@ class ShortIncident:
     def exposition(self) -> str:
         now, name = time.time(), f"{metrics_contract.GATEWAY_REQUESTS}_total"
         served = 4 * (min(now, self.failed_at or now) - self.began)
-        lines = [f'{name}{{model="digits",version="2",code="200"}} {36 * (now - self.began):.1f}',
-                 f'{name}{{model="digits",version="3",code="200"}} {served:.1f}']  # fmt: skip
+        lines = [
+            f'{name}{{model="digits",version="2",code="200"}} {36 * (now - self.began):.1f}',
+            f'{name}{{model="digits",version="3",code="200"}} {served:.1f}',
+        ]
         if self.failed_at is not None:
             lines.append(f'{name}{{model="digits",version="3",code="500"}} 3')
         return "\n".join(lines) + "\n"
@@ -195,8 +210,9 @@ def test_the_first_errors_of_a_version_count_on_the_report(tmp_path: Path) -> No
             start, end = incident.began, time.time()
             rated = source.query_range(f'{q.ERROR_RATIO}{{version="3"}}', start, end, 1.0)
             assert [v for _, points in rated for _, v in points if v > 0] == []  # the defect
-            found = report.charts(source.query_range, report.version_panels("digits", SOURCE),
-                                  start, end)  # fmt: skip
+            found = report.charts(
+                source.query_range, report.version_panels("digits", SOURCE), start, end
+            )
     finally:
         exporter.stop()
     errors = next(c for c in found if c.title.startswith("Error ratio"))

@@ -31,8 +31,10 @@ def test_report_groups_by_serving_version() -> None:
     outcomes.append(Outcome("-", 0, 0.01, "ClientConnectorError: refused"))
     report = build_report(outcomes, target_rate=11, duration_s=1.0, skipped=3)
     assert [(v.version, v.requests, v.errors) for v in report.versions] == [
-        ("-", 1, 1), ("1", 8, 0), ("2", 2, 2),
-    ]  # fmt: skip
+        ("-", 1, 1),
+        ("1", 8, 0),
+        ("2", 2, 2),
+    ]
     assert report.total.requests == 11 and report.total.errors == 3
     assert report.versions[2].codes == {"500": 2} and report.versions[0].codes == {"no answer": 1}
     assert report.first_errors == ("500: boom", "ClientConnectorError: refused")

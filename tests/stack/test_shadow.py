@@ -121,7 +121,7 @@ def test_label_bug_disagrees_and_a_sibling_agrees(
         "atol": 1e-3,
         "rtol": 1e-2,
         "drift": True,
-    }  # fmt: skip  (numeric tolerance unset: ten times the export's 1e-4 and 1e-3)
+    }  # numeric tolerance unset: ten times the export's 1e-4 and 1e-3
     assert value(url, "modelcanary_shadow_dropped") == 0
     # mirrored requests are no user traffic: the canaries answered none through the gateway
     assert value(url, "modelcanary_gateway_requests", version="3") == 0
@@ -207,9 +207,12 @@ def test_payloads_it_cannot_compare_are_counted_and_dropped(
     ],
 )
 def test_bad_shadow_settings_get_one_line(
-    triton_shadow: str, start_gateway: Callable[..., GatewayServer], body: dict[str, object], status: int,
+    triton_shadow: str,
+    start_gateway: Callable[..., GatewayServer],
+    body: dict[str, object],
+    status: int,
     message: str,
-) -> None:  # fmt: skip
+) -> None:
     url = start_gateway({v: triton_shadow for v in ("2", "4")}).url
     response = shadow(url, **body)
     assert response.status_code == status and message in response.json()["error"]

@@ -19,8 +19,8 @@ from modelcanary.waiting import wait_until
 from tests.support.up_process import Up, alive, start_up
 
 pytestmark = pytest.mark.slow
-UP = ("--model", "digits", "--stable", "1", "--canary", "2", "--canary-weight", "50",
-      "--versions", "1,2", "--replicas", "2")  # fmt: skip
+UP = ("--model", "digits", "--stable", "1", "--canary", "2", "--canary-weight", "50")
+UP += ("--versions", "1,2", "--replicas", "2")
 
 
 def inferences(http: str, version: int) -> int:
@@ -103,8 +103,8 @@ def test_two_replicas_serve_every_version_and_one_killed_is_skipped_then_restart
         assert up.parts()["triton-0"]["restarts"] == 0
 
         # a fault applies to every replica (they read the same fault directory)
-        fault = [sys.executable, "-m", "modelcanary", "fault", "--run-dir", str(run_dir),
-                 "--model", "digits", "--version", "2"]  # fmt: skip
+        where = ["--run-dir", str(run_dir), "--model", "digits", "--version", "2"]
+        fault = [sys.executable, "-m", "modelcanary", "fault", *where]
         subprocess.run([*fault, "--error-ratio", "1"], check=True, capture_output=True)
         for http in https:
             assert send(client, http, body, 3, version=2) == [500] * 3, http

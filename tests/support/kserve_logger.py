@@ -26,17 +26,30 @@ def infer_body(x: np.ndarray) -> bytes:
 
 def ce_headers(kind: str, id: str, service: str, source: str) -> dict[str, str]:
     return {
-        "ce-specversion": "1.0", "ce-id": id, "ce-type": kind, "ce-source": source,
-        "ce-time": "2025-01-01T00:00:00Z", "ce-inferenceservicename": service,
-        "ce-namespace": "models", "ce-component": "predictor", "ce-endpoint": "",
-        "ce-metadata": "{}", "content-type": "application/json",
-    }  # fmt: skip
+        "ce-specversion": "1.0",
+        "ce-id": id,
+        "ce-type": kind,
+        "ce-source": source,
+        "ce-time": "2025-01-01T00:00:00Z",
+        "ce-inferenceservicename": service,
+        "ce-namespace": "models",
+        "ce-component": "predictor",
+        "ce-endpoint": "",
+        "ce-metadata": "{}",
+        "content-type": "application/json",
+    }
 
 
 def serve_and_log(
-    client: httpx.Client, predictor: str, comparator: str, model: str, x: np.ndarray,
-    version: str | None = None, service: str = "digits", source: str = "http://localhost:9081/",
-) -> httpx.Response:  # fmt: skip
+    client: httpx.Client,
+    predictor: str,
+    comparator: str,
+    model: str,
+    x: np.ndarray,
+    version: str | None = None,
+    service: str = "digits",
+    source: str = "http://localhost:9081/",
+) -> httpx.Response:
     """Send `x` to the predictor as a user would (pinned to `version` where one server
     plays several predictors), then log the request and its answer to the comparator as
     KServe's logger does; the predictor's answer."""

@@ -41,9 +41,8 @@ def install_crds(server: ApiServer, directory: Path) -> list[str]:
             server.kubectl("create", "-f", str(path))
     names = crd_names(directory)
     server.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        *(f"crd/{name}" for name in names),
-    )  # fmt: skip
+        "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{name}" for name in names)
+    )
     return names
 
 

@@ -15,16 +15,21 @@ def inference_service(name: str, version: str, canary_percent: int | None = None
     """A Serverless InferenceService whose predictor runs VERSION; with CANARY_PERCENT, as
     the chart leaves it once a canary is set (the canary's version at that percent). No
     storageUri: the checks before traffic are "not checked" (a caller testing them sets one)."""
-    predictor: dict[str, Any] = {"model": {
-        "modelFormat": {"name": "triton"}, "runtime": "triton",
-        "args": config_args(version),
-    }}  # fmt: skip
+    predictor: dict[str, Any] = {
+        "model": {
+            "modelFormat": {"name": "triton"},
+            "runtime": "triton",
+            "args": config_args(version),
+        }
+    }
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
     return {
-        "apiVersion": f"{KSERVE[0]}/{KSERVE[1]}", "kind": "InferenceService",
-        "metadata": {"name": name}, "spec": {"predictor": predictor},
-    }  # fmt: skip
+        "apiVersion": f"{KSERVE[0]}/{KSERVE[1]}",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {"predictor": predictor},
+    }
 
 
 def ready_status(name: str) -> dict[str, Any]:
@@ -44,15 +49,30 @@ def model_canary(name: str, model: str, **spec: Any) -> dict[str, Any]:
     """A Serverless-mode ModelCanary of MODEL from version 1 to 2 on the InferenceService
     NAME; SPEC overrides the steps, interval and analysis."""
     return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelCanary",
-        "metadata": {"name": name, "annotations": {
-            "modelcanary.io/mode": "serverless", "modelcanary.io/inference-service": name}},
-        "spec": {"model": model, "stable": {"version": "1"}, "canary": {"version": "2"},
-                 "steps": [25, 50, 100], "interval": "3s",
-                 "analysis": {"failureLimit": 0, "errorRatio": {"max": 0.05},
-                              "noData": {"after": "60s"}, "beforeFull": {"maxWait": "3s"}},
-                 **spec},
-    }  # fmt: skip
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelCanary",
+        "metadata": {
+            "name": name,
+            "annotations": {
+                "modelcanary.io/mode": "serverless",
+                "modelcanary.io/inference-service": name,
+            },
+        },
+        "spec": {
+            "model": model,
+            "stable": {"version": "1"},
+            "canary": {"version": "2"},
+            "steps": [25, 50, 100],
+            "interval": "3s",
+            "analysis": {
+                "failureLimit": 0,
+                "errorRatio": {"max": 0.05},
+                "noData": {"after": "60s"},
+                "beforeFull": {"maxWait": "3s"},
+            },
+            **spec,
+        },
+    }
 
 
 def create_ready_service(

@@ -29,8 +29,11 @@ def serving_digits(
 PWN_CONFIG = json.dumps({"backend": "python", "max_batch_size": 0})
 PIN_STABLE = json.dumps({"name": "digits", "version_policy": {"specific": {"versions": [1]}}})
 CONTROL_REQUESTS: list[tuple[str, str, dict[str, object] | None]] = [
-    ("POST", "/v2/repository/models/pwnprobe/load",
-     {"parameters": {"config": PWN_CONFIG, "file:1/model.py": "aW1wb3J0IG9z"}}),
+    (
+        "POST",
+        "/v2/repository/models/pwnprobe/load",
+        {"parameters": {"config": PWN_CONFIG, "file:1/model.py": "aW1wb3J0IG9z"}},
+    ),
     ("POST", "/v2/repository/models/digits/load", {"parameters": {"config": PIN_STABLE}}),
     ("POST", "/v2/repository/models/digits/unload", {}),
     ("POST", "/v2/repository/index", {}),
@@ -40,4 +43,4 @@ CONTROL_REQUESTS: list[tuple[str, str, dict[str, object] | None]] = [
     ("GET", "/v2/logging", None),
     ("POST", "/v2/logging", {"log_verbose_level": 1}),
     ("GET", "/v2/trace/setting", None),
-]  # fmt: skip
+]

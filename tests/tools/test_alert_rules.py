@@ -166,8 +166,9 @@ def rollout_series(source: str, v: Version) -> list[dict[str, str]]:
 
 def alert(
     name: str, severity: str, v: Version, source: str, summary: str, description: str
-) -> dict[str, Any]:
-    return {
+) -> dict[str, list[dict[str, Any]]]:
+    """Alert NAME firing for V, as promtool expects it."""
+    fired = {
         "exp_labels": {
             "severity": severity,
             "model": v.model,
@@ -180,6 +181,7 @@ def alert(
             "runbook_url": f"{RUNBOOK}#{name.lower()}",
         },
     }
+    return {name: [fired]}
 
 
 def run_promtool(
@@ -203,13 +205,9 @@ def test_high_error_ratio(tmp_path: Path, source: str) -> None:
     at_threshold = Version("m", "1", ok=15, errors=1)  # 1/16: exactly the limit, quiet
     above = Version("m", "2", ok=14, errors=2)  # 2/16
     clean = Version("m", "3", ok=16)  # no error series at all: counted as 0
-    expected = {
-        "ModelVersionHighErrorRatio": [
-            alert("ModelVersionHighErrorRatio", "critical", above, source,
-                  "m version 2 fails 12.5% of requests",
-                  f"m version 2 failed 12.5% of its requests over the last 15s (source {source}), above the limit of 6.25%."),
-        ]
-    }  # fmt: skip
+    summary = "m version 2 fails 12.5% of requests"
+    description = f"m version 2 failed 12.5% of its requests over the last 15s (source {source}), above the limit of 6.25%."
+    expected = alert("ModelVersionHighErrorRatio", "critical", above, source, summary, description)
     run_promtool(tmp_path, source, [at_threshold, above, clean], expected, "2m")
 
 
@@ -218,13 +216,9 @@ def test_high_latency_p99(tmp_path: Path, source: str) -> None:
     slow = Version("m", "1", ok=16, bucket=SLOW)  # P99 0.299 s
     medium = Version("m", "2", ok=16, bucket=MEDIUM)  # P99 0.1495 s, below 0.25
     idle = Version("m", "3", ok=0, bucket=SLOW)  # no traffic: not judged
-    expected = {
-        "ModelVersionHighLatencyP99": [
-            alert("ModelVersionHighLatencyP99", "critical", slow, source,
-                  "m version 1 answers slowly: P99 299ms",
-                  f"The P99 latency of m version 1 was 299ms over the last 15s (source {source}), above the limit of 0.25s."),
-        ]
-    }  # fmt: skip
+    summary = "m version 1 answers slowly: P99 299ms"
+    description = f"The P99 latency of m version 1 was 299ms over the last 15s (source {source}), above the limit of 0.25s."
+    expected = alert("ModelVersionHighLatencyP99", "critical", slow, source, summary, description)
     run_promtool(tmp_path, source, [slow, medium, idle], expected, "2m")
 
 
@@ -232,18 +226,14 @@ def test_high_latency_p99(tmp_path: Path, source: str) -> None:
 def test_traffic_below_share_and_drop(tmp_path: Path, source: str) -> None:
     stable = Version("m", "1", ok=15, weight=50)
     starved = Version("m", "2", ok=1, weight=50)  # 1/16 of the traffic for a 50% share
-    expected = {
-        "ModelVersionTrafficBelowShare": [
-            alert("ModelVersionTrafficBelowShare", "warning", starved, source,
-                  "m version 2 receives less traffic than its share",
-                  f"m version 2 receives 6.25% of the model's requests (source {source}), less than 50% of the share the traffic split gives it."),
-        ],
-        "ModelVersionTrafficDrop": [
-            alert("ModelVersionTrafficDrop", "warning", starved, source,
-                  "m version 2 traffic dropped",
-                  f"m version 2 receives 1.00 requests/s (source {source}), less than 30% of its share of the model's traffic over the last 1m."),
-        ],
-    }  # fmt: skip
+    summary = "m version 2 receives less traffic than its share"
+    description = f"m version 2 receives 6.25% of the model's requests (source {source}), less than 50% of the share the traffic split gives it."
+    expected = alert(
+        "ModelVersionTrafficBelowShare", "warning", starved, source, summary, description
+    )
+    summary = "m version 2 traffic dropped"
+    description = f"m version 2 receives 1.00 requests/s (source {source}), less than 30% of its share of the model's traffic over the last 1m."
+    expected |= alert("ModelVersionTrafficDrop", "warning", starved, source, summary, description)
     run_promtool(tmp_path, source, [stable, starved], expected, "2m")
 
 
@@ -254,28 +244,18 @@ def test_traffic_drop_fires_for_a_weighted_version_without_series(
     """Issue 14: a canary that crashed has no series at all; `<` cannot see it, `unless` can."""
     stable = Version("m", "1", ok=16, weight=50)
     vanished = Version("m", "2", ok=0, weight=50)  # the split gives it half; no series at all
-    expected = {
-        "ModelVersionTrafficDrop": [
-            {"exp_labels": {"severity": "warning", "model": "m", "version": "2", "source": source},
-             "exp_annotations": {
-                 "summary": "m version 2 traffic dropped",
-                 "description": f"m version 2 receives 0.00 requests/s (source {source}), less than 30% of its share of the model's traffic over the last 1m.",
-                 "runbook_url": f"{RUNBOOK}#modelversiontrafficdrop"}},
-        ],
-    }  # fmt: skip
+    summary = "m version 2 traffic dropped"
+    description = f"m version 2 receives 0.00 requests/s (source {source}), less than 30% of its share of the model's traffic over the last 1m."
+    expected = alert("ModelVersionTrafficDrop", "warning", vanished, source, summary, description)
     run_promtool(tmp_path, source, [stable], expected, "2m", weighted_only=[vanished])
 
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_traffic_drop_against_the_recent_past(tmp_path: Path, source: str) -> None:
     dropped = Version("m", "1", ok=16, weight=100, drop_to=2)  # 16/s, then 2/s after 2 minutes
-    expected = {
-        "ModelVersionTrafficDrop": [
-            alert("ModelVersionTrafficDrop", "warning", dropped, source,
-                  "m version 1 traffic dropped",
-                  f"m version 1 receives 2.00 requests/s (source {source}), less than 30% of its share of the model's traffic over the last 1m."),
-        ],
-    }  # fmt: skip
+    summary = "m version 1 traffic dropped"
+    description = f"m version 1 receives 2.00 requests/s (source {source}), less than 30% of its share of the model's traffic over the last 1m."
+    expected = alert("ModelVersionTrafficDrop", "warning", dropped, source, summary, description)
     run_promtool(tmp_path, source, [dropped], expected, "2m35s")
     # before the drop, and once the past has caught up with it, nothing
     run_promtool(tmp_path, source, [dropped], {}, "1m50s")
@@ -293,28 +273,26 @@ def test_canary_worse_than_stable(tmp_path: Path, source: str) -> None:
         Version("c", "2", ok=16, role="canary", bucket=0.03),  # 3 times slower, yet under the floor
     ]
     canary = versions[3]
-    expected = {
-        "ModelCanaryErrorRatioAboveStable": [
-            alert("ModelCanaryErrorRatioAboveStable", "critical", canary, source,
-                  "Canary b version 2 fails more than stable",
-                  f"The error ratio of canary b version 2 is 12.5% above the stable version's over the last 15s (source {source}); the margin is 6.25%."),
-        ],
-        "ModelCanaryLatencyAboveStable": [
-            alert("ModelCanaryLatencyAboveStable", "critical", canary, source,
-                  "Canary b version 2 is slower than stable",
-                  f"The P99 latency of canary b version 2 is 2.00 times the stable version's over the last 15s (source {source}); the limit is 1.5 times above {PROFILE.canary_latency_floor_s:g}s."),
-        ],
-        "ModelVersionHighErrorRatio": [
-            alert("ModelVersionHighErrorRatio", "critical", canary, source,
-                  "b version 2 fails 12.5% of requests",
-                  f"b version 2 failed 12.5% of its requests over the last 15s (source {source}), above the limit of 6.25%."),
-        ],
-        "ModelVersionHighLatencyP99": [
-            alert("ModelVersionHighLatencyP99", "critical", canary, source,
-                  "b version 2 answers slowly: P99 299ms",
-                  f"The P99 latency of b version 2 was 299ms over the last 15s (source {source}), above the limit of 0.25s."),
-        ],
-    }  # fmt: skip
+    summary = "Canary b version 2 fails more than stable"
+    description = f"The error ratio of canary b version 2 is 12.5% above the stable version's over the last 15s (source {source}); the margin is 6.25%."
+    expected = alert(
+        "ModelCanaryErrorRatioAboveStable", "critical", canary, source, summary, description
+    )
+    summary = "Canary b version 2 is slower than stable"
+    description = f"The P99 latency of canary b version 2 is 2.00 times the stable version's over the last 15s (source {source}); the limit is 1.5 times above {PROFILE.canary_latency_floor_s:g}s."
+    expected |= alert(
+        "ModelCanaryLatencyAboveStable", "critical", canary, source, summary, description
+    )
+    summary = "b version 2 fails 12.5% of requests"
+    description = f"b version 2 failed 12.5% of its requests over the last 15s (source {source}), above the limit of 6.25%."
+    expected |= alert(
+        "ModelVersionHighErrorRatio", "critical", canary, source, summary, description
+    )
+    summary = "b version 2 answers slowly: P99 299ms"
+    description = f"The P99 latency of b version 2 was 299ms over the last 15s (source {source}), above the limit of 0.25s."
+    expected |= alert(
+        "ModelVersionHighLatencyP99", "critical", canary, source, summary, description
+    )
     run_promtool(tmp_path, source, versions, expected, "2m")
 
 
@@ -339,18 +317,16 @@ def test_requests_the_client_broke_never_judge_a_version(tmp_path: Path, source:
         Version("n", "2", ok=14, errors=2, client_errors=15, role="canary", weight=10),
     ]
     failing = versions[3]
-    expected = {
-        "ModelVersionHighErrorRatio": [
-            alert("ModelVersionHighErrorRatio", "critical", failing, source,
-                  "n version 2 fails 12.5% of requests",
-                  f"n version 2 failed 12.5% of its requests over the last 15s (source {source}), above the limit of 6.25%."),
-        ],
-        "ModelCanaryErrorRatioAboveStable": [
-            alert("ModelCanaryErrorRatioAboveStable", "critical", failing, source,
-                  "Canary n version 2 fails more than stable",
-                  f"The error ratio of canary n version 2 is 12.5% above the stable version's over the last 15s (source {source}); the margin is 6.25%."),
-        ],
-    }  # fmt: skip
+    summary = "n version 2 fails 12.5% of requests"
+    description = f"n version 2 failed 12.5% of its requests over the last 15s (source {source}), above the limit of 6.25%."
+    expected = alert(
+        "ModelVersionHighErrorRatio", "critical", failing, source, summary, description
+    )
+    summary = "Canary n version 2 fails more than stable"
+    description = f"The error ratio of canary n version 2 is 12.5% above the stable version's over the last 15s (source {source}); the margin is 6.25%."
+    expected |= alert(
+        "ModelCanaryErrorRatioAboveStable", "critical", failing, source, summary, description
+    )
     run_promtool(tmp_path, source, versions, expected, "2m")
 
 
@@ -464,20 +440,22 @@ def test_cumulative_counters_are_recorded_per_replica(tmp_path: Path, source: st
         labels = f'{name}{{instance="{instance}",{bucket}model="n",source="{source}",version="1"}}'
         return {"labels": labels, "value": value}
 
+    def check(
+        name: str, selector: str, first: float, second: float, le: str = ""
+    ) -> dict[str, Any]:
+        """NAME{SELECTOR} at 1m: FIRST on replica 10.0.0.1, SECOND on 10.0.0.2."""
+        found = [
+            sample(name, "10.0.0.1:8000", first, le),
+            sample(name, "10.0.0.2:8000", second, le),
+        ]
+        return {"expr": f"{name}{{{selector}}}", "eval_time": "1m", "exp_samples": found}
+
     minute = 60
+    selector, inf = f'source="{source}"', f'source="{source}",le="+Inf"'
     recorded = [
-        {"expr": f'modelcanary:requests:total{{source="{source}"}}', "eval_time": "1m",
-         "exp_samples": [sample("modelcanary:requests:total", "10.0.0.1:8000", 16 * minute),
-                         sample("modelcanary:requests:total", "10.0.0.2:8000", 5 * minute)]},
+        check("modelcanary:requests:total", selector, 16 * minute, 5 * minute),
         # a replica without a single error has an error series of 0 all the same
-        {"expr": f'modelcanary:errors:total{{source="{source}"}}', "eval_time": "1m",
-         "exp_samples": [sample("modelcanary:errors:total", "10.0.0.1:8000", 1 * minute),
-                         sample("modelcanary:errors:total", "10.0.0.2:8000", 0)]},
-        {"expr": f'modelcanary:latency_buckets:total{{source="{source}",le="+Inf"}}',
-         "eval_time": "1m",
-         "exp_samples": [
-             sample("modelcanary:latency_buckets:total", "10.0.0.1:8000", 16 * minute, "+Inf"),
-             sample("modelcanary:latency_buckets:total", "10.0.0.2:8000", 5 * minute, "+Inf"),
-         ]},
-    ]  # fmt: skip
+        check("modelcanary:errors:total", selector, 1 * minute, 0),
+        check("modelcanary:latency_buckets:total", inf, 16 * minute, 5 * minute, "+Inf"),
+    ]
     run_rule_tests(tmp_path, PROFILE, series, {}, "1m", recorded)

@@ -22,21 +22,22 @@ CONTROLLER = {
     "url": "http://127.0.0.1:9000/alertmanager/webhook",
     "bearer_token_file": "/run/token",
 }
+# one receiver of each kind a line
+# fmt: off
 RECEIVERS = {
     "webhook": {"type": "webhook", "url": "http://127.0.0.1:9001/oncall"},
     "pagerduty": {"type": "pagerduty", "routing_key_file": "/run/pagerduty-key"},
     "slack": {"type": "slack", "api_url_file": "/run/slack-url", "channel": "#ml-oncall"},
     "email": {"type": "email", "to": "oncall@example.com", "from": "modelcanary@example.com", "smarthost": "smtp.example.com:587", "auth_username": "modelcanary", "auth_password_file": "/run/smtp"},
     "wechat": {"type": "wechat", "corp_id": "corp", "api_secret": "secret", "agent_id": "1000002", "to_party": "2"},
-}  # fmt: skip
+}
+# fmt: on
 
 
 def write(tmp_path: Path, oncall: str, chat: str, timing: str = "demo") -> Path:
-    routing = parse_routing(
-        {"controller": CONTROLLER, "oncall": RECEIVERS[oncall], "chat": RECEIVERS[chat],
-         "timing": TIMINGS[timing].model_dump()},
-        "test",
-    )  # fmt: skip
+    receivers = {"oncall": RECEIVERS[oncall], "chat": RECEIVERS[chat]}
+    timings = TIMINGS[timing].model_dump()
+    routing = parse_routing({"controller": CONTROLLER, **receivers, "timing": timings}, "test")
     path = tmp_path / "alertmanager.yml"
     path.write_text(render(routing))
     return path

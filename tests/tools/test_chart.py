@@ -24,9 +24,20 @@ CHART = PROJECT / "charts" / "modelcanary"
 UPSTREAM = Path(__file__).parents[1] / "crds"
 HELM = str(Path(sys.executable).with_name("helm"))
 KUBERNETES = "1.30.0"
-CORE = {"Deployment", "Service", "ServiceAccount", "Secret", "Role", "RoleBinding", "ConfigMap",
-        "NetworkPolicy", "CustomResourceDefinition"}  # fmt: skip
+CORE = {
+    "Deployment",
+    "Service",
+    "ServiceAccount",
+    "Secret",
+    "Role",
+    "RoleBinding",
+    "ConfigMap",
+    "NetworkPolicy",
+    "CustomResourceDefinition",
+}
 
+# chart options, grouped as --set pairs
+# fmt: off
 COMBINATIONS = {
     "serverless-canary": ["--set", "model.canary=2"],
     "standard-canary": ["--set", "model.canary=2", "--set", "mode=standard"],
@@ -48,7 +59,8 @@ COMBINATIONS = {
         "--set", "model.canary=2", "--set", "networkPolicy.enabled=false",
         "--set", "alertmanager.config.enabled=false", "--set", "shadow.enabled=false",
     ],
-}  # fmt: skip
+}
+# fmt: on
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -89,8 +101,11 @@ def upstream_schemas() -> dict[tuple[str, str], dict[str, Any]]:
 def _open(schema: Any) -> Any:
     """Upstream schemas are not closed: drop the additionalProperties the converter adds."""
     if isinstance(schema, dict):
-        return {k: _open(v) for k, v in schema.items() if k != "additionalProperties"
-                or not isinstance(v, bool)}  # fmt: skip
+        return {
+            k: _open(v)
+            for k, v in schema.items()
+            if k != "additionalProperties" or not isinstance(v, bool)
+        }
     if isinstance(schema, list):
         return [_open(v) for v in schema]
     return schema
@@ -124,8 +139,9 @@ def test_every_rendered_object_is_valid(name: str) -> None:
             parse_spec(document["spec"], where)
         else:
             assert (api, kind) in SCHEMAS, f"no upstream schema for {api} {kind}"
-            errors = sorted(jsonschema.Draft7Validator(SCHEMAS[(api, kind)]).iter_errors(document),
-                            key=str)  # fmt: skip
+            errors = sorted(
+                jsonschema.Draft7Validator(SCHEMAS[(api, kind)]).iter_errors(document), key=str
+            )
             assert not errors, f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}"
 
 
@@ -157,8 +173,9 @@ def test_standard_mode_routes_between_two_inference_services() -> None:
     (route,) = found["HTTPRoute"]
     refs = route["spec"]["rules"][0]["backendRefs"]
     assert [(r["name"], r["weight"]) for r in refs] == [
-        ("digits-v1-predictor", 100), ("digits-v2-predictor", 0),
-    ]  # fmt: skip
+        ("digits-v1-predictor", 100),
+        ("digits-v2-predictor", 0),
+    ]
     role = next(d for d in found["Role"])
     assert any("httproutes" in rule["resources"] for rule in role["rules"])
     assert "retry" not in route["spec"]["rules"][0]  # only when asked for
@@ -168,8 +185,8 @@ def test_the_routes_retry_is_a_value() -> None:
     (route,) = kinds(render(COMBINATIONS["standard-retry"]))["HTTPRoute"]
     retry = route["spec"]["rules"][0]["retry"]
     assert retry == {"attempts": 1, "codes": [500, 502, 503, 504], "backoff": "50ms"}
-    refused = helm("template", "rel", str(CHART), "--set", "mode=standard",
-                   "--set", "gateway.retry.codes={200}")  # fmt: skip
+    options = ["--set", "mode=standard", "--set", "gateway.retry.codes={200}"]
+    refused = helm("template", "rel", str(CHART), *options)
     assert refused.returncode != 0 and "gateway.retry.codes.0" in refused.stderr
 
 
@@ -273,8 +290,12 @@ def test_operator_pod_is_locked_down_and_probed() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["livenessProbe"] and container["readinessProbe"] and container["resources"]
     role = found["Role"][0]
-    verbs = {(g, r): set(rule["verbs"]) for rule in role["rules"]
-             for g in rule["apiGroups"] for r in rule["resources"]}  # fmt: skip
+    verbs = {
+        (g, r): set(rule["verbs"])
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
     assert verbs[("serving.kserve.io", "inferenceservices")] == {"get", "list", "watch", "patch"}
     assert all(
         "delete" not in v and "create" not in v
@@ -294,8 +315,9 @@ def test_operator_probes_follow_the_tick_loop_and_the_lease() -> None:
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
         assert deployment["spec"]["replicas"] == replicas
         assert deployment["spec"]["strategy"] == {
-            "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "100%"}
-        }  # fmt: skip
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "100%"},
+        }
 
 
 def test_prometheus_rule_embeds_the_generated_rules() -> None:
@@ -321,9 +343,12 @@ def test_the_operator_may_hold_its_leader_lease() -> None:
     (role,) = found["Role"]
     leases = [r for r in role["rules"] if "leases" in r["resources"]]
     assert leases == [
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-         "verbs": ["get", "create", "update"]}
-    ]  # fmt: skip
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
 
 
 def test_network_policy_lets_only_prometheus_reach_metrics_ports() -> None:
@@ -334,8 +359,9 @@ def test_network_policy_lets_only_prometheus_reach_metrics_ports() -> None:
     assert metrics["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "monitoring"
     }
-    assert not any("from" not in rule and {"port": 8002, "protocol": "TCP"} in rule["ports"]
-                   for rule in triton)  # fmt: skip
+    assert not any(
+        "from" not in rule and {"port": 8002, "protocol": "TCP"} in rule["ports"] for rule in triton
+    )
 
 
 def test_alertmanager_may_be_locked_down_to_prometheus_and_the_operator() -> None:
@@ -356,11 +382,11 @@ def test_alertmanager_may_be_locked_down_to_prometheus_and_the_operator() -> Non
         (s["namespaceSelector"]["matchLabels"], s["podSelector"]["matchLabels"])
         for s in api["from"]
     ]
+    operator_pods = operator_deployment(found)["spec"]["selector"]["matchLabels"]
     assert senders == [
         ({"kubernetes.io/metadata.name": "monitoring"}, {"app.kubernetes.io/name": "prometheus"}),
-        ({"kubernetes.io/metadata.name": "models"},
-         operator_deployment(found)["spec"]["selector"]["matchLabels"]),
-    ]  # fmt: skip
+        ({"kubernetes.io/metadata.name": "models"}, operator_pods),
+    ]
     assert {p["port"] for p in gossip["ports"]} == {9094}
 
 

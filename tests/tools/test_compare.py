@@ -37,15 +37,24 @@ DIGITS = [
 
 @pytest.mark.parametrize(("a", "b", "agreement", "acc_a", "acc_b", "decision"), DIGITS)
 def test_digits_versions_on_the_holdout(
-    cli: Cli, digits_repo: Path, a: int, b: int, agreement: float, acc_a: float, acc_b: float,
+    cli: Cli,
+    digits_repo: Path,
+    a: int,
+    b: int,
+    agreement: float,
+    acc_a: float,
+    acc_b: float,
     decision: str,
-) -> None:  # fmt: skip
+) -> None:
     report = compare_json(cli, digits_repo, "digits", a, b)
     assert report["source"] == f"the holdout of version {a}" and report["samples"] == 360
     (logits,) = report["outputs"]
     (metric,) = report["metrics"]
-    print(f"digits {a} vs {b}: agreement {logits['agreement']:.3f}, accuracy "
-          f"{metric['stable']['value']:.3f} -> {metric['canary']['value']:.3f}, {metric['decision']}")  # fmt: skip
+    agreed, decided = logits["agreement"], metric["decision"]
+    stable, canary = metric["stable"]["value"], metric["canary"]["value"]
+    print(
+        f"digits {a} vs {b}: agreement {agreed:.3f}, accuracy {stable:.3f} -> {canary:.3f}, {decided}"
+    )
     assert logits["kind"] == "classification"
     assert logits["agreement"] == pytest.approx(agreement, abs=0.02)
     assert metric["stable"]["value"] == pytest.approx(acc_a, abs=0.01)
@@ -80,8 +89,8 @@ def test_golden_samples_and_given_samples(cli: Cli, digits_repo: Path, tmp_path:
     train_x, train_y, _, _ = digits.dataset()
     samples = tmp_path / "inverted.npz"
     np.savez(samples, pixels=1 - train_x[:300], truth=train_y[:300])
-    result = cli("compare", "--repo", digits_repo, "--model", "digits", "2", "3",
-                 "--samples", samples, "--labels", "truth")  # fmt: skip
+    given = ("--samples", samples, "--labels", "truth")
+    result = cli("compare", "--repo", digits_repo, "--model", "digits", "2", "3", *given)
     assert result.code == 0, result.err
     assert f"on {samples} (300 samples)" in result.out
     report = compare_json(
@@ -128,20 +137,18 @@ def test_a_tampered_holdout_is_refused(cli: Cli, digits_repo: Path, tmp_path: Pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--model", "cats", "1", "2"), "no model 'cats' (models: digits)"),
-        (("--model", "digits", "1", "9"), "model 'digits' has no version 9 (1, 2, 3, 4, 5)"),
-        (("--model", "digits", "1", "2", "--labels", "y"), "--labels needs --samples FILE.npz"),
-        (("--model", "digits", "1", "2", "--metric", "logits=f1"), "unknown metric 'f1'"),
-        (("--model", "digits", "1", "2", "--margin", "-1"), "margin -1.0 must not be negative"),
-        (("--model", "digits", "1", "2", "--confidence", "95"), "confidence 95.0 must be between 0 and 1"),
-        (("--model", "digits", "1", "2", "--samples", "x.npz", "--on", "golden"), "--on chooses A's own samples"),
-        (("--model", "digits", "1", "2", "--samples", "missing.npz"), "--samples missing.npz: no such file"),
+        ("--model cats 1 2", "no model 'cats' (models: digits)"),
+        ("--model digits 1 9", "model 'digits' has no version 9 (1, 2, 3, 4, 5)"),
+        ("--model digits 1 2 --labels y", "--labels needs --samples FILE.npz"),
+        ("--model digits 1 2 --metric logits=f1", "unknown metric 'f1'"),
+        ("--model digits 1 2 --margin -1", "margin -1.0 must not be negative"),
+        ("--model digits 1 2 --confidence 95", "confidence 95.0 must be between 0 and 1"),
+        ("--model digits 1 2 --samples x.npz --on golden", "--on chooses A's own samples"),
+        ("--model digits 1 2 --samples missing.npz", "--samples missing.npz: no such file"),
     ],
-)  # fmt: skip
-def test_bad_input_is_one_line_exit_2(
-    cli: Cli, digits_repo: Path, args: tuple[str, ...], message: str
-) -> None:
-    result = cli("compare", "--repo", digits_repo, *args)
+)
+def test_bad_input_is_one_line_exit_2(cli: Cli, digits_repo: Path, args: str, message: str) -> None:
+    result = cli("compare", "--repo", digits_repo, *args.split())
     assert result.code == 2
     assert message in result.err and result.err.count("\n") == 1
 
@@ -164,11 +171,12 @@ def ranker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     nudged = model.state_dict()
     nudged["score.bias"] = nudged["score.bias"] + 0.3
     torch.save(nudged, work / "nudged.pt")
-    base = ["export", "--model", "modelcanary.examples.zoo:two_tower", "--name", "ranker",
-            "--input", "dense:fp32:16", "--input", "ids:int64:4", "--output", "score",
-            "--output", "embedding", "--repo", str(work / "repo"),
-            "--samples", str(work / "samples.npz"), "--labels", "target",
-            "--metric", "score=mae", "--output-kind", "embedding=numeric"]  # fmt: skip
+    line = (
+        "export --model modelcanary.examples.zoo:two_tower --name ranker"
+        " --input dense:fp32:16 --input ids:int64:4 --output score --output embedding"
+        " --labels target --metric score=mae --output-kind embedding=numeric"
+    )
+    base = [*line.split(), "--repo", str(work / "repo"), "--samples", str(work / "samples.npz")]
     assert main(base) == 0
     assert main([*base, "--weights", str(work / "nudged.pt")]) == 0
     return work

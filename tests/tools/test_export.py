@@ -41,20 +41,19 @@ def torch_run(model: torch.nn.Module, *arrays: np.ndarray) -> list[np.ndarray]:
 
 def test_mlp_export_writes_a_verified_repository(cli: Cli, tmp_path: Path) -> None:
     repo = tmp_path / "model_repo"
-    result = cli(
-        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "mlp",
-        "--input", "INPUT__0:fp32:64", "--repo", repo, "--golden-samples", "16",
-        "--dynamic-batching", "--preferred-batch-size", "4,8", "--max-queue-delay-us", "100",
-        "--instances", "2",
-    )  # fmt: skip
+    line = (
+        "export --model modelcanary.examples.zoo:mlp --name mlp --input INPUT__0:fp32:64"
+        " --golden-samples 16 --dynamic-batching --preferred-batch-size 4,8"
+        " --max-queue-delay-us 100 --instances 2"
+    )
+    result = cli(*line.split(), "--repo", repo)
     assert result.code == 0, result.err
     assert "exported mlp:1  INPUT__0:fp32:64 -> OUTPUT__0:fp32:10" in result.out
     # the parity table: one row per output and batch size
     assert "OUTPUT__0  1 " in result.out and "OUTPUT__0  8 " in result.out
 
-    assert sorted(p.name for p in (repo / "mlp" / "1").iterdir()) == [
-        "golden.npz", "manifest.json", "model.onnx",
-    ]  # fmt: skip
+    files = sorted(p.name for p in (repo / "mlp" / "1").iterdir())
+    assert files == ["golden.npz", "manifest.json", "model.onnx"]
     config = read_config(repo, "mlp")
     assert config.backend == "onnxruntime" and config.max_batch_size == 8
     assert config.version_policy.HasField("all")
@@ -88,11 +87,11 @@ def test_mlp_export_writes_a_verified_repository(cli: Cli, tmp_path: Path) -> No
 
 def test_convnet_with_variable_image_size(cli: Cli, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    result = cli(
-        "export", "--model", "modelcanary.examples.zoo:convnet", "--name", "cnn",
-        "--input", "IMAGE:fp32:1x-1x-1", "--output", "LOGITS", "--repo", repo,
-        "--max-batch-size", "16", "--golden-samples", "8",
-    )  # fmt: skip
+    line = (
+        "export --model modelcanary.examples.zoo:convnet --name cnn --input IMAGE:fp32:1x-1x-1"
+        " --output LOGITS --max-batch-size 16 --golden-samples 8"
+    )
+    result = cli(*line.split(), "--repo", repo)
     assert result.code == 0, result.err
     config = read_config(repo, "cnn")
     assert list(config.input[0].dims) == [1, -1, -1]
@@ -107,20 +106,20 @@ def test_convnet_with_variable_image_size(cli: Cli, tmp_path: Path) -> None:
 
 def test_two_inputs_two_outputs_and_the_next_version(cli: Cli, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    args = (
-        "export", "--model", "modelcanary.examples.zoo:two_tower", "--name", "ranker",
-        "--input", "dense:fp32:16", "--input", "ids:int64:4",
-        "--output", "score", "--output", "embedding", "--repo", repo, "--golden-samples", "6",
-    )  # fmt: skip
+    line = (
+        "export --model modelcanary.examples.zoo:two_tower --name ranker"
+        " --input dense:fp32:16 --input ids:int64:4 --output score --output embedding"
+        " --golden-samples 6"
+    )
+    args = (*line.split(), "--repo", repo)
     assert cli(*args).code == 0
     second = cli(*args, "--label", "team=search")
     assert second.code == 0, second.err
     assert "exported ranker:2" in second.out
     config = read_config(repo, "ranker")
     assert [(i.name, list(i.dims)) for i in config.input] == [("dense", [16]), ("ids", [4])]
-    assert [i.data_type for i in config.input] == [
-        model_config.mc.TYPE_FP32, model_config.mc.TYPE_INT64,
-    ]  # fmt: skip
+    data_types = [i.data_type for i in config.input]
+    assert data_types == [model_config.mc.TYPE_FP32, model_config.mc.TYPE_INT64]
     assert [(o.name, list(o.dims)) for o in config.output] == [("score", [1]), ("embedding", [8])]
     assert list(read_config(repo, "ranker", pinned=2).version_policy.specific.versions) == [2]
     manifest = json.loads((repo / "ranker/2/manifest.json").read_text())
@@ -140,11 +139,11 @@ def test_two_inputs_two_outputs_and_the_next_version(cli: Cli, tmp_path: Path) -
 
 def test_unbatched_export_and_gpu_tensorrt_config(cli: Cli, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    result = cli(
-        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "fixed",
-        "--input", "INPUT__0:fp32:64", "--repo", repo, "--max-batch-size", "0",
-        "--golden-samples", "3", "--kind", "gpu", "--accelerator", "tensorrt:fp16",
-    )  # fmt: skip
+    line = (
+        "export --model modelcanary.examples.zoo:mlp --name fixed --input INPUT__0:fp32:64"
+        " --max-batch-size 0 --golden-samples 3 --kind gpu --accelerator tensorrt:fp16"
+    )
+    result = cli(*line.split(), "--repo", repo)
     assert result.code == 0, result.err
     config = read_config(repo, "fixed")
     assert config.max_batch_size == 0
@@ -162,10 +161,8 @@ def test_weights_are_loaded(cli: Cli, tmp_path: Path) -> None:
     weights = tmp_path / "w.pt"
     torch.save(model.state_dict(), weights)
     repo = tmp_path / "repo"
-    result = cli(
-        "export", "--model", "modelcanary.examples.zoo:mlp", "--weights", weights,
-        "--name", "m", "--input", "INPUT__0:fp32:64", "--repo", repo, "--golden-samples", "4",
-    )  # fmt: skip
+    line = "export --model modelcanary.examples.zoo:mlp --name m --input INPUT__0:fp32:64"
+    result = cli(*line.split(), "--golden-samples", "4", "--weights", weights, "--repo", repo)
     assert result.code == 0, result.err
     session = ort.InferenceSession(str(repo / "m/1/model.onnx"), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"INPUT__0": np.ones((1, 64), np.float32)})
@@ -178,10 +175,8 @@ def test_weights_are_loaded(cli: Cli, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def exported_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("seed") / "repo"
-    code = main(
-        ["export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
-         "--input", "INPUT__0:fp32:64", "--repo", str(repo), "--golden-samples", "4"]
-    )  # fmt: skip
+    line = "export --model modelcanary.examples.zoo:mlp --name m --input INPUT__0:fp32:64"
+    code = main([*line.split(), "--repo", str(repo), "--golden-samples", "4"])
     assert code == 0
     return repo
 
@@ -195,39 +190,42 @@ def seeded_repo(exported_once: Path, tmp_path: Path) -> Path:
 
 
 BASE = ("--name", "m", "--input", "INPUT__0:fp32:64", "--golden-samples", "4")
+MLP = ("export", "--model", "modelcanary.examples.zoo:mlp", *BASE)
+
+# fmt: off
+# a table: one case per line, read across
+BAD_INPUT = [
+    (("--model", "no_such_pkg.models:mlp", *BASE), "module 'no_such_pkg' not found"),
+    (("--model", "modelcanary.examples.zoo:nope", *BASE), "has no attribute 'nope'"),
+    (("--model", "modelcanary.examples.zoo", *BASE), "is not PKG.MODULE:CALLABLE"),
+    (("--model", "tests.fixture_models:not_a_module", *BASE), "returned dict, not a torch.nn.Module"),
+    (("--model", "tests.fixture_models:broken_factory", *BASE), "calling it failed: RuntimeError: factory exploded"),
+    (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:fp32:8by8"), "DIMS '8by8' is not valid"),
+    (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:float42:64"), "unknown dtype 'float42'"),
+    (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:fp32:32"), "the model failed on sample inputs"),
+    (("--model", "tests.fixture_models:unexportable", *BASE), "torch cannot export the model to ONNX"),
+    (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--output", "a", "--output", "b"), "2 --output name(s) given, but the model returns 1"),
+    (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--version", "1"), "already exists; pass --force to replace version 1"),
+    (("--model", "tests.fixture_models:wider_mlp", *BASE), "output 'OUTPUT__0': dims 10 in the existing config, 12 in this export"),
+    (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "X:fp32:64", "--golden-samples", "4"), "inputs: ['INPUT__0'] in the existing config, ['X'] in this export"),
+    (("--model", "modelcanary.examples.zoo:mlp", "--name", "../evil", "--input", "INPUT__0:fp32:64"), "--name '../evil' is not a valid model name"),
+    (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--accelerator", "tensorrt"), "add --kind gpu"),
+    (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--preferred-batch-size", "4"), "need --dynamic-batching"),
+    (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:fp32:64", "--golden-samples", "1"), "--golden-samples must be at least 2"),
+    (("--model", "tests.fixture_import_error:model", *BASE), "importing 'tests.fixture_import_error' failed: ModuleNotFoundError: BertTokenizer requires the tokenizers library; pip install tokenizers"),
+    (("--model", "tests.fixture_models:nested_heads", *BASE), "the model's output 'hidden_states' is a tuple; return a tensor, a tuple of tensors or a mapping"),
+]
+BAD_INPUT_IDS = [
+    "unknown-module", "unknown-callable", "no-callable", "not-a-module", "factory-raises",
+    "bad-dims", "unknown-dtype", "wrong-dims-for-model", "unexportable", "output-count",
+    "existing-version", "signature-dims", "signature-names", "bad-name", "trt-on-cpu",
+    "preferred-without-dynamic", "too-few-samples", "import-error-without-name",
+    "nested-output",
+]
+# fmt: on
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("--model", "no_such_pkg.models:mlp", *BASE), "module 'no_such_pkg' not found"),
-        (("--model", "modelcanary.examples.zoo:nope", *BASE), "has no attribute 'nope'"),
-        (("--model", "modelcanary.examples.zoo", *BASE), "is not PKG.MODULE:CALLABLE"),
-        (("--model", "tests.fixture_models:not_a_module", *BASE), "returned dict, not a torch.nn.Module"),
-        (("--model", "tests.fixture_models:broken_factory", *BASE), "calling it failed: RuntimeError: factory exploded"),
-        (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:fp32:8by8"), "DIMS '8by8' is not valid"),
-        (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:float42:64"), "unknown dtype 'float42'"),
-        (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:fp32:32"), "the model failed on sample inputs"),
-        (("--model", "tests.fixture_models:unexportable", *BASE), "torch cannot export the model to ONNX"),
-        (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--output", "a", "--output", "b"), "2 --output name(s) given, but the model returns 1"),
-        (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--version", "1"), "already exists; pass --force to replace version 1"),
-        (("--model", "tests.fixture_models:wider_mlp", *BASE), "output 'OUTPUT__0': dims 10 in the existing config, 12 in this export"),
-        (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "X:fp32:64", "--golden-samples", "4"), "inputs: ['INPUT__0'] in the existing config, ['X'] in this export"),
-        (("--model", "modelcanary.examples.zoo:mlp", "--name", "../evil", "--input", "INPUT__0:fp32:64"), "--name '../evil' is not a valid model name"),
-        (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--accelerator", "tensorrt"), "add --kind gpu"),
-        (("--model", "modelcanary.examples.zoo:mlp", *BASE, "--preferred-batch-size", "4"), "need --dynamic-batching"),
-        (("--model", "modelcanary.examples.zoo:mlp", "--name", "m", "--input", "INPUT__0:fp32:64", "--golden-samples", "1"), "--golden-samples must be at least 2"),
-        (("--model", "tests.fixture_import_error:model", *BASE), "importing 'tests.fixture_import_error' failed: ModuleNotFoundError: BertTokenizer requires the tokenizers library; pip install tokenizers"),
-        (("--model", "tests.fixture_models:nested_heads", *BASE), "the model's output 'hidden_states' is a tuple; return a tensor, a tuple of tensors or a mapping"),
-    ],
-    ids=[
-        "unknown-module", "unknown-callable", "no-callable", "not-a-module", "factory-raises",
-        "bad-dims", "unknown-dtype", "wrong-dims-for-model", "unexportable", "output-count",
-        "existing-version", "signature-dims", "signature-names", "bad-name", "trt-on-cpu",
-        "preferred-without-dynamic", "too-few-samples", "import-error-without-name",
-        "nested-output",
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=BAD_INPUT_IDS)
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     cli: Cli, seeded_repo: Path, args: tuple[str, ...], message: str
 ) -> None:
@@ -251,7 +249,7 @@ def test_a_repository_that_is_a_file_is_refused_before_the_export(cli: Cli, tmp_
     """Issue 13 defect 6: a traceback, after the whole export ran."""
     repo = tmp_path / "repo"
     repo.write_text("not a repository")
-    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--repo", repo)
+    result = cli(*MLP, "--repo", repo)
     assert f"--repo {repo}: {repo} is not a directory" in one_line(result)
     assert "exporting" not in result.out  # refused before any work
     assert repo.read_text() == "not a repository"
@@ -274,8 +272,7 @@ def test_a_read_only_repository_is_refused_before_the_export(
     else:
         seeded_repo.chmod(0o555)
     try:
-        result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE,
-                     "--repo", seeded_repo)  # fmt: skip
+        result = cli(*MLP, "--repo", seeded_repo)
     finally:
         seeded_repo.chmod(0o755)
     assert f"--repo {seeded_repo}: cannot write to {seeded_repo.resolve()}" in one_line(result)
@@ -307,8 +304,7 @@ def test_weights_that_do_not_fit(cli: Cli, seeded_repo: Path, tmp_path: Path) ->
     weights = tmp_path / "convnet.pt"
     torch.save(zoo.convnet().state_dict(), weights)
     before = snapshot(seeded_repo)
-    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE,
-                 "--weights", weights, "--repo", seeded_repo)  # fmt: skip
+    result = cli(*MLP, "--weights", weights, "--repo", seeded_repo)
     assert result.code == 2
     assert f"--weights {weights} do not fit the model: Missing key(s)" in result.err
     assert result.err.count("\n") == 1
@@ -327,8 +323,8 @@ def test_parity_failure_names_the_output_and_writes_nothing(cli: Cli, seeded_rep
 
 def test_force_replaces_a_version(cli: Cli, seeded_repo: Path) -> None:
     before = snapshot(seeded_repo)
-    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--version", "1",
-                 "--force", "--golden-samples", "6", "--repo", seeded_repo)  # fmt: skip
+    force = ["--version", "1", "--force", "--golden-samples", "6"]
+    result = cli(*MLP, *force, "--repo", seeded_repo)
     assert result.code == 0, result.err
     after = snapshot(seeded_repo)
     assert after.keys() == before.keys()
@@ -351,8 +347,8 @@ def test_interrupted_publication_leaves_the_repository_as_it_was(
         return real_rename(self, target)
 
     monkeypatch.setattr(Path, "rename", rename_then_interrupt)
-    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--version", "1",
-                 "--force", "--golden-samples", "6", "--repo", seeded_repo)  # fmt: skip
+    force = ["--version", "1", "--force", "--golden-samples", "6"]
+    result = cli(*MLP, *force, "--repo", seeded_repo)
     monkeypatch.setattr(Path, "rename", real_rename)
     assert result.code == 130 and "interrupted" in result.err
     assert len(calls) >= 4
@@ -361,11 +357,9 @@ def test_interrupted_publication_leaves_the_repository_as_it_was(
 
 
 def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "modelcanary", "export", "--model", "modelcanary.examples.zoo:mlp",
-         "--name", "m", "--input", "x:fp32:64:9", "--repo", str(tmp_path / "r")],
-        capture_output=True, text=True, cwd=PROJECT, check=False,
-    )  # fmt: skip
+    line = "-m modelcanary export --model modelcanary.examples.zoo:mlp --name m --input x:fp32:64:9"
+    argv = [sys.executable, *line.split(), "--repo", str(tmp_path / "r")]
+    completed = subprocess.run(argv, capture_output=True, text=True, cwd=PROJECT, check=False)
     assert completed.returncode == 2
     assert completed.stderr == (
         "modelcanary export: error: --input 'x:fp32:64:9' is not NAME:DTYPE:DIMS "
@@ -386,9 +380,7 @@ def test_usage_errors_from_argparse_are_one_line(cli: Cli) -> None:
 def test_output_name_that_collides_with_an_internal_value(cli: Cli, tmp_path: Path) -> None:
     """`linear` is also the exporter's name for the first layer's result inside the graph."""
     repo = tmp_path / "repo"
-    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
-                 "--input", "INPUT__0:fp32:64", "--output", "linear", "--repo", repo,
-                 "--golden-samples", "4")  # fmt: skip
+    result = cli(*MLP, "--output", "linear", "--repo", repo)
     assert result.code == 0, result.err
     session = ort.InferenceSession(str(repo / "m/1/model.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["linear"]
@@ -401,12 +393,14 @@ def test_output_name_that_collides_with_an_internal_value(cli: Cli, tmp_path: Pa
 def test_sigterm_during_export_leaves_the_repository_as_it_was(seeded_repo: Path) -> None:
     """A real process, terminated while it exports: it exits 130 and changes nothing."""
     before = snapshot(seeded_repo)
+    argv = [sys.executable, "-m", "modelcanary", *MLP, "--version", "1", "--force"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelcanary", "export", "--model", "modelcanary.examples.zoo:mlp",
-         "--name", "m", "--input", "INPUT__0:fp32:64", "--repo", str(seeded_repo),
-         "--golden-samples", "4", "--version", "1", "--force"],
-        cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [*argv, "--repo", str(seeded_repo)],
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     assert process.stdout.readline().startswith("exporting")  # inside the export now
     process.terminate()
@@ -423,21 +417,20 @@ def labelled(tmp_path: Path) -> Path:
     float labels `target` and labels out of range `bad`."""
     rng = np.random.default_rng(0)
     path = tmp_path / "labelled.npz"
-    np.savez(
-        path, INPUT__0=rng.standard_normal((100, 64)).astype(np.float32),
-        y=rng.integers(0, 10, 100), target=rng.standard_normal((100, 10)),
-        bad=np.full(100, 10), short=np.zeros(99, dtype=np.int64),
-    )  # fmt: skip
+    inputs = rng.standard_normal((100, 64)).astype(np.float32)
+    classes, scores = rng.integers(0, 10, 100), rng.standard_normal((100, 10))
+    bad, short = np.full(100, 10), np.zeros(99, dtype=np.int64)
+    np.savez(path, INPUT__0=inputs, y=classes, target=scores, bad=bad, short=short)
     return path
 
 
 def test_labelled_holdout_metric_kind_and_profile(cli: Cli, tmp_path: Path, labelled: Path) -> None:
     repo = tmp_path / "repo"
-    result = cli(
-        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
-        "--input", "INPUT__0:fp32:64", "--repo", repo, "--samples", labelled, "--labels", "y",
-        "--metric", "OUTPUT__0=top-k:3", "--output-kind", "OUTPUT__0=classification",
-    )  # fmt: skip
+    line = (
+        "export --model modelcanary.examples.zoo:mlp --name m --input INPUT__0:fp32:64"
+        " --labels y --metric OUTPUT__0=top-k:3 --output-kind OUTPUT__0=classification"
+    )
+    result = cli(*line.split(), "--samples", labelled, "--repo", repo)
     assert result.code == 0, result.err
     assert "holdout: OUTPUT__0 top-k:3 0.3800 on 100 labelled samples" in result.out
     manifest = json.loads((repo / "m/1/manifest.json").read_text())
@@ -468,11 +461,11 @@ def test_labelled_holdout_metric_kind_and_profile(cli: Cli, tmp_path: Path, labe
 
 def test_error_metrics_and_numeric_outputs(cli: Cli, tmp_path: Path, labelled: Path) -> None:
     repo = tmp_path / "repo"
-    result = cli(
-        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
-        "--input", "INPUT__0:fp32:64", "--repo", repo, "--samples", labelled,
-        "--labels", "target", "--metric", "OUTPUT__0=rmse",
-    )  # fmt: skip
+    line = (
+        "export --model modelcanary.examples.zoo:mlp --name m --input INPUT__0:fp32:64"
+        " --labels target --metric OUTPUT__0=rmse"
+    )
+    result = cli(*line.split(), "--samples", labelled, "--repo", repo)
     assert result.code == 0, result.err
     entry = json.loads((repo / "m/1/manifest.json").read_text())["outputs"]["OUTPUT__0"]
     assert entry["kind"] == "numeric" and entry["metric"] == "rmse"
@@ -487,46 +480,49 @@ def test_random_samples_have_no_profile_and_outputs_read_numeric(
     assert "holdout" not in manifest and "profile" not in manifest
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("--labels", "y", "--metric", "OUTPUT__0=accuracy"), "--labels needs --samples FILE.npz"),
-        (("--metric", "OUTPUT__0=accuracy", "--samples", "{samples}"), "--metric needs --labels KEY"),
-        (("--labels", "y", "--samples", "{samples}"), "--labels needs a --metric OUTPUT=METRIC"),
-        (("--output-kind", "OUTPUT__0=logits"), "--output-kind OUTPUT__0: unknown output kind 'logits'; use classification or numeric"),
-        (("--output-kind", "OUTPUT__0"), "--output-kind 'OUTPUT__0' is not OUTPUT=VALUE"),
-        (("--output-kind", "score=numeric"), "--output-kind score: the model has no output 'score' (outputs: OUTPUT__0)"),
-        (("--output-kind", "OUTPUT__0=numeric", "--output-kind", "OUTPUT__0=numeric"), "--output-kind names output 'OUTPUT__0' more than once"),
-        (("--samples", "{samples}", "--labels", "y", "--metric", "OUTPUT__0=f1"), "unknown metric 'f1'; use one of: accuracy, top-k:K, mae, rmse"),
-        (("--samples", "{samples}", "--labels", "nope", "--metric", "OUTPUT__0=accuracy"), "--labels nope: "),
-        (("--samples", "{samples}", "--labels", "short", "--metric", "OUTPUT__0=accuracy"), "has 99 labels for 100 samples"),
-        (("--samples", "{samples}", "--labels", "bad", "--metric", "OUTPUT__0=accuracy"), "the labels of output 'OUTPUT__0' must be class indices from 0 to 9"),
-        (("--samples", "{samples}", "--labels", "y", "--metric", "OUTPUT__0=mae"), "mae needs the same shape"),
-    ],
-    ids=[
-        "labels-without-samples", "metric-without-labels", "labels-without-metric", "unknown-kind",
-        "kind-syntax", "kind-unknown-output", "kind-twice", "unknown-metric", "missing-labels",
-        "label-count", "labels-out-of-range", "labels-shape",
-    ],
-)  # fmt: skip
+# fmt: off
+# a table: one case per line, read across
+BAD_HOLDOUT = [
+    (("--labels", "y", "--metric", "OUTPUT__0=accuracy"), "--labels needs --samples FILE.npz"),
+    (("--metric", "OUTPUT__0=accuracy", "--samples", "{samples}"), "--metric needs --labels KEY"),
+    (("--labels", "y", "--samples", "{samples}"), "--labels needs a --metric OUTPUT=METRIC"),
+    (("--output-kind", "OUTPUT__0=logits"), "--output-kind OUTPUT__0: unknown output kind 'logits'; use classification or numeric"),
+    (("--output-kind", "OUTPUT__0"), "--output-kind 'OUTPUT__0' is not OUTPUT=VALUE"),
+    (("--output-kind", "score=numeric"), "--output-kind score: the model has no output 'score' (outputs: OUTPUT__0)"),
+    (("--output-kind", "OUTPUT__0=numeric", "--output-kind", "OUTPUT__0=numeric"), "--output-kind names output 'OUTPUT__0' more than once"),
+    (("--samples", "{samples}", "--labels", "y", "--metric", "OUTPUT__0=f1"), "unknown metric 'f1'; use one of: accuracy, top-k:K, mae, rmse"),
+    (("--samples", "{samples}", "--labels", "nope", "--metric", "OUTPUT__0=accuracy"), "--labels nope: "),
+    (("--samples", "{samples}", "--labels", "short", "--metric", "OUTPUT__0=accuracy"), "has 99 labels for 100 samples"),
+    (("--samples", "{samples}", "--labels", "bad", "--metric", "OUTPUT__0=accuracy"), "the labels of output 'OUTPUT__0' must be class indices from 0 to 9"),
+    (("--samples", "{samples}", "--labels", "y", "--metric", "OUTPUT__0=mae"), "mae needs the same shape"),
+]
+BAD_HOLDOUT_IDS = [
+    "labels-without-samples", "metric-without-labels", "labels-without-metric", "unknown-kind",
+    "kind-syntax", "kind-unknown-output", "kind-twice", "unknown-metric", "missing-labels",
+    "label-count", "labels-out-of-range", "labels-shape",
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_HOLDOUT, ids=BAD_HOLDOUT_IDS)
 def test_bad_holdout_declarations_are_one_line_exit_2_and_change_nothing(
     cli: Cli, seeded_repo: Path, labelled: Path, args: tuple[str, ...], message: str
 ) -> None:
     before = snapshot(seeded_repo)
     filled = [a.replace("{samples}", str(labelled)) for a in args]
-    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, *filled,
-                 "--repo", seeded_repo)  # fmt: skip
+    result = cli(*MLP, *filled, "--repo", seeded_repo)
     assert result.code == 2, result.out
     assert message in result.err and result.err.count("\n") == 1
     assert snapshot(seeded_repo) == before
 
 
 def test_a_classification_output_needs_classes(cli: Cli, tmp_path: Path) -> None:
-    result = cli(
-        "export", "--model", "modelcanary.examples.zoo:two_tower", "--name", "ranker",
-        "--input", "dense:fp32:16", "--input", "ids:int64:4", "--output", "score",
-        "--output", "embedding", "--output-kind", "score=classification", "--repo", tmp_path,
-    )  # fmt: skip
+    line = (
+        "export --model modelcanary.examples.zoo:two_tower --name ranker"
+        " --input dense:fp32:16 --input ids:int64:4 --output score --output embedding"
+        " --output-kind score=classification"
+    )
+    result = cli(*line.split(), "--repo", tmp_path)
     assert result.code == 2
     assert "--output-kind score=classification: the output has dims [1]" in result.err
 
@@ -535,12 +531,12 @@ def test_quantize_int8_publishes_the_smaller_graph(
     cli: Cli, tmp_path: Path, labelled: Path
 ) -> None:
     repo = tmp_path / "repo"
-    result = cli(
-        "export", "--model", "modelcanary.examples.zoo:mlp", "--name", "m",
-        "--input", "INPUT__0:fp32:64", "--repo", repo, "--samples", labelled, "--labels", "y",
-        "--metric", "OUTPUT__0=accuracy", "--output-kind", "OUTPUT__0=classification",
-        "--quantize", "int8",
-    )  # fmt: skip
+    line = (
+        "export --model modelcanary.examples.zoo:mlp --name m --input INPUT__0:fp32:64"
+        " --labels y --metric OUTPUT__0=accuracy --output-kind OUTPUT__0=classification"
+        " --quantize int8"
+    )
+    result = cli(*line.split(), "--samples", labelled, "--repo", repo)
     assert result.code == 0, result.err
     assert "int8 against fp32 on 100 samples: OUTPUT__0 100.0% top-1" in result.out
     manifest = json.loads((repo / "m/1/manifest.json").read_text())
@@ -571,12 +567,12 @@ def test_quantize_int8_a_model_with_two_outputs(cli: Cli, tmp_path: Path) -> Non
     samples = tmp_path / "samples.npz"
     np.savez(samples, dense=dense, ids=ids, target=score.numpy() + rng.normal(0, 0.05, (120, 1)))
     repo = tmp_path / "repo"
-    result = cli(
-        "export", "--model", "modelcanary.examples.zoo:two_tower", "--name", "ranker",
-        "--input", "dense:fp32:16", "--input", "ids:int64:4", "--output", "score",
-        "--output", "embedding", "--repo", repo, "--samples", samples, "--labels", "target",
-        "--metric", "score=mae", "--quantize", "int8",
-    )  # fmt: skip
+    line = (
+        "export --model modelcanary.examples.zoo:two_tower --name ranker"
+        " --input dense:fp32:16 --input ids:int64:4 --output score --output embedding"
+        " --labels target --metric score=mae --quantize int8"
+    )
+    result = cli(*line.split(), "--samples", samples, "--repo", repo)
     assert result.code == 0, result.err
     assert (
         "int8 against fp32 on 120 samples: score 100.0% within tolerance, embedding 100.0% "
@@ -591,8 +587,8 @@ def test_quantize_int8_a_model_with_two_outputs(cli: Cli, tmp_path: Path) -> Non
 
 def test_quantize_refuses_a_graph_beyond_the_limits(cli: Cli, seeded_repo: Path) -> None:
     before = snapshot(seeded_repo)
-    result = cli("export", "--model", "modelcanary.examples.zoo:mlp", *BASE, "--repo", seeded_repo,
-                 "--quantize", "int8", "--quantize-atol", "1e-6", "--quantize-rtol", "0")  # fmt: skip
+    tight = ["--quantize", "int8", "--quantize-atol", "1e-6", "--quantize-rtol", "0"]
+    result = cli(*MLP, "--repo", seeded_repo, *tight)
     assert result.code == 1
     assert (
         "the int8 graph is too far from fp32: output 'OUTPUT__0': share within atol 1e-06, rtol 0 with fp32 is"
@@ -604,17 +600,16 @@ def test_quantize_refuses_a_graph_beyond_the_limits(cli: Cli, seeded_repo: Path)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--quantize", "int4"), "--quantize 'int4' is not supported; use int8"),
-        (("--quantize", "int8", "--quantize-min-agreement", "2"), "--quantize-min-agreement must be between 0 and 1"),
-        (("--quantize", "int8", "--quantize-margin", "-1"), "must not be negative"),
+        ("--quantize int4", "--quantize 'int4' is not supported; use int8"),
+        (
+            "--quantize int8 --quantize-min-agreement 2",
+            "--quantize-min-agreement must be between 0 and 1",
+        ),
+        ("--quantize int8 --quantize-margin -1", "must not be negative"),
     ],
-)  # fmt: skip
-def test_bad_quantize_options(
-    cli: Cli, seeded_repo: Path, args: tuple[str, ...], message: str
-) -> None:
-    result = cli(
-        "export", "--model", "modelcanary.examples.zoo:mlp", *BASE, *args, "--repo", seeded_repo
-    )
+)
+def test_bad_quantize_options(cli: Cli, seeded_repo: Path, args: str, message: str) -> None:
+    result = cli(*MLP, *args.split(), "--repo", seeded_repo)
     assert result.code == 2 and message in result.err
 
 
@@ -623,10 +618,8 @@ def test_a_model_returning_a_mapping_exports_outputs_named_by_its_keys(
     cli: Cli, tmp_path: Path, factory: str
 ) -> None:
     repo = tmp_path / "repo"
-    result = cli(
-        "export", "--model", f"tests.fixture_models:{factory}", "--name", "heads",
-        "--input", "x:fp32:16", "--repo", repo, "--golden-samples", "8",
-    )  # fmt: skip
+    line = f"export --model tests.fixture_models:{factory} --name heads --input x:fp32:16"
+    result = cli(*line.split(), "--golden-samples", "8", "--repo", repo)
     assert result.code == 0, result.err
     assert "x:fp32:16 -> logits:fp32:3, embedding:fp32:8" in result.out
     session = ort.InferenceSession(
@@ -646,11 +639,11 @@ def test_a_model_returning_a_mapping_exports_outputs_named_by_its_keys(
 
 def test_output_names_override_a_mappings_keys(cli: Cli, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    result = cli(
-        "export", "--model", "tests.fixture_models:dict_heads", "--name", "heads",
-        "--input", "x:fp32:16", "--repo", repo, "--golden-samples", "4",
-        "--output", "scores", "--output", "vector",
-    )  # fmt: skip
+    line = (
+        "export --model tests.fixture_models:dict_heads --name heads --input x:fp32:16"
+        " --golden-samples 4 --output scores --output vector"
+    )
+    result = cli(*line.split(), "--repo", repo)
     assert result.code == 0, result.err
     assert "x:fp32:16 -> scores:fp32:3, vector:fp32:8" in result.out
 
@@ -659,10 +652,11 @@ def test_seed_makes_two_exports_of_an_unseeded_factory_byte_identical(
     cli: Cli, tmp_path: Path
 ) -> None:
     def export(repo: Path, *seed: str) -> bytes:
-        result = cli(
-            "export", "--model", "tests.fixture_models:unseeded_mlp", "--name", "m",
-            "--input", "INPUT__0:fp32:64", "--repo", repo, "--golden-samples", "4", *seed,
-        )  # fmt: skip
+        line = (
+            "export --model tests.fixture_models:unseeded_mlp --name m --input INPUT__0:fp32:64"
+            " --golden-samples 4"
+        )
+        result = cli(*line.split(), "--repo", repo, *seed)
         assert result.code == 0, result.err
         return (repo / "m/1/model.onnx").read_bytes()
 

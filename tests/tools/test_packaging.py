@@ -48,6 +48,7 @@ def test_the_image_installs_every_module_the_operator_imports() -> None:
     third_party = {m for m in imported.stdout.split() if m not in STDLIB and not m.startswith("_")}
     own = {"modelcanary"}
     # what the packages listed pull in themselves, or import only when installed
+    # fmt: off
     transitive = {
         "cython_runtime", "grpc_tools", "importlib_resources", "jsonschema",
         "jsonschema_specifications", "kubernetes_validate", "orjson", "pythonjsonlogger",
@@ -66,7 +67,8 @@ def test_the_image_installs_every_module_the_operator_imports() -> None:
         "typer", "colorama", "kubernetes_asyncio", "opentelemetry", "wrapt", "importlib_metadata",
         "zipp", "deprecated",
         "modelscope_hub", "tqdm", "cryptography",  # kserve-storage's
-    }  # fmt: skip
+    }
+    # fmt: on
     missing = third_party - dockerfile_packages() - own - transitive
     assert not missing, f"the operator imports {sorted(missing)}; add them to the Dockerfile"
 
@@ -88,19 +90,16 @@ def test_the_image_python_layer_runs_the_operator_without_model_tooling(tmp_path
     )
     found = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.split() == ["None", "None"]
-    help_text = subprocess.run(
-        [str(venv / "bin" / "modelcanary"), "operator", "--help"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    command = [str(venv / "bin" / "modelcanary"), "operator", "--help"]
+    help_text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     assert "--leader-election" in help_text
 
 
 def test_the_chart_starts_the_operator_with_arguments_it_accepts() -> None:
-    rendered = subprocess.run(
-        [str(Path(sys.executable).with_name("helm")), "template", "rel", str(PROJECT / "charts/modelcanary"),
-         "--set", "model.canary=2", "--set", "operator.replicas=2"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    helm, chart = str(Path(sys.executable).with_name("helm")), str(PROJECT / "charts/modelcanary")
+    options = ["--set", "model.canary=2", "--set", "operator.replicas=2"]
+    command = [helm, "template", "rel", chart, *options]
+    rendered = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     deployments = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
     commands = {}
     for deployment in deployments:  # the operator and the shadow comparator

@@ -126,18 +126,14 @@ def test_list_shows_models_versions_and_export_facts(cli: Cli, repo: Path) -> No
     result = cli("repo", "list", "--repo", repo)
     assert result.code == 0
     header, first, second, third, *others = result.out.splitlines()
-    assert header.split() == [
-        "MODEL", "VERSION", "SIGNATURE", "MAX", "BATCH", "EXPORTED", "TORCH", "OPSET", "MAX",
-        "ABS", "ERR", "SIZE",
-    ]  # fmt: skip
+    columns = "MODEL VERSION SIGNATURE MAX BATCH EXPORTED TORCH OPSET MAX ABS ERR SIZE"
+    assert " ".join(header.split()) == columns
     assert first.split()[:6] == ["digits", "1", "pixels:fp32:64", "->", "logits:fp32:10", "32"]
     assert second.split()[:2] == ["digits", "2"] and third.split()[:2] == ["digits", "3"]
     assert [line.split()[:2] for line in others] == [["digits", "4"], ["digits", "5"]]
     rows = json.loads(cli("repo", "list", "--repo", repo, "-o", "json").out)
-    assert [(r["model"], r["version"], r["opset"]) for r in rows] == [
-        ("digits", 1, 18), ("digits", 2, 18), ("digits", 3, 18), ("digits", 4, 18),
-        ("digits", 5, 18),
-    ]  # fmt: skip
+    expected = [("digits", version, 18) for version in range(1, 6)]
+    assert [(r["model"], r["version"], r["opset"]) for r in rows] == expected
 
 
 def test_exported_graph_names_its_output_as_asked(repo: Path) -> None:

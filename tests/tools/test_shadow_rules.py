@@ -17,41 +17,51 @@ RUNBOOK = PROFILE.runbook_url
 STEPS = 180
 
 
-def pairs(version: str, per_second: int, agreeing: int, kind: str = "classification") -> list[
-    dict[str, str]
-]:  # fmt: skip
+Series = list[dict[str, str]]
+
+
+def series(name: str, values: str) -> dict[str, str]:
+    return {"series": name, "values": values}
+
+
+def recorded(expr: str, *samples: tuple[str, float]) -> dict[str, Any]:
+    """promtool's check of the recording rule EXPR at 2m: one (LABELS, VALUE) per sample."""
+    expected = [{"labels": labels, "value": value} for labels, value in samples]
+    return {"expr": expr, "eval_time": "2m", "exp_samples": expected}
+
+
+def pairs(version: str, per_second: int, agreeing: int, kind: str = "classification") -> Series:
     labels = f'model="m",version="{version}",output="logits",kind="{kind}"'
     return [
-        {"series": f"modelcanary_shadow_pairs_total{{{labels}}}", "values": f"0+{per_second}x{STEPS}"},
-        {"series": f"modelcanary_shadow_agreeing_pairs_total{{{labels}}}",
-         "values": f"0+{agreeing}x{STEPS}"},
-    ]  # fmt: skip
+        series(f"modelcanary_shadow_pairs_total{{{labels}}}", f"0+{per_second}x{STEPS}"),
+        series(f"modelcanary_shadow_agreeing_pairs_total{{{labels}}}", f"0+{agreeing}x{STEPS}"),
+    ]
 
 
-def confidence(version: str, stable: float, canary: float) -> list[dict[str, str]]:
+def confidence(version: str, stable: float, canary: float) -> Series:
     labels = f'model="m",version="{version}",output="logits"'
     return [
-        {"series": f'modelcanary_shadow_confidence_total{{{labels},side="{side}"}}',
-         "values": f"0+{per_second}x{STEPS}"}
-        for side, per_second in (("stable", stable), ("canary", canary))
-    ]  # fmt: skip
+        series(
+            f'modelcanary_shadow_confidence_total{{{labels},side="{side}"}}', f"0+{rate}x{STEPS}"
+        )
+        for side, rate in (("stable", stable), ("canary", canary))
+    ]
 
 
-def drift(version: str, psi: float, samples: int) -> list[dict[str, str]]:
+def drift(version: str, psi: float, samples: int) -> Series:
+    labels = f'model="m",version="{version}"'
+    psi_series = "modelcanary_shadow_input_drift_psi"
     return [
-        {"series": f'modelcanary_shadow_input_drift_psi{{model="m",version="{version}",feature="pixels[3]"}}',
-         "values": f"{psi}x{STEPS}"},
-        {"series": f'modelcanary_shadow_input_drift_psi{{model="m",version="{version}",feature="pixels[9]"}}',
-         "values": f"{psi / 2}x{STEPS}"},
-        {"series": f'modelcanary_shadow_input_drift_samples{{model="m",version="{version}"}}',
-         "values": f"{samples}x{STEPS}"},
-    ]  # fmt: skip
+        series(f'{psi_series}{{{labels},feature="pixels[3]"}}', f"{psi}x{STEPS}"),
+        series(f'{psi_series}{{{labels},feature="pixels[9]"}}', f"{psi / 2}x{STEPS}"),
+        series(f"modelcanary_shadow_input_drift_samples{{{labels}}}", f"{samples}x{STEPS}"),
+    ]
 
 
 def low_agreement(version: str, value: str) -> dict[str, Any]:
+    labels = {"model": "m", "version": version, "output": "logits"}
     return {
-        "exp_labels": {"severity": "critical", "model": "m", "version": version,
-                       "output": "logits", "kind": "classification"},
+        "exp_labels": {"severity": "critical", **labels, "kind": "classification"},
         "exp_annotations": {
             "summary": f"Canary m version {version} agrees with stable on only {value} of answers",
             "description": f"The top-1 answers of canary m version {version} (output logits) "
@@ -59,13 +69,13 @@ def low_agreement(version: str, value: str) -> dict[str, Any]:
             "over the last 1m; the minimum is 88%.",
             "runbook_url": f"{RUNBOOK}#modelversionlowagreement",
         },
-    }  # fmt: skip
+    }
 
 
 def outside_tolerance(version: str, value: str) -> dict[str, Any]:
+    labels = {"model": "m", "version": version, "output": "logits"}
     return {
-        "exp_labels": {"severity": "critical", "model": "m", "version": version,
-                       "output": "logits", "kind": "numeric"},
+        "exp_labels": {"severity": "critical", **labels, "kind": "numeric"},
         "exp_annotations": {
             "summary": f"Canary m version {version} answers within tolerance of stable on only "
             f"{value} of samples",
@@ -74,7 +84,7 @@ def outside_tolerance(version: str, value: str) -> dict[str, Any]:
             f"{value} of the samples compared over the last 1m; at most 5% may be outside.",
             "runbook_url": f"{RUNBOOK}#modelversionnumericoutsidetolerance",
         },
-    }  # fmt: skip
+    }
 
 
 def input_drift(version: str, value: str) -> dict[str, Any]:
@@ -103,31 +113,26 @@ def test_low_agreement_rolls_back_the_label_bug_not_an_improvement(tmp_path: Pat
         "ModelVersionLowAgreement": [low_agreement("4", "0%"), low_agreement("5", "75%")],
         "ModelVersionNumericOutsideTolerance": [outside_tolerance("7", "0%")],
     }
-    recorded = [
-        {
-            "expr": 'modelcanary:shadow_agreement:ratio{version=~"[2-5]"}',
-            "eval_time": "2m",
-            "exp_samples": [
-                {"labels": 'modelcanary:shadow_agreement:ratio{model="m",version="'
-                           f'{v}",output="logits",kind="classification"}}', "value": value}
-                for v, value in (("2", 0.9375), ("3", 0.875), ("4", 0), ("5", 0.75))
-            ],
-        },
-        {
-            "expr": 'modelcanary:shadow_pairs:increase{version="4"}',
-            "eval_time": "2m",
-            "exp_samples": [{"labels": 'modelcanary:shadow_pairs:increase{model="m",version="4",'
-                                       'output="logits",kind="classification"}', "value": 960}],
-        },
-        {
-            "expr": 'modelcanary:shadow_agreeing_pairs:total{version="5"}',
-            "eval_time": "2m",
-            "exp_samples": [{"labels": 'modelcanary:shadow_agreeing_pairs:total{model="m",'
-                                       'version="5",output="logits",kind="classification"}',
-                             "value": 1440}],
-        },
-    ]  # fmt: skip
-    run_rule_tests(tmp_path, PROFILE, series, alerts, "2m", recorded)
+    logits = 'output="logits",kind="classification"'
+    ratios = (("2", 0.9375), ("3", 0.875), ("4", 0), ("5", 0.75))
+    checks = [
+        recorded(
+            'modelcanary:shadow_agreement:ratio{version=~"[2-5]"}',
+            *(
+                (f'modelcanary:shadow_agreement:ratio{{model="m",version="{v}",{logits}}}', ratio)
+                for v, ratio in ratios
+            ),
+        ),
+        recorded(
+            'modelcanary:shadow_pairs:increase{version="4"}',
+            (f'modelcanary:shadow_pairs:increase{{model="m",version="4",{logits}}}', 960),
+        ),
+        recorded(
+            'modelcanary:shadow_agreeing_pairs:total{version="5"}',
+            (f'modelcanary:shadow_agreeing_pairs:total{{model="m",version="5",{logits}}}', 1440),
+        ),
+    ]
+    run_rule_tests(tmp_path, PROFILE, series, alerts, "2m", checks)
 
 
 def test_numeric_answers_outside_tolerance_roll_back_and_a_classifier_is_not_judged_so(
@@ -141,27 +146,16 @@ def test_numeric_answers_outside_tolerance_roll_back_and_a_classifier_is_not_jud
         *pairs("6", 1, 0, kind="numeric"),  # 60 pairs in the window, fewer than 100
         *pairs("7", 16, 14),  # classification, 12.5% disagreeing: the agreement alert's
     ]
-    alerts = {
-        "ModelVersionNumericOutsideTolerance": [
-            outside_tolerance("4", "0%"), outside_tolerance("5", "87.5%"),
-        ]
-    }  # fmt: skip
+    expected = [outside_tolerance("4", "0%"), outside_tolerance("5", "87.5%")]
+    alerts = {"ModelVersionNumericOutsideTolerance": expected}
     run_rule_tests(tmp_path, PROFILE, series, alerts, "2m")
 
 
 def test_confidence_shift_is_the_canarys_mean_minus_stables(tmp_path: Path) -> None:
     series = [*pairs("4", 16, 16), *confidence("4", stable=14, canary=10)]
-    recorded = [
-        {
-            "expr": "modelcanary:shadow_confidence_shift",
-            "eval_time": "2m",
-            "exp_samples": [
-                {"labels": 'modelcanary:shadow_confidence_shift{model="m",version="4",'
-                           'output="logits"}', "value": -0.25}
-            ],
-        }
-    ]  # fmt: skip
-    run_rule_tests(tmp_path, PROFILE, series, {}, "2m", recorded)
+    shift = 'modelcanary:shadow_confidence_shift{model="m",version="4",output="logits"}'
+    checks = [recorded("modelcanary:shadow_confidence_shift", (shift, -0.25))]
+    run_rule_tests(tmp_path, PROFILE, series, {}, "2m", checks)
 
 
 def test_input_drift_warns_above_its_threshold_on_enough_samples(tmp_path: Path) -> None:
@@ -171,14 +165,6 @@ def test_input_drift_warns_above_its_threshold_on_enough_samples(tmp_path: Path)
         *drift("3", 0.5, 100),  # too few samples to judge
     ]
     alerts = {"ModelInputDrift": [input_drift("4", "0.50")]}
-    recorded = [
-        {
-            "expr": 'modelcanary:shadow_input_drift:max_psi{version="4"}',
-            "eval_time": "2m",
-            "exp_samples": [
-                {"labels": 'modelcanary:shadow_input_drift:max_psi{model="m",version="4"}',
-                 "value": 0.5}
-            ],
-        }
-    ]  # fmt: skip
-    run_rule_tests(tmp_path, PROFILE, series, alerts, "2m", recorded)
+    max_psi = 'modelcanary:shadow_input_drift:max_psi{model="m",version="4"}'
+    checks = [recorded('modelcanary:shadow_input_drift:max_psi{version="4"}', (max_psi, 0.5))]
+    run_rule_tests(tmp_path, PROFILE, series, alerts, "2m", checks)

@@ -86,9 +86,7 @@ class Profile(BaseModel):
 # parity tolerance by default) on no sample for a version whose weights moved by 1e-4 (the
 # largest difference is half the tolerance), and on nearly every sample for a prediction
 # moved by a standard deviation: at most 5% outside leaves room for a few outliers.
-SHADOW: dict[str, Any] = {
-    "agreement_min": 0.85, "drift_psi_max": 0.25, "numeric_outside_max": 0.05,
-}  # fmt: skip
+SHADOW: dict[str, Any] = {"agreement_min": 0.85, "drift_psi_max": 0.25, "numeric_outside_max": 0.05}
 
 PROFILES: dict[str, dict[str, Any]] = {
     # Seconds-long windows so that a local rollout finishes in a minute or two.

@@ -90,9 +90,11 @@ def say(line: str) -> None:
 
 
 def add_intent_verbs(
-    verbs: Commands, handler: Callable[[argparse.Namespace], int],
-    target: Callable[[argparse.ArgumentParser], object], parents: Sequence[Parser] = (),
-) -> None:  # fmt: skip
+    verbs: Commands,
+    handler: Callable[[argparse.Namespace], int],
+    target: Callable[[argparse.ArgumentParser], object],
+    parents: Sequence[Parser] = (),
+) -> None:
     """One command per verb of the intent table, alike in `modelcanary` and `kubectl canary`:
     promote [--full], rollback --reason, pause, resume, retry."""
     for verb in VERBS:

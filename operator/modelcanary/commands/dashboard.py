@@ -22,13 +22,17 @@ def add(commands: Commands) -> None:
     )
     p.add_argument("--run-dir", type=directory, default=str(RUN_DIR))
     p.add_argument(
-        "--listen", type=listen_address, default=listen_address(DEFAULT_LISTEN),
-        metavar="127.0.0.1:PORT", help=f"address (default {DEFAULT_LISTEN}; port 0: any free)",
-    )  # fmt: skip
+        "--listen",
+        type=listen_address,
+        default=listen_address(DEFAULT_LISTEN),
+        metavar="127.0.0.1:PORT",
+        help=f"address (default {DEFAULT_LISTEN}; port 0: any free)",
+    )
     p.add_argument(
-        "--allow-actions", action="store_true",
+        "--allow-actions",
+        action="store_true",
         help="let the page promote, pause, resume and roll back (with the stack's token)",
-    )  # fmt: skip
+    )
     p.set_defaults(handler=_dashboard)
 
 

@@ -80,15 +80,26 @@ def run(args: argparse.Namespace) -> int:
     comparator_token = _token(args.comparator_token_file, "--comparator-token-file")
     if args.comparator and not comparator_token:
         raise UsageError("--comparator needs --comparator-token-file")
+    webhook_port = args.webhook_port
+    if webhook_port == args.metrics_port:
+        webhook_port = args.metrics_port + 1
     config = operator.OperatorConfig(
-        namespace=args.namespace, prometheus=args.prometheus, source=args.source,
-        window_s=window, tick_s=tick, webhook_port=args.metrics_port + 1
-        if args.webhook_port == args.metrics_port else args.webhook_port,
-        metrics_port=args.metrics_port, webhook_token=token, alertmanager=args.alertmanager,
-        model_repo=args.model_repo, leader_lease=args.leader_election,
-        identity=args.identity or socket.gethostname(), comparator=args.comparator,
-        comparator_token=comparator_token, stalled_after_s=stalled,
-    )  # fmt: skip
+        namespace=args.namespace,
+        prometheus=args.prometheus,
+        source=args.source,
+        window_s=window,
+        tick_s=tick,
+        webhook_port=webhook_port,
+        metrics_port=args.metrics_port,
+        webhook_token=token,
+        alertmanager=args.alertmanager,
+        model_repo=args.model_repo,
+        leader_lease=args.leader_election,
+        identity=args.identity or socket.gethostname(),
+        comparator=args.comparator,
+        comparator_token=comparator_token,
+        stalled_after_s=stalled,
+    )
     operator.run(config)
     return 0
 

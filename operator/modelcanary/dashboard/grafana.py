@@ -21,10 +21,16 @@ FILES = {"modelcanary-rollouts.json": "rollouts", "modelcanary-canary.json": "ca
 
 def _variable(name: str, query: str, label: str, all_value: str | None = None) -> dict[str, Any]:
     variable: dict[str, Any] = {
-        "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
-        "query": {"query": query, "refId": name}, "definition": query, "refresh": 2,
-        "sort": 1, "current": {},
-    }  # fmt: skip
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "refresh": 2,
+        "sort": 1,
+        "current": {},
+    }
     if all_value is not None:
         variable |= {"includeAll": True, "multi": True, "allValue": all_value}
     return variable
@@ -32,11 +38,16 @@ def _variable(name: str, query: str, label: str, all_value: str | None = None) -
 
 def _variables(model: bool) -> dict[str, Any]:
     found = [
-        {"name": "datasource", "label": "Prometheus", "type": "datasource",
-         "query": "prometheus", "current": {}},
+        {
+            "name": "datasource",
+            "label": "Prometheus",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+        },
         _variable("namespace", f"label_values({ROLLOUT_PHASE}, namespace)", "namespace", ".*"),
         _variable("source", f"label_values({q.REQUESTS}, source)", "metrics source"),
-    ]  # fmt: skip
+    ]
     if model:
         query = f'label_values({q.REQUESTS}{{source="$source"}}, model)'
         found.append(_variable("model", query, "model"))
@@ -44,20 +55,33 @@ def _variables(model: bool) -> dict[str, Any]:
 
 
 def _panel(
-    title: str, expressions: list[tuple[str, str]], unit: str, kind: str = "timeseries",
-    description: str = "", table: bool = False, **defaults: Any,
-) -> dict[str, Any]:  # fmt: skip
+    title: str,
+    expressions: list[tuple[str, str]],
+    unit: str,
+    kind: str = "timeseries",
+    description: str = "",
+    table: bool = False,
+    **defaults: Any,
+) -> dict[str, Any]:
     targets = [
-        {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
-         **({"format": "table", "instant": True} if table else {})}
+        {
+            "refId": chr(ord("A") + i),
+            "datasource": DATASOURCE,
+            "expr": expr,
+            "legendFormat": legend,
+            **({"format": "table", "instant": True} if table else {}),
+        }
         for i, (expr, legend) in enumerate(expressions)
-    ]  # fmt: skip
+    ]
     return {
-        "type": kind, "title": title, "description": description, "datasource": DATASOURCE,
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
         "targets": targets,
         "fieldConfig": {"defaults": {"unit": unit, **defaults}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}},
-    }  # fmt: skip
+    }
 
 
 def _with_role(expression: str, model: str) -> str:
@@ -73,6 +97,8 @@ def canary_panels() -> list[dict[str, Any]]:
     errors = f"sum {by} (increase({q.ERRORS_TOTAL}{{{ms}}}[$__rate_interval]))"
     requests = f"sum {by} (increase({q.REQUESTS_TOTAL}{{{ms}}}[$__rate_interval]))"
     legend = "{{role}} v{{version}}"
+    # a table of panels: one _panel(...) each, its arguments wrapped by hand
+    # fmt: off
     return [
         _panel("Rollout phase", [(phase, "{{phase}}")], "none", "state-timeline",
                "1 while the rollout is in the phase"),
@@ -100,7 +126,8 @@ def canary_panels() -> list[dict[str, Any]]:
         _panel("Alerts", [(f"sum by (alertname, version, severity, alertstate) (ALERTS{{{m}}})",
                            "{{alertname}} v{{version}} {{alertstate}}")], "none", "table",
                table=True),
-    ]  # fmt: skip
+    ]
+    # fmt: on
 
 
 def rollout_panels() -> list[dict[str, Any]]:
@@ -108,6 +135,8 @@ def rollout_panels() -> list[dict[str, Any]]:
     by = "by (model, version)"
     legend = "{{model}} v{{version}}"
     canary = f'{q.ROLE}{{role="canary"}}'
+    # a table of panels: one _panel(...) each, its arguments wrapped by hand
+    # fmt: off
     return [
         _panel("Rollouts by phase",
                [(f"max by (namespace, model, phase) ({ROLLOUT_PHASE}{{{ns}}}) == 1",
@@ -125,7 +154,8 @@ def rollout_panels() -> list[dict[str, Any]]:
                [('sum by (alertname, model, version, severity) (ALERTS{alertstate="firing", '
                  'model!=""})', "{{alertname}} {{model}} v{{version}}")], "none", "table",
                table=True),
-    ]  # fmt: skip
+    ]
+    # fmt: on
 
 
 def _laid_out(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -148,12 +178,18 @@ def dashboard(name: str) -> dict[str, Any]:
     model = name == "canary"
     title = "modelcanary: canary vs stable" if model else "modelcanary: rollouts"
     return {
-        "uid": f"modelcanary-{name}", "title": title, "tags": ["modelcanary"],
-        "timezone": "browser", "editable": True, "schemaVersion": 39, "version": 1,
-        "refresh": "10s", "time": {"from": "now-1h", "to": "now"},
+        "uid": f"modelcanary-{name}",
+        "title": title,
+        "tags": ["modelcanary"],
+        "timezone": "browser",
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "10s",
+        "time": {"from": "now-1h", "to": "now"},
         "templating": _variables(model),
         "panels": _laid_out(canary_panels() if model else rollout_panels()),
-    }  # fmt: skip
+    }
 
 
 def render(name: str) -> str:

@@ -44,14 +44,14 @@ def traffic_panels(
     shadow = f'model="{model}", kind="classification"'
     if versions:
         shadow += f', version="{versions[-1]}"'
+    latency_p99 = f"histogram_quantile(0.99, {buckets})"
+    agreement = f"{q.SHADOW_AGREEMENT}{{{shadow}}}"
     return [
         Panel("Requests per second", "/s", f"sum by (version) ({q.REQUESTS}{{{m}}})"),
         Panel(f"Error ratio ({window} windows)", "%", f"{errors} / {requests}", 100, 5),
-        Panel(f"P99 latency ({window} windows)", " ms",
-              f"histogram_quantile(0.99, {buckets})", unit_ms, 10),
-        Panel("Shadow agreement with stable (top-1)", "%",
-              f"{q.SHADOW_AGREEMENT}{{{shadow}}}", 100, 100),
-    ]  # fmt: skip
+        Panel(f"P99 latency ({window} windows)", " ms", latency_p99, unit_ms, 10),
+        Panel("Shadow agreement with stable (top-1)", "%", agreement, 100, 100),
+    ]
 
 
 def run_panels(

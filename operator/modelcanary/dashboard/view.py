@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from modelcanary.dashboard.queries import Panel, Points
@@ -73,9 +74,12 @@ def weight_series(spec: RolloutSpec, state: RolloutState, now: float) -> dict[st
 
 
 def card(
-    found: Found, now: float, panels: list[Panel], traffic: Mapping[str, Mapping[str, Points]],
+    found: Found,
+    now: float,
+    panels: list[Panel],
+    traffic: Mapping[str, Mapping[str, Points]],
     traffic_problem: str = "",
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Everything the page shows of one rollout, with its HTML."""
     base: dict[str, Any] = {"key": found.key, "name": found.name, "namespace": found.namespace}
     spec, state = found.spec, found.state
@@ -87,24 +91,29 @@ def card(
     base |= document
     base["problem"] = found.problem or traffic_problem
     base["actions"] = [
-        {"action": a, "label": v.name, "allowed": state.phase in v.allowed_in,
-         "reason_required": v.reason_required}
-        for a in ACTIONS for v in [BY_ACTION[a]]
-    ]  # fmt: skip
+        {
+            "action": a,
+            "label": v.name,
+            "allowed": state.phase in v.allowed_in,
+            "reason_required": v.reason_required,
+        }
+        for a in ACTIONS
+        for v in [BY_ACTION[a]]
+    ]
     start, end = window(state, now)
     colors = {_label(spec, "stable"): STABLE_COLOR, _label(spec, "canary"): CANARY_COLOR}
-    charts = [  # the weight is known between transitions: one line, however far apart
-        line_chart("Weight", "%", weight_series(spec, state, end), start, end,
-                   floor_max=100, markers=_markers(state), frame=FRAME, colors=colors,
-                   gap_s=math.inf)
-    ]  # fmt: skip
+    marks = _markers(state)
+    chart = partial(line_chart, start=start, end=end, markers=marks, frame=FRAME, colors=colors)
+    weight = weight_series(spec, state, end)
+    # the weight is known between transitions: one line, however far apart
+    charts = [chart("Weight", "%", weight, floor_max=100, gap_s=math.inf)]
     gap = max(5.0, 2.5 * step_s(start, end))
     for panel in [] if traffic_problem else panels:
         series = _by_role(spec, traffic.get(panel.title, {}))
+        scale, floor_max = panel.scale, panel.floor_max
         charts.append(
-            line_chart(panel.title, panel.unit, series, start, end, panel.scale,
-                       panel.floor_max, _markers(state), FRAME, colors, gap)
-        )  # fmt: skip
+            chart(panel.title, panel.unit, series, scale=scale, floor_max=floor_max, gap_s=gap)
+        )
     base["html"] = _card_html(base, charts)
     return base
 
@@ -131,12 +140,15 @@ def _card_html(c: dict[str, Any], charts: list[str]) -> str:
     left = c["step_time_left_s"]
     facts = [
         ("phase", f'<span class="phase" data-phase="{_e(c["phase"])}">{_e(c["phase"])}</span>'),
-        ("step", f'{c["step"]} of {len(c["steps"])} ({" → ".join(f"{s}%" for s in c["steps"])})'),
-        ("weight", f'<span class="weight">{c["weight"]}%</span> to canary'
-                   + ("" if c["weight_applied"] else " (being applied)")),
+        ("step", f"{c['step']} of {len(c['steps'])} ({' → '.join(f'{s}%' for s in c['steps'])})"),
+        (
+            "weight",
+            f'<span class="weight">{c["weight"]}%</span> to canary'
+            + ("" if c["weight_applied"] else " (being applied)"),
+        ),
         ("time left", "-" if left is None else f"{left:.0f} s in this step"),
-        ("failures", f'{c["failures"]} of {c["failure_limit"]} tolerated'),
-    ]  # fmt: skip
+        ("failures", f"{c['failures']} of {c['failure_limit']} tolerated"),
+    ]
     parts = [
         f"<h2>{_e(c['name'])} <small>{_e(c['namespace'])}</small></h2>",
         f'<p class="model">model <b>{_e(c["model"])}</b>: stable {_e(c["stable"])} → canary '
@@ -184,8 +196,17 @@ def _checks(checks: list[dict[str, Any]]) -> str:
         evidence = "-"
         if k.get("evidence") is not None and k.get("evidence_limit") is not None:
             evidence = f"{k['evidence']:.3g} of {k['evidence_limit']:g}"
-        rows.append((k["name"], _number(k["value"]), _number(k["threshold"]), str(k["samples"]),
-                     evidence, k["result"], k.get("detail", "")))  # fmt: skip
+        rows.append(
+            (
+                k["name"],
+                _number(k["value"]),
+                _number(k["threshold"]),
+                str(k["samples"]),
+                evidence,
+                k["result"],
+                k.get("detail", ""),
+            )
+        )
     return "<h3>Checks</h3>" + _table(rows, "checks")
 
 
@@ -200,8 +221,9 @@ def _alerts(alerts: list[dict[str, Any]]) -> str:
 def _history(history: list[dict[str, Any]]) -> str:
     rows = [("time", "action", "phase", "weight", "by", "reason")]
     for t in reversed(history[-12:]):
-        rows.append((_clock(t["at"]), t["action"], t["phase"], f"{t['weight']}%", t["by"],
-                     t["reason"]))  # fmt: skip
+        rows.append(
+            (_clock(t["at"]), t["action"], t["phase"], f"{t['weight']}%", t["by"], t["reason"])
+        )
     return "<h3>History</h3>" + _table(rows, "history")
 
 

@@ -38,6 +38,12 @@ def _tensors(tensors: Any, raw: Any) -> list[dict[str, Any]] | None:
             data = np.frombuffer(raw[index], dtype=dtype).tolist()
         else:
             data = list(getattr(tensor.contents, CONTENTS[tensor.datatype]))
-        converted.append({"name": tensor.name, "datatype": tensor.datatype,
-                          "shape": list(tensor.shape), "data": data})  # fmt: skip
+        converted.append(
+            {
+                "name": tensor.name,
+                "datatype": tensor.datatype,
+                "shape": list(tensor.shape),
+                "data": data,
+            }
+        )
     return converted

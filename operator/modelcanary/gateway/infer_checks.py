@@ -47,9 +47,21 @@ MAX_DEPTH = 32  # an OIP header nests 3 levels, plus one per dimension of nested
 MAX_DIMS = 16
 # Triton's datatypes and the bytes of one element (BYTES: a 4-byte length, then the bytes).
 ELEMENT_BYTES = {
-    "BOOL": 1, "INT8": 1, "UINT8": 1, "INT16": 2, "UINT16": 2, "FP16": 2, "BF16": 2,
-    "INT32": 4, "UINT32": 4, "FP32": 4, "INT64": 8, "UINT64": 8, "FP64": 8, "BYTES": 4,
-}  # fmt: skip
+    "BOOL": 1,
+    "INT8": 1,
+    "UINT8": 1,
+    "INT16": 2,
+    "UINT16": 2,
+    "FP16": 2,
+    "BF16": 2,
+    "INT32": 4,
+    "UINT32": 4,
+    "FP32": 4,
+    "INT64": 8,
+    "UINT64": 8,
+    "FP64": 8,
+    "BYTES": 4,
+}
 # Content codings Triton decodes; it answers 501 "Unsupported compression type" to others.
 DECODED_ENCODINGS = ("identity", "gzip", "deflate")
 _WBITS = {"gzip": 31, "deflate": 15}

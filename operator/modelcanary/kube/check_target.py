@@ -45,10 +45,14 @@ def check_target(
     versions = (spec.stable.version, spec.canary.version)
     if mode == "standard":
         found = [
-            listed(services, Resource(api, *KSERVE, namespace,
-                                      factory.predictor_service(mode, isvc, spec.model, v)))
+            listed(
+                services,
+                Resource(
+                    api, *KSERVE, namespace, factory.predictor_service(mode, isvc, spec.model, v)
+                ),
+            )
             for v in versions
-        ]  # fmt: skip
+        ]
         published = (predictor_address(found[0]), predictor_address(found[1]))
         uris = {v: storage_uri(body) for v, body in zip(versions, found, strict=True)}
     else:
@@ -56,11 +60,12 @@ def check_target(
         published = revision_urls(body)
         uris = dict.fromkeys(versions, storage_uri(body))
     stable_url, canary_url = (
-        url or template.format(
+        url
+        or template.format(
             isvc=factory.predictor_service(mode, isvc, spec.model, version), namespace=namespace
         )
         for url, version in zip(published, versions, strict=True)
-    )  # fmt: skip
+    )
     repo: RepositoryReader | None = None
     if model_repo is not None:
         repo = LocalRepository(model_repo)

@@ -12,10 +12,14 @@ def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
     header = configuration.get_api_key_with_prefix("BearerToken") or ""
     scheme, _, token = header.partition(" ")
     return kopf.ConnectionInfo(
-        server=configuration.host, ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl, scheme=scheme or None, token=token or None,
-        certificate_path=configuration.cert_file, private_key_path=configuration.key_file,
-    )  # fmt: skip
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
 
 
 class NoDiffBase(kopf.DiffBaseStorage):

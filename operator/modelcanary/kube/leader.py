@@ -38,9 +38,14 @@ class LeaseElector:
     """Holds or waits for one Lease; `acquire_or_renew` is called once per tick."""
 
     def __init__(
-        self, api: client.CoordinationV1Api, namespace: str, name: str, identity: str,
-        lease_s: int = 15, clock: Callable[[], float] = time.monotonic,
-    ) -> None:  # fmt: skip
+        self,
+        api: client.CoordinationV1Api,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_s: int = 15,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.api, self.namespace, self.name = api, namespace, name
         self.identity, self.lease_s, self.clock = identity, lease_s, clock
         self.leading = False
@@ -118,7 +123,10 @@ class LeaseElector:
         return client.V1Lease(
             metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
             spec=client.V1LeaseSpec(
-                holder_identity=self.identity, lease_duration_seconds=self.lease_s,
-                acquire_time=now, renew_time=now, lease_transitions=transitions,
+                holder_identity=self.identity,
+                lease_duration_seconds=self.lease_s,
+                acquire_time=now,
+                renew_time=now,
+                lease_transitions=transitions,
             ),
-        )  # fmt: skip
+        )

@@ -15,9 +15,11 @@ from modelcanary.rollout.spec import RolloutSpec
 
 # the gate's numbers (GateResult.numbers) exported, by the `value` label they get
 HOLDOUT_VALUES = {
-    "canary": "holdout_canary", "stable": "holdout_stable",
-    "difference_low": "holdout_difference_low", "difference_high": "holdout_difference_high",
-}  # fmt: skip
+    "canary": "holdout_canary",
+    "stable": "holdout_stable",
+    "difference_low": "holdout_difference_low",
+    "difference_high": "holdout_difference_high",
+}
 
 
 @dataclass
@@ -28,28 +30,40 @@ class RolloutMetrics:
 
     def __post_init__(self) -> None:
         self.weight = Gauge(
-            q.ROLLOUT_WEIGHT, "Percent of the model's traffic routed to the version",
-            ["namespace", "model", "version"], registry=self.registry,
-        )  # fmt: skip
+            q.ROLLOUT_WEIGHT,
+            "Percent of the model's traffic routed to the version",
+            ["namespace", "model", "version"],
+            registry=self.registry,
+        )
         self.role = Gauge(
-            q.ROLLOUT_ROLE, "1 for each version with its role in the rollout",
-            ["namespace", "model", "version", "role"], registry=self.registry,
-        )  # fmt: skip
+            q.ROLLOUT_ROLE,
+            "1 for each version with its role in the rollout",
+            ["namespace", "model", "version", "role"],
+            registry=self.registry,
+        )
 
         self.phase = Gauge(
-            ROLLOUT_PHASE, "1 for the rollout's phase, 0 for the others",
-            ["namespace", "model", "phase"], registry=self.registry,
-        )  # fmt: skip
+            ROLLOUT_PHASE,
+            "1 for the rollout's phase, 0 for the others",
+            ["namespace", "model", "phase"],
+            registry=self.registry,
+        )
         self.holdout = Gauge(
-            ROLLOUT_HOLDOUT, "The holdout gate's accuracies (canary, stable) and the interval "
+            ROLLOUT_HOLDOUT,
+            "The holdout gate's accuracies (canary, stable) and the interval "
             "of their difference (difference_low, difference_high), canary version labelled",
-            ["namespace", "model", "version", "value"], registry=self.registry,
-        )  # fmt: skip
+            ["namespace", "model", "version", "value"],
+            registry=self.registry,
+        )
 
     def export(
-        self, namespace: str, spec: RolloutSpec, weight: int, phase: str,
+        self,
+        namespace: str,
+        spec: RolloutSpec,
+        weight: int,
+        phase: str,
         gate: GateResult | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         stable, canary = spec.stable.version, spec.canary.version
         for each in (*UNFINISHED, *FINISHED):
             self.phase.labels(namespace, spec.model, each).set(1 if each == phase else 0)
@@ -60,7 +74,10 @@ class RolloutMetrics:
         promoted = phase == "Promoted"
         self.weight.labels(namespace, spec.model, stable).set(0 if promoted else 100 - weight)
         self.weight.labels(namespace, spec.model, canary).set(100 if promoted else weight)
-        roles = {stable: "canary", canary: "stable"} if promoted else {
-            stable: "stable", canary: "canary"}  # fmt: skip
+        roles = (
+            {stable: "canary", canary: "stable"}
+            if promoted
+            else {stable: "stable", canary: "canary"}
+        )
         for version, role in roles.items():
             set_role(self.role, (namespace, spec.model, version), role)

@@ -108,10 +108,15 @@ def list_rows(items: Sequence[dict[str, Any]], all_namespaces: bool, now: float)
         stable = str(spec.get("stable", {}).get("version", ""))
         canary = str(spec.get("canary", {}).get("version", ""))
         row = [
-            meta["name"], status.get("phase", "Pending"), str(spec.get("model", "")), stable,
-            canary, f"{status.get('weight', 0)}%", step,
+            meta["name"],
+            status.get("phase", "Pending"),
+            str(spec.get("model", "")),
+            stable,
+            canary,
+            f"{status.get('weight', 0)}%",
+            step,
             _age(meta.get("creationTimestamp"), now),
-        ]  # fmt: skip
+        ]
         rows.append(([meta.get("namespace", "")] if all_namespaces else []) + row)
     return rows
 

@@ -21,9 +21,13 @@ class ClusterBackend:
     """The ModelCanaries of a namespace (or all), and Prometheus if it is reachable."""
 
     def __init__(
-        self, cluster: Cluster, all_namespaces: bool, prometheus: str | None, source: str,
+        self,
+        cluster: Cluster,
+        all_namespaces: bool,
+        prometheus: str | None,
+        source: str,
         window: str,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.cluster, self.all_namespaces = cluster, all_namespaces
         self.prometheus, self.source, self.window = prometheus, source, window
 

@@ -78,29 +78,45 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("name")
     add_intent_verbs(verbs, run, lambda p: p.add_argument("name"), parents=[common])
     dashboard = verbs.add_parser(
-        "dashboard", parents=[common],
+        "dashboard",
+        parents=[common],
         help="a live web page of the rollouts",
         description="Serve a page on 127.0.0.1 that shows the namespace's rollouts (or all, "
         "with -A) as they happen, read through the API server with the kubeconfig's "
         "credentials. Read-only unless --allow-actions; then its buttons record the intents "
         "the other verbs record, with a token printed in the page's URL.",
-    )  # fmt: skip
+    )
     dashboard.add_argument("-A", "--all-namespaces", action="store_true")
     dashboard.add_argument(
-        "--listen", type=listen_address, default=listen_address(DEFAULT_LISTEN),
-        metavar="127.0.0.1:PORT", help=f"address (default {DEFAULT_LISTEN}; port 0: any free)",
-    )  # fmt: skip
-    dashboard.add_argument("--allow-actions", action="store_true",
-                           help="let the page promote, pause, resume and roll back")  # fmt: skip
+        "--listen",
+        type=listen_address,
+        default=listen_address(DEFAULT_LISTEN),
+        metavar="127.0.0.1:PORT",
+        help=f"address (default {DEFAULT_LISTEN}; port 0: any free)",
+    )
     dashboard.add_argument(
-        "--prometheus", metavar="URL",
+        "--allow-actions",
+        action="store_true",
+        help="let the page promote, pause, resume and roll back",
+    )
+    dashboard.add_argument(
+        "--prometheus",
+        metavar="URL",
         help="Prometheus for the traffic charts, e.g. http://127.0.0.1:9090 through "
         "`kubectl port-forward svc/prometheus-operated 9090 -n monitoring`",
-    )  # fmt: skip
-    dashboard.add_argument("--source", choices=sorted(SOURCES), default="triton",
-                           help="which normalized series to chart (default triton)")  # fmt: skip
-    dashboard.add_argument("--window", default="1m", type=window_text,
-                           help="window of the error and latency charts (default 1m)")  # fmt: skip
+    )
+    dashboard.add_argument(
+        "--source",
+        choices=sorted(SOURCES),
+        default="triton",
+        help="which normalized series to chart (default triton)",
+    )
+    dashboard.add_argument(
+        "--window",
+        default="1m",
+        type=window_text,
+        help="window of the error and latency charts (default 1m)",
+    )
     return parser
 
 

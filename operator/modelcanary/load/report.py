@@ -54,10 +54,16 @@ class LoadReport:
         for s in (*self.versions, self.total):
             rows.append(
                 (
-                    s.version, str(s.requests), str(s.errors), f"{s.rate:.1f}", f"{s.p50_ms:.2f}",
-                    f"{s.p90_ms:.2f}", f"{s.p99_ms:.2f}", f"{s.max_ms:.2f}",
+                    s.version,
+                    str(s.requests),
+                    str(s.errors),
+                    f"{s.rate:.1f}",
+                    f"{s.p50_ms:.2f}",
+                    f"{s.p90_ms:.2f}",
+                    f"{s.p99_ms:.2f}",
+                    f"{s.max_ms:.2f}",
                 )
-            )  # fmt: skip
+            )
         lines = [format_table(rows)]
         lines.append(
             f"target {self.target_rate:g}/s for {self.duration_s:g} s: sent {self.sent}, "

@@ -46,9 +46,11 @@ def _add(a: Counts, b: Counts) -> Counts:
     for le, n in b.buckets:
         merged[le] = merged.get(le, 0.0) + n
     return Counts(
-        a.requests + b.requests, a.errors + b.errors, tuple(sorted(merged.items())),
+        a.requests + b.requests,
+        a.errors + b.errors,
+        tuple(sorted(merged.items())),
         a.observed + b.observed,
-    )  # fmt: skip
+    )
 
 
 def _increment(last: Counts | None, now: Counts) -> Counts:
@@ -65,9 +67,11 @@ def _increment(last: Counts | None, now: Counts) -> Counts:
         return now
     buckets = tuple((le, n - before.get(le, 0.0)) for le, n in now.buckets)
     return Counts(
-        now.requests - last.requests, now.errors - last.errors, buckets,
+        now.requests - last.requests,
+        now.errors - last.errors,
+        buckets,
         now.observed - last.observed,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,10 @@ def shadow_since(baseline: ShadowCounts, now: ShadowCounts) -> tuple[ShadowCount
         for n in now.numeric
     )
     since = ShadowCounts(
-        now.pairs - baseline.pairs, now.agreeing - baseline.agreeing,
-        now.compared - baseline.compared, numeric, now.classifies,
-    )  # fmt: skip
+        now.pairs - baseline.pairs,
+        now.agreeing - baseline.agreeing,
+        now.compared - baseline.compared,
+        numeric,
+        now.classifies,
+    )
     return since, baseline

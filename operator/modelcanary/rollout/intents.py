@@ -45,9 +45,10 @@ VERBS: tuple[Verb, ...] = (
     Verb("rollback", "rollback", "send all traffic back to stable", UNFINISHED, True),
     Verb("pause", "pause", "hold the canary at its step", ("Pending", "Progressing")),
     Verb("resume", "resume", "continue a paused rollout", ("Paused",)),
-    Verb("retry", "retry", "start a rolled-back rollout again from the first step",
-         ("RolledBack",)),
-)  # fmt: skip
+    Verb(
+        "retry", "retry", "start a rolled-back rollout again from the first step", ("RolledBack",)
+    ),
+)
 BY_ACTION: dict[IntentAction, Verb] = {verb.action: verb for verb in VERBS}
 
 

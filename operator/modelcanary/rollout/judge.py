@@ -104,24 +104,23 @@ def judge(
     "off" when the rollout does not shadow."""
     canary, stable = seen.canary, seen.stable
     window = int(canary.requests) if canary else 0
-    checks = [
-        Check(
-            "canary_ready", 1.0 if seen.canary_ready else 0.0, 1.0, 1,
-            "pass" if seen.canary_ready else "inconclusive",
-            "" if seen.canary_ready else "the canary version is not ready",
-        ),
-    ]  # fmt: skip
+    ready = seen.canary_ready
+    not_ready = "" if ready else "the canary version is not ready"
+    result: Result = "pass" if ready else "inconclusive"
+    checks = [Check("canary_ready", 1.0 if ready else 0.0, 1.0, 1, result, not_ready)]
     tests = _Tests(spec, shadowing=shadow != "off")
     p99 = canary.p99_s if canary else None
     ratio = p99 / stable.p99_s if p99 is not None and stable and stable.p99_s else None
     if evidence is None or evidence.canary.requests <= 0 or seen.problem:
-        why = (
-            f"no data: {seen.problem}" if seen.problem
-            else "the rollout has not started" if evidence is None
-            else "no canary requests yet"
-        )  # fmt: skip
-        names = ("error_ratio", "error_ratio_above_stable", "latency_p99_s",
-                 "latency_p99_ratio_to_stable")  # fmt: skip
+        why = "no canary requests yet"
+        if seen.problem or evidence is None:
+            why = f"no data: {seen.problem}" if seen.problem else "the rollout has not started"
+        names = (
+            "error_ratio",
+            "error_ratio_above_stable",
+            "latency_p99_s",
+            "latency_p99_ratio_to_stable",
+        )
         values = (None, None, p99, ratio)
         checks += [
             Check(name, value, tests.threshold(name), 0, "inconclusive", why)
@@ -152,11 +151,11 @@ def _traffic(evidence: Evidence, weight: int) -> Check:
     samples = int(evidence.canary.requests)
     if served * -math.log1p(-share) < NONE_LOG:
         return Check("canary_traffic", expected, unmistakable, samples, "pass")
-    return Check(
-        "canary_traffic", expected, unmistakable, samples, "fail",
+    why = (
         f"the canary received none of the {expected:.0f} requests its {weight}% share implies "
-        f"while stable served {served:.0f}: it stopped answering",
-    )  # fmt: skip
+        f"while stable served {served:.0f}: it stopped answering"
+    )
+    return Check("canary_traffic", expected, unmistakable, samples, "fail", why)
 
 
 def _drift(spec: RolloutSpec, drift: InputDrift | None) -> Check:
@@ -216,14 +215,16 @@ class _Tests:
         evidence that it disagrees more often than 1 - minAgreement."""
         floor, name = self.shadow.min_agreement, "prediction_agreement"
         if since is None:
-            return Check(name, None, floor, 0, "inconclusive",
-                         "no data from the shadow comparator")  # fmt: skip
+            return Check(name, None, floor, 0, "inconclusive", "no data from the shadow comparator")
         if not since.classifies:
             return Check(name, None, floor, 0, "skipped", "no classification output to compare")
         pairs = since.pairs
         if pairs <= 0:
-            why = ("no classification output to compare" if since.compared > 0
-                   else "no pairs compared yet")  # fmt: skip
+            why = (
+                "no classification output to compare"
+                if since.compared > 0
+                else "no pairs compared yet"
+            )
             return Check(name, None, floor, 0, "pass", why)
         disagreeing = pairs - since.agreeing
         log_e = float(seq.log_e_above(pairs, disagreeing, 1 - floor))
@@ -273,20 +274,19 @@ class _Tests:
             f"{canary.errors:g} errors in {canary.requests:g} canary requests ({observed:.2%}); "
             f"e-value {e:.3g} that it exceeds {limit:.2%}, rollback at {bound:g}"
         )
-        return Check("error_ratio", observed, limit, int(canary.requests), result, detail,
-                     e, bound)  # fmt: skip
+        return Check("error_ratio", observed, limit, int(canary.requests), result, detail, e, bound)
 
     def _versus_stable_errors(self, canary: Counts, stable: Counts) -> Check:
         margin = self.errors.max_above_stable or 0.0
         name = "error_ratio_above_stable"
         if stable.requests <= 0:
-            return Check(name, None, margin, int(canary.requests), "skipped",
-                         "stable served no requests since the rollout began")  # fmt: skip
-        test = seq.compare(canary.requests, canary.errors, stable.requests, stable.errors,
-                           alpha=self.alpha, margin=margin)  # fmt: skip
+            why = "stable served no requests since the rollout began"
+            return Check(name, None, margin, int(canary.requests), "skipped", why)
+        counts = canary.requests, canary.errors, stable.requests, stable.errors
+        test = seq.compare(*counts, alpha=self.alpha, margin=margin)
         result, e, bound = self._decided(test.log_e)
-        return Check(name, test.difference, margin, int(canary.requests), result,
-                     test.explain(), e, bound, test.upper)  # fmt: skip
+        served, evidence = int(canary.requests), (e, bound, test.upper)
+        return Check(name, test.difference, margin, served, result, test.explain(), *evidence)
 
     def _guard_latency(self, canary: Counts, p99: float | None) -> Check:
         limit = self.latency.max_seconds
@@ -319,18 +319,22 @@ class _Tests:
         name = "latency_p99_ratio_to_stable"
         bounds = [le for le, _ in canary.buckets]
         if not bounds or bounds != [le for le, _ in stable.buckets] or stable.observed <= 0:
-            why = ("stable served no requests since the rollout began" if stable.requests <= 0
-                   else "no latency histograms to compare")  # fmt: skip
+            why = (
+                "stable served no requests since the rollout began"
+                if stable.requests <= 0
+                else "no latency histograms to compare"
+            )
             return Check(name, ratio, limit, int(canary.observed), "skipped", why)
         test = seq.compare_latency(
             [*bounds, math.inf],
             [*(n for _, n in canary.buckets), canary.observed],
             [*(n for _, n in stable.buckets), stable.observed],
-            alpha=self.alpha, ratio=limit, floor=self.latency.ratio_floor_seconds,
-        )  # fmt: skip
+            alpha=self.alpha,
+            ratio=limit,
+            floor=self.latency.ratio_floor_seconds,
+        )
         result, e, bound = self._decided(test.log_e)
-        return Check(name, ratio, limit, int(canary.observed), result, test.explain(), e,
-                     bound)  # fmt: skip
+        return Check(name, ratio, limit, int(canary.observed), result, test.explain(), e, bound)
 
 
 def _outputs(since: ShadowCounts) -> int:

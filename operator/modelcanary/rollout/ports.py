@@ -110,9 +110,12 @@ class FiringAlert:
             "pending" if labels.get("alertstate") == "pending" else "firing"
         )
         return cls(
-            labels.get("alertname", ""), labels.get("severity", ""), labels.get("version", ""),
-            state, started_at,
-        )  # fmt: skip
+            labels.get("alertname", ""),
+            labels.get("severity", ""),
+            labels.get("version", ""),
+            state,
+            started_at,
+        )
 
 
 @dataclass(frozen=True)

@@ -91,9 +91,7 @@ def _real_roots(c3: float, c2: float, c1: float, c0: float) -> list[float]:
     return [-math.copysign(abs(Q) ** (1 / 3), Q) - shift]
 
 
-def _best_on_line(
-    nc: float, xc: float, ns: float, xs: float, d: float
-) -> tuple[float, float]:  # fmt: skip
+def _best_on_line(nc: float, xc: float, ns: float, xs: float, d: float) -> tuple[float, float]:
     """max over p_s of the joint log-likelihood with p_c = p_s + d, Farrington and
     Manning's restricted maximum, and its slope in d there (NaN where it has none).
 
@@ -167,9 +165,12 @@ def _rate(n: float, x: float) -> float:
 
 
 def log_e_value(
-    canary_requests: float, canary_hits: float,
-    stable_requests: float, stable_hits: float, margin: float,
-) -> float:  # fmt: skip
+    canary_requests: float,
+    canary_hits: float,
+    stable_requests: float,
+    stable_hits: float,
+    margin: float,
+) -> float:
     """log E against `p_c <= p_s + margin`. At most 0 when the observed difference is
     within the margin; a regression at level alpha when >= log(1/alpha)."""
     nc, xc, ns, xs = _both(canary_requests, canary_hits, stable_requests, stable_hits)
@@ -186,9 +187,12 @@ def _best_below(nc: float, xc: float, ns: float, xs: float, margin: float) -> fl
 
 
 def upper_bound(
-    canary_requests: float, canary_hits: float,
-    stable_requests: float, stable_hits: float, alpha: float,
-) -> float:  # fmt: skip
+    canary_requests: float,
+    canary_hits: float,
+    stable_requests: float,
+    stable_hits: float,
+    alpha: float,
+) -> float:
     """Anytime-valid upper confidence bound on p_c - p_s at 1 - alpha: the smallest d on a
     grid of 2^20 steps from the observed difference to 1 whose e-value reaches 1/alpha
     (1 if none), i.e. the confidence sequence's end rounded up.
@@ -264,10 +268,8 @@ class Comparison:
     @cached_property
     def upper(self) -> float:
         """p_c - p_s is at most this, at 1 - alpha, anytime-valid (found when asked)."""
-        return upper_bound(
-            self.canary_requests, self.canary_hits, self.stable_requests, self.stable_hits,
-            self.alpha,
-        )  # fmt: skip
+        counts = self.canary_requests, self.canary_hits, self.stable_requests, self.stable_hits
+        return upper_bound(*counts, self.alpha)
 
     @property
     def e_value(self) -> float:
@@ -299,9 +301,14 @@ class Comparison:
 
 
 def compare(
-    canary_requests: float, canary_errors: float,
-    stable_requests: float, stable_errors: float, *, alpha: float, margin: float,
-) -> Comparison:  # fmt: skip
+    canary_requests: float,
+    canary_errors: float,
+    stable_requests: float,
+    stable_errors: float,
+    *,
+    alpha: float,
+    margin: float,
+) -> Comparison:
     """The error test on counts accumulated since the step (or rollout) began."""
     _check(alpha, margin)
     nc, xc, ns, xs = _both(canary_requests, canary_errors, stable_requests, stable_errors)

@@ -41,10 +41,14 @@ Duration = Annotated[
     str,
     AfterValidator(_duration),
     WithJsonSchema(
-        {"type": "string", "pattern": DURATION_PATTERN, "minLength": 2,
-         "description": "a duration like 30s, 5m or 1h30m"}
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "minLength": 2,
+            "description": "a duration like 30s, 5m or 1h30m",
+        }
     ),
-]  # fmt: skip
+]
 
 
 class _Strict(BaseModel):
@@ -54,9 +58,13 @@ class _Strict(BaseModel):
 class VersionRef(_Strict):
     version: Annotated[
         str,
-        WithJsonSchema({"x-kubernetes-int-or-string": True,
-                        "description": "the model version, e.g. \"2\" (a number is accepted)"}),
-    ]  # fmt: skip
+        WithJsonSchema(
+            {
+                "x-kubernetes-int-or-string": True,
+                "description": 'the model version, e.g. "2" (a number is accepted)',
+            }
+        ),
+    ]
 
     @field_validator("version", mode="before")
     @classmethod
@@ -193,11 +201,15 @@ def _steps_schema(schema: dict[str, Any]) -> None:
     schema["items"].update(minimum=1, maximum=100)
     schema["minItems"], schema["maxItems"] = 1, MAX_STEPS
     schema["x-kubernetes-validations"] = [
-        {"rule": "size(self) == 0 || self[size(self) - 1] == 100",
-         "message": "the last step must be 100 (full traffic)"},
-        {"rule": "self.isSorted() && self.all(x, self.indexOf(x) == self.lastIndexOf(x))",
-         "message": "steps must increase"},
-    ]  # fmt: skip
+        {
+            "rule": "size(self) == 0 || self[size(self) - 1] == 100",
+            "message": "the last step must be 100 (full traffic)",
+        },
+        {
+            "rule": "self.isSorted() && self.all(x, self.indexOf(x) == self.lastIndexOf(x))",
+            "message": "steps must increase",
+        },
+    ]
 
 
 class RolloutSpec(_Strict):
@@ -207,11 +219,13 @@ class RolloutSpec(_Strict):
         json_schema_extra={
             "x-kubernetes-validations": [
                 # int-or-string: 2 and "2" are the same version
-                {"rule": "string(self.canary.version) != string(self.stable.version)",
-                 "message": "canary.version must differ from stable.version"},
+                {
+                    "rule": "string(self.canary.version) != string(self.stable.version)",
+                    "message": "canary.version must differ from stable.version",
+                }
             ]
         }
-    )  # fmt: skip
+    )
 
     model: str = Field(min_length=1)
     stable: VersionRef

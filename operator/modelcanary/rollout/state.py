@@ -101,13 +101,16 @@ def parse_state(data: object, steps: int | None = None) -> RolloutState:
         f"{name}: must be an integer {what}, got {value}"
         for name, what, value, ok in (
             ("weight", "between 0 and 100", state.weight, 0 <= state.weight <= 100),
-            ("step", f"between -1 (before the first step) and {last}" if last
-             else "of at least -1", state.step,
-             state.step >= -1 and (steps is None or state.step < steps)),
+            (
+                "step",
+                f"between -1 (before the first step) and {last}" if last else "of at least -1",
+                state.step,
+                state.step >= -1 and (steps is None or state.step < steps),
+            ),
             ("failures", "of at least 0", state.failures, state.failures >= 0),
         )
         if not ok
-    ]  # fmt: skip
+    ]
     wanted = 100 if state.phase == "Promoted" else 0 if state.phase in _NO_CANARY else None
     if not problems and wanted is not None and state.weight != wanted:
         problems.append(f"weight: a {state.phase} rollout has weight {wanted}, got {state.weight}")

@@ -147,11 +147,8 @@ def _run(command: list[str], what: str) -> None:
 
 
 def _download_wheel(directory: Path) -> Path:
-    _run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-         "--only-binary=:all:", PYTRITON, "-d", str(directory)],
-        f"pip download {PYTRITON}",
-    )  # fmt: skip
+    options = ["--quiet", "--no-deps", "--only-binary=:all:", "-d", str(directory)]
+    _run([sys.executable, "-m", "pip", "download", *options, PYTRITON], f"pip download {PYTRITON}")
     wheels = sorted(directory.glob("nvidia_pytriton-*.whl"))
     if not wheels:
         raise UsageError(f"pip download {PYTRITON} produced no wheel")
@@ -179,11 +176,11 @@ def _extract(wheel: Path, home: TritonHome) -> None:
 
 def _make_env(home: TritonHome) -> None:
     _run([sys.executable, "-m", "venv", str(home.env)], "creating the backend environment")
+    pip = [str(home.env / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     _run(
-        [str(home.env / "bin" / "python"), "-m", "pip", "install", "--quiet", STUB_NUMPY,
-         f"onnxruntime=={_onnxruntime_version()}"],
+        [*pip, STUB_NUMPY, f"onnxruntime=={_onnxruntime_version()}"],
         "installing numpy and onnxruntime into the backend environment",
-    )  # fmt: skip
+    )
 
 
 def _onnxruntime_version() -> str:
