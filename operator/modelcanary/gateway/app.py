@@ -113,6 +113,8 @@ class Gateway:
             admin_token, self.routes, self.metrics, self.upstream, self.comparator
         )
         self.loop: asyncio.AbstractEventLoop | None = None
+        # the gateway's other servers (gRPC): each says why it does not serve (None: it does)
+        self.other_servers: list[Callable[[], str | None]] = []
         self.readiness = ReadinessWatch(
             self.routes, self.upstream, config.readiness_interval_s, say
         )
@@ -291,16 +293,23 @@ class Gateway:
                 send, 200, {"name": "modelcanary-gateway", "version": __version__, "extensions": []}
             )
         elif parts == ["v2", "health", "live"]:
-            await respond(send, 200, b"", [])
+            await self._readiness(send, self._servers_down())
         elif parts == ["v2", "health", "ready"]:
             routes = self.routes.values()
             await self._readiness(
-                send, [p for r in routes for p in await unready(self.upstream, r)]
+                send,
+                [
+                    *self._servers_down(),
+                    *[p for r in routes for p in await unready(self.upstream, r)],
+                ],
             )
         elif len(parts) >= 3 and parts[1] == "models":
             await self._model_get(send, parts)
         else:
             await respond_error(send, 404, f"no route for GET /{'/'.join(parts)}")
+
+    def _servers_down(self) -> list[str]:
+        return [problem for down in self.other_servers if (problem := down()) is not None]
 
     async def _readiness(self, send: Send, problems: list[str]) -> None:
         if problems:

@@ -13,6 +13,12 @@ to JSON (modelcanary.gateway.grpc_json). ModelStreamInfer is
 refused (UNIMPLEMENTED), the control RPCs too (PERMISSION_DENIED: repository, model config,
 shared memory, trace, logging). Metadata, readiness and statistics come from an upstream.
 
+A version served by several replicas (grpc_upstreams lists one address a replica, in the
+order of its HTTP upstreams: the same processes) has its RPCs balanced as HTTP's are, over
+the replicas not down (modelcanary.gateway.replicas; the readiness probes are HTTP's), and
+an RPC a replica answers UNAVAILABLE (refused, or cut by its death) goes to the next one
+and marks that replica down.
+
 The server runs its own event loop in a thread (grpc.aio is not tied to uvloop); what it
 shares with the HTTP side (routes, metrics, budgets) is thread-safe.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -32,7 +39,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from modelcanary import __version__, metrics_contract
-from modelcanary.errors import UsageError
+from modelcanary.errors import UsageError, one_line
 from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.client_errors import INVALID_REQUEST
 from modelcanary.gateway.grpc_checks import check_grpc_request
@@ -148,9 +155,11 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         self, route: Route, version: str, method: str, request: Any, named: str | None = None
     ) -> Answer:
         """One RPC to a version's upstream, the request naming that version (or `named`:
-        "" for every version the upstream serves)."""
-        target = route.config.grpc_upstreams.get(version)
-        if target is None:
+        "" for every version the upstream serves). With several replicas it goes to the next
+        one, and to each other one not down while they answer UNAVAILABLE (refused, or died
+        mid-request: an RPC the gateway forwards is idempotent), as HTTP's requests do."""
+        addresses = route.config.grpc_upstreams.get(version)
+        if addresses is None:
             return Answer(
                 None,
                 NO_UPSTREAM,
@@ -160,14 +169,41 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             request.model_version = version
         else:
             request.version = version if named is None else named
-        try:
-            response = await getattr(self._stub(target), method)(
-                request, timeout=self.gateway.config.upstream_timeout_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            details = f"version {version} of {route.name} at {target}: {exc.details()}"
-            return Answer(None, exc.code(), details)
-        return Answer(response)
+        answer = Answer(None)
+        for replica, target in self._targets(route, version, addresses):
+            try:
+                response = await getattr(self._stub(target), method)(
+                    request, timeout=self.gateway.config.upstream_timeout_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                details = f"version {version} of {route.name} at {target}: {exc.details()}"
+                answer = Answer(None, exc.code(), details)
+                if exc.code() != Code.UNAVAILABLE:
+                    return answer
+                self._refused(route, version, replica)
+                continue
+            return Answer(response)
+        return answer
+
+    @staticmethod
+    def _targets(route: Route, version: str, addresses: list[str]) -> list[tuple[str | None, str]]:
+        """The gRPC addresses to try, each with its replica's HTTP URL (None for a version's
+        one address): the next replica in the version's round-robin, then the others not down."""
+        if len(addresses) == 1:
+            return [(None, addresses[0])]
+        replicas = route.replicas[version]
+        first = replicas.pick()
+        others = [url for url in replicas.urls if url != first and url not in replicas.down]
+        return [(url, addresses[replicas.urls.index(url)]) for url in [first, *others]]
+
+    def _refused(self, route: Route, version: str, replica: str | None) -> None:
+        """A replica answered UNAVAILABLE: down, as a refused HTTP request makes it (on the
+        HTTP server's loop, which owns the readiness state), until a probe finds it ready."""
+        g = self.gateway
+        if replica is None or g.loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the HTTP server's loop closed (a restart)
+            g.loop.call_soon_threadsafe(g.readiness.refused, route, version, replica)
 
     async def _reply(
         self,
@@ -284,7 +320,10 @@ for _name in CONTROL:
 
 
 class GrpcServer:
-    """The gRPC service on one address, in a thread with its own event loop."""
+    """The gRPC service on one address, in a thread with its own event loop. A supervised
+    part (modelcanary.local.supervisor): `exited` says why its thread ended, `restart`
+    serves again on the same address; meanwhile the gateway's health (HTTP's
+    /v2/health/live and /ready) is 503 naming it."""
 
     def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
         self.gateway, self.host, self.port = gateway, host, port
@@ -292,18 +331,23 @@ class GrpcServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping: asyncio.Event | None = None
         self.ready = threading.Event()
-        self.error: str | None = None
+        self.error: str | None = None  # why it could not listen
+        self.failure = ""  # what ended its thread, when something did
+        gateway.other_servers.append(self.stopped)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
     def start(self, timeout: float = 10.0) -> str:
         """Serve in a background thread; return host:port once it listens."""
         self.ready.clear()
-        self.thread = threading.Thread(
-            target=lambda: asyncio.run(self._serve()), name="gateway-grpc", daemon=True
-        )
+        self.error, self.failure = None, ""
+        self.thread = threading.Thread(target=self._run, name="gateway-grpc", daemon=True)
         self.thread.start()
         if not self.ready.wait(timeout) or self.error is not None:
             raise UsageError(
@@ -312,12 +356,37 @@ class GrpcServer:
             )
         return self.address
 
+    def exited(self) -> str | None:
+        """Why the server no longer serves (None while it does, or before `start`)."""
+        if self.thread is None or self.thread.is_alive():
+            return None
+        return f"its server thread ended{': ' + self.failure if self.failure else ''}"
+
+    def stopped(self) -> str | None:
+        """What the gateway's health says while this server does not serve (else None)."""
+        reason = self.exited()
+        if reason is None:
+            return None
+        return f"the gateway's gRPC server on {self.address} stopped ({reason})"
+
+    def restart(self, timeout: float = 10.0) -> str:
+        """Serve again on the same address after the thread ended."""
+        self.stop(timeout)
+        return self.start(timeout)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # any end is reported by `exited`
+            self.failure = one_line(exc)
+
     async def _serve(self) -> None:
         limit = self.gateway.config.max_body_bytes
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 0),  # a port still held is an error, not shared
             ]
         )
         service = GrpcGateway(self.gateway)
@@ -333,13 +402,16 @@ class GrpcServer:
         await server.start()
         self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
         self.ready.set()
-        await self.stopping.wait()
-        await server.stop(1)
-        await service.close()
+        try:
+            await self.stopping.wait()
+        finally:  # also when the loop dies under it: the port is free for a restart
+            await server.stop(1)
+            await service.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.loop is not None and self.stopping is not None:
-            self.loop.call_soon_threadsafe(self.stopping.set)
+            with contextlib.suppress(RuntimeError):  # the loop already closed (a crash)
+                self.loop.call_soon_threadsafe(self.stopping.set)
         if self.thread is not None:
             self.thread.join(timeout)
             self.thread = None

@@ -152,8 +152,7 @@ class LocalStack:
                     o.model: {
                         "stable": stable,
                         "upstreams": {str(v): [e.http for e in replicas] for v in served},
-                        # gRPC goes to replica 0 (the gRPC proxy takes one upstream a version)
-                        "grpc_upstreams": {str(v): endpoints.grpc for v in served},
+                        "grpc_upstreams": {str(v): [e.grpc for e in replicas] for v in served},
                         "weights": weights,
                     }
                 },
@@ -169,6 +168,7 @@ class LocalStack:
         gateway_grpc = GrpcServer(gateway, port=ports.port("gateway_grpc"))
         self._running.append(gateway_grpc)
         gateway_grpc.start()
+        self._parts["gateway gRPC"] = gateway_grpc
 
         controller_token_path = run / "controller.token"
         controller = AppServer(
