@@ -10,14 +10,13 @@ initial metadata names the version (`x-modelcanary-version`, and
 `x-modelcanary-retried-from` after a retry); the response's `model_version` does too.
 A stable answer is mirrored to the shadow comparator as HTTP does, its tensors converted
 to JSON (modelcanary.gateway.grpc_json). ModelStreamInfer is
-refused (UNIMPLEMENTED), the control RPCs too (PERMISSION_DENIED: repository, model config,
-shared memory, trace, logging). Metadata, readiness and statistics come from an upstream.
+refused (UNIMPLEMENTED), the control RPCs too (PERMISSION_DENIED: repository, shared
+memory, trace, logging). Metadata, readiness and statistics come from an upstream;
+ModelConfig is the model's public config, from the gateway's repository
+(modelcanary.gateway.public_config), what perf_analyzer asks for before it sends.
 
-A version served by several replicas (grpc_upstreams lists one address a replica, in the
-order of its HTTP upstreams: the same processes) has its RPCs balanced as HTTP's are, over
-the replicas not down (modelcanary.gateway.replicas; the readiness probes are HTTP's), and
-an RPC a replica answers UNAVAILABLE (refused, or cut by its death) goes to the next one
-and marks that replica down.
+The RPCs to the versions' replicas go as HTTP's requests do: balanced, and a replica that
+answers UNAVAILABLE is skipped (modelcanary.gateway.grpc_upstream).
 
 The server runs its own event loop in a thread (grpc.aio is not tied to uvloop); what it
 shares with the HTTP side (routes, metrics, budgets) is thread-safe.
@@ -31,7 +30,6 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -44,29 +42,20 @@ from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.client_errors import INVALID_REQUEST
 from modelcanary.gateway.grpc_checks import check_grpc_request
 from modelcanary.gateway.grpc_json import request_json, response_json
+from modelcanary.gateway.grpc_upstream import NO_UPSTREAM, Answer, GrpcUpstreams
+from modelcanary.gateway.public_config import no_config
 from modelcanary.gateway.routes import Route, unknown_model
 
 Code = grpc.StatusCode
 CLIENT_CODES = (Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.NOT_FOUND)
 AS_HTTP = {Code.OK: 200, Code.UNAVAILABLE: 502, Code.DEADLINE_EXCEEDED: 504}
-NO_UPSTREAM = Code.FAILED_PRECONDITION  # a version without grpc_upstreams: never counted
 JSON_HEADERS = {"content-type": "application/json"}
 CONTROL = (
-    "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "ModelConfig",
+    "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
     "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
     "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
     "TraceSetting", "LogSettings",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One version's answer: a response, or an error code and message."""
-
-    response: Any
-    code: grpc.StatusCode = Code.OK
-    details: str = ""
-    failed: bool = False  # the version's failure (retried on stable from a canary)
 
 
 class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
@@ -74,20 +63,7 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.stubs: dict[str, Any] = {}
-        self.channels: list[grpc.aio.Channel] = []
-
-    def _stub(self, target: str) -> Any:
-        stub = self.stubs.get(target)
-        if stub is None:
-            channel = grpc.aio.insecure_channel(target)
-            self.channels.append(channel)
-            stub = self.stubs[target] = pb_grpc.GRPCInferenceServiceStub(channel)
-        return stub
-
-    async def close(self) -> None:
-        for channel in self.channels:
-            await channel.close()
+        self.upstreams = GrpcUpstreams(gateway)
 
     # -- inference ----------------------------------------------------------------------
 
@@ -103,7 +79,7 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             g.metrics.client_error(route.name, version, rejection.reason)
             await context.abort(Code.INVALID_ARGUMENT, rejection.message)
         if metrics_contract.PROBE_HEADER in metadata and pinned:
-            answer = await self._call(route, version, "ModelInfer", request)
+            answer = await self.upstreams.call(route, version, "ModelInfer", request)
             code = AS_HTTP.get(answer.code, 400 if answer.code in CLIENT_CODES else 500)
             g.metrics.probes.labels(route.name, version, str(code)).inc()
             return await self._reply(context, answer, version, None)
@@ -140,7 +116,7 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     async def _attempt(self, route: Route, version: str, request: Any) -> Answer:
         """One version's answer, counted in its metrics as the HTTP gateway counts."""
         started = time.perf_counter()
-        answer = await self._call(route, version, "ModelInfer", request)
+        answer = await self.upstreams.call(route, version, "ModelInfer", request)
         metrics = self.gateway.metrics
         if answer.code == NO_UPSTREAM:  # the gateway's configuration, not the version
             return answer
@@ -150,60 +126,6 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         code = AS_HTTP.get(answer.code, 500)
         metrics.observe(route.name, version, code, time.perf_counter() - started)
         return Answer(answer.response, answer.code, answer.details, failed=code >= 500)
-
-    async def _call(
-        self, route: Route, version: str, method: str, request: Any, named: str | None = None
-    ) -> Answer:
-        """One RPC to a version's upstream, the request naming that version (or `named`:
-        "" for every version the upstream serves). With several replicas it goes to the next
-        one, and to each other one not down while they answer UNAVAILABLE (refused, or died
-        mid-request: an RPC the gateway forwards is idempotent), as HTTP's requests do."""
-        addresses = route.config.grpc_upstreams.get(version)
-        if addresses is None:
-            return Answer(
-                None,
-                NO_UPSTREAM,
-                f"version {version} of {route.name} has no gRPC upstream in the gateway's config",
-            )
-        if method == "ModelInfer":
-            request.model_version = version
-        else:
-            request.version = version if named is None else named
-        answer = Answer(None)
-        for replica, target in self._targets(route, version, addresses):
-            try:
-                response = await getattr(self._stub(target), method)(
-                    request, timeout=self.gateway.config.upstream_timeout_s
-                )
-            except grpc.aio.AioRpcError as exc:
-                details = f"version {version} of {route.name} at {target}: {exc.details()}"
-                answer = Answer(None, exc.code(), details)
-                if exc.code() != Code.UNAVAILABLE:
-                    return answer
-                self._refused(route, version, replica)
-                continue
-            return Answer(response)
-        return answer
-
-    @staticmethod
-    def _targets(route: Route, version: str, addresses: list[str]) -> list[tuple[str | None, str]]:
-        """The gRPC addresses to try, each with its replica's HTTP URL (None for a version's
-        one address): the next replica in the version's round-robin, then the others not down."""
-        if len(addresses) == 1:
-            return [(None, addresses[0])]
-        replicas = route.replicas[version]
-        first = replicas.pick()
-        others = [url for url in replicas.urls if url != first and url not in replicas.down]
-        return [(url, addresses[replicas.urls.index(url)]) for url in [first, *others]]
-
-    def _refused(self, route: Route, version: str, replica: str | None) -> None:
-        """A replica answered UNAVAILABLE: down, as a refused HTTP request makes it (on the
-        HTTP server's loop, which owns the readiness state), until a probe finds it ready."""
-        g = self.gateway
-        if replica is None or g.loop is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the HTTP server's loop closed (a restart)
-            g.loop.call_soon_threadsafe(g.readiness.refused, route, version, replica)
 
     async def _reply(
         self,
@@ -253,6 +175,15 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             await self._route(request.name, context), request, "ModelMetadata", context
         )
 
+    async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """The model's public config (modelcanary.gateway.public_config), for any version."""
+        route = await self._route(request.name, context)
+        await self._known(route, request.version or None, context)
+        config = self.gateway.public_configs[route.name]
+        if config is None:
+            await context.abort(Code.NOT_FOUND, no_config(route.name))
+        return pb.ModelConfigResponse(config=config)
+
     async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         """A version's statistics; unversioned, every version stable's upstream serves."""
         if not request.name:
@@ -260,7 +191,9 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         route = await self._route(request.name, context)
         if request.version:
             return await self._forward(route, request, "ModelStatistics", context)
-        answer = await self._call(route, route.config.stable, "ModelStatistics", request, "")
+        answer = await self.upstreams.call(
+            route, route.config.stable, "ModelStatistics", request, ""
+        )
         return await self._unwrap(answer, context)
 
     async def _forward(
@@ -269,7 +202,9 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         """A read-only RPC to the version named (default: stable)."""
         version = request.version or route.config.stable
         await self._known(route, version, context)
-        return await self._unwrap(await self._call(route, version, method, request), context)
+        return await self._unwrap(
+            await self.upstreams.call(route, version, method, request), context
+        )
 
     async def _unwrap(self, answer: Answer, context: grpc.aio.ServicerContext) -> Any:
         if answer.response is None:
@@ -282,7 +217,7 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             if weight == 0:
                 continue
             request = pb.ModelReadyRequest(name=route.name)
-            answer = await self._call(route, version, "ModelReady", request)
+            answer = await self.upstreams.call(route, version, "ModelReady", request)
             if answer.response is None or not answer.response.ready:
                 return False
         return True
@@ -406,7 +341,7 @@ class GrpcServer:
             await self.stopping.wait()
         finally:  # also when the loop dies under it: the port is free for a restart
             await server.stop(1)
-            await service.close()
+            await service.upstreams.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.loop is not None and self.stopping is not None:
