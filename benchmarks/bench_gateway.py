@@ -8,7 +8,8 @@ concurrency 1 and 8, alternating direct and gateway over several rounds
 and reporting the median of each. Prints a table, checks the targets (the gateway adds at
 most 1 ms to p50 and keeps at least 70% of direct throughput at concurrency 8, over HTTP;
 gRPC's numbers are reported) and writes
-benchmarks/results/gateway.json. Everything runs on this machine's cores together.
+benchmarks/results/gateway.json. With Triton's perf_analyzer installed
+(benchmarks/perf_analyzer_rows.py), its rows too. Everything runs on this machine's cores together.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvloop
@@ -33,8 +35,9 @@ from closed_loop import closed_loop, grpc_closed_loop, grpc_requests
 from modelcanary.examples import digits
 from modelcanary.load.generator import request_bodies
 from modelcanary.process import free_ports
-from modelcanary.serving.triton_server import Endpoints, TritonServer
+from modelcanary.serving.triton_server import CONTROL_HEADER, Endpoints, TritonServer
 from modelcanary.tables import format_table
+from perf_analyzer_rows import WINDOW_MS, find_perf_analyzer, perf_analyzer
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -53,12 +56,18 @@ def median_of(results: list[dict[str, float]]) -> dict[str, float]:
 
 
 def start_gateway(endpoints: Endpoints, work: Path) -> tuple[subprocess.Popen[str], str, str]:
-    """The gateway's process, its HTTP URL and its gRPC address."""
+    """The gateway's process, its HTTP URL and its gRPC address. Its config names the
+    repository, so it answers the model's public config (perf_analyzer asks for it)."""
     port, grpc_port = free_ports(2)
+    config = work / "gateway.json"
+    route = {"stable": "1", "upstreams": {"1": endpoints.http},
+             "grpc_upstreams": {"1": endpoints.grpc}}  # fmt: skip
+    config.write_text(
+        json.dumps({"models": {"digits": route}, "shadow": {"repository": str(REPO.resolve())}})
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelcanary", "gateway", "--model", "digits", "--stable", "1",
-         "--upstream", f"1={endpoints.http}", "--listen", f"127.0.0.1:{port}",
-         "--grpc-upstream", f"1={endpoints.grpc}", "--grpc-listen", f"127.0.0.1:{grpc_port}",
+        [sys.executable, "-m", "modelcanary", "gateway", "--config", str(config),
+         "--listen", f"127.0.0.1:{port}", "--grpc-listen", f"127.0.0.1:{grpc_port}",
          "--admin-token-file", str(work / "token")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -111,6 +120,7 @@ def main() -> None:
                             {"path": path, "protocol": protocol, "concurrency": concurrency,
                              **median_of(results)}
                         )  # fmt: skip
+                tool = perf_analyzer_rows(triton, endpoints, gateway_url, gateway_grpc)
             finally:
                 gateway.send_signal(signal.SIGTERM)
                 gateway.wait(10)
@@ -146,6 +156,7 @@ def main() -> None:
         "keeps_70_percent_at_c8": checks["c8_throughput_kept"] >= 0.7,
     }
     print("targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in verdict.items()))
+    print_perf_analyzer(tool)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -157,12 +168,54 @@ def main() -> None:
                 "rows": rows,
                 "checks": checks,
                 "targets": verdict,
+                "perf_analyzer": tool,
             },
             indent=2,
         )
         + "\n"
     )
     print(f"results written to {RESULTS}")
+
+
+def perf_analyzer_rows(
+    triton: TritonServer, endpoints: Endpoints, gateway_url: str, gateway_grpc: str
+) -> dict[str, Any]:
+    """perf_analyzer's rows, each path and protocol in turn; or why there are none."""
+    binary = find_perf_analyzer()
+    if binary is None:
+        return {"skipped": "no perf_analyzer ($PERF_ANALYZER or on PATH)"}
+    key = {CONTROL_HEADER: triton.control_key}  # Triton's config is a control API
+    targets = [
+        ("direct", "grpc", endpoints.grpc, {}),
+        ("direct", "http", endpoints.http.removeprefix("http://"), key),
+        ("gateway", "grpc", gateway_grpc, {}),
+        ("gateway", "http", gateway_url.removeprefix("http://"), {}),
+    ]
+    rows: list[dict[str, object]] = []
+    refused: dict[str, str] = {}
+    for path, protocol, address, headers in targets:
+        found = perf_analyzer(binary, address, protocol, headers)
+        if isinstance(found, str):
+            refused[f"{path} {protocol}"] = found
+        else:
+            rows += [{"path": path, "protocol": protocol, **row} for row in found]
+    return {"binary": binary, "window_ms": WINDOW_MS, "rows": rows, "refused": refused}
+
+
+def print_perf_analyzer(tool: dict[str, Any]) -> None:
+    if "skipped" in tool:
+        print(f"perf_analyzer rows skipped: {tool['skipped']}")
+        return
+    table = [("path", "protocol", "concurrency", "req/s", "p50 ms", "p99 ms")]
+    for r in tool["rows"]:
+        table.append(
+            (r["path"], r["protocol"], f"{r['concurrency']:.0f}", f"{r['throughput']:.0f}",
+             f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}")
+        )  # fmt: skip
+    print(f"perf_analyzer ({tool['window_ms']} ms windows)")
+    print(format_table(table))
+    for target, why in tool["refused"].items():
+        print(f"perf_analyzer {target}: {why}")
 
 
 if __name__ == "__main__":

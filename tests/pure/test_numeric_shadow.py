@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from modelcanary.errors import UsageError
+from modelcanary.local.demo import shadow_agreement
 from modelcanary.rollout.evidence import shadow_since
 from modelcanary.rollout.judge import Check, Verdict, judge
 from modelcanary.rollout.ports import NumericCounts, Observations, ShadowCounts, VersionStats
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
-from modelcanary.rollout.state import RolloutState
+from modelcanary.rollout.state import LastAnalysis, RolloutState
 from modelcanary.rollout.stepper import decide
 from modelcanary.shadow.pairs import (
     PARITY_MULTIPLE,
@@ -237,3 +238,27 @@ def test_one_batch_of_moved_predictions_is_evidence_enough(
     numeric = tuple(NumericCounts(o.output, o.pairs, o.agreeing) for o in compared)
     counts = ShadowCounts(0, 0, 128, numeric, classifies=False)
     assert check(judge(S, SEEN, None, 0, counts)).result == result
+
+
+# -- the demo's summary ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("counts", "shown"),
+    [
+        (numeric(200, 190), "95.0% of 200 pairs within tolerance"),  # a regression model
+        (ShadowCounts(240, 234, 240), "97.5% of 240 pairs"),  # a classifier
+        (
+            ShadowCounts(200, 190, 600, (NumericCounts("price", 200, 200),
+                                         NumericCounts("spread", 200, 150))),
+            "95.0% of 200 pairs; 75.0% of 200 pairs within tolerance",
+        ),  # both: the numeric output with most evidence against it
+        (None, "-"),  # not shadowing
+    ],
+)  # fmt: skip
+def test_the_demo_shows_the_shadow_comparison_of_any_model(
+    counts: ShadowCounts | None, shown: str
+) -> None:
+    verdict = judge(S, SEEN, None, 0, counts)
+    state = RolloutState(analysis=LastAnalysis(T0, "pass", verdict.checks, (), ""))
+    assert shadow_agreement(state) == shown

@@ -41,6 +41,21 @@ def test_a_bad_replica_list_is_named(upstreams: dict[str, object], problem: str)
         parse_config(route(upstreams), "test")
 
 
+def test_a_grpc_upstream_is_an_address_or_one_for_each_replica() -> None:
+    data = route({"1": [A, B], "2": C})
+    data["models"]["digits"]["grpc_upstreams"] = {"1": ["h:1", "h:2"], "2": "h:3"}  # type: ignore[index]
+    config = parse_config(data, "test").models["digits"]
+    assert config.grpc_upstreams == {"1": ["h:1", "h:2"], "2": ["h:3"]}
+    for wrong, problem in (
+        ({"1": ["h:1", "h:2", "h:3"]}, "lists 3 addresses for its 2 replicas"),
+        ({"1": []}, "gRPC upstream of version '1' is an empty list"),
+        ({"1": ["h:1", "nowhere"]}, "gRPC upstream of version '1' must be HOST:PORT: 'nowhere'"),
+    ):
+        data["models"]["digits"]["grpc_upstreams"] = wrong  # type: ignore[index]
+        with pytest.raises(UsageError, match=problem):
+            parse_config(data, "test")
+
+
 def test_replicas_cannot_be_given_apart_from_upstreams() -> None:
     data = route({"1": A})
     data["models"]["digits"]["replicas"] = {"1": [B]}  # type: ignore[index]

@@ -192,8 +192,17 @@ def test_grpc_reads_pass_through_and_control_is_refused(start: Start) -> None:
     assert [s.version for s in stats] == ["2"] and stats[0].inference_stats.success.count >= 1
     every = client.get_inference_statistics("digits").model_stats
     assert {s.version for s in every} == {"1", "2"}
+    # the model's public config, from the gateway's repository (what perf_analyzer asks)
+    config = client.get_model_config("digits", "2").config
+    assert (config.name, config.max_batch_size, config.backend) == ("digits", 32, "onnxruntime")
+    assert [(t.name, list(t.dims)) for t in (*config.input, *config.output)] == [
+        ("pixels", [64]),
+        ("logits", [10]),
+    ]
+    assert not config.instance_group and not config.HasField("dynamic_batching")
+    with pytest.raises(InferenceServerException, match="has no version '9'"):
+        client.get_model_config("digits", "9")
     for refused in (
-        lambda: client.get_model_config("digits"),
         lambda: client.load_model("digits"),
         lambda: client.unload_model("digits"),
         lambda: client.get_model_repository_index(),

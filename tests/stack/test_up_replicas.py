@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
 from modelcanary.load.generator import request_bodies
 from modelcanary.serving.triton_home import TritonHome
@@ -70,6 +72,14 @@ def test_two_replicas_serve_every_version_and_one_killed_is_skipped_then_restart
         assert send(client, up.urls["gateway"], body, 40, version=1) == [200] * 40
         assert send(client, up.urls["gateway"], body, 40, version=2) == [200] * 40
         assert [inferences(h, v) for v in (1, 2) for h in https] == [20, 20, 20, 20]
+        # and so does gRPC, through the gateway's gRPC server (a supervised part)
+        rpc = grpcclient.InferenceServerClient(str(up.urls["gateway_grpc"]))
+        pixels = grpcclient.InferInput("pixels", [1, 64], "FP32")
+        pixels.set_data_from_numpy(np.zeros((1, 64), dtype=np.float32))
+        for _ in range(40):
+            rpc.infer("digits", [pixels], model_version="1")
+        assert [inferences(h, 1) for h in https] == [40, 40]
+        assert up.parts()["gateway gRPC"]["state"] == "running"
 
         # Prometheus scrapes each replica as a target of its own
         targets = httpx.get(f"{up.urls['prometheus']}/api/v1/targets").json()["data"]

@@ -7,6 +7,8 @@ Open Inference Protocol (KServe v2) paths the clients use:
     GET  /v2/models/{m}[/versions/{v}][/ready] metadata and readiness, from the upstream
     GET  /v2/models/{m}[/versions/{v}]/stats   Triton's statistics (unversioned: every
                                                version stable's upstream serves)
+    GET  /v2/models/{m}[/versions/{v}]/config  the model's public config, from the gateway's
+                                               repository (modelcanary.gateway.public_config)
     GET  /v2/health/live, /v2/health/ready, /v2
     GET  /metrics                              per-version requests, latency, weights
 
@@ -18,7 +20,8 @@ client broke are answered 4xx and counted as client errors of the version they w
 to, never as its errors (see modelcanary.gateway.client_errors); the header of every
 inference request is checked before it is forwarded (modelcanary.gateway.infer_checks).
 Nothing else reaches the upstreams: not Triton's control APIs (model repository, model
-config, shared memory, logging, trace), which Triton keeps to the stack's own key.
+config: the gateway answers its public part itself, shared memory, logging, trace), which
+Triton keeps to the stack's own key.
 
 It is a plain ASGI callable rather than a framework app because every request on the hot
 path pays for what the framework does; the routes are few and fixed.
@@ -61,6 +64,7 @@ from modelcanary.gateway.client_errors import (
 from modelcanary.gateway.config import GatewayConfig
 from modelcanary.gateway.infer_checks import check_infer_request, model_limits
 from modelcanary.gateway.metrics import GatewayMetrics
+from modelcanary.gateway.public_config import config_json, no_config, public_config
 from modelcanary.gateway.readiness import Abandoned, ReadinessWatch
 from modelcanary.gateway.retry import ANSWERED, FAILED, OVER_BUDGET, RetryBudget
 from modelcanary.gateway.routes import READY_TIMEOUT_S, Route, unknown_model, unready
@@ -108,11 +112,16 @@ class Gateway:
             name: model_limits(config.shadow.repository, name, config.max_body_bytes)
             for name in config.models
         }
+        self.public_configs = {
+            name: public_config(config.shadow.repository, name) for name in config.models
+        }
         self.comparator = Comparator(config.shadow, ShadowMetrics(self.metrics.registry), say=say)
         self.admin = AdminApi(
             admin_token, self.routes, self.metrics, self.upstream, self.comparator
         )
         self.loop: asyncio.AbstractEventLoop | None = None
+        # the gateway's other servers (gRPC): each says why it does not serve (None: it does)
+        self.other_servers: list[Callable[[], str | None]] = []
         self.readiness = ReadinessWatch(
             self.routes, self.upstream, config.readiness_interval_s, say
         )
@@ -291,16 +300,23 @@ class Gateway:
                 send, 200, {"name": "modelcanary-gateway", "version": __version__, "extensions": []}
             )
         elif parts == ["v2", "health", "live"]:
-            await respond(send, 200, b"", [])
+            await self._readiness(send, self._servers_down())
         elif parts == ["v2", "health", "ready"]:
             routes = self.routes.values()
             await self._readiness(
-                send, [p for r in routes for p in await unready(self.upstream, r)]
+                send,
+                [
+                    *self._servers_down(),
+                    *[p for r in routes for p in await unready(self.upstream, r)],
+                ],
             )
         elif len(parts) >= 3 and parts[1] == "models":
             await self._model_get(send, parts)
         else:
             await respond_error(send, 404, f"no route for GET /{'/'.join(parts)}")
+
+    def _servers_down(self) -> list[str]:
+        return [problem for down in self.other_servers if (problem := down()) is not None]
 
     async def _readiness(self, send: Send, problems: list[str]) -> None:
         if problems:
@@ -308,12 +324,26 @@ class Gateway:
         else:
             await respond(send, 200, b"", [])
 
+    async def _config(self, send: Send, route: Route, rest: list[str]) -> None:
+        """The model's public config (modelcanary.gateway.public_config), for any version."""
+        if len(rest) != 1 and (len(rest) != 3 or rest[1] not in route.config.upstreams):
+            await respond_error(send, 404, f"no such version of {route.name} behind this gateway")
+            return
+        config = self.public_configs[route.name]
+        if config is None:
+            await respond_error(send, 404, no_config(route.name))
+            return
+        await respond_json(send, 200, config_json(config))
+
     async def _model_get(self, send: Send, parts: list[str]) -> None:
         route = self.routes.get(parts[2])
         if route is None:
             await respond_error(send, 404, unknown_model(self.routes, parts[2]))
             return
         rest = parts[3:]
+        if rest[-1:] == ["config"] and (rest == ["config"] or rest[:1] == ["versions"]):
+            await self._config(send, route, rest)
+            return
         if rest == ["ready"]:
             await self._readiness(send, await unready(self.upstream, route))
             return

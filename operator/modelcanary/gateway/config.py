@@ -11,6 +11,9 @@ models:
     # upstreams: {"1": [http://127.0.0.1:8000, http://127.0.0.1:8100]}
     weights: {"1": 90, "2": 10}        # default: all traffic to stable
     grpc_upstreams: {"1": 127.0.0.1:8001, "2": 127.0.0.1:8001}  # for the gateway's gRPC
+    # or a list per version, one address per replica in the order of its upstreams' list
+    # (the same processes): gRPC is balanced and fails over as HTTP is
+    # grpc_upstreams: {"1": [127.0.0.1:8001, 127.0.0.1:8101]}
 max_body_bytes: 8388608
 upstream_timeout_s: 30
 readiness_interval_s: 1                # probe each version's readiness; 0: never
@@ -32,10 +35,18 @@ shadow:                                # the comparator (modelcanary.shadow), al
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelcanary.errors import UsageError, describe_validation_errors
 from modelcanary.files import read_text
@@ -43,6 +54,11 @@ from modelcanary.gateway.retry import RetrySettings
 from modelcanary.shadow.settings import ShadowSettings
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
+
+
+def _as_list(addresses: Any) -> Any:
+    """One gRPC address stands for a list of one."""
+    return [addresses] if isinstance(addresses, str) else addresses
 
 
 class ModelRoute(BaseModel):
@@ -54,17 +70,21 @@ class ModelRoute(BaseModel):
     upstreams: dict[str, str] = Field(min_length=1)  # each version's (first replica's) URL
     replicas: dict[str, list[str]] = Field(default_factory=dict)  # from upstreams' lists
     weights: dict[str, int] | None = None
-    grpc_upstreams: dict[str, str] = {}  # version: host:port of its KServe v2 gRPC
+    # version: host:port of each replica's KServe v2 gRPC (one address, or one a replica)
+    grpc_upstreams: dict[str, Annotated[list[str], BeforeValidator(_as_list)]] = {}
 
     @field_validator("grpc_upstreams")
     @classmethod
-    def _addresses(cls, upstreams: dict[str, str]) -> dict[str, str]:
-        for version, address in upstreams.items():
-            host, sep, port = address.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(
-                    f"gRPC upstream of version {version!r} must be HOST:PORT: {address!r}"
-                )
+    def _addresses(cls, upstreams: dict[str, list[str]]) -> dict[str, list[str]]:
+        for version, addresses in upstreams.items():
+            if not addresses:
+                raise ValueError(f"gRPC upstream of version {version!r} is an empty list")
+            for address in addresses:
+                host, sep, port = address.rpartition(":")
+                if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(
+                        f"gRPC upstream of version {version!r} must be HOST:PORT: {address!r}"
+                    )
         return {str(v): a for v, a in upstreams.items()}
 
     @model_validator(mode="before")
@@ -107,6 +127,18 @@ class ModelRoute(BaseModel):
                 f"stable version {self.stable!r} has no upstream "
                 f"(upstreams: {', '.join(self.upstreams)})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _grpc_replicas(self) -> ModelRoute:
+        for version, addresses in self.grpc_upstreams.items():
+            count = len(self.replica_urls(version)) if version in self.upstreams else 1
+            if len(addresses) not in (1, count):
+                raise ValueError(
+                    f"gRPC upstream of version {version!r} lists {len(addresses)} addresses "
+                    f"for its {count} replicas: give one, or one a replica in the order of "
+                    "its upstreams"
+                )
         return self
 
     def replica_urls(self, version: str) -> list[str]:

@@ -10,8 +10,13 @@ initial metadata names the version (`x-modelcanary-version`, and
 `x-modelcanary-retried-from` after a retry); the response's `model_version` does too.
 A stable answer is mirrored to the shadow comparator as HTTP does, its tensors converted
 to JSON (modelcanary.gateway.grpc_json). ModelStreamInfer is
-refused (UNIMPLEMENTED), the control RPCs too (PERMISSION_DENIED: repository, model config,
-shared memory, trace, logging). Metadata, readiness and statistics come from an upstream.
+refused (UNIMPLEMENTED), the control RPCs too (PERMISSION_DENIED: repository, shared
+memory, trace, logging). Metadata, readiness and statistics come from an upstream;
+ModelConfig is the model's public config, from the gateway's repository
+(modelcanary.gateway.public_config), what perf_analyzer asks for before it sends.
+
+The RPCs to the versions' replicas go as HTTP's requests do: balanced, and a replica that
+answers UNAVAILABLE is skipped (modelcanary.gateway.grpc_upstream).
 
 The server runs its own event loop in a thread (grpc.aio is not tied to uvloop); what it
 shares with the HTTP side (routes, metrics, budgets) is thread-safe.
@@ -21,10 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -32,34 +37,25 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from modelcanary import __version__, metrics_contract
-from modelcanary.errors import UsageError
+from modelcanary.errors import UsageError, one_line
 from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.client_errors import INVALID_REQUEST
 from modelcanary.gateway.grpc_checks import check_grpc_request
 from modelcanary.gateway.grpc_json import request_json, response_json
+from modelcanary.gateway.grpc_upstream import NO_UPSTREAM, Answer, GrpcUpstreams
+from modelcanary.gateway.public_config import no_config
 from modelcanary.gateway.routes import Route, unknown_model
 
 Code = grpc.StatusCode
 CLIENT_CODES = (Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.NOT_FOUND)
 AS_HTTP = {Code.OK: 200, Code.UNAVAILABLE: 502, Code.DEADLINE_EXCEEDED: 504}
-NO_UPSTREAM = Code.FAILED_PRECONDITION  # a version without grpc_upstreams: never counted
 JSON_HEADERS = {"content-type": "application/json"}
 CONTROL = (
-    "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "ModelConfig",
+    "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
     "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
     "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
     "TraceSetting", "LogSettings",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One version's answer: a response, or an error code and message."""
-
-    response: Any
-    code: grpc.StatusCode = Code.OK
-    details: str = ""
-    failed: bool = False  # the version's failure (retried on stable from a canary)
 
 
 class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
@@ -67,20 +63,7 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.stubs: dict[str, Any] = {}
-        self.channels: list[grpc.aio.Channel] = []
-
-    def _stub(self, target: str) -> Any:
-        stub = self.stubs.get(target)
-        if stub is None:
-            channel = grpc.aio.insecure_channel(target)
-            self.channels.append(channel)
-            stub = self.stubs[target] = pb_grpc.GRPCInferenceServiceStub(channel)
-        return stub
-
-    async def close(self) -> None:
-        for channel in self.channels:
-            await channel.close()
+        self.upstreams = GrpcUpstreams(gateway)
 
     # -- inference ----------------------------------------------------------------------
 
@@ -96,7 +79,7 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             g.metrics.client_error(route.name, version, rejection.reason)
             await context.abort(Code.INVALID_ARGUMENT, rejection.message)
         if metrics_contract.PROBE_HEADER in metadata and pinned:
-            answer = await self._call(route, version, "ModelInfer", request)
+            answer = await self.upstreams.call(route, version, "ModelInfer", request)
             code = AS_HTTP.get(answer.code, 400 if answer.code in CLIENT_CODES else 500)
             g.metrics.probes.labels(route.name, version, str(code)).inc()
             return await self._reply(context, answer, version, None)
@@ -133,7 +116,7 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     async def _attempt(self, route: Route, version: str, request: Any) -> Answer:
         """One version's answer, counted in its metrics as the HTTP gateway counts."""
         started = time.perf_counter()
-        answer = await self._call(route, version, "ModelInfer", request)
+        answer = await self.upstreams.call(route, version, "ModelInfer", request)
         metrics = self.gateway.metrics
         if answer.code == NO_UPSTREAM:  # the gateway's configuration, not the version
             return answer
@@ -143,31 +126,6 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         code = AS_HTTP.get(answer.code, 500)
         metrics.observe(route.name, version, code, time.perf_counter() - started)
         return Answer(answer.response, answer.code, answer.details, failed=code >= 500)
-
-    async def _call(
-        self, route: Route, version: str, method: str, request: Any, named: str | None = None
-    ) -> Answer:
-        """One RPC to a version's upstream, the request naming that version (or `named`:
-        "" for every version the upstream serves)."""
-        target = route.config.grpc_upstreams.get(version)
-        if target is None:
-            return Answer(
-                None,
-                NO_UPSTREAM,
-                f"version {version} of {route.name} has no gRPC upstream in the gateway's config",
-            )
-        if method == "ModelInfer":
-            request.model_version = version
-        else:
-            request.version = version if named is None else named
-        try:
-            response = await getattr(self._stub(target), method)(
-                request, timeout=self.gateway.config.upstream_timeout_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            details = f"version {version} of {route.name} at {target}: {exc.details()}"
-            return Answer(None, exc.code(), details)
-        return Answer(response)
 
     async def _reply(
         self,
@@ -217,6 +175,15 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             await self._route(request.name, context), request, "ModelMetadata", context
         )
 
+    async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """The model's public config (modelcanary.gateway.public_config), for any version."""
+        route = await self._route(request.name, context)
+        await self._known(route, request.version or None, context)
+        config = self.gateway.public_configs[route.name]
+        if config is None:
+            await context.abort(Code.NOT_FOUND, no_config(route.name))
+        return pb.ModelConfigResponse(config=config)
+
     async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         """A version's statistics; unversioned, every version stable's upstream serves."""
         if not request.name:
@@ -224,7 +191,9 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         route = await self._route(request.name, context)
         if request.version:
             return await self._forward(route, request, "ModelStatistics", context)
-        answer = await self._call(route, route.config.stable, "ModelStatistics", request, "")
+        answer = await self.upstreams.call(
+            route, route.config.stable, "ModelStatistics", request, ""
+        )
         return await self._unwrap(answer, context)
 
     async def _forward(
@@ -233,7 +202,9 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         """A read-only RPC to the version named (default: stable)."""
         version = request.version or route.config.stable
         await self._known(route, version, context)
-        return await self._unwrap(await self._call(route, version, method, request), context)
+        return await self._unwrap(
+            await self.upstreams.call(route, version, method, request), context
+        )
 
     async def _unwrap(self, answer: Answer, context: grpc.aio.ServicerContext) -> Any:
         if answer.response is None:
@@ -246,7 +217,7 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             if weight == 0:
                 continue
             request = pb.ModelReadyRequest(name=route.name)
-            answer = await self._call(route, version, "ModelReady", request)
+            answer = await self.upstreams.call(route, version, "ModelReady", request)
             if answer.response is None or not answer.response.ready:
                 return False
         return True
@@ -284,7 +255,10 @@ for _name in CONTROL:
 
 
 class GrpcServer:
-    """The gRPC service on one address, in a thread with its own event loop."""
+    """The gRPC service on one address, in a thread with its own event loop. A supervised
+    part (modelcanary.local.supervisor): `exited` says why its thread ended, `restart`
+    serves again on the same address; meanwhile the gateway's health (HTTP's
+    /v2/health/live and /ready) is 503 naming it."""
 
     def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
         self.gateway, self.host, self.port = gateway, host, port
@@ -292,18 +266,23 @@ class GrpcServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping: asyncio.Event | None = None
         self.ready = threading.Event()
-        self.error: str | None = None
+        self.error: str | None = None  # why it could not listen
+        self.failure = ""  # what ended its thread, when something did
+        gateway.other_servers.append(self.stopped)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
     def start(self, timeout: float = 10.0) -> str:
         """Serve in a background thread; return host:port once it listens."""
         self.ready.clear()
-        self.thread = threading.Thread(
-            target=lambda: asyncio.run(self._serve()), name="gateway-grpc", daemon=True
-        )
+        self.error, self.failure = None, ""
+        self.thread = threading.Thread(target=self._run, name="gateway-grpc", daemon=True)
         self.thread.start()
         if not self.ready.wait(timeout) or self.error is not None:
             raise UsageError(
@@ -312,12 +291,37 @@ class GrpcServer:
             )
         return self.address
 
+    def exited(self) -> str | None:
+        """Why the server no longer serves (None while it does, or before `start`)."""
+        if self.thread is None or self.thread.is_alive():
+            return None
+        return f"its server thread ended{': ' + self.failure if self.failure else ''}"
+
+    def stopped(self) -> str | None:
+        """What the gateway's health says while this server does not serve (else None)."""
+        reason = self.exited()
+        if reason is None:
+            return None
+        return f"the gateway's gRPC server on {self.address} stopped ({reason})"
+
+    def restart(self, timeout: float = 10.0) -> str:
+        """Serve again on the same address after the thread ended."""
+        self.stop(timeout)
+        return self.start(timeout)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # any end is reported by `exited`
+            self.failure = one_line(exc)
+
     async def _serve(self) -> None:
         limit = self.gateway.config.max_body_bytes
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 0),  # a port still held is an error, not shared
             ]
         )
         service = GrpcGateway(self.gateway)
@@ -333,13 +337,16 @@ class GrpcServer:
         await server.start()
         self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
         self.ready.set()
-        await self.stopping.wait()
-        await server.stop(1)
-        await service.close()
+        try:
+            await self.stopping.wait()
+        finally:  # also when the loop dies under it: the port is free for a restart
+            await server.stop(1)
+            await service.upstreams.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.loop is not None and self.stopping is not None:
-            self.loop.call_soon_threadsafe(self.stopping.set)
+            with contextlib.suppress(RuntimeError):  # the loop already closed (a crash)
+                self.loop.call_soon_threadsafe(self.stopping.set)
         if self.thread is not None:
             self.thread.join(timeout)
             self.thread = None

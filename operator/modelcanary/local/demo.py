@@ -201,7 +201,7 @@ class Demo:
             fault_to_zero_s=zero_at[0] - fault_at[0] if fault_at and zero_at else None,
             canary_requests=_answered(urls["gateway"], canary) - answered_before,
             gate=_gate(state.gate),
-            shadow=_agreement(state),
+            shadow=shadow_agreement(state),
             failed_requests=failed,
             failed_user_requests=failed - rescued,
             reason=state.history[-1].reason if state.history else "",
@@ -288,13 +288,18 @@ def _gate(result: GateResult | None) -> str:
     )
 
 
-def _agreement(state: RolloutState) -> str:
-    """`97.5% of 240 pairs`, from the last analysis; `-` when the rollout did not shadow."""
-    checks = state.analysis.checks if state.analysis else ()
-    check = next((c for c in checks if c.name == "prediction_agreement"), None)
-    if check is None or check.value is None:
-        return "-"
-    return f"{check.value:.1%} of {check.samples} pairs"
+def shadow_agreement(state: RolloutState) -> str:
+    """The shadow comparison in the last analysis: `97.5% of 240 pairs` agreeing top-1 (a
+    classifier), `99.2% of 240 pairs within tolerance` (numeric outputs: the one with most
+    evidence against it), both for a model with both; `-` when the rollout did not shadow."""
+    checks = {c.name: c for c in state.analysis.checks} if state.analysis else {}
+    shown = []
+    agreement, numeric = checks.get("prediction_agreement"), checks.get("numeric_tolerance")
+    if agreement is not None and agreement.value is not None:
+        shown.append(f"{agreement.value:.1%} of {agreement.samples} pairs")
+    if numeric is not None and numeric.value is not None:  # its value: the share outside
+        shown.append(f"{1 - numeric.value:.1%} of {numeric.samples} pairs within tolerance")
+    return "; ".join(shown) or "-"
 
 
 def _answered(gateway: str, version: str, errors_only: bool = False) -> int:

@@ -154,8 +154,9 @@ class LocalStack:
                     model.name: {
                         "stable": model.stable,
                         "upstreams": {str(v): [e.http for e in replicas] for v in model.versions},
-                        # gRPC goes to replica 0 (the gRPC proxy takes one upstream a version)
-                        "grpc_upstreams": {str(v): endpoints.grpc for v in model.versions},
+                        "grpc_upstreams": {
+                            str(v): [e.grpc for e in replicas] for v in model.versions
+                        },
                         "weights": model.weights,
                     }
                     for model in models
@@ -172,6 +173,7 @@ class LocalStack:
         gateway_grpc = GrpcServer(gateway, port=ports.port("gateway_grpc"))
         self._running.append(gateway_grpc)
         gateway_grpc.start()
+        self._parts["gateway gRPC"] = gateway_grpc
 
         controller_token_path = run / "controller.token"
         controller = AppServer(

@@ -1,0 +1,37 @@
+"""Triton's perf_analyzer (the binary of the tritonclient 2.34 wheel, README "Benchmarks")
+through the gateway, over gRPC and HTTP: it reads the gateway's public model config, sends,
+and every request it sends is answered and counted. Skipped without the binary
+($PERF_ANALYZER, or perf_analyzer on PATH): it is not a PyPI install."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.stack.test_gateway_grpc import REQUESTS, Start, metric, start  # noqa: F401
+
+pytestmark = pytest.mark.slow
+BINARY = os.environ.get("PERF_ANALYZER") or shutil.which("perf_analyzer")
+
+
+@pytest.mark.skipif(BINARY is None, reason="no perf_analyzer ($PERF_ANALYZER or on PATH)")
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_perf_analyzer_runs_through_the_gateway(start: Start, protocol: str) -> None:  # noqa: F811
+    url, address = start({"1": 50, "2": 50})
+    target = address if protocol == "grpc" else url.removeprefix("http://")
+    assert BINARY is not None
+    done = subprocess.run(
+        [BINARY, "-m", "digits", "-u", target, "-i", protocol, "--concurrency-range", "2",
+         "--measurement-mode", "count_windows", "--measurement-request-count", "50",
+         "-s", "1000"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Request concurrency: 2" in done.stdout and "Throughput:" in done.stdout
+    answered = {v: metric(url, REQUESTS, version=v, code="200") for v in ("1", "2")}
+    assert answered["1"] > 0 and answered["2"] > 0 and sum(answered.values()) >= 150, answered
+    errors = sum(metric(url, REQUESTS, version=v, code=c) for v in "12" for c in ("500", "502"))
+    assert errors == 0
