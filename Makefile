@@ -15,9 +15,9 @@ MINUTES ?= 10
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) ## Prometheus and Alertmanager (apt, as root), .venv with modelcanary, Triton, helm, kubectl, envtest
+setup: $(STAMP) ## Prometheus and Alertmanager (apt, as root), .venv with modelcanary, Triton, helm, kubectl, envtest, perf_analyzer
 
-$(STAMP): pyproject.toml constraints.txt scripts/install-system-packages.sh scripts/install-kube-tools.sh scripts/install-envtest.sh
+$(STAMP): pyproject.toml constraints.txt scripts/install-system-packages.sh scripts/install-kube-tools.sh scripts/install-envtest.sh scripts/install-perf-analyzer.sh
 	bash scripts/install-system-packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/install-system-packages.sh scri
 	$(BIN)/modelcanary triton install
 	bash scripts/install-kube-tools.sh $(BIN)
 	bash scripts/install-envtest.sh $(VENV)/envtest $(BIN)
+	bash scripts/install-perf-analyzer.sh $(VENV)
 	touch $(STAMP)
 
 test: setup ## run the test suite

