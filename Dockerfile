@@ -14,7 +14,7 @@ COPY operator ./operator
 
 # OPERATOR_PACKAGES (tests/test_packaging.py checks this list against the operator's imports)
 RUN pip install -c constraints.txt \
-        kopf kubernetes httpx fastapi uvicorn uvloop httptools prometheus-client pydantic \
+        kopf kubernetes httpx starlette uvicorn uvloop httptools prometheus-client pydantic \
         pyyaml numpy aiohttp kserve-storage \
     && pip install --no-deps . \
     && useradd --uid 10001 --user-group --no-create-home modelcanary

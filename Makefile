@@ -50,6 +50,7 @@ demo: model-repo ## five local rollouts end to end (promote; roll back by the ga
 bench: model-repo ## export time; gateway overhead; fault-to-rollback; the gate; decisions; the judge's CPU; the soak (MINUTES=10)
 	$(PY) benchmarks/bench_export.py
 	$(PY) benchmarks/bench_gateway.py
+	$(PY) benchmarks/bench_http_layer.py
 	$(PY) benchmarks/bench_rollback.py --repo $(REPO)
 	$(PY) benchmarks/bench_gate.py --repo $(REPO)
 	$(PY) benchmarks/bench_shadow.py --repo $(REPO)

@@ -2,7 +2,12 @@
 port 0 picks a free port and the caller learns which: in the foreground for a command,
 or in a background thread for tests and for `modelcanary up`, whose supervisor restarts a
 server whose thread ended on the same port (`exited`, `restart`). Every server has the
-header and body timeouts and the connection limit of modelcanary.http_guard."""
+header and body timeouts and the connection limit of modelcanary.http_guard.
+
+The project's servers are Starlette apps built by `starlette_app` (a route table, one-line
+JSON errors), except the two on the inference data path, the gateway and the comparator
+service: raw ASGI callables (modelcanary.gateway.asgi), because Starlette's request and
+response objects cost them CPU on every request (docs/architecture.md, "One HTTP style")."""
 
 from __future__ import annotations
 
@@ -10,14 +15,41 @@ import asyncio
 import os
 import socket
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
 import uvloop
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 
 from modelcanary.errors import UsageError
 from modelcanary.http_guard import DEFAULT_LIMITS, ConnectionGuard, Limits, guarded_protocol
 from modelcanary.waiting import wait_until
+
+
+def starlette_app(routes: Sequence[BaseRoute], middleware: Sequence[Middleware] = ()) -> Starlette:
+    """A Starlette app whose own refusals (no such route, a method the route does not
+    take) are one-line JSON errors like every other answer of the project's servers."""
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers={HTTPException: _refusal}
+    )
+
+
+async def _refusal(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    method, path = request.method, request.url.path
+    error = exc.detail
+    if exc.status_code == 404:
+        error = f"no route for {method} {path}"
+    elif exc.status_code == 405:
+        allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "")
+        error = f"{path} does not take {method}, only {allowed}"
+    return JSONResponse({"error": error}, exc.status_code, headers=exc.headers)
 
 
 class AppServer:

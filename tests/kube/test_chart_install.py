@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from modelcanary.kube.leader import LeaseElector
 from tests.support.apiserver import ApiServer
 from tests.support.kube_crds import CHART, CHART_CRDS, UPSTREAM_CRDS, install_crds
 from tests.support.kube_fixtures import required_assets
+from tests.support.waits import until
 
 HELM = str(Path(sys.executable).with_name("helm"))
 MODEL = "digits"
@@ -165,17 +165,23 @@ def as_operator(server: ApiServer, release: Release) -> client.ApiClient:
 
 def eventually(call: Callable[[], T], timeout: float = 10) -> T:
     """CALL, retried on 403 while the authorizer's cache catches up with a new Role."""
-    deadline = time.monotonic() + timeout
-    while True:
+    answers: list[T] = []
+
+    def answered() -> bool:
         try:
-            return call()
+            answers.append(call())
         except ApiException as exc:
-            if exc.status != 403 or time.monotonic() > deadline:
+            if exc.status != 403:
                 raise
+            return False
         except Exception as exc:  # the adapters wrap ApiException in KubeError
-            if ": 403 " not in str(exc) or time.monotonic() > deadline:
+            if ": 403 " not in str(exc):
                 raise
-        time.sleep(0.1)
+            return False
+        return True
+
+    until(answered, timeout, "still refused (403 Forbidden) as the chart's ServiceAccount")
+    return answers[0]
 
 
 def can_i(server: ApiServer, kubeconfig: Path, namespace: str, verb: str, what: str) -> bool:

@@ -35,6 +35,7 @@ from tests.support.rollouts import (
     model_canary,
 )
 from tests.support.traffic import SOURCE, WINDOW, Series, Traffic, traffic_prometheus
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 Start = Callable[[], Callable[[], None]]
@@ -119,13 +120,6 @@ class Cluster:
 @pytest.fixture
 def cluster(api: client.CustomObjectsApi, ns: str) -> Cluster:
     return Cluster(api, ns)
-
-
-def until(check: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
 
 
 def after_canary_install(name: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from tests.support.operator_process import OperatorProcess
 from tests.support.rollouts import create_canary, create_ready_service, model_canary
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.traffic import SOURCE, WINDOW, Traffic, traffic_prometheus
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 LEASE = "modelcanary-operator"
@@ -85,14 +86,6 @@ class Recorder:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(5)
-
-
-def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-    return found
 
 
 def rollout_series(metrics_url: str) -> list[dict[str, str]]:

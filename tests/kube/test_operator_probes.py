@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelcanary.waiting import wait_until
 from tests.support.apiserver import ApiServer, write_kubeconfig
 from tests.support.operator_process import OperatorProcess
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.traffic import SOURCE, WINDOW
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 LEASE = "modelcanary-probes"
@@ -54,7 +54,12 @@ def test_the_leader_is_ready_the_standby_not_and_a_stalled_loop_is_not_live(
     standby = replica("standby", apiserver.kubeconfig, "http://127.0.0.1:9")
     try:
         leader.start()
-        assert wait_until(lambda: probe(leader, "/readyz")[0] == 200, 30), leader.tail()
+        until(
+            lambda: probe(leader, "/readyz")[0] == 200,
+            30,
+            "the leader never ready",
+            context=leader.tail,
+        )
         standby.start()
         assert probe(leader, "/readyz") == (200, "ok")
         assert probe(standby, "/readyz") == (
@@ -65,21 +70,35 @@ def test_the_leader_is_ready_the_standby_not_and_a_stalled_loop_is_not_live(
 
         proxy.hold()  # the leader's next request waits for as long as the API server hangs
         answers: list[tuple[int, str]] = []
-        assert wait_until(lambda: answers.append(probe(leader, "/livez")) or
-                          answers[-1][0] == 503, 30), leader.tail()  # fmt: skip
+
+        def live_fails() -> bool:
+            answers.append(probe(leader, "/livez"))
+            return answers[-1][0] == 503
+
+        until(live_fails, 30, "the hung leader's /livez never failed", context=leader.tail)
         why = answers[-1][1]
         assert why.startswith("the tick loop has not gone round for ") and why.endswith(
             f"(stalled after {STALLED_AFTER_S} s)"
         ), why
         assert probe(standby, "/livez") == (200, "ok")  # its loop goes round
         # the Lease (15 s) expires unrenewed: the standby takes it and is the ready one
-        assert wait_until(lambda: probe(standby, "/readyz")[0] == 200, 60), standby.tail()
+        until(
+            lambda: probe(standby, "/readyz")[0] == 200,
+            60,
+            "the standby never ready",
+            context=standby.tail,
+        )
         assert probe(leader, "/readyz")[0] == 503
         assert probe(leader, "/healthz") == (200, "ok")  # the process itself still answers
 
         proxy.release()
-        assert wait_until(lambda: probe(leader, "/livez")[0] == 200, 30), leader.tail()
-        assert wait_until(lambda: probe(leader, "/readyz")[0] == 503, 30)
+        until(
+            lambda: probe(leader, "/livez")[0] == 200,
+            30,
+            "the leader's loop never went round again",
+            context=leader.tail,
+        )
+        until(lambda: probe(leader, "/readyz")[0] == 503, 30, "the old leader stayed ready")
         assert probe(standby, "/readyz") == (200, "ok")
     finally:
         proxy.release()

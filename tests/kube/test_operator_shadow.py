@@ -29,7 +29,6 @@ from modelcanary.modelrepo.holdout_store import read_holdout
 from modelcanary.process import free_ports
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.shadow.service import ComparatorService, ServiceSettings
-from modelcanary.waiting import wait_until
 from tests.kube.test_operator_gate import admin, published_status
 from tests.support.apiserver import ApiServer
 from tests.support.file_server import FileServer
@@ -38,6 +37,7 @@ from tests.support.operator_process import OperatorProcess
 from tests.support.rollouts import inference_service, model_canary
 from tests.support.traffic import WINDOW, demo_prometheus
 from tests.support.triton import serving_digits
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 TOKEN = "comparator-token"
@@ -166,7 +166,7 @@ def test_the_label_bug_is_rolled_back_while_shadowing_before_any_traffic(
         isvc: Any = api.get_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], name)
         return isvc["spec"]["predictor"].get("canaryTrafficPercent")
 
-    assert wait_until(lambda: canary_percent() == 0, 10), canary_percent()
+    until(lambda: canary_percent() == 0, 10, "the canary kept traffic", context=canary_percent)
     # the rollout ended: the operator stopped the comparison
     shadows = httpx.get(f"{comparator}/admin/shadow", headers=auth).json()["shadow"]
     assert shadows == {}

@@ -9,7 +9,7 @@ change and a delete with one LIST in all.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from tests.support.rollouts import (
     model_canary,
 )
 from tests.support.traffic import SOURCE, WINDOW, Traffic, traffic_prometheus
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 TICKS = "modelcanary_operator_ticks"
@@ -58,14 +59,6 @@ def operator(
     )  # fmt: skip
     yield process
     process.stop()
-
-
-def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-    return found
 
 
 def status(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:

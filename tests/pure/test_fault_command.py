@@ -8,34 +8,40 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from modelcanary.asgi_server import AppServer
+from modelcanary.asgi_server import AppServer, starlette_app
 from tests.conftest import CliResult
 
 Cli = Callable[..., CliResult]
 SERVED = {("digits", "1"), ("digits", "2"), ("ranker", "3")}
 
 
-def fake_triton() -> FastAPI:
+def fake_triton() -> Starlette:
     """Triton's readiness and model metadata for digits versions 1 and 2."""
-    app = FastAPI()
 
-    @app.get("/v2/models/{model}/versions/{version}/ready")
-    async def ready(model: str, version: str) -> JSONResponse:
+    async def ready(request: Request) -> JSONResponse:
+        model, version = request.path_params["model"], request.path_params["version"]
         if (model, version) in SERVED:
             return JSONResponse({}, 200)
         return JSONResponse({"error": f"Request for unknown model: '{model}' is not found"}, 400)
 
-    @app.get("/v2/models/{model}")
-    async def metadata(model: str) -> JSONResponse:
+    async def metadata(request: Request) -> JSONResponse:
+        model = request.path_params["model"]
         versions = sorted(v for m, v in SERVED if m == model)
         if not versions:
             return JSONResponse({"error": f"Request for unknown model: '{model}'"}, 400)
         return JSONResponse({"name": model, "versions": versions}, 200)
 
-    return app
+    return starlette_app(
+        [
+            Route("/v2/models/{model}/versions/{version}/ready", ready, methods=["GET"]),
+            Route("/v2/models/{model}", metadata, methods=["GET"]),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")

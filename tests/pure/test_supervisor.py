@@ -18,7 +18,7 @@ import httpx
 from modelcanary.asgi_server import AppServer
 from modelcanary.local.supervisor import Backoff, HealthCheck, Supervisor
 from modelcanary.process import exit_reason
-from modelcanary.waiting import wait_until
+from tests.support.waits import until
 
 QUICK = Backoff(first_s=0.01, cap_s=0.04, reset_after_s=60)
 
@@ -59,10 +59,12 @@ def test_a_dead_part_is_restarted_and_logged(tmp_path: Path) -> None:
     supervisor.watch("prometheus", part)
     try:
         part.dead = True
-        assert wait_until(lambda: part.restarts == 1 and "restarted" in " ".join(lines), 5)
+        until(lambda: part.restarts == 1 and "restarted" in " ".join(lines), 5, "not restarted")
         part.dead = True
-        assert wait_until(
-            lambda: part.restarts == 2 and supervisor.status()["prometheus"].restarts == 2, 5
+        until(
+            lambda: part.restarts == 2 and supervisor.status()["prometheus"].restarts == 2,
+            5,
+            "not restarted a second time",
         )
     finally:
         supervisor.stop()
@@ -84,8 +86,8 @@ def test_a_failed_restart_is_tried_again_with_a_longer_delay(tmp_path: Path) -> 
     supervisor.watch("triton", part)
     try:
         part.dead = True
-        assert wait_until(lambda: part.restarts == 1, 5)
-        assert wait_until(lambda: "restarted" in lines[-1], 5)
+        until(lambda: part.restarts == 1, 5, "not restarted")
+        until(lambda: "restarted" in lines[-1], 5, "the restart was not said")
     finally:
         supervisor.stop()
         supervisor.join()
@@ -121,7 +123,7 @@ def test_an_in_process_server_whose_thread_ended_comes_back_on_its_port() -> Non
     try:
         assert server.exited() is None
         server.server.should_exit = True  # the server's loop ends as if it had crashed
-        assert wait_until(lambda: supervisor.status()["on-call receiver"].restarts == 1, 10)
+        until(lambda: supervisor.status()["on-call receiver"].restarts == 1, 10, "not restarted")
         assert server.url == url and httpx.get(url).text == "hello"
     finally:
         supervisor.stop()
@@ -194,7 +196,12 @@ def test_a_hung_part_is_killed_and_restarted(tmp_path: Path) -> None:
     with silent_url() as url:
         supervisor.watch("triton", part, HealthCheck(url, timeout_s=0.1, failures=2, every_s=0))
         try:
-            assert wait_until(lambda: supervisor.status()["triton"].restarts == 1, 10), lines
+            until(
+                lambda: supervisor.status()["triton"].restarts == 1,
+                10,
+                "Triton not restarted",
+                context=lambda: lines,
+            )
         finally:
             supervisor.stop()
             supervisor.join()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from modelcanary.adapters.alertmanager_notifier import alert_for
 from modelcanary.alerts import oncall
@@ -113,6 +113,33 @@ def test_bad_posts_change_nothing(
 def test_non_json_is_a_400(client: TestClient, book: AlertBook) -> None:
     response = client.post(WEBHOOK_PATH, content=b"{not json", headers=AUTH)
     assert response.status_code == 400 and book.posts == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [("after=two", "after: a whole number, not 'two'"), ("wait=nan", "wait: a finite number")],
+)
+def test_a_bad_follow_parameter_is_a_400_naming_it(
+    client: TestClient, query: str, named: str
+) -> None:
+    response = client.get(f"{ALERTS_PATH}?{query}", headers=AUTH)
+    assert response.status_code == 400 and named in response.json()["error"]
+    assert "\n" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message"),
+    [
+        ("GET", "/nowhere", 404, "no route for GET /nowhere"),
+        ("GET", WEBHOOK_PATH, 405, f"{WEBHOOK_PATH} does not take GET, only POST"),
+    ],
+)
+def test_a_request_no_route_takes_gets_one_line_of_json(
+    client: TestClient, method: str, path: str, status: int, message: str
+) -> None:
+    response = client.request(method, path, headers=AUTH)
+    assert (response.status_code, response.json()) == (status, {"error": message})
+    assert "\n" not in response.text
 
 
 def test_an_alert_past_its_end_is_no_longer_firing(book: AlertBook, client: TestClient) -> None:

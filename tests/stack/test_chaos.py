@@ -28,6 +28,7 @@ from modelcanary.local.controller import LocalRollout
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.waiting import wait_until
 from tests.support.up_process import Up, start_up
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 RATE = 20.0
@@ -126,7 +127,7 @@ def test_a_killed_monitor_comes_back_and_costs_no_request(
     no_failures(report)
     assert f"{part} died" in up.output() and f"{part} restarted" in up.output()
     if part == "prometheus":  # the restarted Prometheus started fresh and scrapes again
-        assert wait_until(lambda: (query(up, scraped) or 0) >= 3, 30, every=0.5)
+        until(lambda: (query(up, scraped) or 0) >= 3, 30, "the gateway not scraped again", 0.5)
         tsdb = httpx.get(f"{up.urls['prometheus']}/api/v1/status/tsdb").json()["data"]
         assert tsdb["headStats"]["minTime"] / 1000 >= killed_at
 
@@ -173,9 +174,11 @@ def test_a_rollout_holds_while_its_monitors_restart_and_then_finishes(
             print(controller.stdout.read().decode(errors="replace"))
             return False
 
-        assert wait_until(lambda: at_step(1), 90, every=0.2) and running()
+        until(lambda: at_step(1), 90, "the rollout never at its first step", 0.2)
+        assert running()
         kill_and_wait(up, "prometheus", ready_url(up, "prometheus"), 60)
-        assert wait_until(lambda: at_step(2), 90, every=0.2) and running()
+        until(lambda: at_step(2), 90, "the rollout never at its second step", 0.2)
+        assert running()
         kill_and_wait(up, "alertmanager", ready_url(up, "alertmanager"), 60)
         output, _ = controller.communicate(timeout=240)
     finally:
@@ -215,7 +218,8 @@ def test_a_killed_triton_comes_back_with_its_versions(up: Up, bodies: list[bytes
         ).json()
         return found
 
-    assert wait_until(lambda: view()["unready"] == [], 5), view()  # the next readiness probe
+    # the next readiness probe
+    until(lambda: view()["unready"] == [], 5, "a version stayed unready", context=view)
     assert view()["weights"] == view()["serving"] == asked
     after = asyncio.run(run_load(gateway, "digits", bodies, RATE, 4))
     no_failures(after)

@@ -16,10 +16,10 @@ from modelcanary.asgi_server import AppServer
 from modelcanary.modelrepo.holdout_store import read_holdout
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.shadow.service import ComparatorService, ServiceSettings
-from modelcanary.waiting import wait_until
 from tests.conftest import metric_value
 from tests.support.kserve_logger import REQUEST_TYPE, ce_headers, serve_and_log
 from tests.support.triton import serving_digits
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token"
@@ -86,7 +86,7 @@ def test_the_label_bug_disagrees_on_logged_traffic(
             )
             assert answer.status_code == 200
     pairs = lambda: value(comparator, "modelcanary_shadow_pairs", model="digits", version="4")  # noqa: E731
-    assert wait_until(lambda: pairs() == REQUESTS * BATCH, timeout=30)
+    until(lambda: pairs() == REQUESTS * BATCH, 30, "not every logged request was compared")
     agreeing = value(comparator, "modelcanary_shadow_agreeing_pairs", version="4")
     assert agreeing / pairs() < 0.05  # labels shifted by one: about 0%
     assert value(comparator, "modelcanary_comparator_events", outcome="paired") == REQUESTS
@@ -128,16 +128,19 @@ def test_bad_events_are_counted_and_the_comparator_goes_on(
     ):
         head = ce_headers(kind, "junk", "digits", "s")
         assert httpx.post(f"{comparator}/", content=content, headers=head).status_code == 202
-    assert wait_until(
+    until(
         lambda: value(comparator, "modelcanary_shadow_dropped", reason="unparseable") == 1,
-        timeout=10,
+        10,
+        "the unparseable answer was not dropped",
     )
     assert value(comparator, "modelcanary_comparator_events", outcome="invalid") == 2
     assert value(comparator, "modelcanary_comparator_events", outcome="too_large") == 1
     with httpx.Client(timeout=10) as client:
         serve_and_log(client, triton_24, f"{comparator}/", "digits", holdout[:BATCH], version="2")
-    assert wait_until(
-        lambda: value(comparator, "modelcanary_shadow_pairs", version="4") == BATCH, timeout=10
+    until(
+        lambda: value(comparator, "modelcanary_shadow_pairs", version="4") == BATCH,
+        10,
+        "the next request was not compared",
     )
 
 

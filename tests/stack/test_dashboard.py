@@ -23,9 +23,9 @@ from modelcanary.local.controller import LocalRollout
 from modelcanary.local.stack import LocalStack
 from modelcanary.rollout.state import RolloutState
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.waiting import wait_until
 from tests.support.browser import Browser
 from tests.support.local_stack import digits_stack
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 MODELCANARY = str(Path(sys.executable).with_name("modelcanary"))
@@ -137,7 +137,7 @@ def test_the_page_follows_a_rollout_and_pauses_it(
         )
         assert browser.wait_for(shown("table.checks"), 10)
         click(browser, "pause")
-        assert wait_until(lambda: state(stack).phase == "Paused", 30), "the click did not pause"
+        until(lambda: state(stack).phase == "Paused", 30, "the click did not pause")
         assert browser.wait_for(f"{shown('.phase')} === 'Paused'", 5)
         assert "pause recorded" in browser.evaluate(shown(".message"))
         if SCREENSHOT:

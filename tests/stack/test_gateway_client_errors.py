@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import socket
-import time
 
 import httpx
 import numpy as np
@@ -26,16 +25,9 @@ from tests.stack.test_gateway import (  # gateways in front of the real Triton
     start_gateway,  # noqa: F401
     value,
 )
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(url: str, name: str, expected: float, **labels: str) -> float:
-    """The metric once it reaches `expected` (or after 10 s, whatever it is then)."""
-    deadline = time.monotonic() + 10
-    while (got := value(url, name, **labels)) < expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return got
 
 
 def test_broken_json_pinned_to_the_canary_is_a_client_error(
@@ -75,7 +67,8 @@ def test_an_upload_aborted_midway_is_not_forwarded(
         with socket.create_connection((host, int(port))) as client:
             client.sendall(head + whole[: len(whole) // 2])
     labels = {"model": "digits", "version": "2", "reason": "client_gone"}
-    assert wait_for(url, CLIENT_ERRORS, 3, **labels) == 3
+    until(lambda: value(url, CLIENT_ERRORS, **labels) >= 3, 10, "3 aborted uploads not counted")
+    assert value(url, CLIENT_ERRORS, **labels) == 3
     assert server_errors(url, "2") == 0
     assert value(url, "modelcanary_gateway_requests_total", model="digits", version="2") == 0
 

@@ -24,9 +24,9 @@ from modelcanary.gateway.server import GatewayServer
 from modelcanary.process import free_ports
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_server import TritonServer
-from modelcanary.waiting import wait_until
 from tests.conftest import metric_value
 from tests.stack.test_gateway import CLIENT_ERRORS, HEADER, X
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 REQUESTS = "modelcanary_gateway_requests_total"
@@ -127,7 +127,11 @@ def test_a_version_found_unready_is_not_waited_for(
     url, address = start({"1": 50, "2": 50}, http_upstreams=upstreams, readiness_interval_s=0.2)
     admin = f"{url}/admin/models/digits/weights"
     auth = {"Authorization": "Bearer token"}
-    assert wait_until(lambda: httpx.get(admin, headers=auth).json()["unready"] == ["2"], 10)
+    until(
+        lambda: httpx.get(admin, headers=auth).json()["unready"] == ["2"],
+        10,
+        "version 2 never unready",
+    )
     client = grpcclient.InferenceServerClient(address)
     with pytest.raises(
         InferenceServerException, match="version 2 of digits is not ready"
@@ -230,6 +234,6 @@ def test_grpc_requests_are_mirrored_to_the_shadow_canary(start: Start) -> None:
     for _ in range(10):
         assert served_by(infer(client)) == "1"  # one sample each
     pairs = "modelcanary_shadow_pairs"
-    assert wait_until(lambda: metric(url, pairs, version="2") >= 10, timeout=30)
+    until(lambda: metric(url, pairs, version="2") >= 10, 30, "10 gRPC requests not compared")
     assert metric(url, pairs, version="2", output="logits") == 10
     assert metric(url, "modelcanary_shadow_dropped", version="2") == 0

@@ -12,8 +12,8 @@ import pytest
 from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
-from modelcanary.waiting import wait_until
 from tests.conftest import metric_value
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token"
@@ -64,12 +64,12 @@ def test_a_dead_versions_share_goes_to_the_ready_one_until_it_is_back(triton: st
     try:
         assert set(answered_by(front.url, 40)) == {"200 1", "200 2"}
         relay.stop()
-        assert wait_until(lambda: view(front.url)["unready"] == ["2"], 5)
+        until(lambda: view(front.url)["unready"] == ["2"], 5, "version 2 never unready")
         assert view(front.url)["weights"] == {"1": 50, "2": 50}  # as asked
         assert view(front.url)["serving"] == {"1": 100, "2": 0}
         assert answered_by(front.url, 40) == {"200 1": 40}  # none refused
         relay.restart()
-        assert wait_until(lambda: view(front.url)["unready"] == [], 5)
+        until(lambda: view(front.url)["unready"] == [], 5, "version 2 never ready again")
         assert view(front.url)["serving"] == {"1": 50, "2": 50}
         assert set(answered_by(front.url, 40)) == {"200 1", "200 2"}
     finally:

@@ -9,9 +9,9 @@ import re
 import httpx
 import pytest
 
-from modelcanary.waiting import wait_until
 from tests.stack.test_gateway_readiness import AUTH, answered_by, gateway, view
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 
@@ -38,12 +38,12 @@ def test_requests_are_balanced_and_a_dead_replica_is_skipped_until_it_is_back(
         assert answered_by(front.url, 40) == {"200 1": 40}
         assert [answered(u) for u in urls] == [20, 20]  # round-robin
         relays[1].stop()
-        assert wait_until(lambda: down(front.url) == [urls[1]], 5)
+        until(lambda: down(front.url) == [urls[1]], 5, "the dead replica not marked down")
         assert view(front.url)["unready"] == []  # the other replica serves the version
         assert answered_by(front.url, 40) == {"200 1": 40}  # none sent to the dead one
         assert answered(urls[0]) == 60
         relays[1].restart()
-        assert wait_until(lambda: down(front.url) == [], 5)
+        until(lambda: down(front.url) == [], 5, "the replica not back")
         assert answered_by(front.url, 40) == {"200 1": 40}
         assert [answered(u) for u in urls] == [80, 40]  # 20 each again
     finally:
@@ -109,7 +109,7 @@ def test_a_hung_replica_is_skipped_and_its_waiting_requests_go_to_another(triton
         ready = httpx.get(f"{front.url}/v2/models/digits/ready")
         assert ready.status_code == 200
         proxy.release()
-        assert wait_until(lambda: down(front.url) == [], 5)
+        until(lambda: down(front.url) == [], 5, "a replica stayed down")
         assert httpx.get(f"{front.url}/admin/models/digits/weights", headers=AUTH).is_success
     finally:
         front.stop()

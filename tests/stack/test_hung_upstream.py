@@ -24,8 +24,8 @@ from modelcanary.gateway.server import GatewayServer
 from modelcanary.load.generator import request_bodies
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import TritonServer
-from modelcanary.waiting import wait_until
 from tests.support.up_process import alive, start_up
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token"
@@ -90,7 +90,11 @@ def test_the_gateway_routes_around_a_hung_triton_and_rolls_back_at_once(
                 def view() -> object:
                     return httpx.get(f"{front.url}/admin/models/digits/weights", headers=AUTH)
 
-                assert wait_until(lambda: view().json()["unready"] == ["1", "2"], 10)
+                until(
+                    lambda: view().json()["unready"] == ["1", "2"],
+                    10,
+                    "the hung versions stayed ready",
+                )
                 reply = infer(front.url, body)
                 assert reply.status_code == 503, reply.text
                 assert reply.json()["error"] == (
@@ -110,7 +114,7 @@ def test_the_gateway_routes_around_a_hung_triton_and_rolls_back_at_once(
                     f"digits version 2 at {endpoints.http}/v2/models/digits/versions/2/ready "
                     "did not answer within 1 s; weights unchanged"
                 )
-            assert wait_until(lambda: view().json()["unready"] == [], 10)
+            until(lambda: view().json()["unready"] == [], 10, "the versions never ready again")
             assert infer(front.url, body).status_code == 200
         finally:
             front.stop()
@@ -144,12 +148,17 @@ def test_up_restarts_a_hung_triton_and_serving_resumes(
                 triton = up.parts()["triton-0"]
                 return triton["state"] == "running" and triton["restarts"] == 1
 
-            assert wait_until(lambda: unready() == ["1", "2"], 30), up.output()
+            until(
+                lambda: unready() == ["1", "2"],
+                30,
+                "the hung versions stayed ready",
+                context=up.output,
+            )
             assert infer(gateway, body).status_code == 503  # at once, not after 30 s
-            assert wait_until(restarted, 120), up.output()
+            until(restarted, 120, "the hung Triton not restarted", context=up.output)
             assert not alive(hung)  # the supervisor killed it
         log = (up.run_dir / "supervisor.log").read_text()
         assert "triton-0 hung: 3 health checks of" in log and "killing it" in log, log
-        assert wait_until(lambda: infer(gateway, body).status_code == 200, 30)
+        until(lambda: infer(gateway, body).status_code == 200, 30, "no answer after the restart")
     finally:
         up.stop()

@@ -31,8 +31,8 @@ from modelcanary.modelrepo.holdout_store import read_holdout
 from modelcanary.rollout.ports import RolloutEvent
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.waiting import wait_until
 from tests.conftest import CliResult, metric_value
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +52,6 @@ def stack(
         yield local
     finally:
         local.stop()
-
-
-def wait_for(condition, timeout: float) -> float:  # type: ignore[no-untyped-def]
-    """Seconds until `condition()` held (printed, never asserted); fails after `timeout`."""
-    started = time.monotonic()
-    assert wait_until(condition, timeout, every=0.1), "condition not met in time"
-    return time.monotonic() - started
 
 
 def prometheus(urls: dict[str, str], query: str) -> list[dict[str, object]]:
@@ -83,16 +76,23 @@ def test_a_failing_canary_alerts_the_controller_and_on_call(
     try:
         # healthy traffic for most of a window (12 evaluations of the canary's series)
         history = 'count_over_time(modelcanary:requests:rate{model="digits",version="2"}[15s])'
-        wait_for(lambda: any(float(r["value"][1]) >= 12 for r in prometheus(urls, history)), 60)  # type: ignore[index]
+
+        def twelve_evaluations() -> bool:
+            return any(float(r["value"][1]) >= 12 for r in prometheus(urls, history))  # type: ignore[index]
+
+        until(twelve_evaluations, 60, "the canary's healthy traffic was not in Prometheus")
         errors = 'ALERTS{model="digits", alertname="ModelVersionHighErrorRatio"}'
         assert prometheus(urls, f"count_over_time({errors}[15s])") == []
         assert stack.book.firing(model="digits") == []
 
         set_faults(Path(urls["faults_dir"]), "digits", 2, FaultSpec(error_ratio=0.5))
-        elapsed = wait_for(
-            lambda: stack.book.firing(alertname="ModelVersionHighErrorRatio", version="2"), 60
+        faulted = time.monotonic()
+        until(
+            lambda: stack.book.firing(alertname="ModelVersionHighErrorRatio", version="2"),
+            60,
+            "no ModelVersionHighErrorRatio alert for version 2 reached the controller's webhook",
         )
-        print(f"fault to controller webhook: {elapsed:.1f} s")
+        print(f"fault to controller webhook: {time.monotonic() - faulted:.1f} s")
         (alert, *_) = stack.book.firing(alertname="ModelVersionHighErrorRatio", version="2")
         assert alert.labels["model"] == "digits" and alert.labels["severity"] == "critical"
         assert alert.labels["source"] in ("gateway", "triton")
@@ -111,7 +111,7 @@ def test_a_failing_canary_alerts_the_controller_and_on_call(
                 and r["labels"]["version"] == "2"  # type: ignore[index]
             ]  # fmt: skip
 
-        wait_for(lambda: bool(paged()), 30)
+        until(lambda: bool(paged()), 30, "the on-call receiver was not paged for version 2")
         assert stack.book.firing(version="1") == []  # the healthy version raised nothing
         firing = httpx.get(f"{urls['prometheus']}/api/v1/alerts").json()["data"]["alerts"]
         assert {a["labels"]["version"] for a in firing if a["state"] == "firing"} == {"2"}
@@ -223,5 +223,5 @@ def test_up_compares_in_shadow_and_prometheus_records_it(
         )
         assert response.status_code == 200
     recorded = 'modelcanary:shadow_pairs:total{model="digits",version="3",kind="classification"}'
-    wait_for(lambda: prometheus(urls, f"{recorded} > 0"), timeout=30)
+    until(lambda: prometheus(urls, f"{recorded} > 0"), 30, "no shadow pairs recorded")
     assert httpx.delete(admin, headers=auth).json() == {"model": "digits", "removed": True}

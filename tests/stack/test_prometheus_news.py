@@ -13,8 +13,9 @@ import pytest
 from modelcanary.adapters.prometheus import PrometheusSource
 from modelcanary.durations import parse_duration
 from modelcanary.local.monitoring import Prometheus
-from modelcanary.rollout.ports import RolloutKey
+from modelcanary.rollout.ports import Observations, RolloutKey
 from tests.support.traffic import SOURCE, WINDOW, Traffic, traffic_prometheus
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 KEY = RolloutKey("voles", "1", "2")
@@ -36,10 +37,12 @@ def test_nothing_new_is_one_query_and_the_same_observations(
         timeout=5, event_hooks={"request": [lambda r: queries.append(r.url.params["query"])]}
     )
     source = PrometheusSource(prometheus.url, SOURCE, parse_duration(WINDOW), client)
-    deadline = time.monotonic() + 60
-    while (seen := source.observe([KEY])[KEY]).canary is None or not seen.canary.replicas:
-        assert time.monotonic() < deadline, f"no counters for {KEY.model}: {seen}"
-        time.sleep(0.5)
+
+    def counted() -> Observations | None:
+        seen = source.observe([KEY])[KEY]
+        return seen if seen.canary is not None and seen.canary.replicas else None
+
+    seen = until(counted, 60, f"no counters for {KEY.model}", every=0.5)
     same = []  # back-to-back reads, most within one rule evaluation (every second)
     for _ in range(20):
         queries.clear()

@@ -28,8 +28,8 @@ from modelcanary.rollout.spec import parse_spec
 from modelcanary.rollout.state import RolloutState, Transition
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.waiting import wait_until
 from tests.conftest import metric_value
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 MODELCANARY = str(Path(sys.executable).with_name("modelcanary"))
@@ -115,10 +115,6 @@ def state(stack: LocalStack) -> RolloutState:
     return loaded or RolloutState()
 
 
-def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
-    assert wait_until(what, timeout, every=0.2), message
-
-
 def weights(stack: LocalStack) -> dict[str, object]:
     token = Path(stack.urls["gateway_admin_token_file"]).read_text().strip()
     reply = httpx.get(
@@ -162,7 +158,7 @@ def test_a_healthy_canary_is_promoted(
     assert final.gate is not None and final.gate.outcome == "not worse"
     assert weights(stack)["weights"] == {"1": 0, "2": 100, "3": 0, "4": 0, "5": 0}
     assert weights(stack)["stable"] == "2"
-    wait_for(lambda: bool(pages(stack, "ModelCanaryPromoted")), 30, "no promotion notice")
+    until(lambda: bool(pages(stack, "ModelCanaryPromoted")), 30, "no promotion notice")
     notice = pages(stack, "ModelCanaryPromoted")[0]
     assert notice["channel"] == "chat"
     assert "all checks passed" in str(notice["annotations"])
@@ -182,7 +178,7 @@ def test_a_canary_worse_on_labelled_data_is_rolled_back_before_any_user_request(
     metrics = f"{stack.urls['gateway']}/metrics"
     served = metric_value(metrics, "modelcanary_gateway_requests_total", version="5")
     assert served == 0 and metric_value(metrics, "modelcanary_gateway_requests_total", version="2")
-    wait_for(lambda: bool(pages(stack, "ModelCanaryRolledBack")), 30, "no rollback page")
+    until(lambda: bool(pages(stack, "ModelCanaryRolledBack")), 30, "no rollback page")
     assert "worse than stable on the holdout" in str(pages(stack, "ModelCanaryRolledBack")[-1])
 
 
@@ -220,7 +216,7 @@ def test_a_canary_that_is_not_served_waits_until_the_deadline_then_rolls_back(
         now = state(stack)
         return now.phase == "Pending" and now.analysis is not None
 
-    wait_for(pending, 30, "the controller never looked at the canary")
+    until(pending, 30, "the controller never looked at the canary")
     analysis = state(stack).analysis
     assert analysis is not None and "waiting for the canary to be ready" in analysis.reason
     ready = next(c for c in analysis.checks if c.name == "canary_ready")
@@ -262,7 +258,7 @@ def test_a_pushed_alert_prometheus_does_not_fire_leaves_the_rollout_alone(
             created = now.created_at or 0.0
             return created >= started.timestamp() and now.phase not in ("Pending", "RolledBack")
 
-        wait_for(begun, 60, "the rollout never started")
+        until(begun, 60, "the rollout never started")
         posted = datetime.now(UTC)
         notify(stack, {**pushed, "startsAt": (posted + starts).isoformat()})
 
@@ -271,7 +267,7 @@ def test_a_pushed_alert_prometheus_does_not_fire_leaves_the_rollout_alone(
             ticked = now.analysis is not None and now.analysis.at > posted.timestamp() + 1
             return ticked or now.phase == "RolledBack"
 
-        wait_for(looked_again, 30, "the controller never ticked after the alert")
+        until(looked_again, 30, "the controller never ticked after the alert")
         after = state(stack)
         assert after.phase in ("Shadowing", "Progressing"), after.history[-1].reason
         assert after.analysis is not None and after.analysis.alerts == ()
@@ -298,7 +294,7 @@ def notify(stack: LocalStack, alert: dict[str, object]) -> None:
 
 def fault_once_progressing(stack: LocalStack, fault: FaultSpec) -> None:
     """Inject the fault into version 3 once the canary takes traffic."""
-    wait_for(lambda: state(stack).phase == "Progressing", 60, "the canary never started")
+    until(lambda: state(stack).phase == "Progressing", 60, "the canary never started")
     set_faults(Path(stack.urls["faults_dir"]), "digits", 3, fault)
 
 
@@ -318,7 +314,7 @@ def test_a_bad_canary_is_rolled_back(
     process = controller(spec(2, 3))
     try:
         fault_once_progressing(stack, fault)
-        wait_for(lambda: state(stack).phase == "RolledBack", 60, "never rolled back")
+        until(lambda: state(stack).phase == "RolledBack", 60, "never rolled back")
         code, output = finish(process)
     finally:
         set_faults(Path(stack.urls["faults_dir"]), "digits", 3, FaultSpec())
@@ -335,9 +331,7 @@ def test_a_bad_canary_is_rolled_back(
     assert last.action == "rollback" and reason in last.reason.lower(), last.reason
     assert max(t.weight for t in final.history) == 20  # never went past the first step
     # every rollback pages, the second of the same version too (issue 13 defect 3)
-    wait_for(
-        lambda: len(pages(stack, "ModelCanaryRolledBack")) > paged, 30, "on-call was not paged"
-    )
+    until(lambda: len(pages(stack, "ModelCanaryRolledBack")) > paged, 30, "on-call was not paged")
     page = pages(stack, "ModelCanaryRolledBack")[-1]
     assert page["channel"] == "oncall" and page["labels"]["version"] == "3"  # type: ignore[index]
     assert page["annotations"]["reason"] == last.reason  # type: ignore[index]
@@ -348,10 +342,10 @@ def test_a_canary_without_traffic_is_paused_never_promoted(
 ) -> None:
     quiet(stack, "3")
     process = controller(spec(2, 3))
-    wait_for(lambda: state(stack).phase == "Paused", 60, "not paused without data")
+    until(lambda: state(stack).phase == "Paused", 60, "not paused without data")
     paused_at = state(stack).history[-1].at
-    wait_for(lambda: (checked := state(stack).analysis) is not None and checked.at > paused_at + 3,
-             30, "the controller stopped checking")  # fmt: skip
+    until(lambda: (checked := state(stack).analysis) is not None and checked.at > paused_at + 3,
+          30, "the controller stopped checking")  # fmt: skip
     paused = state(stack)
     assert paused.phase == "Paused" and paused.weight == 20
     assert "no data for more than 5s" in paused.history[-1].reason
@@ -361,8 +355,8 @@ def test_a_canary_without_traffic_is_paused_never_promoted(
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert rejected.returncode == 0  # resume is allowed while paused
-    wait_for(lambda: state(stack).history[-1].action == "resume", 30, "resume not acted on")
-    wait_for(lambda: state(stack).phase == "Paused", 30, "not paused again without data")
+    until(lambda: state(stack).history[-1].action == "resume", 30, "resume not acted on")
+    until(lambda: state(stack).phase == "Paused", 30, "not paused again without data")
     subprocess.run(
         [MODELCANARY, "rollback", "--run-dir", run_dir, "--reason", "no traffic to judge"],
         check=True, capture_output=True,
@@ -387,7 +381,7 @@ def test_a_killed_controller_resumes_from_the_persisted_step(
     document = spec(2, 3, steps=[10, 30, 60, 100])
     document["interval"] = "8s"  # time to kill it at step 2, however loaded the machine
     first = controller(document)
-    wait_for(lambda: state(stack).step >= 1, 60, "never reached step 2")
+    until(lambda: state(stack).step >= 1, 60, "never reached step 2")
     os.kill(first.pid, signal.SIGKILL)
     first.wait(10)
     killed_at = state(stack)
@@ -449,10 +443,10 @@ def test_a_gateway_left_at_90_10_without_a_state_is_set_to_stable_before_the_fir
     rollout.store.state_path.unlink(missing_ok=True)
     set_weights(stack, {stable: 90, canary: 10}, stable)
     process = controller(shadowing_long(stable, canary))
-    wait_for(rollout.store.state_path.exists, 60, "the controller never wrote a state")
+    until(rollout.store.state_path.exists, 60, "the controller never wrote a state")
     split = weights(stack)["weights"]
     assert isinstance(split, dict) and (split[stable], split[canary]) == (100, 0)
-    wait_for(lambda: state(stack).phase == "Shadowing", 60, "never shadowed")
+    until(lambda: state(stack).phase == "Shadowing", 60, "never shadowed")
     split = weights(stack)["weights"]
     assert isinstance(split, dict) and (split[stable], split[canary]) == (100, 0)
     code, output = roll_back(stack, process)
@@ -484,7 +478,7 @@ def test_a_rollback_recorded_but_never_applied_is_applied_before_it_is_archived(
     def begun() -> bool:  # the new rollout's first state, not the one written above
         return rollout.spec().canary.version == other and rollout.store.state_path.exists()
 
-    wait_for(begun, 60, "the new rollout never wrote a state")
+    until(begun, 60, "the new rollout never wrote a state")
     archived = rollout.directory / "finished" / f"20010101T000000-{stable}-to-{canary}.json"
     assert json.loads(archived.read_text())["applied"] is True
     split = weights(stack)["weights"]
@@ -516,12 +510,12 @@ def test_a_state_that_cannot_be_written_keeps_the_controller_watching_and_rollin
             return False
         return rollout.spec().canary.version == canary and state(stack).weight == 20
 
-    wait_for(first_step, 90, "the canary never got its first step")
+    until(first_step, 90, "the canary never got its first step")
     subprocess.run(["chattr", "+i", str(rollout.directory)], check=True)
     faults = Path(stack.urls["faults_dir"])
     try:
         set_faults(faults, "digits", int(canary), FaultSpec(error_ratio=1.0))
-        wait_for(lambda: canary_weight(stack, canary) == 0, 60, "not rolled back")
+        until(lambda: canary_weight(stack, canary) == 0, 60, "not rolled back")
         assert process.poll() is None  # still running: the rollback is not written yet
         assert (state(stack).phase, state(stack).weight) == ("Progressing", 20)  # on disk
     finally:

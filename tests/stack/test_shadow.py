@@ -18,9 +18,9 @@ from modelcanary.gateway.config import parse_config
 from modelcanary.gateway.server import GatewayServer
 from modelcanary.modelrepo.holdout_store import read_holdout
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.waiting import wait_until
 from tests.conftest import metric_samples, metric_value
 from tests.support.triton import serving_digits
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token"
@@ -97,7 +97,7 @@ def mirror(url: str, canary: str, x: np.ndarray) -> float:
         response = infer(url, x[start : start + BATCH])
         assert response.status_code == 200
         assert response.headers["x-modelcanary-version"] == "2"
-    assert wait_until(lambda: settled(url, canary, REQUESTS), timeout=30)
+    until(lambda: settled(url, canary, REQUESTS), 30, "the mirrored requests not all settled")
     pairs = value(url, "modelcanary_shadow_pairs", version=canary, output="logits")
     assert pairs == REQUESTS * BATCH
     return value(url, "modelcanary_shadow_agreeing_pairs", version=canary) / pairs
@@ -159,7 +159,7 @@ def test_a_full_queue_drops_and_never_fails_users(
             assert infer(url, holdout[start : start + BATCH]).status_code == 200
         # one request waits on the silent canary, one in the queue; the rest were dropped
         assert value(url, "modelcanary_shadow_dropped", reason="queue_full") == 18
-        assert wait_until(lambda: value(url, "modelcanary_shadow_dropped") == 20, timeout=20)
+        until(lambda: value(url, "modelcanary_shadow_dropped") == 20, 20, "not 20 dropped")
         assert value(url, "modelcanary_shadow_dropped", reason="canary_failed") == 2
         assert value(url, "modelcanary_gateway_requests", version="2", code="200") == 20
     finally:
@@ -178,13 +178,17 @@ def test_payloads_it_cannot_compare_are_counted_and_dropped(
         tensor.set_data_from_numpy(holdout[:BATCH], binary_data=True)
         output = httpclient.InferRequestedOutput("logits", binary_data=True)
         assert client.infer("digits", [tensor], outputs=[output]).as_numpy("logits") is not None
-    assert wait_until(lambda: value(url, "modelcanary_shadow_dropped") == 3, timeout=10)
+    until(lambda: value(url, "modelcanary_shadow_dropped") == 3, 10, "not 3 dropped")
     assert value(url, "modelcanary_shadow_dropped", reason="unparseable") == 3
     assert infer(url, holdout[:BATCH]).status_code == 200  # the comparator still compares
-    assert wait_until(lambda: value(url, "modelcanary_shadow_pairs") == BATCH, timeout=10)
+    until(lambda: value(url, "modelcanary_shadow_pairs") == BATCH, 10, "no batch compared")
     server.restart()  # as the supervisor does: a new event loop, the same gateway
     assert infer(url, holdout[:BATCH]).status_code == 200
-    assert wait_until(lambda: value(url, "modelcanary_shadow_pairs") == 2 * BATCH, timeout=10)
+    until(
+        lambda: value(url, "modelcanary_shadow_pairs") == 2 * BATCH,
+        10,
+        "no batch compared after the restart",
+    )
 
 
 @pytest.mark.parametrize(

@@ -26,8 +26,8 @@ from modelcanary.local.monitoring import Prometheus, ScrapeTarget
 from modelcanary.rollout.ports import RolloutKey, ShadowCounts
 from modelcanary.shadow.metrics import ShadowMetrics
 from modelcanary.shadow.pairs import OutputPairs
-from modelcanary.waiting import wait_until
 from tests.support.traffic import demo_prometheus
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 KEY = RolloutKey("digits", "1", "3")
@@ -72,7 +72,7 @@ class Interleaved(PrometheusSource):
         if "shadow" in expression and "pairs" in expression and not self.interleaved:
             self.interleaved = True
             self.metrics.compared(KEY.model, KEY.canary, pairs(20, 20))
-            assert wait_until(lambda: self.value(RECORDED_AGREEING) == 115, 15, every=0.1)
+            until(lambda: self.value(RECORDED_AGREEING) == 115, 15, "115 agreeing not recorded")
         return answer
 
     def value(self, expression: str) -> float:
@@ -87,7 +87,7 @@ def test_agreeing_pairs_never_exceed_the_pairs_read_with_them(
     metrics.started(KEY.model, KEY.canary, {"logits": "classification"})
     metrics.compared(KEY.model, KEY.canary, pairs(100, 95))
     source = Interleaved(prometheus.url, metrics)
-    assert wait_until(lambda: source.value(RECORDED_AGREEING) == 95, 15, every=0.1)
+    until(lambda: source.value(RECORDED_AGREEING) == 95, 15, "95 agreeing not recorded")
     seen = source.observe([KEY])[KEY].shadow
     assert source.interleaved
     assert seen is not None and seen.agreeing <= seen.pairs, seen

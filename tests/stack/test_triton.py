@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from modelcanary.serving.triton_server import (
 from modelcanary.waiting import wait_until
 from tests.conftest import PROJECT, metric_samples, metric_value
 from tests.support.triton import CONTROL_REQUESTS, PIN_STABLE, PWN_CONFIG
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 
@@ -391,10 +391,12 @@ def test_sigterm_while_loading_waits_for_ready_then_stops_cleanly(
          "--versions", "1,2", "--run-dir", str(run_dir)],
         cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not (run_dir / "triton.log").exists():  # Triton has been started: now it loads
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
+
+    def exited() -> str | None:
+        return None if process.poll() is None else f"serve exited with {process.returncode}"
+
+    # Triton has been started: now it loads
+    until((run_dir / "triton.log").exists, 60, "serve never started Triton", 0.01, exited)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err

@@ -17,8 +17,8 @@ import tritonclient.grpc as grpcclient
 
 from modelcanary.load.generator import request_bodies
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.waiting import wait_until
 from tests.support.up_process import Up, alive, start_up
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 UP = ("--model", "digits", "--stable", "1", "--canary", "2", "--canary-weight", "50")
@@ -103,13 +103,15 @@ def test_two_replicas_serve_every_version_and_one_killed_is_skipped_then_restart
         assert "supervisor: triton-1 restarted" in up.output()
         assert up.parts()["triton-1"]["pid"] != killed
         before = inferences(https[1], 1)  # counted by the new process
-        assert wait_until(
+        until(
             lambda: (
                 send(client, up.urls["gateway"], body, 2, version=1) == [200, 200]
                 and inferences(https[1], 1) > before
             ),
             15,
-        ), up.output()
+            "the restarted replica answered nothing",
+            context=up.output,
+        )
         assert up.parts()["triton-0"]["restarts"] == 0
 
         # a fault applies to every replica (they read the same fault directory)

@@ -31,8 +31,8 @@ from modelcanary.local.controller import LocalRollout
 from modelcanary.rollout.state import RolloutState
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.waiting import wait_until
 from tests.support.up_process import Up, alive, start_up
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 RATE = 30.0
@@ -130,13 +130,15 @@ def kill_replica(up: Up, part: str) -> None:
     before = up.parts()[part]
     pid, restarts = int(str(before["pid"])), int(str(before["restarts"]))
     os.kill(pid, signal.SIGKILL)
-    assert wait_until(lambda: not alive(pid), 10)
-    assert wait_until(
+    until(lambda: not alive(pid), 10, f"{part} survived SIGKILL")
+    until(
         lambda: (
             up.parts()[part]["state"] == "running" and up.parts()[part]["restarts"] == restarts + 1
         ),
         120,
-    ), up.output()
+        f"{part} not restarted",
+        context=up.output,
+    )
 
 
 @dataclass
@@ -160,8 +162,8 @@ def rollout(
     watch = Watch(up)
     process = start_controller(up, tmp_path, document)
     try:
-        assert wait_until(lambda: state(up).phase == "Progressing", 90), up.output()
-        assert wait_until(lambda: (counted(state(up)) or 0) > 0, 60)
+        until(lambda: state(up).phase == "Progressing", 90, "never progressing", context=up.output)
+        until(lambda: (counted(state(up)) or 0) > 0, 60, "no canary requests counted")
         yield found
         found.output, _ = process.communicate(timeout=240)
     finally:

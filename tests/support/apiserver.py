@@ -30,6 +30,7 @@ import httpx
 import yaml
 
 from tests.support.certs import write_ca_and_serving_cert, write_key_pair
+from tests.support.waits import until
 
 REPO = Path(__file__).resolve().parents[2]
 BINARIES = ("kube-apiserver", "etcd")
@@ -96,23 +97,22 @@ class _Process:
                 self.popen.wait()
 
 
-def _wait_until(
+def _wait_ready(
     ready: Callable[[], bool], processes: Sequence[_Process], timeout: float, what: str
 ) -> None:
     """Poll READY until true; raise with the log tail if a process exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def exited() -> str | None:
         for proc in processes:
             if (code := proc.popen.poll()) is not None:
-                raise ApiServerError(
-                    f"{proc.name} exited with {code} before {what}; its log ends:\n{proc.tail()}"
-                )
-        if ready():
-            return
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p.name}:\n{p.tail()}" for p in processes)
-            raise ApiServerError(f"not {what} after {timeout:.0f} s; logs end:\n{tails}")
-        time.sleep(0.1)
+                return f"{proc.name} exited with {code}"
+        return None
+
+    try:
+        until(ready, timeout, f"not {what}", gone=exited)
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {p.name}:\n{p.tail()}" for p in processes)
+        raise ApiServerError(f"{exc}; logs end:\n{tails}") from None
 
 
 def _answers(client: httpx.Client, url: str, ok: Callable[[httpx.Response], bool]) -> bool:
@@ -235,7 +235,7 @@ class ApiServer:
             f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync",
         ])  # fmt: skip
         with httpx.Client(timeout=2) as plain:
-            _wait_until(
+            _wait_ready(
                 lambda: _answers(plain, f"{etcd_url}/health", lambda r: r.json()["health"] == "true"),
                 [etcd], self.ready_timeout, "etcd was healthy",
             )  # fmt: skip
@@ -255,7 +255,7 @@ class ApiServer:
         tls = ssl.create_default_context(cafile=str(self.ca_file))
         auth = {"Authorization": f"Bearer {self.admin_token}"}
         with httpx.Client(verify=tls, headers=auth, timeout=2) as client:
-            _wait_until(
+            _wait_ready(
                 lambda: _answers(client, f"{self.url}/readyz", lambda r: r.text == "ok"),
                 [etcd, kube], self.ready_timeout, "kube-apiserver was ready",
             )  # fmt: skip

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import websocket
 
+from tests.support.waits import until
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -82,14 +84,9 @@ class Browser:
 
     def wait_for(self, expression: str, timeout: float) -> Any:
         """Poll the page until the expression is truthy; its value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = self.evaluate(expression)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the page never showed {expression}")
-            time.sleep(0.1)
+        return until(
+            lambda: self.evaluate(expression), timeout, f"the page never showed {expression}"
+        )
 
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)

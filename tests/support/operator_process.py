@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import httpx
 
 from modelcanary.process import free_ports
 from tests.support.apiserver import REPO, _die_with_parent
+from tests.support.waits import until
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -80,21 +80,22 @@ class OperatorProcess:
     def wait_ready(self, timeout: float = 60.0) -> OperatorProcess:
         """Return once its metrics server answers (kopf's startup handler ran)."""
         assert self.popen is not None, "not started"
-        health = f"http://127.0.0.1:{self.metrics_port}/healthz"
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.popen.poll() is not None:
-                raise RuntimeError(
-                    f"the operator exited with {self.popen.returncode}:\n{self.tail()}"
-                )
+        popen, health = self.popen, f"http://127.0.0.1:{self.metrics_port}/healthz"
+
+        def answers() -> bool:
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(health, timeout=1).is_success:
-                    return self
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the operator was not up within {timeout:.0f} s:\n{self.tail()}"
-                )
-            time.sleep(0.1)
+                return httpx.get(health, timeout=1).is_success
+            return False
+
+        def exited() -> str | None:
+            code = popen.poll()
+            return None if code is None else f"it exited with {code}"
+
+        try:
+            until(answers, timeout, "the operator did not answer /healthz", gone=exited)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log ends:\n{self.tail()}") from None
+        return self
 
     def tail(self, lines: int = 30) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""

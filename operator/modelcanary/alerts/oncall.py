@@ -15,11 +15,14 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from modelcanary.alerts.webhook import BodyRefused, WebhookPayload, bearer_check, bounded_body
+from modelcanary.asgi_server import starlette_app
 from modelcanary.errors import describe_validation_errors
 
 
@@ -44,18 +47,17 @@ def describe(channel: str, alert: dict[str, Any]) -> str:
     )
 
 
-def create_app(log_path: Path, token: str, out: TextIO = sys.stdout) -> FastAPI:
+def create_app(log_path: Path, token: str, out: TextIO = sys.stdout) -> Starlette:
     """Receives at `/{channel}` (the config uses /oncall and /chat)."""
     if not token:
         raise ValueError("the on-call receiver needs a bearer token")
-    app = FastAPI(title="modelcanary local on-call receiver", docs_url=None, redoc_url=None)
     refused = bearer_check(token)
     lock = threading.Lock()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     seen: dict[tuple[str, str], str] = {}  # (channel, fingerprint) -> last status printed
 
-    @app.post("/{channel}")
-    async def receive(channel: str, request: Request) -> JSONResponse:
+    async def receive(request: Request) -> JSONResponse:
+        channel = request.path_params["channel"]
         if (refusal := refused(request)) is not None:
             return refusal
         try:
@@ -79,4 +81,4 @@ def create_app(log_path: Path, token: str, out: TextIO = sys.stdout) -> FastAPI:
                     out.flush()
         return JSONResponse({"received": len(alerts)})
 
-    return app
+    return starlette_app([Route("/{channel}", receive, methods=["POST"])])

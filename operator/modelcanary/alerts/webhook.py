@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from starlette.requests import ClientDisconnect
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from modelcanary.alerts.alertmanager import ALERTS_PATH, WEBHOOK_PATH
+from modelcanary.asgi_server import starlette_app
 from modelcanary.errors import describe_validation_errors
 
 MAX_WAIT_S = 30.0
@@ -169,14 +172,27 @@ def bearer_check(token: str) -> Callable[[Request], JSONResponse | None]:
     return refused
 
 
-def create_app(book: AlertBook, token: str) -> FastAPI:
+def query_number(request: Request, name: str, default: float, kind: type[float]) -> float:
+    """A query parameter as a finite number of `kind` (int or float); ValueError naming it."""
+    given = request.query_params.get(name)
+    if given is None:
+        return default
+    try:
+        number = kind(given)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        what = "a whole number" if kind is int else "a finite number"
+        raise ValueError(f"{name}: {what}, not {given!r}")
+    return number
+
+
+def create_app(book: AlertBook, token: str) -> Starlette:
     """The receiver as an ASGI app (mounted beside the controller, or on its own)."""
     if not token:
         raise ValueError("the webhook receiver needs a bearer token")
-    app = FastAPI(title="modelcanary controller webhook", docs_url=None, redoc_url=None)
     refused = bearer_check(token)
 
-    @app.post(WEBHOOK_PATH)
     async def receive(request: Request) -> JSONResponse:
         if (refusal := refused(request)) is not None:
             return refusal
@@ -192,10 +208,14 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
         new = book.apply(payload)
         return JSONResponse({"received": len(payload.alerts), "newly_firing": len(new)})
 
-    @app.get(ALERTS_PATH)
-    async def follow(request: Request, after: int = -1, wait: float = 0.0) -> JSONResponse:
+    async def follow(request: Request) -> JSONResponse:
         if (refusal := refused(request)) is not None:
             return refusal
+        try:
+            after = query_number(request, "after", -1, int)
+            wait = query_number(request, "wait", 0.0, float)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_S)
         while book.version <= after and not book.closed and time.monotonic() < deadline:
             await asyncio.sleep(POLL_STEP_S)  # cancellable, so a stopping server need not wait
@@ -204,8 +224,13 @@ def create_app(book: AlertBook, token: str) -> FastAPI:
             {"version": version, "alerts": [a.model_dump(mode="json") for a in alerts]}
         )
 
-    @app.get("/healthz")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
 
-    return app
+    return starlette_app(
+        [
+            Route(WEBHOOK_PATH, receive, methods=["POST"]),
+            Route(ALERTS_PATH, follow, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )

@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from modelcanary.adapters.prometheus import PrometheusSource, QueryError
+from modelcanary.asgi_server import starlette_app
 from modelcanary.dashboard.page import PAGE
 from modelcanary.dashboard.queries import Panel, Points, run_panels
 from modelcanary.dashboard.view import ACTIONS, Found, card, step_s, window
@@ -145,8 +146,8 @@ def create_app(
             return _error(502, one_line(exc))
         return JSONResponse({"message": message})
 
-    return Starlette(
-        routes=[
+    return starlette_app(
+        [
             Route("/", page),
             Route("/api/rollouts", rollouts),
             Route("/api/intents", intents, methods=["POST"]),

@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from modelcanary.alerts.webhook import AlertBook, create_app
-from modelcanary.asgi_server import AppServer
+from modelcanary.asgi_server import AppServer, starlette_app
 
 if TYPE_CHECKING:
     from modelcanary.kube.operator import OperatorConfig
@@ -39,8 +39,8 @@ def metrics_app(
 
         return answer
 
-    return Starlette(
-        routes=[
+    return starlette_app(
+        [
             Route("/healthz", probe(lambda: None)),
             Route("/livez", probe(live)),
             Route("/readyz", probe(ready)),
