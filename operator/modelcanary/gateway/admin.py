@@ -24,7 +24,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelcanary.errors import UsageError
-from modelcanary.gateway.asgi import (
+from modelcanary.gateway.metrics import GatewayMetrics
+from modelcanary.gateway.routes import Route, unknown_model, unready
+from modelcanary.gateway.weights import WeightTable
+from modelcanary.http.asgi import (
     Receive,
     Scope,
     Send,
@@ -33,10 +36,7 @@ from modelcanary.gateway.asgi import (
     respond_error,
     respond_json,
 )
-from modelcanary.gateway.metrics import GatewayMetrics
-from modelcanary.gateway.routes import Route, unknown_model, unready
-from modelcanary.gateway.upstream import Upstream
-from modelcanary.gateway.weights import WeightTable
+from modelcanary.http.upstream import Upstream
 from modelcanary.shadow.admin import (
     MAX_ADMIN_BODY,
     NEEDS_TOKEN,

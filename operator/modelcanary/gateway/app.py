@@ -38,19 +38,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from modelcanary import __version__, metrics_contract
 from modelcanary.errors import UsageError
 from modelcanary.gateway.admin import AdminApi
-from modelcanary.gateway.asgi import (
-    BodyTooLarge,
-    ClientGone,
-    Receive,
-    Scope,
-    Send,
-    error_response,
-    read_body,
-    request_headers,
-    respond,
-    respond_error,
-    respond_json,
-)
 from modelcanary.gateway.client_errors import (
     BODY_TOO_LARGE,
     CLIENT_GONE,
@@ -64,14 +51,27 @@ from modelcanary.gateway.metrics import GatewayMetrics
 from modelcanary.gateway.readiness import Abandoned, ReadinessWatch
 from modelcanary.gateway.retry import ANSWERED, FAILED, OVER_BUDGET, RetryBudget
 from modelcanary.gateway.routes import READY_TIMEOUT_S, Route, unknown_model, unready
-from modelcanary.gateway.upstream import (
+from modelcanary.gateway.weights import WeightTable
+from modelcanary.http.asgi import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    error_response,
+    read_body,
+    request_headers,
+    respond,
+    respond_error,
+    respond_json,
+)
+from modelcanary.http.upstream import (
     PASSED_HEADERS,
     Upstream,
     UpstreamRefused,
     UpstreamResponse,
     UpstreamTimeout,
 )
-from modelcanary.gateway.weights import WeightTable
 from modelcanary.shadow.comparator import Comparator
 from modelcanary.shadow.metrics import ShadowMetrics
 

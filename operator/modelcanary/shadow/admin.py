@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelcanary.gateway.asgi import Send, respond_error, respond_json
+from modelcanary.http.asgi import Send, respond_error, respond_json
 from modelcanary.shadow.comparator import Comparator
 
 NEEDS_TOKEN = "the admin API needs 'Authorization: Bearer <token>'"

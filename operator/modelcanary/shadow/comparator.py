@@ -27,7 +27,7 @@ from typing import Any
 
 from modelcanary import metrics_contract
 from modelcanary.errors import UsageError, one_line
-from modelcanary.gateway.upstream import Upstream, UpstreamRefused, UpstreamTimeout
+from modelcanary.http.upstream import Upstream, UpstreamRefused, UpstreamTimeout
 from modelcanary.shadow.catalog import version_pair
 from modelcanary.shadow.metrics import ShadowMetrics
 from modelcanary.shadow.pairs import (

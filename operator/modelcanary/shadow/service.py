@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from modelcanary import metrics_contract as mc
 from modelcanary.errors import UsageError
-from modelcanary.gateway.asgi import (
+from modelcanary.http.asgi import (
     BodyTooLarge,
     ClientGone,
     Receive,

@@ -1,4 +1,4 @@
-"""ASGI plumbing for the gateway: the callable's types, a bounded body, a response."""
+"""ASGI plumbing of the gateway and the comparator: types, a bounded body, responses."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from modelcanary.errors import describe_validation_errors
-from modelcanary.gateway.upstream import UpstreamResponse
+from modelcanary.http.upstream import UpstreamResponse
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
