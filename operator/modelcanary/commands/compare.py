@@ -63,13 +63,13 @@ def add(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelcanary.modelrepo.compare_versions import (
+    from modelcanary.modelrepo.holdout import Metric
+    from modelcanary.modelrepo.holdout_store import parse_assignments
+    from modelcanary.modelrepo.offline_comparison import (
         CompareRequest,
         compare_versions,
         render_text,
     )
-    from modelcanary.modelrepo.holdout import Metric
-    from modelcanary.modelrepo.holdout_store import parse_assignments
 
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")

@@ -13,7 +13,7 @@ the tolerance of numeric outputs (modelcanary.shadow.pairs). Any other field is 
 (400, naming it), as is a body over 64 KiB (413). A split that gives a version other
 than stable more traffic is applied only if that version answers ready within a second;
 one that only moves traffic back to stable (a rollback) is applied at once, whatever the
-upstreams do. A comparison (modelcanary.shadow.comparator)
+upstreams do. A comparison (modelcanary.shadow.live_comparison)
 mirrors `percent` of the requests the stable version answers to the canary; DELETE ends it.
 """
 
@@ -45,7 +45,7 @@ from modelcanary.shadow.admin import (
     list_comparisons,
     one_comparison,
 )
-from modelcanary.shadow.comparator import Comparator
+from modelcanary.shadow.live_comparison import Comparator
 
 WEIGHTS_EXAMPLE = '{"weights": {"1": 90, "2": 10}, "stable": "1"}'
 SHADOW_EXAMPLE = '{"canary": "2", "percent": 10}'

@@ -12,7 +12,7 @@ Open Inference Protocol (KServe v2) paths the clients use:
 
 and the admin API under /admin (see modelcanary.gateway.admin). A share of the requests
 the stable version answers is mirrored to the shadow comparator, which runs in this
-process (see modelcanary.shadow.comparator) once the user has been answered. Inference
+process (see modelcanary.shadow.live_comparison) once the user has been answered. Inference
 requests the
 client broke are answered 4xx and counted as client errors of the version they were routed
 to, never as its errors (see modelcanary.gateway.client_errors); the header of every
@@ -72,7 +72,7 @@ from modelcanary.http.upstream import (
     UpstreamResponse,
     UpstreamTimeout,
 )
-from modelcanary.shadow.comparator import Comparator
+from modelcanary.shadow.live_comparison import Comparator
 from modelcanary.shadow.metrics import ShadowMetrics
 
 METRICS_CONTENT = [(b"content-type", CONTENT_TYPE_LATEST.encode())]

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from modelcanary import metrics_contract as mc
-from modelcanary.modelrepo.comparison import OutputKind
 from modelcanary.modelrepo.drift import DriftReport
+from modelcanary.modelrepo.output_comparison import OutputKind
 from modelcanary.shadow.pairs import OutputPairs
 
 # Features named on the drift gauge per model and version: the furthest above their noise.

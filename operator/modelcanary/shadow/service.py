@@ -10,7 +10,7 @@
 
 The stable predictor's logger (`spec.predictor.logger`, `mode: all`) posts each request
 and its 200 answer; they are paired by id (modelcanary.shadow.cloudevents) and the pair is
-offered to the same Comparator the gateway runs (modelcanary.shadow.comparator), which
+offered to the same Comparator the gateway runs (modelcanary.shadow.live_comparison), which
 sends the request pinned to the canary predictor and compares the two answers. Which model
 and version answered is read from the response (`model_name`, `model_version`, which
 Triton always sets), so a canary revision that logs too is never compared with itself.
@@ -55,7 +55,7 @@ from modelcanary.shadow.admin import (
     one_comparison,
 )
 from modelcanary.shadow.cloudevents import Event, InvalidEvent, Pair, Pairer, parse_event
-from modelcanary.shadow.comparator import Comparator
+from modelcanary.shadow.live_comparison import Comparator
 from modelcanary.shadow.metrics import ShadowMetrics
 from modelcanary.shadow.pairs import VersionPair
 from modelcanary.shadow.settings import ShadowSettings

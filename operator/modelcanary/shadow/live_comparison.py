@@ -1,4 +1,5 @@
-"""The comparator: stable's answers to mirrored requests against the canary's.
+"""The live comparison (the Comparator): stable's answers to mirrored requests against the
+canary's.
 
 It runs inside the gateway process, as a few asyncio workers on the gateway's event loop
 fed by a bounded `asyncio.Queue`, and its metrics are on the gateway's /metrics. Why
