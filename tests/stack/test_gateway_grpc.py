@@ -26,7 +26,7 @@ from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_server import TritonServer
 from modelcanary.waiting import wait_until
 from tests.conftest import metric_value
-from tests.stack.test_gateway import CLIENT_ERRORS, HEADER, X
+from tests.support.gateway import CLIENT_ERRORS, HEADER, X
 
 pytestmark = pytest.mark.slow
 REQUESTS = "modelcanary_gateway_requests_total"

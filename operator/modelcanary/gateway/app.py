@@ -59,6 +59,7 @@ from modelcanary.http.asgi import (
     Scope,
     Send,
     error_response,
+    lifespan,
     read_body,
     request_headers,
     respond,
@@ -119,7 +120,7 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send, self._start, self._stop)
             return
         if scope["type"] != "http":
             return
@@ -136,21 +137,16 @@ class Gateway:
         else:
             await respond_error(send, 404, f"no route for {method} {path}")
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.loop = asyncio.get_running_loop()  # the gRPC server mirrors into it
-                await self.upstream.open()
-                await self.readiness.start()
-                await self.comparator.start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.comparator.stop()
-                await self.readiness.stop()
-                await self.upstream.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def _start(self) -> None:
+        self.loop = asyncio.get_running_loop()  # the gRPC server mirrors into it
+        await self.upstream.open()
+        await self.readiness.start()
+        await self.comparator.start()
+
+    async def _stop(self) -> None:
+        await self.comparator.stop()
+        await self.readiness.stop()
+        await self.upstream.close()
 
     # -- inference ----------------------------------------------------------------------
 

@@ -66,6 +66,25 @@ def error_response(status: int, message: str) -> UpstreamResponse:
     return UpstreamResponse(status, list(JSON_CONTENT), json_body({"error": message}))
 
 
+async def lifespan(
+    receive: Receive,
+    send: Send,
+    startup: Callable[[], Awaitable[None]],
+    shutdown: Callable[[], Awaitable[None]],
+) -> None:
+    """Answer the ASGI lifespan protocol: `startup` before the server takes requests,
+    `shutdown` once it has stopped taking them."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await startup()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
     await send(
         {

@@ -39,6 +39,7 @@ from modelcanary.http.asgi import (
     Receive,
     Scope,
     Send,
+    lifespan,
     read_body,
     read_model,
     request_headers,
@@ -123,7 +124,7 @@ class ComparatorService:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send, self.comparator.start, self.comparator.stop)
             return
         if scope["type"] != "http":
             return
@@ -138,17 +139,6 @@ class ComparatorService:
             await self._event(scope, receive, send)
         else:
             await respond_error(send, 404, f"no route for {method} {path}")
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.comparator.start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.comparator.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # -- the logger's events -------------------------------------------------------------
 
