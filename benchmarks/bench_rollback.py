@@ -33,6 +33,7 @@ SCENARIO = Scenario("error canary", 1, 3, FaultSpec(error_ratio=0.3))
 
 
 def main() -> int:
+    # as in bench_gate.py on purpose: each benchmark is a script of its own, with its arguments
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=Path("model_repo"))
     parser.add_argument("--runs", type=int, default=RUNS)

@@ -22,6 +22,8 @@ def add(commands: Commands) -> None:
     p.add_argument("--model", required=True, help="model name in the repository")
     p.add_argument("a", type=integer, metavar="A", help="the reference version (stable)")
     p.add_argument("b", type=integer, metavar="B", help="the version judged against A (canary)")
+    # --samples, --labels and --metric as `modelcanary export` spells them, on purpose: the
+    # same flags for the same files, each with this command's own help
     p.add_argument(
         "--samples",
         type=Path,

@@ -37,7 +37,7 @@ from modelcanary.http.asgi import (
     respond_json,
 )
 from modelcanary.http.upstream import Upstream
-from modelcanary.shadow.admin import (
+from modelcanary.shadow.admin import (  # the admin routes shared with shadow/service.py
     MAX_ADMIN_BODY,
     NEEDS_TOKEN,
     ToleranceFields,

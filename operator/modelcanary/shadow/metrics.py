@@ -20,6 +20,7 @@ class ShadowMetrics:
     """Pairs, agreeing pairs, confidence sums, drops and the worst input drift."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # one declaration per metric, alike on purpose: its help and labels are what /metrics shows
         self.pairs = Counter(
             mc.SHADOW_PAIRS,
             "Samples both stable and the canary answered, compared, by model, canary version, "
