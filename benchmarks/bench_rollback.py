@@ -17,15 +17,11 @@ import json
 import platform
 import statistics
 import sys
-import tempfile
-import threading
-import time
 from pathlib import Path
 
+from demo_stack import demo_under_load
 from modelcanary.examples import digits
-from modelcanary.load.generator import BackgroundLoad, request_bodies
-from modelcanary.local.demo import MODEL, SERVED, Demo, Outcome, Scenario
-from modelcanary.local.stack import LocalStack, StackOptions
+from modelcanary.local.demo import Outcome, Scenario
 from modelcanary.serving.faults import FaultSpec
 from modelcanary.tables import format_table
 
@@ -37,33 +33,21 @@ SCENARIO = Scenario("error canary", 1, 3, FaultSpec(error_ratio=0.3))
 
 
 def main() -> int:
+    # as in bench_gate.py on purpose: each benchmark is a script of its own, with its arguments
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=Path("model_repo"))
     parser.add_argument("--runs", type=int, default=RUNS)
     args = parser.parse_args()
     digits.build(args.repo, say=lambda line: None)
     outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory(prefix="modelcanary-bench-") as run:
-        run_dir = Path(run)
-        options = StackOptions(args.repo, MODEL, stable=1, run_dir=run_dir, versions=SERVED)
-        stack = LocalStack(options, print)
-        urls = stack.start()
-        load = BackgroundLoad(urls["gateway"], MODEL, request_bodies(args.repo, MODEL), RATE)
-        try:
-            load.start()
-            time.sleep(3)
-            demo = Demo(args.repo, run_dir, RATE, say=lambda line: None)
-            demo.stop = threading.Event()
-            for index in range(args.runs):
-                outcome = demo.rollout(SCENARIO, urls)
-                print(
-                    f"run {index + 1}: {outcome.phase}, fault to weight 0 "
-                    f"{outcome.fault_to_zero_s}, failed {outcome.failed_requests}: {outcome.reason}"
-                )
-                outcomes.append(outcome)
-        finally:
-            load.stop()
-            stack.stop()
+    with demo_under_load(args.repo, RATE, "modelcanary-bench-") as (demo, urls):
+        for index in range(args.runs):
+            outcome = demo.rollout(SCENARIO, urls)
+            print(
+                f"run {index + 1}: {outcome.phase}, fault to weight 0 "
+                f"{outcome.fault_to_zero_s}, failed {outcome.failed_requests}: {outcome.reason}"
+            )
+            outcomes.append(outcome)
     times = [o.fault_to_zero_s for o in outcomes if o.fault_to_zero_s is not None]
     failed = [o.failed_requests for o in outcomes]
     if len(times) != len(outcomes) or any(o.phase != "RolledBack" for o in outcomes):

@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -45,10 +44,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from closed_loop import closed_loop
+from demo_stack import demo_under_load
 from modelcanary.examples import digits
-from modelcanary.load.generator import BackgroundLoad, request_bodies
-from modelcanary.local.demo import MODEL, SERVED, Demo, Outcome, Scenario
-from modelcanary.local.stack import LocalStack, StackOptions
+from modelcanary.load.generator import request_bodies
+from modelcanary.local.demo import MODEL, Outcome, Scenario
 from modelcanary.process import free_ports
 from modelcanary.serving.triton_server import TritonServer
 from modelcanary.tables import format_table
@@ -221,34 +220,21 @@ def run_rollouts(args: argparse.Namespace) -> list[dict[str, object]]:
     results: list[dict[str, object]] = []
     if not plan:
         return results
-    with tempfile.TemporaryDirectory(prefix="modelcanary-bench-shadow-") as run:
-        run_dir = Path(run)
-        options = StackOptions(args.repo, MODEL, stable=1, run_dir=run_dir, versions=SERVED)
-        stack = LocalStack(options, print)
-        urls = stack.start()
-        load = BackgroundLoad(urls["gateway"], MODEL, request_bodies(args.repo, MODEL), RATE)
+    with demo_under_load(args.repo, RATE, "modelcanary-bench-shadow-") as (demo, urls):
         token = Path(urls["gateway_admin_token_file"]).read_text().strip()
-        try:
-            load.start()
-            time.sleep(3)
-            demo = Demo(args.repo, run_dir, RATE, say=lambda line: None)
-            demo.stop = threading.Event()
-            for index, scenario in enumerate(plan, 1):
-                # every run starts from its stable version taking all the traffic
-                stable = str(scenario.stable)
-                httpx.put(
-                    f"{urls['gateway']}/admin/models/{MODEL}/weights",
-                    json={"weights": {stable: 100}, "stable": stable},
-                    headers={"authorization": f"Bearer {token}"}, timeout=5,
-                ).raise_for_status()  # fmt: skip
-                outcome = demo.rollout(scenario, urls)
-                print(f"rollout {index}/{len(plan)} {scenario.stable} -> {scenario.canary}: "
-                      f"{outcome.phase} in {outcome.duration_s:.1f} s, canary answered "
-                      f"{outcome.canary_requests} user requests; {outcome.reason}")  # fmt: skip
-                results.append(_outcome(outcome))
-        finally:
-            load.stop()
-            stack.stop()
+        for index, scenario in enumerate(plan, 1):
+            # every run starts from its stable version taking all the traffic
+            stable = str(scenario.stable)
+            httpx.put(
+                f"{urls['gateway']}/admin/models/{MODEL}/weights",
+                json={"weights": {stable: 100}, "stable": stable},
+                headers={"authorization": f"Bearer {token}"}, timeout=5,
+            ).raise_for_status()  # fmt: skip
+            outcome = demo.rollout(scenario, urls)
+            print(f"rollout {index}/{len(plan)} {scenario.stable} -> {scenario.canary}: "
+                  f"{outcome.phase} in {outcome.duration_s:.1f} s, canary answered "
+                  f"{outcome.canary_requests} user requests; {outcome.reason}")  # fmt: skip
+            results.append(_outcome(outcome))
     return results
 
 

@@ -6,7 +6,7 @@ header and body timeouts and the connection limit of modelcanary.http_guard.
 
 The project's servers are Starlette apps built by `starlette_app` (a route table, one-line
 JSON errors), except the two on the inference data path, the gateway and the comparator
-service: raw ASGI callables (modelcanary.gateway.asgi), because Starlette's request and
+service: raw ASGI callables (modelcanary.http.asgi), because Starlette's request and
 response objects cost them CPU on every request (docs/architecture.md, "One HTTP style")."""
 
 from __future__ import annotations

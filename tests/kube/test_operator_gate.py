@@ -68,15 +68,11 @@ def operator(
     apiserver: ApiServer, namespace: str, crds: None, tmp_path: Path, monitoring: Prometheus
 ) -> Iterator[OperatorProcess]:
     (webhook,) = free_ports(1)
-    process = OperatorProcess(
+    with OperatorProcess(
         apiserver.kubeconfig, namespace, monitoring.url, tmp_path / "operator.log",
         "--tick=1s", f"--webhook-port={webhook}", f"--window={WINDOW}",
-    )  # fmt: skip
-    process.start()
-    try:
+    ) as process:  # fmt: skip
         yield process
-    finally:
-        process.stop()
 
 
 def published_status(name: str, triton: str) -> dict[str, Any]:

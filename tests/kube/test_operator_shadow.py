@@ -89,16 +89,12 @@ def operator(
     (webhook,) = free_ports(1)
     token = tmp_path / "comparator.token"
     token.write_text(TOKEN + "\n")
-    process = OperatorProcess(
+    with OperatorProcess(
         apiserver.kubeconfig, namespace, prometheus.url, tmp_path / "operator.log",
         "--tick=1s", f"--webhook-port={webhook}", f"--window={WINDOW}",
         f"--comparator={comparator}", f"--comparator-token-file={token}",
-    )  # fmt: skip
-    process.start()
-    try:
+    ) as process:  # fmt: skip
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -251,6 +251,8 @@ class TailPair:
     test: Comparison  # at alpha/K for K pairs: its `upper` (NaN unless shown) holds for all
 
 
+# From here on the same as modelcanary/rollout/sequential.py on purpose: the reference keeps
+# its own copy of what the closed form did not change, so that it stands alone.
 @dataclass(frozen=True)
 class LatencyComparison:
     """The latency test: an average of e-values over fixed pairs of bucket bounds."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modelcanary.errors import VerificationError
-from modelcanary.modelrepo.compare import compare
+from modelcanary.modelrepo.golden import output_parity
 from modelcanary.modelrepo.parity import make_golden_inputs, parity_batch_sizes
 from modelcanary.modelrepo.tensorspec import DTYPES, TensorSpec
 
@@ -22,22 +22,22 @@ from modelcanary.modelrepo.tensorspec import DTYPES, TensorSpec
         ([0.0, 5e-5], [0.0, 0.0], True, 5e-5),  # near zero: absolute tolerance rules
     ],
 )
-def test_compare_uses_isclose_semantics(
+def test_output_parity_uses_isclose_semantics(
     actual: list[float], expected: list[float], ok: bool, max_abs: float
 ) -> None:
-    result = compare("y", 4, np.array(actual), np.array(expected), atol=1e-4, rtol=1e-3)
+    result = output_parity("y", 4, np.array(actual), np.array(expected), atol=1e-4, rtol=1e-3)
     assert result.ok is ok
     assert result.max_abs_err == pytest.approx(max_abs, rel=1e-6, abs=1e-12)
 
 
 def test_relative_error_ignores_exact_zeros() -> None:
-    result = compare("y", 1, np.array([1e-6, 2.02]), np.array([0.0, 2.0]), 1e-4, 1e-3)
+    result = output_parity("y", 1, np.array([1e-6, 2.02]), np.array([0.0, 2.0]), 1e-4, 1e-3)
     assert result.max_rel_err == pytest.approx(0.01, rel=1e-6)
 
 
 def test_shape_mismatch_is_a_verification_error() -> None:
     with pytest.raises(VerificationError, match="output 'y' at batch size 2: ONNX Runtime gives"):
-        compare("y", 2, np.zeros((2, 3)), np.zeros((2, 4)), 1e-4, 1e-3)
+        output_parity("y", 2, np.zeros((2, 3)), np.zeros((2, 4)), 1e-4, 1e-3)
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modelcanary.modelrepo.comparison import samples_within
 from modelcanary.modelrepo.drift import profile_inputs
 from modelcanary.modelrepo.oip import infer_body
-from modelcanary.shadow.comparator import Comparator, Mirrored, ShadowTarget
+from modelcanary.modelrepo.output_comparison import samples_within
+from modelcanary.shadow.live_comparison import Comparator, Mirrored, ShadowTarget
 from modelcanary.shadow.metrics import WORST_FEATURES, ShadowMetrics
 from modelcanary.shadow.pairs import (
     DriftWindow,

@@ -9,6 +9,7 @@ import pytest
 
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import TritonServer
+from tests.support.gateway import StartGateway, gateways
 from tests.support.triton import serving_digits
 
 
@@ -32,3 +33,11 @@ def faulty_triton(
         server.start()
         server.load("digits", [1, 2])
         yield server
+
+
+@pytest.fixture
+def start_gateway() -> Iterator[StartGateway]:
+    """Start a gateway in front of Triton on a free port from a config dict (routes, and
+    limits as keywords); its URL. Stopped after the test."""
+    with gateways() as start:
+        yield start

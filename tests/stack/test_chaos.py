@@ -27,7 +27,8 @@ from modelcanary.load.report import LoadReport
 from modelcanary.local.controller import LocalRollout
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.waiting import wait_until
-from tests.support.up_process import Up, start_up
+from tests.support.rollout_spec import rollout_spec
+from tests.support.up_process import Up, running_up
 from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
@@ -43,14 +44,11 @@ PROGRAMS = {
 def up(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Up]:
-    stack = start_up(
+    with running_up(
         tmp_path_factory.mktemp("chaos") / "run", "--repo", str(digits_repo), "--model",
         "digits", "--stable", "1", "--canary", "2", "--canary-weight", "30",
-    )  # fmt: skip
-    try:
+    ) as stack:  # fmt: skip
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
@@ -132,30 +130,23 @@ def test_a_killed_monitor_comes_back_and_costs_no_request(
         assert tsdb["headStats"]["minTime"] / 1000 >= killed_at
 
 
-def rollout_spec(stable: int, canary: int) -> dict[str, object]:
-    return {
-        "model": "digits",
-        "stable": {"version": str(stable)},
-        "canary": {"version": str(canary)},
-        "steps": [20, 50, 100],
-        "interval": "4s",
-        "analysis": {
-            "failureLimit": 0,
-            "errorRatio": {"max": 0.05, "maxAboveStable": 0.02},
+def chaos_spec(stable: int, canary: int) -> dict[str, object]:
+    return rollout_spec(
+        stable,
+        canary,
+        progressDeadline="4m",
+        analysis={
             "latencyP99": {"maxSeconds": 0.5, "maxRatioToStable": 5, "ratioFloorSeconds": 0.2},
             "noData": {"after": "60s", "action": "pause"},  # a restart is well within
-            "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "5s"},
         },
-        "shadow": {"percent": 100, "minSamples": 30, "maxDuration": "10s"},
-        "progressDeadline": "4m",
-    }
+    )
 
 
 def test_a_rollout_holds_while_its_monitors_restart_and_then_finishes(
     up: Up, bodies: list[bytes], tmp_path: Path
 ) -> None:
     spec = tmp_path / "canary.yaml"
-    spec.write_text(yaml.safe_dump(rollout_spec(1, 2)))
+    spec.write_text(yaml.safe_dump(chaos_spec(1, 2)))
     command = [sys.executable, "-m", "modelcanary", "rollout", "start", "-f", str(spec),
                "--run-dir", str(up.run_dir)]  # fmt: skip
     load = BackgroundLoad(up.urls["gateway"], "digits", bodies, RATE).start()

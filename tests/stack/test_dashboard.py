@@ -18,13 +18,14 @@ import httpx
 import pytest
 import yaml
 
-from modelcanary.load.generator import BackgroundLoad, request_bodies
+from modelcanary.load.generator import BackgroundLoad
 from modelcanary.local.controller import LocalRollout
 from modelcanary.local.stack import LocalStack
 from modelcanary.rollout.state import RolloutState
 from modelcanary.serving.triton_home import TritonHome
 from tests.support.browser import Browser
-from tests.support.local_stack import digits_stack
+from tests.support.local_stack import digits_stack, steady_load
+from tests.support.rollout_spec import rollout_spec
 from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
@@ -42,11 +43,8 @@ def stack(
 
 @pytest.fixture(scope="module")
 def load(stack: LocalStack, digits_repo: Path) -> Iterator[BackgroundLoad]:
-    traffic = BackgroundLoad(
-        stack.urls["gateway"], "digits", request_bodies(digits_repo, "digits"), 30
-    ).start()
-    yield traffic
-    traffic.stop()
+    with steady_load(stack, digits_repo) as traffic:
+        yield traffic
 
 
 def started(args: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
@@ -80,15 +78,18 @@ def browser() -> Iterator[Browser]:
 def start_rollout(
     stack: LocalStack, tmp_path: Path, stable: int, canary: int
 ) -> subprocess.Popen[str]:
-    document = {
-        "model": "digits", "stable": {"version": str(stable)}, "canary": {"version": str(canary)},
-        "steps": [20, 50, 100], "interval": "6s",
-        "analysis": {"failureLimit": 0, "errorRatio": {"max": 0.05},
-                     "noData": {"after": "30s", "action": "pause"},
-                     "beforeFull": {"maxWait": "5s"}, "holdout": {"enabled": True}},
-        "shadow": {"percent": 100, "minSamples": 30, "maxDuration": "10s"},
-        "progressDeadline": "3m",
-    }  # fmt: skip
+    document = rollout_spec(
+        stable,
+        canary,
+        interval="6s",
+        analysis={
+            "errorRatio": {"max": 0.05},
+            "latencyP99": None,
+            "noData": {"after": "30s", "action": "pause"},
+            "beforeFull": {"maxWait": "5s"},
+            "holdout": {"enabled": True},
+        },
+    )
     path = tmp_path / "canary.yaml"
     path.write_text(yaml.safe_dump(document))
     return subprocess.Popen(

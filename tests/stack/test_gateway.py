@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,88 +16,27 @@ import pytest
 import tritonclient.http as httpclient
 from scipy.stats import chisquare
 
-from modelcanary.gateway.app import Gateway
-from modelcanary.gateway.config import parse_config
-from modelcanary.gateway.server import GatewayServer
 from modelcanary.process import free_ports
-from tests.conftest import metric_samples, metric_value
+from tests.support.gateway import (
+    AUTH,
+    CLIENT_ERRORS,
+    HEADER,
+    StartGateway,
+    X,
+    body,
+    digits_route,
+    samples,
+    server_errors,
+    value,
+)
 
 pytestmark = pytest.mark.slow
-TOKEN = "test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-HEADER = "x-modelcanary-version"
-
-
-StartGateway = Callable[..., str]
-
-
-@pytest.fixture
-def start_gateway() -> Iterator[StartGateway]:
-    """Start a gateway on a free port from a config dict; stopped after the test."""
-    servers: list[GatewayServer] = []
-
-    def start(models: dict[str, object], **limits: object) -> str:
-        config = parse_config({"models": models, **limits}, "test")
-        server = GatewayServer(Gateway(config, TOKEN))
-        servers.append(server)
-        return server.start()
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def digits_route(
-    upstream: str, weights: dict[str, int] | None = None, **extra: object
-) -> dict[str, object]:
-    route: dict[str, object] = {"stable": "1", "upstreams": {"1": upstream, "2": upstream}, **extra}
-    if weights is not None:
-        route["weights"] = weights
-    return {"digits": route}
-
-
-def body(x: np.ndarray) -> dict[str, object]:
-    return {
-        "inputs": [
-            {
-                "name": "pixels",
-                "shape": list(x.shape),
-                "datatype": "FP32",
-                "data": x.ravel().tolist(),
-            }
-        ]
-    }
 
 
 def reference(repo: Path, version: str, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(repo / "digits" / version / "model.onnx"))
     result: np.ndarray = session.run(None, {"pixels": x})[0]
     return result
-
-
-def samples(url: str) -> list[tuple[str, dict[str, str], float]]:
-    return metric_samples(f"{url}/metrics")
-
-
-def value(url: str, name: str, **labels: str) -> float:
-    return metric_value(f"{url}/metrics", name, **labels)
-
-
-CLIENT_ERRORS = "modelcanary_gateway_client_errors_total"
-
-
-def server_errors(url: str, version: str) -> float:
-    """What the gateway source's error ratio reads: the version's 5xx answers."""
-    return sum(
-        v
-        for n, lab, v in samples(url)
-        if n == "modelcanary_gateway_requests_total"
-        and lab["version"] == version
-        and lab["code"].startswith("5")
-    )
-
-
-X = np.random.default_rng(0).random((3, 64)).astype(np.float32)
 
 
 def test_requests_reach_the_chosen_version_and_say_which(

@@ -2,8 +2,6 @@
 the version they were routed to, never its errors. The issue: fifteen unauthenticated
 broken-JSON requests pinned to a healthy canary got it rolled back."""
 
-# ruff: noqa: F811 (the fixtures imported from test_gateway are the tests' parameters)
-
 from __future__ import annotations
 
 import gzip
@@ -14,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.stack.test_gateway import (  # gateways in front of the real Triton
+from tests.support.gateway import (
     CLIENT_ERRORS,
     HEADER,
     StartGateway,
@@ -22,7 +20,6 @@ from tests.stack.test_gateway import (  # gateways in front of the real Triton
     body,
     digits_route,
     server_errors,
-    start_gateway,  # noqa: F401
     value,
 )
 from tests.support.waits import until

@@ -25,7 +25,7 @@ from modelcanary.process import free_ports
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_server import TritonServer
 from tests.conftest import metric_value
-from tests.stack.test_gateway import CLIENT_ERRORS, HEADER, X
+from tests.support.gateway import CLIENT_ERRORS, HEADER, X
 from tests.support.waits import until
 
 pytestmark = pytest.mark.slow

@@ -4,8 +4,6 @@ batch are answered 400 by the gateway, never reach Triton, never count against t
 version, and the innocent requests sent meanwhile succeed. Triton's control APIs are not
 reachable through the gateway."""
 
-# ruff: noqa: F811 (the fixtures imported from test_gateway are the tests' parameters)
-
 from __future__ import annotations
 
 import gzip
@@ -20,7 +18,7 @@ import pytest
 
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import TritonServer
-from tests.stack.test_gateway import (  # gateways in front of the real Triton
+from tests.support.gateway import (
     CLIENT_ERRORS,
     HEADER,
     StartGateway,
@@ -28,7 +26,6 @@ from tests.stack.test_gateway import (  # gateways in front of the real Triton
     body,
     digits_route,
     server_errors,
-    start_gateway,  # noqa: F401
     value,
 )
 from tests.support.triton import CONTROL_REQUESTS

@@ -1,8 +1,6 @@
 """Retry on stable, against the real Triton with faults injected into the canary: the user
 gets stable's answer, the canary's failure still counts against it, within a budget."""
 
-# ruff: noqa: F811 (the fixtures imported from test_gateway are the tests' parameters)
-
 from __future__ import annotations
 
 import socket
@@ -15,16 +13,7 @@ import pytest
 from modelcanary.local.demo import _answered, _retried
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_server import TritonServer
-from tests.stack.test_gateway import (  # gateways in front of the real Triton
-    HEADER,
-    StartGateway,
-    X,
-    body,
-    digits_route,
-    server_errors,
-    start_gateway,  # noqa: F401
-    value,
-)
+from tests.support.gateway import HEADER, StartGateway, X, body, digits_route, server_errors, value
 
 pytestmark = pytest.mark.slow
 RETRIES = "modelcanary_gateway_retries_total"

@@ -1,7 +1,5 @@
 """Triton's inference statistics through the gateway: read-only, per version or per model."""
 
-# ruff: noqa: F811 (the fixtures imported from test_gateway are the tests' parameters)
-
 from __future__ import annotations
 
 from typing import Any
@@ -9,15 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack.test_gateway import (  # gateways in front of the real Triton
-    AUTH,
-    HEADER,
-    StartGateway,
-    X,
-    body,
-    digits_route,
-    start_gateway,  # noqa: F401
-)
+from tests.support.gateway import AUTH, HEADER, StartGateway, X, body, digits_route
 
 pytestmark = pytest.mark.slow
 

@@ -30,6 +30,7 @@ from modelcanary.serving.triton_home import TritonHome
 from tests.conftest import PROJECT, metric_value
 from tests.fixture_models import regressor
 from tests.support.local_stack import digits_stack
+from tests.support.rollout_spec import rollout_spec
 
 pytestmark = pytest.mark.slow
 MODELCANARY = str(Path(sys.executable).with_name("modelcanary"))
@@ -89,18 +90,20 @@ def load(stack: LocalStack, price_repo: Path) -> Iterator[BackgroundLoad]:
 
 def rollout(stack: LocalStack, tmp_path: Path, canary: int) -> tuple[int, str, RolloutState]:
     """Run `modelcanary rollout start` from version 1 to CANARY to its end."""
-    spec = {
-        "model": "price", "stable": {"version": "1"}, "canary": {"version": str(canary)},
-        "steps": [50, 100], "interval": "2s",
-        "analysis": {
-            "failureLimit": 0, "errorRatio": {"max": 0.05},
-            "latencyP99": {"maxSeconds": 0.25, "maxRatioToStable": 3, "ratioFloorSeconds": 0.1},
-            "noData": {"after": "10s", "action": "pause"}, "beforeFull": {"maxWait": "4s"},
+    spec = rollout_spec(
+        1,
+        canary,
+        model="price",
+        steps=[50, 100],
+        interval="2s",
+        analysis={
+            "errorRatio": {"max": 0.05},
+            "noData": {"after": "10s", "action": "pause"},
+            "beforeFull": {"maxWait": "4s"},
         },
         # only evidence ends the shadow phase: maxDuration is past the deadline
-        "shadow": {"percent": 100, "minSamples": 200, "maxDuration": "10m"},
-        "progressDeadline": "3m",
-    }  # fmt: skip
+        shadow={"percent": 100, "minSamples": 200, "maxDuration": "10m"},
+    )
     path = tmp_path / "canary.yaml"
     path.write_text(yaml.safe_dump(spec))
     run_dir = stack.urls["run_dir"]

@@ -21,14 +21,16 @@ import httpx
 import pytest
 import yaml
 
-from modelcanary.load.generator import BackgroundLoad, request_bodies
+from modelcanary.load.generator import BackgroundLoad
 from modelcanary.local.controller import LocalRollout, wait_until_quiet
-from modelcanary.local.stack import LocalStack, StackOptions
+from modelcanary.local.stack import LocalStack
 from modelcanary.rollout.spec import parse_spec
 from modelcanary.rollout.state import RolloutState, Transition
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
 from tests.conftest import metric_value
+from tests.support.local_stack import digits_stack, steady_load
+from tests.support.rollout_spec import rollout_spec
 from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
@@ -39,49 +41,14 @@ MODELCANARY = str(Path(sys.executable).with_name("modelcanary"))
 def stack(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
-    options = StackOptions(
-        digits_repo,
-        "digits",
-        stable=1,
-        run_dir=tmp_path_factory.mktemp("up"),
-        versions=(1, 2, 3, 4, 5),
-    )
-    local = LocalStack(options, say=lambda line: None)
-    local.start()
-    try:
+    with digits_stack(digits_repo, tmp_path_factory.mktemp("up"), 1, (1, 2, 3, 4, 5)) as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture
 def load(stack: LocalStack, digits_repo: Path) -> Iterator[BackgroundLoad]:
-    traffic = BackgroundLoad(
-        stack.urls["gateway"], "digits", request_bodies(digits_repo, "digits"), 30
-    ).start()
-    yield traffic
-    traffic.stop()
-
-
-def spec(stable: int, canary: int, **changes: object) -> dict[str, object]:
-    document: dict[str, object] = {
-        "model": "digits",
-        "stable": {"version": str(stable)},
-        "canary": {"version": str(canary)},
-        "steps": [20, 50, 100],
-        "interval": "4s",
-        "analysis": {
-            "failureLimit": 0,
-            "errorRatio": {"max": 0.05, "maxAboveStable": 0.02},
-            "latencyP99": {"maxSeconds": 0.25, "maxRatioToStable": 3, "ratioFloorSeconds": 0.1},
-            "noData": {"after": "5s", "action": "pause"},
-            "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "5s"},
-        },
-        "shadow": {"percent": 100, "minSamples": 30, "maxDuration": "10s"},
-        "progressDeadline": "3m",
-    }
-    document.update(changes)
-    return document
+    with steady_load(stack, digits_repo) as traffic:
+        yield traffic
 
 
 Start = Callable[..., subprocess.Popen[str]]
@@ -143,7 +110,7 @@ def quiet(stack: LocalStack, version: str) -> None:
 def test_a_healthy_canary_is_promoted(
     stack: LocalStack, load: BackgroundLoad, controller: Start
 ) -> None:
-    code, output = finish(controller(spec(1, 2)))
+    code, output = finish(controller(rollout_spec(1, 2)))
     assert code == 0, output
     final = state(stack)
     assert final.phase == "Promoted", output
@@ -169,7 +136,7 @@ def test_a_canary_worse_on_labelled_data_is_rolled_back_before_any_user_request(
 ) -> None:
     """Issue 16: version 5 (classes 3 and 8 swapped: no errors, fast, wrong on 3s and 8s)
     never serves a user: the holdout gate rolls it back before the first step."""
-    code, output = finish(controller(spec(2, 5)))
+    code, output = finish(controller(rollout_spec(2, 5)))
     final = state(stack)
     assert code == 1 and final.phase == "RolledBack", output
     assert [(t.action, t.weight) for t in final.history] == [("rollback", 0)]
@@ -188,8 +155,7 @@ def test_a_label_bug_is_rolled_back_while_shadowing_with_no_user_request(
     """Issue 15: version 4 (labels shifted by one: fast, no errors, always wrong), with the
     holdout gate off, is caught by comparing its answers with stable's on mirrored requests,
     and never answers a user."""
-    document = spec(2, 4)
-    document["analysis"] = {**document["analysis"], "holdout": {"enabled": False}}  # type: ignore[dict-item]
+    document = rollout_spec(2, 4, analysis={"holdout": {"enabled": False}})
     code, output = finish(controller(document))
     final = state(stack)
     assert code == 1 and final.phase == "RolledBack", output
@@ -210,7 +176,7 @@ def test_a_canary_that_is_not_served_waits_until_the_deadline_then_rolls_back(
 ) -> None:
     """Issue 13 defect 4: a canary version Triton does not have sat Pending forever, shown
     as `canary_ready 1 pass`."""
-    process = controller(spec(2, 7, progressDeadline="8s"))
+    process = controller(rollout_spec(2, 7, progressDeadline="8s"))
 
     def pending() -> bool:
         now = state(stack)
@@ -251,7 +217,7 @@ def test_a_pushed_alert_prometheus_does_not_fire_leaves_the_rollout_alone(
     }  # fmt: skip
     posted = started = datetime.now(UTC)
     try:
-        process = controller(spec(2, 3))
+        process = controller(rollout_spec(2, 3))
 
         def begun() -> bool:  # this rollout, not the last one (or none yet)
             now = state(stack)
@@ -311,7 +277,7 @@ def test_a_bad_canary_is_rolled_back(
 ) -> None:
     quiet(stack, "3")
     paged = len(pages(stack, "ModelCanaryRolledBack"))
-    process = controller(spec(2, 3))
+    process = controller(rollout_spec(2, 3))
     try:
         fault_once_progressing(stack, fault)
         until(lambda: state(stack).phase == "RolledBack", 60, "never rolled back")
@@ -341,7 +307,7 @@ def test_a_canary_without_traffic_is_paused_never_promoted(
     stack: LocalStack, controller: Start
 ) -> None:
     quiet(stack, "3")
-    process = controller(spec(2, 3))
+    process = controller(rollout_spec(2, 3))
     until(lambda: state(stack).phase == "Paused", 60, "not paused without data")
     paused_at = state(stack).history[-1].at
     until(lambda: (checked := state(stack).analysis) is not None and checked.at > paused_at + 3,
@@ -378,7 +344,7 @@ def test_a_killed_controller_resumes_from_the_persisted_step(
     stack: LocalStack, load: BackgroundLoad, controller: Start
 ) -> None:
     quiet(stack, "3")
-    document = spec(2, 3, steps=[10, 30, 60, 100])
+    document = rollout_spec(2, 3, steps=[10, 30, 60, 100])
     document["interval"] = "8s"  # time to kill it at step 2, however loaded the machine
     first = controller(document)
     until(lambda: state(stack).step >= 1, 60, "never reached step 2")
@@ -421,7 +387,7 @@ def versions(stack: LocalStack) -> tuple[str, str, str]:
 
 def shadowing_long(stable: str, canary: str) -> dict[str, object]:
     """A rollout that stays Shadowing (no load, far more pairs wanted than come)."""
-    return spec(int(stable), int(canary),
+    return rollout_spec(int(stable), int(canary),
                 shadow={"percent": 100, "minSamples": 100000, "maxDuration": "10m"})  # fmt: skip
 
 
@@ -468,7 +434,7 @@ def test_a_rollback_recorded_but_never_applied_is_applied_before_it_is_archived(
     quiet(stack, other)
     rollout = LocalRollout.of(Path(stack.urls["run_dir"]), "digits")
     rollout.store.state_path.unlink(missing_ok=True)
-    rollout.begin(parse_spec(spec(int(stable), int(canary)), "killed"))
+    rollout.begin(parse_spec(rollout_spec(int(stable), int(canary)), "killed"))
     began = datetime(2001, 1, 1, tzinfo=UTC).timestamp()
     killed = Transition(began, "rollback", "RolledBack", 0, 0, "errors")
     rollout.store.save(RolloutState("RolledBack", 0, 0, began, applied=False, history=(killed,)))
@@ -502,7 +468,7 @@ def test_a_state_that_cannot_be_written_keeps_the_controller_watching_and_rollin
     stable, canary, _ = versions(stack)
     quiet(stack, canary)
     rollout = LocalRollout.of(Path(stack.urls["run_dir"]), "digits")
-    document = spec(int(stable), int(canary), interval="10m", shadow={"enabled": False})
+    document = rollout_spec(int(stable), int(canary), interval="10m", shadow={"enabled": False})
     process = controller(document)
 
     def first_step() -> bool:  # of this rollout, not an earlier one's
@@ -537,7 +503,7 @@ def test_repair_rolls_an_unreadable_state_back_and_sends_traffic_to_stable(
     stable, canary, _ = versions(stack)
     rollout = LocalRollout.of(Path(stack.urls["run_dir"]), "digits")
     rollout.store.state_path.unlink(missing_ok=True)
-    rollout.begin(parse_spec(spec(int(stable), int(canary)), "corrupt"))
+    rollout.begin(parse_spec(rollout_spec(int(stable), int(canary)), "corrupt"))
     began = datetime.now(UTC).timestamp()
     started = Transition(began, "start", "Progressing", 0, 20, "checks passed")
     good = RolloutState("Progressing", 0, 20, began, history=(started,)).to_json()

@@ -341,16 +341,21 @@ def test_stop_reaps_every_process_and_shared_memory(
     assert not list(SHM_DIR.glob("triton_*"))
 
 
+def serve_digits(repo: Path, run_dir: Path) -> subprocess.Popen[str]:
+    """`modelcanary serve` of digits 1 and 2, its output and errors piped."""
+    command = [sys.executable, "-m", "modelcanary", "serve", "--repo", str(repo)]
+    command += ["--model", "digits", "--versions", "1,2", "--run-dir", str(run_dir)]
+    return subprocess.Popen(
+        command, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_serve_command_stops_cleanly_on_a_signal(
     repo: Path, triton_home: TritonHome, tmp_path: Path, sig: signal.Signals
 ) -> None:
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelcanary", "serve", "--repo", str(repo), "--model", "digits",
-         "--versions", "1,2", "--run-dir", str(run_dir)],
-        cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = serve_digits(repo, run_dir)
     assert process.stdout is not None
     lines = []
     for line in process.stdout:
@@ -386,11 +391,7 @@ def test_sigterm_while_loading_waits_for_ready_then_stops_cleanly(
 ) -> None:
     """Signalling Triton mid-load orphans its stubs; serve defers the stop until ready."""
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelcanary", "serve", "--repo", str(repo), "--model", "digits",
-         "--versions", "1,2", "--run-dir", str(run_dir)],
-        cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = serve_digits(repo, run_dir)
 
     def exited() -> str | None:
         return None if process.poll() is None else f"serve exited with {process.returncode}"

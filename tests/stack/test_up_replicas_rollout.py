@@ -31,7 +31,8 @@ from modelcanary.local.controller import LocalRollout
 from modelcanary.rollout.state import RolloutState
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
-from tests.support.up_process import Up, alive, start_up
+from tests.support.rollout_spec import rollout_spec
+from tests.support.up_process import Up, alive, running_up
 from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
@@ -43,31 +44,22 @@ MODELCANARY = [sys.executable, "-m", "modelcanary"]
 def up(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Up]:
-    stack = start_up(
+    with running_up(
         tmp_path_factory.mktemp("replicas") / "run", "--repo", str(digits_repo), "--model",
         "digits", "--stable", "1", "--versions", "1,2,3", "--replicas", "2",
-    )  # fmt: skip
-    try:
+    ) as stack:  # fmt: skip
         yield stack
-    finally:
-        stack.stop()
 
 
 def spec(stable: int, canary: int) -> dict[str, object]:
-    return {
-        "model": "digits",
-        "stable": {"version": str(stable)},
-        "canary": {"version": str(canary)},
-        "steps": [10, 25, 50, 75, 100],
-        "interval": "5s",
-        "analysis": {
-            "failureLimit": 0,
-            "errorRatio": {"max": 0.05, "maxAboveStable": 0.02},
-            "noData": {"after": "30s", "action": "pause"},
-            "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "5s"},
-        },
-        "progressDeadline": "3m",
-    }
+    return rollout_spec(
+        stable,
+        canary,
+        steps=[10, 25, 50, 75, 100],
+        interval="5s",
+        shadow=None,
+        analysis={"latencyP99": None, "noData": {"after": "30s", "action": "pause"}},
+    )
 
 
 def state(up: Up) -> RolloutState:

@@ -1,5 +1,5 @@
 """A quiet local stack (`modelcanary up`) of digits (or another model) for a test module,
-stopped after it."""
+stopped after it, and steady load on its gateway."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from modelcanary.load.generator import BackgroundLoad, request_bodies
 from modelcanary.local.stack import LocalStack, StackOptions
 
 
@@ -22,3 +23,16 @@ def digits_stack(
         yield local
     finally:
         local.stop()
+
+
+@contextmanager
+def steady_load(
+    stack: LocalStack, repo: Path, model: str = "digits", rate: float = 30
+) -> Iterator[BackgroundLoad]:
+    """Open-loop load of MODEL's golden requests on the stack's gateway, stopped after."""
+    traffic = BackgroundLoad(stack.urls["gateway"], model, request_bodies(repo, model), rate)
+    traffic.start()
+    try:
+        yield traffic
+    finally:
+        traffic.stop()

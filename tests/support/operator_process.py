@@ -63,6 +63,13 @@ class OperatorProcess:
         assert self.popen is not None, "not started"
         return self.popen.pid
 
+    def __enter__(self) -> OperatorProcess:
+        """Started (and ready); stopped when the block ends."""
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         """Spawn, then wait until ready."""
         return self.spawn().wait_ready(timeout)

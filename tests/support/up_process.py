@@ -7,6 +7,8 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +72,16 @@ def start_up(run_dir: Path, *args: str, out_name: str = "up.out", timeout: float
         up.stop()
         raise
     return up
+
+
+@contextmanager
+def running_up(run_dir: Path, *args: str) -> Iterator[Up]:
+    """`start_up`, stopped after the block."""
+    up = start_up(run_dir, *args)
+    try:
+        yield up
+    finally:
+        up.stop()
 
 
 def alive(pid: int) -> bool:

@@ -21,7 +21,7 @@ from modelcanary.adapters.repo_reader import (
 )
 from modelcanary.adapters.served_version import served_answers
 from modelcanary.errors import one_line
-from modelcanary.modelrepo.compare import compare, split_golden
+from modelcanary.modelrepo.golden import output_parity, split_golden
 from modelcanary.modelrepo.manifest import GOLDEN
 from modelcanary.rollout.ports import GoldenResult
 
@@ -57,7 +57,9 @@ def run_golden_check(
                 False, f"output {name!r} has {got.size} values, expected {want.size}"
             )
         batch = manifest.max_batch_size or 1
-        result = compare(name, batch, got.reshape(want.shape), want, manifest.atol, manifest.rtol)
+        result = output_parity(
+            name, batch, got.reshape(want.shape), want, manifest.atol, manifest.rtol
+        )
         if not result.ok:
             return GoldenResult(
                 False,

@@ -22,6 +22,8 @@ def add(commands: Commands) -> None:
     p.add_argument("--model", required=True, help="model name in the repository")
     p.add_argument("a", type=integer, metavar="A", help="the reference version (stable)")
     p.add_argument("b", type=integer, metavar="B", help="the version judged against A (canary)")
+    # --samples, --labels and --metric as `modelcanary export` spells them, on purpose: the
+    # same flags for the same files, each with this command's own help
     p.add_argument(
         "--samples",
         type=Path,
@@ -63,13 +65,13 @@ def add(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelcanary.modelrepo.compare_versions import (
+    from modelcanary.modelrepo.holdout import Metric
+    from modelcanary.modelrepo.holdout_store import parse_assignments
+    from modelcanary.modelrepo.offline_comparison import (
         CompareRequest,
         compare_versions,
         render_text,
     )
-    from modelcanary.modelrepo.holdout import Metric
-    from modelcanary.modelrepo.holdout_store import parse_assignments
 
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")

@@ -13,7 +13,7 @@ the tolerance of numeric outputs (modelcanary.shadow.pairs). Any other field is 
 (400, naming it), as is a body over 64 KiB (413). A split that gives a version other
 than stable more traffic is applied only if that version answers ready within a second;
 one that only moves traffic back to stable (a rollback) is applied at once, whatever the
-upstreams do. A comparison (modelcanary.shadow.comparator)
+upstreams do. A comparison (modelcanary.shadow.live_comparison)
 mirrors `percent` of the requests the stable version answers to the canary; DELETE ends it.
 """
 
@@ -24,7 +24,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelcanary.errors import UsageError
-from modelcanary.gateway.asgi import (
+from modelcanary.gateway.metrics import GatewayMetrics
+from modelcanary.gateway.routes import Route, unknown_model, unready
+from modelcanary.gateway.weights import WeightTable
+from modelcanary.http.asgi import (
     Receive,
     Scope,
     Send,
@@ -33,11 +36,8 @@ from modelcanary.gateway.asgi import (
     respond_error,
     respond_json,
 )
-from modelcanary.gateway.metrics import GatewayMetrics
-from modelcanary.gateway.routes import Route, unknown_model, unready
-from modelcanary.gateway.upstream import Upstream
-from modelcanary.gateway.weights import WeightTable
-from modelcanary.shadow.admin import (
+from modelcanary.http.upstream import Upstream
+from modelcanary.shadow.admin import (  # the admin routes shared with shadow/service.py
     MAX_ADMIN_BODY,
     NEEDS_TOKEN,
     ToleranceFields,
@@ -45,7 +45,7 @@ from modelcanary.shadow.admin import (
     list_comparisons,
     one_comparison,
 )
-from modelcanary.shadow.comparator import Comparator
+from modelcanary.shadow.live_comparison import Comparator
 
 WEIGHTS_EXAMPLE = '{"weights": {"1": 90, "2": 10}, "stable": "1"}'
 SHADOW_EXAMPLE = '{"canary": "2", "percent": 10}'

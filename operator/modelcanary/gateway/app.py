@@ -14,7 +14,7 @@ Open Inference Protocol (KServe v2) paths the clients use:
 
 and the admin API under /admin (see modelcanary.gateway.admin). A share of the requests
 the stable version answers is mirrored to the shadow comparator, which runs in this
-process (see modelcanary.shadow.comparator) once the user has been answered. Inference
+process (see modelcanary.shadow.live_comparison) once the user has been answered. Inference
 requests the
 client broke are answered 4xx and counted as client errors of the version they were routed
 to, never as its errors (see modelcanary.gateway.client_errors); the header of every
@@ -41,19 +41,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from modelcanary import __version__, metrics_contract
 from modelcanary.errors import UsageError
 from modelcanary.gateway.admin import AdminApi
-from modelcanary.gateway.asgi import (
-    BodyTooLarge,
-    ClientGone,
-    Receive,
-    Scope,
-    Send,
-    error_response,
-    read_body,
-    request_headers,
-    respond,
-    respond_error,
-    respond_json,
-)
 from modelcanary.gateway.client_errors import (
     BODY_TOO_LARGE,
     CLIENT_GONE,
@@ -68,15 +55,29 @@ from modelcanary.gateway.public_config import config_json, no_config, public_con
 from modelcanary.gateway.readiness import Abandoned, ReadinessWatch
 from modelcanary.gateway.retry import ANSWERED, FAILED, OVER_BUDGET, RetryBudget
 from modelcanary.gateway.routes import READY_TIMEOUT_S, Route, unknown_model, unready
-from modelcanary.gateway.upstream import (
+from modelcanary.gateway.weights import WeightTable
+from modelcanary.http.asgi import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    error_response,
+    lifespan,
+    read_body,
+    request_headers,
+    respond,
+    respond_error,
+    respond_json,
+)
+from modelcanary.http.upstream import (
     PASSED_HEADERS,
     Upstream,
     UpstreamRefused,
     UpstreamResponse,
     UpstreamTimeout,
 )
-from modelcanary.gateway.weights import WeightTable
-from modelcanary.shadow.comparator import Comparator
+from modelcanary.shadow.live_comparison import Comparator
 from modelcanary.shadow.metrics import ShadowMetrics
 
 METRICS_CONTENT = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
@@ -128,7 +129,7 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send, self._start, self._stop)
             return
         if scope["type"] != "http":
             return
@@ -145,21 +146,16 @@ class Gateway:
         else:
             await respond_error(send, 404, f"no route for {method} {path}")
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.loop = asyncio.get_running_loop()  # the gRPC server mirrors into it
-                await self.upstream.open()
-                await self.readiness.start()
-                await self.comparator.start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.comparator.stop()
-                await self.readiness.stop()
-                await self.upstream.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def _start(self) -> None:
+        self.loop = asyncio.get_running_loop()  # the gRPC server mirrors into it
+        await self.upstream.open()
+        await self.readiness.start()
+        await self.comparator.start()
+
+    async def _stop(self) -> None:
+        await self.comparator.stop()
+        await self.readiness.stop()
+        await self.upstream.close()
 
     # -- inference ----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from modelcanary.gateway.upstream import UpstreamResponse
+from modelcanary.http.upstream import UpstreamResponse
 
 # The `reason` label. Not forwarded:
 INVALID_JSON = "invalid_json"  # the body, or its JSON part, is not a JSON object: 400

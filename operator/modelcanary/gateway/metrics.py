@@ -17,6 +17,7 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # one declaration per metric, alike on purpose: its help and labels are what /metrics shows
         self.requests = Counter(
             metrics_contract.GATEWAY_REQUESTS,
             "Requests a version answered through the gateway, by model, version and the "

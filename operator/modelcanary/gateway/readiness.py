@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 from modelcanary.gateway.routes import READY_TIMEOUT_S, Route
-from modelcanary.gateway.upstream import Upstream, UpstreamRefused, UpstreamTimeout
+from modelcanary.http.upstream import Upstream, UpstreamRefused, UpstreamTimeout
 
 T = TypeVar("T")
 Probed = Literal["ready", "unready", "hung"]  # hung: no answer within READY_TIMEOUT_S

@@ -15,8 +15,8 @@ from typing import Any
 
 from modelcanary.gateway.config import ModelRoute
 from modelcanary.gateway.replicas import Replicas
-from modelcanary.gateway.upstream import Upstream, UpstreamRefused, UpstreamTimeout
 from modelcanary.gateway.weights import WeightTable
+from modelcanary.http.upstream import Upstream, UpstreamRefused, UpstreamTimeout
 
 READY_TIMEOUT_S = 1.0  # a version whose upstream does not answer /ready this fast is unready
 

@@ -21,7 +21,7 @@ import numpy as np
 from modelcanary.errors import UsageError, one_line
 from modelcanary.load.report import LoadReport, Outcome, build_report
 from modelcanary.metrics_contract import VERSION_HEADER
-from modelcanary.modelrepo.compare import split_golden
+from modelcanary.modelrepo.golden import split_golden
 from modelcanary.modelrepo.holdout_store import HOLDOUT, read_holdout
 from modelcanary.modelrepo.manifest import GOLDEN
 from modelcanary.modelrepo.oip import infer_body

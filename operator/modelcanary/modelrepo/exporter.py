@@ -23,8 +23,8 @@ import torch
 from modelcanary import __version__
 from modelcanary.errors import UsageError, VerificationError
 from modelcanary.modelrepo import model_config
-from modelcanary.modelrepo.compare import golden_arrays
 from modelcanary.modelrepo.drift import profile_inputs
+from modelcanary.modelrepo.golden import golden_arrays
 from modelcanary.modelrepo.holdout_store import (
     HOLDOUT,
     PROFILE,

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from modelcanary.errors import UsageError, one_line
-from modelcanary.modelrepo.compare import INPUT_PREFIX, golden_arrays, split_golden
-from modelcanary.modelrepo.comparison import OutputKind, check_kind
 from modelcanary.modelrepo.drift import InputProfile
+from modelcanary.modelrepo.golden import INPUT_PREFIX, golden_arrays, split_golden
 from modelcanary.modelrepo.holdout import Metric, estimate
+from modelcanary.modelrepo.output_comparison import OutputKind, check_kind
 from modelcanary.modelrepo.tensorspec import VARIABLE, Signature
 
 HOLDOUT = "holdout.npz"

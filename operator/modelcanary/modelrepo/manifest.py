@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from modelcanary.errors import UsageError, one_line
-from modelcanary.modelrepo.comparison import OutputKind, check_kind
 from modelcanary.modelrepo.holdout import Metric
+from modelcanary.modelrepo.output_comparison import OutputKind, check_kind
 from modelcanary.modelrepo.tensorspec import Signature, TensorSpec, dtype_by_name
 
 MANIFEST = "manifest.json"

@@ -1,6 +1,6 @@
 """Numerical parity between PyTorch and ONNX Runtime on golden samples.
 
-The comparison itself is in `compare` (numpy only); `run_onnxruntime` and
+The check itself is `golden.output_parity` (numpy only); `run_onnxruntime` and
 `check_parity` run the graph on the CPU execution provider, batch by batch, at each
 requested batch size.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from modelcanary.errors import UsageError, VerificationError, one_line
-from modelcanary.modelrepo.compare import OutputParity, compare
+from modelcanary.modelrepo.golden import OutputParity, output_parity
 from modelcanary.modelrepo.tensorspec import VARIABLE, TensorSpec
 from modelcanary.tables import format_table
 
@@ -187,6 +187,6 @@ def check_parity(
     for batch_size in batch_sizes:
         actual = run_onnxruntime(session, inputs, batch_size)
         for name, want in expected.items():
-            results.append(compare(name, batch_size or 0, actual[name], want, atol, rtol))
+            results.append(output_parity(name, batch_size or 0, actual[name], want, atol, rtol))
     count = next(iter(inputs.values())).shape[0]
     return ParityReport(atol=atol, rtol=rtol, samples=count, results=tuple(results))

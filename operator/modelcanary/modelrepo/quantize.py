@@ -26,13 +26,13 @@ import onnx
 import onnxruntime as ort
 
 from modelcanary.errors import UsageError, VerificationError, one_line
-from modelcanary.modelrepo.comparison import (
+from modelcanary.modelrepo.holdout import Metric, PairedResult, paired
+from modelcanary.modelrepo.output_comparison import (
     ClassificationComparison,
     OutputComparison,
     OutputKind,
     compare_output,
 )
-from modelcanary.modelrepo.holdout import Metric, PairedResult, paired
 from modelcanary.modelrepo.parity import ParityReport, check_parity, run_onnxruntime, session_for
 
 MODES = ("int8",)

@@ -14,7 +14,7 @@ import numpy as np
 
 from modelcanary.errors import ModelcanaryError, UsageError, one_line
 from modelcanary.modelrepo import model_config
-from modelcanary.modelrepo.compare import split_golden
+from modelcanary.modelrepo.golden import split_golden
 from modelcanary.modelrepo.manifest import GOLDEN, Manifest, sha256_file
 from modelcanary.modelrepo.parity import check_parity, session_for
 from modelcanary.modelrepo.repository import CONFIG, ModelRepository

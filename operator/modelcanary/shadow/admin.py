@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelcanary.gateway.asgi import Send, respond_error, respond_json
-from modelcanary.shadow.comparator import Comparator
+from modelcanary.http.asgi import Send, respond_error, respond_json
+from modelcanary.shadow.live_comparison import Comparator
 
 NEEDS_TOKEN = "the admin API needs 'Authorization: Bearer <token>'"
 MAX_ADMIN_BODY = 64 * 1024

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from modelcanary import metrics_contract as mc
-from modelcanary.modelrepo.comparison import OutputKind
 from modelcanary.modelrepo.drift import DriftReport
+from modelcanary.modelrepo.output_comparison import OutputKind
 from modelcanary.shadow.pairs import OutputPairs
 
 # Features named on the drift gauge per model and version: the furthest above their noise.
@@ -20,6 +20,7 @@ class ShadowMetrics:
     """Pairs, agreeing pairs, confidence sums, drops and the worst input drift."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # one declaration per metric, alike on purpose: its help and labels are what /metrics shows
         self.pairs = Counter(
             mc.SHADOW_PAIRS,
             "Samples both stable and the canary answered, compared, by model, canary version, "

@@ -1,5 +1,5 @@
 """What one mirrored request tells: its outputs compared by kind, its inputs added to a
-window scored for drift. Pure numpy, on top of modelrepo.comparison and modelrepo.drift.
+window scored for drift. Pure numpy, on top of modelrepo.output_comparison and modelrepo.drift.
 
 A pair is one sample answered by both versions: a request with a batch of 8 samples
 makes 8 pairs per output. A classification pair agrees when both versions' top-1 classes
@@ -19,8 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelcanary.errors import UsageError
-from modelcanary.modelrepo.comparison import OutputKind, compare_classification, samples_within
 from modelcanary.modelrepo.drift import DriftReport, InputProfile, drift
+from modelcanary.modelrepo.output_comparison import (
+    OutputKind,
+    compare_classification,
+    samples_within,
+)
 
 
 class Incomparable(Exception):

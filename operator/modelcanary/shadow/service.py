@@ -10,7 +10,7 @@
 
 The stable predictor's logger (`spec.predictor.logger`, `mode: all`) posts each request
 and its 200 answer; they are paired by id (modelcanary.shadow.cloudevents) and the pair is
-offered to the same Comparator the gateway runs (modelcanary.shadow.comparator), which
+offered to the same Comparator the gateway runs (modelcanary.shadow.live_comparison), which
 sends the request pinned to the canary predictor and compares the two answers. Which model
 and version answered is read from the response (`model_name`, `model_version`, which
 Triton always sets), so a canary revision that logs too is never compared with itself.
@@ -33,12 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from modelcanary import metrics_contract as mc
 from modelcanary.errors import UsageError
-from modelcanary.gateway.asgi import (
+from modelcanary.http.asgi import (
     BodyTooLarge,
     ClientGone,
     Receive,
     Scope,
     Send,
+    lifespan,
     read_body,
     read_model,
     request_headers,
@@ -55,7 +56,7 @@ from modelcanary.shadow.admin import (
     one_comparison,
 )
 from modelcanary.shadow.cloudevents import Event, InvalidEvent, Pair, Pairer, parse_event
-from modelcanary.shadow.comparator import Comparator
+from modelcanary.shadow.live_comparison import Comparator
 from modelcanary.shadow.metrics import ShadowMetrics
 from modelcanary.shadow.pairs import VersionPair
 from modelcanary.shadow.settings import ShadowSettings
@@ -123,7 +124,7 @@ class ComparatorService:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send, self.comparator.start, self.comparator.stop)
             return
         if scope["type"] != "http":
             return
@@ -138,17 +139,6 @@ class ComparatorService:
             await self._event(scope, receive, send)
         else:
             await respond_error(send, 404, f"no route for {method} {path}")
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.comparator.start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.comparator.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # -- the logger's events -------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The comparator: stable's answers to mirrored requests against the canary's.
+"""The live comparison (the Comparator): stable's answers to mirrored requests against the
+canary's.
 
 It runs inside the gateway process, as a few asyncio workers on the gateway's event loop
 fed by a bounded `asyncio.Queue`, and its metrics are on the gateway's /metrics. Why
@@ -27,7 +28,7 @@ from typing import Any
 
 from modelcanary import metrics_contract
 from modelcanary.errors import UsageError, one_line
-from modelcanary.gateway.upstream import Upstream, UpstreamRefused, UpstreamTimeout
+from modelcanary.http.upstream import Upstream, UpstreamRefused, UpstreamTimeout
 from modelcanary.shadow.catalog import version_pair
 from modelcanary.shadow.metrics import ShadowMetrics
 from modelcanary.shadow.pairs import (

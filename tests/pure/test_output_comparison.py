@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from modelcanary.errors import UsageError
-from modelcanary.modelrepo.comparison import (
+from modelcanary.modelrepo.output_comparison import (
     ClassificationComparison,
     check_kind,
     compare_classification,

@@ -1,7 +1,10 @@
-"""Numerical comparison of model outputs and the golden-sample file layout.
+"""The golden samples: the layout of golden.npz, and the parity of answers with its outputs.
 
-numpy only, so the operator image compares served answers with golden outputs without
-onnxruntime or tritonclient. Pure.
+`output_parity` is how far one output's answers are from the expected ones: ONNX Runtime's
+from PyTorch's at export (modelrepo.parity), a served version's from its golden outputs
+before traffic (adapters.golden_check). numpy only, so the operator image checks served
+answers without onnxruntime or tritonclient. Pure. Two versions' answers compared with
+each other are in modelrepo.output_comparison.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ OUTPUT_PREFIX = "outputs/"
 
 @dataclass(frozen=True)
 class OutputParity:
-    """How far ONNX Runtime is from PyTorch on one output at one batch size."""
+    """How far the answers are from the expected ones on one output at one batch size."""
 
     output: str
     batch_size: int
@@ -27,7 +30,7 @@ class OutputParity:
     ok: bool
 
 
-def compare(
+def output_parity(
     output: str,
     batch_size: int,
     actual: np.ndarray,

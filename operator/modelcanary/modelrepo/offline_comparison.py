@@ -1,5 +1,8 @@
 """`modelcanary compare`: two versions of a model on the same samples, offline.
 
+The offline counterpart of the live shadow comparison (shadow.live_comparison), on top of
+the same per-output comparison (modelrepo.output_comparison).
+
 Both versions run with ONNX Runtime on the given samples, A's labelled holdout, or A's
 golden samples. The report holds each output compared by its declared kind, each declared
 metric on labelled samples with the paired difference B - A, and the drift of the samples
@@ -16,17 +19,17 @@ import numpy as np
 
 from modelcanary.errors import UsageError, VerificationError
 from modelcanary.modelrepo import model_config
-from modelcanary.modelrepo.compare import split_golden
-from modelcanary.modelrepo.comparison import (
+from modelcanary.modelrepo.drift import DriftReport, drift
+from modelcanary.modelrepo.golden import split_golden
+from modelcanary.modelrepo.holdout import Estimate, Metric, PairedResult, paired
+from modelcanary.modelrepo.holdout_store import load_labels, read_holdout, read_profile
+from modelcanary.modelrepo.manifest import GOLDEN, Manifest, sha256_file
+from modelcanary.modelrepo.output_comparison import (
     ClassificationComparison,
     NumericComparison,
     OutputComparison,
     compare_output,
 )
-from modelcanary.modelrepo.drift import DriftReport, drift
-from modelcanary.modelrepo.holdout import Estimate, Metric, PairedResult, paired
-from modelcanary.modelrepo.holdout_store import load_labels, read_holdout, read_profile
-from modelcanary.modelrepo.manifest import GOLDEN, Manifest, sha256_file
 from modelcanary.modelrepo.parity import load_samples, run_onnxruntime, session_for
 from modelcanary.modelrepo.repository import ModelRepository
 from modelcanary.tables import format_table

@@ -1,4 +1,4 @@
-"""ASGI plumbing for the gateway: the callable's types, a bounded body, a response."""
+"""ASGI plumbing of the gateway and the comparator: types, a bounded body, responses."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from modelcanary.errors import describe_validation_errors
-from modelcanary.gateway.upstream import UpstreamResponse
+from modelcanary.http.upstream import UpstreamResponse
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,6 +64,25 @@ def json_body(document: object) -> bytes:
 def error_response(status: int, message: str) -> UpstreamResponse:
     """An error answered by the gateway itself, in the form of an upstream's answer."""
     return UpstreamResponse(status, list(JSON_CONTENT), json_body({"error": message}))
+
+
+async def lifespan(
+    receive: Receive,
+    send: Send,
+    startup: Callable[[], Awaitable[None]],
+    shutdown: Callable[[], Awaitable[None]],
+) -> None:
+    """Answer the ASGI lifespan protocol: `startup` before the server takes requests,
+    `shutdown` once it has stopped taking them."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await startup()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:

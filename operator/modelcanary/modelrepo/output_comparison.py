@@ -1,6 +1,7 @@
-"""How two versions' answers differ.
+"""How two versions' answers differ: one output of A and B compared by its kind.
 
-Pure numpy, shared by `modelcanary compare` (offline) and the live shadow comparison.
+Pure numpy, shared by `modelcanary compare` (modelrepo.offline_comparison), the live shadow
+comparison (shadow.pairs, shadow.live_comparison) and `--quantize int8` (modelrepo.quantize).
 Outputs are compared by the kind declared at export:
 
 - classification: the last axis holds class scores (logits or probabilities); top-1

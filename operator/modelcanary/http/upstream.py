@@ -1,4 +1,4 @@
-"""The gateway's HTTP/1.1 client for upstream Triton servers.
+"""The HTTP/1.1 client of the gateway and the comparator for upstream Triton servers.
 
 A pool of keep-alive connections per upstream, each an asyncio protocol that parses
 responses with httptools' C parser. It does only what a proxy of inference requests
