@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from modelcanary.errors import ModelcanaryError
+from modelcanary.rollout.decision import Decision
 from modelcanary.rollout.evidence import advance, open_ledger, shadow_since, unread, watch
 from modelcanary.rollout.intents import FINISHED
 from modelcanary.rollout.judge import Verdict, judge
@@ -56,7 +57,7 @@ from modelcanary.rollout.ports import (
 )
 from modelcanary.rollout.spec import RolloutSpec
 from modelcanary.rollout.state import LastAnalysis, RolloutState
-from modelcanary.rollout.stepper import Decision, apply, decide
+from modelcanary.rollout.stepper import apply, decide
 
 EVENTS: dict[str, EventKind] = {
     "promote": "promoted",
