@@ -13,6 +13,8 @@ from modelcanary.rollout.state import Action, RolloutState
 
 @dataclass(frozen=True)
 class Decision:
+    """The one thing to do now, and the state's fields as it leaves them."""
+
     action: Action
     step: int
     weight: int

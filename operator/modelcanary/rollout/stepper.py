@@ -26,7 +26,7 @@ Rules, in order of precedence:
    pairs of every output compared, or `shadow.maxDuration` with no evidence against it,
    the canary takes its first step.
 5. A rollout paused by hand holds, past `progressDeadline` too. Past `progressDeadline`,
-   any other rolls back, one the controller paused too.
+   any other rolls back, one the controller paused included.
 6. A canary that holds weight and has not been ready for an `interval` rolls back.
 7. A failed verdict (evidence of a regression at level alpha) rolls back, or with
    `failureLimit` > 0 counts towards it, at most once per `interval`. Passing checks reset
