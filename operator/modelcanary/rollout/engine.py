@@ -63,6 +63,7 @@ from modelcanary.rollout.tick import (
     Judged,
     JudgeInput,
     Observed,
+    ShadowInput,
     analysed,
     evidence_now,
     next_state,
@@ -213,16 +214,23 @@ class Engine:
         baseline, evidence = evidence_now(state, seen, counters, now)
         shadow_baseline, shadow = shadow_pairs(state, seen)
         return Observed(
-            seen, intent, now, counters, baseline, evidence, shadow_baseline, shadow,
+            seen,
+            intent,
+            now,
+            counters,
+            baseline,
+            evidence,
+            shadow_baseline,
+            shadow,
             tuple(problems),
-        )  # fmt: skip
+        )
 
     def judge(self, rollout: Rollout, state: RolloutState, observed: Observed) -> Judged:
         """Judge: the verdict on what was observed and, before the first step with no
         intent to act on, the checks before traffic."""
-        spec, shadow = rollout.spec, observed.shadow
-        given: JudgeInput = (spec, observed.seen, observed.evidence, state.weight,
-                             shadow if _compares(spec, state) else "off")  # fmt: skip
+        spec = rollout.spec
+        shadow: ShadowInput = observed.shadow if _compares(spec, state) else "off"
+        given: JudgeInput = (spec, observed.seen, observed.evidence, state.weight, shadow)
         verdict = self._verdict(rollout.name, given)
         if state.phase != "Pending" or observed.intent is not None:
             return Judged(verdict)
@@ -336,9 +344,10 @@ def _checked_before_traffic(rollout: Rollout, verdict: Verdict, ready: bool) -> 
     if golden is not None and golden.passed and ready:
         try:
             gate = (
-                rollout.gate() if rollout.spec.analysis.holdout.enabled
+                rollout.gate()
+                if rollout.spec.analysis.holdout.enabled
                 else GateResult("not checked", "the gate is off in the spec")
-            )  # fmt: skip
+            )
         except ModelcanaryError as exc:
             problems.append(f"holdout gate: {exc}")
     return Judged(verdict, golden, gate, tuple(problems))

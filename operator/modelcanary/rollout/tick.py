@@ -31,9 +31,8 @@ from modelcanary.rollout.spec import RolloutSpec
 from modelcanary.rollout.state import LastAnalysis, RolloutState
 from modelcanary.rollout.stepper import apply, decide
 
-JudgeInput = tuple[
-    RolloutSpec, Observations, Evidence | None, int, ShadowCounts | Literal["off"] | None
-]  # what the judge reads
+ShadowInput = ShadowCounts | Literal["off"] | None  # the judge's: pairs, no data, or "off"
+JudgeInput = tuple[RolloutSpec, Observations, Evidence | None, int, ShadowInput]  # its inputs
 
 
 @dataclass(frozen=True)
@@ -110,9 +109,17 @@ def next_state(
     traffic and the ledgers carried on; `shadow_available`: the platform mirrors."""
     seen, now = observed.seen, observed.now
     decision = decide(
-        spec, state, judged.verdict, seen.alerts, observed.intent, now, judged.golden,
-        judged.gate, shadow_available, observed.counters,
-    )  # fmt: skip
+        spec,
+        state,
+        judged.verdict,
+        seen.alerts,
+        observed.intent,
+        now,
+        judged.golden,
+        judged.gate,
+        shadow_available,
+        observed.counters,
+    )
     new = apply(state, decision, now)
     if judged.golden is not None:
         new = replace(new, golden=judged.golden, gate=judged.gate or new.gate)
