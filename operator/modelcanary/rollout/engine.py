@@ -155,7 +155,8 @@ class Engine:
         return results
 
     def _tick(self, rollout: Rollout, seen: Observations) -> TickResult:
-        """One rollout's tick, step by step; a step whose port fails ends it early."""
+        """One rollout's tick, its steps in order. A problem a step meets is reported with
+        the result; only a router that fails or a move that cannot be saved ends it early."""
         spec, state = rollout.spec, rollout.store.load() or RolloutState()
         resynced = self.resync(rollout, state)
         if isinstance(resynced, TickResult):
@@ -165,9 +166,9 @@ class Engine:
         judged = self.judge(rollout, state, observed)
         decision, new = next_state(spec, state, observed, judged, rollout.shadow is not None)
         problems += [*observed.problems, *judged.problems]
-        problems += self.mirror(rollout, state, new, decision)
+        problems += self.mirror(rollout, state, new, decision)  # act, on the mirror
         new = analysed(new, state, decision, observed, judged.verdict, problems)
-        routed = self.route(rollout, state, new, decision, observed.intent, problems)
+        routed = self.route(rollout, state, new, decision, observed.intent, problems)  # act
         if isinstance(routed, TickResult):
             return routed
         problems += routed
