@@ -1,4 +1,6 @@
-"""The engine: one tick observes, judges, decides, routes, persists and notifies.
+"""The engine: a tick runs each rollout through its steps, one method each, in order:
+resync, observe, judge, decide, act (the mirror, then the router), record and notify
+(`Engine._tick` is that list; `tick.py` has the values passed between them).
 
 The same engine serves the local mode and the operator; only the ports differ:
 
@@ -29,11 +31,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from modelcanary.errors import ModelcanaryError
-from modelcanary.rollout.evidence import advance, open_ledger, shadow_since, unread, watch
-from modelcanary.rollout.intents import FINISHED
+from modelcanary.rollout.decision import Decision
+from modelcanary.rollout.evidence import (
+    unread,
+)
+from modelcanary.rollout.intents import FINISHED, Intent
 from modelcanary.rollout.judge import Verdict, judge
 from modelcanary.rollout.ports import (
     Clock,
@@ -50,13 +54,22 @@ from modelcanary.rollout.ports import (
     RolloutKey,
     Router,
     ShadowControl,
-    ShadowCounts,
     StateNotSaved,
     StateStore,
 )
 from modelcanary.rollout.spec import RolloutSpec
-from modelcanary.rollout.state import LastAnalysis, RolloutState
-from modelcanary.rollout.stepper import Decision, apply, decide
+from modelcanary.rollout.state import RolloutState
+from modelcanary.rollout.tick import (
+    Judged,
+    JudgeInput,
+    Observed,
+    ShadowInput,
+    analysed,
+    evidence_now,
+    next_state,
+    seen_alerts,
+    shadow_pairs,
+)
 
 EVENTS: dict[str, EventKind] = {
     "promote": "promoted",
@@ -91,6 +104,9 @@ class TickResult:
     problems: tuple[str, ...] = ()
 
 
+Resynced = tuple[RolloutState, list[str]]  # the state as applied, and the problems met
+
+
 @dataclass(frozen=True)
 class TickFailure:
     """A rollout whose tick could not run, and why."""
@@ -120,7 +136,7 @@ class Engine:
         self.heartbeat_s = heartbeat_s
         self._synced: set[str] = set()  # rollouts whose recorded weight this engine applied
         self._mirroring: set[str] = set()  # rollouts whose shadow this engine started
-        self._verdicts: dict[str, tuple[tuple[object, ...], Verdict]] = {}  # by rollout
+        self._verdicts: dict[str, tuple[JudgeInput, Verdict]] = {}  # by rollout
 
     def tick(self, rollouts: Sequence[Rollout]) -> list[TickResult]:
         seen = self.source.observe([r.key for r in rollouts])
@@ -138,7 +154,156 @@ class Engine:
                 results.append(TickFailure(rollout.name, str(exc)))
         return results
 
-    def _mirror(self, rollout: Rollout) -> list[str]:
+    def _tick(self, rollout: Rollout, seen: Observations) -> TickResult:
+        """One rollout's tick, its steps in order. A problem a step meets is reported with
+        the result; only a router that fails or a move that cannot be saved ends it early."""
+        spec, state = rollout.spec, rollout.store.load() or RolloutState()
+        resynced = self.resync(rollout, state)
+        if isinstance(resynced, TickResult):
+            return resynced
+        state, problems = resynced
+        observed = self.observe(rollout, state, seen)
+        judged = self.judge(rollout, state, observed)
+        decision, new = next_state(spec, state, observed, judged, rollout.shadow is not None)
+        problems += [*observed.problems, *judged.problems]
+        problems += self.mirror(rollout, state, new, decision)  # act, on the mirror
+        new = analysed(new, state, decision, observed, judged.verdict, problems)
+        routed = self.route(rollout, state, new, decision, observed.intent, problems)  # act
+        if isinstance(routed, TickResult):
+            return routed
+        problems += routed
+        problems += self.record(rollout.store, state, new, observed)
+        problems += self.notify(rollout, decision)
+        return TickResult(rollout.name, new, decision, tuple(problems))
+
+    def resync(self, rollout: Rollout, state: RolloutState) -> TickResult | Resynced:
+        """Resync: apply the recorded weight if a change was never confirmed (`applied`
+        False: killed mid-change) or this engine sees the rollout first (a router that
+        restarted gets it back), and mirror again for a rollout that compares. A router
+        that fails ends the tick."""
+        problems: list[str] = []
+        first_sight = rollout.name not in self._synced and state.phase != "Pending"
+        if not state.applied or first_sight:
+            try:
+                rollout.router.route(state.weight, state.phase == "Promoted")
+            except ModelcanaryError as exc:
+                return TickResult(rollout.name, state, None, (f"router: {exc}",))
+            if not state.applied:
+                state = replace(state, applied=True)
+                problems += _save(rollout.store, state)
+        self._synced.add(rollout.name)
+        if _compares(rollout.spec, state):
+            problems += self._start_mirror(rollout)  # first sight, or an earlier start failed
+        return state, problems
+
+    def observe(self, rollout: Rollout, state: RolloutState, seen: Observations) -> Observed:
+        """Observe: the operator's intent, the alerts, the canary's readiness, the time, and
+        the evidence since the ledger's marks (`seen` is what the metrics source saw)."""
+        intent = _intent(rollout.store, state)
+        seen = replace(seen, alerts=seen_alerts(seen.alerts, self.pushed(rollout.spec.model)))
+        problems: list[str] = []
+        if rollout.readiness is not None:
+            try:
+                seen = replace(seen, canary_ready=rollout.readiness())
+            except ModelcanaryError as exc:
+                problems.append(f"readiness: {exc}")
+                seen = replace(seen, canary_ready=False)
+        if seen.problem:
+            problems.append(seen.problem)
+        now = self.clock()
+        counters = unread(seen)
+        baseline, evidence = evidence_now(state, seen, counters, now)
+        shadow_baseline, shadow = shadow_pairs(state, seen)
+        return Observed(
+            seen,
+            intent,
+            now,
+            counters,
+            baseline,
+            evidence,
+            shadow_baseline,
+            shadow,
+            tuple(problems),
+        )
+
+    def judge(self, rollout: Rollout, state: RolloutState, observed: Observed) -> Judged:
+        """Judge: the verdict on what was observed and, before the first step with no
+        intent to act on, the checks before traffic."""
+        spec = rollout.spec
+        shadow: ShadowInput = observed.shadow if _compares(spec, state) else "off"
+        given: JudgeInput = (spec, observed.seen, observed.evidence, state.weight, shadow)
+        verdict = self._verdict(rollout.name, given)
+        if state.phase != "Pending" or observed.intent is not None:
+            return Judged(verdict)
+        return _checked_before_traffic(rollout, verdict, observed.seen.canary_ready)
+
+    def mirror(
+        self, rollout: Rollout, state: RolloutState, new: RolloutState, decision: Decision
+    ) -> list[str]:
+        """Act, on the mirror: start it when the rollout begins to shadow, stop it when a
+        rollout that mirrored ends."""
+        if decision.action == "shadow":
+            return self._start_mirror(rollout)
+        if new.phase in FINISHED and state.phase not in FINISHED and _mirrors(rollout.spec, state):
+            self._mirroring.discard(rollout.name)
+            return _shadow(rollout, start=False)
+        return []
+
+    def route(
+        self,
+        rollout: Rollout,
+        state: RolloutState,
+        new: RolloutState,
+        decision: Decision,
+        intent: Intent | None,
+        problems: Sequence[str],
+    ) -> TickResult | list[str]:
+        """Act, on the router: a move (a new weight, a promotion, a rollback) is saved with
+        `applied` False before the router applies it. A move that cannot be saved waits (a
+        rollback goes ahead: stable is safe unrecorded), and so does one the router fails:
+        either ends the tick."""
+        promoted = new.phase == "Promoted"
+        # a rollback restores stable even from 0% (before the first step, a KServe
+        # InferenceService already serves the canary's model spec)
+        rolled_back = new.phase == "RolledBack" and state.phase != "RolledBack"
+        moved = new.weight != state.weight or promoted != (state.phase == "Promoted")
+        if not moved and not rolled_back:
+            return []
+        unsaved = _save(rollout.store, replace(new, applied=False))
+        if unsaved and not rolled_back:  # a restart would not know of the move: wait
+            held = (*problems, *unsaved, f"holding at {state.weight}% until it is written")
+            return TickResult(rollout.name, state, None, held)
+        try:
+            rollout.router.route(new.weight, promoted)
+        except ModelcanaryError as exc:
+            if intent is not None:
+                rollout.store.clear_intent(intent)
+            failed = (*problems, *unsaved, f"router: {exc}")
+            return TickResult(rollout.name, replace(new, applied=False), decision, failed)
+        return unsaved
+
+    def record(
+        self, store: StateStore, state: RolloutState, new: RolloutState, observed: Observed
+    ) -> list[str]:
+        """Record: save the new state (with a heartbeat, only when more than the latest
+        numbers changed or the last save is that old), then clear the intent acted on."""
+        problems = [] if self._unchanged(state, new, observed.now) else _save(store, new)
+        if observed.intent is not None:
+            store.clear_intent(observed.intent)
+        return problems
+
+    def notify(self, rollout: Rollout, decision: Decision) -> list[str]:
+        """Notify: tell on-call of a promotion, a rollback or a pause."""
+        kind = EVENTS.get(decision.action)
+        if kind is None:
+            return []
+        try:
+            self.notifier.notify(_event(kind, rollout, decision))
+        except ModelcanaryError as exc:
+            return [f"notify: {exc}"]
+        return []
+
+    def _start_mirror(self, rollout: Rollout) -> list[str]:
         """Start the rollout's shadow comparison unless this engine already has."""
         if rollout.name in self._mirroring:
             return []
@@ -147,7 +312,7 @@ class Engine:
             self._mirroring.add(rollout.name)
         return problems
 
-    def _judge(self, name: str, given: tuple[Any, ...]) -> Verdict:
+    def _verdict(self, name: str, given: JudgeInput) -> Verdict:
         """The judge's verdict on GIVEN (its arguments), judged again only when they
         changed: the counts move once per rule evaluation, and ticks come more often."""
         known = self._verdicts.get(name)
@@ -167,124 +332,35 @@ class Engine:
             return False
         return _settled(old) == _settled(new) and now - old.analysis.at < self.heartbeat_s
 
-    def _tick(self, rollout: Rollout, seen: Observations) -> TickResult:
-        store, spec = rollout.store, rollout.spec
-        state = store.load() or RolloutState()
-        problems: list[str] = []
-        resync = rollout.name not in self._synced and state.phase != "Pending"
-        if not state.applied or resync:  # killed mid-change, or first sight of this rollout
-            try:
-                rollout.router.route(state.weight, state.phase == "Promoted")
-            except ModelcanaryError as exc:
-                return TickResult(rollout.name, state, None, (f"router: {exc}",))
-            if not state.applied:
-                state = replace(state, applied=True)
-                problems += _save(store, state)
-        self._synced.add(rollout.name)
-        shadowing = _mirrors(spec, state) and state.phase not in FINISHED
-        if shadowing:
-            problems += self._mirror(rollout)  # first sight, or an earlier start that failed
 
-        intent = store.read_intent()
-        if intent is not None and intent.id and intent.id == state.handled_intent:
-            store.clear_intent(intent)  # acted on before a restart
-            intent = None
+def _checked_before_traffic(rollout: Rollout, verdict: Verdict, ready: bool) -> Judged:
+    """The golden-sample check, then, on a ready canary shown to serve what PyTorch said,
+    the holdout gate; a check that cannot run is a problem to report."""
+    problems: list[str] = []
+    golden, gate = None, None
+    try:
+        golden = rollout.golden()
+    except ModelcanaryError as exc:
+        problems.append(f"golden-sample check: {exc}")
+    if golden is not None and golden.passed and ready:
+        try:
+            gate = (
+                rollout.gate()
+                if rollout.spec.analysis.holdout.enabled
+                else GateResult("not checked", "the gate is off in the spec")
+            )
+        except ModelcanaryError as exc:
+            problems.append(f"holdout gate: {exc}")
+    return Judged(verdict, golden, gate, tuple(problems))
 
-        alerts = _merge(seen.alerts, _confirmed(self.pushed(spec.model), seen.alerts))
-        seen = replace(seen, alerts=alerts)
-        if rollout.readiness is not None:
-            try:
-                seen = replace(seen, canary_ready=rollout.readiness())
-            except ModelcanaryError as exc:
-                problems.append(f"readiness: {exc}")
-                seen = replace(seen, canary_ready=False)
-        if seen.problem:
-            problems.append(seen.problem)
-        now = self.clock()
-        counters = unread(seen)  # why the counters cannot open a ledger now
-        baseline, evidence = state.baseline, None
-        if state.step < 0:
-            baseline = baseline if seen.problem else watch(baseline, seen, now)
-        elif baseline is None and counters is None:
-            baseline = open_ledger(None, seen, now)  # a step taken unread, or an old state
-        elif baseline is not None and not seen.problem:  # an outage moves no mark
-            baseline, evidence = advance(baseline, seen, now)
-        shadow_base, shadow = state.shadow_baseline, None
-        if shadow_base is not None and seen.shadow is not None and not seen.problem:
-            shadow, shadow_base = shadow_since(shadow_base, seen.shadow)
-        verdict = self._judge(rollout.name, (spec, seen, evidence, state.weight,
-                                             shadow if shadowing else "off"))  # fmt: skip
-        golden, gate = None, None
-        if state.phase == "Pending" and intent is None:
-            try:
-                golden = rollout.golden()
-            except ModelcanaryError as exc:
-                problems.append(f"golden-sample check: {exc}")
-            if golden is not None and golden.passed and seen.canary_ready:
-                try:  # once the canary is shown to serve what PyTorch said
-                    gate = (
-                        rollout.gate() if spec.analysis.holdout.enabled
-                        else GateResult("not checked", "the gate is off in the spec")
-                    )  # fmt: skip
-                except ModelcanaryError as exc:
-                    problems.append(f"holdout gate: {exc}")
 
-        available = rollout.shadow is not None
-        decision = decide(
-            spec, state, verdict, alerts, intent, now, golden, gate, available, counters
-        )  # fmt: skip
-        new = apply(state, decision, now)
-        if golden is not None:
-            new = replace(new, golden=golden, gate=gate or new.gate)
-        if state.step < 0 <= new.step:  # the first step: every request from here on counts once
-            opened = open_ledger(baseline, seen, now) if counters is None else None
-            new = replace(new, baseline=opened)
-        elif decision.action != "restart":  # a new attempt watches its counters anew
-            new = replace(new, baseline=baseline)
-        if decision.action == "shadow":
-            new = replace(new, shadow_baseline=seen.shadow or ShadowCounts(0.0, 0.0, 0.0))
-            problems += self._mirror(rollout)
-        elif new.shadow_baseline is not None and new.phase != "Pending":
-            new = replace(new, shadow_baseline=shadow_base)
-        if new.phase in FINISHED and state.phase not in FINISHED and _mirrors(spec, state):
-            self._mirroring.discard(rollout.name)
-            problems += _shadow(rollout, start=False)
-        reason = decision.reason + "".join(f"; {p}" for p in problems)
-        new = replace(
-            new,
-            analysis=LastAnalysis(now, verdict.result, verdict.checks, alerts, reason),
-            handled_intent=intent.id if intent is not None and intent.id else state.handled_intent,
-        )
-        promoted = new.phase == "Promoted"
-        # a rollback restores stable even from 0% (before the first step, a KServe
-        # InferenceService already serves the canary's model spec)
-        rolled_back = new.phase == "RolledBack" and state.phase != "RolledBack"
-        if new.weight != state.weight or promoted != (state.phase == "Promoted") or rolled_back:
-            unsaved = _save(store, replace(new, applied=False))
-            if unsaved and not rolled_back:  # a restart would not know of the move: wait
-                held = (*problems, *unsaved, f"holding at {state.weight}% until it is written")
-                return TickResult(rollout.name, state, None, held)
-            problems += unsaved
-            try:
-                rollout.router.route(new.weight, promoted)
-            except ModelcanaryError as exc:
-                problems.append(f"router: {exc}")
-                if intent is not None:
-                    store.clear_intent(intent)
-                return TickResult(
-                    rollout.name, replace(new, applied=False), decision, tuple(problems)
-                )
-        if not self._unchanged(state, new, now):
-            problems += _save(store, new)
-        if intent is not None:
-            store.clear_intent(intent)
-        kind = EVENTS.get(decision.action)
-        if kind is not None:
-            try:
-                self.notifier.notify(_event(kind, rollout, decision))
-            except ModelcanaryError as exc:
-                problems.append(f"notify: {exc}")
-        return TickResult(rollout.name, new, decision, tuple(problems))
+def _intent(store: StateStore, state: RolloutState) -> Intent | None:
+    """The operator's intent not yet acted on; one acted on before a restart is cleared."""
+    intent = store.read_intent()
+    if intent is not None and intent.id and intent.id == state.handled_intent:
+        store.clear_intent(intent)
+        return None
+    return intent
 
 
 def _save(store: StateStore, state: RolloutState) -> list[str]:
@@ -306,6 +382,11 @@ def _mirrors(spec: RolloutSpec, state: RolloutState) -> bool:
     return spec.shadow.enabled and state.shadow_started_at is not None
 
 
+def _compares(spec: RolloutSpec, state: RolloutState) -> bool:
+    """The rollout's canary is compared with stable now: it mirrors and is not finished."""
+    return _mirrors(spec, state) and state.phase not in FINISHED
+
+
 def _shadow(rollout: Rollout, start: bool) -> list[str]:
     """Start or stop mirroring; a failure is a problem to report, not a crash."""
     if rollout.shadow is None:
@@ -318,26 +399,6 @@ def _shadow(rollout: Rollout, start: bool) -> list[str]:
     except ModelcanaryError as exc:
         return [f"shadow: {exc}"]
     return []
-
-
-def _confirmed(
-    pushed: Sequence[FiringAlert], prometheus: tuple[FiringAlert, ...]
-) -> tuple[FiringAlert, ...]:
-    """The pushed alerts that Prometheus has too (a replica it is not queried on may
-    already fire what the queried one still has pending)."""
-    known = {(a.name, a.severity, a.version) for a in prometheus}
-    return tuple(a for a in pushed if (a.name, a.severity, a.version) in known)
-
-
-def _merge(*groups: tuple[FiringAlert, ...]) -> tuple[FiringAlert, ...]:
-    """Alerts from every source, once each; firing wins over pending."""
-    merged: dict[tuple[str, str, str], FiringAlert] = {}
-    for group in groups:
-        for alert in group:
-            key = (alert.name, alert.severity, alert.version)
-            if key not in merged or alert.state == "firing":
-                merged[key] = alert
-    return tuple(merged.values())
 
 
 def _event(kind: EventKind, rollout: Rollout, decision: Decision) -> RolloutEvent:
