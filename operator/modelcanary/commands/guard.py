@@ -1,0 +1,73 @@
+"""`modelcanary guard`: the gateway's request checks in front of one Triton (the chart
+runs it in every predictor pod; see modelcanary.gateway.guard)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from modelcanary.commands.arguments import Commands, integer, number, say
+from modelcanary.commands.gateway import listen_address
+from modelcanary.errors import UsageError
+from modelcanary.gateway.config import DEFAULT_MAX_BODY
+
+
+def add(commands: Commands) -> None:
+    p = commands.add_parser(
+        "guard",
+        help="check inference requests before one Triton sees them (the chart's sidecar)",
+        description="Serve Triton's inference, metadata and health paths in front of one "
+        "Triton, answering 400 to requests that would crash or poison it (JSON nesting, "
+        "repeated keys, shapes beyond the bytes sent or the model's max batch size, "
+        "compressed bombs) and 404 to its control APIs.",
+    )
+    p.add_argument("--upstream", required=True, metavar="URL", help="Triton's HTTP address")
+    p.add_argument(
+        "--model", action="append", required=True, help="a model served; repeat for more"
+    )
+    p.add_argument(
+        "--repository",
+        type=Path,
+        help="the Triton model repository, for each model's max batch size and public config",
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="address to listen on; port 0 picks a free one (default 127.0.0.1:8080)",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=integer,
+        default=DEFAULT_MAX_BODY,
+        help=f"largest request body, also once decompressed (default {DEFAULT_MAX_BODY})",
+    )
+    p.add_argument("--timeout", type=number, default=30.0, help="Triton's timeout in seconds")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modelcanary.asgi_server import AppServer
+    from modelcanary.gateway.guard import RequestGuard
+
+    if urlsplit(args.upstream).scheme not in ("http", "https"):
+        raise UsageError(f"--upstream {args.upstream!r} is not an http:// URL")
+    if args.max_body_bytes <= 0 or args.timeout <= 0:
+        raise UsageError("--max-body-bytes and --timeout must be positive")
+    if args.repository is not None and not args.repository.is_dir():
+        raise UsageError(f"--repository {args.repository}: no such directory")
+    host, port = listen_address(args.listen)
+    app = RequestGuard(
+        args.upstream, args.model, args.repository, args.max_body_bytes, args.timeout
+    )
+    server = AppServer(app, host, port, name="guard")
+    say(f"guard listening on {server.url}")
+    for model, limits in app.limits.items():
+        batch = "unknown" if limits.max_batch_size is None else limits.max_batch_size
+        say(f"  {model}: max batch size {batch}; Triton at {args.upstream}")
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal it caught
+        server.run()
+    say("guard stopped")
+    return 0
