@@ -253,6 +253,8 @@ def test_serverless_upgrade_keeps_the_live_split_and_the_token_and_uninstall_rem
     predictor = get(cluster, "inferenceservice", MODEL, release.namespace)["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 25  # the live value, not the chart's 0
     assert predictor["model"]["args"] == ["--model-config-name=v2"]
+    (guard,) = predictor["containers"]  # the request guard, stored as the chart rendered it
+    assert guard["name"] == "transformer-container" and guard["args"][0] == "guard"
     assert webhook_token(cluster, release) == token
     assert triton_control_key(cluster, release) == key and len(key) == 40
     canary = get(cluster, "modelcanary", MODEL, release.namespace)
@@ -274,6 +276,9 @@ def test_standard_upgrade_keeps_the_live_weights_and_the_token_and_uninstall_rem
     )
     names = {"digits-v1", "digits-v2"}
     assert {n for n in names if get(cluster, "inferenceservice", n, release.namespace)} == names
+    for name in names:  # each version's pods have the request guard
+        predictor = get(cluster, "inferenceservice", name, release.namespace)["spec"]["predictor"]
+        assert [c["name"] for c in predictor["containers"]] == ["transformer-container"]
     token = webhook_token(cluster, release)
 
     with as_operator(cluster, release) as api:

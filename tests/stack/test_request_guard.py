@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ import httpx
 import pytest
 
 from modelcanary.asgi_server import AppServer
-from modelcanary.gateway.guard import RequestGuard
+from modelcanary.gateway.guard import CONTROL_HEADER, RequestGuard
+from modelcanary.serving.triton_server import CONTROL_HEADER as TRITON_CONTROL_HEADER
 from modelcanary.serving.triton_server import TritonServer
 from tests.stack.test_gateway import X, body
 from tests.stack.test_gateway_hostile_requests import (
@@ -126,6 +128,44 @@ def test_triton_blaming_the_request_is_400(guard: str) -> None:
     assert response.status_code == 400, response.text
 
 
+def test_without_a_repository_the_max_batch_size_comes_from_triton(
+    served: TritonServer,
+) -> None:
+    """As in the chart (the operator's image has no tritonclient to read config.pbtxt):
+    the guard asks Triton the loaded model's config with the control key, once."""
+    assert served.endpoints is not None
+    assert CONTROL_HEADER == TRITON_CONTROL_HEADER
+    app = RequestGuard(served.endpoints.http, ["digits"], None, 1 << 20, 30, served.control_key)
+    server = AppServer(app, name="guard")
+    url = server.start()
+    try:
+        for content in (HUGE_JSON, json.dumps(body(X.repeat(11, axis=0)[:33])).encode()):
+            response = httpx.post(f"{url}/v2/models/digits/infer", content=content)
+            assert response.status_code == 400
+            assert "exceeds the model's max batch size of 32" in response.text
+        good = httpx.post(f"{url}/v2/models/digits/infer", json=body(X), timeout=30)
+        assert good.status_code == 200, good.text
+        assert httpx.get(f"{url}/v2/models/digits/config").status_code == 404  # no repository
+    finally:
+        server.stop()
+
+
+def test_without_a_key_nor_a_repository_the_sizes_still_refuse_the_probes(
+    served: TritonServer,
+) -> None:
+    assert served.endpoints is not None
+    app = RequestGuard(served.endpoints.http, ["digits"], None, 1 << 20, 30)
+    server = AppServer(app, name="guard")
+    url = server.start()
+    try:
+        for name, (content, headers, _, _) in PROBES.items():
+            response = httpx.post(f"{url}/v2/models/digits/infer", content=content, headers=headers)
+            assert response.status_code == 400, name
+        assert served.exited() is None
+    finally:
+        server.stop()
+
+
 def test_an_unreachable_triton_is_502(digits_repo: Path) -> None:
     app = RequestGuard("http://127.0.0.1:9", ["digits"], digits_repo, 1 << 20, 5)
     server = AppServer(app, name="guard")
@@ -138,15 +178,26 @@ def test_an_unreachable_triton_is_502(digits_repo: Path) -> None:
         server.stop()
 
 
-def test_the_command_serves_what_the_chart_runs(served: TritonServer, digits_repo: Path) -> None:
-    """`modelcanary guard` with the chart's flags, as a process."""
+BLOCK_TRITONCLIENT = (
+    "import sys; sys.modules['tritonclient'] = None; sys.argv[0] = 'modelcanary'; "
+    "from modelcanary.cli import main; sys.exit(main())"
+)
+
+
+def test_the_command_serves_what_the_chart_runs(served: TritonServer) -> None:
+    """`modelcanary guard` with the chart's flags, as a process without tritonclient."""
     assert served.endpoints is not None
     command = [
         sys.executable, "-m", "modelcanary", "guard", "--listen", "127.0.0.1:0",
         "--upstream", served.endpoints.http, "--model", "digits",
-        "--repository", str(digits_repo), "--max-body-bytes", "1048576",
+        "--control-key-env", "TRITON_KEY", "--max-body-bytes", "1048576",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # as in the operator's image, which has no tritonclient
+    command[1:3] = ["-c", BLOCK_TRITONCLIENT]
+    env = {**os.environ, "TRITON_KEY": served.control_key}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -170,6 +221,17 @@ def test_the_command_serves_what_the_chart_runs(served: TritonServer, digits_rep
         (["--upstream", "ftp://x", "--model", "d"], "--upstream 'ftp://x' is not an http:// URL"),
         (["--upstream", "http://127.0.0.1:1"], "--model"),
         (["--upstream", "http://127.0.0.1:1", "--model", "d", "--listen", "x"], "--listen"),
+        (
+            [
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--model",
+                "d",
+                "--control-key-env",
+                "NO_SUCH_VAR",
+            ],
+            "--control-key-env NO_SUCH_VAR: the environment has no such variable",
+        ),
     ],
 )
 def test_wrong_flags_are_one_line(flags: list[str], message: str) -> None:

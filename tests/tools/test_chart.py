@@ -24,6 +24,7 @@ CHART = PROJECT / "charts" / "modelcanary"
 UPSTREAM = Path(__file__).parents[1] / "crds"
 HELM = str(Path(sys.executable).with_name("helm"))
 KUBERNETES = "1.30.0"
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 CORE = {
     "Deployment",
     "Service",
@@ -54,6 +55,9 @@ COMBINATIONS = {
         "--set", "alertmanager.config.pagerduty.secretName=pd",
         "--set", "alertmanager.config.slack.secretName=slack",
         "--set", "networkPolicy.alertmanager=true",
+    ],
+    "standard-no-guard": [
+        "--set", "model.canary=2", "--set", "mode=standard", "--set", "requestGuard.enabled=false",
     ],
     "no-extras": [
         "--set", "model.canary=2", "--set", "networkPolicy.enabled=false",
@@ -224,6 +228,76 @@ def test_tritons_control_key_can_come_from_the_users_secret() -> None:
     (env,) = triton_container(found)["env"]
     assert env["valueFrom"]["secretKeyRef"] == {"name": "mine", "key": "k"}
     assert not [s for s in found["Secret"] if "triton-control" in s["metadata"]["name"]]
+
+
+GUARD_ARGS = [
+    "guard",
+    "--listen=0.0.0.0:8080",
+    "--upstream=http://127.0.0.1:8085",
+    "--model=digits",
+    "--control-key-env=MODELCANARY_TRITON_CONTROL_KEY",
+    "--max-body-bytes=8388608",
+    "--timeout=30",
+]
+
+
+def predictor_ports(found: dict[str, list[dict[str, Any]]]) -> set[int]:
+    """The ports anyone may reach on a predictor pod (the rule without a `from`)."""
+    (policy,) = [p for p in found["NetworkPolicy"] if p["metadata"]["name"].endswith("-metrics")]
+    (open_rule,) = [r for r in policy["spec"]["ingress"] if "from" not in r]
+    return {p["port"] for p in open_rule["ports"]}
+
+
+@pytest.mark.parametrize("name", ["serverless-canary", "standard-canary"])
+def test_the_request_guard_is_the_only_way_in_to_triton(name: str) -> None:
+    """Issue 25 in a cluster: every predictor pod (stable's and canary's) runs `modelcanary
+    guard` as KServe's collocated transformer-container, the port KServe routes to; Triton
+    listens on 127.0.0.1 only, HTTP on 8085 behind the guard, gRPC unreachable from outside
+    the pod."""
+    found = kinds(render(COMBINATIONS[name]))
+    assert len(found["InferenceService"]) == (1 if name.startswith("serverless") else 2)
+    for isvc in found["InferenceService"]:
+        (guard,) = isvc["spec"]["predictor"]["containers"]
+        assert guard["name"] == "transformer-container"  # KServe's name for a collocated one
+        assert guard["image"] == "ghcr.io/modelcanary/modelcanary:" + APP_VERSION
+        assert guard["args"] == GUARD_ARGS
+        assert guard["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
+        assert guard["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
+        assert guard["resources"]["limits"] == {"cpu": "1", "memory": "256Mi"}
+        (env,) = guard["env"]  # the key to ask Triton the model's max batch size
+        assert env["valueFrom"] == triton_container(found)["env"][0]["valueFrom"]
+        assert guard["securityContext"]["readOnlyRootFilesystem"] is True
+    (runtime,) = found["ServingRuntime"]
+    triton = triton_container(found)
+    for flag in ("--http-address=127.0.0.1", "--http-port=8085", "--grpc-address=127.0.0.1"):
+        assert flag in triton["args"]
+    assert "ports" not in triton  # Knative: one container has the port, the guard
+    assert runtime["spec"]["protocolVersions"] == ["v2"]
+    assert predictor_ports(found) == {8080, 8012, 8022}
+
+
+def test_without_the_request_guard_triton_faces_the_cluster() -> None:
+    found = kinds(render(COMBINATIONS["standard-no-guard"]))
+    for isvc in found["InferenceService"]:
+        assert "containers" not in isvc["spec"]["predictor"]
+    triton = triton_container(found)
+    assert "--http-port=8080" in triton["args"]
+    assert not [a for a in triton["args"] if a.startswith(("--http-address", "--grpc-address"))]
+    assert triton["ports"] == [{"name": "h2c", "containerPort": 9000, "protocol": "TCP"}]
+    assert found["ServingRuntime"][0]["spec"]["protocolVersions"] == ["v2", "grpc-v2"]
+    assert predictor_ports(found) == {8080, 9000, 8012, 8022}
+
+
+def test_the_request_guards_limits_are_values() -> None:
+    options = [
+        "--set",
+        "requestGuard.maxBodyBytes=1048576",
+        "--set",
+        "requestGuard.timeoutSeconds=5",
+    ]
+    (isvc,) = kinds(render(options))["InferenceService"]
+    (guard,) = isvc["spec"]["predictor"]["containers"]
+    assert "--max-body-bytes=1048576" in guard["args"] and "--timeout=5" in guard["args"]
 
 
 def operator_deployment(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -401,6 +475,10 @@ def test_alertmanager_may_be_locked_down_to_prometheus_and_the_operator() -> Non
         (["--set", "rollout.analysis.colour=red"], "rollout.analysis"),
         (["--set", "triton.resources.gpu=-1"], "triton.resources.gpu"),
         (["--set", "triton.controlKey.key=a/b"], "triton.controlKey.key"),
+        (["--set", "requestGuard.enabled=maybe"], "requestGuard.enabled"),
+        (["--set", "requestGuard.maxBodyBytes=0"], "requestGuard.maxBodyBytes"),
+        (["--set", "requestGuard.timeoutSeconds=0"], "requestGuard.timeoutSeconds"),
+        (["--set", "requestGuard.colour=red"], "requestGuard"),
     ],
 )
 def test_wrong_values_are_rejected_naming_the_value(options: list[str], message: str) -> None:

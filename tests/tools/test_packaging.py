@@ -109,3 +109,18 @@ def test_the_chart_starts_the_operator_with_arguments_it_accepts() -> None:
     parsed = commands["operator"]
     assert parsed.namespace == "default"
     assert parsed.leader_election == "rel-modelcanary" and parsed.alertmanager.startswith("http")
+
+
+def test_the_chart_starts_the_request_guard_with_arguments_it_accepts() -> None:
+    """The predictors' request guard runs the operator's image: its flags parse, and it
+    needs no tritonclient (tests/stack/test_request_guard.py runs it without)."""
+    helm, chart = str(Path(sys.executable).with_name("helm")), str(PROJECT / "charts/modelcanary")
+    command = [helm, "template", "rel", chart, "--set", "model.canary=2", "--set", "mode=standard"]
+    rendered = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    services = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "InferenceService"]
+    assert len(services) == 2
+    for service in services:
+        (guard,) = service["spec"]["predictor"]["containers"]
+        parsed = build_parser().parse_args(guard["args"])
+        assert parsed.command == "guard" and parsed.model == ["digits"]
+        assert parsed.repository is None and parsed.upstream == "http://127.0.0.1:8085"

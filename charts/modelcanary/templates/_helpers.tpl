@@ -22,6 +22,11 @@ app.kubernetes.io/component: operator
 modelcanary.io/model: {{ .Values.model.name }}
 {{- end -}}
 
+{{/* The Secret holding Triton's control key (servingruntime.yaml). */}}
+{{- define "modelcanary.tritonControlSecret" -}}
+{{- .Values.triton.controlKey.secretName | default (printf "%s-triton-control" (include "modelcanary.fullname" .)) -}}
+{{- end -}}
+
 {{/* The InferenceService of one version in standard mode. */}}
 {{- define "modelcanary.versionService" -}}
 {{- printf "%s-v%v" .model.name .version | trunc 63 | trimSuffix "-" -}}
@@ -83,6 +88,43 @@ model:
       {{- if $values.triton.resources.gpu }}
       nvidia.com/gpu: {{ $values.triton.resources.gpu | quote }}
       {{- end }}
+{{- with $values.requestGuard }}
+{{- if .enabled }}
+{{- /* The request guard (values.yaml requestGuard): the pod's only HTTP way in to Triton,
+which listens on 127.0.0.1:8085 (servingruntime.yaml). KServe routes to this container's
+port. It asks Triton the model's max batch size with the control key (the image has no
+tritonclient to read config.pbtxt). */}}
+containers:
+  - name: transformer-container
+    image: "{{ $values.operator.image.repository }}:{{ $values.operator.image.tag | default $.root.Chart.AppVersion }}"
+    imagePullPolicy: {{ $values.operator.image.pullPolicy }}
+    args:
+      - guard
+      - --listen=0.0.0.0:8080
+      - --upstream=http://127.0.0.1:8085
+      - --model={{ $values.model.name }}
+      - --control-key-env=MODELCANARY_TRITON_CONTROL_KEY
+      - --max-body-bytes={{ int64 .maxBodyBytes }}
+      - --timeout={{ .timeoutSeconds }}
+    env:
+      - name: MODELCANARY_TRITON_CONTROL_KEY
+        valueFrom:
+          secretKeyRef: {name: {{ include "modelcanary.tritonControlSecret" $.root }}, key: {{ $values.triton.controlKey.key }}}
+    ports:
+      - {name: http1, containerPort: 8080, protocol: TCP}
+    readinessProbe:
+      httpGet: {path: /v2/health/ready, port: 8080}
+      periodSeconds: 10
+    resources:
+      {{- toYaml .resources | nindent 6 }}
+    securityContext:
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      runAsNonRoot: true
+      runAsUser: 10001
+      capabilities: {drop: [ALL]}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* The rate window of the chosen profile's recording rules (files/profiles/, generated). */}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,6 +34,12 @@ def add(commands: Commands) -> None:
         help="the Triton model repository, for each model's max batch size and public config",
     )
     p.add_argument(
+        "--control-key-env",
+        metavar="NAME",
+        help="the environment variable holding Triton's control key, to ask Triton each "
+        "model's max batch size (without --repository)",
+    )
+    p.add_argument(
         "--listen",
         default="127.0.0.1:8080",
         metavar="HOST:PORT",
@@ -58,14 +65,23 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--max-body-bytes and --timeout must be positive")
     if args.repository is not None and not args.repository.is_dir():
         raise UsageError(f"--repository {args.repository}: no such directory")
+    key = None
+    if args.control_key_env is not None:
+        key = os.environ.get(args.control_key_env)
+        if not key:
+            raise UsageError(
+                f"--control-key-env {args.control_key_env}: the environment has no such variable"
+            )
     host, port = listen_address(args.listen)
     app = RequestGuard(
-        args.upstream, args.model, args.repository, args.max_body_bytes, args.timeout
+        args.upstream, args.model, args.repository, args.max_body_bytes, args.timeout, key
     )
     server = AppServer(app, host, port, name="guard")
     say(f"guard listening on {server.url}")
     for model, limits in app.limits.items():
-        batch = "unknown" if limits.max_batch_size is None else limits.max_batch_size
+        batch = str(limits.max_batch_size)
+        if limits.max_batch_size is None:
+            batch = "asked from Triton" if key else "unknown (the sizes still bound requests)"
         say(f"  {model}: max batch size {batch}; Triton at {args.upstream}")
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal it caught
         server.run()

@@ -15,10 +15,16 @@ only HTTP way in to Triton. No split, no weights, one upstream:
 and 404 for everything else: Triton's control APIs (model repository, its own model
 config, shared memory, logging, trace), other models, other methods. Triton's answers
 that blame the request (its 500 to a body it cannot parse) become 400.
+
+A model's max batch size comes from the repository's config.pbtxt when the guard has the
+repository (and tritonclient to read it); else, given Triton's control key, from the
+config Triton loaded, asked once it answers; until then (or without either) the checks
+that shapes fit the bytes sent still bound what Triton allocates.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -36,8 +42,7 @@ from modelcanary.gateway.asgi import (
     respond_json,
 )
 from modelcanary.gateway.client_errors import blames_request
-from modelcanary.gateway.infer_checks import check_infer_request, model_limits
-from modelcanary.gateway.public_config import config_json, no_config, public_config
+from modelcanary.gateway.infer_checks import InferLimits, check_infer_request, model_limits
 from modelcanary.gateway.upstream import (
     PASSED_HEADERS,
     Upstream,
@@ -49,21 +54,30 @@ from modelcanary.gateway.upstream import (
 # What may follow /v2/models/{m} or /v2/models/{m}/versions/{v} on a GET passed through.
 PASSED_GETS: tuple[list[str], ...] = ([], ["ready"], ["stats"])
 SERVER_GETS: tuple[list[str], ...] = (["v2"], ["v2", "health", "live"], ["v2", "health", "ready"])
+CONTROL_HEADER = "modelcanary-control"  # as modelcanary.serving.triton_server's (a test checks)
 
 
 class RequestGuard:
     """The ASGI application: `models` are the ones served (the others are 404); their max
-    batch sizes and public configs come from `repository` (None: not known)."""
+    batch sizes and public configs come from `repository` (None: no public config), the
+    max batch sizes else from Triton, asked with `control_key`."""
 
     def __init__(
         self, upstream: str, models: Sequence[str], repository: Path | None,
-        max_body_bytes: int, timeout_s: float,
+        max_body_bytes: int, timeout_s: float, control_key: str | None = None,
     ) -> None:  # fmt: skip
         self.base = upstream.rstrip("/")
         self.upstream = Upstream(timeout_s)
         self.max_body_bytes = max_body_bytes
+        self.control_key = control_key
         self.limits = {m: model_limits(repository, m, max_body_bytes) for m in models}
-        self.public_configs = {m: public_config(repository, m) for m in models}
+        self.public_configs: dict[str, dict[str, object] | None] = dict.fromkeys(models)
+        if repository is not None:  # tritonclient reads it: not in the operator's image
+            from modelcanary.gateway.public_config import config_json, public_config
+
+            for model in models:
+                config = public_config(repository, model)
+                self.public_configs[model] = None if config is None else config_json(config)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -84,9 +98,9 @@ class RequestGuard:
         elif method == "GET" and model is not None and model[1] == ["config"]:
             config = self.public_configs[model[0]]
             if config is None:
-                await respond_error(send, 404, no_config(model[0]))
+                await respond_error(send, 404, f"no public config of {model[0]!r} here")
             else:
-                await respond_json(send, 200, config_json(config))
+                await respond_json(send, 200, config)
         else:
             await respond_error(send, 404, f"no route for {method} {scope['path'][:200]!r}")
 
@@ -112,7 +126,7 @@ class RequestGuard:
             return
         except ClientGone:
             return
-        rejection = check_infer_request(body, headers, self.limits[model])
+        rejection = check_infer_request(body, headers, await self._limits(model))
         if rejection is not None:
             await respond_error(send, rejection.status, rejection.message)
             return
@@ -123,6 +137,23 @@ class RequestGuard:
         if blames_request(response):
             response = replace(response, status=400)
         await respond(send, response.status, response.body, response.headers)
+
+    async def _limits(self, model: str) -> InferLimits:
+        """The model's limits, with its max batch size once known."""
+        limits = self.limits[model]
+        if limits.max_batch_size is not None or self.control_key is None:
+            return limits
+        url = f"{self.base}/v2/models/{model}/config"
+        try:
+            response = await self.upstream.request(
+                "GET", url, None, {CONTROL_HEADER: self.control_key}
+            )
+        except (UpstreamRefused, UpstreamTimeout):
+            return limits  # Triton is not up: the inference request will say so
+        batch = _max_batch_size(response)
+        if batch is not None:
+            limits = self.limits[model] = replace(limits, max_batch_size=batch)
+        return limits
 
     async def _pass(self, send: Send, path: str) -> None:
         response = await self._request(send, "GET", path, None, {})
@@ -154,3 +185,15 @@ def _model_path(parts: list[str], models: Collection[str]) -> tuple[str, list[st
             return None
         rest = rest[2:]
     return parts[2], rest
+
+
+def _max_batch_size(response: UpstreamResponse) -> int | None:
+    """The max_batch_size of Triton's answer to GET .../config, or None."""
+    if response.status != 200:
+        return None
+    try:
+        config = json.loads(response.body)
+    except ValueError:
+        return None
+    batch = config.get("max_batch_size") if isinstance(config, dict) else None
+    return batch if isinstance(batch, int) and not isinstance(batch, bool) else None

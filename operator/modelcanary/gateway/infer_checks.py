@@ -41,7 +41,6 @@ from modelcanary.gateway.client_errors import (
     UNSUPPORTED_ENCODING,
     Rejection,
 )
-from modelcanary.modelrepo.repository import ModelRepository
 
 MAX_DEPTH = 32  # an OIP header nests 3 levels, plus one per dimension of nested data
 MAX_DIMS = 16
@@ -89,6 +88,9 @@ def model_limits(repository: Path | None, model: str, max_body_bytes: int) -> In
     a repository holding the model."""
     if repository is None:
         return InferLimits(max_body_bytes)
+    # here, not above: the request guard runs where tritonclient is not (the operator's image)
+    from modelcanary.modelrepo.repository import ModelRepository
+
     try:
         config = ModelRepository(repository).read_config(model)
     except UsageError:

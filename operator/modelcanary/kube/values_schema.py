@@ -108,6 +108,14 @@ def schema() -> dict[str, Any]:
                         ),
                     }
                 ),
+                "requestGuard": _object(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "maxBodyBytes": {"type": "integer", "minimum": 1},
+                        "timeoutSeconds": {"type": "number", "exclusiveMinimum": 0},
+                        "resources": {"type": "object"},
+                    }
+                ),
                 "gateway": _object(
                     {
                         "parentRef": _object(
