@@ -150,11 +150,13 @@ def test_without_a_repository_the_max_batch_size_comes_from_triton(
         server.stop()
 
 
+@pytest.mark.parametrize("key", [None, "not-the-key"])
 def test_without_a_key_nor_a_repository_the_sizes_still_refuse_the_probes(
-    served: TritonServer,
+    served: TritonServer, key: str | None
 ) -> None:
+    """Triton refuses a wrong key (403): the guard goes on without the batch size."""
     assert served.endpoints is not None
-    app = RequestGuard(served.endpoints.http, ["digits"], None, 1 << 20, 30)
+    app = RequestGuard(served.endpoints.http, ["digits"], None, 1 << 20, 30, key)
     server = AppServer(app, name="guard")
     url = server.start()
     try:
@@ -162,6 +164,9 @@ def test_without_a_key_nor_a_repository_the_sizes_still_refuse_the_probes(
             response = httpx.post(f"{url}/v2/models/digits/infer", content=content, headers=headers)
             assert response.status_code == 400, name
         assert served.exited() is None
+        good = httpx.post(f"{url}/v2/models/digits/infer", json=body(X), timeout=30)
+        assert good.status_code == 200, good.text
+        assert app.limits["digits"].max_batch_size is None
     finally:
         server.stop()
 

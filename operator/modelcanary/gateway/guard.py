@@ -25,6 +25,7 @@ that shapes fit the bytes sent still bound what Triton allocates.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -54,6 +55,7 @@ from modelcanary.gateway.upstream import (
 # What may follow /v2/models/{m} or /v2/models/{m}/versions/{v} on a GET passed through.
 PASSED_GETS: tuple[list[str], ...] = ([], ["ready"], ["stats"])
 SERVER_GETS: tuple[list[str], ...] = (["v2"], ["v2", "health", "live"], ["v2", "health", "ready"])
+ASK_EVERY_S = 5.0  # Triton not yet serving the model, or a wrong key: ask again after
 CONTROL_HEADER = "modelcanary-control"  # as modelcanary.serving.triton_server's (a test checks)
 
 
@@ -70,6 +72,7 @@ class RequestGuard:
         self.upstream = Upstream(timeout_s)
         self.max_body_bytes = max_body_bytes
         self.control_key = control_key
+        self.asked: dict[str, float] = {}  # when Triton was last asked a model's config
         self.limits = {m: model_limits(repository, m, max_body_bytes) for m in models}
         self.public_configs: dict[str, dict[str, object] | None] = dict.fromkeys(models)
         if repository is not None:  # tritonclient reads it: not in the operator's image
@@ -143,6 +146,10 @@ class RequestGuard:
         limits = self.limits[model]
         if limits.max_batch_size is not None or self.control_key is None:
             return limits
+        now = time.monotonic()
+        if now - self.asked.get(model, -ASK_EVERY_S) < ASK_EVERY_S:
+            return limits
+        self.asked[model] = now
         url = f"{self.base}/v2/models/{model}/config"
         try:
             response = await self.upstream.request(
