@@ -101,7 +101,11 @@ class RequestGuard:
         elif method == "GET" and model is not None and model[1] == ["config"]:
             config = self.public_configs[model[0]]
             if config is None:
-                await respond_error(send, 404, f"no public config of {model[0]!r} here")
+                message = (
+                    f"the guard shows {model[0]!r}'s public config only when started with "
+                    "--repository; Triton's own config is a control API"
+                )
+                await respond_error(send, 404, message)
             else:
                 await respond_json(send, 200, config)
         else:
