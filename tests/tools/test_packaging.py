@@ -39,7 +39,8 @@ def dockerfile_packages() -> set[str]:
 def test_the_image_installs_every_module_the_operator_imports() -> None:
     code = (
         "import sys, modelcanary.cli, modelcanary.kube.operator, "
-        "modelcanary.commands.operator_command; "
+        "modelcanary.commands.operator_command, modelcanary.gateway.guard, "
+        "modelcanary.asgi_server; "
         "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     imported = subprocess.run(
@@ -85,7 +86,8 @@ def test_the_image_python_layer_runs_the_operator_without_model_tooling(tmp_path
     subprocess.run([*pip, "--no-deps", str(PROJECT)], check=True)
     python = str(venv / "bin" / "python")
     code = (
-        "import importlib.util, modelcanary.kube.operator, modelcanary.adapters.golden_check; "
+        "import importlib.util, modelcanary.kube.operator, modelcanary.adapters.golden_check, "
+        "modelcanary.gateway.guard, modelcanary.asgi_server; "
         "print(importlib.util.find_spec('onnxruntime'), importlib.util.find_spec('tritonclient'))"
     )
     found = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
