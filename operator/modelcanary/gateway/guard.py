@@ -30,21 +30,22 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from modelcanary.gateway.asgi import (
+from modelcanary.gateway.client_errors import blames_request
+from modelcanary.gateway.infer_checks import InferLimits, check_infer_request, model_limits
+from modelcanary.http.asgi import (
     BodyTooLarge,
     ClientGone,
     Receive,
     Scope,
     Send,
+    lifespan,
     read_body,
     request_headers,
     respond,
     respond_error,
     respond_json,
 )
-from modelcanary.gateway.client_errors import blames_request
-from modelcanary.gateway.infer_checks import InferLimits, check_infer_request, model_limits
-from modelcanary.gateway.upstream import (
+from modelcanary.http.upstream import (
     PASSED_HEADERS,
     Upstream,
     UpstreamRefused,
@@ -84,7 +85,7 @@ class RequestGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send, self.upstream.open, self.upstream.close)
             return
         if scope["type"] != "http":
             return
@@ -110,17 +111,6 @@ class RequestGuard:
                 await respond_json(send, 200, config)
         else:
             await respond_error(send, 404, f"no route for {method} {scope['path'][:200]!r}")
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.upstream.open()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.upstream.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     async def _infer(
         self, scope: Scope, receive: Receive, send: Send, model: str, path: str
