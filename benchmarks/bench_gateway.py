@@ -60,17 +60,18 @@ def start_gateway(endpoints: Endpoints, work: Path) -> tuple[subprocess.Popen[st
     repository, so it answers the model's public config (perf_analyzer asks for it)."""
     port, grpc_port = free_ports(2)
     config = work / "gateway.json"
-    route = {"stable": "1", "upstreams": {"1": endpoints.http},
-             "grpc_upstreams": {"1": endpoints.grpc}}  # fmt: skip
+    route = {
+        "stable": "1",
+        "upstreams": {"1": endpoints.http},
+        "grpc_upstreams": {"1": endpoints.grpc},
+    }
     config.write_text(
         json.dumps({"models": {"digits": route}, "shadow": {"repository": str(REPO.resolve())}})
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelcanary", "gateway", "--config", str(config),
-         "--listen", f"127.0.0.1:{port}", "--grpc-listen", f"127.0.0.1:{grpc_port}",
-         "--admin-token-file", str(work / "token")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    listen = f"--listen 127.0.0.1:{port} --grpc-listen 127.0.0.1:{grpc_port}"
+    argv = [sys.executable, *f"-m modelcanary gateway {listen}".split()]
+    argv += ["--config", str(config), "--admin-token-file", str(work / "token")]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -99,41 +100,41 @@ def main() -> None:
             gateway, gateway_url, gateway_grpc = start_gateway(endpoints, work)
             grpc_bodies = grpc_requests(bodies, "digits")
             try:
+                direct_http = f"{endpoints.http}/v2/models/digits/versions/1/infer"
+                gateway_http = f"{gateway_url}/v2/models/digits/infer"
                 runs: dict[tuple[str, str], Callable[[int], dict[str, float]]] = {
-                    ("direct", "http"): lambda c: uvloop.run(closed_loop(
-                        f"{endpoints.http}/v2/models/digits/versions/1/infer", bodies, c,
-                        SECONDS, WARMUP)),
-                    ("gateway", "http"): lambda c: uvloop.run(closed_loop(
-                        f"{gateway_url}/v2/models/digits/infer", bodies, c, SECONDS, WARMUP)),
-                    ("direct", "grpc"): lambda c: asyncio.run(grpc_closed_loop(
-                        endpoints.grpc, grpc_bodies, "1", c, SECONDS, WARMUP)),
-                    ("gateway", "grpc"): lambda c: asyncio.run(grpc_closed_loop(
-                        gateway_grpc, grpc_bodies, "", c, SECONDS, WARMUP)),
-                }  # fmt: skip
+                    ("direct", "http"): lambda c: uvloop.run(
+                        closed_loop(direct_http, bodies, c, SECONDS, WARMUP)
+                    ),
+                    ("gateway", "http"): lambda c: uvloop.run(
+                        closed_loop(gateway_http, bodies, c, SECONDS, WARMUP)
+                    ),
+                    ("direct", "grpc"): lambda c: asyncio.run(
+                        grpc_closed_loop(endpoints.grpc, grpc_bodies, "1", c, SECONDS, WARMUP)
+                    ),
+                    ("gateway", "grpc"): lambda c: asyncio.run(
+                        grpc_closed_loop(gateway_grpc, grpc_bodies, "", c, SECONDS, WARMUP)
+                    ),
+                }
                 for concurrency in (1, 8):
                     rounds: dict[tuple[str, str], list[dict[str, float]]] = {p: [] for p in runs}
                     for _ in range(ROUNDS):  # alternate, so drifts in machine load hit all
                         for key, run in runs.items():
                             rounds[key].append(run(concurrency))
                     for (path, protocol), results in rounds.items():
-                        rows.append(
-                            {"path": path, "protocol": protocol, "concurrency": concurrency,
-                             **median_of(results)}
-                        )  # fmt: skip
+                        row = {"path": path, "protocol": protocol, "concurrency": concurrency}
+                        rows.append({**row, **median_of(results)})
                 tool = perf_analyzer_rows(triton, endpoints, gateway_url, gateway_grpc)
             finally:
                 gateway.send_signal(signal.SIGTERM)
                 gateway.wait(10)
 
-    table = [("path", "protocol", "concurrency", "requests", "errors", "req/s", "p50 ms",
-              "p99 ms")]  # fmt: skip
+    table = [("path", "protocol", "concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms")]
     print(f"median of {ROUNDS} rounds of {SECONDS:g} s each")
     for r in rows:
-        table.append(
-            (str(r["path"]), str(r["protocol"]), str(r["concurrency"]), str(r["requests"]),
-             str(r["errors"]),
-             f"{r['throughput']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}")
-        )  # fmt: skip
+        named = [str(r[key]) for key in ("path", "protocol", "concurrency", "requests", "errors")]
+        speed = [f"{r['throughput']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"]
+        table.append((*named, *speed))
     print(format_table(table))
     by = {(r["path"], r["protocol"], r["concurrency"]): r for r in rows}
     checks = {}
@@ -208,10 +209,8 @@ def print_perf_analyzer(tool: dict[str, Any]) -> None:
         return
     table = [("path", "protocol", "concurrency", "req/s", "p50 ms", "p99 ms")]
     for r in tool["rows"]:
-        table.append(
-            (r["path"], r["protocol"], f"{r['concurrency']:.0f}", f"{r['throughput']:.0f}",
-             f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}")
-        )  # fmt: skip
+        speed = [f"{r['throughput']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"]
+        table.append((r["path"], r["protocol"], f"{r['concurrency']:.0f}", *speed))
     print(f"perf_analyzer ({tool['window_ms']} ms windows)")
     print(format_table(table))
     for target, why in tool["refused"].items():

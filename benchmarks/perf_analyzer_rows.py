@@ -38,11 +38,8 @@ def perf_analyzer(
     `address` (host:port), or why it gave none (its last lines)."""
     with tempfile.TemporaryDirectory(prefix="modelcanary-pa-") as scratch:
         report = Path(scratch) / "report.csv"
-        command = [
-            binary, "-m", "digits", "-u", address, "-i", protocol,
-            "--concurrency-range", "1:8:7", "-p", str(WINDOW_MS), "-s", "1000",
-            "-f", str(report),
-        ]  # fmt: skip
+        options = f"-m digits -u {address} -i {protocol} --concurrency-range 1:8:7 -s 1000"
+        command = [binary, *options.split(), "-p", str(WINDOW_MS), "-f", str(report)]
         for name, value in headers.items():
             command += ["-H", f"{name}:{value}"]
         try:

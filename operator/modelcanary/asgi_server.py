@@ -56,9 +56,13 @@ class AppServer:
     """One ASGI app listening on one address."""
 
     def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 0, name: str = "app",
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "app",
         limits: Limits = DEFAULT_LIMITS,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.name = name
         self.socket = _bind(host, port, name)
         self.host, self.port = self.socket.getsockname()[:2]

@@ -8,9 +8,11 @@ from collections.abc import Callable
 
 
 def wait_until(
-    done: Callable[[], object], timeout: float, every: float = 0.05,
+    done: Callable[[], object],
+    timeout: float,
+    every: float = 0.05,
     stop: threading.Event | None = None,
-) -> bool:  # fmt: skip
+) -> bool:
     """Call `done` until it returns something true (True), or `timeout` seconds pass or
     `stop` is set (False). `done` is always called at least once."""
     deadline = time.monotonic() + timeout

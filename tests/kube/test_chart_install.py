@@ -74,8 +74,12 @@ class Helm:
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [HELM, f"--kubeconfig={self.server.kubeconfig}", *args],
-            capture_output=True, text=True, env=self.env, check=False, timeout=120,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=self.env,
+            check=False,
+            timeout=120,
+        )
 
     def install(self, name: str, namespace: str, *values: str) -> Release:
         installed = self(
@@ -85,9 +89,14 @@ class Helm:
 
     def upgrade(self, release: Release, *values: str) -> None:
         upgraded = self(
-            "upgrade", release.name, str(CHART), "-n", release.namespace, "--reuse-values",
+            "upgrade",
+            release.name,
+            str(CHART),
+            "-n",
+            release.namespace,
+            "--reuse-values",
             *values,
-        )  # fmt: skip
+        )
         assert upgraded.returncode == 0, upgraded.stderr
 
     def manifest(self, release: Release) -> str:
@@ -149,9 +158,16 @@ def objects(manifest: str) -> list[tuple[str, str]]:
 def existing(server: ApiServer, manifest: str, namespace: str) -> list[tuple[str, str]]:
     """(kind, name) of the manifest's objects that exist on the server (kind lower case)."""
     found = server.kubectl(
-        "get", "-f", "-", "-n", namespace, "-o", "name", "--ignore-not-found",
+        "get",
+        "-f",
+        "-",
+        "-n",
+        namespace,
+        "-o",
+        "name",
+        "--ignore-not-found",
         input=manifest,
-    )  # fmt: skip
+    )
     kinds_and_names = (line.split("/", 1) for line in found.stdout.split())
     return [(kind.split(".", 1)[0], name) for kind, name in kinds_and_names]
 
@@ -306,9 +322,10 @@ def test_the_operators_role_allows_what_it_does_and_no_deletes(
 ) -> None:
     installed(first_release)
     release = installed(
-        helm.install(f"rbac-{mode}", f"rbac-{mode}", "--set", "model.canary=2",
-                     "--set", f"mode={mode}")
-    )  # fmt: skip
+        helm.install(
+            f"rbac-{mode}", f"rbac-{mode}", "--set", "model.canary=2", "--set", f"mode={mode}"
+        )
+    )
     kubeconfig = cluster.token_for(release.fullname, release.namespace)
     with config.new_client_from_config(config_file=str(kubeconfig)) as api:
         objects_api = client.CustomObjectsApi(api)
@@ -334,26 +351,41 @@ def test_the_operators_role_allows_what_it_does_and_no_deletes(
         return can_i(cluster, kubeconfig, release.namespace, verb, what)
 
     may = [
-        ("get", "modelcanaries.modelcanary.io"), ("list", "modelcanaries.modelcanary.io"),
-        ("watch", "modelcanaries.modelcanary.io"), ("patch", "modelcanaries.modelcanary.io"),
+        ("get", "modelcanaries.modelcanary.io"),
+        ("list", "modelcanaries.modelcanary.io"),
+        ("watch", "modelcanaries.modelcanary.io"),
+        ("patch", "modelcanaries.modelcanary.io"),
         ("get", "modelcanaries.modelcanary.io/status"),
         ("patch", "modelcanaries.modelcanary.io/status"),
         ("get", "inferenceservices.serving.kserve.io"),
         ("watch", "inferenceservices.serving.kserve.io"),
         ("patch", "inferenceservices.serving.kserve.io"),
-        ("get", "leases.coordination.k8s.io"), ("create", "leases.coordination.k8s.io"),
-        ("update", "leases.coordination.k8s.io"), ("create", "events"),
-    ]  # fmt: skip
-    routes = [("get", "httproutes.gateway.networking.k8s.io"),
-              ("patch", "httproutes.gateway.networking.k8s.io")]  # fmt: skip
+        ("get", "leases.coordination.k8s.io"),
+        ("create", "leases.coordination.k8s.io"),
+        ("update", "leases.coordination.k8s.io"),
+        ("create", "events"),
+    ]
+    routes = [
+        ("get", "httproutes.gateway.networking.k8s.io"),
+        ("patch", "httproutes.gateway.networking.k8s.io"),
+    ]
     may_not = [
-        ("create", "modelcanaries.modelcanary.io"), ("update", "modelcanaries.modelcanary.io"),
-        ("create", "inferenceservices.serving.kserve.io"), ("get", "secrets"),
+        ("create", "modelcanaries.modelcanary.io"),
+        ("update", "modelcanaries.modelcanary.io"),
+        ("create", "inferenceservices.serving.kserve.io"),
+        ("get", "secrets"),
         ("create", "rolebindings.rbac.authorization.k8s.io"),
-    ]  # fmt: skip
-    for what in ("modelcanaries.modelcanary.io", "inferenceservices.serving.kserve.io",
-                 "httproutes.gateway.networking.k8s.io", "leases.coordination.k8s.io",
-                 "events", "secrets", "deployments.apps", "pods"):  # fmt: skip
+    ]
+    for what in (
+        "modelcanaries.modelcanary.io",
+        "inferenceservices.serving.kserve.io",
+        "httproutes.gateway.networking.k8s.io",
+        "leases.coordination.k8s.io",
+        "events",
+        "secrets",
+        "deployments.apps",
+        "pods",
+    ):
         may_not += [("delete", what), ("deletecollection", what)]
     (may if mode == "standard" else may_not).extend(routes)
     assert [p for p in may if not allowed(*p)] == []

@@ -69,10 +69,16 @@ def start_operator(
     def start() -> Callable[[], None]:
         stop = threading.Event()
         settings = operator.OperatorConfig(
-            namespace=ns, prometheus=monitoring[0].url, source=SOURCE, window_s=parse_duration(WINDOW),
-            tick_s=1, webhook_port=0, metrics_port=0, kubeconfig=apiserver.kubeconfig,
+            namespace=ns,
+            prometheus=monitoring[0].url,
+            source=SOURCE,
+            window_s=parse_duration(WINDOW),
+            tick_s=1,
+            webhook_port=0,
+            metrics_port=0,
+            kubeconfig=apiserver.kubeconfig,
             bind="127.0.0.1",
-        )  # fmt: skip
+        )
         thread = threading.Thread(target=operator.run, args=(settings, stop), daemon=True)
         thread.start()
         running.append((thread, stop))
@@ -203,8 +209,8 @@ def test_no_data_pauses_the_rollout_after_no_data_after(
     serves: the first step waits for its counters (issue 20)."""
     monitoring[1].series[("moths", "1")] = Series(time.time())
     prometheus = PrometheusSource(monitoring[0].url, SOURCE, 15)
-    until(lambda: prometheus.query('modelcanary:requests:total{model="moths"}'), 30,
-          "stable's counters were never recorded")  # fmt: skip
+    stable_requests = 'modelcanary:requests:total{model="moths"}'
+    until(lambda: prometheus.query(stable_requests), 30, "stable's counters were never recorded")
     create_ready_service(cluster.api, cluster.ns, "moths", after_canary_install("moths"))
     analysis = {"failureLimit": 0, "noData": {"after": "5s", "action": "pause"}}
     body = model_canary("moths", "moths", steps=[50, 100], interval="2s", analysis=analysis)
@@ -243,17 +249,14 @@ def test_an_intent_annotation_is_acted_on_and_cleared(
 ) -> None:
     monitoring[1].serve("owls")
     create_ready_service(cluster.api, cluster.ns, "owls", after_canary_install("owls"))
-    create_canary(cluster.api, cluster.ns, model_canary("owls", "owls", steps=[10, 100],
-                                                        interval="1h"))  # fmt: skip
+    body = model_canary("owls", "owls", steps=[10, 100], interval="1h")
+    create_canary(cluster.api, cluster.ns, body)
     start_operator()
     until(lambda: cluster.status("owls").get("phase") == "Progressing", 60, "never started")
     intent = '{"action": "rollback", "reason": "looks wrong", "by": "ana", "id": "i-1"}'
-    cluster.api.patch_namespaced_custom_object(
-        GROUP, VERSION, cluster.ns, PLURAL, "owls",
-        {"metadata": {"annotations": {INTENT_ANNOTATION: intent}}},
-    )  # fmt: skip
-    until(lambda: cluster.status("owls").get("phase") == "RolledBack", 60,
-          "the rollback intent was not acted on")  # fmt: skip
+    annotate = {"metadata": {"annotations": {INTENT_ANNOTATION: intent}}}
+    cluster.api.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, PLURAL, "owls", annotate)
+    until(lambda: cluster.status("owls").get("phase") == "RolledBack", 60, "the intent was ignored")
     last = cluster.status("owls")["state"]["history"][-1]
     assert last["by"] == "ana" and last["reason"].endswith("looks wrong")
     until(lambda: cluster.intent("owls") is None, 30, "the intent annotation was not removed")
@@ -280,11 +283,10 @@ def test_deleting_an_unfinished_rollout_leaves_traffic_on_stable(
 ) -> None:
     monitoring[1].serve("ants")
     create_ready_service(cluster.api, cluster.ns, "ants", after_canary_install("ants"))
-    create_canary(cluster.api, cluster.ns, model_canary("ants", "ants", steps=[30, 100],
-                                                        interval="1h"))  # fmt: skip
+    body = model_canary("ants", "ants", steps=[30, 100], interval="1h")
+    create_canary(cluster.api, cluster.ns, body)
     start_operator()
-    until(lambda: cluster.predictor("ants").get("canaryTrafficPercent") == 30, 60,
-          "the canary never got 30%")  # fmt: skip
+    until(lambda: cluster.predictor("ants").get("canaryTrafficPercent") == 30, 60, "never at 30%")
     cluster.api.delete_namespaced_custom_object(GROUP, VERSION, cluster.ns, PLURAL, "ants")
 
     def back_on_stable() -> bool:
@@ -304,12 +306,17 @@ def test_standard_mode_moves_the_http_route_weights(
     for version in ("1", "2"):
         name = f"bees-v{version}"
         create_ready_service(cluster.api, cluster.ns, name, inference_service(name, version))
-    refs = [{"name": "bees-v1-predictor", "port": 80, "weight": 100},
-            {"name": "bees-v2-predictor", "port": 80, "weight": 0}]  # fmt: skip
-    cluster.api.create_namespaced_custom_object(*ROUTES[:2], cluster.ns, ROUTES[2], {
-        "apiVersion": f"{ROUTES[0]}/{ROUTES[1]}", "kind": "HTTPRoute", "metadata": {"name": "bees"},
+    refs = [
+        {"name": "bees-v1-predictor", "port": 80, "weight": 100},
+        {"name": "bees-v2-predictor", "port": 80, "weight": 0},
+    ]
+    http_route = {
+        "apiVersion": f"{ROUTES[0]}/{ROUTES[1]}",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "bees"},
         "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": refs}]},
-    })  # fmt: skip
+    }
+    cluster.api.create_namespaced_custom_object(*ROUTES[:2], cluster.ns, ROUTES[2], http_route)
     body = model_canary("bees", "bees", steps=[50, 100])
     body["metadata"]["annotations"]["modelcanary.io/mode"] = "standard"
     create_canary(cluster.api, cluster.ns, body)
@@ -332,9 +339,12 @@ def test_standard_mode_moves_the_http_route_weights(
 
 
 def test_kubectl_canary_promote_is_picked_up_by_the_operator(
-    apiserver: ApiServer, cluster: Cluster, start_operator: Start,
-    monitoring: tuple[Prometheus, Traffic], tmp_path: Path,
-) -> None:  # fmt: skip
+    apiserver: ApiServer,
+    cluster: Cluster,
+    start_operator: Start,
+    monitoring: tuple[Prometheus, Traffic],
+    tmp_path: Path,
+) -> None:
     """The plugin records the intent; the operator acts on it, records who asked (the
     kubeconfig's user), clears it."""
     from modelcanary.kubectl.plugin import main as kubectl_canary
@@ -368,9 +378,11 @@ def test_kubectl_canary_promote_is_picked_up_by_the_operator(
 
 
 def test_a_new_rollout_is_written_without_a_conflict(
-    apiserver: ApiServer, cluster: Cluster, start_operator: Start,
+    apiserver: ApiServer,
+    cluster: Cluster,
+    start_operator: Start,
     monitoring: tuple[Prometheus, Traffic],
-) -> None:  # fmt: skip
+) -> None:
     """kopf puts its finalizer on a new ModelCanary as the tick that the same event woke
     reads it (and used to record the spec it handled in an annotation right after): the
     rollout's first status write must not be refused (409) because it carried the
@@ -396,5 +408,5 @@ def test_a_new_rollout_is_written_without_a_conflict(
     assert refused["PATCH modelcanaries/status"] == 0, refused
     # kopf wrote to each once, its finalizer (and no record of the spec it handled)
     assert (apiserver.requests() - before)["PATCH modelcanaries"] == len(names)
-    assert all("modelcanary.io/finalizer" in cluster.canary(n)["metadata"]["finalizers"]
-               for n in names)  # fmt: skip
+    finalizers = [cluster.canary(n)["metadata"]["finalizers"] for n in names]
+    assert all("modelcanary.io/finalizer" in each for each in finalizers), finalizers

@@ -52,10 +52,21 @@ def chart_account(server: ApiServer, namespace: str) -> Path:
     """A kubeconfig for the chart's service account, bound to the chart's own Role."""
     helm = str(Path(sys.executable).with_name("helm"))
     rbac = subprocess.run(
-        [helm, "template", RELEASE, str(REPO / "charts" / "modelcanary"), "--namespace",
-         namespace, "--show-only", "templates/rbac.yaml"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
+        [
+            helm,
+            "template",
+            RELEASE,
+            str(REPO / "charts" / "modelcanary"),
+            "--namespace",
+            namespace,
+            "--show-only",
+            "templates/rbac.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     server.kubectl("apply", "-n", namespace, "-f", "-", input=rbac)
     return server.token_for(ACCOUNT, namespace)
 
@@ -103,12 +114,18 @@ class Replicas:
         self.api, self.leases = client.CustomObjectsApi(admin), client.CoordinationV1Api(admin)
         self.replicas = {
             identity: OperatorProcess(
-                kubeconfig, namespace, prometheus, logs / f"{identity}.log",
-                f"--source={SOURCE}", f"--window={WINDOW}", "--tick=1s",
-                f"--leader-election={LEASE}", f"--identity={identity}",
+                kubeconfig,
+                namespace,
+                prometheus,
+                logs / f"{identity}.log",
+                f"--source={SOURCE}",
+                f"--window={WINDOW}",
+                "--tick=1s",
+                f"--leader-election={LEASE}",
+                f"--identity={identity}",
             )
             for identity in ("replica-a", "replica-b")
-        }  # fmt: skip
+        }
 
     def start(self) -> tuple[str, str]:
         """Start both at once (they race for the Lease); the leader's and standby's names."""
@@ -140,9 +157,12 @@ class Replicas:
 
 @pytest.fixture
 def pair(
-    apiserver: ApiServer, namespace: str, crds: None, monitoring: tuple[Prometheus, Traffic],
+    apiserver: ApiServer,
+    namespace: str,
+    crds: None,
+    monitoring: tuple[Prometheus, Traffic],
     tmp_path: Path,
-) -> Iterator[Replicas]:  # fmt: skip
+) -> Iterator[Replicas]:
     replicas = Replicas(apiserver, namespace, monitoring[0].url, tmp_path)
     try:
         yield replicas
@@ -173,8 +193,11 @@ def test_one_replica_acts_and_the_standby_continues_after_a_kill(
         leader, standby = pair.replicas[leader_id], pair.replicas[standby_id]
 
         create_canary(api, namespace, model_canary("digits", model, steps=[25, 50, 100]))
-        until(lambda: status().get("step") == 2 and status()["state"]["applied"], 60,
-              "the leader never advanced to the second step")  # fmt: skip
+        until(
+            lambda: status().get("step") == 2 and status()["state"]["applied"],
+            60,
+            "the leader never advanced to the second step",
+        )
         assert rollout_series(leader.metrics_url), "the leader exports no rollout gauges"
         assert not rollout_series(standby.metrics_url), "the standby ticked the rollouts"
         assert [who for who in holders.values() if who] == [leader_id], holders.changes
@@ -184,10 +207,14 @@ def test_one_replica_acts_and_the_standby_continues_after_a_kill(
         until(lambda: pair.holder() == standby_id, TAKEOVER_LIMIT_S + 5, "the standby never led")
         until(
             lambda: any(t["at"] > killed_at for t in status()["state"]["history"]),
-            TAKEOVER_LIMIT_S + 5, "no transition after the leader was killed",
-        )  # fmt: skip
-        until(lambda: status().get("phase") == "Promoted" and status()["state"]["applied"], 60,
-              "not promoted after the takeover")  # fmt: skip
+            TAKEOVER_LIMIT_S + 5,
+            "no transition after the leader was killed",
+        )
+        until(
+            lambda: status().get("phase") == "Promoted" and status()["state"]["applied"],
+            60,
+            "not promoted after the takeover",
+        )
         time.sleep(0.5)  # let the recorders see the last change
     finally:
         holders.close()
@@ -197,8 +224,10 @@ def test_one_replica_acts_and_the_standby_continues_after_a_kill(
     takeover_s = next(t for t, who in holders.changes if who == standby_id) - killed_at
     history = status()["state"]["history"]
     transition_s = next(t["at"] for t in history if t["at"] > killed_at) - killed_at
-    print(f"\nleader {leader_id} killed; Lease to {standby_id} after {takeover_s:.1f} s, "
-          f"next transition after {transition_s:.1f} s")  # fmt: skip
+    print(
+        f"\nleader {leader_id} killed; Lease to {standby_id} after {takeover_s:.1f} s, "
+        f"next transition after {transition_s:.1f} s"
+    )
     assert takeover_s < TAKEOVER_LIMIT_S and transition_s < TAKEOVER_LIMIT_S
     # one holder at a time, and only the two of them: the leader, then the standby
     assert [who for who in holders.values() if who] == [leader_id, standby_id], holders.changes
@@ -206,8 +235,11 @@ def test_one_replica_acts_and_the_standby_continues_after_a_kill(
     assert pair.log(standby_id).count("acquired the lease") == 1, pair.log(standby_id)
     # no step skipped, none repeated: each transition once, in order, whoever made it
     assert [(t["action"], t["step"], t["weight"]) for t in history] == [
-        ("start", 0, 25), ("advance", 1, 50), ("advance", 2, 100), ("promote", 2, 100),
-    ], history  # fmt: skip
+        ("start", 0, 25),
+        ("advance", 1, 50),
+        ("advance", 2, 100),
+        ("promote", 2, 100),
+    ], history
     assert [t["at"] for t in history] == sorted(t["at"] for t in history)
     before = [t for t in history if t["at"] < killed_at]
     assert [t["action"] for t in before] == ["start", "advance"], history
@@ -228,17 +260,23 @@ def test_a_stopped_leader_hands_the_lease_over_at_once(pair: Replicas) -> None:
 
 
 def test_the_tick_loop_survives_an_api_server_outage(
-    apiserver: ApiServer, namespace: str, crds: None, monitoring: tuple[Prometheus, Traffic],
+    apiserver: ApiServer,
+    namespace: str,
+    crds: None,
+    monitoring: tuple[Prometheus, Traffic],
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     """A control-plane restart refuses connections for a while: the operator must go on
     ticking once the API server is back (it must not lose its tick loop to the Lease)."""
     prometheus, traffic = monitoring
     proxy = TcpProxy(int(apiserver.url.rsplit(":", 1)[1])).start()
     kubeconfig = write_kubeconfig(
-        tmp_path / "proxy.kubeconfig", f"https://127.0.0.1:{proxy.port}", apiserver.ca_file,
-        "admin", apiserver.admin_token,
-    )  # fmt: skip
+        tmp_path / "proxy.kubeconfig",
+        f"https://127.0.0.1:{proxy.port}",
+        apiserver.ca_file,
+        "admin",
+        apiserver.admin_token,
+    )
     admin = config.new_client_from_config(config_file=str(apiserver.kubeconfig))
     api = client.CustomObjectsApi(admin)
     model = f"outage-{namespace}"
@@ -252,10 +290,16 @@ def test_the_tick_loop_survives_an_api_server_outage(
         return float((state.get("analysis") or {}).get("at") or 0)
 
     operator = OperatorProcess(
-        kubeconfig, namespace, prometheus.url, tmp_path / "operator.log",
-        f"--source={SOURCE}", f"--window={WINDOW}", "--tick=1s",
-        f"--leader-election={LEASE}", "--identity=solo",
-    )  # fmt: skip
+        kubeconfig,
+        namespace,
+        prometheus.url,
+        tmp_path / "operator.log",
+        f"--source={SOURCE}",
+        f"--window={WINDOW}",
+        "--tick=1s",
+        f"--leader-election={LEASE}",
+        "--identity=solo",
+    )
     try:
         operator.start()
         until(analysed_at, 30, "the operator never ticked")

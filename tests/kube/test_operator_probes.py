@@ -38,17 +38,26 @@ def test_the_leader_is_ready_the_standby_not_and_a_stalled_loop_is_not_live(
 ) -> None:
     proxy = TcpProxy(int(apiserver.url.rsplit(":", 1)[1])).start()
     proxied = write_kubeconfig(
-        tmp_path / "proxy.kubeconfig", f"https://127.0.0.1:{proxy.port}", apiserver.ca_file,
-        "admin", apiserver.admin_token,
-    )  # fmt: skip
+        tmp_path / "proxy.kubeconfig",
+        f"https://127.0.0.1:{proxy.port}",
+        apiserver.ca_file,
+        "admin",
+        apiserver.admin_token,
+    )
 
     def replica(identity: str, kubeconfig: Path, prometheus: str) -> OperatorProcess:
         return OperatorProcess(
-            kubeconfig, namespace, prometheus, tmp_path / f"{identity}.log",
-            f"--source={SOURCE}", f"--window={WINDOW}", "--tick=1s",
-            f"--stalled-after={STALLED_AFTER_S}s", f"--leader-election={LEASE}",
+            kubeconfig,
+            namespace,
+            prometheus,
+            tmp_path / f"{identity}.log",
+            f"--source={SOURCE}",
+            f"--window={WINDOW}",
+            "--tick=1s",
+            f"--stalled-after={STALLED_AFTER_S}s",
+            f"--leader-election={LEASE}",
             f"--identity={identity}",
-        )  # fmt: skip
+        )
 
     leader = replica("leader", proxied, f"http://127.0.0.1:{proxy.port}")
     standby = replica("standby", apiserver.kubeconfig, "http://127.0.0.1:9")

@@ -249,13 +249,14 @@ def test_one_batch_of_moved_predictions_is_evidence_enough(
         (numeric(200, 190), "95.0% of 200 pairs within tolerance"),  # a regression model
         (ShadowCounts(240, 234, 240), "97.5% of 240 pairs"),  # a classifier
         (
-            ShadowCounts(200, 190, 600, (NumericCounts("price", 200, 200),
-                                         NumericCounts("spread", 200, 150))),
+            ShadowCounts(
+                200, 190, 600, (NumericCounts("price", 200, 200), NumericCounts("spread", 200, 150))
+            ),
             "95.0% of 200 pairs; 75.0% of 200 pairs within tolerance",
         ),  # both: the numeric output with most evidence against it
         (None, "-"),  # not shadowing
     ],
-)  # fmt: skip
+)
 def test_the_demo_shows_the_shadow_comparison_of_any_model(
     counts: ShadowCounts | None, shown: str
 ) -> None:

@@ -37,13 +37,23 @@ def repo(tmp_path: Path) -> Path:
     ("models", "options", "expected"),
     [
         (["digits"], {"stable": 1}, [ServedModel("digits", 1)]),
-        (["digits"], {"stable": 1, "canary": 2, "canary_weight": 10},
-         [ServedModel("digits", 1, 2, 10)]),
+        (
+            ["digits"],
+            {"stable": 1, "canary": 2, "canary_weight": 10},
+            [ServedModel("digits", 1, 2, 10)],
+        ),
         (["digits:1"], {}, [ServedModel("digits", 1)]),
-        (["digits:1", "other:3:4:25", "b.c-d_e:2:5"], {},
-         [ServedModel("digits", 1), ServedModel("other", 3, 4, 25), ServedModel("b.c-d_e", 2, 5)]),
+        (
+            ["digits:1", "other:3:4:25", "b.c-d_e:2:5"],
+            {},
+            [
+                ServedModel("digits", 1),
+                ServedModel("other", 3, 4, 25),
+                ServedModel("b.c-d_e", 2, 5),
+            ],
+        ),
     ],
-)  # fmt: skip
+)
 def test_each_model_gets_its_stable_and_canary(
     models: list[str], options: dict[str, int], expected: list[ServedModel]
 ) -> None:
@@ -56,41 +66,70 @@ def test_each_model_gets_its_stable_and_canary(
 @pytest.mark.parametrize(
     ("args", "problem"),
     [
-        (["--model", "digits"],
-         "--model digits: no stable version; give --stable, or --model digits:STABLE"),
-        (["--model", "digits:1", "--model", "other"],
-         "--model other: no stable version; give --model other:STABLE"),
+        (
+            ["--model", "digits"],
+            "--model digits: no stable version; give --stable, or --model digits:STABLE",
+        ),
+        (
+            ["--model", "digits:1", "--model", "other"],
+            "--model other: no stable version; give --model other:STABLE",
+        ),
         (["--model", "digits:1", "--model", "digits:2"], "--model digits is given twice"),
-        (["--model", "digits:1", "--model", "other:1", "--stable", "1"],
-         "--stable, --canary and --canary-weight go with a single --model; with several, give "
-         "each its own: --model NAME:STABLE[:CANARY[:WEIGHT]]"),
-        (["--model", "digits:1", "--stable", "2"],
-         "--model digits:1 gives the stable version already; drop --stable"),
-        (["--model", "digits:x"], "--model digits:x: the stable version 'x' is not a version (1 or "
-         "more)"),
-        (["--model", "digits:0"], "--model digits:0: the stable version '0' is not a version (1 or "
-         "more)"),
-        (["--model", "digits:1", "--canary", "2"],
-         "--model digits:1: give its canary as --model NAME:STABLE[:CANARY[:WEIGHT]]"),
-        (["--model", "digits", "--stable", "1", "--canary", "1"],
-         "--canary must differ from --stable"),
-        (["--model", "digits:1:2:150"], "--model digits:1:2:150: the canary weight must be "
-         "between 0 and 100"),
+        (
+            ["--model", "digits:1", "--model", "other:1", "--stable", "1"],
+            "--stable, --canary and --canary-weight go with a single --model; with several, give "
+            "each its own: --model NAME:STABLE[:CANARY[:WEIGHT]]",
+        ),
+        (
+            ["--model", "digits:1", "--stable", "2"],
+            "--model digits:1 gives the stable version already; drop --stable",
+        ),
+        (
+            ["--model", "digits:x"],
+            "--model digits:x: the stable version 'x' is not a version (1 or more)",
+        ),
+        (
+            ["--model", "digits:0"],
+            "--model digits:0: the stable version '0' is not a version (1 or more)",
+        ),
+        (
+            ["--model", "digits:1", "--canary", "2"],
+            "--model digits:1: give its canary as --model NAME:STABLE[:CANARY[:WEIGHT]]",
+        ),
+        (
+            ["--model", "digits", "--stable", "1", "--canary", "1"],
+            "--canary must differ from --stable",
+        ),
+        (
+            ["--model", "digits:1:2:150"],
+            "--model digits:1:2:150: the canary weight must be between 0 and 100",
+        ),
         (["--model", "digits:1:1"], "--model digits:1:1: the canary must differ from stable"),
         (["--model", "digits:1::10"], "--model digits:1::10: a canary weight needs a canary"),
-        (["--model", "digits:1:2:3:4"],
-         "--model digits:1:2:3:4: expected NAME:STABLE[:CANARY[:WEIGHT]]"),
-        (["--model", "../x:1"], "--model '../x' is not a valid model name: use letters, digits, "
-         "'_', '.', '-', starting with a letter or digit, at most 128 characters"),
-        (["--model", "digits:1", "--model", "nosuch:1"],
-         "no model nosuch in REPO (its models: digits, other)"),
-        (["--model", "digits:1", "--model", "other:2"],
-         "other version 2 is not among the served versions 1 of REPO"),
-        (["--model", "digits:1", "--model", "other:1", "--versions", "1,2"],
-         "--versions: other has no version 2 in REPO (its versions: 1)"),
+        (
+            ["--model", "digits:1:2:3:4"],
+            "--model digits:1:2:3:4: expected NAME:STABLE[:CANARY[:WEIGHT]]",
+        ),
+        (
+            ["--model", "../x:1"],
+            "--model '../x' is not a valid model name: use letters, digits, "
+            "'_', '.', '-', starting with a letter or digit, at most 128 characters",
+        ),
+        (
+            ["--model", "digits:1", "--model", "nosuch:1"],
+            "no model nosuch in REPO (its models: digits, other)",
+        ),
+        (
+            ["--model", "digits:1", "--model", "other:2"],
+            "other version 2 is not among the served versions 1 of REPO",
+        ),
+        (
+            ["--model", "digits:1", "--model", "other:1", "--versions", "1,2"],
+            "--versions: other has no version 2 in REPO (its versions: 1)",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else " ".join(value),
-)  # fmt: skip
+)
 def test_bad_models_are_named_and_nothing_starts(
     cli: Cli, repo: Path, tmp_path: Path, args: list[str], problem: str
 ) -> None:
@@ -122,32 +161,59 @@ def test_the_models_can_come_from_a_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "args", "problem"),
     [
-        ("models: [", [], "--models FILE: not valid YAML at line 1, column 10: expected the node "
-         "content, but found '<stream end>'"),
-        ("models: []", [], "--models FILE: models: List should have at least 1 item after "
-         "validation, not 0"),
+        (
+            "models: [",
+            [],
+            "--models FILE: not valid YAML at line 1, column 10: expected the node "
+            "content, but found '<stream end>'",
+        ),
+        (
+            "models: []",
+            [],
+            "--models FILE: models: List should have at least 1 item after validation, not 0",
+        ),
         ("models:\n  - name: digits\n", [], "--models FILE: models.0.stable: Field required"),
-        ("models:\n  - {name: digits, stable: '1'}\n", [],
-         "--models FILE: models.0.stable: Input should be a valid integer"),
-        ("models:\n  - {name: digits, stable: 1, weight: 3}\n", [],
-         "--models FILE: models.0.weight: Extra inputs are not permitted"),
-        ("models:\n  - {name: digits, stable: 1}\n  - {name: digits, stable: 2}\n", [],
-         "--models FILE: models.1: digits is given twice"),
-        ("models:\n  - {name: digits, stable: 1, canaryWeight: 5}\n", [],
-         "--models FILE: models.0: a canary weight needs a canary"),
-        ("models:\n  - {name: ../x, stable: 1}\n", [],
-         "--models FILE: models.0.name '../x' is not a valid model name: use letters, digits, "
-         "'_', '.', '-', starting with a letter or digit, at most 128 characters"),
-        ("models:\n  - {name: nosuch, stable: 1}\n", [],
-         "no model nosuch in REPO (its models: digits, other)"),
-        (MODELS_FILE, ["--model", "digits:1"],
-         "give the models with --model or with --models, not both"),
-        (MODELS_FILE, ["--stable", "1"],
-         "give the models with --model or with --models, not both"),
+        (
+            "models:\n  - {name: digits, stable: '1'}\n",
+            [],
+            "--models FILE: models.0.stable: Input should be a valid integer",
+        ),
+        (
+            "models:\n  - {name: digits, stable: 1, weight: 3}\n",
+            [],
+            "--models FILE: models.0.weight: Extra inputs are not permitted",
+        ),
+        (
+            "models:\n  - {name: digits, stable: 1}\n  - {name: digits, stable: 2}\n",
+            [],
+            "--models FILE: models.1: digits is given twice",
+        ),
+        (
+            "models:\n  - {name: digits, stable: 1, canaryWeight: 5}\n",
+            [],
+            "--models FILE: models.0: a canary weight needs a canary",
+        ),
+        (
+            "models:\n  - {name: ../x, stable: 1}\n",
+            [],
+            "--models FILE: models.0.name '../x' is not a valid model name: use letters, digits, "
+            "'_', '.', '-', starting with a letter or digit, at most 128 characters",
+        ),
+        (
+            "models:\n  - {name: nosuch, stable: 1}\n",
+            [],
+            "no model nosuch in REPO (its models: digits, other)",
+        ),
+        (
+            MODELS_FILE,
+            ["--model", "digits:1"],
+            "give the models with --model or with --models, not both",
+        ),
+        (MODELS_FILE, ["--stable", "1"], "give the models with --model or with --models, not both"),
         (None, [], "--models FILE: No such file or directory"),
     ],
     ids=lambda value: value if isinstance(value, str) else " ".join(value or ["-"]),
-)  # fmt: skip
+)
 def test_a_bad_models_file_is_named_and_nothing_starts(
     cli: Cli, repo: Path, tmp_path: Path, text: str | None, args: list[str], problem: str
 ) -> None:
@@ -192,11 +258,15 @@ def test_each_model_resumes_its_own_unfinished_rollout(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("model", "line"),
     [
-        (ModelPlan("digits", [1, 2, 3], "1", {"1": 100, "2": 0, "3": 0}),
-         "model digits: stable 1 (versions 1, 2, 3)"),
-        (ModelPlan("ranker", [3, 4], "3", {"3": 90, "4": 10}),
-         "model ranker: stable 3 (versions 3, 4), split 3=90, 4=10"),
+        (
+            ModelPlan("digits", [1, 2, 3], "1", {"1": 100, "2": 0, "3": 0}),
+            "model digits: stable 1 (versions 1, 2, 3)",
+        ),
+        (
+            ModelPlan("ranker", [3, 4], "3", {"3": 90, "4": 10}),
+            "model ranker: stable 3 (versions 3, 4), split 3=90, 4=10",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_summary_has_a_line_for_each_model(model: ModelPlan, line: str) -> None:
     assert model.describe() == line

@@ -29,12 +29,14 @@ def test_perf_analyzer_runs_through_the_gateway(start: Start, protocol: str) -> 
     url, address = start({"1": 50, "2": 50})
     target = address if protocol == "grpc" else url.removeprefix("http://")
     assert BINARY is not None
+    options = f"-m digits -u {target} -i {protocol} -s 1000 --concurrency-range 2"
+    count = ["--measurement-mode", "count_windows", "--measurement-request-count", "50"]
     done = subprocess.run(
-        [BINARY, "-m", "digits", "-u", target, "-i", protocol, "--concurrency-range", "2",
-         "--measurement-mode", "count_windows", "--measurement-request-count", "50",
-         "-s", "1000"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [BINARY, *options.split(), *count],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "Request concurrency: 2" in done.stdout and "Throughput:" in done.stdout
     answered = {v: metric(url, REQUESTS, version=v, code="200") for v in ("1", "2")}

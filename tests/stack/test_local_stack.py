@@ -43,9 +43,14 @@ def stack(
 ) -> Iterator[LocalStack]:
     run_dir = tmp_path_factory.mktemp("up")
     options = StackOptions(
-        digits_repo, "digits", stable=1, canary=2, run_dir=run_dir, canary_weight=50,
+        digits_repo,
+        "digits",
+        stable=1,
+        canary=2,
+        run_dir=run_dir,
+        canary_weight=50,
         versions=(1, 2, 3),
-    )  # fmt: skip
+    )
     local = LocalStack(options, say=lambda line: None)
     local.start()
     try:
@@ -105,11 +110,13 @@ def test_a_failing_canary_alerts_the_controller_and_on_call(
                 return []
             records = [json.loads(line) for line in oncall_log.read_text().splitlines()]
             return [
-                r for r in records
-                if r["channel"] == "oncall" and r["status"] == "firing"
+                r
+                for r in records
+                if r["channel"] == "oncall"
+                and r["status"] == "firing"
                 and r["labels"]["alertname"] == "ModelVersionHighErrorRatio"  # type: ignore[index]
                 and r["labels"]["version"] == "2"  # type: ignore[index]
-            ]  # fmt: skip
+            ]
 
         until(lambda: bool(paged()), 30, "the on-call receiver was not paged for version 2")
         assert stack.book.firing(version="1") == []  # the healthy version raised nothing
@@ -154,27 +161,39 @@ def test_alertmanager_and_the_pager_refuse_what_the_stack_did_not_send(
     (it paged on-call and reached the controller) or a page to the on-call receiver."""
     urls = stack.urls
     now = datetime.now(UTC)
-    forged = {"labels": {"alertname": "ForgedByAStranger", "severity": "critical",
-                         "model": "digits", "version": "2"},
-              "startsAt": now.isoformat()}  # fmt: skip
+    forged = {
+        "labels": {
+            "alertname": "ForgedByAStranger",
+            "severity": "critical",
+            "model": "digits",
+            "version": "2",
+        },
+        "startsAt": now.isoformat(),
+    }
     api = f"{urls['alertmanager']}/api/v2/alerts"
     for auth in (None, httpx.BasicAuth("modelcanary", "guessed")):
         assert httpx.post(api, json=[forged], auth=auth).status_code == 401
-    page = {"version": "4", "status": "firing", "receiver": "oncall", "groupKey": "{}:{}",
-            "alerts": [{**forged, "status": "firing", "fingerprint": "f"}]}  # fmt: skip
+    page = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "oncall",
+        "groupKey": "{}:{}",
+        "alerts": [{**forged, "status": "firing", "fingerprint": "f"}],
+    }
     assert httpx.post(f"{urls['oncall']}/oncall", json=page).status_code == 401
     # the stack's own: Alertmanager has nothing forged, and the controller's notices go in
     known = httpx.get(api, auth=alertmanager_auth(urls))
     assert known.status_code == 200
     assert not [a for a in known.json() if a["labels"]["alertname"] == "ForgedByAStranger"]
-    amtool = [shutil.which("amtool") or "amtool", "alert", "query", "-o", "json",
-              f"--alertmanager.url={urls['alertmanager']}"]  # fmt: skip
+    amtool = [shutil.which("amtool") or "amtool", "alert", "query", "-o", "json"]
+    amtool.append(f"--alertmanager.url={urls['alertmanager']}")
     assert subprocess.run(amtool, capture_output=True).returncode != 0
     http_config = Path(urls["run_dir"], "amtool-http.yml")
     login = {"username": "modelcanary", "password_file": urls["alertmanager_password_file"]}
     http_config.write_text(yaml.safe_dump({"basic_auth": login}))
-    queried = subprocess.run([*amtool, f"--http.config.file={http_config}"],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+    queried = subprocess.run(
+        [*amtool, f"--http.config.file={http_config}"], capture_output=True, text=True, check=True
+    )
     assert isinstance(json.loads(queried.stdout), list)
     event = RolloutEvent("paused", "digits", "digits", "1", "2", "a test notice", at=now)
     notifier_for(urls, None).notify(event)
@@ -189,16 +208,16 @@ def test_fault_accepts_only_what_the_stack_serves(
     unknown one is refused naming what is served."""
     run_dir = stack.urls["run_dir"]
     target = Path(stack.urls["faults_dir"]) / "digits" / "3.json"
+    version_3 = ["--run-dir", run_dir, "--model", "digits", "--version", "3"]
     try:
-        result = cli("fault", "--run-dir", run_dir, "--model", "digits", "--version", "3",
-                     "--latency-ms", "5")  # fmt: skip
+        result = cli("fault", *version_3, "--latency-ms", "5")
         assert result.code == 0 and target.is_file(), result.err
     finally:
-        assert cli("fault", "--run-dir", run_dir, "--model", "digits", "--version", "3",
-                   "--clear").code == 0  # fmt: skip
+        assert cli("fault", *version_3, "--clear").code == 0
     assert not target.exists()
-    unknown = cli("fault", "--run-dir", run_dir, "--model", "digits", "--version", "7",
-                  "--error-ratio", "1")  # fmt: skip
+    unknown = cli(
+        "fault", "--run-dir", run_dir, "--model", "digits", "--version", "7", "--error-ratio", "1"
+    )
     assert unknown.code == 2 and unknown.err.count("\n") == 1, unknown.err
     assert "does not serve digits version 7 (it serves digits 1, 2, 3)" in unknown.err
 

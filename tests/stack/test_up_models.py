@@ -61,10 +61,8 @@ def up(
     run_dir = tmp_path_factory.mktemp("up") / "run"
     # Latency is not what this module tests (test_rollouts_e2e does): its limits are set
     # far above what a loaded 2-core machine running two models can show.
-    started = start_up(
-        run_dir, "--repo", str(repo), "--model", "digits:1", "--model", "digits-b:1",
-        "--versions", "1,2,3", *LATENCY_OUT_OF_THE_WAY,
-    )  # fmt: skip
+    models = ["--model", "digits:1", "--model", "digits-b:1", "--versions", "1,2,3"]
+    started = start_up(run_dir, "--repo", str(repo), *models, *LATENCY_OUT_OF_THE_WAY)
     try:
         yield started
     finally:
@@ -123,9 +121,10 @@ def test_up_serves_and_lists_every_model(up: Up) -> None:
     # a pin is the model's own: digits-b version 3 answers, and only its series counts it
     metrics, requests = f"{up.urls['gateway']}/metrics", "modelcanary_gateway_requests_total"
     pinned = httpx.post(
-        f"{up.urls['gateway']}/v2/models/digits-b/infer", content=body,
+        f"{up.urls['gateway']}/v2/models/digits-b/infer",
+        content=body,
         headers={VERSION_HEADER: "3"},
-    )  # fmt: skip
+    )
     assert pinned.status_code == 200 and pinned.headers[VERSION_HEADER] == "3", pinned.text
     assert metric_value(metrics, requests, model="digits-b", version="3") == 1
     assert metric_value(metrics, requests, model="digits", version="3") == 0
@@ -143,10 +142,20 @@ def test_two_rollouts_run_at_once_and_each_touches_only_its_model(up: Up, tmp_pa
             path = tmp_path / f"{name}.yaml"
             path.write_text(yaml.safe_dump(spec(name, canary)))
             processes[name] = subprocess.Popen(
-                [MODELCANARY, "rollout", "start", "-f", str(path), "--run-dir", str(up.run_dir),
-                 "--quiet"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )  # fmt: skip
+                [
+                    MODELCANARY,
+                    "rollout",
+                    "start",
+                    "-f",
+                    str(path),
+                    "--run-dir",
+                    str(up.run_dir),
+                    "--quiet",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         # both run at once: while digits-b's canary takes traffic, fail it
         progressing = wait_until(lambda: state(up, "digits-b").phase == "Progressing", 90)
         assert progressing, f"digits-b's canary never took traffic: {state(up, 'digits-b')}"

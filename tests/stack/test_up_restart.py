@@ -28,8 +28,8 @@ from tests.conftest import CliResult
 from tests.support.up_process import alive, start_up
 
 pytestmark = pytest.mark.slow
-UP = ("--model", "digits", "--stable", "1", "--canary", "2", "--canary-weight", "30",
-      "--versions", "1,2")  # fmt: skip
+STABLE_AND_CANARY = ("--model", "digits", "--stable", "1", "--canary", "2")
+UP = (*STABLE_AND_CANARY, "--canary-weight", "30", "--versions", "1,2")
 
 
 def answered(client: httpx.Client, url: str, body: bytes) -> bool:
@@ -54,8 +54,8 @@ def test_a_killed_up_started_again_serves_on_the_same_urls(
             for name, part in first.parts().items()
             if name in ("triton-0", "prometheus", "alertmanager")
         }
-        command = [sys.executable, "-m", "modelcanary", "up", "--run-dir", str(run_dir),
-                   "--repo", str(digits_repo), *UP]  # fmt: skip
+        up = [sys.executable, "-m", "modelcanary", "up", "--run-dir", str(run_dir)]
+        command = [*up, "--repo", str(digits_repo), *UP]
         refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert refused.stderr.count("\n") == 1 and (
@@ -66,8 +66,8 @@ def test_a_killed_up_started_again_serves_on_the_same_urls(
 
         # a controller in the middle of a rollout: it set 50% and recorded it
         rollout = LocalRollout.of(run_dir, "digits")
-        rollout.begin(parse_spec({"model": "digits", "stable": {"version": "1"},
-                                  "canary": {"version": "2"}, "steps": [10, 50, 100]}, "test"))  # fmt: skip
+        spec = {"model": "digits", "stable": {"version": "1"}, "canary": {"version": "2"}}
+        rollout.begin(parse_spec({**spec, "steps": [10, 50, 100]}, "test"))
         rollout.store.save(RolloutState(phase="Progressing", step=1, weight=50))
         token = Path(first.urls["gateway_admin_token_file"]).read_text().strip()
         admin = {"Authorization": f"Bearer {token}"}
@@ -104,8 +104,10 @@ def test_up_names_a_port_that_is_taken(
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = cli("up", "--repo", digits_repo, "--run-dir", tmp_path / "run", "--port", port,
-                     "--model", "digits", "--stable", "1")  # fmt: skip
+        model = ["--model", "digits", "--stable", "1"]
+        result = cli(
+            "up", "--repo", digits_repo, "--run-dir", tmp_path / "run", "--port", port, *model
+        )
     assert result.code == 2
     assert result.err == (
         f"modelcanary up: error: port {port} of the gateway (given with --port) is taken: "

@@ -228,37 +228,58 @@ class ApiServer:
         shutil.rmtree(d / "etcd", ignore_errors=True)  # a failed attempt's member data
         client_port, peer_port, secure_port = _free_ports(3)
         etcd_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
-        etcd = self._spawn("etcd", [
-            "--name=default", f"--data-dir={d / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync",
-        ])  # fmt: skip
+        etcd = self._spawn(
+            "etcd",
+            [
+                "--name=default",
+                f"--data-dir={d / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--unsafe-no-fsync",
+            ],
+        )
         with httpx.Client(timeout=2) as plain:
             _wait_ready(
-                lambda: _answers(plain, f"{etcd_url}/health", lambda r: r.json()["health"] == "true"),
-                [etcd], self.ready_timeout, "etcd was healthy",
-            )  # fmt: skip
+                lambda: _answers(
+                    plain, f"{etcd_url}/health", lambda r: r.json()["health"] == "true"
+                ),
+                [etcd],
+                self.ready_timeout,
+                "etcd was healthy",
+            )
         self.url = f"https://127.0.0.1:{secure_port}"
-        kube = self._spawn("kube-apiserver", [
-            f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1", f"--secure-port={secure_port}",
-            f"--cert-dir={d}", f"--tls-cert-file={d / 'tls.crt'}",
-            f"--tls-private-key-file={d / 'tls.key'}", f"--client-ca-file={self.ca_file}",
-            f"--token-auth-file={d / 'tokens.csv'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={d / 'sa.pub'}",
-            f"--service-account-signing-key-file={d / 'sa.key'}",
-            "--authorization-mode=RBAC", "--service-cluster-ip-range=10.96.0.0/16",
-            "--allow-privileged=true",
-        ])  # fmt: skip
+        kube = self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={secure_port}",
+                f"--cert-dir={d}",
+                f"--tls-cert-file={d / 'tls.crt'}",
+                f"--tls-private-key-file={d / 'tls.key'}",
+                f"--client-ca-file={self.ca_file}",
+                f"--token-auth-file={d / 'tokens.csv'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={d / 'sa.pub'}",
+                f"--service-account-signing-key-file={d / 'sa.key'}",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--allow-privileged=true",
+            ],
+        )
         tls = ssl.create_default_context(cafile=str(self.ca_file))
         auth = {"Authorization": f"Bearer {self.admin_token}"}
         with httpx.Client(verify=tls, headers=auth, timeout=2) as client:
             _wait_ready(
                 lambda: _answers(client, f"{self.url}/readyz", lambda r: r.text == "ok"),
-                [etcd, kube], self.ready_timeout, "kube-apiserver was ready",
-            )  # fmt: skip
+                [etcd, kube],
+                self.ready_timeout,
+                "kube-apiserver was ready",
+            )
         self.ready_seconds = time.monotonic() - started
 
     def _spawn(self, name: str, args: list[str]) -> _Process:

@@ -103,11 +103,19 @@ def run(args: argparse.Namespace) -> int:
     stop = stop_requested()
     first = models[0]
     options = StackOptions(
-        repo=args.repo, model=first.name, stable=first.stable, canary=first.canary,
-        run_dir=args.run_dir, profile=args.profile, canary_weight=first.canary_weight,
-        profile_overrides=tuple(args.overrides), versions=tuple(args.versions), port=args.port,
-        replicas=args.replicas, other_models=tuple(models[1:]),
-    )  # fmt: skip
+        repo=args.repo,
+        model=first.name,
+        stable=first.stable,
+        canary=first.canary,
+        run_dir=args.run_dir,
+        profile=args.profile,
+        canary_weight=first.canary_weight,
+        profile_overrides=tuple(args.overrides),
+        versions=tuple(args.versions),
+        port=args.port,
+        replicas=args.replicas,
+        other_models=tuple(models[1:]),
+    )
     stack = LocalStack(options, say=say)
     try:
         urls = stack.start()
@@ -118,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
             say(f"  {model.describe()}")
         for replica in stack.replicas if len(stack.replicas) > 1 else []:
             say(f"  {replica['part']:<25} {replica['http']} (metrics {replica['metrics']})")
-        say("A part that dies is restarted (see parts.json and supervisor.log in the run "
-            "directory); Ctrl-C stops everything.")  # fmt: skip
+        say(
+            "A part that dies is restarted (see parts.json and supervisor.log in the run "
+            "directory); Ctrl-C stops everything."
+        )
         while not stop.wait(0.5):
             pass
     finally:

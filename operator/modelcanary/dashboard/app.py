@@ -90,8 +90,13 @@ def _document(
     backend: Backend, now: float, cards: list[dict[str, Any]], problem: str
 ) -> dict[str, Any]:
     clock = time.strftime("%H:%M:%S", time.localtime(now))
-    return {"source": backend.describe(), "at": now, "clock": clock, "rollouts": cards,
-            "problem": problem}  # fmt: skip
+    return {
+        "source": backend.describe(),
+        "at": now,
+        "clock": clock,
+        "rollouts": cards,
+        "problem": problem,
+    }
 
 
 def create_app(

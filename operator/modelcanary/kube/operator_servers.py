@@ -50,24 +50,31 @@ def metrics_app(
 
 
 def start(
-    config: OperatorConfig, book: AlertBook, registry: CollectorRegistry,
-    live: Problem = lambda: None, ready: Problem = lambda: None,
-) -> list[Any]:  # fmt: skip
+    config: OperatorConfig,
+    book: AlertBook,
+    registry: CollectorRegistry,
+    live: Problem = lambda: None,
+    ready: Problem = lambda: None,
+) -> list[Any]:
     """Start the webhook (when a token is configured) and the metrics server."""
     servers = []
     if config.webhook_token:
         servers.append(
             AppServer(
-                create_app(book, config.webhook_token), host=config.bind,
-                port=config.webhook_port, name="Alertmanager webhook receiver",
+                create_app(book, config.webhook_token),
+                host=config.bind,
+                port=config.webhook_port,
+                name="Alertmanager webhook receiver",
             )
-        )  # fmt: skip
+        )
     servers.append(
         AppServer(
-            metrics_app(registry, live, ready), host=config.bind, port=config.metrics_port,
+            metrics_app(registry, live, ready),
+            host=config.bind,
+            port=config.metrics_port,
             name="operator metrics",
         )
-    )  # fmt: skip
+    )
     for server in servers:
         server.start()
     return servers

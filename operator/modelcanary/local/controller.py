@@ -225,9 +225,11 @@ class LocalController:
         return said
 
     def run(
-        self, stop: threading.Event, on_tick: Callable[[TickResult], None] = lambda r: None,
+        self,
+        stop: threading.Event,
+        on_tick: Callable[[TickResult], None] = lambda r: None,
         on_problem: Callable[[str], None] = lambda problem: None,
-    ) -> RolloutState:  # fmt: skip
+    ) -> RolloutState:
         """Tick every `tick_s` (at once when an alert is pushed) until finished (and its
         state written) or stopped; a tick that cannot run (an unreadable state) is reported
         and tried again. The last state a tick saw (else the one at the start)."""
@@ -260,9 +262,13 @@ class ProgressPrinter:
     """A live view: each transition, a progress line every few seconds, changed problems."""
 
     def __init__(
-        self, spec: RolloutSpec, transitions: int, say: Callable[[str], None],
-        quiet: bool = False, every_s: float = 5.0,
-    ) -> None:  # fmt: skip
+        self,
+        spec: RolloutSpec,
+        transitions: int,
+        say: Callable[[str], None],
+        quiet: bool = False,
+        every_s: float = 5.0,
+    ) -> None:
         self.spec, self.transitions, self.say = spec, transitions, say
         self.quiet, self.every_s = quiet, every_s
         self.printed_at = 0.0
@@ -287,9 +293,13 @@ class ProgressPrinter:
 
 
 def wait_until_quiet(
-    urls: dict[str, str], model: str, version: str, stop: threading.Event,
-    say: Callable[[str], None] = lambda line: None, timeout_s: float = 120,
-) -> bool:  # fmt: skip
+    urls: dict[str, str],
+    model: str,
+    version: str,
+    stop: threading.Event,
+    say: Callable[[str], None] = lambda line: None,
+    timeout_s: float = 120,
+) -> bool:
     """Wait until no alert for the version is pending or firing, in Prometheus or pushed,
     and its analysis window holds none of its requests.
 

@@ -180,8 +180,10 @@ class Demo:
             if scenario.fault is not None and not fault_at and state.phase == "Progressing":
                 set_faults(Path(urls["faults_dir"]), MODEL, scenario.canary, scenario.fault)
                 fault_at.append(time.time())
-                self.say(f"    fault injected into version {scenario.canary}: "
-                         f"{scenario.fault.describe()}")  # fmt: skip
+                self.say(
+                    f"    fault injected into version {scenario.canary}: "
+                    f"{scenario.fault.describe()}"
+                )
             if fault_at and not zero_at and state.weight == 0 and state.applied:
                 zero_at.append(time.time())
 
@@ -191,8 +193,9 @@ class Demo:
             set_faults(Path(urls["faults_dir"]), MODEL, scenario.canary, FaultSpec())
         failed = _answered(urls["gateway"], canary, errors_only=True) - failed_before
         rescued = _retried(urls["gateway"], canary) - rescued_before
-        reached = max((t.step for t in state.history if t.action in ("start", "advance")),
-                      default=-1)  # fmt: skip
+        reached = max(
+            (t.step for t in state.history if t.action in ("start", "advance")), default=-1
+        )
         return Outcome(
             scenario=scenario,
             phase=state.phase,
@@ -249,29 +252,55 @@ class Demo:
         self.say(f"report: {path.resolve()}  (whole demo {total_s:.0f}s)")
 
 
-HEADER = ("rollout", "outcome", "holdout gate", "shadow agreement", "steps", "duration",
-          "fault to weight 0", "canary requests", "failed canary requests",
-          "failed user requests", "why")  # fmt: skip
+HEADER = (
+    "rollout",
+    "outcome",
+    "holdout gate",
+    "shadow agreement",
+    "steps",
+    "duration",
+    "fault to weight 0",
+    "canary requests",
+    "failed canary requests",
+    "failed user requests",
+    "why",
+)
 
 
 def _row(o: Outcome) -> list[str]:
     fault = "-" if o.fault_to_zero_s is None else f"{o.fault_to_zero_s:.1f}s"
-    return [o.scenario.title, o.phase, o.gate, o.shadow, o.steps, f"{o.duration_s:.0f}s", fault,
-            str(o.canary_requests), str(o.failed_requests), str(o.failed_user_requests),
-            o.reason]  # fmt: skip
+    return [
+        o.scenario.title,
+        o.phase,
+        o.gate,
+        o.shadow,
+        o.steps,
+        f"{o.duration_s:.0f}s",
+        fault,
+        str(o.canary_requests),
+        str(o.failed_requests),
+        str(o.failed_user_requests),
+        o.reason,
+    ]
 
 
 def _row_json(o: Outcome) -> dict[str, object]:
     fault = None if o.fault_to_zero_s is None else round(o.fault_to_zero_s, 2)
     return {
-        "rollout": o.scenario.title, "stable": o.scenario.stable, "canary": o.scenario.canary,
-        "outcome": o.phase, "holdout_gate": o.gate, "shadow_agreement": o.shadow,
+        "rollout": o.scenario.title,
+        "stable": o.scenario.stable,
+        "canary": o.scenario.canary,
+        "outcome": o.phase,
+        "holdout_gate": o.gate,
+        "shadow_agreement": o.shadow,
         "steps": o.steps,
         "duration_s": round(o.duration_s, 2),
-        "fault_to_weight_zero_s": fault, "canary_requests": o.canary_requests,
+        "fault_to_weight_zero_s": fault,
+        "canary_requests": o.canary_requests,
         "failed_canary_requests": o.failed_requests,
-        "failed_user_requests": o.failed_user_requests, "reason": o.reason,
-    }  # fmt: skip
+        "failed_user_requests": o.failed_user_requests,
+        "reason": o.reason,
+    }
 
 
 def _gate(result: GateResult | None) -> str:

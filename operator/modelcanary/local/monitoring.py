@@ -47,16 +47,20 @@ ALERTMANAGER_USER = "modelcanary"
 
 
 def prometheus_config(
-    targets: list[ScrapeTarget], rule_files: list[Path], alertmanager: str, interval: str,
+    targets: list[ScrapeTarget],
+    rule_files: list[Path],
+    alertmanager: str,
+    interval: str,
     alertmanager_password_file: Path | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """prometheus.yml: every target scraped and every rule evaluated each `interval`;
     targets of one job (Triton's replicas) are one job's targets, told apart by `instance`."""
     sending: dict[str, Any] = {"static_configs": [{"targets": [alertmanager]}]}
     if alertmanager_password_file is not None:
         sending["basic_auth"] = {
-            "username": ALERTMANAGER_USER, "password_file": str(alertmanager_password_file),
-        }  # fmt: skip
+            "username": ALERTMANAGER_USER,
+            "password_file": str(alertmanager_password_file),
+        }
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(p) for p in rule_files],

@@ -55,10 +55,15 @@ def repair(rollout: LocalRollout, now: float) -> list[str]:
     began = kept[0].at if kept else now
     reason = f"state.json was not a valid rollout state ({problem}); repaired"
     safe = RolloutState(
-        phase="RolledBack", applied=False, started_at=began, created_at=began,
-        history=(*kept, Transition(now, "rollback", "RolledBack", -1, 0, reason,
-                                   by=getpass.getuser())),
-    )  # fmt: skip
+        phase="RolledBack",
+        applied=False,
+        started_at=began,
+        created_at=began,
+        history=(
+            *kept,
+            Transition(now, "rollback", "RolledBack", -1, 0, reason, by=getpass.getuser()),
+        ),
+    )
     store.save(safe)
     said = [
         f"{store.state_path}: {problem}",

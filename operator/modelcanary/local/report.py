@@ -28,8 +28,9 @@ class Chart:
 
 def version_panels(model: str, source: str, window: str = "5s") -> list[Panel]:
     """The weight of every version of a model, then its traffic (dashboard.queries)."""
-    weight = Panel("Canary and stable weight", "%", f'{GATEWAY_WEIGHT}{{model="{model}"}}',
-                   floor_max=100)  # fmt: skip
+    weight = Panel(
+        "Canary and stable weight", "%", f'{GATEWAY_WEIGHT}{{model="{model}"}}', floor_max=100
+    )
     return [weight, *traffic_panels(model, source, window)]
 
 
@@ -81,22 +82,21 @@ th {{ background: #f3f3f3; }}
 def _chart(chart: Chart, report: Report) -> str:
     series = {f"version {v}": points for v, points in sorted(chart.series.items())}
     return line_chart(
-        chart.title, chart.unit, series, report.start, report.end, chart.scale,
-        chart.floor_max, report.markers,
-    )  # fmt: skip
+        chart.title,
+        chart.unit,
+        series,
+        report.start,
+        report.end,
+        chart.scale,
+        chart.floor_max,
+        report.markers,
+    )
 
 
 def _notification_rows(notifications: Sequence[dict[str, str]]) -> list[list[str]]:
+    fields = ("time", "channel", "status", "alertname", "severity", "version", "description")
     rows = [["time", "channel", "status", "alert", "severity", "version", "what"]]
-    for n in notifications:
-        rows.append(
-            [
-                n.get("time", ""), n.get("channel", ""), n.get("status", ""),
-                n.get("alertname", ""), n.get("severity", ""), n.get("version", ""),
-                n.get("description", ""),
-            ]
-        )  # fmt: skip
-    return rows
+    return rows + [[n.get(field, "") for field in fields] for n in notifications]
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

@@ -114,9 +114,12 @@ class Supervisor:
     """Watches parts and restarts the ones that die, until `stop`."""
 
     def __init__(
-        self, run_dir: Path | None = None, say: Callable[[str], None] = print,
-        backoff: Backoff = Backoff(), every_s: float = 0.2,
-    ) -> None:  # fmt: skip
+        self,
+        run_dir: Path | None = None,
+        say: Callable[[str], None] = print,
+        backoff: Backoff = Backoff(),
+        every_s: float = 0.2,
+    ) -> None:
         self.run_dir, self.say = run_dir, say
         self.backoff, self.every_s = backoff, every_s
         self.parts: dict[str, PartStatus] = {}
