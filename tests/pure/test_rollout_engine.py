@@ -449,6 +449,32 @@ def test_with_a_heartbeat_a_tick_that_changes_nothing_saves_nothing() -> None:
     assert len(store.saves) > saves and store.state is not None and store.state.step == 1
 
 
+def test_a_budgeted_heartbeat_writes_only_the_statuses_saved_before_fresh_since() -> None:
+    """The operator budgets heartbeat writes per tick (modelcanary.kube.heartbeat): with
+    `fresh_since` set, a holding rollout saved after it is not written, one saved at or
+    before it is, whatever `heartbeat_s` says; unset, `heartbeat_s` decides again."""
+    stores, clock = [MemoryStore(), MemoryStore()], Clock()
+    engine = Engine(Source(), Notifier(), clock=clock, heartbeat_s=30)
+    rollouts = [make(store) for store in stores]
+    for _ in range(2):  # start, then the step's first verdict: saved, the first one earlier
+        for rollout in rollouts:
+            engine.tick([rollout])
+            clock.now += 0.5
+
+    def writes() -> list[int]:
+        return [len(store.saves) for store in stores]
+
+    first = stores[0].state.analysis if stores[0].state else None
+    assert first is not None
+    before = writes()
+    engine.fresh_since = first.at
+    engine.tick(rollouts)  # holding; the first one's status is due, the second's is not
+    assert [now - then for now, then in zip(writes(), before, strict=True)] == [1, 0]
+    engine.fresh_since, before = None, writes()
+    engine.tick(rollouts)
+    assert writes() == before  # both written within heartbeat_s
+
+
 def test_an_unreachable_prometheus_holds_the_step_whatever_the_evidence_so_far() -> None:
     """Issue 13 (found by the chaos tests): with Prometheus down past the step's interval,
     the rollout holds on "no data"; counts from before the outage promote nothing."""
