@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from modelcanary.kube.heartbeat import HEARTBEAT_S, budget, fresh_since
+from modelcanary.kube.heartbeat import HEARTBEAT_S, budget, fresh_since, saved_at
 
 
 def test_at_most_the_budget_of_the_oldest_statuses_are_written() -> None:
@@ -48,3 +48,11 @@ def test_every_status_is_written_within_the_heartbeat_plus_one_tick_per_budget()
 def test_the_budget_follows_the_tick_period() -> None:
     assert budget(1.0) < budget(10.0)
     assert budget(0.01) == 1
+
+
+def test_when_a_status_was_saved_is_read_from_the_body_without_parsing_its_state() -> None:
+    """So the first tick after a restart budgets its heartbeats too."""
+    assert saved_at({"status": {"state": {"analysis": {"at": 1700000000.5}}}}) == 1700000000.5
+    for body in ({}, {"status": None}, {"status": {"state": {"analysis": None}}},
+                 {"status": {"state": {"analysis": {"at": "soon"}}}}):  # fmt: skip
+        assert saved_at(body) is None

@@ -12,7 +12,8 @@ rollouts; anything else (a step, a failure, an intent, a new verdict) is written
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 HEARTBEAT_S = 30.0  # a holding rollout's status is at least this old before it is written
 HEARTBEATS_PER_S = 20.0  # heartbeat writes per second of tick period, at most
@@ -21,6 +22,14 @@ HEARTBEATS_PER_S = 20.0  # heartbeat writes per second of tick period, at most
 def budget(tick_s: float) -> int:
     """The heartbeat writes one tick of TICK_S may make."""
     return max(1, math.ceil(HEARTBEATS_PER_S * tick_s))
+
+
+def saved_at(body: Mapping[str, Any]) -> float | None:
+    """When a ModelCanary's status was last written by a tick (the time of its checks),
+    read from the body without parsing its state: right after a restart too."""
+    analysis = ((body.get("status") or {}).get("state") or {}).get("analysis") or {}
+    at = analysis.get("at")
+    return float(at) if isinstance(at, int | float) else None
 
 
 def fresh_since(

@@ -45,7 +45,7 @@ from modelcanary.kube import operator_servers
 from modelcanary.kube.api import model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.health import LoopPulse, stalled_after
-from modelcanary.kube.heartbeat import HEARTBEAT_S, budget, fresh_since
+from modelcanary.kube.heartbeat import HEARTBEAT_S, budget, fresh_since, saved_at
 from modelcanary.kube.kopf_glue import NoDiffBase, connection_info
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
@@ -304,8 +304,7 @@ def tick(runtime: Runtime) -> None:
         runtime.states.pop(gone, None)
         runtime.seen.pop(gone, None)
     config = runtime.config
-    saved = [state.analysis.at for name in listed if (known := runtime.states.get(name))
-             and (state := known[1]).analysis is not None]  # fmt: skip
+    saved = [at for body in listed.values() if (at := saved_at(body)) is not None]
     beats = config.heartbeats_per_tick or budget(config.tick_s)
     runtime.engine.fresh_since = fresh_since(saved, time.time(), beats, config.heartbeat_s)
     results = runtime.engine.tick_each(rollouts, runtime.tickers)
