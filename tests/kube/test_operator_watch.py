@@ -17,7 +17,9 @@ import pytest
 from kubernetes import client, config
 
 from modelcanary.adapters.kserve_router import KSERVE
+from modelcanary.durations import parse_duration
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
+from modelcanary.kube.operator import FINALIZER, OperatorConfig, build_runtime, tick
 from modelcanary.kube.watched import Watched
 from modelcanary.local.monitoring import Prometheus
 from tests.conftest import metric_value
@@ -185,3 +187,95 @@ def test_the_copy_keeps_our_last_write_over_an_earlier_one_not_over_someone_else
     assert copy.items()["stoats"]["status"]["message"] == "first"
     copy.wrote(read, second, versions)  # it was ours, and older than the second
     assert copy.items()["stoats"]["status"]["message"] == "second"
+
+
+def test_a_deleted_rollout_leaves_nothing_in_the_operators_bookkeeping(
+    apiserver: ApiServer, api: client.CustomObjectsApi, namespace: str, crds: None,
+    monitoring: tuple[Prometheus, Traffic],
+) -> None:  # fmt: skip
+    """What the operator keeps per ModelCanary (its last seen generation and intent, its
+    parsed spec and state) is dropped by the first tick after the ModelCanary is gone, so
+    an operator whose namespace sees many rollouts come and go does not grow."""
+    config = OperatorConfig(
+        namespace, monitoring[0].url, source=SOURCE, window_s=parse_duration(WINDOW), tick_s=1.0,
+        kubeconfig=apiserver.kubeconfig,
+    )  # fmt: skip
+    runtime = build_runtime(config)
+    runtime.canaries.start()
+    runtime.services.start()
+    try:
+        start_rollouts(api, namespace, monitoring[1], ["voles"], interval="1h")
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "voles", {"metadata": {"finalizers": [FINALIZER]}}
+        )
+        until(lambda: "voles" in runtime.seen, 30, "the watch did not notice the rollout")
+        tick(runtime)
+        assert "voles" in runtime.specs and "voles" in runtime.states
+        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "voles")
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "voles", {"metadata": {"finalizers": None}}
+        )
+        until(lambda: "voles" not in runtime.canaries.items(), 30, "the delete did not arrive")
+        tick(runtime)
+        assert "voles" not in runtime.seen
+        assert "voles" not in runtime.specs and "voles" not in runtime.states
+    finally:
+        runtime.canaries.stop()
+        runtime.services.stop()
+
+
+def test_heartbeat_writes_stay_within_the_budget_and_reach_every_rollout(
+    apiserver: ApiServer, api: client.CustomObjectsApi, namespace: str, crds: None,
+    monitoring: tuple[Prometheus, Traffic],
+) -> None:  # fmt: skip
+    """Six holding rollouts, a 2 s heartbeat and a budget of two heartbeat writes per tick:
+    no tick writes more than two statuses that only refresh the checks (a step, or a verdict
+    that changed, is written at once and not counted), and every rollout's status is
+    refreshed within the heartbeat plus one tick per two rollouts."""
+    names = [f"newts-{index}" for index in range(6)]
+    runtime = build_runtime(OperatorConfig(
+        namespace, monitoring[0].url, source=SOURCE, window_s=parse_duration(WINDOW),
+        tick_s=1.0, kubeconfig=apiserver.kubeconfig, heartbeat_s=2.0, heartbeats_per_tick=2,
+    ))  # fmt: skip
+    runtime.canaries.start()
+    runtime.services.start()
+
+    def statuses() -> dict[str, tuple[str, dict[str, Any]]]:
+        return {name: (body["metadata"]["resourceVersion"], body.get("status") or {})
+                for name, body in runtime.canaries.items(timeout=30).items()}  # fmt: skip
+
+    try:
+        start_rollouts(api, namespace, monitoring[1], names, interval="1h")
+        for name in names:
+            api.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"finalizers": [FINALIZER]}}
+            )
+        until(lambda: len(runtime.seen) == len(names), 30, "the watch did not see the rollouts")
+        until(lambda: tick(runtime) or started(api, namespace, names), 60, "not all started")
+        refreshed: set[str] = set()
+        most = 0
+        for _ in range(12):  # past the heartbeat, then three ticks per round of six
+            time.sleep(0.5)
+            before = statuses()
+            tick(runtime)
+            beats = {
+                name for name, (version, status) in statuses().items()
+                if version != before[name][0] and _same_step_and_verdict(before[name][1], status)
+            }  # fmt: skip
+            most, refreshed = max(most, len(beats)), refreshed | beats
+        assert 1 <= most <= 2, most
+        assert refreshed == set(names)
+    finally:
+        runtime.canaries.stop()
+        runtime.services.stop()
+
+
+def _same_step_and_verdict(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """NEW only refreshes OLD's checks: same phase, step, weight and verdict."""
+
+    def settled(status: dict[str, Any]) -> tuple[Any, ...]:
+        state = status.get("state") or {}
+        result = (state.get("analysis") or {}).get("result")
+        return status.get("phase"), state.get("step"), state.get("weight"), result
+
+    return settled(old) == settled(new)

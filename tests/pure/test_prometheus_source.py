@@ -48,7 +48,7 @@ def test_eleven_grouped_queries_serve_every_rollout() -> None:
             "modelcanary:latency_p99:seconds": vector((mv("digits", "1"), 0.1), (mv("digits", "2"), float("nan"))),
             "modelcanary:requests:total": vector((pod(mv("digits", "1"), "a"), 5000.0), (pod(mv("digits", "1"), "b"), 70.0), (pod(mv("digits", "2"), "c"), 900.0)),
             "modelcanary:errors:total": vector((pod(mv("digits", "2"), "c"), 30.0)),
-            "modelcanary:latency_buckets:total": vector((pod({**mv("digits", "2"), "le": "0.1"}, "c"), 850.0), (pod({**mv("digits", "2"), "le": "+Inf"}, "c"), 900.0), (pod({**mv("digits", "2"), "le": "0.05"}, "c"), 700.0)),
+            "sum by (model, version, instance, le) (modelcanary:latency_buckets:total": vector((pod({**mv("digits", "2"), "le": "0.1"}, "c"), 850.0), (pod({**mv("digits", "2"), "le": "+Inf"}, "c"), 900.0), (pod({**mv("digits", "2"), "le": "0.05"}, "c"), 700.0)),
             "ALERTS": vector(({"alertname": "ModelVersionHighErrorRatio", "severity": "critical", "model": "digits", "version": "2", "alertstate": "firing"}, 1)),
             "sum by (__name__, model, version, kind, output) ({__name__=~\"modelcanary_shadow_pairs_total|modelcanary_shadow_agreeing_pairs_total\"})": vector(({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "classification", "output": "logits"}, 200.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "numeric", "output": "embedding"}, 50.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "classification", "output": "logits"}, 3.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "numeric", "output": "embedding"}, 49.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "other", "version": "8", "kind": "numeric", "output": "price"}, 7.0)),
             "max by (model, version) (modelcanary_shadow_input_drift_samples)": vector(({"model": "digits", "version": "2"}, 1000.0)),
@@ -61,6 +61,11 @@ def test_eleven_grouped_queries_serve_every_rollout() -> None:
     # when the series were last written, then the ten that read them
     assert len(queries) == 11 and queries[0].startswith("label_replace(max(timestamp(")
     assert all('{source="gateway"}' in q for q in queries[:7])
+    # the latency buckets, about 60 series per rollout, without their name and source
+    assert (
+        'sum by (model, version, instance, le) (modelcanary:latency_buckets:total{source="gateway"})'
+        in queries
+    )
     # the shadow comparator's pairs of the canary: classification ones, agreeing, any, and
     # each numeric output's pairs with those within tolerance
     numeric = (NumericCounts("embedding", 50, 49),)

@@ -77,7 +77,7 @@ def test_status_shows_phase_step_checks_alerts_time_left_and_history() -> None:
             "  weight    50% to canary 2",
             "  failures  1 of 2 tolerated",
             "  step ends in 18s; 100% at the earliest in 18s",
-            "  last check 1s ago: inconclusive: waiting: no canary requests yet",
+            "  checks as of 1s ago: inconclusive: waiting: no canary requests yet",
             "",
             "  check          value  threshold  samples  evidence      result        detail",
             "  error_ratio    0.002  0.01       140      0.031 of 400  pass",

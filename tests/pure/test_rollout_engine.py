@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -455,6 +456,53 @@ def test_with_a_heartbeat_a_tick_that_changes_nothing_saves_nothing() -> None:
     clock.now += 30
     engine.tick([rollout])  # a step later (interval 10 s): saved at once
     assert len(store.saves) > saves and store.state is not None and store.state.step == 1
+
+
+def test_a_budgeted_heartbeat_writes_only_the_statuses_saved_before_fresh_since() -> None:
+    """The operator budgets heartbeat writes per tick (modelcanary.kube.heartbeat): with
+    `fresh_since` set, a holding rollout saved after it is not written, one saved at or
+    before it is, whatever `heartbeat_s` says; unset, `heartbeat_s` decides again."""
+    stores, clock = [MemoryStore(), MemoryStore()], Clock()
+    engine = Engine(Source(), Notifier(), clock=clock, heartbeat_s=30)
+    rollouts = [make(store) for store in stores]
+    for _ in range(2):  # start, then the step's first verdict: saved, the first one earlier
+        for rollout in rollouts:
+            engine.tick([rollout])
+            clock.now += 0.5
+
+    def writes() -> list[int]:
+        return [len(store.saves) for store in stores]
+
+    first = stores[0].state.analysis if stores[0].state else None
+    assert first is not None
+    before = writes()
+    engine.fresh_since = first.at
+    engine.tick(rollouts)  # holding; the first one's status is due, the second's is not
+    assert [now - then for now, then in zip(writes(), before, strict=True)] == [1, 0]
+    engine.fresh_since, before = None, writes()
+    engine.tick(rollouts)
+    assert writes() == before  # both written within heartbeat_s
+
+
+def test_rollouts_ticked_on_a_pool_end_as_those_ticked_one_after_another() -> None:
+    """The operator ticks its rollouts on threads (their writes overlap): every tick gives
+    the same phases, steps and weights as ticking them in order."""
+    runs = []
+    with ThreadPoolExecutor(4) as threads:
+        for pool in (None, threads):
+            clock = Clock()
+            engine = Engine(Source(), Notifier(), clock=clock, heartbeat_s=30)
+            rollouts = [Rollout(f"digits-{index}", SPEC, MemoryStore(), Router(), golden_ok)
+                        for index in range(12)]  # fmt: skip
+            ticks = []
+            for _ in range(60):
+                results = engine.tick_each(rollouts, pool)
+                ticks.append([(r.rollout, r.state.phase, r.state.step, r.state.weight)
+                              for r in results if isinstance(r, TickResult)])  # fmt: skip
+                clock.now += 1
+            runs.append(ticks)
+    assert runs[0] == runs[1]
+    assert {phase for _, phase, _, _ in runs[0][-1]} == {"Promoted"} and len(runs[0][-1]) == 12
 
 
 def test_an_unreachable_prometheus_holds_the_step_whatever_the_evidence_so_far() -> None:

@@ -20,9 +20,10 @@ modelcanary.kube.health). What the handlers share lives in kopf's memo.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -34,9 +35,6 @@ from prometheus_client import Counter
 
 from modelcanary.adapters import factory
 from modelcanary.adapters.alert_feed import pushed_alerts
-from modelcanary.adapters.comparator_shadow import ComparatorShadow
-from modelcanary.adapters.golden_check import run_golden_check
-from modelcanary.adapters.holdout_gate import run_holdout_gate
 from modelcanary.adapters.kserve_router import KSERVE, Services
 from modelcanary.adapters.kube_client import KubeError, api_client, kubeconfig_configuration
 from modelcanary.adapters.prometheus import PrometheusSource
@@ -45,29 +43,29 @@ from modelcanary.alerts.webhook import AlertBook, WebhookAlert
 from modelcanary.errors import ModelcanaryError, UsageError
 from modelcanary.kube import operator_servers
 from modelcanary.kube.api import model_canary
-from modelcanary.kube.check_target import NO_REPOSITORY, check_target
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.health import LoopPulse, stalled_after
+from modelcanary.kube.heartbeat import HEARTBEAT_S, budget, fresh_since, saved_at
 from modelcanary.kube.kopf_glue import NoDiffBase, connection_info
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
+from modelcanary.kube.rollout_ports import build_rollout
 from modelcanary.kube.watched import Watched
-from modelcanary.rollout.engine import Engine, Rollout, TickFailure
-from modelcanary.rollout.ports import FiringAlert, GateResult, GoldenResult
+from modelcanary.rollout.engine import Engine, TickFailure
+from modelcanary.rollout.ports import FiringAlert
 from modelcanary.rollout.spec import RolloutSpec, parse_spec
 from modelcanary.rollout.state import RolloutState
 
-MODE_ANNOTATION = "modelcanary.io/mode"
 # kopf puts it on every ModelCanary, so that deleting one runs `deleted` (traffic back on
 # stable). Its patch changes the resourceVersion and would refuse (409) a status write that
 # read the resource before it, so a rollout is ticked only once the finalizer is there.
 FINALIZER = "modelcanary.io/finalizer"
-ISVC_ANNOTATION = "modelcanary.io/inference-service"
 log = logging.getLogger("modelcanary.operator")
-# A rollout whose tick changed nothing but its numbers is written at most this often.
-HEARTBEAT_S = 30.0
 # A standby takes over this long after the leader last renewed (renewed every third of it).
 LEASE_S = 15
+# The rollouts tick on this many threads, so that their API writes overlap (the kubernetes
+# client keeps 5 connections per core: 10 on 2 cores, one per thread).
+TICKERS = 8
 
 
 @dataclass(frozen=True)
@@ -90,6 +88,8 @@ class OperatorConfig:
     comparator: str | None = None  # the shadow comparator's URL; None: no shadow phase
     comparator_token: str = ""  # bearer token of its admin API
     stalled_after_s: float | None = None  # liveness fails after; None: stalled_after(tick_s)
+    heartbeat_s: float = HEARTBEAT_S  # a holding rollout's status is written again after
+    heartbeats_per_tick: int | None = None  # at most; None: heartbeat.budget(tick_s)
 
 
 @dataclass
@@ -112,6 +112,9 @@ class Runtime:
     loop: threading.Thread | None = None
     lease: threading.Thread | None = None
     comparator: httpx.Client | None = None  # shared by the rollouts' shadow controls
+    tickers: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(TICKERS, thread_name_prefix="rollout")
+    )
     pulse: LoopPulse = field(init=False)  # the tick loop's, for the liveness probe
     canaries: Watched = field(init=False)  # the namespace's ModelCanaries, watch-fed
     services: Watched = field(init=False)  # and its InferenceServices
@@ -142,7 +145,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
     source = PrometheusSource(config.prometheus, config.source, config.window_s)
     engine = Engine(
         source, factory.notifier(config.alertmanager), pushed=_pushed(book),
-        heartbeat_s=HEARTBEAT_S,
+        heartbeat_s=config.heartbeat_s,
     )  # fmt: skip
     elector = None
     if config.leader_lease:
@@ -223,6 +226,7 @@ def cleanup(memo: Runtime, **_: Any) -> None:
     memo.canaries.stop()
     memo.services.stop()
     memo.book.closed = True
+    memo.tickers.shutdown(wait=False)
     if memo.comparator is not None:
         memo.comparator.close()
     while memo.servers:
@@ -294,10 +298,16 @@ def tick(runtime: Runtime) -> None:
             continue
         rollouts.append(build_rollout(runtime, namespace, name, spec, body, services))
         read.append(body)
-    for gone in (runtime.specs.keys() | runtime.states.keys()) - listed.keys():
+    # the rollouts deleted since; a `seen` the watch added after `listed` only wakes again
+    for gone in {*runtime.specs, *runtime.states, *list(runtime.seen)} - listed.keys():
         runtime.specs.pop(gone, None)
         runtime.states.pop(gone, None)
-    results = runtime.engine.tick_each(rollouts)
+        runtime.seen.pop(gone, None)
+    config = runtime.config
+    saved = [at for body in listed.values() if (at := saved_at(body)) is not None]
+    beats = config.heartbeats_per_tick or budget(config.tick_s)
+    runtime.engine.fresh_since = fresh_since(saved, time.time(), beats, config.heartbeat_s)
+    results = runtime.engine.tick_each(rollouts, runtime.tickers)
     for rollout, body in zip(rollouts, read, strict=True):  # the next tick reads our writes
         store = cast(StatusStore, rollout.store)
         runtime.canaries.wrote(body, store.body, store.written)
@@ -327,66 +337,6 @@ def parsed_spec(runtime: Runtime, name: str, body: dict[str, Any]) -> RolloutSpe
         spec = exc
     runtime.specs[name] = (version, spec)
     return spec
-
-
-def build_rollout(
-    runtime: Runtime, namespace: str, name: str, spec: RolloutSpec, body: dict[str, Any],
-    services: Services | KubeError,
-) -> Rollout:  # fmt: skip
-    """The engine's view of one ModelCanary: its spec and the ports that act on it; the
-    canary's readiness comes from SERVICES, the tick's one list of InferenceServices."""
-    annotations = body.get("metadata", {}).get("annotations") or {}
-    mode: factory.KubeMode = (
-        "standard" if annotations.get(MODE_ANNOTATION) == "standard" else "serverless"
-    )
-    isvc = annotations.get(ISVC_ANNOTATION, spec.model)
-    stable, canary = spec.stable.version, spec.canary.version
-    router = factory.kube_router(mode, runtime.api, namespace, isvc, spec.model, stable, canary)
-    holdout = spec.analysis.holdout
-    config = runtime.config
-    local = (config.model_repo, config.predictor_url)
-    target = functools.cache(
-        lambda: check_target(runtime.api, services, local, mode, namespace, isvc, spec)
-    )
-
-    def golden() -> GoldenResult:
-        (_, canary_url), repo = target()
-        if repo is None:
-            return GoldenResult(True, f"not checked: {NO_REPOSITORY}")
-        return run_golden_check(canary_url, repo, spec.model, canary)
-
-    def gate() -> GateResult:
-        urls, repo = target()
-        if repo is None:
-            return GateResult("not checked", NO_REPOSITORY)
-        return run_holdout_gate(
-            urls, repo, spec.model, (stable, canary), holdout.margin, holdout.confidence
-        )
-
-    def ready() -> bool:
-        if isinstance(services, KubeError):
-            raise services
-        return router.canary_ready(services)
-
-    shadow = None
-    if config.comparator:
-        shadow = ComparatorShadow(
-            config.comparator, config.comparator_token, spec.model, stable, canary,
-            canary_predictor=lambda: target()[0][1], client=runtime.comparator,
-            numeric=spec.shadow.numeric,
-        )  # fmt: skip
-    return Rollout(
-        name=f"{namespace}/{name}",
-        spec=spec,
-        store=StatusStore(
-            model_canary(runtime.api, namespace, name), listed=body, parsed=runtime.states
-        ),
-        router=router,
-        golden=golden,
-        readiness=ready,
-        gate=gate,
-        shadow=shadow,
-    )
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

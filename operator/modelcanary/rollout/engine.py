@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 from modelcanary.errors import ModelcanaryError
@@ -134,6 +135,9 @@ class Engine:
         self.pushed = pushed
         self.clock = clock
         self.heartbeat_s = heartbeat_s
+        # a caller that budgets the heartbeat writes sets it before a tick: the states
+        # saved after it need none (None: those saved within heartbeat_s)
+        self.fresh_since: float | None = None
         self._synced: set[str] = set()  # rollouts whose recorded weight this engine applied
         self._mirroring: set[str] = set()  # rollouts whose shadow this engine started
         self._verdicts: dict[str, tuple[JudgeInput, Verdict]] = {}  # by rollout
@@ -142,17 +146,21 @@ class Engine:
         seen = self.source.observe([r.key for r in rollouts])
         return [self._tick(r, seen[r.key]) for r in rollouts]
 
-    def tick_each(self, rollouts: Sequence[Rollout]) -> list[TickResult | TickFailure]:
+    def tick_each(
+        self, rollouts: Sequence[Rollout], pool: Executor | None = None
+    ) -> list[TickResult | TickFailure]:
         """`tick`, but a rollout whose tick fails (an unreadable status, a conflict) gives a
-        failure and the others still tick: for a controller of many rollouts."""
+        failure and the others still tick: for a controller of many rollouts. With POOL,
+        the rollouts tick concurrently on its threads (their writes overlap)."""
         seen = self.source.observe([r.key for r in rollouts])
-        results: list[TickResult | TickFailure] = []
-        for rollout in rollouts:
+
+        def each(rollout: Rollout) -> TickResult | TickFailure:
             try:
-                results.append(self._tick(rollout, seen[rollout.key]))
+                return self._tick(rollout, seen[rollout.key])
             except ModelcanaryError as exc:
-                results.append(TickFailure(rollout.name, str(exc)))
-        return results
+                return TickFailure(rollout.name, str(exc))
+
+        return list(map(each, rollouts) if pool is None else pool.map(each, rollouts))
 
     def _tick(self, rollout: Rollout, seen: Observations) -> TickResult:
         """One rollout's tick, its steps in order. A problem a step meets is reported with
@@ -330,7 +338,8 @@ class Engine:
             return False
         if (new.baseline is None) != (old.baseline is None):
             return False
-        return _settled(old) == _settled(new) and now - old.analysis.at < self.heartbeat_s
+        fresh = now - self.heartbeat_s if self.fresh_since is None else self.fresh_since
+        return _settled(old) == _settled(new) and old.analysis.at > fresh
 
 
 def _checked_before_traffic(rollout: Rollout, verdict: Verdict, ready: bool) -> Judged:

@@ -82,7 +82,7 @@ def render_status(
     analysis = state.analysis
     if analysis is not None:
         lines.append(
-            f"  last check {_ago(now - analysis.at)}: {analysis.result}: {analysis.reason}"
+            f"  checks as of {_ago(now - analysis.at)}: {analysis.result}: {analysis.reason}"
         )
         lines += ["", _indent(_checks_table(analysis.checks))]
         firing = [a for a in analysis.alerts if a.version == spec.canary.version]
