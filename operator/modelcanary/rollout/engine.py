@@ -35,9 +35,7 @@ from dataclasses import dataclass, replace
 
 from modelcanary.errors import ModelcanaryError
 from modelcanary.rollout.decision import Decision
-from modelcanary.rollout.evidence import (
-    unread,
-)
+from modelcanary.rollout.evidence import unread
 from modelcanary.rollout.intents import FINISHED, Intent
 from modelcanary.rollout.judge import Verdict, judge
 from modelcanary.rollout.ports import (
@@ -66,7 +64,9 @@ from modelcanary.rollout.tick import (
     Observed,
     ShadowInput,
     analysed,
+    compares,
     evidence_now,
+    mirrors,
     next_state,
     seen_alerts,
     shadow_pairs,
@@ -200,7 +200,7 @@ class Engine:
                 state = replace(state, applied=True)
                 problems += _save(rollout.store, state)
         self._synced.add(rollout.name)
-        if _compares(rollout.spec, state):
+        if compares(rollout.spec, state):
             problems += self._start_mirror(rollout)  # first sight, or an earlier start failed
         return state, problems
 
@@ -238,7 +238,7 @@ class Engine:
         """Judge: the verdict on what was observed and, before the first step with no
         intent to act on, the checks before traffic."""
         spec = rollout.spec
-        shadow: ShadowInput = observed.shadow if _compares(spec, state) else "off"
+        shadow: ShadowInput = observed.shadow if compares(spec, state) else "off"
         given: JudgeInput = (spec, observed.seen, observed.evidence, state.weight, shadow)
         verdict = self._verdict(rollout.name, given)
         if state.phase != "Pending" or observed.intent is not None:
@@ -252,7 +252,7 @@ class Engine:
         rollout that mirrored ends."""
         if decision.action == "shadow":
             return self._start_mirror(rollout)
-        if new.phase in FINISHED and state.phase not in FINISHED and _mirrors(rollout.spec, state):
+        if new.phase in FINISHED and state.phase not in FINISHED and mirrors(rollout.spec, state):
             self._mirroring.discard(rollout.name)
             return _shadow(rollout, start=False)
         return []
@@ -384,16 +384,6 @@ def _save(store: StateStore, state: RolloutState) -> list[str]:
 def _settled(state: RolloutState) -> RolloutState:
     """The state without what changes on every tick while nothing happens."""
     return replace(state, analysis=None, last_data_at=None, baseline=None, shadow_baseline=None)
-
-
-def _mirrors(spec: RolloutSpec, state: RolloutState) -> bool:
-    """The rollout began a shadow comparison, so its canary gets mirrored requests."""
-    return spec.shadow.enabled and state.shadow_started_at is not None
-
-
-def _compares(spec: RolloutSpec, state: RolloutState) -> bool:
-    """The rollout's canary is compared with stable now: it mirrors and is not finished."""
-    return _mirrors(spec, state) and state.phase not in FINISHED
 
 
 def _shadow(rollout: Rollout, start: bool) -> list[str]:

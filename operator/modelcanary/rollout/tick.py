@@ -18,7 +18,7 @@ from modelcanary.rollout.evidence import (
     shadow_since,
     watch,
 )
-from modelcanary.rollout.intents import Intent
+from modelcanary.rollout.intents import FINISHED, Intent
 from modelcanary.rollout.judge import Verdict
 from modelcanary.rollout.ports import (
     FiringAlert,
@@ -174,3 +174,13 @@ def _merge(*groups: tuple[FiringAlert, ...]) -> tuple[FiringAlert, ...]:
             if key not in merged or alert.state == "firing":
                 merged[key] = alert
     return tuple(merged.values())
+
+
+def mirrors(spec: RolloutSpec, state: RolloutState) -> bool:
+    """The rollout began a shadow comparison, so its canary gets mirrored requests."""
+    return spec.shadow.enabled and state.shadow_started_at is not None
+
+
+def compares(spec: RolloutSpec, state: RolloutState) -> bool:
+    """The rollout's canary is compared with stable now: it mirrors and is not finished."""
+    return mirrors(spec, state) and state.phase not in FINISHED
