@@ -46,10 +46,19 @@ def up(
     shutil.copytree(digits_repo, repo)
     renamed_copy(repo, "digits", "digits-b")
     started = start_up(
-        tmp_path_factory.mktemp("up") / "run", "--repo", str(repo), "--model", "digits:1:2:50",
-        "--model", "digits-b:1:2:0", "--versions", "1,2", "--replicas", "2",
+        tmp_path_factory.mktemp("up") / "run",
+        "--repo",
+        str(repo),
+        "--model",
+        "digits:1:2:50",
+        "--model",
+        "digits-b:1:2:0",
+        "--versions",
+        "1,2",
+        "--replicas",
+        "2",
         *LATENCY_OUT_OF_THE_WAY,
-    )  # fmt: skip
+    )
     try:
         yield started
     finally:
@@ -181,8 +190,10 @@ def test_a_rollout_judged_on_grpc_traffic_alone_is_promoted(up: Up, tmp_path: Pa
     command = [sys.executable, "-m", "modelcanary", "rollout", "start", "-f", str(path)]
     process = subprocess.Popen(
         [*command, "--run-dir", str(up.run_dir), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         output, _ = process.communicate(timeout=240)  # past its 3m progressDeadline
     finally:

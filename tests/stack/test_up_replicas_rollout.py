@@ -45,9 +45,18 @@ def up(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Up]:
     with running_up(
-        tmp_path_factory.mktemp("replicas") / "run", "--repo", str(digits_repo), "--model",
-        "digits", "--stable", "1", "--versions", "1,2,3", "--replicas", "2",
-    ) as stack:  # fmt: skip
+        tmp_path_factory.mktemp("replicas") / "run",
+        "--repo",
+        str(digits_repo),
+        "--model",
+        "digits",
+        "--stable",
+        "1",
+        "--versions",
+        "1,2,3",
+        "--replicas",
+        "2",
+    ) as stack:
         yield stack
 
 
@@ -111,10 +120,20 @@ def start_controller(up: Up, tmp_path: Path, document: dict[str, object]) -> sub
     path = tmp_path / "canary.yaml"
     path.write_text(yaml.safe_dump(document))
     return subprocess.Popen(
-        [*MODELCANARY, "rollout", "start", "-f", str(path), "--run-dir", str(up.run_dir),
-         "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            *MODELCANARY,
+            "rollout",
+            "start",
+            "-f",
+            str(path),
+            "--run-dir",
+            str(up.run_dir),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def kill_replica(up: Up, part: str) -> None:
