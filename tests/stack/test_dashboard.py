@@ -60,17 +60,8 @@ def started(args: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
 def dashboard(stack: LocalStack) -> Iterator[str]:
     """`modelcanary dashboard --allow-actions`: the URL it printed, with the token."""
     run_dir = stack.urls["run_dir"]
-    process, lines = started(
-        [
-            MODELCANARY,
-            "dashboard",
-            "--run-dir",
-            run_dir,
-            "--listen",
-            "127.0.0.1:0",
-            "--allow-actions",
-        ]
-    )
+    listen = ["--listen", "127.0.0.1:0", "--allow-actions"]
+    process, lines = started([MODELCANARY, "dashboard", "--run-dir", run_dir, *listen])
     try:
         yield lines[1].split("open ", 1)[1].strip()
     finally:
@@ -101,17 +92,9 @@ def start_rollout(
     )
     path = tmp_path / "canary.yaml"
     path.write_text(yaml.safe_dump(document))
+    quiet_in_run_dir = ["--run-dir", stack.urls["run_dir"], "--quiet"]
     return subprocess.Popen(
-        [
-            MODELCANARY,
-            "rollout",
-            "start",
-            "-f",
-            str(path),
-            "--run-dir",
-            stack.urls["run_dir"],
-            "--quiet",
-        ],
+        [MODELCANARY, "rollout", "start", "-f", str(path), *quiet_in_run_dir],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -45,20 +45,10 @@ def up(
     repo = tmp_path_factory.mktemp("two") / "model_repo"
     shutil.copytree(digits_repo, repo)
     renamed_copy(repo, "digits", "digits-b")
-    started = start_up(
-        tmp_path_factory.mktemp("up") / "run",
-        "--repo",
-        str(repo),
-        "--model",
-        "digits:1:2:50",
-        "--model",
-        "digits-b:1:2:0",
-        "--versions",
-        "1,2",
-        "--replicas",
-        "2",
-        *LATENCY_OUT_OF_THE_WAY,
-    )
+    models = ["--model", "digits:1:2:50", "--model", "digits-b:1:2:0"]
+    versions = ["--versions", "1,2", "--replicas", "2", *LATENCY_OUT_OF_THE_WAY]
+    run_dir = tmp_path_factory.mktemp("up") / "run"
+    started = start_up(run_dir, "--repo", str(repo), *models, *versions)
     try:
         yield started
     finally:
