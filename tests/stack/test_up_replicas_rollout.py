@@ -44,19 +44,9 @@ MODELCANARY = [sys.executable, "-m", "modelcanary"]
 def up(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Up]:
-    with running_up(
-        tmp_path_factory.mktemp("replicas") / "run",
-        "--repo",
-        str(digits_repo),
-        "--model",
-        "digits",
-        "--stable",
-        "1",
-        "--versions",
-        "1,2,3",
-        "--replicas",
-        "2",
-    ) as stack:
+    versions = ["--model", "digits", "--stable", "1", "--versions", "1,2,3", "--replicas", "2"]
+    run_dir = tmp_path_factory.mktemp("replicas") / "run"
+    with running_up(run_dir, "--repo", str(digits_repo), *versions) as stack:
         yield stack
 
 
@@ -119,17 +109,9 @@ class Watch:
 def start_controller(up: Up, tmp_path: Path, document: dict[str, object]) -> subprocess.Popen[str]:
     path = tmp_path / "canary.yaml"
     path.write_text(yaml.safe_dump(document))
+    quiet_in_run_dir = ["--run-dir", str(up.run_dir), "--quiet"]
     return subprocess.Popen(
-        [
-            *MODELCANARY,
-            "rollout",
-            "start",
-            "-f",
-            str(path),
-            "--run-dir",
-            str(up.run_dir),
-            "--quiet",
-        ],
+        [*MODELCANARY, "rollout", "start", "-f", str(path), *quiet_in_run_dir],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
