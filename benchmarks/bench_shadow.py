@@ -98,11 +98,13 @@ def start_gateway(
     }
     (work / "gateway.yaml").write_text(yaml.safe_dump(config))
     (work / "token").write_text("bench-token\n")
+    files = ["--config", str(work / "gateway.yaml"), "--admin-token-file", str(work / "token")]
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelcanary", "gateway", "--config", str(work / "gateway.yaml"),
-         "--listen", f"127.0.0.1:{port}", "--admin-token-file", str(work / "token")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "modelcanary", "gateway", "--listen", f"127.0.0.1:{port}", *files],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     headers = {"authorization": f"Bearer {(work / 'token').read_text().strip()}"}
     deadline = time.monotonic() + 30
@@ -126,8 +128,9 @@ def set_shadow(url: str, headers: dict[str, str], percent: int | None) -> None:
         body = {"canary": CANARY, "percent": percent, "stable": STABLE}
         response = httpx.put(endpoint, json=body, headers=headers, timeout=5)
     if response.status_code != 200:
-        raise SystemExit(f"{response.request.method} {endpoint}: {response.status_code} "
-                         f"{response.text}")  # fmt: skip
+        raise SystemExit(
+            f"{response.request.method} {endpoint}: {response.status_code} {response.text}"
+        )
 
 
 def measure_latency(args: argparse.Namespace) -> list[dict[str, object]]:
@@ -164,9 +167,12 @@ def measure_latency(args: argparse.Namespace) -> list[dict[str, object]]:
                             rounds[mode].append(result)
                     for mode, results in rounds.items():
                         rows.append(_summarise(mode, concurrency, results))
-                    print(f"concurrency {concurrency}: " + ", ".join(
-                        f"{r['shadow']} p50 {r['p50_ms']:.3f} ms" for r in rows[-len(MODES):]
-                    ))  # fmt: skip
+                    print(
+                        f"concurrency {concurrency}: "
+                        + ", ".join(
+                            f"{r['shadow']} p50 {r['p50_ms']:.3f} ms" for r in rows[-len(MODES) :]
+                        )
+                    )
                 set_shadow(url, headers, None)
             finally:
                 gateway.send_signal(signal.SIGTERM)
@@ -228,12 +234,15 @@ def run_rollouts(args: argparse.Namespace) -> list[dict[str, object]]:
             httpx.put(
                 f"{urls['gateway']}/admin/models/{MODEL}/weights",
                 json={"weights": {stable: 100}, "stable": stable},
-                headers={"authorization": f"Bearer {token}"}, timeout=5,
-            ).raise_for_status()  # fmt: skip
+                headers={"authorization": f"Bearer {token}"},
+                timeout=5,
+            ).raise_for_status()
             outcome = demo.rollout(scenario, urls)
-            print(f"rollout {index}/{len(plan)} {scenario.stable} -> {scenario.canary}: "
-                  f"{outcome.phase} in {outcome.duration_s:.1f} s, canary answered "
-                  f"{outcome.canary_requests} user requests; {outcome.reason}")  # fmt: skip
+            print(
+                f"rollout {index}/{len(plan)} {scenario.stable} -> {scenario.canary}: "
+                f"{outcome.phase} in {outcome.duration_s:.1f} s, canary answered "
+                f"{outcome.canary_requests} user requests; {outcome.reason}"
+            )
             results.append(_outcome(outcome))
     return results
 
@@ -257,37 +266,56 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="latency rounds per mode")
     parser.add_argument("--seconds", type=float, default=SECONDS, help="seconds per round")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--label-runs", type=int, default=LABEL_RUNS,
-                        help="label-bug rollouts 2 -> 4 (0: none)")  # fmt: skip
-    parser.add_argument("--healthy-runs", type=int, default=HEALTHY_RUNS,
-                        help="healthy rollouts 1 -> 2 (the issue asks 20; 0: none)")  # fmt: skip
+    parser.add_argument(
+        "--label-runs", type=int, default=LABEL_RUNS, help="label-bug rollouts 2 -> 4 (0: none)"
+    )
+    parser.add_argument(
+        "--healthy-runs",
+        type=int,
+        default=HEALTHY_RUNS,
+        help="healthy rollouts 1 -> 2 (the issue asks 20; 0: none)",
+    )
     args = parser.parse_args()
     digits.build(args.repo, say=lambda line: None)
     began = time.monotonic()
     latency = measure_latency(args)
     rollouts = run_rollouts(args)
 
-    table = [["shadow", "conc.", "requests", "req/s", "p50 ms", "p99 ms", "added p50 ms",
-              "pairs", "dropped", "CPU ms / 1000 pairs"]]  # fmt: skip
+    latency_columns = ["shadow", "conc.", "requests", "req/s", "p50 ms", "p99 ms", "added p50 ms"]
+    table = [[*latency_columns, "pairs", "dropped", "CPU ms / 1000 pairs"]]
     for r in latency:
         dropped = ", ".join(f"{k} {v}" for k, v in r["dropped"].items()) or "0"  # type: ignore[attr-defined]
         cpu = r["cpu_ms_per_1000_pairs"]
-        table.append([str(r["shadow"]), str(r["concurrency"]), str(r["requests"]),
-                      f"{r['throughput']:.0f}", f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}",
-                      f"{r['added_p50_ms']:+.3f}", str(r["pairs"]), dropped,
-                      "-" if cpu is None else f"{cpu:.0f}"])  # fmt: skip
-    print(f"median of {args.rounds} rounds of {args.seconds:g} s each; "
-          f"canary {CANARY} over stable {STABLE}")  # fmt: skip
+        table.append(
+            [
+                str(r["shadow"]),
+                str(r["concurrency"]),
+                str(r["requests"]),
+                f"{r['throughput']:.0f}",
+                f"{r['p50_ms']:.3f}",
+                f"{r['p99_ms']:.3f}",
+                f"{r['added_p50_ms']:+.3f}",
+                str(r["pairs"]),
+                dropped,
+                "-" if cpu is None else f"{cpu:.0f}",
+            ]
+        )
+    print(
+        f"median of {args.rounds} rounds of {args.seconds:g} s each; "
+        f"canary {CANARY} over stable {STABLE}"
+    )
     print(format_table(table))
     added = max(float(r["added_p50_ms"]) for r in latency if r["shadow"] != "off")  # type: ignore[arg-type]
     latency_met = added <= GOAL_ADDED_P50_MS
-    print(f"goal: shadow adds at most {GOAL_ADDED_P50_MS} ms to p50: "
-          f"{'met' if latency_met else 'NOT met'} (worst {added:+.3f} ms)")  # fmt: skip
+    print(
+        f"goal: shadow adds at most {GOAL_ADDED_P50_MS} ms to p50: "
+        f"{'met' if latency_met else 'NOT met'} (worst {added:+.3f} ms)"
+    )
 
     summary: dict[str, object] = {}
     if rollouts:
-        table = [["rollout", "runs", "rolled back", "promoted", "median s", "worst s",
-                  "canary user requests (max)"]]  # fmt: skip
+        outcome_columns = ["rollout", "runs", "rolled back", "promoted"]
+        table = [[*outcome_columns, "median s", "worst s", "canary user requests (max)"]]
         for rollout in sorted({str(r["rollout"]) for r in rollouts}):
             runs = [r for r in rollouts if r["rollout"] == rollout]
             times = [float(r["start_to_end_s"]) for r in runs]  # type: ignore[arg-type]
@@ -295,13 +323,24 @@ def main() -> int:
             rolled = sum(r["phase"] == "RolledBack" for r in runs)
             promoted = sum(r["phase"] == "Promoted" for r in runs)
             summary[rollout] = {
-                "runs": len(runs), "rolled_back": rolled, "promoted": promoted,
-                "median_s": round(statistics.median(times), 2), "worst_s": round(max(times), 2),
+                "runs": len(runs),
+                "rolled_back": rolled,
+                "promoted": promoted,
+                "median_s": round(statistics.median(times), 2),
+                "worst_s": round(max(times), 2),
                 "max_canary_requests": max(served),
-            }  # fmt: skip
-            table.append([rollout, str(len(runs)), str(rolled), str(promoted),
-                          f"{statistics.median(times):.1f}", f"{max(times):.1f}",
-                          str(max(served))])  # fmt: skip
+            }
+            table.append(
+                [
+                    rollout,
+                    str(len(runs)),
+                    str(rolled),
+                    str(promoted),
+                    f"{statistics.median(times):.1f}",
+                    f"{max(times):.1f}",
+                    str(max(served)),
+                ]
+            )
         print(format_table(table))
     label = summary.get("2 -> 4", {})
     healthy = summary.get("1 -> 2", {})

@@ -138,11 +138,12 @@ class Rollouts:
         spec.write_text(yaml.safe_dump(spec_document(stable, canary)))
         started = time.monotonic()
         self.started_at.append(time.time())
+        quiet_in_run_dir = ["--run-dir", str(self.run_dir), "--quiet"]
         self.controller = controller = subprocess.Popen(
-            [*MODELCANARY, "rollout", "start", "-f", str(spec), "--run-dir", str(self.run_dir),
-             "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [*MODELCANARY, "rollout", "start", "-f", str(spec), *quiet_in_run_dir],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         try:
             output, _ = controller.communicate(timeout=300)
         except subprocess.TimeoutExpired:
@@ -153,10 +154,13 @@ class Rollouts:
         moves = [t for t in state.history if t.action in ("start", "advance")] if state else []
         self.weight_changes += len(moves)
         return {
-            "stable": stable, "canary": canary, "phase": phase,
-            "seconds": round(time.monotonic() - started, 1), "weight_changes": len(moves),
+            "stable": stable,
+            "canary": canary,
+            "phase": phase,
+            "seconds": round(time.monotonic() - started, 1),
+            "weight_changes": len(moves),
             "last_lines": output.decode(errors="replace").strip().splitlines()[-3:],
-        }  # fmt: skip
+        }
 
 
 def spec_document(stable: int, canary: int) -> dict[str, object]:
@@ -241,8 +245,8 @@ def main() -> int:
 
 
 def soak(args: argparse.Namespace, run_dir: Path) -> int:
-    command = [*MODELCANARY, "up", "--repo", str(args.repo), "--model", MODEL, "--stable", "1",
-               "--run-dir", str(run_dir)]  # fmt: skip
+    paths = ["--repo", str(args.repo), "--run-dir", str(run_dir)]
+    command = [*MODELCANARY, "up", "--model", MODEL, "--stable", "1", *paths]
     with (run_dir / "up.out").open("wb") as out:
         up = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -296,11 +300,16 @@ def soak(args: argparse.Namespace, run_dir: Path) -> int:
 
 
 def summarize(
-    args: argparse.Namespace, report: LoadReport, problems: list[tuple[float, str]],
-    kills: list[dict[str, object]], rollouts: Rollouts,
-    memory: tuple[dict[str, float], dict[str, float]], up_alive: bool, run_dir: Path,
+    args: argparse.Namespace,
+    report: LoadReport,
+    problems: list[tuple[float, str]],
+    kills: list[dict[str, object]],
+    rollouts: Rollouts,
+    memory: tuple[dict[str, float], dict[str, float]],
+    up_alive: bool,
+    run_dir: Path,
     hostility: tuple[HostileReport | None, int],
-) -> int:  # fmt: skip
+) -> int:
     memory_start, memory_end = memory
     attacks, triton_restarts = hostility
     when = attribute(problems, kills, rollouts.started_at)
@@ -329,24 +338,30 @@ def summarize(
         ["latency p50 / p99 / max", latency],
         ["monitors killed", f"{len(kills)} ({killed})"],
         ["back after (median / max)", back],
-        ["rollouts finished", f"{len(finished)}: {promoted} promoted, {rolled_back} rolled back, "
-         f"{len(finished) - promoted - rolled_back} other"],
+        [
+            "rollouts finished",
+            f"{len(finished)}: {promoted} promoted, {rolled_back} rolled back, "
+            f"{len(finished) - promoted - rolled_back} other",
+        ],
         ["rollouts cut short by the end", str(len(phases) - len(finished))],
         ["weight changes", str(rollouts.weight_changes)],
         ["modelcanary up running at the end", "yes" if up_alive else "NO"],
-        ["hostile rounds (half-open connections)",
-         f"{attacks.rounds} ({attacks.half_open})" if attacks else "off"],
+        [
+            "hostile rounds (half-open connections)",
+            f"{attacks.rounds} ({attacks.half_open})" if attacks else "off",
+        ],
         ["Triton restarts", str(triton_restarts)],
-    ]  # fmt: skip
+    ]
     print(format_table([["", "soak"], *rows]))
     memory_rows = [["process", "RSS start MiB", "RSS end MiB"]]
-    memory_rows += [[name, f"{memory_start[name]:.1f}", f"{memory_end[name]:.1f}"]
-                    for name in memory_start]  # fmt: skip
+    memory_rows += [
+        [name, f"{memory_start[name]:.1f}", f"{memory_end[name]:.1f}"] for name in memory_start
+    ]
     print(format_table(memory_rows))
     if attacks is not None:
         answers = sorted(attacks.answers.items())
-        print(format_table([["hostile probe and answer", "count"],
-                            *[[k, str(v)] for k, v in answers]]))  # fmt: skip
+        answer_rows = [[k, str(v)] for k, v in answers]
+        print(format_table([["hostile probe and answer", "count"], *answer_rows]))
     met = (
         lost + failed == 0
         and up_alive
@@ -361,24 +376,38 @@ def summarize(
     if lost or failed:
         print(f"{lost + failed} requests lost or failed in all: {when}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    supervisor_log = run_dir / "supervisor.log"
     document = {
-        "minutes": args.minutes, "rate": args.rate, "kill_every_s": args.kill_every,
+        "minutes": args.minutes,
+        "rate": args.rate,
+        "kill_every_s": args.kill_every,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "sent": report.sent + report.skipped, "lost": lost, "no_answer": no_answer,
-        "skipped": report.skipped, "failed": failed, "codes": total.codes,
-        "p50_ms": total.p50_ms, "p99_ms": total.p99_ms, "max_ms": total.max_ms,
-        "kills": kills, "rollouts": rollouts.outcomes,
-        "weight_changes": rollouts.weight_changes, "up_running_at_end": up_alive,
-        "memory_mib_start": memory_start, "memory_mib_end": memory_end,
-        "first_errors": list(report.first_errors), "problems_by_moment": when,
+        "sent": report.sent + report.skipped,
+        "lost": lost,
+        "no_answer": no_answer,
+        "skipped": report.skipped,
+        "failed": failed,
+        "codes": total.codes,
+        "p50_ms": total.p50_ms,
+        "p99_ms": total.p99_ms,
+        "max_ms": total.max_ms,
+        "kills": kills,
+        "rollouts": rollouts.outcomes,
+        "weight_changes": rollouts.weight_changes,
+        "up_running_at_end": up_alive,
+        "memory_mib_start": memory_start,
+        "memory_mib_end": memory_end,
+        "first_errors": list(report.first_errors),
+        "problems_by_moment": when,
         "problems": [[round(at, 3), what] for at, what in problems],
         "controller_starts": [round(at, 3) for at in rollouts.started_at],
-        "supervisor_log": (run_dir / "supervisor.log").read_text().splitlines()
-        if (run_dir / "supervisor.log").exists() else [],
+        "supervisor_log": supervisor_log.read_text().splitlines()
+        if supervisor_log.exists()
+        else [],
         "hostile": attacks.to_json() if attacks else None,
         "triton_restarts": triton_restarts,
         "goal_met": met,
-    }  # fmt: skip
+    }
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0 if met else 1

@@ -69,9 +69,14 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     (webhook,) = free_ports(1)
     with OperatorProcess(
-        apiserver.kubeconfig, namespace, monitoring.url, tmp_path / "operator.log",
-        "--tick=1s", f"--webhook-port={webhook}", f"--window={WINDOW}",
-    ) as process:  # fmt: skip
+        apiserver.kubeconfig,
+        namespace,
+        monitoring.url,
+        tmp_path / "operator.log",
+        "--tick=1s",
+        f"--webhook-port={webhook}",
+        f"--window={WINDOW}",
+    ) as process:
         yield process
 
 

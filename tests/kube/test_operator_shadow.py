@@ -83,17 +83,27 @@ def prometheus(comparator: str, tmp_path: Path) -> Iterator[Prometheus]:
 
 @pytest.fixture
 def operator(
-    apiserver: ApiServer, namespace: str, crds: None, comparator: str, prometheus: Prometheus,
+    apiserver: ApiServer,
+    namespace: str,
+    crds: None,
+    comparator: str,
+    prometheus: Prometheus,
     tmp_path: Path,
-) -> Iterator[OperatorProcess]:  # fmt: skip
+) -> Iterator[OperatorProcess]:
     (webhook,) = free_ports(1)
     token = tmp_path / "comparator.token"
     token.write_text(TOKEN + "\n")
     with OperatorProcess(
-        apiserver.kubeconfig, namespace, prometheus.url, tmp_path / "operator.log",
-        "--tick=1s", f"--webhook-port={webhook}", f"--window={WINDOW}",
-        f"--comparator={comparator}", f"--comparator-token-file={token}",
-    ) as process:  # fmt: skip
+        apiserver.kubeconfig,
+        namespace,
+        prometheus.url,
+        tmp_path / "operator.log",
+        "--tick=1s",
+        f"--webhook-port={webhook}",
+        f"--window={WINDOW}",
+        f"--comparator={comparator}",
+        f"--comparator-token-file={token}",
+    ) as process:
         yield process
 
 
@@ -109,9 +119,14 @@ def status_of(api: Any, namespace: str, name: str) -> dict[str, Any]:
 
 
 def test_the_label_bug_is_rolled_back_while_shadowing_before_any_traffic(
-    apiserver: ApiServer, namespace: str, operator: OperatorProcess, triton: str,
-    storage_uri: str, comparator: str, holdout: np.ndarray,
-) -> None:  # fmt: skip
+    apiserver: ApiServer,
+    namespace: str,
+    operator: OperatorProcess,
+    triton: str,
+    storage_uri: str,
+    comparator: str,
+    holdout: np.ndarray,
+) -> None:
     api = admin(apiserver)
     name = "labelbug"
     isvc = inference_service(name, "2")
@@ -121,9 +136,12 @@ def test_the_label_bug_is_rolled_back_while_shadowing_before_any_traffic(
         *KSERVE[:2], namespace, KSERVE[2], name, {"status": published_status(name, triton)}
     )
     body = model_canary(
-        name, "digits", stable={"version": "2"}, canary={"version": "4"},
+        name,
+        "digits",
+        stable={"version": "2"},
+        canary={"version": "4"},
         shadow={"percent": 100, "minSamples": 30, "maxDuration": "60s"},
-    )  # fmt: skip
+    )
     body["spec"]["analysis"]["holdout"] = {"enabled": False}  # the comparison must catch it
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -143,9 +161,14 @@ def test_the_label_bug_is_rolled_back_while_shadowing_before_any_traffic(
             assert running.json()["stable"] == "2" and running.json()["canary"] == "4"
             start = (sent * BATCH) % (len(holdout) - BATCH)
             answer = serve_and_log(
-                client, triton, f"{comparator}/", "digits", holdout[start : start + BATCH],
-                version="2", service=name,
-            )  # fmt: skip
+                client,
+                triton,
+                f"{comparator}/",
+                "digits",
+                holdout[start : start + BATCH],
+                version="2",
+                service=name,
+            )
             assert answer.status_code == 200
             sent += 1
             time.sleep(0.05)

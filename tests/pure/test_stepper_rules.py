@@ -54,54 +54,57 @@ PENDING = RolloutState(created_at=T0 - 10)
 ANA_ROLLBACK = Intent("rollback", "wrong outputs", "ana")
 
 
-@pytest.mark.parametrize(
-    ("rule", "s", "action", "reason"),
-    [
-        # 1. operator intent; none: the next rule's turn
-        (rules.operator_intent, situation(at_step(1), intent=ANA_ROLLBACK), "rollback", "rollback requested by ana: wrong outputs"),
-        (rules.operator_intent, situation(at_step(1)), None, ""),
-        # 2. a finished rollout holds
-        (rules.finished, situation(replace(at_step(2), phase="Promoted")), "hold", "rollout is Promoted"),
-        (rules.finished, situation(at_step(2)), None, ""),
-        # 3. a rollback alert on enough requests; on too few it is rule 9's
-        (rules.rollback_alert, situation(at_step(1), MANY, (CRITICAL,)), "rollback", "fired for version 2"),
-        (rules.rollback_alert, situation(at_step(1), verdict("pass", samples=150), (CRITICAL,)), None, ""),
-        (rules.rollback_alert, situation(at_step(1), MANY, (WARNING,)), None, ""),
-        # 4. before the first step
-        (pretraffic.before_first_step, situation(PENDING, golden=GOLDEN_OK, gate=WORSE), "rollback", "worse than stable on the holdout"),
-        (pretraffic.before_first_step, situation(PENDING, golden=GOLDEN_OK, gate=NOT_WORSE), "start", "golden samples match"),
-        (pretraffic.before_first_step, situation(PENDING, NOT_READY, golden=GOLDEN_OK), "hold", "waiting for the canary to be ready"),
-        (pretraffic.before_first_step, situation(PENDING, golden=GOLDEN_OK, gate=NOT_WORSE, counters="no stable counters"), "hold", "waiting for the counters before the first step"),
-        (pretraffic.before_first_step, situation(at_step(0)), None, ""),
-        # 4b. shadowing
-        (pretraffic.shadowing, situation(shadowing_since(5), agreement("fail", 8, "agrees on 0 of 8")), "rollback", "shadow comparison: agrees on 0 of 8"),
-        (pretraffic.shadowing, situation(shadowing_since(60), agreement("pass", 37)), "hold", "shadowing: 37 of 200 pairs"),
-        (pretraffic.shadowing, situation(PENDING), None, ""),
-        # 5. paused by hand; past the deadline
-        (rules.paused_by_hand_or_late, situation(paused_by("ana"), FAIL), "hold", "paused"),
-        (rules.paused_by_hand_or_late, situation(replace(at_step(1), started_at=T0 - 601)), "rollback", "not promoted within progressDeadline 10m"),
-        (rules.paused_by_hand_or_late, situation(paused_by("controller")), None, ""),
-        # 6. a canary holding weight, unready for an interval
-        (rules.unready_with_weight, situation(replace(at_step(1), unready_since=T0 - 30), NOT_READY), "rollback", "not been ready for 30s while holding 50%"),
-        (rules.unready_with_weight, situation(replace(at_step(1), unready_since=T0 - 29), NOT_READY), None, ""),
-        (rules.unready_with_weight, situation(at_step(1), NOT_READY), None, ""),
-        # 7. failed checks count, up to failureLimit
-        (rules.failed_checks, situation(at_step(1), FAIL), "hold", "check failed (1 of 2 tolerated)"),
-        (rules.failed_checks, situation(at_step(1, failures=2), FAIL), "rollback", "checks failed 3 times (limit 2)"),
-        (rules.failed_checks, situation(at_step(1)), None, ""),
-        # 7b. paused by the controller
-        (rules.paused_by_controller, situation(paused_by("controller")), "hold", "paused: no data for more than 1m"),
-        (rules.paused_by_controller, situation(at_step(1)), None, ""),
-        # 8. no data too long
-        (rules.no_data, situation(at_step(2, since=300, data_ago=90), NO_DATA), "pause", "no data for more than 1m (no canary requests)"),
-        (rules.no_data, situation(at_step(2, since=300, data_ago=30), NO_DATA), None, ""),
-        # 9. holding alerts, rollback alerts on too few requests, inconclusive verdicts
-        (rules.holding, situation(at_step(0), alerts=(WARNING,)), "hold", "holding: alert ModelVersionTrafficBelowShare (warning)"),
-        (rules.holding, situation(at_step(1), verdict("pass", samples=150), (CRITICAL,)), "hold", "on 150 canary requests, too few to roll back on"),
-        (rules.holding, situation(at_step(0), verdict("inconclusive", samples=12)), "hold", "waiting: no canary requests yet"),
-        (rules.holding, situation(at_step(0)), None, ""),
-    ],
-)  # fmt: skip
+# fmt: off
+# a table: one case a line, rule, situation, expected action and reason
+RULE_CASES = [
+    # 1. operator intent; none: the next rule's turn
+    (rules.operator_intent, situation(at_step(1), intent=ANA_ROLLBACK), "rollback", "rollback requested by ana: wrong outputs"),
+    (rules.operator_intent, situation(at_step(1)), None, ""),
+    # 2. a finished rollout holds
+    (rules.finished, situation(replace(at_step(2), phase="Promoted")), "hold", "rollout is Promoted"),
+    (rules.finished, situation(at_step(2)), None, ""),
+    # 3. a rollback alert on enough requests; on too few it is rule 9's
+    (rules.rollback_alert, situation(at_step(1), MANY, (CRITICAL,)), "rollback", "fired for version 2"),
+    (rules.rollback_alert, situation(at_step(1), verdict("pass", samples=150), (CRITICAL,)), None, ""),
+    (rules.rollback_alert, situation(at_step(1), MANY, (WARNING,)), None, ""),
+    # 4. before the first step
+    (pretraffic.before_first_step, situation(PENDING, golden=GOLDEN_OK, gate=WORSE), "rollback", "worse than stable on the holdout"),
+    (pretraffic.before_first_step, situation(PENDING, golden=GOLDEN_OK, gate=NOT_WORSE), "start", "golden samples match"),
+    (pretraffic.before_first_step, situation(PENDING, NOT_READY, golden=GOLDEN_OK), "hold", "waiting for the canary to be ready"),
+    (pretraffic.before_first_step, situation(PENDING, golden=GOLDEN_OK, gate=NOT_WORSE, counters="no stable counters"), "hold", "waiting for the counters before the first step"),
+    (pretraffic.before_first_step, situation(at_step(0)), None, ""),
+    # 4b. shadowing
+    (pretraffic.shadowing, situation(shadowing_since(5), agreement("fail", 8, "agrees on 0 of 8")), "rollback", "shadow comparison: agrees on 0 of 8"),
+    (pretraffic.shadowing, situation(shadowing_since(60), agreement("pass", 37)), "hold", "shadowing: 37 of 200 pairs"),
+    (pretraffic.shadowing, situation(PENDING), None, ""),
+    # 5. paused by hand; past the deadline
+    (rules.paused_by_hand_or_late, situation(paused_by("ana"), FAIL), "hold", "paused"),
+    (rules.paused_by_hand_or_late, situation(replace(at_step(1), started_at=T0 - 601)), "rollback", "not promoted within progressDeadline 10m"),
+    (rules.paused_by_hand_or_late, situation(paused_by("controller")), None, ""),
+    # 6. a canary holding weight, unready for an interval
+    (rules.unready_with_weight, situation(replace(at_step(1), unready_since=T0 - 30), NOT_READY), "rollback", "not been ready for 30s while holding 50%"),
+    (rules.unready_with_weight, situation(replace(at_step(1), unready_since=T0 - 29), NOT_READY), None, ""),
+    (rules.unready_with_weight, situation(at_step(1), NOT_READY), None, ""),
+    # 7. failed checks count, up to failureLimit
+    (rules.failed_checks, situation(at_step(1), FAIL), "hold", "check failed (1 of 2 tolerated)"),
+    (rules.failed_checks, situation(at_step(1, failures=2), FAIL), "rollback", "checks failed 3 times (limit 2)"),
+    (rules.failed_checks, situation(at_step(1)), None, ""),
+    # 7b. paused by the controller
+    (rules.paused_by_controller, situation(paused_by("controller")), "hold", "paused: no data for more than 1m"),
+    (rules.paused_by_controller, situation(at_step(1)), None, ""),
+    # 8. no data too long
+    (rules.no_data, situation(at_step(2, since=300, data_ago=90), NO_DATA), "pause", "no data for more than 1m (no canary requests)"),
+    (rules.no_data, situation(at_step(2, since=300, data_ago=30), NO_DATA), None, ""),
+    # 9. holding alerts, rollback alerts on too few requests, inconclusive verdicts
+    (rules.holding, situation(at_step(0), alerts=(WARNING,)), "hold", "holding: alert ModelVersionTrafficBelowShare (warning)"),
+    (rules.holding, situation(at_step(1), verdict("pass", samples=150), (CRITICAL,)), "hold", "on 150 canary requests, too few to roll back on"),
+    (rules.holding, situation(at_step(0), verdict("inconclusive", samples=12)), "hold", "waiting: no canary requests yet"),
+    (rules.holding, situation(at_step(0)), None, ""),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("rule", "s", "action", "reason"), RULE_CASES)
 def test_each_rule_decides_its_own_case_and_leaves_the_rest(
     rule: Rule, s: Situation, action: str | None, reason: str
 ) -> None:

@@ -44,10 +44,9 @@ PROGRAMS = {
 def up(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Up]:
-    with running_up(
-        tmp_path_factory.mktemp("chaos") / "run", "--repo", str(digits_repo), "--model",
-        "digits", "--stable", "1", "--canary", "2", "--canary-weight", "30",
-    ) as stack:  # fmt: skip
+    versions = ["--model", "digits", "--stable", "1", "--canary", "2", "--canary-weight", "30"]
+    run_dir = tmp_path_factory.mktemp("chaos") / "run"
+    with running_up(run_dir, "--repo", str(digits_repo), *versions) as stack:
         yield stack
 
 
@@ -147,8 +146,8 @@ def test_a_rollout_holds_while_its_monitors_restart_and_then_finishes(
 ) -> None:
     spec = tmp_path / "canary.yaml"
     spec.write_text(yaml.safe_dump(chaos_spec(1, 2)))
-    command = [sys.executable, "-m", "modelcanary", "rollout", "start", "-f", str(spec),
-               "--run-dir", str(up.run_dir)]  # fmt: skip
+    start = [sys.executable, "-m", "modelcanary", "rollout", "start", "-f", str(spec)]
+    command = [*start, "--run-dir", str(up.run_dir)]
     load = BackgroundLoad(up.urls["gateway"], "digits", bodies, RATE).start()
     controller = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     rollout = LocalRollout.of(up.run_dir, "digits")

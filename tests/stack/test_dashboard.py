@@ -60,8 +60,8 @@ def started(args: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
 def dashboard(stack: LocalStack) -> Iterator[str]:
     """`modelcanary dashboard --allow-actions`: the URL it printed, with the token."""
     run_dir = stack.urls["run_dir"]
-    process, lines = started([MODELCANARY, "dashboard", "--run-dir", run_dir,
-                              "--listen", "127.0.0.1:0", "--allow-actions"])  # fmt: skip
+    listen = ["--listen", "127.0.0.1:0", "--allow-actions"]
+    process, lines = started([MODELCANARY, "dashboard", "--run-dir", run_dir, *listen])
     try:
         yield lines[1].split("open ", 1)[1].strip()
     finally:
@@ -92,10 +92,13 @@ def start_rollout(
     )
     path = tmp_path / "canary.yaml"
     path.write_text(yaml.safe_dump(document))
+    quiet_in_run_dir = ["--run-dir", stack.urls["run_dir"], "--quiet"]
     return subprocess.Popen(
-        [MODELCANARY, "rollout", "start", "-f", str(path), "--run-dir", stack.urls["run_dir"],
-         "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [MODELCANARY, "rollout", "start", "-f", str(path), *quiet_in_run_dir],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def state(stack: LocalStack) -> RolloutState:
@@ -112,8 +115,9 @@ def shown(selector: str) -> str:
 
 def click(browser: Browser, action: str) -> None:
     button = f'section[data-key="digits"] button[data-action="{action}"]'
-    browser.wait_for(f"document.querySelector('{button}') && "
-                     f"!document.querySelector('{button}').disabled", 30)  # fmt: skip
+    browser.wait_for(
+        f"document.querySelector('{button}') && !document.querySelector('{button}').disabled", 30
+    )
     browser.evaluate(f"document.querySelector('{button}').click()")
 
 
@@ -194,13 +198,15 @@ def test_a_read_only_dashboard_and_a_wrong_token_are_refused(
     assert httpx.post(f"{base}api/intents", json=intent).status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert httpx.post(f"{base}api/intents", json=intent, headers=wrong).status_code == 401
-    process, lines = started([MODELCANARY, "dashboard", "--run-dir", stack.urls["run_dir"],
-                              "--listen", "127.0.0.1:0"])  # fmt: skip
+    process, lines = started(
+        [MODELCANARY, "dashboard", "--run-dir", stack.urls["run_dir"], "--listen", "127.0.0.1:0"]
+    )
     try:
         url = lines[0].rsplit(": ", 1)[1].strip()
         token = Path(stack.urls["gateway_admin_token_file"]).read_text().strip()
-        reply = httpx.post(f"{url}api/intents", json=intent,
-                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        reply = httpx.post(
+            f"{url}api/intents", json=intent, headers={"Authorization": f"Bearer {token}"}
+        )
         assert reply.status_code == 403 and "--allow-actions" in reply.json()["error"]
         assert httpx.get(f"{url}api/rollouts").json()["actions"] is False
     finally:

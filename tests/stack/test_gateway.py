@@ -290,8 +290,11 @@ def test_a_refused_canary_request_is_retried_on_stable(
     triton: str, start_gateway: StartGateway
 ) -> None:
     (dead,) = free_ports(1)
-    route = {"stable": "1", "upstreams": {"1": triton, "2": f"http://127.0.0.1:{dead}"},
-             "weights": {"1": 50, "2": 50}}  # fmt: skip
+    route = {
+        "stable": "1",
+        "upstreams": {"1": triton, "2": f"http://127.0.0.1:{dead}"},
+        "weights": {"1": 50, "2": 50},
+    }
     # no readiness probes, which would take the dead canary out of the split before any request
     url = start_gateway({"digits": route}, readiness_interval_s=0)
     retried = 0
@@ -321,8 +324,11 @@ def test_health_metadata_and_metrics(triton: str, start_gateway: StartGateway) -
     for _ in range(10):
         httpx.post(f"{url}/v2/models/digits/infer", json=body(X[:1]))
     names = {n for n, _, _ in samples(url)}
-    assert {"modelcanary_gateway_requests_total", "modelcanary_gateway_request_duration_seconds_bucket",
-            "modelcanary_gateway_weight_percent"} <= names  # fmt: skip
+    assert {
+        "modelcanary_gateway_requests_total",
+        "modelcanary_gateway_request_duration_seconds_bucket",
+        "modelcanary_gateway_weight_percent",
+    } <= names
     buckets = [
         lab["le"]
         for n, lab, _ in samples(url)

@@ -82,14 +82,17 @@ HUGE_BINARY = binary_request([1 << 40, 64], bytes(256))
 PROBES = {
     "400,000 [": (DEEP, {}, "invalid_json", "nests deeper than 32 levels"),
     "shape [2^40, 64] in JSON": (
-        HUGE_JSON, {}, "batch_too_large",
+        HUGE_JSON,
+        {},
+        "batch_too_large",
         "input 'pixels': a batch of 1099511627776 exceeds the model's max batch size of 32",
     ),
     "binary header [2^40, 64] with 256 bytes": (
-        *HUGE_BINARY, "batch_too_large",
+        *HUGE_BINARY,
+        "batch_too_large",
         "a batch of 1099511627776 exceeds the model's max batch size of 32",
     ),
-}  # fmt: skip
+}
 
 
 def test_the_probes_requests_are_refused_and_triton_lives(
@@ -172,30 +175,85 @@ def test_batches_above_the_models_limit_never_reach_it(
     ("content", "headers", "message"),
     [
         (*binary_request([1, 64], bytes(256), 200), "binary_data_size says 200"),
-        (binary_request([1, 64], bytes(256))[0] + bytes(8), binary_request([1, 64], bytes(256))[1],
-         "binary_data_size add up to 256 bytes; the body has 264 after the JSON header"),
-        (b'{"inputs": []}' + bytes(4), {"inference-header-content-length": "\xb2".encode("latin-1")},
-         "Inference-Header-Content-Length '²' is not a size"),
-        (b'{"inputs": []}', {"inference-header-content-length": "99"},
-         "Inference-Header-Content-Length '99' is not a size within the 14-byte body"),
-        (b'{"inputs": [{"name": "pixels", "shape": [1, 64], "shape": [2, 64], "datatype": '
-         b'"FP32", "data": []}]}', {}, "key 'shape' appears twice in one object"),
-        (json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32"}]}).encode(),
-         {}, "input 'pixels' has no data (nor a binary_data_size)"),
-        (json.dumps({"inputs": [{"name": "pixels", "shape": [1, -64], "datatype": "FP32", "data": []}]}).encode(),
-         {}, "input 'pixels': shape must be a list of at most 16 non-negative integers"),
-        (json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP33", "data": []}]}).encode(),
-         {}, "input 'pixels': datatype 'FP33' is not one of"),
-        (json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32",
-                                 "parameters": {"shared_memory_region": "r"}}]}).encode(),
-         {}, "shared memory is not offered by the gateway"),
-        (json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [],
-                                 "parameters": {"deep": {"x": 1}}}]}).encode(),
-         {}, "the parameters of input 'pixels' must be an object of strings, numbers, booleans"),
+        (
+            binary_request([1, 64], bytes(256))[0] + bytes(8),
+            binary_request([1, 64], bytes(256))[1],
+            "binary_data_size add up to 256 bytes; the body has 264 after the JSON header",
+        ),
+        (
+            b'{"inputs": []}' + bytes(4),
+            {"inference-header-content-length": "\xb2".encode("latin-1")},
+            "Inference-Header-Content-Length '²' is not a size",
+        ),
+        (
+            b'{"inputs": []}',
+            {"inference-header-content-length": "99"},
+            "Inference-Header-Content-Length '99' is not a size within the 14-byte body",
+        ),
+        (
+            b'{"inputs": [{"name": "pixels", "shape": [1, 64], "shape": [2, 64], "datatype": '
+            b'"FP32", "data": []}]}',
+            {},
+            "key 'shape' appears twice in one object",
+        ),
+        (
+            json.dumps(
+                {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32"}]}
+            ).encode(),
+            {},
+            "input 'pixels' has no data (nor a binary_data_size)",
+        ),
+        (
+            json.dumps(
+                {"inputs": [{"name": "pixels", "shape": [1, -64], "datatype": "FP32", "data": []}]}
+            ).encode(),
+            {},
+            "input 'pixels': shape must be a list of at most 16 non-negative integers",
+        ),
+        (
+            json.dumps(
+                {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP33", "data": []}]}
+            ).encode(),
+            {},
+            "input 'pixels': datatype 'FP33' is not one of",
+        ),
+        (
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "pixels",
+                            "shape": [1, 64],
+                            "datatype": "FP32",
+                            "parameters": {"shared_memory_region": "r"},
+                        }
+                    ]
+                }
+            ).encode(),
+            {},
+            "shared memory is not offered by the gateway",
+        ),
+        (
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "pixels",
+                            "shape": [1, 64],
+                            "datatype": "FP32",
+                            "data": [],
+                            "parameters": {"deep": {"x": 1}},
+                        }
+                    ]
+                }
+            ).encode(),
+            {},
+            "the parameters of input 'pixels' must be an object of strings, numbers, booleans",
+        ),
         (json.dumps({"inputs": 5}).encode(), {}, "'inputs' must be a non-empty list of tensors"),
         (b'{"inputs": [' + b"[" * 40 + b"]" * 40 + b"]}", {}, "nests deeper than 32 levels"),
     ],
-)  # fmt: skip
+)
 def test_headers_that_do_not_add_up_are_refused(
     served: TritonServer,
     start_gateway: StartGateway,

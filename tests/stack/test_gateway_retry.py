@@ -124,8 +124,11 @@ def test_a_canary_that_does_not_answer_in_time_is_retried_on_stable(
     silent.listen(16)
     try:
         canary = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        route = {"stable": "1", "upstreams": {"1": http(faulty_triton), "2": canary},
-                 "weights": {"1": 50, "2": 50}}  # fmt: skip
+        route = {
+            "stable": "1",
+            "upstreams": {"1": http(faulty_triton), "2": canary},
+            "weights": {"1": 50, "2": 50},
+        }
         url = start_gateway({"digits": route}, upstream_timeout_s=0.5, readiness_interval_s=0)
         responses = send(url, 16)
         assert {(r.status_code, r.headers[HEADER]) for r in responses} == {(200, "1")}

@@ -60,13 +60,12 @@ def price_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         torch.save(state, work / f"v{version}.pt")
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(PROJECT)
-            code = main(
-                ["export", "--model", "tests.fixture_models:regressor", "--name", "price",
-                 "--weights", str(work / f"v{version}.pt"), "--version", str(version),
-                 "--input", "features:fp32:8", "--output", "price",
-                 "--output-kind", "price=numeric", "--samples", str(work / "samples.npz"),
-                 "--golden-samples", "64", "--repo", str(repo), "--seed", "0"]
-            )  # fmt: skip
+            model = ["--model", "tests.fixture_models:regressor", "--name", "price"]
+            weights_of = ["--weights", str(work / f"v{version}.pt"), "--version", str(version)]
+            layout = ["--input", "features:fp32:8", "--output", "price"]
+            samples = ["--output-kind", "price=numeric", "--samples", str(work / "samples.npz")]
+            golden = ["--golden-samples", "64", "--repo", str(repo), "--seed", "0"]
+            code = main(["export", *model, *weights_of, *layout, *samples, *golden])
         assert code == 0
     return repo
 
@@ -109,8 +108,11 @@ def rollout(stack: LocalStack, tmp_path: Path, canary: int) -> tuple[int, str, R
     run_dir = stack.urls["run_dir"]
     process = subprocess.run(
         [MODELCANARY, "rollout", "start", "-f", str(path), "--run-dir", run_dir, "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=240,
+    )
     final = LocalRollout.of(Path(run_dir), "price").store.load() or RolloutState()
     return process.returncode, process.stdout, final
 

@@ -52,12 +52,11 @@ def repo(digits_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     from modelcanary.cli import main
 
-    code = main(
-        ["export", "--model", "modelcanary.examples.zoo:mlp", "--name", "batcher",
-         "--input", "INPUT__0:fp32:64", "--repo", str(root), "--golden-samples", "4",
-         "--dynamic-batching", "--preferred-batch-size", "8", "--max-queue-delay-us", "3000000",
-         "--instances", "1"]
-    )  # fmt: skip
+    model = ["--model", "modelcanary.examples.zoo:mlp", "--name", "batcher"]
+    layout = ["--input", "INPUT__0:fp32:64", "--golden-samples", "4", "--instances", "1"]
+    batching = ["--dynamic-batching", "--preferred-batch-size", "8"]
+    delay = ["--max-queue-delay-us", "3000000"]
+    code = main(["export", *model, *layout, *batching, *delay, "--repo", str(root)])
     assert code == 0
     return root
 
@@ -153,15 +152,21 @@ def test_concurrent_requests_run_as_one_batch(server: TritonServer, repo: Path) 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"name": "pixels", "shape": [1, 63], "datatype": "FP32", "data": [0.0] * 63},
-         "unexpected shape for input 'pixels' for model 'digits'. Expected [-1,64], got [1,63]"),
-        ({"name": "pixels", "shape": [1, 64], "datatype": "INT32", "data": [0] * 64},
-         "inference input 'pixels' data-type is 'INT32', but model 'digits' expects 'FP32'"),
-        ({"name": "pixels", "shape": [40, 64], "datatype": "FP32", "data": [0.0] * 2560},
-         "inference request batch-size must be <= 32 for 'digits'"),
+        (
+            {"name": "pixels", "shape": [1, 63], "datatype": "FP32", "data": [0.0] * 63},
+            "unexpected shape for input 'pixels' for model 'digits'. Expected [-1,64], got [1,63]",
+        ),
+        (
+            {"name": "pixels", "shape": [1, 64], "datatype": "INT32", "data": [0] * 64},
+            "inference input 'pixels' data-type is 'INT32', but model 'digits' expects 'FP32'",
+        ),
+        (
+            {"name": "pixels", "shape": [40, 64], "datatype": "FP32", "data": [0.0] * 2560},
+            "inference request batch-size must be <= 32 for 'digits'",
+        ),
     ],
     ids=["shape", "dtype", "batch-too-large"],
-)  # fmt: skip
+)
 def test_malformed_requests_get_400_with_tritons_message(
     server: TritonServer, body: dict[str, object], message: str
 ) -> None:
@@ -179,20 +184,15 @@ def test_metrics_carry_model_and_version_labels(server: TritonServer) -> None:
     for version in ("1", "2"):
         labels = {"model": "digits", "version": version}
         assert settled(metrics_url, "nv_inference_request_success", 1, **labels) >= 1
-        assert (
-            metric_value(
-                metrics_url, "nv_inference_request_duration_us", model="digits", version=version
-            )
-            > 0
-        )
-        assert (
-            metric_value(metrics_url, "modelcanary_backend_request_duration_seconds_count",
-                   model="digits", version=version) >= 1
-        )  # fmt: skip
+        assert metric_value(metrics_url, "nv_inference_request_duration_us", **labels) > 0
+        backend_count = "modelcanary_backend_request_duration_seconds_count"
+        assert metric_value(metrics_url, backend_count, **labels) >= 1
     buckets = [
-        labels for name, labels, _ in metric_samples(metrics_url)
-        if name == "modelcanary_backend_request_duration_seconds_bucket" and labels.get("version") == "1"
-    ]  # fmt: skip
+        labels
+        for name, labels, _ in metric_samples(metrics_url)
+        if name == "modelcanary_backend_request_duration_seconds_bucket"
+        and labels.get("version") == "1"
+    ]
     bounds = sorted(float(b["le"]) for b in buckets if b["le"] != "+Inf")
     assert bounds[0] == 0.001 and bounds[-1] == 10.0 and len(bounds) >= 25
 
@@ -300,9 +300,8 @@ def test_control_apis_refuse_requests_without_the_stacks_key(server: TritonServe
     assert index.status_code == 200, index.text
     key = {GRPC_CONTROL_HEADER: server.control_key}
     assert client.get_model_config("digits", headers=key).config.name == "digits"
-    assert set(RESTRICTED_APIS) == {
-        "model-repository", "model-config", "shared-memory", "logging", "trace",
-    }  # fmt: skip
+    restricted = {"model-repository", "model-config", "shared-memory", "logging", "trace"}
+    assert set(RESTRICTED_APIS) == restricted
 
 
 def test_the_stacks_own_loads_send_the_key(
@@ -376,11 +375,11 @@ def test_serve_command_stops_cleanly_on_a_signal(
 
 
 def test_serve_reports_a_missing_model_in_one_line(repo: Path, tmp_path: Path) -> None:
+    serve = [sys.executable, "-m", "modelcanary", "serve", "--model", "cats", "--versions", "1"]
+    paths = ["--repo", str(repo), "--run-dir", str(tmp_path)]
     completed = subprocess.run(
-        [sys.executable, "-m", "modelcanary", "serve", "--repo", str(repo), "--model", "cats",
-         "--versions", "1", "--run-dir", str(tmp_path)],
-        cwd=PROJECT, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [*serve, *paths], cwd=PROJECT, capture_output=True, text=True, timeout=120, check=False
+    )
     assert completed.returncode == 2
     assert completed.stderr.startswith("modelcanary serve: error: ")
     assert "no model 'cats'" in completed.stderr and completed.stderr.count("\n") == 1

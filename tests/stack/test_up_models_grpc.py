@@ -45,11 +45,10 @@ def up(
     repo = tmp_path_factory.mktemp("two") / "model_repo"
     shutil.copytree(digits_repo, repo)
     renamed_copy(repo, "digits", "digits-b")
-    started = start_up(
-        tmp_path_factory.mktemp("up") / "run", "--repo", str(repo), "--model", "digits:1:2:50",
-        "--model", "digits-b:1:2:0", "--versions", "1,2", "--replicas", "2",
-        *LATENCY_OUT_OF_THE_WAY,
-    )  # fmt: skip
+    models = ["--model", "digits:1:2:50", "--model", "digits-b:1:2:0"]
+    versions = ["--versions", "1,2", "--replicas", "2", *LATENCY_OUT_OF_THE_WAY]
+    run_dir = tmp_path_factory.mktemp("up") / "run"
+    started = start_up(run_dir, "--repo", str(repo), *models, *versions)
     try:
         yield started
     finally:
@@ -181,8 +180,10 @@ def test_a_rollout_judged_on_grpc_traffic_alone_is_promoted(up: Up, tmp_path: Pa
     command = [sys.executable, "-m", "modelcanary", "rollout", "start", "-f", str(path)]
     process = subprocess.Popen(
         [*command, "--run-dir", str(up.run_dir), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         output, _ = process.communicate(timeout=240)  # past its 3m progressDeadline
     finally:

@@ -44,10 +44,9 @@ MODELCANARY = [sys.executable, "-m", "modelcanary"]
 def up(
     digits_repo: Path, triton_home: TritonHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Up]:
-    with running_up(
-        tmp_path_factory.mktemp("replicas") / "run", "--repo", str(digits_repo), "--model",
-        "digits", "--stable", "1", "--versions", "1,2,3", "--replicas", "2",
-    ) as stack:  # fmt: skip
+    versions = ["--model", "digits", "--stable", "1", "--versions", "1,2,3", "--replicas", "2"]
+    run_dir = tmp_path_factory.mktemp("replicas") / "run"
+    with running_up(run_dir, "--repo", str(digits_repo), *versions) as stack:
         yield stack
 
 
@@ -110,11 +109,13 @@ class Watch:
 def start_controller(up: Up, tmp_path: Path, document: dict[str, object]) -> subprocess.Popen[str]:
     path = tmp_path / "canary.yaml"
     path.write_text(yaml.safe_dump(document))
+    quiet_in_run_dir = ["--run-dir", str(up.run_dir), "--quiet"]
     return subprocess.Popen(
-        [*MODELCANARY, "rollout", "start", "-f", str(path), "--run-dir", str(up.run_dir),
-         "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [*MODELCANARY, "rollout", "start", "-f", str(path), *quiet_in_run_dir],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def kill_replica(up: Up, part: str) -> None:

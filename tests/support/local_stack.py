@@ -16,8 +16,9 @@ def digits_stack(
     repo: Path, run_dir: Path, stable: int, versions: tuple[int, ...], model: str = "digits"
 ) -> Iterator[LocalStack]:
     """The stack serving VERSIONS of MODEL, STABLE taking all the traffic."""
-    local = LocalStack(StackOptions(repo, model, stable, run_dir=run_dir, versions=versions),
-                       say=lambda line: None)  # fmt: skip
+    local = LocalStack(
+        StackOptions(repo, model, stable, run_dir=run_dir, versions=versions), say=lambda line: None
+    )
     local.start()
     try:
         yield local

@@ -42,9 +42,15 @@ class OperatorProcess:
         (self.metrics_port,) = free_ports(1)
         self.log = log
         self.argv = [
-            sys.executable, "-m", "modelcanary", "operator", f"--namespace={namespace}",
-            f"--prometheus={prometheus}", f"--metrics-port={self.metrics_port}", *args,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "modelcanary",
+            "operator",
+            f"--namespace={namespace}",
+            f"--prometheus={prometheus}",
+            f"--metrics-port={self.metrics_port}",
+            *args,
+        ]
         path = os.pathsep.join(filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")]))
         self.env = {
             **os.environ,
@@ -78,10 +84,15 @@ class OperatorProcess:
         """Start the process (from the main thread: it dies with the thread that spawned it)."""
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=self.env, cwd=REPO, start_new_session=True,
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=REPO,
+                start_new_session=True,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )  # fmt: skip
+            )
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> OperatorProcess:

@@ -29,9 +29,8 @@ class AlertFeed:
     """The receiver's firing alerts, kept current in a background thread."""
 
     def __init__(
-        self, receiver: str, token: str, wake: threading.Event,
-        client: httpx.Client | None = None,
-    ) -> None:  # fmt: skip
+        self, receiver: str, token: str, wake: threading.Event, client: httpx.Client | None = None
+    ) -> None:
         self.endpoint = receiver.rstrip("/") + ALERTS_PATH
         self.headers = {"Authorization": f"Bearer {token}"}
         self.wake = wake

@@ -61,9 +61,12 @@ class AlertmanagerNotifier:
     """Posts rollout events to one Alertmanager."""
 
     def __init__(
-        self, url: str, client: httpx.Client | None = None, timeout: float = 5.0,
+        self,
+        url: str,
+        client: httpx.Client | None = None,
+        timeout: float = 5.0,
         auth: httpx.Auth | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.url = url.rstrip("/")
         self.client = client or httpx.Client(timeout=timeout, auth=auth)
 

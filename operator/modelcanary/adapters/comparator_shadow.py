@@ -29,10 +29,16 @@ class ComparatorShadow(GatewayShadow):
     service = "comparator"
 
     def __init__(
-        self, url: str, token: str, model: str, stable: str, canary: str,
-        canary_predictor: Callable[[], str], client: httpx.Client | None = None,
+        self,
+        url: str,
+        token: str,
+        model: str,
+        stable: str,
+        canary: str,
+        canary_predictor: Callable[[], str],
+        client: httpx.Client | None = None,
         numeric: NumericShadow | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(url, token, model, stable, canary, client, numeric)
         self.model, self.canary_predictor = model, canary_predictor
 

@@ -21,9 +21,14 @@ def notifier(alertmanager: str | None) -> Notifier:
 
 
 def kube_router(
-    mode: KubeMode, api: client.CustomObjectsApi, namespace: str, isvc: str, model: str,
-    stable: str, canary: str,
-) -> ServerlessRouter | StandardRouter:  # fmt: skip
+    mode: KubeMode,
+    api: client.CustomObjectsApi,
+    namespace: str,
+    isvc: str,
+    model: str,
+    stable: str,
+    canary: str,
+) -> ServerlessRouter | StandardRouter:
     """KServe's canaryTrafficPercent (Serverless) or an HTTPRoute's weights (Standard)."""
     if mode == "standard":
         return StandardRouter(api, namespace, isvc, model, stable, canary)

@@ -15,9 +15,14 @@ class StandardRouter:
     """Weights of an HTTPRoute's backendRefs to the versions' predictor services."""
 
     def __init__(
-        self, api: client.CustomObjectsApi, namespace: str, route: str, model: str,
-        stable: str, canary: str,
-    ) -> None:  # fmt: skip
+        self,
+        api: client.CustomObjectsApi,
+        namespace: str,
+        route: str,
+        model: str,
+        stable: str,
+        canary: str,
+    ) -> None:
         self.route_resource = Resource(api, *ROUTES, namespace, route)
         self.canary_isvc = Resource(api, *KSERVE, namespace, f"{model}-v{canary}")
         self.services = {

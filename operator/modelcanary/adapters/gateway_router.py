@@ -19,9 +19,14 @@ class GatewayRouter:
     """Splits one model between the stable and the canary version on the gateway."""
 
     def __init__(
-        self, url: str, token: str, model: str, stable: str, canary: str,
+        self,
+        url: str,
+        token: str,
+        model: str,
+        stable: str,
+        canary: str,
         client: httpx.Client | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.endpoint = f"{url.rstrip('/')}/admin/models/{model}/weights"
         self.ready_url = f"{url.rstrip('/')}/v2/models/{model}/versions/{canary}/ready"
         self.headers = {"Authorization": f"Bearer {token}"}

@@ -21,9 +21,15 @@ class GatewayShadow:
     service = "gateway"  # named in errors
 
     def __init__(
-        self, url: str, token: str, model: str, stable: str, canary: str,
-        client: httpx.Client | None = None, numeric: NumericShadow | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        url: str,
+        token: str,
+        model: str,
+        stable: str,
+        canary: str,
+        client: httpx.Client | None = None,
+        numeric: NumericShadow | None = None,
+    ) -> None:
         self.endpoint = f"{url.rstrip('/')}/admin/shadow/{model}"
         self.headers = {"Authorization": f"Bearer {token}"}
         self.stable, self.canary = stable, canary

@@ -55,10 +55,11 @@ def run_holdout_gate(
     inputs, labels = holdout
     http = client or httpx.Client(timeout=30.0)
     answers = [
-        served_answers(http, url, model, version, inputs, manifest.max_batch_size, metrics,
-                       "holdout-gate")
+        served_answers(
+            http, url, model, version, inputs, manifest.max_batch_size, metrics, "holdout-gate"
+        )
         for url, version, manifest in zip(urls, versions, manifests, strict=True)
-    ]  # fmt: skip
+    ]
     try:
         results = [
             paired(name, metric, labels, answers[0][name], answers[1][name], confidence, margin)
@@ -94,9 +95,11 @@ def _holdout(reader: RepositoryReader, manifests: tuple[Manifest, Manifest]) -> 
 
 
 def _fits(
-    inputs: dict[str, np.ndarray], labels: np.ndarray,
-    more: dict[str, np.ndarray], more_labels: np.ndarray,
-) -> bool:  # fmt: skip
+    inputs: dict[str, np.ndarray],
+    labels: np.ndarray,
+    more: dict[str, np.ndarray],
+    more_labels: np.ndarray,
+) -> bool:
     """Two holdouts of one layout: same inputs (shape past the first axis, dtype), labels."""
     same_inputs = inputs.keys() == more.keys() and all(
         a.shape[1:] == more[n].shape[1:] and a.dtype == more[n].dtype for n, a in inputs.items()
@@ -122,17 +125,22 @@ def _metrics(manifests: tuple[Manifest, Manifest]) -> dict[str, Metric]:
 def _verdict(results: list[PairedResult]) -> GateResult:
     decisions = {r.decision for r in results}
     outcome: GateOutcome = (
-        "worse" if "worse" in decisions
-        else "not worse" if "not worse" in decisions
+        "worse"
+        if "worse" in decisions
+        else "not worse"
+        if "not worse" in decisions
         else "not checked"
-    )  # fmt: skip
+    )
     numbers: dict[str, float | int | str] = {}
     for r in results:
         prefix = "holdout_" if len(results) == 1 else f"holdout_{r.output}_"
         numbers[f"{prefix}samples"] = r.samples
         numbers[f"{prefix}margin"] = r.margin
-        for name, estimate in (("stable", r.stable), ("canary", r.canary),
-                               ("difference", r.difference)):  # fmt: skip
+        for name, estimate in (
+            ("stable", r.stable),
+            ("canary", r.canary),
+            ("difference", r.difference),
+        ):
             if estimate is not None:
                 numbers[f"{prefix}{name}"] = round(estimate.value, 6)
                 numbers[f"{prefix}{name}_low"] = round(estimate.low, 6)

@@ -59,9 +59,14 @@ class Resource:
     """One namespaced custom object, read and merge-patched."""
 
     def __init__(
-        self, api: client.CustomObjectsApi, group: str, version: str, plural: str,
-        namespace: str, name: str,
-    ) -> None:  # fmt: skip
+        self,
+        api: client.CustomObjectsApi,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+    ) -> None:
         self.api, self.group, self.version, self.plural = api, group, version, plural
         self.namespace, self.name = namespace, name
         self.where = f"{plural}.{group} {namespace}/{name}"

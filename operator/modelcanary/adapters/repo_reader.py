@@ -46,9 +46,11 @@ def version_manifest(reader: RepositoryReader, model: str, version: str) -> Mani
         raise CheckUnavailable(f"version {version!r} of {model} is not a number")
     try:
         return parse_manifest(
-            reader.read(model, version, MANIFEST), f"{model}:{version} {MANIFEST}",
-            model, int(version),
-        )  # fmt: skip
+            reader.read(model, version, MANIFEST),
+            f"{model}:{version} {MANIFEST}",
+            model,
+            int(version),
+        )
     except UsageError as exc:
         raise CheckUnavailable(str(exc)) from None
 

@@ -59,9 +59,11 @@ class StatusStore:
     """State in the resource's status; intent in an annotation."""
 
     def __init__(
-        self, resource: Resource, listed: dict[str, Any] | None = None,
+        self,
+        resource: Resource,
+        listed: dict[str, Any] | None = None,
         parsed: dict[str, tuple[str, RolloutState]] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """`listed`: the resource as a list or watch just returned it (saves the first
         read); `parsed`: states already read, by name, with their resourceVersion (a state
         is parsed once per version; the store keeps it current)."""

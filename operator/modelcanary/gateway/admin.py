@@ -162,9 +162,13 @@ class AdminApi:
             await respond_error(send, 404, unknown_model(self.routes, rest[0]))
             return
         await one_comparison(
-            self.comparator, route.name, method, scope["path"], send,
+            self.comparator,
+            route.name,
+            method,
+            scope["path"],
+            send,
             lambda: self._set_shadow(route, headers, receive, send),
-        )  # fmt: skip
+        )
 
     async def _set_shadow(
         self, route: Route, headers: dict[str, str], receive: Receive, send: Send

@@ -40,9 +40,12 @@ class ReadinessWatch:
     """Probes every version of every route in the gateway's event loop."""
 
     def __init__(
-        self, routes: dict[str, Route], upstream: Upstream, every_s: float,
+        self,
+        routes: dict[str, Route],
+        upstream: Upstream,
+        every_s: float,
         say: Callable[[str], None] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.routes, self.upstream, self.every_s = routes, upstream, every_s
         self.say = say
         self.task: asyncio.Task[None] | None = None

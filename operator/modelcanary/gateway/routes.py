@@ -75,9 +75,11 @@ def unknown_model(routes: dict[str, Route], model: str) -> str:
 
 
 async def unready(
-    upstream: Upstream, route: Route, table: WeightTable | None = None,
+    upstream: Upstream,
+    route: Route,
+    table: WeightTable | None = None,
     versions: Collection[str] | None = None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """Why the versions that receive traffic under `table` (default: the current split;
     only those among `versions`, if given) are not all ready; empty when they are. A
     version is ready when any of its replicas is. Each replica has READY_TIMEOUT_S to

@@ -137,9 +137,13 @@ def non_finite_number(body: bytes) -> str | None:
 
 
 async def read_model(
-    model: type[Model], example: str, headers: dict[str, str], receive: Receive, send: Send,
+    model: type[Model],
+    example: str,
+    headers: dict[str, str],
+    receive: Receive,
+    send: Send,
     limit: int,
-) -> Model | None:  # fmt: skip
+) -> Model | None:
     """The request's JSON body as `model`; None once the error is answered (413 too large,
     400 naming each bad field or a non-finite number, with an example) or the client left."""
     try:

@@ -203,9 +203,14 @@ def export(request: ExportRequest, say: Callable[[str], None] = print) -> Export
     if request.quantize:
         holdout = None if labels is None else (request.declarations.metrics, labels)
         quantized = quantize_version(
-            onnx_bytes, inputs, samples or inputs, batch_sizes, request.declarations.kinds,
-            holdout, request.quantize_limits,
-        )  # fmt: skip
+            onnx_bytes,
+            inputs,
+            samples or inputs,
+            batch_sizes,
+            request.declarations.kinds,
+            holdout,
+            request.quantize_limits,
+        )
         say(quantized.report.summary())
         say("int8 at each batch size against its answers one sample at a time:")
         say(quantized.parity.table())

@@ -238,10 +238,15 @@ def render_text(report: CompareReport, worst: int = 5) -> str:
 def _classification_section(classes: list[ClassificationComparison]) -> str:
     header = ("OUTPUT", "TOP-1 AGREEMENT", "CONFIDENCE A", "CONFIDENCE B (SHIFT)", "CLASS JS")
     rows = [
-        (c.output, f"{c.agreement:.1%}", f"{c.confidence_a:.3f}",
-         f"{c.confidence_b:.3f} ({c.confidence_shift:+.3f})", f"{c.class_divergence:.3f}")
+        (
+            c.output,
+            f"{c.agreement:.1%}",
+            f"{c.confidence_a:.3f}",
+            f"{c.confidence_b:.3f} ({c.confidence_shift:+.3f})",
+            f"{c.class_divergence:.3f}",
+        )
         for c in classes
-    ]  # fmt: skip
+    ]
     histograms = [
         f"  {c.output}: predicted classes A {' '.join(map(str, c.classes_a))}; "
         f"B {' '.join(map(str, c.classes_b))}; confidence JS {c.confidence_divergence:.3f}"
@@ -253,10 +258,15 @@ def _classification_section(classes: list[ClassificationComparison]) -> str:
 def _numeric_section(numeric: list[NumericComparison]) -> str:
     header = ("OUTPUT", "WITHIN TOLERANCE", "MAX ABS DIFF", "MEAN ABS DIFF", "TOLERANCE")
     rows = [
-        (n.output, f"{n.within:.1%}", f"{n.max_abs_diff:.3e}", f"{n.mean_abs_diff:.3e}",
-         f"atol {n.atol:g}, rtol {n.rtol:g}")
+        (
+            n.output,
+            f"{n.within:.1%}",
+            f"{n.max_abs_diff:.3e}",
+            f"{n.mean_abs_diff:.3e}",
+            f"atol {n.atol:g}, rtol {n.rtol:g}",
+        )
         for n in numeric
-    ]  # fmt: skip
+    ]
     return format_table([header, *rows])
 
 
@@ -267,10 +277,16 @@ def _metrics_section(metrics: tuple[PairedResult, ...]) -> str:
     )
     header = ("OUTPUT", "METRIC", "A", "B", "B - A", "DECISION")
     rows = [
-        (m.output, m.metric, _interval(m.stable), _interval(m.canary),
-         _interval(m.difference, signed=True), m.decision)
+        (
+            m.output,
+            m.metric,
+            _interval(m.stable),
+            _interval(m.canary),
+            _interval(m.difference, signed=True),
+            m.decision,
+        )
         for m in metrics
-    ]  # fmt: skip
+    ]
     return f"{intro}\n{format_table([header, *rows])}"
 
 

@@ -76,9 +76,11 @@ class QuantizeReport:
         problems = []
         for o in self.outputs:
             share = o.agreement if isinstance(o, ClassificationComparison) else o.within
-            what = "top-1 agreement" if isinstance(o, ClassificationComparison) else (
-                f"share within atol {o.atol:g}, rtol {o.rtol:g}"
-            )  # fmt: skip
+            what = (
+                "top-1 agreement"
+                if isinstance(o, ClassificationComparison)
+                else f"share within atol {o.atol:g}, rtol {o.rtol:g}"
+            )
             if share < self.limits.min_agreement:
                 problems.append(
                     f"output {o.output!r}: {what} with fp32 is {share:.2%}, "

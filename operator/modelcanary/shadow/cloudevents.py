@@ -80,10 +80,14 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> Event:
             f"ce-type {headers['ce-type']!r} is not an inference request or response"
         )
     return Event(
-        id=headers["ce-id"], kind=kind, source=headers["ce-source"],
+        id=headers["ce-id"],
+        kind=kind,
+        source=headers["ce-source"],
         service=headers.get("ce-inferenceservicename", ""),
-        component=headers.get("ce-component", ""), body=body, content_type=content_type,
-    )  # fmt: skip
+        component=headers.get("ce-component", ""),
+        body=body,
+        content_type=content_type,
+    )
 
 
 @dataclass

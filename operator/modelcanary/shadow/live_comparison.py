@@ -101,10 +101,16 @@ class Comparator:
     # -- configuration (the admin API) ---------------------------------------------------
 
     def configure(
-        self, model: str, stable: str, canary: str, percent: float, canary_url: str,
-        versions: VersionPair | None = None, atol: float | None = None,
+        self,
+        model: str,
+        stable: str,
+        canary: str,
+        percent: float,
+        canary_url: str,
+        versions: VersionPair | None = None,
+        atol: float | None = None,
         rtol: float | None = None,
-    ) -> ShadowTarget:  # fmt: skip
+    ) -> ShadowTarget:
         """Compare `percent` of stable's requests with the canary; UsageError if the
         repository cannot say how (no repository, no manifest, a modified profile).
         `versions`: what the manifests say, read by the caller (else from the repository);
@@ -119,9 +125,10 @@ class Comparator:
             versions = version_pair(repo, model, stable, canary)
         s = self.settings
         window = (
-            None if versions.profile is None
+            None
+            if versions.profile is None
             else DriftWindow(versions.profile, s.drift_window, s.drift_every)
-        )  # fmt: skip
+        )
         self.remove(model)
         tolerance = Tolerance.of(versions, atol, rtol)
         target = ShadowTarget(

@@ -16,10 +16,19 @@ import numpy as np
 
 # Triton's datatype names in the protocol (no TYPE_ prefix) and their numpy dtypes.
 DATATYPES: dict[str, str] = {
-    "FP16": "float16", "FP32": "float32", "FP64": "float64", "INT8": "int8",
-    "INT16": "int16", "INT32": "int32", "INT64": "int64", "UINT8": "uint8",
-    "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64", "BOOL": "bool",
-}  # fmt: skip
+    "FP16": "float16",
+    "FP32": "float32",
+    "FP64": "float64",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
+    "BOOL": "bool",
+}
 BINARY_HEADER = "inference-header-content-length"
 
 

@@ -101,9 +101,12 @@ class ComparatorService:
     """The ASGI application."""
 
     def __init__(
-        self, settings: ServiceSettings, token: str, catalog: Catalog,
+        self,
+        settings: ServiceSettings,
+        token: str,
+        catalog: Catalog,
         say: Callable[[str], None] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if not token:
             raise UsageError("the comparator needs an admin token")
         self.settings, self.token, self.catalog = settings, token.encode(), catalog
@@ -193,9 +196,13 @@ class ComparatorService:
             return
         model = parts[2]
         await one_comparison(
-            self.comparator, model, method, scope["path"], send,
+            self.comparator,
+            model,
+            method,
+            scope["path"],
+            send,
             lambda: self._configure(model, headers, receive, send),
-        )  # fmt: skip
+        )
 
     async def _configure(
         self, model: str, headers: dict[str, str], receive: Receive, send: Send
@@ -209,9 +216,15 @@ class ComparatorService:
         try:
             versions = await asyncio.to_thread(self.catalog, model, update.stable, update.canary)
             target = self.comparator.configure(
-                model, update.stable, update.canary, update.percent, update.canary_url, versions,
-                update.atol, update.rtol,
-            )  # fmt: skip
+                model,
+                update.stable,
+                update.canary,
+                update.percent,
+                update.canary_url,
+                versions,
+                update.atol,
+                update.rtol,
+            )
         except UsageError as exc:
             await respond_error(send, 400, str(exc))
             return
