@@ -37,12 +37,25 @@ RESULTS = Path(__file__).parent / "results" / "guard.json"
 def start_guard(endpoints: Endpoints, key: str) -> tuple[subprocess.Popen[str], str]:
     (port,) = free_ports(1)
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelcanary", "guard", "--upstream", endpoints.http,
-         "--model", "digits", "--control-key-env", "TRITON_KEY",
-         "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "modelcanary",
+            "guard",
+            "--upstream",
+            endpoints.http,
+            "--model",
+            "digits",
+            "--control-key-env",
+            "TRITON_KEY",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "TRITON_KEY": key},
-    )  # fmt: skip
+    )
     assert process.stdout is not None
     first = process.stdout.readline()
     if not first.startswith("guard listening on "):
@@ -76,17 +89,23 @@ def main() -> None:
                             uvloop.run(closed_loop(target, bodies, concurrency, SECONDS, WARMUP))
                         )
                 for path, results in rounds.items():
-                    rows.append({"path": path, "concurrency": concurrency,
-                                 **median_of(results)})  # fmt: skip
+                    rows.append({"path": path, "concurrency": concurrency, **median_of(results)})
         finally:
             guard.send_signal(signal.SIGTERM)
             wait_until(lambda: guard.poll() is not None, 10)
     table = [("path", "concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms")]
     for r in rows:
         table.append(
-            (str(r["path"]), str(r["concurrency"]), str(r["requests"]), str(r["errors"]),
-             f"{r['throughput']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}")
-        )  # fmt: skip
+            (
+                str(r["path"]),
+                str(r["concurrency"]),
+                str(r["requests"]),
+                str(r["errors"]),
+                f"{r['throughput']:.0f}",
+                f"{r['p50_ms']:.2f}",
+                f"{r['p99_ms']:.2f}",
+            )
+        )
     print(f"median of {ROUNDS} rounds of {SECONDS:g} s each")
     print(format_table(table))
     by = {(r["path"], r["concurrency"]): r for r in rows}
@@ -97,8 +116,10 @@ def main() -> None:
         kept = float(through["throughput"]) / float(direct["throughput"])  # type: ignore[arg-type]
         checks[f"c{concurrency}_added_p50_ms"] = added
         checks[f"c{concurrency}_throughput_kept"] = kept
-        print(f"concurrency {concurrency}: the guard adds {added:.2f} ms to p50, "
-              f"keeps {kept:.0%} of direct throughput")  # fmt: skip
+        print(
+            f"concurrency {concurrency}: the guard adds {added:.2f} ms to p50, "
+            f"keeps {kept:.0%} of direct throughput"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(

@@ -52,13 +52,21 @@ def api(apiserver: ApiServer) -> Iterator[client.CustomObjectsApi]:
 
 @pytest.fixture
 def operator(
-    apiserver: ApiServer, namespace: str, crds: None, monitoring: tuple[Prometheus, Traffic],
+    apiserver: ApiServer,
+    namespace: str,
+    crds: None,
+    monitoring: tuple[Prometheus, Traffic],
     tmp_path: Path,
-) -> Iterator[OperatorProcess]:  # fmt: skip
+) -> Iterator[OperatorProcess]:
     process = OperatorProcess(
-        apiserver.kubeconfig, namespace, monitoring[0].url, tmp_path / "operator.log",
-        f"--source={SOURCE}", f"--window={WINDOW}", "--tick=1s",
-    )  # fmt: skip
+        apiserver.kubeconfig,
+        namespace,
+        monitoring[0].url,
+        tmp_path / "operator.log",
+        f"--source={SOURCE}",
+        f"--window={WINDOW}",
+        "--tick=1s",
+    )
     yield process
     process.stop()
 
@@ -96,8 +104,12 @@ def test_the_watched_copy_follows_a_create_a_change_and_a_delete(
 ) -> None:
     noticed: list[int] = []
     before = apiserver.requests()
-    copy = Watched(api, (GROUP, VERSION, PLURAL), namespace,
-                   lambda body: noticed.append(body["metadata"]["generation"])).start()  # fmt: skip
+    copy = Watched(
+        api,
+        (GROUP, VERSION, PLURAL),
+        namespace,
+        lambda body: noticed.append(body["metadata"]["generation"]),
+    ).start()
     try:
         assert copy.items(timeout=30) == {}
         create_canary(api, namespace, model_canary("hares", "hares"))
@@ -105,8 +117,11 @@ def test_the_watched_copy_follows_a_create_a_change_and_a_delete(
         api.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, "hares", {"spec": {"interval": "9s"}}
         )
-        changed = until(lambda: copy.items().get("hares", {}).get("spec", {}).get("interval")
-                        == "9s", 30, "the spec change did not reach the copy")  # fmt: skip
+        changed = until(
+            lambda: copy.items().get("hares", {}).get("spec", {}).get("interval") == "9s",
+            30,
+            "the spec change did not reach the copy",
+        )
         assert changed and copy.items()["hares"]["metadata"]["generation"] == 2
         api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "hares")
         until(lambda: "hares" not in copy.items(), 30, "the deleted ModelCanary stayed")
@@ -117,9 +132,12 @@ def test_the_watched_copy_follows_a_create_a_change_and_a_delete(
 
 
 def test_a_steady_tick_lists_nothing_and_reads_nothing(
-    apiserver: ApiServer, api: client.CustomObjectsApi, namespace: str,
-    operator: OperatorProcess, monitoring: tuple[Prometheus, Traffic],
-) -> None:  # fmt: skip
+    apiserver: ApiServer,
+    api: client.CustomObjectsApi,
+    namespace: str,
+    operator: OperatorProcess,
+    monitoring: tuple[Prometheus, Traffic],
+) -> None:
     """Readiness, specs and states come from the watch: once every rollout has started, a
     tick sends no LIST and no GET of ModelCanaries or InferenceServices."""
     names = [f"yaks-{index}" for index in range(3)]
@@ -136,20 +154,25 @@ def test_a_steady_tick_lists_nothing_and_reads_nothing(
 
 
 def test_a_spec_change_and_a_delete_reach_the_tick(
-    apiserver: ApiServer, api: client.CustomObjectsApi, namespace: str,
-    operator: OperatorProcess, monitoring: tuple[Prometheus, Traffic],
-) -> None:  # fmt: skip
+    apiserver: ApiServer,
+    api: client.CustomObjectsApi,
+    namespace: str,
+    operator: OperatorProcess,
+    monitoring: tuple[Prometheus, Traffic],
+) -> None:
     """A rollout waiting an hour is promoted once its interval is changed to 2 s; a deleted
     one is back on stable and no tick writes to it after."""
-    start_rollouts(api, namespace, monitoring[1], ["lynx", "mice"], steps=[30, 100],
-                   interval="1h")  # fmt: skip
+    start_rollouts(api, namespace, monitoring[1], ["lynx", "mice"], steps=[30, 100], interval="1h")
     operator.start()
     until(lambda: started(api, namespace, ["lynx", "mice"]), 60, "not every rollout started")
     api.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "lynx", {"spec": {"interval": "2s"}}
     )
-    until(lambda: status(api, namespace, "lynx").get("phase") == "Promoted", 60,
-          "the new interval was not used")  # fmt: skip
+    until(
+        lambda: status(api, namespace, "lynx").get("phase") == "Promoted",
+        60,
+        "the new interval was not used",
+    )
     assert canary_percent(api, namespace, "mice") == 30
     api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "mice")
     until(lambda: canary_percent(api, namespace, "mice") == 0, 30, "not back on stable")
@@ -177,8 +200,11 @@ def test_the_copy_keeps_our_last_write_over_an_earlier_one_not_over_someone_else
     try:
         read = until(lambda: copy.items(timeout=30).get("stoats"), 30, "not in the copy")
         first = written("first")
-        until(lambda: copy.items()["stoats"].get("status", {}).get("message") == "first", 30,
-              "the watch did not bring the first write")  # fmt: skip
+        until(
+            lambda: copy.items()["stoats"].get("status", {}).get("message") == "first",
+            30,
+            "the watch did not bring the first write",
+        )
     finally:
         copy.stop()  # nothing more from the watch: the copy holds the first write
     second = written("second")
@@ -190,16 +216,23 @@ def test_the_copy_keeps_our_last_write_over_an_earlier_one_not_over_someone_else
 
 
 def test_a_deleted_rollout_leaves_nothing_in_the_operators_bookkeeping(
-    apiserver: ApiServer, api: client.CustomObjectsApi, namespace: str, crds: None,
+    apiserver: ApiServer,
+    api: client.CustomObjectsApi,
+    namespace: str,
+    crds: None,
     monitoring: tuple[Prometheus, Traffic],
-) -> None:  # fmt: skip
+) -> None:
     """What the operator keeps per ModelCanary (its last seen generation and intent, its
     parsed spec and state) is dropped by the first tick after the ModelCanary is gone, so
     an operator whose namespace sees many rollouts come and go does not grow."""
     config = OperatorConfig(
-        namespace, monitoring[0].url, source=SOURCE, window_s=parse_duration(WINDOW), tick_s=1.0,
+        namespace,
+        monitoring[0].url,
+        source=SOURCE,
+        window_s=parse_duration(WINDOW),
+        tick_s=1.0,
         kubeconfig=apiserver.kubeconfig,
-    )  # fmt: skip
+    )
     runtime = build_runtime(config)
     runtime.canaries.start()
     runtime.services.start()
@@ -225,24 +258,37 @@ def test_a_deleted_rollout_leaves_nothing_in_the_operators_bookkeeping(
 
 
 def test_heartbeat_writes_stay_within_the_budget_and_reach_every_rollout(
-    apiserver: ApiServer, api: client.CustomObjectsApi, namespace: str, crds: None,
+    apiserver: ApiServer,
+    api: client.CustomObjectsApi,
+    namespace: str,
+    crds: None,
     monitoring: tuple[Prometheus, Traffic],
-) -> None:  # fmt: skip
+) -> None:
     """Six holding rollouts, a 2 s heartbeat and a budget of two heartbeat writes per tick:
     no tick writes more than two statuses that only refresh the checks (a step, or a verdict
     that changed, is written at once and not counted), and every rollout's status is
     refreshed within the heartbeat plus one tick per two rollouts."""
     names = [f"newts-{index}" for index in range(6)]
-    runtime = build_runtime(OperatorConfig(
-        namespace, monitoring[0].url, source=SOURCE, window_s=parse_duration(WINDOW),
-        tick_s=1.0, kubeconfig=apiserver.kubeconfig, heartbeat_s=2.0, heartbeats_per_tick=2,
-    ))  # fmt: skip
+    runtime = build_runtime(
+        OperatorConfig(
+            namespace,
+            monitoring[0].url,
+            source=SOURCE,
+            window_s=parse_duration(WINDOW),
+            tick_s=1.0,
+            kubeconfig=apiserver.kubeconfig,
+            heartbeat_s=2.0,
+            heartbeats_per_tick=2,
+        )
+    )
     runtime.canaries.start()
     runtime.services.start()
 
     def statuses() -> dict[str, tuple[str, dict[str, Any]]]:
-        return {name: (body["metadata"]["resourceVersion"], body.get("status") or {})
-                for name, body in runtime.canaries.items(timeout=30).items()}  # fmt: skip
+        return {
+            name: (body["metadata"]["resourceVersion"], body.get("status") or {})
+            for name, body in runtime.canaries.items(timeout=30).items()
+        }
 
     try:
         start_rollouts(api, namespace, monitoring[1], names, interval="1h")
@@ -259,9 +305,10 @@ def test_heartbeat_writes_stay_within_the_budget_and_reach_every_rollout(
             before = statuses()
             tick(runtime)
             beats = {
-                name for name, (version, status) in statuses().items()
+                name
+                for name, (version, status) in statuses().items()
                 if version != before[name][0] and _same_step_and_verdict(before[name][1], status)
-            }  # fmt: skip
+            }
             most, refreshed = max(most, len(beats)), refreshed | beats
         assert 1 <= most <= 2, most
         assert refreshed == set(names)

@@ -60,9 +60,10 @@ def test_the_probes_requests_are_refused_and_triton_lives(served: TritonServer, 
             error = response.json()["error"]
             assert message in error and "\n" not in error, (name, error)
     response = httpx.post(
-        f"{guard}/v2/models/digits/infer", content=gzip.compress(DEEP[:50_000]),
+        f"{guard}/v2/models/digits/infer",
+        content=gzip.compress(DEEP[:50_000]),
         headers={"content-encoding": "gzip"},
-    )  # fmt: skip
+    )
     assert response.status_code == 400 and "nests deeper" in response.text
     bomb = gzip.compress(b" " * (10 * 1024 * 1024))
     response = httpx.post(
@@ -101,8 +102,12 @@ def test_tritons_control_apis_are_404_and_nothing_changed(served: TritonServer, 
 
 
 def test_health_metadata_and_statistics_pass_through(guard: str) -> None:
-    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/digits/ready",
-                 "/v2/models/digits/versions/2/ready"):  # fmt: skip
+    for path in (
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/digits/ready",
+        "/v2/models/digits/versions/2/ready",
+    ):
         assert httpx.get(guard + path).status_code == 200, path
     metadata = httpx.get(f"{guard}/v2/models/digits/versions/1").json()
     assert metadata["name"] == "digits" and metadata["inputs"][0]["name"] == "pixels"
@@ -122,8 +127,9 @@ def test_health_metadata_and_statistics_pass_through(guard: str) -> None:
 
 def test_triton_blaming_the_request_is_400(guard: str) -> None:
     """Triton answers 500 to an OIP field it cannot parse; the guard says 400."""
-    document = {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32",
-                            "data": ["a"] * 64}]}  # fmt: skip
+    document = {
+        "inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": ["a"] * 64}]
+    }
     response = httpx.post(f"{guard}/v2/models/digits/infer", json=document)
     assert response.status_code == 400, response.text
 
@@ -193,10 +199,21 @@ def test_the_command_serves_what_the_chart_runs(served: TritonServer) -> None:
     """`modelcanary guard` with the chart's flags, as a process without tritonclient."""
     assert served.endpoints is not None
     command = [
-        sys.executable, "-m", "modelcanary", "guard", "--listen", "127.0.0.1:0",
-        "--upstream", served.endpoints.http, "--model", "digits",
-        "--control-key-env", "TRITON_KEY", "--max-body-bytes", "1048576",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "modelcanary",
+        "guard",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        served.endpoints.http,
+        "--model",
+        "digits",
+        "--control-key-env",
+        "TRITON_KEY",
+        "--max-body-bytes",
+        "1048576",
+    ]
     # as in the operator's image, which has no tritonclient
     command[1:3] = ["-c", BLOCK_TRITONCLIENT]
     env = {**os.environ, "TRITON_KEY": served.control_key}
@@ -242,8 +259,11 @@ def test_the_command_serves_what_the_chart_runs(served: TritonServer) -> None:
 def test_wrong_flags_are_one_line(flags: list[str], message: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "modelcanary", "guard", *flags],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
 

@@ -93,8 +93,11 @@ class PrometheusSource:
     ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
         """A range query's matrix as (labels, [(time, value)]) pairs, for reports."""
         params: dict[str, str | float] = {
-            "query": expression, "start": start, "end": end, "step": step_s,
-        }  # fmt: skip
+            "query": expression,
+            "start": start,
+            "end": end,
+            "step": step_s,
+        }
         endpoint = f"{self.url}/api/v1/query_range"
         try:
             response = self.client.get(endpoint, params=params)

@@ -129,9 +129,10 @@ class Runtime:
         )
         self.services = Watched(watching, KSERVE, namespace)
         self.ticks = Counter(
-            "modelcanary_operator_ticks", "Ticks of the rollouts this replica ran",
+            "modelcanary_operator_ticks",
+            "Ticks of the rollouts this replica ran",
             registry=self.metrics.registry,
-        )  # fmt: skip
+        )
 
     def not_ready(self) -> str | None:
         """The readiness probe: why this replica does not act (None: it does)."""
@@ -144,15 +145,20 @@ def build_runtime(config: OperatorConfig) -> Runtime:
     api = api_client(config.kubeconfig)
     source = PrometheusSource(config.prometheus, config.source, config.window_s)
     engine = Engine(
-        source, factory.notifier(config.alertmanager), pushed=_pushed(book),
+        source,
+        factory.notifier(config.alertmanager),
+        pushed=_pushed(book),
         heartbeat_s=config.heartbeat_s,
-    )  # fmt: skip
+    )
     elector = None
     if config.leader_lease:
         elector = LeaseElector(
-            client.CoordinationV1Api(api), config.namespace, config.leader_lease,
-            config.identity, lease_s=LEASE_S,
-        )  # fmt: skip
+            client.CoordinationV1Api(api),
+            config.namespace,
+            config.leader_lease,
+            config.identity,
+            lease_s=LEASE_S,
+        )
     runtime = Runtime(config, client.CustomObjectsApi(api), engine, book, elector)
     if config.comparator:
         runtime.comparator = httpx.Client(timeout=10.0)

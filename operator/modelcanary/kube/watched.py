@@ -35,9 +35,12 @@ class Watched:
     by a watch in a thread of its own; `noticed` is called with each new body."""
 
     def __init__(
-        self, api: client.CustomObjectsApi, resource: tuple[str, str, str], namespace: str,
+        self,
+        api: client.CustomObjectsApi,
+        resource: tuple[str, str, str],
+        namespace: str,
         noticed: Callable[[Body], None] = lambda body: None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.api, self.resource, self.namespace = api, resource, namespace
         self.noticed = noticed
         self.synced = threading.Event()  # set once the first LIST is in
@@ -119,10 +122,16 @@ class Watched:
         """Apply the watch's events from VERSION until the server ends it; the version to
         go on from (None: list again)."""
         self._response = self.api.list_namespaced_custom_object(
-            *self.resource[:2], self.namespace, self.resource[2], watch=True,
-            resource_version=version, allow_watch_bookmarks=True, timeout_seconds=WATCH_S,
-            _preload_content=False, _request_timeout=(10, WATCH_S + 30),
-        )  # fmt: skip
+            *self.resource[:2],
+            self.namespace,
+            self.resource[2],
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_S,
+            _preload_content=False,
+            _request_timeout=(10, WATCH_S + 30),
+        )
         try:
             for line in lines(self._response):
                 if not line.strip():

@@ -105,10 +105,15 @@ def render_history(state: RolloutState, spec: RolloutSpec, last: int | None = No
         numbers = ", ".join(f"{k}={_number(v)}" for k, v in t.numbers.items())
         rows.append(
             (
-                _clock(t.at), t.action, t.phase, f"{t.step + 1}/{len(spec.steps)}",
-                f"{t.weight}%", t.by, t.reason + (f" [{numbers}]" if numbers else ""),
+                _clock(t.at),
+                t.action,
+                t.phase,
+                f"{t.step + 1}/{len(spec.steps)}",
+                f"{t.weight}%",
+                t.by,
+                t.reason + (f" [{numbers}]" if numbers else ""),
             )
-        )  # fmt: skip
+        )
     return format_table(rows)
 
 
