@@ -53,6 +53,10 @@ def test_the_budget_follows_the_tick_period() -> None:
 def test_when_a_status_was_saved_is_read_from_the_body_without_parsing_its_state() -> None:
     """So the first tick after a restart budgets its heartbeats too."""
     assert saved_at({"status": {"state": {"analysis": {"at": 1700000000.5}}}}) == 1700000000.5
-    for body in ({}, {"status": None}, {"status": {"state": {"analysis": None}}},
-                 {"status": {"state": {"analysis": {"at": "soon"}}}}):  # fmt: skip
+    for body in (
+        {},
+        {"status": None},
+        {"status": {"state": {"analysis": None}}},
+        {"status": {"state": {"analysis": {"at": "soon"}}}},
+    ):
         assert saved_at(body) is None

@@ -27,9 +27,13 @@ ISVC_ANNOTATION = "modelcanary.io/inference-service"
 
 
 def build_rollout(
-    runtime: Runtime, namespace: str, name: str, spec: RolloutSpec, body: dict[str, Any],
+    runtime: Runtime,
+    namespace: str,
+    name: str,
+    spec: RolloutSpec,
+    body: dict[str, Any],
     services: Services | KubeError,
-) -> Rollout:  # fmt: skip
+) -> Rollout:
     """The engine's view of one ModelCanary: its spec and the ports that act on it; the
     canary's readiness comes from SERVICES, the tick's one list of InferenceServices."""
     annotations = body.get("metadata", {}).get("annotations") or {}
@@ -68,10 +72,15 @@ def build_rollout(
     shadow = None
     if config.comparator:
         shadow = ComparatorShadow(
-            config.comparator, config.comparator_token, spec.model, stable, canary,
-            canary_predictor=lambda: target()[0][1], client=runtime.comparator,
+            config.comparator,
+            config.comparator_token,
+            spec.model,
+            stable,
+            canary,
+            canary_predictor=lambda: target()[0][1],
+            client=runtime.comparator,
             numeric=spec.shadow.numeric,
-        )  # fmt: skip
+        )
     return Rollout(
         name=f"{namespace}/{name}",
         spec=spec,
