@@ -492,13 +492,20 @@ def test_rollouts_ticked_on_a_pool_end_as_those_ticked_one_after_another() -> No
         for pool in (None, threads):
             clock = Clock()
             engine = Engine(Source(), Notifier(), clock=clock, heartbeat_s=30)
-            rollouts = [Rollout(f"digits-{index}", SPEC, MemoryStore(), Router(), golden_ok)
-                        for index in range(12)]  # fmt: skip
+            rollouts = [
+                Rollout(f"digits-{index}", SPEC, MemoryStore(), Router(), golden_ok)
+                for index in range(12)
+            ]
             ticks = []
             for _ in range(60):
                 results = engine.tick_each(rollouts, pool)
-                ticks.append([(r.rollout, r.state.phase, r.state.step, r.state.weight)
-                              for r in results if isinstance(r, TickResult)])  # fmt: skip
+                ticks.append(
+                    [
+                        (r.rollout, r.state.phase, r.state.step, r.state.weight)
+                        for r in results
+                        if isinstance(r, TickResult)
+                    ]
+                )
                 clock.now += 1
             runs.append(ticks)
     assert runs[0] == runs[1]
