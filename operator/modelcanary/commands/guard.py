@@ -46,6 +46,14 @@ def add(commands: Commands) -> None:
         help="address to listen on; port 0 picks a free one (default 127.0.0.1:8080)",
     )
     p.add_argument(
+        "--grpc-upstream", metavar="HOST:PORT", help="Triton's gRPC address (with --grpc-listen)"
+    )
+    p.add_argument(
+        "--grpc-listen",
+        metavar="HOST:PORT",
+        help="serve KServe v2 gRPC there too, checked as HTTP is, in front of --grpc-upstream",
+    )
+    p.add_argument(
         "--max-body-bytes",
         type=integer,
         default=DEFAULT_MAX_BODY,
@@ -72,12 +80,23 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--control-key-env {args.control_key_env}: the environment has no such variable"
             )
+    if (args.grpc_upstream is None) != (args.grpc_listen is None):
+        raise UsageError("--grpc-listen and --grpc-upstream go together")
     host, port = listen_address(args.listen)
     app = RequestGuard(
         args.upstream, args.model, args.repository, args.max_body_bytes, args.timeout, key
     )
     server = AppServer(app, host, port, name="guard")
     say(f"guard listening on {server.url}")
+    grpc_server = None
+    if args.grpc_listen is not None:
+        from modelcanary.gateway.guard_grpc import GuardGrpc, GuardGrpcServer
+
+        listen_address(args.grpc_upstream, "--grpc-upstream")
+        service = GuardGrpc(app, args.grpc_upstream, args.repository)
+        grpc_host, grpc_port = listen_address(args.grpc_listen, "--grpc-listen")
+        grpc_server = GuardGrpcServer(service, grpc_host, grpc_port, args.max_body_bytes)
+        say(f"guard's gRPC listening on {grpc_server.start()}; Triton's at {args.grpc_upstream}")
     for model, limits in app.limits.items():
         batch = str(limits.max_batch_size)
         if limits.max_batch_size is None:
@@ -85,5 +104,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"  {model}: max batch size {batch}; Triton at {args.upstream}")
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal it caught
         server.run()
+    if grpc_server is not None:
+        grpc_server.stop()
     say("guard stopped")
     return 0
