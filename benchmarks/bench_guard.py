@@ -24,7 +24,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench_gateway import REPO, ROUNDS, SECONDS, WARMUP, median_of
+from bench_gateway import REPO, ROUNDS, SECONDS, WARMUP, median_of, overhead
 from closed_loop import closed_loop, grpc_closed_loop, grpc_requests
 from modelcanary.examples import digits
 from modelcanary.load.generator import request_bodies
@@ -104,19 +104,7 @@ def main() -> None:
         )  # fmt: skip
     print(f"median of {ROUNDS} rounds of {SECONDS:g} s each")
     print(format_table(table))
-    by = {(r["path"], r["protocol"], r["concurrency"]): r for r in rows}
-    checks = {}
-    for protocol in ("http", "grpc"):
-        for concurrency in (1, 8):
-            direct = by[("direct", protocol, concurrency)]
-            through = by[("guard", protocol, concurrency)]
-            added = float(through["p50_ms"]) - float(direct["p50_ms"])  # type: ignore[arg-type]
-            kept = float(through["throughput"]) / float(direct["throughput"])  # type: ignore[arg-type]
-            prefix = "" if protocol == "http" else "grpc_"  # http's names as before
-            checks[f"{prefix}c{concurrency}_added_p50_ms"] = added
-            checks[f"{prefix}c{concurrency}_throughput_kept"] = kept
-            print(f"{protocol}, concurrency {concurrency}: the guard adds {added:.2f} ms to "
-                  f"p50, keeps {kept:.0%} of direct throughput")  # fmt: skip
+    checks = overhead(rows, "guard")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(

@@ -28,6 +28,7 @@ from modelcanary.serving.triton_server import GRPC_CONTROL_HEADER as TRITON_GRPC
 from modelcanary.serving.triton_server import TritonServer
 from tests.stack.test_gateway import X
 from tests.stack.test_gateway_hostile_requests import served  # noqa: F401
+from tests.stack.test_request_guard import BLOCK_TRITONCLIENT
 from tests.support.triton import grpc_control_calls
 from tests.support.waits import until
 
@@ -209,3 +210,13 @@ def test_wrong_grpc_flags_are_one_line(flags: list[str], message: str) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_without_tritonclient_grpc_is_a_one_line_error() -> None:
+    """As in the operator's image: the HTTP guard runs there, its gRPC half cannot."""
+    command = [sys.executable, "-c", BLOCK_TRITONCLIENT, "guard", "--model", "digits",
+               "--upstream", "http://127.0.0.1:1", "--grpc-listen", "127.0.0.1:0",
+               "--grpc-upstream", "127.0.0.1:1"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "--grpc-listen needs grpcio and tritonclient" in done.stderr, done.stderr

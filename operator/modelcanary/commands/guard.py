@@ -7,12 +7,17 @@ import argparse
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from modelcanary.commands.arguments import Commands, integer, number, say
 from modelcanary.commands.gateway import listen_address
 from modelcanary.errors import UsageError
 from modelcanary.gateway.config import DEFAULT_MAX_BODY
+
+if TYPE_CHECKING:
+    from modelcanary.gateway.guard import RequestGuard
+    from modelcanary.gateway.guard_grpc import GuardGrpcServer
 
 
 def add(commands: Commands) -> None:
@@ -69,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
     if urlsplit(args.upstream).scheme not in ("http", "https"):
         raise UsageError(f"--upstream {args.upstream!r} is not an http:// URL")
+    if (args.grpc_upstream is None) != (args.grpc_listen is None):
+        raise UsageError("--grpc-listen and --grpc-upstream go together")
     if args.max_body_bytes <= 0 or args.timeout <= 0:
         raise UsageError("--max-body-bytes and --timeout must be positive")
     if args.repository is not None and not args.repository.is_dir():
@@ -80,22 +87,14 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--control-key-env {args.control_key_env}: the environment has no such variable"
             )
-    if (args.grpc_upstream is None) != (args.grpc_listen is None):
-        raise UsageError("--grpc-listen and --grpc-upstream go together")
     host, port = listen_address(args.listen)
     app = RequestGuard(
         args.upstream, args.model, args.repository, args.max_body_bytes, args.timeout, key
     )
+    grpc_server = None if args.grpc_listen is None else _grpc_server(args, app)
     server = AppServer(app, host, port, name="guard")
     say(f"guard listening on {server.url}")
-    grpc_server = None
-    if args.grpc_listen is not None:
-        from modelcanary.gateway.guard_grpc import GuardGrpc, GuardGrpcServer
-
-        listen_address(args.grpc_upstream, "--grpc-upstream")
-        service = GuardGrpc(app, args.grpc_upstream, args.repository)
-        grpc_host, grpc_port = listen_address(args.grpc_listen, "--grpc-listen")
-        grpc_server = GuardGrpcServer(service, grpc_host, grpc_port, args.max_body_bytes)
+    if grpc_server is not None:
         say(f"guard's gRPC listening on {grpc_server.start()}; Triton's at {args.grpc_upstream}")
     for model, limits in app.limits.items():
         batch = str(limits.max_batch_size)
@@ -108,3 +107,18 @@ def run(args: argparse.Namespace) -> int:
         grpc_server.stop()
     say("guard stopped")
     return 0
+
+
+def _grpc_server(args: argparse.Namespace, app: RequestGuard) -> GuardGrpcServer:
+    """The guard's gRPC server (not started), in front of --grpc-upstream."""
+    listen_address(args.grpc_upstream, "--grpc-upstream")
+    host, port = listen_address(args.grpc_listen, "--grpc-listen")
+    try:
+        from modelcanary.gateway.guard_grpc import GuardGrpc, GuardGrpcServer
+    except ImportError as exc:
+        raise UsageError(
+            "--grpc-listen needs grpcio and tritonclient (the KServe v2 messages), "
+            f"which this installation lacks: {exc}"
+        ) from None
+    service = GuardGrpc(app, args.grpc_upstream, args.repository)
+    return GuardGrpcServer(service, host, port, args.max_body_bytes)
