@@ -55,6 +55,27 @@ def median_of(results: list[dict[str, float]]) -> dict[str, float]:
     return merged
 
 
+def overhead(rows: list[dict[str, object]], through: str) -> dict[str, float]:
+    """What `through` (the rows' path) adds to p50 and keeps of direct throughput, per
+    protocol and concurrency (http's names bare, grpc's prefixed), printed too."""
+    by = {(r["path"], r["protocol"], r["concurrency"]): r for r in rows}
+    checks = {}
+    for protocol in ("http", "grpc"):
+        for concurrency in (1, 8):
+            direct = by[("direct", protocol, concurrency)]
+            via = by[(through, protocol, concurrency)]
+            added = float(via["p50_ms"]) - float(direct["p50_ms"])  # type: ignore[arg-type]
+            kept = float(via["throughput"]) / float(direct["throughput"])  # type: ignore[arg-type]
+            prefix = "" if protocol == "http" else "grpc_"
+            checks[f"{prefix}c{concurrency}_added_p50_ms"] = added
+            checks[f"{prefix}c{concurrency}_throughput_kept"] = kept
+            print(
+                f"{protocol} concurrency {concurrency}: the {through} adds {added:.2f} ms to "
+                f"p50, keeps {kept:.0%} of direct throughput"
+            )
+    return checks
+
+
 def start_gateway(endpoints: Endpoints, work: Path) -> tuple[subprocess.Popen[str], str, str]:
     """The gateway's process, its HTTP URL and its gRPC address. Its config names the
     repository, so it answers the model's public config (perf_analyzer asks for it)."""
@@ -136,21 +157,7 @@ def main() -> None:
         speed = [f"{r['throughput']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"]
         table.append((*named, *speed))
     print(format_table(table))
-    by = {(r["path"], r["protocol"], r["concurrency"]): r for r in rows}
-    checks = {}
-    for protocol in ("http", "grpc"):
-        for concurrency in (1, 8):
-            direct = by[("direct", protocol, concurrency)]
-            through = by[("gateway", protocol, concurrency)]
-            added = float(through["p50_ms"]) - float(direct["p50_ms"])  # type: ignore[arg-type]
-            kept = float(through["throughput"]) / float(direct["throughput"])  # type: ignore[arg-type]
-            prefix = "" if protocol == "http" else "grpc_"
-            checks[f"{prefix}c{concurrency}_added_p50_ms"] = added
-            checks[f"{prefix}c{concurrency}_throughput_kept"] = kept
-            print(
-                f"{protocol} concurrency {concurrency}: gateway adds {added:.2f} ms to p50, "
-                f"keeps {kept:.0%} of direct throughput"
-            )
+    checks = overhead(rows, "gateway")
     verdict = {
         "added_p50_at_most_1ms": checks["c1_added_p50_ms"] <= 1.0
         and checks["c8_added_p50_ms"] <= 1.0,

@@ -1,5 +1,5 @@
 """What the request guard costs: throughput and latency straight to Triton and through
-`modelcanary guard` (the chart's predictor sidecar), over HTTP.
+`modelcanary guard` (the chart's predictor sidecar), over HTTP and KServe v2 gRPC.
 
 Run with `.venv/bin/python benchmarks/bench_guard.py`. Starts the real Triton (digits
 version 1 from the example repository, built if missing) and the guard as its own process
@@ -11,6 +11,7 @@ benchmarks/results/guard.json. Everything runs on this machine's cores together.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -18,12 +19,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
 
-from bench_gateway import REPO, ROUNDS, SECONDS, WARMUP, median_of
-from closed_loop import closed_loop
+from bench_gateway import REPO, ROUNDS, SECONDS, WARMUP, median_of, overhead
+from closed_loop import closed_loop, grpc_closed_loop, grpc_requests
 from modelcanary.examples import digits
 from modelcanary.load.generator import request_bodies
 from modelcanary.process import free_ports
@@ -34,8 +36,9 @@ from modelcanary.waiting import wait_until
 RESULTS = Path(__file__).parent / "results" / "guard.json"
 
 
-def start_guard(endpoints: Endpoints, key: str) -> tuple[subprocess.Popen[str], str]:
-    (port,) = free_ports(1)
+def start_guard(endpoints: Endpoints, key: str) -> tuple[subprocess.Popen[str], str, str]:
+    """The guard as a process; it, its HTTP URL and its gRPC address."""
+    port, grpc_port = free_ports(2)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -50,6 +53,10 @@ def start_guard(endpoints: Endpoints, key: str) -> tuple[subprocess.Popen[str], 
             "TRITON_KEY",
             "--listen",
             f"127.0.0.1:{port}",
+            "--grpc-upstream",
+            endpoints.grpc,
+            "--grpc-listen",
+            f"127.0.0.1:{grpc_port}",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -61,7 +68,10 @@ def start_guard(endpoints: Endpoints, key: str) -> tuple[subprocess.Popen[str], 
     if not first.startswith("guard listening on "):
         process.kill()
         raise SystemExit(f"the guard did not start: {first}{process.stdout.read()}")
-    return process, first.split()[-1]
+    if not process.stdout.readline().startswith("guard's gRPC listening on "):
+        process.kill()
+        raise SystemExit(f"the guard's gRPC did not start: {process.stdout.read()}")
+    return process, first.split()[-1], f"127.0.0.1:{grpc_port}"
 
 
 def main() -> None:
@@ -75,29 +85,47 @@ def main() -> None:
     ):
         endpoints = triton.start()
         triton.load("digits", [1])
-        guard, url = start_guard(endpoints, triton.control_key)
-        targets = {
-            "direct": f"{endpoints.http}/v2/models/digits/versions/1/infer",
-            "guard": f"{url}/v2/models/digits/versions/1/infer",
+        guard, url, guard_grpc = start_guard(endpoints, triton.control_key)
+        grpc_bodies = grpc_requests(bodies, "digits")
+        path = "/v2/models/digits/versions/1/infer"
+        runs: dict[tuple[str, str], Callable[[int], dict[str, float]]] = {
+            ("direct", "http"): lambda c: uvloop.run(
+                closed_loop(endpoints.http + path, bodies, c, SECONDS, WARMUP)
+            ),
+            ("guard", "http"): lambda c: uvloop.run(
+                closed_loop(url + path, bodies, c, SECONDS, WARMUP)
+            ),
+            ("direct", "grpc"): lambda c: asyncio.run(
+                grpc_closed_loop(endpoints.grpc, grpc_bodies, "1", c, SECONDS, WARMUP)
+            ),
+            ("guard", "grpc"): lambda c: asyncio.run(
+                grpc_closed_loop(guard_grpc, grpc_bodies, "1", c, SECONDS, WARMUP)
+            ),
         }
         try:
             for concurrency in (1, 8):
-                rounds: dict[str, list[dict[str, float]]] = {p: [] for p in targets}
+                rounds: dict[tuple[str, str], list[dict[str, float]]] = {r: [] for r in runs}
                 for _ in range(ROUNDS):  # alternate, so drifts in machine load hit both
-                    for path, target in targets.items():
-                        rounds[path].append(
-                            uvloop.run(closed_loop(target, bodies, concurrency, SECONDS, WARMUP))
-                        )
-                for path, results in rounds.items():
-                    rows.append({"path": path, "concurrency": concurrency, **median_of(results)})
+                    for key, run in runs.items():
+                        rounds[key].append(run(concurrency))
+                for (via, protocol), results in rounds.items():
+                    rows.append(
+                        {
+                            "path": via,
+                            "protocol": protocol,
+                            "concurrency": concurrency,
+                            **median_of(results),
+                        }
+                    )
         finally:
             guard.send_signal(signal.SIGTERM)
             wait_until(lambda: guard.poll() is not None, 10)
-    table = [("path", "concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms")]
+    table = [("path", "protocol", "concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms")]
     for r in rows:
         table.append(
             (
                 str(r["path"]),
+                str(r["protocol"]),
                 str(r["concurrency"]),
                 str(r["requests"]),
                 str(r["errors"]),
@@ -108,18 +136,7 @@ def main() -> None:
         )
     print(f"median of {ROUNDS} rounds of {SECONDS:g} s each")
     print(format_table(table))
-    by = {(r["path"], r["concurrency"]): r for r in rows}
-    checks = {}
-    for concurrency in (1, 8):
-        direct, through = by[("direct", concurrency)], by[("guard", concurrency)]
-        added = float(through["p50_ms"]) - float(direct["p50_ms"])  # type: ignore[arg-type]
-        kept = float(through["throughput"]) / float(direct["throughput"])  # type: ignore[arg-type]
-        checks[f"c{concurrency}_added_p50_ms"] = added
-        checks[f"c{concurrency}_throughput_kept"] = kept
-        print(
-            f"concurrency {concurrency}: the guard adds {added:.2f} ms to p50, "
-            f"keeps {kept:.0%} of direct throughput"
-        )
+    checks = overhead(rows, "guard")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(

@@ -26,6 +26,7 @@ from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_server import TritonServer
 from tests.conftest import metric_value
 from tests.support.gateway import CLIENT_ERRORS, HEADER, X
+from tests.support.triton import grpc_control_calls
 from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
@@ -206,14 +207,7 @@ def test_grpc_reads_pass_through_and_control_is_refused(start: Start) -> None:
     assert not config.instance_group and not config.HasField("dynamic_batching")
     with pytest.raises(InferenceServerException, match="has no version '9'"):
         client.get_model_config("digits", "9")
-    for refused in (
-        lambda: client.load_model("digits"),
-        lambda: client.unload_model("digits"),
-        lambda: client.get_model_repository_index(),
-        lambda: client.get_system_shared_memory_status(),
-        lambda: client.get_trace_settings(),
-        lambda: client.get_log_settings(),
-    ):
+    for refused in grpc_control_calls(client):
         with pytest.raises(InferenceServerException, match="control API") as caught:
             refused()
         assert caught.value.status() == "StatusCode.PERMISSION_DENIED"

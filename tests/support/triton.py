@@ -4,9 +4,12 @@ their own set of versions (the stack tests' shared `triton` fixture serves 1 and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import tritonclient.grpc as grpcclient
 
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.serving.triton_server import TritonServer
@@ -44,3 +47,15 @@ CONTROL_REQUESTS: list[tuple[str, str, dict[str, object] | None]] = [
     ("POST", "/v2/logging", {"log_verbose_level": 1}),
     ("GET", "/v2/trace/setting", None),
 ]
+
+
+def grpc_control_calls(client: grpcclient.InferenceServerClient) -> list[Callable[[], Any]]:
+    """Triton's gRPC control RPCs, each a call a server in front of it must refuse."""
+    return [
+        lambda: client.load_model("digits"),
+        lambda: client.unload_model("digits"),
+        lambda: client.get_model_repository_index(),
+        lambda: client.get_system_shared_memory_status(),
+        lambda: client.get_trace_settings(),
+        lambda: client.get_log_settings(),
+    ]

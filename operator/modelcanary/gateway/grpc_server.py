@@ -18,16 +18,14 @@ ModelConfig is the model's public config, from the gateway's repository
 The RPCs to the versions' replicas go as HTTP's requests do: balanced, and a replica that
 answers UNAVAILABLE is skipped (modelcanary.gateway.grpc_upstream).
 
-The server runs its own event loop in a thread (grpc.aio is not tied to uvloop); what it
+The server runs its own event loop in a thread (modelcanary.gateway.grpc_thread); what it
 shares with the HTTP side (routes, metrics, budgets) is thread-safe.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,11 +35,11 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from modelcanary import __version__, metrics_contract
-from modelcanary.errors import UsageError, one_line
 from modelcanary.gateway.app import Gateway
 from modelcanary.gateway.client_errors import INVALID_REQUEST
 from modelcanary.gateway.grpc_checks import check_grpc_request
 from modelcanary.gateway.grpc_json import request_json, response_json
+from modelcanary.gateway.grpc_thread import GrpcThread
 from modelcanary.gateway.grpc_upstream import NO_UPSTREAM, Answer, GrpcUpstreams
 from modelcanary.gateway.public_config import no_config
 from modelcanary.gateway.routes import Route, unknown_model
@@ -239,63 +237,52 @@ class GrpcGateway(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             )
 
 
-def _refuse(name: str) -> Any:
-    async def refuse(self: GrpcGateway, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(
-            Code.PERMISSION_DENIED,
-            f"{name} is a Triton control API; the modelcanary gateway does not forward it",
-        )
+def refuse_control_rpcs(servicer: type, server: str) -> None:
+    """Make each of Triton's control RPCs on `servicer` answer PERMISSION_DENIED, in one
+    line naming `server` (what refuses to forward it)."""
 
-    refuse.__name__ = name
-    return refuse
+    def refusal(name: str) -> Any:
+        async def refuse(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(
+                Code.PERMISSION_DENIED,
+                f"{name} is a Triton control API; {server} does not forward it",
+            )
+
+        refuse.__name__ = name
+        return refuse
+
+    for name in CONTROL:
+        setattr(servicer, name, refusal(name))
 
 
-for _name in CONTROL:
-    setattr(GrpcGateway, _name, _refuse(_name))
+refuse_control_rpcs(GrpcGateway, "the modelcanary gateway")
 
 
-class GrpcServer:
-    """The gRPC service on one address, in a thread with its own event loop. A supervised
-    part (modelcanary.local.supervisor): `exited` says why its thread ended, `restart`
-    serves again on the same address; meanwhile the gateway's health (HTTP's
+class GrpcServer(GrpcThread):
+    """The gateway's gRPC service on one address (modelcanary.gateway.grpc_thread). A
+    supervised part (modelcanary.local.supervisor): `exited` says why its thread ended,
+    `restart` serves again on the same address; meanwhile the gateway's health (HTTP's
     /v2/health/live and /ready) is 503 naming it."""
 
+    title = "the gateway's gRPC server"
+
     def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.gateway, self.host, self.port = gateway, host, port
-        self.thread: threading.Thread | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.stopping: asyncio.Event | None = None
-        self.ready = threading.Event()
-        self.error: str | None = None  # why it could not listen
-        self.failure = ""  # what ended its thread, when something did
+        super().__init__(host, port)
+        self.gateway = gateway
         gateway.other_servers.append(self.stopped)
 
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
+    def make_service(self) -> GrpcGateway:
+        return GrpcGateway(self.gateway)
+
+    def max_message(self) -> int:
+        return self.gateway.config.max_body_bytes
+
+    async def close_service(self, service: GrpcGateway) -> None:
+        await service.upstreams.close()
 
     @property
     def pid(self) -> int:
         return os.getpid()
-
-    def start(self, timeout: float = 10.0) -> str:
-        """Serve in a background thread; return host:port once it listens."""
-        self.ready.clear()
-        self.error, self.failure = None, ""
-        self.thread = threading.Thread(target=self._run, name="gateway-grpc", daemon=True)
-        self.thread.start()
-        if not self.ready.wait(timeout) or self.error is not None:
-            raise UsageError(
-                f"the gateway's gRPC server cannot listen on {self.address}: "
-                f"{self.error or 'it did not start in time'}"
-            )
-        return self.address
-
-    def exited(self) -> str | None:
-        """Why the server no longer serves (None while it does, or before `start`)."""
-        if self.thread is None or self.thread.is_alive():
-            return None
-        return f"its server thread ended{': ' + self.failure if self.failure else ''}"
 
     def stopped(self) -> str | None:
         """What the gateway's health says while this server does not serve (else None)."""
@@ -308,46 +295,3 @@ class GrpcServer:
         """Serve again on the same address after the thread ended."""
         self.stop(timeout)
         return self.start(timeout)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # any end is reported by `exited`
-            self.failure = one_line(exc)
-
-    async def _serve(self) -> None:
-        limit = self.gateway.config.max_body_bytes
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", -1),
-                ("grpc.so_reuseport", 0),  # a port still held is an error, not shared
-            ]
-        )
-        service = GrpcGateway(self.gateway)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)
-        try:
-            self.port = server.add_insecure_port(f"{self.host}:{self.port}")
-        except RuntimeError as exc:
-            self.error = str(exc)
-        if self.error is not None or self.port == 0:
-            self.error = self.error or "the port is taken"
-            self.ready.set()
-            return
-        await server.start()
-        self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
-        self.ready.set()
-        try:
-            await self.stopping.wait()
-        finally:  # also when the loop dies under it: the port is free for a restart
-            await server.stop(1)
-            await service.upstreams.close()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.loop is not None and self.stopping is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already closed (a crash)
-                self.loop.call_soon_threadsafe(self.stopping.set)
-        if self.thread is not None:
-            self.thread.join(timeout)
-            self.thread = None
-        self.loop = self.stopping = None

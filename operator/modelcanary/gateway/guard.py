@@ -138,12 +138,8 @@ class RequestGuard:
     async def _limits(self, model: str) -> InferLimits:
         """The model's limits, with its max batch size once known."""
         limits = self.limits[model]
-        if limits.max_batch_size is not None or self.control_key is None:
+        if self.control_key is None or not self.due_to_ask(model):
             return limits
-        now = time.monotonic()
-        if now - self.asked.get(model, -ASK_EVERY_S) < ASK_EVERY_S:
-            return limits
-        self.asked[model] = now
         url = f"{self.base}/v2/models/{model}/config"
         try:
             response = await self.upstream.request(
@@ -155,6 +151,17 @@ class RequestGuard:
         if batch is not None:
             limits = self.limits[model] = replace(limits, max_batch_size=batch)
         return limits
+
+    def due_to_ask(self, model: str) -> bool:
+        """Whether to ask Triton the model's max batch size now (unknown, a key to ask with,
+        not asked within ASK_EVERY_S); if so, noted as asked."""
+        if self.limits[model].max_batch_size is not None or self.control_key is None:
+            return False
+        now = time.monotonic()
+        if now - self.asked.get(model, -ASK_EVERY_S) < ASK_EVERY_S:
+            return False
+        self.asked[model] = now
+        return True
 
     async def _pass(self, send: Send, path: str) -> None:
         response = await self._request(send, "GET", path, None, {})
