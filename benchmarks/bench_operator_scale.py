@@ -19,25 +19,20 @@ modelcanary_operator_ticks_total), and the operator's resident memory at the end
 harness itself only watches while it measures. A watch on the InferenceServices times
 each weight decision (the transition's timestamp in status.state.history) until its
 canaryTrafficPercent changed. Prints the tables and writes
-benchmarks/results/operator_scale.json.
+benchmarks/results/operator_scale.json (or `--out`; the tables and JSON: scale_report.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-import platform
 import re
-import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,123 +45,21 @@ sys.path[:0] = [str(REPO), str(REPO / "operator")]  # tests.support, and this mo
 
 from tests.support.apiserver import ApiServer, assets_dir, request_counts  # noqa: E402
 from tests.support.kube_crds import CHART_CRDS, UPSTREAM_CRDS, install_crds  # noqa: E402
-from tests.support.operator_process import OperatorProcess, Usage  # noqa: E402
+from tests.support.operator_process import OperatorProcess  # noqa: E402
 from tests.support.rollouts import create_canary, create_ready_service, model_canary  # noqa: E402
 from tests.support.traffic import SOURCE, WINDOW, Traffic, traffic_prometheus  # noqa: E402
 
 from modelcanary.adapters.kserve_router import KSERVE  # noqa: E402
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION  # noqa: E402
-from modelcanary.tables import format_table  # noqa: E402
+from scale_report import SizeResult, Snapshot, Window, results_json, summary_ms, tables  # noqa: E402
 
 SIZES = (1, 200, 1000, 2000)
 STEPS = [20, 100]
 RESULTS = Path(__file__).parent / "results" / "operator_scale.json"
 RESOURCES = ("modelcanaries", "inferenceservices", "leases", "events")
-PER_ROLLOUT = ("modelcanaries/status", "inferenceservices", "events")  # the rest: per tick
-QUERIES = re.compile(r'^prometheus_http_requests_total\{[^}]*handler="/api/v1/query"[^}]*\} (\S+)$',
-                     re.M)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Counters at one moment: API requests by (verb, resource), queries, operator usage."""
-
-    at: float
-    ticks: float
-    requests: Counter[str]
-    queries: float
-    usage: Usage
-
-
-@dataclass(frozen=True)
-class Window:
-    """What happened between two snapshots, and its cost per tick."""
-
-    ticks: int
-    seconds: float
-    cpu_s: float
-    queries: float
-    requests: Counter[str]
-
-    @classmethod
-    def between(cls, before: Snapshot, after: Snapshot) -> Window:
-        delta = after.requests - before.requests
-        return cls(
-            ticks=int(after.ticks - before.ticks),
-            seconds=after.at - before.at,
-            cpu_s=after.usage.cpu_s - before.usage.cpu_s,
-            queries=after.queries - before.queries,
-            requests=delta,
-        )
-
-    @classmethod
-    def sum(cls, *windows: Window) -> Window:
-        """Several windows as one."""
-        requests: Counter[str] = Counter()
-        for w in windows:
-            requests.update(w.requests)
-        return cls(
-            ticks=sum(w.ticks for w in windows), seconds=sum(w.seconds for w in windows),
-            cpu_s=sum(w.cpu_s for w in windows), queries=sum(w.queries for w in windows),
-            requests=requests,
-        )  # fmt: skip
-
-    def per_tick(self, value: float) -> float:
-        return value / max(self.ticks, 1)
-
-    @property
-    def requests_per_tick(self) -> dict[str, float]:
-        return {k: round(self.per_tick(v), 2) for k, v in sorted(self.requests.items()) if v}
-
-    @property
-    def api_total(self) -> float:
-        return round(self.per_tick(sum(self.requests.values())), 1)
-
-    @property
-    def writes(self) -> float:
-        found = sum(v for k, v in self.requests.items() if k.split()[0] in WRITES)
-        return round(self.per_tick(found), 1)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ticks": self.ticks,
-            "seconds": round(self.seconds, 2),
-            "tick_period_s": round(self.per_tick(self.seconds), 2),
-            "cpu_s_per_tick": round(self.per_tick(self.cpu_s), 4),
-            "prometheus_queries_per_tick": round(self.per_tick(self.queries), 2),
-            "api_requests_per_tick": self.api_total,
-            "api_writes_per_tick": self.writes,
-            "api_requests_per_tick_by_verb": self.requests_per_tick,
-        }
-
-
-WRITES = ("PATCH", "PUT", "POST", "CREATE", "UPDATE", "APPLY", "DELETE")
-
-
-@dataclass
-class SizeResult:
-    rollouts: int
-    interval_s: int
-    start_ticks: int  # ticks from the operator's start until every rollout had started
-    hold: Window
-    changing: Window
-    rss_mb: float
-    decision_to_isvc_ms: dict[str, float]
-    transitions_timed: int
-    conflicts: int  # status writes refused with 409 (each ends that tick for all rollouts)
-    load: list[float]  # the machine's 1-minute load average as the hold and changing ticks end
-    log: list[str] = field(default_factory=list)
-
-    def per_change(self) -> dict[str, float]:
-        """The API requests a weight change adds to a hold tick: the changing window's totals
-        less its ticks at the hold rate, per rollout (each advanced once)."""
-        hold, changing, ticks = self.hold, self.changing, self.changing.ticks
-        extra = {
-            k: (changing.requests[k] - ticks * hold.per_tick(hold.requests[k])) / self.rollouts
-            for k in sorted(set(hold.requests) | set(changing.requests))
-            if k.split()[1] in PER_ROLLOUT
-        }
-        return {k: round(v, 2) for k, v in extra.items()}
+QUERIES = re.compile(
+    r'^prometheus_http_requests_total\{[^}]*handler="/api/v1/query"[^}]*\} (\S+)$', re.M
+)
 
 
 def interval_s(rollouts: int) -> int:
@@ -183,9 +76,10 @@ class Cluster:
         self.api = client.CustomObjectsApi(admin)
         self.slowest_snapshot_s = 0.0
         self.http = httpx.Client(
-            verify=str(server.ca_file), timeout=30,
+            verify=str(server.ca_file),
+            timeout=30,
             headers={"Authorization": f"Bearer {server.admin_token}"},
-        )  # fmt: skip
+        )
 
     def requests(self) -> Counter[str]:
         """apiserver_request_total by 'VERB resource[/subresource]', for our resources."""
@@ -210,9 +104,12 @@ class Watcher:
     the harness sends no LIST or GET while it measures), and each change of a value."""
 
     def __init__(
-        self, kubeconfig: Path, namespace: str, resource: tuple[str, str, str],
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        resource: tuple[str, str, str],
         value: Callable[[dict[str, Any]], object] = lambda body: None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
         self.namespace, self.resource, self.value = namespace, resource, value
         self.latest: dict[str, dict[str, Any]] = {}
@@ -229,9 +126,13 @@ class Watcher:
                 # waits for its cache to reach etcd's revision, which with this etcd can end
                 # in "504 Too large resource version".
                 for event in self.watch.stream(
-                    self.api.list_namespaced_custom_object, *self.resource[:2], self.namespace,
-                    self.resource[2], resource_version="0", deserialize=False,
-                ):  # fmt: skip
+                    self.api.list_namespaced_custom_object,
+                    *self.resource[:2],
+                    self.namespace,
+                    self.resource[2],
+                    resource_version="0",
+                    deserialize=False,
+                ):
                     self._seen(time.time(), event["object"])
             except Exception:  # a dropped watch is started again
                 time.sleep(0.1)
@@ -257,9 +158,12 @@ def canary_percent(body: dict[str, Any]) -> object:
 
 
 def wait_for(
-    check: Callable[[], bool], timeout: float, what: str, operator: OperatorProcess,
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    operator: OperatorProcess,
     canaries: Watcher | None = None,
-) -> None:  # fmt: skip
+) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -334,8 +238,10 @@ def decision_delays(
         for transition in status["state"]["history"]:
             target: object = "absent" if transition["action"] == "promote" else transition["weight"]
             if target != previous:
-                hit = next((at for at, value in changes if value == target
-                            and at >= transition["at"] - 1), None)  # fmt: skip
+                hit = next(
+                    (at for at, value in changes if value == target and at >= transition["at"] - 1),
+                    None,
+                )
                 if hit is not None:
                     delays.append(hit - transition["at"])
             previous = target
@@ -358,11 +264,16 @@ def run_size(
     isvcs = Watcher(cluster.server.kubeconfig, namespace, KSERVE, canary_percent)
     canaries = Watcher(cluster.server.kubeconfig, namespace, (GROUP, VERSION, PLURAL))
     operator = OperatorProcess(
-        cluster.server.kubeconfig, namespace, cluster.prometheus_url,
+        cluster.server.kubeconfig,
+        namespace,
+        cluster.prometheus_url,
         run / f"operator-{rollouts}.log",
-        f"--source={SOURCE}", f"--window={WINDOW}", "--tick=1s",
-        "--leader-election=modelcanary-operator", "--identity=bench",
-    )  # fmt: skip
+        f"--source={SOURCE}",
+        f"--window={WINDOW}",
+        "--tick=1s",
+        "--leader-election=modelcanary-operator",
+        "--identity=bench",
+    )
     try:
         operator.start()
         say(f"{rollouts} rollouts: operator up, waiting for every rollout to start")
@@ -382,61 +293,26 @@ def run_size(
     delays = decision_delays(named, isvcs.changes)
     log = operator.log.read_text(errors="replace").splitlines()
     return SizeResult(
-        rollouts=rollouts, interval_s=interval, start_ticks=start_ticks, hold=hold,
-        changing=changing, rss_mb=rss_mb, decision_to_isvc_ms=summary_ms(delays),
-        transitions_timed=len(delays), conflicts=sum("409" in line for line in log), load=load,
+        rollouts=rollouts,
+        interval_s=interval,
+        start_ticks=start_ticks,
+        hold=hold,
+        changing=changing,
+        rss_mb=rss_mb,
+        decision_to_isvc_ms=summary_ms(delays),
+        transitions_timed=len(delays),
+        conflicts=sum("409" in line for line in log),
+        load=load,
         log=sorted({re.sub(r"m\d+-\d+", "<model>", line)[:200] for line in log})[:10],
-    )  # fmt: skip
-
-
-def summary_ms(delays: list[float]) -> dict[str, float]:
-    if not delays:
-        return {}
-    ordered = sorted(delays)
-    return {
-        "p50": round(statistics.median(ordered) * 1000, 1),
-        "p95": round(ordered[math.ceil(0.95 * len(ordered)) - 1] * 1000, 1),
-        "max": round(ordered[-1] * 1000, 1),
-    }
-
-
-def tables(results: list[SizeResult]) -> str:
-    verbs = sorted({k for r in results for w in (r.hold, r.changing) for k in w.requests_per_tick})
-    head = ["rollouts", "ticks", "ticks", "tick period s", "CPU s/tick", "queries/tick",
-            "API req/tick", "API writes/tick", "RSS MB",
-            "decision→isvc ms p50/p95/max"]  # fmt: skip
-    rows = [head, ["", "kind", "n", "", "", "", "", "", "", ""]]
-    for r in results:
-        for kind, w in (("hold", r.hold), ("changing", r.changing)):
-            d = r.decision_to_isvc_ms
-            rows.append([
-                str(r.rollouts), kind, str(w.ticks), f"{w.seconds / max(w.ticks, 1):.2f}",
-                f"{w.per_tick(w.cpu_s):.3f}", f"{w.per_tick(w.queries):.2f}", f"{w.api_total:g}",
-                f"{w.writes:g}", f"{r.rss_mb:g}" if kind == "hold" else "",
-                f"{d.get('p50')}/{d.get('p95')}/{d.get('max')}" if kind == "hold" and d else "",
-            ])  # fmt: skip
-    split = [["rollouts", "ticks", *verbs]]
-    for r in results:
-        for kind, w in (("hold", r.hold), ("changing", r.changing)):
-            split.append([str(r.rollouts), kind,
-                          *(f"{w.requests_per_tick.get(v, 0):g}" for v in verbs)])  # fmt: skip
-    per = [v for v in verbs if v.split()[1] in PER_ROLLOUT]
-    changes = [["rollouts", *per]]
-    for r in results:
-        extra = r.per_change()
-        changes.append([str(r.rollouts), *(f"{extra.get(v, 0):g}" for v in per)])
-    return (
-        format_table(rows)
-        + "\n\nAPI requests per tick by verb and resource\n"
-        + format_table(split)
-        + "\n\nAPI requests a weight change adds to a hold tick (per rollout)\n"
-        + format_table(changes)
     )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help=f"where to write the JSON (default {RESULTS})"
+    )
     args = parser.parse_args()
     assets = assets_dir()
     if assets is None:
@@ -459,73 +335,43 @@ def main() -> int:
             except RuntimeError as exc:  # recorded; a larger size would fail the same way
                 print(f"{size} rollouts failed: {exc}")
                 load = round(os.getloadavg()[0], 2)
-                failed.append({"rollouts": size, "load_average_1m": load,
-                               "failure": str(exc).split("; the operator's log")[0]})  # fmt: skip
+                failed.append(
+                    {
+                        "rollouts": size,
+                        "load_average_1m": load,
+                        "failure": str(exc).split("; the operator's log")[0],
+                    }
+                )
                 break
     print(tables(results))
-    print(f"slowest snapshot of the counters: {cluster.slowest_snapshot_s:.2f} s (must fit "
-          "between two ticks: 1 s)")  # fmt: skip
+    print(
+        f"slowest snapshot of the counters: {cluster.slowest_snapshot_s:.2f} s (must fit "
+        "between two ticks: 1 s)"
+    )
     for r in results:
-        print(f"{r.rollouts} rollouts: every rollout started after {r.start_ticks} tick(s); "
-              f"{r.conflicts} status writes refused with 409; machine load {r.load}")  # fmt: skip
+        print(
+            f"{r.rollouts} rollouts: every rollout started after {r.start_ticks} tick(s); "
+            f"{r.conflicts} status writes refused with 409; machine load {r.load}"
+        )
         for line in r.log:
             print(f"  operator log: {line}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "setup": f"kube-apiserver {server_version(assets)} + etcd, Prometheus (1 s "
-                f"scrape, demo rules), one operator process (tick 1 s, leader election), "
-                f"steps {STEPS}, interval max(25 s, rollouts/4 s); every canary healthy",
-                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-                f"Python {platform.python_version()}, shared with other engineers' work "
-                "(load_average_1m per size)",
-                "notes": [
-                    "ticks: the operator's modelcanary_operator_ticks_total; window edges "
-                    "cut ticks, so per-tick numbers are +-1 tick",
-                    "hold: ticks where every rollout holds; changing: from 1.5 s before "
-                    "the first advance until every rollout's new weight is applied",
-                    "API requests of the resources modelcanaries, inferenceservices, "
-                    "leases and events, watches excluded; leases include the "
-                    "kube-apiserver's own identity lease (about 0.1 PUT/s)",
-                    "decision_to_isvc: from a transition's timestamp in "
-                    "status.state.history to a watch's event with the new "
-                    "canaryTrafficPercent",
-                ],
-                "sizes": [
-                    {
-                        "rollouts": r.rollouts,
-                        "interval_s": r.interval_s,
-                        "start_ticks": r.start_ticks,
-                        "status_conflicts": r.conflicts,
-                        "load_average_1m": r.load,
-                        "rss_mb": r.rss_mb,
-                        "decision_to_isvc_ms": r.decision_to_isvc_ms,
-                        "transitions_timed": r.transitions_timed,
-                        "hold": r.hold.to_json(),
-                        "changing": r.changing.to_json(),
-                        "per_weight_change_beyond_a_hold_tick": r.per_change(),
-                        "operator_log": r.log,
-                    }
-                    for r in results
-                ],
-                "failed": failed,
-                "runtime_s": round(time.monotonic() - started, 1),
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-        + "\n"
+    setup = (
+        f"kube-apiserver {server_version(assets)} + etcd, Prometheus (1 s scrape, demo rules), "
+        f"one operator process (tick 1 s, leader election), steps {STEPS}, interval "
+        "max(25 s, rollouts/4 s); every canary healthy"
     )
-    print(f"wrote {RESULTS} in {time.monotonic() - started:.0f} s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(results_json(results, failed, setup, time.monotonic() - started))
+    print(f"wrote {args.out} in {time.monotonic() - started:.0f} s")
     return 0
 
 
 def server_version(assets: Path) -> str:
     import subprocess
 
-    found = subprocess.run([str(assets / "kube-apiserver"), "--version"], capture_output=True,
-                           text=True, check=False).stdout.split()  # fmt: skip
+    found = subprocess.run(
+        [str(assets / "kube-apiserver"), "--version"], capture_output=True, text=True, check=False
+    ).stdout.split()
     return found[-1] if found else "?"
 
 

@@ -13,8 +13,15 @@ KEY = RolloutKey("digits", "1", "2")
 
 
 def vector(*items: tuple[dict[str, str], float]) -> dict[str, object]:
-    return {"status": "success", "data": {"resultType": "vector", "result": [
-        {"metric": labels, "value": [1700000000, str(value)]} for labels, value in items]}}  # fmt: skip
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [
+                {"metric": labels, "value": [1700000000, str(value)]} for labels, value in items
+            ],
+        },
+    }
 
 
 def pod(labels: dict[str, str], name: str) -> dict[str, str]:
@@ -38,24 +45,31 @@ def source(answers: dict[str, dict[str, object]], queries: list[str]) -> Prometh
     return PrometheusSource("http://prometheus:9090", "gateway", window_s=15, client=client)
 
 
+def mv(model: str, version: str) -> dict[str, str]:
+    """The labels of one version's series from the gateway."""
+    return {"model": model, "version": version, "source": "gateway"}
+
+
+# Prometheus' canned answers by query prefix, one a line so the rows read as a table.
+# fmt: off
+ANSWERS: dict[str, dict[str, object]] = {
+    "modelcanary:requests:rate": vector((mv("digits", "1"), 20.0), (mv("digits", "2"), 4.0), (mv("other", "7"), 1.0)),
+    "modelcanary:errors:rate": vector((mv("digits", "2"), 1.0)),
+    "modelcanary:latency_p99:seconds": vector((mv("digits", "1"), 0.1), (mv("digits", "2"), float("nan"))),
+    "modelcanary:requests:total": vector((pod(mv("digits", "1"), "a"), 5000.0), (pod(mv("digits", "1"), "b"), 70.0), (pod(mv("digits", "2"), "c"), 900.0)),
+    "modelcanary:errors:total": vector((pod(mv("digits", "2"), "c"), 30.0)),
+    "sum by (model, version, instance, le) (modelcanary:latency_buckets:total": vector((pod({**mv("digits", "2"), "le": "0.1"}, "c"), 850.0), (pod({**mv("digits", "2"), "le": "+Inf"}, "c"), 900.0), (pod({**mv("digits", "2"), "le": "0.05"}, "c"), 700.0)),
+    "ALERTS": vector(({"alertname": "ModelVersionHighErrorRatio", "severity": "critical", "model": "digits", "version": "2", "alertstate": "firing"}, 1)),
+    "sum by (__name__, model, version, kind, output) ({__name__=~\"modelcanary_shadow_pairs_total|modelcanary_shadow_agreeing_pairs_total\"})": vector(({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "classification", "output": "logits"}, 200.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "numeric", "output": "embedding"}, 50.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "classification", "output": "logits"}, 3.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "numeric", "output": "embedding"}, 49.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "other", "version": "8", "kind": "numeric", "output": "price"}, 7.0)),
+    "max by (model, version) (modelcanary_shadow_input_drift_samples)": vector(({"model": "digits", "version": "2"}, 1000.0)),
+    "topk by (model, version) (1, modelcanary_shadow_input_drift_psi)": vector(({"model": "digits", "version": "2", "feature": "pixels[12]"}, 0.4)),
+}
+# fmt: on
+
+
 def test_eleven_grouped_queries_serve_every_rollout() -> None:
     queries: list[str] = []
-    mv = lambda m, v: {"model": m, "version": v, "source": "gateway"}  # noqa: E731
-    prom = source(
-        {
-            "modelcanary:requests:rate": vector((mv("digits", "1"), 20.0), (mv("digits", "2"), 4.0), (mv("other", "7"), 1.0)),
-            "modelcanary:errors:rate": vector((mv("digits", "2"), 1.0)),
-            "modelcanary:latency_p99:seconds": vector((mv("digits", "1"), 0.1), (mv("digits", "2"), float("nan"))),
-            "modelcanary:requests:total": vector((pod(mv("digits", "1"), "a"), 5000.0), (pod(mv("digits", "1"), "b"), 70.0), (pod(mv("digits", "2"), "c"), 900.0)),
-            "modelcanary:errors:total": vector((pod(mv("digits", "2"), "c"), 30.0)),
-            "sum by (model, version, instance, le) (modelcanary:latency_buckets:total": vector((pod({**mv("digits", "2"), "le": "0.1"}, "c"), 850.0), (pod({**mv("digits", "2"), "le": "+Inf"}, "c"), 900.0), (pod({**mv("digits", "2"), "le": "0.05"}, "c"), 700.0)),
-            "ALERTS": vector(({"alertname": "ModelVersionHighErrorRatio", "severity": "critical", "model": "digits", "version": "2", "alertstate": "firing"}, 1)),
-            "sum by (__name__, model, version, kind, output) ({__name__=~\"modelcanary_shadow_pairs_total|modelcanary_shadow_agreeing_pairs_total\"})": vector(({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "classification", "output": "logits"}, 200.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "digits", "version": "2", "kind": "numeric", "output": "embedding"}, 50.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "classification", "output": "logits"}, 3.0), ({"__name__": "modelcanary_shadow_agreeing_pairs_total", "model": "digits", "version": "2", "kind": "numeric", "output": "embedding"}, 49.0), ({"__name__": "modelcanary_shadow_pairs_total", "model": "other", "version": "8", "kind": "numeric", "output": "price"}, 7.0)),
-            "max by (model, version) (modelcanary_shadow_input_drift_samples)": vector(({"model": "digits", "version": "2"}, 1000.0)),
-            "topk by (model, version) (1, modelcanary_shadow_input_drift_psi)": vector(({"model": "digits", "version": "2", "feature": "pixels[12]"}, 0.4)),
-        },
-        queries,
-    )  # fmt: skip
+    prom = source(ANSWERS, queries)
     other = RolloutKey("other", "6", "7")
     seen = prom.observe([KEY, other])
     # when the series were last written, then the ten that read them

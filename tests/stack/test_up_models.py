@@ -59,7 +59,7 @@ def up(
     shutil.copytree(digits_repo, repo)
     renamed_copy(repo, "digits", "digits-b")
     run_dir = tmp_path_factory.mktemp("up") / "run"
-    # Latency is not what this module tests (test_rollouts_e2e does): its limits are set
+    # Latency is not what this module tests (test_rollouts_rollback does): its limits are set
     # far above what a loaded 2-core machine running two models can show.
     models = ["--model", "digits:1", "--model", "digits-b:1", "--versions", "1,2,3"]
     started = start_up(run_dir, "--repo", str(repo), *models, *LATENCY_OUT_OF_THE_WAY)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 
-# digits in three steps of 4 s, every check on: the base of tests/stack/test_rollouts_e2e.py
+# digits in three steps of 4 s, every check on: the base of tests/stack/test_rollouts_*.py
 BASE: dict[str, object] = {
     "model": "digits",
     "steps": [20, 50, 100],
