@@ -174,11 +174,10 @@ def test_without_a_repository_the_config_is_not_triton_s(
 def test_the_command_serves_grpc_in_front_of_triton(served: TritonServer) -> None:
     assert served.endpoints is not None
     http_port, grpc_port = free_ports(2)
-    command = [
-        sys.executable, "-m", "modelcanary", "guard", "--model", "digits",
-        "--upstream", served.endpoints.http, "--listen", f"127.0.0.1:{http_port}",
-        "--grpc-upstream", served.endpoints.grpc, "--grpc-listen", f"127.0.0.1:{grpc_port}",
-    ]  # fmt: skip
+    http, grpc_upstream = served.endpoints.http, served.endpoints.grpc
+    guard_flags = f"guard --model digits --upstream {http} --listen 127.0.0.1:{http_port}"
+    grpc_flags = f"--grpc-upstream {grpc_upstream} --grpc-listen 127.0.0.1:{grpc_port}"
+    command = [sys.executable, "-m", "modelcanary", *f"{guard_flags} {grpc_flags}".split()]
     guard = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         address = f"127.0.0.1:{grpc_port}"
@@ -205,8 +204,8 @@ def test_the_command_serves_grpc_in_front_of_triton(served: TritonServer) -> Non
     ],
 )
 def test_wrong_grpc_flags_are_one_line(flags: list[str], message: str) -> None:
-    command = [sys.executable, "-m", "modelcanary", "guard", "--model", "digits",
-               "--upstream", "http://127.0.0.1:1", *flags]  # fmt: skip
+    guard = ["guard", "--model", "digits", "--upstream", "http://127.0.0.1:1"]
+    command = [sys.executable, "-m", "modelcanary", *guard, *flags]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
@@ -214,9 +213,20 @@ def test_wrong_grpc_flags_are_one_line(flags: list[str], message: str) -> None:
 
 def test_without_tritonclient_grpc_is_a_one_line_error() -> None:
     """As in the operator's image: the HTTP guard runs there, its gRPC half cannot."""
-    command = [sys.executable, "-c", BLOCK_TRITONCLIENT, "guard", "--model", "digits",
-               "--upstream", "http://127.0.0.1:1", "--grpc-listen", "127.0.0.1:0",
-               "--grpc-upstream", "127.0.0.1:1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-c",
+        BLOCK_TRITONCLIENT,
+        "guard",
+        "--model",
+        "digits",
+        "--upstream",
+        "http://127.0.0.1:1",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--grpc-upstream",
+        "127.0.0.1:1",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
     assert "--grpc-listen needs grpcio and tritonclient" in done.stderr, done.stderr

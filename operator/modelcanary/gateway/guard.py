@@ -66,9 +66,14 @@ class RequestGuard:
     max batch sizes else from Triton, asked with `control_key`."""
 
     def __init__(
-        self, upstream: str, models: Sequence[str], repository: Path | None,
-        max_body_bytes: int, timeout_s: float, control_key: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        upstream: str,
+        models: Sequence[str],
+        repository: Path | None,
+        max_body_bytes: int,
+        timeout_s: float,
+        control_key: str | None = None,
+    ) -> None:
         self.base = upstream.rstrip("/")
         self.upstream = Upstream(timeout_s)
         self.max_body_bytes = max_body_bytes
