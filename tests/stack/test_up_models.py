@@ -27,6 +27,7 @@ from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
 from modelcanary.waiting import wait_until
 from tests.conftest import metric_value
+from tests.support.rollout_spec import rollout_spec
 from tests.support.up_process import Up, start_up
 
 pytestmark = pytest.mark.slow
@@ -84,22 +85,11 @@ def state(up: Up, model: str) -> RolloutState:
 
 
 def spec(model: str, canary: int) -> dict[str, object]:
-    return {
-        "model": model,
-        "stable": {"version": "1"},
-        "canary": {"version": str(canary)},
-        "steps": [20, 50, 100],
-        "interval": "4s",
-        "analysis": {
-            "failureLimit": 0,
-            "errorRatio": {"max": 0.05, "maxAboveStable": 0.02},
-            "latencyP99": {"maxSeconds": 5, "maxRatioToStable": 10, "ratioFloorSeconds": 5},
-            "noData": {"after": "10s", "action": "pause"},
-            "beforeFull": {"errorRatioAboveStable": 0.05, "maxWait": "5s"},
-        },
-        "shadow": {"percent": 100, "minSamples": 30, "maxDuration": "10s"},
-        "progressDeadline": "3m",
-    }
+    """The stack tests' rollout spec for MODEL 1 -> CANARY, latency out of the way (as above)
+    and a longer noData window for two rollouts on one loaded machine."""
+    latency = {"maxSeconds": 5, "maxRatioToStable": 10, "ratioFloorSeconds": 5}
+    no_data = {"after": "10s", "action": "pause"}
+    return rollout_spec(1, canary, {"latencyP99": latency, "noData": no_data}, model=model)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
