@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import httpx
+import pytest
 
+from modelcanary.adapters import prometheus
 from modelcanary.adapters.prometheus import PrometheusSource
 from modelcanary.rollout.ports import Counts, InputDrift, NumericCounts, RolloutKey, ShadowCounts
+from tests.support.waits import until
 
 KEY = RolloutKey("digits", "1", "2")
 
@@ -138,3 +142,97 @@ def test_a_rejected_query_names_it() -> None:
         in problem
         and problem.endswith("': parse error")
     )
+
+
+class SlowPrometheus:
+    """Prometheus whose counters the test moves, and whose bucket query it can hold."""
+
+    NEWS = "label_replace(max(timestamp("
+    BUCKETS = "sum by (model, version, instance, le)"
+
+    def __init__(self) -> None:
+        self.written, self.requests = 1.0, 900.0
+        self.held = threading.Event()
+        self.released = threading.Event()
+        self.released.set()
+        self.failing = False
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        query = request.url.params["query"]
+        if self.failing:
+            return httpx.Response(503, json={"status": "error", "error": "overloaded"})
+        if query.startswith(self.NEWS):
+            return httpx.Response(200, json=vector(({"news": "requests"}, self.written)))
+        if query.startswith(self.BUCKETS):
+            self.held.set()
+            self.released.wait(10)
+        if query.startswith("modelcanary:requests:total"):
+            return httpx.Response(200, json=vector((pod(mv("digits", "2"), "c"), self.requests)))
+        return httpx.Response(200, json=vector())
+
+    def source(self, wait_s: float) -> PrometheusSource:
+        client = httpx.Client(transport=httpx.MockTransport(self.handler))
+        return PrometheusSource("http://p:9090", "gateway", 15, client, wait_s=wait_s)
+
+    def move(self, requests: float) -> None:
+        """The rules wrote again: new news, new counters."""
+        self.written, self.requests = self.written + 1, requests
+
+
+def canary_requests(prom: PrometheusSource) -> float | None:
+    seen = prom.observe([KEY])[KEY]
+    if seen.canary is None or seen.canary.replicas is None:
+        return None
+    return seen.canary.replicas["10.0.0.3:8000"].requests
+
+
+def test_a_tick_goes_on_with_the_last_reading_while_a_read_is_slow() -> None:
+    """At scale a read takes Prometheus seconds: with wait_s, `observe` answers from the
+    last reading while the read goes on, and from the new one once it is done."""
+    slow = SlowPrometheus()
+    prom = slow.source(wait_s=0.01)
+    try:
+        assert canary_requests(prom) == 900
+        slow.held.clear()
+        slow.released.clear()
+        slow.move(1000)
+        assert canary_requests(prom) == 900  # the read is held in its bucket query
+        assert slow.held.wait(5)
+        assert canary_requests(prom) == 900  # still held: the same read, not a second
+        slow.released.set()
+        until(lambda: canary_requests(prom) == 1000, 5, "the new reading was never answered")
+    finally:
+        slow.released.set()
+        prom.close()
+
+
+def test_a_background_read_that_fails_is_reported_not_hidden_by_the_last_reading() -> None:
+    slow = SlowPrometheus()
+    prom = slow.source(wait_s=0.01)
+    try:
+        assert canary_requests(prom) == 900
+        slow.failing = True
+        problem = until(
+            lambda: prom.observe([KEY])[KEY].problem, 5, "the failure was never reported"
+        )
+        assert "answered 503" in problem or "overloaded" in problem
+        assert prom.observe([KEY])[KEY].canary is None  # no data, never the old counters
+    finally:
+        prom.close()
+
+
+def test_a_reading_older_than_stale_s_is_not_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that takes longer than STALE_S is waited for: evidence that old is not news."""
+    slow = SlowPrometheus()
+    prom = slow.source(wait_s=0.01)
+    try:
+        assert canary_requests(prom) == 900
+        monkeypatch.setattr(prometheus, "STALE_S", 0.0)
+        slow.held.clear()
+        slow.released.clear()
+        slow.move(1000)
+        threading.Thread(target=lambda: slow.held.wait(5) and slow.released.set()).start()
+        assert canary_requests(prom) == 1000
+    finally:
+        slow.released.set()
+        prom.close()

@@ -489,7 +489,8 @@ def test_rollouts_ticked_on_a_pool_end_as_those_ticked_one_after_another() -> No
     the same phases, steps and weights as ticking them in order."""
     runs = []
     with ThreadPoolExecutor(4) as threads:
-        for pool in (None, threads):
+        # in order; in 4 shares of 3; in 5 shares of 2 or 3 on 4 threads
+        for pool, shares in ((None, 1), (threads, 4), (threads, 5)):
             clock = Clock()
             engine = Engine(Source(), Notifier(), clock=clock, heartbeat_s=30)
             rollouts = [
@@ -498,7 +499,7 @@ def test_rollouts_ticked_on_a_pool_end_as_those_ticked_one_after_another() -> No
             ]
             ticks = []
             for _ in range(60):
-                results = engine.tick_each(rollouts, pool)
+                results = engine.tick_each(rollouts, pool, shares)
                 ticks.append(
                     [
                         (r.rollout, r.state.phase, r.state.step, r.state.weight)
@@ -508,7 +509,7 @@ def test_rollouts_ticked_on_a_pool_end_as_those_ticked_one_after_another() -> No
                 )
                 clock.now += 1
             runs.append(ticks)
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1] == runs[2]
     assert {phase for _, phase, _, _ in runs[0][-1]} == {"Promoted"} and len(runs[0][-1]) == 12
 
 

@@ -15,7 +15,10 @@ comes every 1 to 10 s, and a read is about 60 series per rollout.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as StillReading
 from dataclasses import dataclass
 
 import httpx
@@ -40,6 +43,7 @@ class QueryError(Exception):
 
 
 Versions = dict[tuple[str, str], float]
+STALE_S = 15.0  # a reading older than this is not answered while a read is in progress
 
 
 @dataclass(frozen=True)
@@ -53,17 +57,37 @@ class Reading:
     alerts: dict[str, tuple[FiringAlert, ...]]  # by model
 
 
+@dataclass(frozen=True)
+class Latest:
+    """The last reading, the news it was read at, and when Prometheus last confirmed it
+    (time.monotonic() as the news query was sent)."""
+
+    news: tuple[tuple[str, float], ...]
+    reading: Reading
+    at: float
+
+
 class PrometheusSource:
     """The metrics source port on Prometheus' HTTP API."""
 
     def __init__(
-        self, url: str, source: str, window_s: float, client: httpx.Client | None = None
+        self,
+        url: str,
+        source: str,
+        window_s: float,
+        client: httpx.Client | None = None,
+        wait_s: float | None = None,
     ) -> None:
+        """`wait_s`: how long `observe` waits for a read in progress (None: every read is
+        in the caller's thread, and every answer as fresh as Prometheus)."""
         self.url = url.rstrip("/")
         self.source = source
         self.window_s = window_s
         self.client = client or httpx.Client(timeout=5.0)
-        self.last: tuple[tuple[tuple[str, float], ...], Reading] | None = None  # news, reading
+        self.wait_s = wait_s
+        self.last: Latest | None = None
+        self._reads = None if wait_s is None else ThreadPoolExecutor(1, "prometheus")
+        self._pending: Future[Reading] | None = None
 
     def query(self, expression: str) -> list[tuple[dict[str, str], float]]:
         """An instant query's vector as (labels, value) pairs."""
@@ -117,13 +141,9 @@ class PrometheusSource:
         """Observations for every rollout, whatever their number: one query when nothing
         was written since the last read, eleven when something was."""
         try:
-            news = self.news()
-            if self.last is None or self.last[0] != news:
-                self.last = None
-                self.last = (news, self.read())
+            reading = self._reading()
         except QueryError as exc:
             return {key: Observations(None, None, problem=str(exc)) for key in rollouts}
-        reading = self.last[1]
         return {
             key: Observations(
                 stable=self._stats(key.model, key.stable, *reading.windowed, reading.totals),
@@ -134,6 +154,41 @@ class PrometheusSource:
             )
             for key in rollouts
         }
+
+    def latest(self) -> Reading:
+        """The series as Prometheus has them now: read again only if written since the
+        last read. A failed query forgets the last reading."""
+        at = time.monotonic()
+        try:
+            news = self.news()
+            if self.last is None or self.last.news != news:
+                self.last = Latest(news, self.read(), at)
+            else:
+                self.last = Latest(news, self.last.reading, at)
+        except QueryError:
+            self.last = None
+            raise
+        return self.last.reading
+
+    def close(self) -> None:
+        """Stop the reading thread (a read in progress ends by itself)."""
+        if self._reads is not None:
+            self._reads.shutdown(wait=False, cancel_futures=True)
+
+    def _reading(self) -> Reading:
+        """The latest reading, or the last one while a read is in progress (`wait_s`)."""
+        if self._reads is None:
+            return self.latest()
+        pending = self._pending
+        if pending is None or pending.done():
+            pending = self._pending = self._reads.submit(self.latest)
+        last = self.last
+        if last is None or time.monotonic() - last.at > STALE_S:
+            return pending.result()  # nothing recent to answer with: this read's, or its error
+        try:
+            return pending.result(timeout=self.wait_s)
+        except StillReading:
+            return last.reading
 
     def news(self) -> tuple[tuple[str, float], ...]:
         """When each kind of series `read` reads was last written: one small query. The

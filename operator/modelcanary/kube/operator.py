@@ -112,6 +112,7 @@ class Runtime:
     loop: threading.Thread | None = None
     lease: threading.Thread | None = None
     comparator: httpx.Client | None = None  # shared by the rollouts' shadow controls
+    prometheus: PrometheusSource | None = None  # the engine's source, closed on cleanup
     tickers: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(TICKERS, thread_name_prefix="rollout")
     )
@@ -143,7 +144,10 @@ def build_runtime(config: OperatorConfig) -> Runtime:
     """The engine and its ports for this operator (before kopf starts)."""
     book = AlertBook()
     api = api_client(config.kubeconfig)
-    source = PrometheusSource(config.prometheus, config.source, config.window_s)
+    # a tick waits for a Prometheus read half a tick at most, then goes on with the last
+    source = PrometheusSource(
+        config.prometheus, config.source, config.window_s, wait_s=config.tick_s / 2
+    )
     engine = Engine(
         source,
         factory.notifier(config.alertmanager),
@@ -160,6 +164,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
             lease_s=LEASE_S,
         )
     runtime = Runtime(config, client.CustomObjectsApi(api), engine, book, elector)
+    runtime.prometheus = source
     if config.comparator:
         runtime.comparator = httpx.Client(timeout=10.0)
     book.listener = lambda alert: _wake_on(runtime, alert)
@@ -233,6 +238,8 @@ def cleanup(memo: Runtime, **_: Any) -> None:
     memo.services.stop()
     memo.book.closed = True
     memo.tickers.shutdown(wait=False)
+    if memo.prometheus is not None:
+        memo.prometheus.close()
     if memo.comparator is not None:
         memo.comparator.close()
     while memo.servers:
@@ -270,6 +277,7 @@ def tick_loop(runtime: Runtime) -> None:
         while not runtime.stop.is_set():
             runtime.pulse.beat()
             runtime.wake.clear()
+            began = time.monotonic()
             if runtime.not_ready() is None:
                 try:
                     tick(runtime)
@@ -277,7 +285,8 @@ def tick_loop(runtime: Runtime) -> None:
                     log.warning("%s", exc)
                 except Exception:  # a bug must not stop every rollout; log it and go on
                     log.exception("tick failed")
-            runtime.wake.wait(runtime.config.tick_s)
+            # a tick begins every tick_s (at once after one that took longer)
+            runtime.wake.wait(max(0.0, runtime.config.tick_s - (time.monotonic() - began)))
     finally:
         runtime.pulse.end()
 
@@ -313,7 +322,7 @@ def tick(runtime: Runtime) -> None:
     saved = [at for body in listed.values() if (at := saved_at(body)) is not None]
     beats = config.heartbeats_per_tick or budget(config.tick_s)
     runtime.engine.fresh_since = fresh_since(saved, time.time(), beats, config.heartbeat_s)
-    results = runtime.engine.tick_each(rollouts, runtime.tickers)
+    results = runtime.engine.tick_each(rollouts, runtime.tickers, TICKERS)
     for rollout, body in zip(rollouts, read, strict=True):  # the next tick reads our writes
         store = cast(StatusStore, rollout.store)
         runtime.canaries.wrote(body, store.body, store.written)

@@ -27,6 +27,8 @@ class RolloutMetrics:
     """Gauges the recording rules join traffic with (expected shares, roles)."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # what was last exported per (namespace, model): a tick that changes nothing sets none
+    exported: dict[tuple[str, str], tuple[object, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.weight = Gauge(
@@ -65,9 +67,13 @@ class RolloutMetrics:
         gate: GateResult | None = None,
     ) -> None:
         stable, canary = spec.stable.version, spec.canary.version
+        numbers = gate.numbers if gate is not None else {}
+        values = (stable, canary, weight, phase, sorted(numbers.items()))
+        if self.exported.get((namespace, spec.model)) == values:
+            return
+        self.exported[(namespace, spec.model)] = values
         for each in (*UNFINISHED, *FINISHED):
             self.phase.labels(namespace, spec.model, each).set(1 if each == phase else 0)
-        numbers = gate.numbers if gate is not None else {}
         for value, key in HOLDOUT_VALUES.items():
             if key in numbers:
                 self.holdout.labels(namespace, spec.model, canary, value).set(float(numbers[key]))

@@ -147,11 +147,12 @@ class Engine:
         return [self._tick(r, seen[r.key]) for r in rollouts]
 
     def tick_each(
-        self, rollouts: Sequence[Rollout], pool: Executor | None = None
+        self, rollouts: Sequence[Rollout], pool: Executor | None = None, threads: int = 1
     ) -> list[TickResult | TickFailure]:
         """`tick`, but a rollout whose tick fails (an unreadable status, a conflict) gives a
         failure and the others still tick: for a controller of many rollouts. With POOL,
-        the rollouts tick concurrently on its threads (their writes overlap)."""
+        the rollouts tick concurrently in THREADS shares of them (their writes overlap;
+        one task per share, not per rollout)."""
         seen = self.source.observe([r.key for r in rollouts])
 
         def each(rollout: Rollout) -> TickResult | TickFailure:
@@ -160,7 +161,11 @@ class Engine:
             except ModelcanaryError as exc:
                 return TickFailure(rollout.name, str(exc))
 
-        return list(map(each, rollouts) if pool is None else pool.map(each, rollouts))
+        if pool is None:
+            return [each(rollout) for rollout in rollouts]
+        shares = [rollouts[first::threads] for first in range(threads)]
+        done = list(pool.map(lambda share: [each(rollout) for rollout in share], shares))
+        return [done[k % threads][k // threads] for k in range(len(rollouts))]
 
     def _tick(self, rollout: Rollout, seen: Observations) -> TickResult:
         """One rollout's tick, its steps in order. A problem a step meets is reported with
