@@ -617,3 +617,33 @@ def test_the_first_step_waits_until_prometheus_gave_both_versions_counters() -> 
     assert result.state.phase == "Progressing" and result.state.baseline is not None
     (series,) = result.state.baseline.stable.series
     assert (series.name, series.last.requests) == ("10.0.0.1:8000", 500)
+
+
+def test_at_most_moves_per_tick_rollouts_change_weight_in_a_tick_and_the_rest_follow() -> None:
+    """Issue 26: a thousand rollouts advancing at once made one tick of three thousand
+    writes; with a budget, a tick moves so many and the others move at the next ticks."""
+    clock = Clock()
+    engine = Engine(Source(), Notifier(), clock=clock)
+    engine.moves_per_tick = 2
+    rollouts = [Rollout(f"digits-{i}", SPEC, MemoryStore(), Router(), golden_ok) for i in range(5)]
+    started = []
+    for _ in range(3):
+        results = engine.tick(rollouts)
+        started.append(sum(r.state.weight == 10 for r in results))
+        held = [p for r in results for p in r.problems if "changed weight this tick" in p]
+        assert len(held) == 5 - started[-1]
+        clock.now += 1
+    assert started == [2, 4, 5]
+    assert all(len(r.router.calls) == 1 for r in rollouts)  # type: ignore[attr-defined]
+    assert all(len(r.store.state.history) == 1 for r in rollouts)  # type: ignore[attr-defined]
+
+
+def test_a_rollback_is_never_held_by_the_budget_of_moves() -> None:
+    store, router, clock = MemoryStore(), Router(), Clock()
+    Engine(Source(), Notifier(), clock=clock).tick([make(store, router)])  # at step 1
+    alert = FiringAlert("ModelVersionHighErrorRatio", "critical", "2")
+    busy = Observations(VersionStats(20_000, 0, 0.01), VersionStats(2000, 0, 0.01))
+    engine = Engine(Source(replace(busy, alerts=(alert,))), Notifier(), clock=clock)
+    engine.moves_per_tick = 0
+    result = engine.tick([make(store, router)])[0]
+    assert result.state.phase == "RolledBack" and router.calls[-1] == (0, False)

@@ -1,4 +1,5 @@
-"""The heartbeat of holding rollouts: a status write per tick budget, the oldest first.
+"""The heartbeat of holding rollouts: a status write per tick budget, the oldest first
+(and the budget of weight changes per tick, rollbacks not counted).
 
 A tick that changes nothing but a rollout's numbers writes no status; its status is written
 again (the heartbeat, so that `kubectl canary status` shows recent checks) once its last
@@ -17,11 +18,15 @@ from typing import Any
 
 HEARTBEAT_S = 30.0  # a holding rollout's status is at least this old before it is written
 HEARTBEATS_PER_S = 20.0  # heartbeat writes per second of tick period, at most
+# weight changes per second of tick period, at most (each is three writes: the state before
+# and after, and the route); the others wait for a later tick, rollbacks never
+MOVES_PER_S = 20.0
 
 
-def budget(tick_s: float) -> int:
-    """The heartbeat writes one tick of TICK_S may make."""
-    return max(1, math.ceil(HEARTBEATS_PER_S * tick_s))
+def budget(tick_s: float, per_s: float = HEARTBEATS_PER_S) -> int:
+    """The heartbeat writes (or with MOVES_PER_S, the weight changes) one tick of TICK_S
+    may make."""
+    return max(1, math.ceil(per_s * tick_s))
 
 
 def saved_at(body: Mapping[str, Any]) -> float | None:

@@ -45,7 +45,7 @@ from modelcanary.kube import operator_servers
 from modelcanary.kube.api import model_canary
 from modelcanary.kube.crd import GROUP, PLURAL, VERSION
 from modelcanary.kube.health import LoopPulse, stalled_after
-from modelcanary.kube.heartbeat import HEARTBEAT_S, budget, fresh_since, saved_at
+from modelcanary.kube.heartbeat import HEARTBEAT_S, MOVES_PER_S, budget, fresh_since, saved_at
 from modelcanary.kube.kopf_glue import NoDiffBase, connection_info
 from modelcanary.kube.leader import LeaseElector
 from modelcanary.kube.rollout_metrics import RolloutMetrics
@@ -90,6 +90,7 @@ class OperatorConfig:
     stalled_after_s: float | None = None  # liveness fails after; None: stalled_after(tick_s)
     heartbeat_s: float = HEARTBEAT_S  # a holding rollout's status is written again after
     heartbeats_per_tick: int | None = None  # at most; None: heartbeat.budget(tick_s)
+    moves_per_tick: int | None = None  # at most; None: heartbeat.budget(tick_s, MOVES_PER_S)
 
 
 @dataclass
@@ -154,6 +155,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
         pushed=_pushed(book),
         heartbeat_s=config.heartbeat_s,
     )
+    engine.moves_per_tick = config.moves_per_tick or budget(config.tick_s, MOVES_PER_S)
     elector = None
     if config.leader_lease:
         elector = LeaseElector(

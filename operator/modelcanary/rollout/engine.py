@@ -29,9 +29,10 @@ unrecorded), any other move waits until it can be recorded, and the problem is r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
+from itertools import count
 
 from modelcanary.errors import ModelcanaryError
 from modelcanary.rollout.decision import Decision
@@ -49,7 +50,6 @@ from modelcanary.rollout.ports import (
     Notifier,
     Observations,
     Readiness,
-    RolloutEvent,
     RolloutKey,
     Router,
     ShadowControl,
@@ -65,10 +65,12 @@ from modelcanary.rollout.tick import (
     ShadowInput,
     analysed,
     compares,
+    event,
     evidence_now,
     mirrors,
     next_state,
     seen_alerts,
+    settled,
     shadow_pairs,
 )
 
@@ -138,11 +140,18 @@ class Engine:
         # a caller that budgets the heartbeat writes sets it before a tick: the states
         # saved after it need none (None: those saved within heartbeat_s)
         self.fresh_since: float | None = None
+        # and at most so many weight changes (advances, promotions) per tick, each three
+        # writes: the others hold until a later tick, so that a tick stays short while a
+        # thousand rollouts advance at once (None: no limit). Rollbacks and intents are
+        # never held.
+        self.moves_per_tick: int | None = None
+        self._moves: Iterator[int] = count()  # this tick's slots, taken atomically
         self._synced: set[str] = set()  # rollouts whose recorded weight this engine applied
         self._mirroring: set[str] = set()  # rollouts whose shadow this engine started
         self._verdicts: dict[str, tuple[JudgeInput, Verdict]] = {}  # by rollout
 
     def tick(self, rollouts: Sequence[Rollout]) -> list[TickResult]:
+        self._moves = count() if self.moves_per_tick is None else iter(range(self.moves_per_tick))
         seen = self.source.observe([r.key for r in rollouts])
         return [self._tick(r, seen[r.key]) for r in rollouts]
 
@@ -153,6 +162,7 @@ class Engine:
         failure and the others still tick: for a controller of many rollouts. With POOL,
         the rollouts tick concurrently in THREADS shares of them (their writes overlap;
         one task per share, not per rollout)."""
+        self._moves = count() if self.moves_per_tick is None else iter(range(self.moves_per_tick))
         seen = self.source.observe([r.key for r in rollouts])
 
         def each(rollout: Rollout) -> TickResult | TickFailure:
@@ -282,6 +292,13 @@ class Engine:
         moved = new.weight != state.weight or promoted != (state.phase == "Promoted")
         if not moved and not rolled_back:
             return []
+        if not rolled_back and intent is None and next(self._moves, None) is None:
+            held = (
+                *problems,
+                f"holding at {state.weight}%: {self.moves_per_tick} rollouts "
+                "changed weight this tick, this one changes at a later tick",
+            )
+            return TickResult(rollout.name, state, None, held)
         unsaved = _save(rollout.store, replace(new, applied=False))
         if unsaved and not rolled_back:  # a restart would not know of the move: wait
             held = (*problems, *unsaved, f"holding at {state.weight}% until it is written")
@@ -311,7 +328,7 @@ class Engine:
         if kind is None:
             return []
         try:
-            self.notifier.notify(_event(kind, rollout, decision))
+            self.notifier.notify(event(kind, rollout.name, rollout.spec, decision))
         except ModelcanaryError as exc:
             return [f"notify: {exc}"]
         return []
@@ -344,7 +361,7 @@ class Engine:
         if (new.baseline is None) != (old.baseline is None):
             return False
         fresh = now - self.heartbeat_s if self.fresh_since is None else self.fresh_since
-        return _settled(old) == _settled(new) and old.analysis.at > fresh
+        return settled(old) == settled(new) and old.analysis.at > fresh
 
 
 def _checked_before_traffic(rollout: Rollout, verdict: Verdict, ready: bool) -> Judged:
@@ -386,11 +403,6 @@ def _save(store: StateStore, state: RolloutState) -> list[str]:
     return []
 
 
-def _settled(state: RolloutState) -> RolloutState:
-    """The state without what changes on every tick while nothing happens."""
-    return replace(state, analysis=None, last_data_at=None, baseline=None, shadow_baseline=None)
-
-
 def _shadow(rollout: Rollout, start: bool) -> list[str]:
     """Start or stop mirroring; a failure is a problem to report, not a crash."""
     if rollout.shadow is None:
@@ -403,16 +415,3 @@ def _shadow(rollout: Rollout, start: bool) -> list[str]:
     except ModelcanaryError as exc:
         return [f"shadow: {exc}"]
     return []
-
-
-def _event(kind: EventKind, rollout: Rollout, decision: Decision) -> RolloutEvent:
-    spec = rollout.spec
-    return RolloutEvent(
-        kind=kind,
-        rollout=rollout.name,
-        model=spec.model,
-        stable=spec.stable.version,
-        canary=spec.canary.version,
-        reason=decision.reason,
-        numbers=dict(decision.numbers),
-    )

@@ -42,30 +42,49 @@ MAX_SERIES = 32  # per version: replicas kept by name; the longest gone fold int
 
 def _add(a: Counts, b: Counts) -> Counts:
     """The sum of two counts; buckets by bound (one side without a histogram adds none)."""
-    merged = dict(a.buckets)
-    for le, n in b.buckets:
-        merged[le] = merged.get(le, 0.0) + n
+    # the usual cases first (a tick adds thousands): one side without a histogram, or
+    # both with the same bounds
+    if not (a.buckets and b.buckets) and _ascending(a.buckets or b.buckets):
+        buckets = a.buckets or b.buckets
+    elif _same_bounds(a, b):
+        buckets = tuple((le, n + m) for (le, n), (_, m) in zip(a.buckets, b.buckets, strict=True))
+    else:
+        merged = dict(a.buckets)
+        for le, n in b.buckets:
+            merged[le] = merged.get(le, 0.0) + n
+        buckets = tuple(sorted(merged.items()))
     return Counts(
         a.requests + b.requests,
         a.errors + b.errors,
-        tuple(sorted(merged.items())),
+        buckets,
         a.observed + b.observed,
     )
+
+
+def _same_bounds(a: Counts, b: Counts) -> bool:
+    """Both histograms have the same bounds, in ascending order."""
+    bounds = [le for le, _ in a.buckets]
+    return bounds == [le for le, _ in b.buckets] and bounds == sorted(bounds)
+
+
+def _ascending(buckets: tuple[tuple[float, float], ...]) -> bool:
+    bounds = [le for le, _ in buckets]
+    return bounds == sorted(bounds)
 
 
 def _increment(last: Counts | None, now: Counts) -> Counts:
     """What one series counted since it was last read; all of it after a restart (a
     counter went down) or for a series not read before."""
-    before = dict(last.buckets) if last is not None else {}
-    if (
-        last is None
-        or now.requests < last.requests
-        or now.errors < last.errors
-        or now.observed < last.observed
-        or any(n < before.get(le, 0.0) for le, n in now.buckets)
-    ):
+    if last is None or now.requests < last.requests or now.errors < last.errors:
         return now
-    buckets = tuple((le, n - before.get(le, 0.0)) for le, n in now.buckets)
+    if _same_bounds(last, now):
+        pairs = list(zip(now.buckets, last.buckets, strict=True))
+    else:
+        before = dict(last.buckets)
+        pairs = [((le, n), (le, before.get(le, 0.0))) for le, n in now.buckets]
+    if now.observed < last.observed or any(n < m for (_, n), (_, m) in pairs):
+        return now
+    buckets = tuple((le, n - m) for (le, n), (_, m) in pairs)
     return Counts(
         now.requests - last.requests,
         now.errors - last.errors,
@@ -107,7 +126,7 @@ class Tally:
         for name, counts in replicas.items():
             old = series.get(name) or Series(name, NOTHING, NOTHING, now)
             counted, previous = old.counted, old.previous
-            if not opening:
+            if not opening and not (name in series and counts == old.last):  # else: no news
                 counted = _add(counted, _increment(old.last if name in series else None, counts))
                 if counted.requests != old.counted.requests:
                     previous = old.counted.requests

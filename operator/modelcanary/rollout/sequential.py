@@ -35,6 +35,7 @@ from functools import cached_property, lru_cache
 from typing import Literal
 
 Decision = Literal["regression", "no evidence"]
+Pair = tuple[int, int]
 
 # (a, b) of the prior's Beta components, equally weighted: Jeffreys', then a = 1.
 PRIOR = ((0.5, 0.5), *((1.0, 10 ** (k / 2) - 1.0) for k in range(1, 9)))
@@ -164,16 +165,11 @@ def _rate(n: float, x: float) -> float:
     return x / n if n > 0 else 0.0
 
 
-def log_e_value(
-    canary_requests: float,
-    canary_hits: float,
-    stable_requests: float,
-    stable_hits: float,
-    margin: float,
-) -> float:
-    """log E against `p_c <= p_s + margin`. At most 0 when the observed difference is
-    within the margin; a regression at level alpha when >= log(1/alpha)."""
-    nc, xc, ns, xs = _both(canary_requests, canary_hits, stable_requests, stable_hits)
+def log_e_value(nc: float, xc: float, ns: float, xs: float, margin: float) -> float:
+    """log E against `p_c <= p_s + margin`, from the canary's and stable's requests and
+    hits (n, x). At most 0 when the observed difference is within the margin; a
+    regression at level alpha when >= log(1/alpha)."""
+    nc, xc, ns, xs = _both(nc, xc, ns, xs)
     return _log_mixture(nc, xc) + _log_mixture(ns, xs) - _best_below(nc, xc, ns, xs, margin)
 
 
@@ -186,23 +182,18 @@ def _best_below(nc: float, xc: float, ns: float, xs: float, margin: float) -> fl
     return _loglik(nc, xc, pc) + _loglik(ns, xs, ps)
 
 
-def upper_bound(
-    canary_requests: float,
-    canary_hits: float,
-    stable_requests: float,
-    stable_hits: float,
-    alpha: float,
-) -> float:
-    """Anytime-valid upper confidence bound on p_c - p_s at 1 - alpha: the smallest d on a
-    grid of 2^20 steps from the observed difference to 1 whose e-value reaches 1/alpha
-    (1 if none), i.e. the confidence sequence's end rounded up.
+def upper_bound(nc: float, xc: float, ns: float, xs: float, alpha: float) -> float:
+    """Anytime-valid upper confidence bound on p_c - p_s at 1 - alpha, from the canary's
+    and stable's requests and hits (n, x): the smallest d on a grid of 2^20 steps from the
+    observed difference to 1 whose e-value reaches 1/alpha (1 if none), i.e. the
+    confidence sequence's end rounded up.
 
     Beyond the observed difference the e-value grows with d, by the deviance (twice the
     log-likelihood lost on the line `p_c - p_s = d`), whose square root is nearly linear in
     d: Newton's method on it, bracketed and falling back to halving, finds the end in a
     few steps; a bisection on the grid points left in the bracket (one or two) rounds it
     up."""
-    nc, xc, ns, xs = _both(canary_requests, canary_hits, stable_requests, stable_hits)
+    nc, xc, ns, xs = _both(nc, xc, ns, xs)
     level, mixture = math.log(1 / alpha), _log_mixture(nc, xc) + _log_mixture(ns, xs)
     pc, ps = _rate(nc, xc), _rate(ns, xs)
     steps, top, start = 2**_BOUND_ITERATIONS, _loglik(nc, xc, pc) + _loglik(ns, xs, ps), pc - ps
@@ -367,6 +358,17 @@ class LatencyComparison:
         )
 
 
+@lru_cache(maxsize=256)  # the same bounds and spec on every tick of a rollout
+def _bucket_pairs(bounds: tuple[float, ...], ratio: float, floor: float) -> tuple[Pair, ...]:
+    """The latency test's pairs of bucket indexes (compare_latency)."""
+    return tuple(
+        (i, j)
+        for i, low in enumerate(bounds[:-1])
+        for j in [next(k for k, high in enumerate(bounds) if high >= ratio * low * (1 - 1e-9))]
+        if not math.isinf(bounds[j]) and bounds[j] >= floor
+    )
+
+
 def compare_latency(
     bounds: Sequence[float],
     canary_buckets: Sequence[float],
@@ -395,12 +397,7 @@ def compare_latency(
         raise ValueError("ratio must be at least 1, and bounds and buckets the same length")
     if not bounds or not math.isinf(bounds[-1]):
         raise ValueError("the last bucket bound must be +Inf (the total count)")
-    index = [
-        (i, j)
-        for i, low in enumerate(bounds[:-1])
-        for j in [next(k for k, high in enumerate(bounds) if high >= ratio * low * (1 - 1e-9))]
-        if not math.isinf(bounds[j]) and bounds[j] >= floor
-    ]
+    index = _bucket_pairs(tuple(bounds), ratio, floor)
     if not index:
         return LatencyComparison(0.0, alpha, (), None)
     c, s = [float(v) for v in canary_buckets], [float(v) for v in stable_buckets]

@@ -21,10 +21,12 @@ from modelcanary.rollout.evidence import (
 from modelcanary.rollout.intents import FINISHED, Intent
 from modelcanary.rollout.judge import Verdict
 from modelcanary.rollout.ports import (
+    EventKind,
     FiringAlert,
     GateResult,
     GoldenResult,
     Observations,
+    RolloutEvent,
     ShadowCounts,
 )
 from modelcanary.rollout.spec import RolloutSpec
@@ -184,3 +186,21 @@ def mirrors(spec: RolloutSpec, state: RolloutState) -> bool:
 def compares(spec: RolloutSpec, state: RolloutState) -> bool:
     """The rollout's canary is compared with stable now: it mirrors and is not finished."""
     return mirrors(spec, state) and state.phase not in FINISHED
+
+
+def settled(state: RolloutState) -> RolloutState:
+    """The state without what changes on every tick while nothing happens."""
+    return replace(state, analysis=None, last_data_at=None, baseline=None, shadow_baseline=None)
+
+
+def event(kind: EventKind, name: str, spec: RolloutSpec, decision: Decision) -> RolloutEvent:
+    """What on-call is told of a promotion, a rollback or a pause."""
+    return RolloutEvent(
+        kind=kind,
+        rollout=name,
+        model=spec.model,
+        stable=spec.stable.version,
+        canary=spec.canary.version,
+        reason=decision.reason,
+        numbers=dict(decision.numbers),
+    )
