@@ -215,6 +215,37 @@ def test_the_copy_keeps_our_last_write_over_an_earlier_one_not_over_someone_else
     assert copy.items()["stoats"]["status"]["message"] == "second"
 
 
+def test_a_late_watch_event_of_our_earlier_write_does_not_replace_our_later_one(
+    api: client.CustomObjectsApi, namespace: str, crds: None
+) -> None:
+    """Issue 26: with ticks back to back, the watch brought a tick's first write after the
+    answer to its second was in the copy, and the next tick's write was refused (409).
+    The events are the real server's bodies, delivered in the order that race makes."""
+    create_canary(api, namespace, model_canary("voles", "voles"))
+    copy = Watched(api, (GROUP, VERSION, PLURAL), namespace).start()
+    try:
+        read = until(lambda: copy.items(timeout=30).get("voles"), 30, "not in the copy")
+    finally:
+        copy.stop()
+    first, second = (
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, "voles", {"status": {"message": message}}
+        )
+        for message in ("first", "second")
+    )
+    copy.wrote(
+        read, second, [first["metadata"]["resourceVersion"], second["metadata"]["resourceVersion"]]
+    )
+    copy._apply("MODIFIED", first)  # the watch's late event of the first write
+    assert copy.items()["voles"]["status"]["message"] == "second"
+    api.patch_namespaced_custom_object_status(  # another writer's, later: it replaces ours
+        GROUP, VERSION, namespace, PLURAL, "voles", {"status": {"message": "third"}}
+    )
+    third = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "voles")
+    copy._apply("MODIFIED", third)
+    assert copy.items()["voles"]["status"]["message"] == "third"
+
+
 def test_a_deleted_rollout_leaves_nothing_in_the_operators_bookkeeping(
     apiserver: ApiServer,
     api: client.CustomObjectsApi,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -144,6 +145,16 @@ def test_a_rejected_query_names_it() -> None:
     )
 
 
+@dataclass
+class Clock:
+    """time.monotonic() for the source, moved by the test."""
+
+    now: float = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
 class SlowPrometheus:
     """Prometheus whose counters the test moves, and whose bucket query it can hold."""
 
@@ -156,9 +167,14 @@ class SlowPrometheus:
         self.released = threading.Event()
         self.released.set()
         self.failing = False
+        self.queries: list[str] = []
+        self.clock: Clock | None = None  # a read takes it a second on, if given
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         query = request.url.params["query"]
+        self.queries.append(query)
+        if self.clock is not None and query.startswith(self.BUCKETS):
+            self.clock.now += 1.0
         if self.failing:
             return httpx.Response(503, json={"status": "error", "error": "overloaded"})
         if query.startswith(self.NEWS):
@@ -196,8 +212,8 @@ def test_a_tick_goes_on_with_the_last_reading_while_a_read_is_slow() -> None:
         slow.held.clear()
         slow.released.clear()
         slow.move(1000)
-        assert canary_requests(prom) == 900  # the read is held in its bucket query
-        assert slow.held.wait(5)
+        # once the pace allows, a read begins, and is held in its bucket query
+        until(lambda: canary_requests(prom) == 900 and slow.held.is_set(), 5, "no read began")
         assert canary_requests(prom) == 900  # still held: the same read, not a second
         slow.released.set()
         until(lambda: canary_requests(prom) == 1000, 5, "the new reading was never answered")
@@ -235,4 +251,27 @@ def test_a_reading_older_than_stale_s_is_not_answered(monkeypatch: pytest.Monkey
         assert canary_requests(prom) == 1000
     finally:
         slow.released.set()
+        prom.close()
+
+
+def test_reads_begin_at_most_every_twice_the_last_reads_duration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reads on their own thread are paced: a read of a second is followed by none for
+    another second, whatever the ticks ask (Prometheus and the reader spend at most half
+    their time reading)."""
+    slow, clock = SlowPrometheus(), Clock()
+    slow.clock = clock
+    monkeypatch.setattr(prometheus, "time", clock)
+    prom = slow.source(wait_s=0.01)
+    try:
+        assert canary_requests(prom) == 900  # read from 100 to 101: the next from 102
+        slow.move(1000)
+        sent = len(slow.queries)
+        clock.now = 101.9
+        assert [canary_requests(prom) for _ in range(5)] == [900] * 5
+        assert len(slow.queries) == sent  # not even the news
+        clock.now = 102.0
+        until(lambda: canary_requests(prom) == 1000, 5, "no read after the pause")
+    finally:
         prom.close()

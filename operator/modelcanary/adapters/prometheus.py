@@ -44,6 +44,9 @@ class QueryError(Exception):
 
 Versions = dict[tuple[str, str], float]
 STALE_S = 15.0  # a reading older than this is not answered while a read is in progress
+# reads on their own thread begin at most every PACE times the last read's duration, so
+# that Prometheus and the reader spend at most half their time on them
+PACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class PrometheusSource:
         self.last: Latest | None = None
         self._reads = None if wait_s is None else ThreadPoolExecutor(1, "prometheus")
         self._pending: Future[Reading] | None = None
+        self._next_read = 0.0  # time.monotonic() when the next read may begin
 
     def query(self, expression: str) -> list[tuple[dict[str, str], float]]:
         """An instant query's vector as (labels, value) pairs."""
@@ -163,6 +167,7 @@ class PrometheusSource:
             news = self.news()
             if self.last is None or self.last.news != news:
                 self.last = Latest(news, self.read(), at)
+                self._next_read = at + PACE * (time.monotonic() - at)
             else:
                 self.last = Latest(news, self.last.reading, at)
         except QueryError:
@@ -179,11 +184,13 @@ class PrometheusSource:
         """The latest reading, or the last one while a read is in progress (`wait_s`)."""
         if self._reads is None:
             return self.latest()
-        pending = self._pending
+        now, last, pending = time.monotonic(), self.last, self._pending
+        recent = last is not None and now - last.at <= STALE_S
         if pending is None or pending.done():
+            if last is not None and recent and now < self._next_read:
+                return last.reading  # paced: the last read ended a moment ago
             pending = self._pending = self._reads.submit(self.latest)
-        last = self.last
-        if last is None or time.monotonic() - last.at > STALE_S:
+        if last is None or not recent:
             return pending.result()  # nothing recent to answer with: this read's, or its error
         try:
             return pending.result(timeout=self.wait_s)

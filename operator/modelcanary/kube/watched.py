@@ -149,16 +149,28 @@ class Watched:
         return version
 
     def _apply(self, kind: str, body: Body) -> None:
+        """An event's body replaces the copy's, unless the copy is newer: the answer to one
+        of our writes may reach the copy (`wrote`) before the watch brings an earlier one."""
         name = body["metadata"]["name"]
         with self._lock:
             if kind == "DELETED":
                 self._items.pop(name, None)
-            else:
-                self._items[name] = body
-        if kind != "DELETED":
-            self.noticed(body)
+                return
+            if _older(body, self._items.get(name)):
+                return
+            self._items[name] = body
+        self.noticed(body)
 
 
 def _version(body: Body) -> str | None:
     version = body.get("metadata", {}).get("resourceVersion")
     return str(version) if version is not None else None
+
+
+def _older(body: Body, than: Body | None) -> bool:
+    """BODY is an older version of THAN: etcd's resourceVersions are increasing integers
+    (opaque to the API, so any that are not compare as not older)."""
+    version, current = _version(body), _version(than) if than is not None else None
+    if version is None or current is None or not (version.isdigit() and current.isdigit()):
+        return False
+    return int(version) < int(current)
