@@ -301,7 +301,7 @@ def run_size(
         rss_mb=rss_mb,
         decision_to_isvc_ms=summary_ms(delays),
         transitions_timed=len(delays),
-        conflicts=sum("409" in line for line in log),
+        conflicts=sum(": 409 " in line for line in log),  # a refused write: "...: 409 Conflict"
         load=load,
         log=sorted({re.sub(r"m\d+-\d+", "<model>", line)[:200] for line in log})[:10],
     )

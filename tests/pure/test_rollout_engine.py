@@ -630,8 +630,7 @@ def test_at_most_moves_per_tick_rollouts_change_weight_in_a_tick_and_the_rest_fo
     for _ in range(3):
         results = engine.tick(rollouts)
         started.append(sum(r.state.weight == 10 for r in results))
-        held = [p for r in results for p in r.problems if "changed weight this tick" in p]
-        assert len(held) == 5 - started[-1]
+        assert all(not r.problems for r in results)  # held, but nothing went wrong
         clock.now += 1
     assert started == [2, 4, 5]
     assert all(len(r.router.calls) == 1 for r in rollouts)  # type: ignore[attr-defined]

@@ -3,7 +3,6 @@ router of its mode, its status store, the checks before traffic, the shadow cont
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 from modelcanary.adapters import factory
@@ -14,7 +13,7 @@ from modelcanary.adapters.kserve_router import Services
 from modelcanary.adapters.kube_client import KubeError
 from modelcanary.adapters.status_store import StatusStore
 from modelcanary.kube.api import model_canary
-from modelcanary.kube.check_target import NO_REPOSITORY, check_target
+from modelcanary.kube.check_target import NO_REPOSITORY, Target, check_target
 from modelcanary.rollout.engine import Rollout
 from modelcanary.rollout.ports import GateResult, GoldenResult
 from modelcanary.rollout.spec import RolloutSpec
@@ -46,9 +45,13 @@ def build_rollout(
     holdout = spec.analysis.holdout
     config = runtime.config
     local = (config.model_repo, config.predictor_url)
-    target = functools.cache(
-        lambda: check_target(runtime.api, services, local, mode, namespace, isvc, spec)
-    )
+    found: list[Target] = []  # check_target's answer, asked once (a lambda in a cache
+    # wrapper cost more than the tick's work for a holding rollout)
+
+    def target() -> Target:
+        if not found:
+            found.append(check_target(runtime.api, services, local, mode, namespace, isvc, spec))
+        return found[0]
 
     def golden() -> GoldenResult:
         (_, canary_url), repo = target()

@@ -293,12 +293,7 @@ class Engine:
         if not moved and not rolled_back:
             return []
         if not rolled_back and intent is None and next(self._moves, None) is None:
-            held = (
-                *problems,
-                f"holding at {state.weight}%: {self.moves_per_tick} rollouts "
-                "changed weight this tick, this one changes at a later tick",
-            )
-            return TickResult(rollout.name, state, None, held)
+            return TickResult(rollout.name, state, None, tuple(problems))  # at a later tick
         unsaved = _save(rollout.store, replace(new, applied=False))
         if unsaved and not rolled_back:  # a restart would not know of the move: wait
             held = (*problems, *unsaved, f"holding at {state.weight}% until it is written")

@@ -78,13 +78,14 @@ def _increment(last: Counts | None, now: Counts) -> Counts:
     if last is None or now.requests < last.requests or now.errors < last.errors:
         return now
     if _same_bounds(last, now):
-        pairs = list(zip(now.buckets, last.buckets, strict=True))
+        before = [m for _, m in last.buckets]
     else:
-        before = dict(last.buckets)
-        pairs = [((le, n), (le, before.get(le, 0.0))) for le, n in now.buckets]
-    if now.observed < last.observed or any(n < m for (_, n), (_, m) in pairs):
+        old = dict(last.buckets)
+        before = [old.get(le, 0.0) for le, _ in now.buckets]
+    grown = [n - m for (_, n), m in zip(now.buckets, before, strict=True)]
+    if now.observed < last.observed or min(grown, default=0.0) < 0:
         return now
-    buckets = tuple((le, n - m) for (le, n), (_, m) in pairs)
+    buckets = tuple(zip([le for le, _ in now.buckets], grown, strict=True))
     return Counts(
         now.requests - last.requests,
         now.errors - last.errors,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Literal
 
 Decision = Literal["regression", "no evidence"]
@@ -230,6 +230,11 @@ def upper_bound(nc: float, xc: float, ns: float, xs: float, alpha: float) -> flo
     return start + above * width if above < steps else 1.0
 
 
+# the bound a check shows and the before-full rule reads: found once per judge (without
+# the class-wide lock of Python 3.11's cached_property, which serialized threads' judges)
+_upper_bound = lru_cache(maxsize=1024)(upper_bound)
+
+
 def _spread(nc: float, xc: float, ns: float, xs: float) -> float:
     """The standard error of p_c - p_s (with half a hit and half a miss added to each
     version, so that no count makes it 0): Newton's first guess is that many from the
@@ -256,11 +261,11 @@ class Comparison:
     alpha: float
     log_e: float
 
-    @cached_property
+    @property
     def upper(self) -> float:
         """p_c - p_s is at most this, at 1 - alpha, anytime-valid (found when asked)."""
         counts = self.canary_requests, self.canary_hits, self.stable_requests, self.stable_hits
-        return upper_bound(*counts, self.alpha)
+        return _upper_bound(*counts, self.alpha)
 
     @property
     def e_value(self) -> float:
