@@ -123,6 +123,8 @@ def test_the_watched_copy_follows_a_create_a_change_and_a_delete(
             "the spec change did not reach the copy",
         )
         assert changed and copy.items()["hares"]["metadata"]["generation"] == 2
+        # the copy keeps no managedFields (the server sets them on every object)
+        assert "managedFields" not in copy.items()["hares"]["metadata"]
         api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "hares")
         until(lambda: "hares" not in copy.items(), 30, "the deleted ModelCanary stayed")
     finally:
