@@ -49,6 +49,7 @@ from modelcanary.kube.health import LoopPulse, stalled_after
 from modelcanary.kube.heartbeat import HEARTBEAT_S, MOVES_PER_S, budget, fresh_since, saved_at
 from modelcanary.kube.kopf_glue import NoDiffBase, connection_info
 from modelcanary.kube.leader import LeaseElector
+from modelcanary.kube.memory import release_free_memory
 from modelcanary.kube.rollout_metrics import RolloutMetrics
 from modelcanary.kube.rollout_ports import build_rollout
 from modelcanary.kube.watched import Watched
@@ -293,6 +294,7 @@ def tick_loop(runtime: Runtime) -> None:
                     log.warning("%s", exc)
                 except Exception:  # a bug must not stop every rollout; log it and go on
                     log.exception("tick failed")
+                release_free_memory()
             # a tick begins every tick_s (at once after one that took longer)
             runtime.wake.wait(max(0.0, runtime.config.tick_s - (time.monotonic() - began)))
     finally:
