@@ -27,7 +27,7 @@ def add(commands: Commands) -> None:
         default=PROFILES["production"]["window"],
         help="rate window of the recording rules (default: the production profile's)",
     )
-    p.add_argument("--tick", default="10s", help="time between ticks")
+    p.add_argument("--tick", default="10s", help="how often a tick begins")
     p.add_argument(
         "--stalled-after",
         metavar="DURATION",

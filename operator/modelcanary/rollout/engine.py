@@ -145,13 +145,13 @@ class Engine:
         # thousand rollouts advance at once (None: no limit). Rollbacks and intents are
         # never held.
         self.moves_per_tick: int | None = None
-        self._moves: Iterator[int] = count()  # this tick's slots, taken atomically
+        self._moves: Iterator[int] = count()  # this tick's slots (_open_moves)
         self._synced: set[str] = set()  # rollouts whose recorded weight this engine applied
         self._mirroring: set[str] = set()  # rollouts whose shadow this engine started
         self._verdicts: dict[str, tuple[JudgeInput, Verdict]] = {}  # by rollout
 
     def tick(self, rollouts: Sequence[Rollout]) -> list[TickResult]:
-        self._moves = count() if self.moves_per_tick is None else iter(range(self.moves_per_tick))
+        self._open_moves()
         seen = self.source.observe([r.key for r in rollouts])
         return [self._tick(r, seen[r.key]) for r in rollouts]
 
@@ -162,7 +162,7 @@ class Engine:
         failure and the others still tick: for a controller of many rollouts. With POOL,
         the rollouts tick concurrently in THREADS shares of them (their writes overlap;
         one task per share, not per rollout)."""
-        self._moves = count() if self.moves_per_tick is None else iter(range(self.moves_per_tick))
+        self._open_moves()
         seen = self.source.observe([r.key for r in rollouts])
 
         def each(rollout: Rollout) -> TickResult | TickFailure:
@@ -176,6 +176,10 @@ class Engine:
         shares = [rollouts[first::threads] for first in range(threads)]
         done = list(pool.map(lambda share: [each(rollout) for rollout in share], shares))
         return [done[k % threads][k // threads] for k in range(len(rollouts))]
+
+    def _open_moves(self) -> None:
+        """A tick begins: its slots for weight changes (taken atomically by `next`)."""
+        self._moves = count() if self.moves_per_tick is None else iter(range(self.moves_per_tick))
 
     def _tick(self, rollout: Rollout, seen: Observations) -> TickResult:
         """One rollout's tick, its steps in order. A problem a step meets is reported with
