@@ -33,9 +33,10 @@ import uvloop
 
 from closed_loop import closed_loop, grpc_closed_loop, grpc_requests
 from modelcanary.examples import digits
+from modelcanary.http.triton_control import CONTROL_HEADER
 from modelcanary.load.generator import request_bodies
 from modelcanary.process import free_ports
-from modelcanary.serving.triton_server import CONTROL_HEADER, Endpoints, TritonServer
+from modelcanary.serving.triton_server import Endpoints, TritonServer
 from modelcanary.tables import format_table
 from perf_analyzer_rows import WINDOW_MS, find_perf_analyzer, perf_analyzer
 

@@ -20,8 +20,7 @@ import httpx
 import pytest
 
 from modelcanary.asgi_server import AppServer
-from modelcanary.gateway.guard import CONTROL_HEADER, RequestGuard
-from modelcanary.serving.triton_server import CONTROL_HEADER as TRITON_CONTROL_HEADER
+from modelcanary.gateway.guard import RequestGuard
 from modelcanary.serving.triton_server import TritonServer
 from tests.stack.test_gateway import X, body
 from tests.stack.test_gateway_hostile_requests import (
@@ -140,7 +139,6 @@ def test_without_a_repository_the_max_batch_size_comes_from_triton(
     """As in the chart (the operator's image has no tritonclient to read config.pbtxt):
     the guard asks Triton the loaded model's config with the control key, once."""
     assert served.endpoints is not None
-    assert CONTROL_HEADER == TRITON_CONTROL_HEADER
     app = RequestGuard(served.endpoints.http, ["digits"], None, 1 << 20, 30, served.control_key)
     server = AppServer(app, name="guard")
     url = server.start()

@@ -22,9 +22,8 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
 from modelcanary.gateway.guard import RequestGuard
-from modelcanary.gateway.guard_grpc import GRPC_CONTROL_HEADER, GuardGrpc, GuardGrpcServer
+from modelcanary.gateway.guard_grpc import GuardGrpc, GuardGrpcServer
 from modelcanary.process import free_ports
-from modelcanary.serving.triton_server import GRPC_CONTROL_HEADER as TRITON_GRPC_HEADER
 from modelcanary.serving.triton_server import TritonServer
 from tests.stack.test_gateway import X
 from tests.stack.test_gateway_hostile_requests import served  # noqa: F401
@@ -164,7 +163,6 @@ def test_without_a_repository_the_config_is_not_triton_s(
 ) -> None:
     """Even holding the control key (for the batch size), the guard never forwards
     ModelConfig: Triton's config is a control API."""
-    assert GRPC_CONTROL_HEADER == TRITON_GRPC_HEADER
     client = grpcclient.InferenceServerClient(start(None, served.control_key))
     with pytest.raises(InferenceServerException) as caught:
         client.get_model_config("digits")

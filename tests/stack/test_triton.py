@@ -21,14 +21,10 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from modelcanary.errors import UsageError
+from modelcanary.http.triton_control import GRPC_CONTROL_HEADER
 from modelcanary.serving.faults import FaultSpec, set_faults
 from modelcanary.serving.triton_home import TritonHome
-from modelcanary.serving.triton_server import (
-    GRPC_CONTROL_HEADER,
-    RESTRICTED_APIS,
-    SHM_DIR,
-    TritonServer,
-)
+from modelcanary.serving.triton_server import RESTRICTED_APIS, SHM_DIR, TritonServer
 from modelcanary.waiting import wait_until
 from tests.conftest import PROJECT, metric_samples, metric_value
 from tests.support.triton import CONTROL_REQUESTS, PIN_STABLE, PWN_CONFIG

@@ -45,6 +45,7 @@ from modelcanary.http.asgi import (
     respond_error,
     respond_json,
 )
+from modelcanary.http.triton_control import CONTROL_HEADER
 from modelcanary.http.upstream import (
     PASSED_HEADERS,
     Upstream,
@@ -57,7 +58,6 @@ from modelcanary.http.upstream import (
 PASSED_GETS: tuple[list[str], ...] = ([], ["ready"], ["stats"])
 SERVER_GETS: tuple[list[str], ...] = (["v2"], ["v2", "health", "live"], ["v2", "health", "ready"])
 ASK_EVERY_S = 5.0  # Triton not yet serving the model, or a wrong key: ask again after
-CONTROL_HEADER = "modelcanary-control"  # as modelcanary.serving.triton_server's (a test checks)
 
 
 class RequestGuard:

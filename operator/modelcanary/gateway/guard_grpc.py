@@ -31,12 +31,12 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from modelcanary.gateway.grpc_checks import check_grpc_request
 from modelcanary.gateway.grpc_server import refuse_control_rpcs
 from modelcanary.gateway.grpc_thread import GrpcThread
-from modelcanary.gateway.guard import CONTROL_HEADER, RequestGuard
+from modelcanary.gateway.guard import RequestGuard
 from modelcanary.gateway.infer_checks import InferLimits
 from modelcanary.gateway.public_config import no_config, public_config
+from modelcanary.http.triton_control import GRPC_CONTROL_HEADER
 
 Code = grpc.StatusCode
-GRPC_CONTROL_HEADER = f"triton-grpc-protocol-{CONTROL_HEADER}"  # as Triton's gRPC wants it
 
 
 class GuardGrpc(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]

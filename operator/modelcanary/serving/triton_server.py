@@ -32,6 +32,7 @@ import httpx
 from google.protobuf import json_format
 
 from modelcanary.errors import UsageError
+from modelcanary.http.triton_control import CONTROL_HEADER
 from modelcanary.modelrepo.repository import CONFIG, ModelRepository
 from modelcanary.process import LOOPBACK, exit_reason, free_ports, log_tail, wait_until_ready
 from modelcanary.serving.triton_home import TritonHome
@@ -39,11 +40,8 @@ from modelcanary.triton_backend import MODEL_PY
 
 SHM_DIR = Path("/dev/shm")
 FAULTS_PARAMETER = "MODELCANARY_FAULTS"
-# Triton's APIs only the stack may use, and the header that carries its key (gRPC clients
-# send it as metadata `triton-grpc-protocol-<header>`, as Triton requires).
+# Triton's APIs only the stack may use (with its key, in http.triton_control's header)
 RESTRICTED_APIS = ("model-repository", "model-config", "shared-memory", "logging", "trace")
-CONTROL_HEADER = "modelcanary-control"
-GRPC_CONTROL_HEADER = f"triton-grpc-protocol-{CONTROL_HEADER}"
 
 
 def restriction_flags(key: str) -> list[str]:
