@@ -168,8 +168,9 @@ def build_runtime(config: OperatorConfig) -> Runtime:
             config.identity,
             lease_s=LEASE_S,
         )
-    runtime = Runtime(config, client.CustomObjectsApi(api), engine, book, elector)
-    runtime.prometheus = source
+    runtime = Runtime(
+        config, client.CustomObjectsApi(api), engine, book, elector, prometheus=source
+    )
     if config.comparator:
         runtime.comparator = httpx.Client(timeout=10.0)
     book.listener = lambda alert: _wake_on(runtime, alert)

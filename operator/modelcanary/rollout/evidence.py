@@ -63,8 +63,7 @@ def _add(a: Counts, b: Counts) -> Counts:
 
 def _same_bounds(a: Counts, b: Counts) -> bool:
     """Both histograms have the same bounds, in ascending order."""
-    bounds = [le for le, _ in a.buckets]
-    return bounds == [le for le, _ in b.buckets] and bounds == sorted(bounds)
+    return [le for le, _ in a.buckets] == [le for le, _ in b.buckets] and _ascending(a.buckets)
 
 
 def _ascending(buckets: tuple[tuple[float, float], ...]) -> bool:
